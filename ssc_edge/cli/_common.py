@@ -1,0 +1,34 @@
+"""Options and helpers shared by the CLI commands (the only place that knows about typer)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from ..progress import ProgressCallback, TerminalProgress
+
+__all__ = ["Quiet", "Verbose", "Force", "setup_logging", "progress_for", "echo"]
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the final result.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail.")]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")]
+
+
+def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
+    """Route library logging to stderr at WARNING (quiet), INFO (default) or DEBUG (verbose)."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", force=True)
+    logging.getLogger("ssc_edge").setLevel(level)
+
+
+def progress_for(label: str, *, quiet: bool) -> ProgressCallback | None:
+    """A stderr progress bar, or None under ``--quiet``."""
+    return None if quiet else TerminalProgress(label)
+
+
+def echo(message: str, *, quiet: bool = False, err: bool = False) -> None:
+    """Print a result line unless quiet (``err=True``: to stderr)."""
+    if not quiet:
+        typer.echo(message, err=err)

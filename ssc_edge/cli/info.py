@@ -1,0 +1,7 @@
+"""`ssc-edge info` (placeholder until its issue lands)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app`` (not yet implemented)."""

@@ -1,0 +1,145 @@
+"""The model contract: what an ssc-edge ONNX file promises its runtime.
+
+The trainer (``ssc_edge.train``) writes it into the ONNX ``metadata_props``; the runtime
+(``ssc_edge.runtime``) reads and checks it before running anything. Nothing else is shared
+between the two halves, so this module imports neither TensorFlow nor onnxruntime.
+
+The graph
+---------
+One input named :data:`INPUT_NAME`, float32, normalised DN (DN / ``scale``):
+``(batch, height, width, 10)`` for ``layout="NHWC"`` or ``(batch, 10, height, width)`` for
+``"NCHW"``; channels are ``input_bands`` = the six 20 m bands upsampled to the 10 m grid with
+``upsampling`` (see :func:`ssc_edge.wald.upsample`), then the four 10 m bands.
+One output named :data:`OUTPUT_NAME`, float32, the six sharpened 20 m bands (``output_bands``)
+in the same layout and normalisation; multiply by ``scale`` for DN. Any global residual is
+inside the graph. Height and width are free; an output pixel depends only on input pixels
+within ``halo`` pixels (the number of 3x3 convolutions on the longest path), which is what
+makes overlap tiling exact.
+
+Metadata keys are flat strings; structured values are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+
+from .bands import COARSE_BANDS, FINE_BANDS
+from .errors import ModelError
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "CONTRACT_VERSION", "ModelContract"]
+
+INPUT_NAME = "bands"
+OUTPUT_NAME = "sharpened"
+CONTRACT_VERSION = 1
+_PREFIX = "ssc_edge."
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything the runtime needs to run an exported model, and its provenance.
+
+    Attributes
+    ----------
+    halo : int
+        Receptive-field radius of the graph, fine-grid pixels (derived from the built model).
+    scale : float
+        Normalisation: the network sees ``DN / scale`` and returns ``DN / scale``.
+    layout : {"NHWC", "NCHW"}
+        Tensor layout of input and output.
+    upsampling : str
+        How the runtime upsamples the 20 m bands before the network (``wald.UPSAMPLING_METHODS``).
+    ratio : int
+        Resolution ratio between the 20 m and 10 m grids (2).
+    input_bands, output_bands : tuple of str
+        Channel order of input and output.
+    architecture : dict
+        Model options (blocks, width, residual, kernel sizes).
+    protocol : str
+        ``"heldout"`` or ``"paper"`` (trained on the evaluation pair: training-set numbers).
+    training : dict
+        The training configuration (epochs, lr, batch, patch size, degradation, seed, ...).
+    scene_sha256 : str
+        SHA-256 of the scene file the model was fitted on ("" for the generated demo scene).
+    scene_name : str
+    metrics : dict
+        Reduced-resolution quality of the model and of bicubic (``QualityReport.to_dict``).
+    versions : dict
+        Package and library versions that produced the model.
+    precision : str
+        ``"fp32"``, ``"fp16"`` or ``"int8"`` (set by ``ssc-edge optimize``).
+    quality_loss_db : float
+        Mean-SRE loss against the fp32 parent, dB (0 for an fp32 model).
+    """
+
+    halo: int
+    scale: float
+    layout: str = "NHWC"
+    upsampling: str = "bicubic"
+    ratio: int = 2
+    input_bands: tuple[str, ...] = COARSE_BANDS + FINE_BANDS
+    output_bands: tuple[str, ...] = COARSE_BANDS
+    architecture: dict = field(default_factory=dict)
+    protocol: str = "heldout"
+    training: dict = field(default_factory=dict)
+    scene_sha256: str = ""
+    scene_name: str = ""
+    metrics: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    precision: str = "fp32"
+    quality_loss_db: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("NHWC", "NCHW"):
+            raise ModelError(f"layout must be NHWC or NCHW, got {self.layout!r}")
+        if int(self.halo) != self.halo or self.halo < 0:
+            raise ModelError(f"halo must be a non-negative integer, got {self.halo!r}")
+        if not self.scale > 0:
+            raise ModelError(f"scale must be positive, got {self.scale!r}")
+        object.__setattr__(self, "input_bands", tuple(self.input_bands))
+        object.__setattr__(self, "output_bands", tuple(self.output_bands))
+
+    @property
+    def channels_in(self) -> int:
+        """Number of input channels (10)."""
+        return len(self.input_bands)
+
+    @property
+    def channels_out(self) -> int:
+        """Number of output channels (6)."""
+        return len(self.output_bands)
+
+    def to_metadata(self) -> dict[str, str]:
+        """Flat ``{key: str}`` for ``onnx.ModelProto.metadata_props``."""
+        meta = {f"{_PREFIX}contract_version": str(CONTRACT_VERSION)}
+        for key, value in asdict(self).items():
+            meta[_PREFIX + key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        return meta
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], *, source: object = "model") -> ModelContract:
+        """Parse :meth:`to_metadata` output; raise :class:`ModelError` naming ``source`` if it is not one."""
+        version = metadata.get(f"{_PREFIX}contract_version")
+        if version is None:
+            raise ModelError(f"{source}: not an ssc-edge model (no ssc_edge metadata); export it with ssc-edge fit-and-export")
+        if version != str(CONTRACT_VERSION):
+            raise ModelError(f"{source}: ssc-edge model contract version {version}, this runtime reads {CONTRACT_VERSION}")
+        values = {}
+        for f in fields(cls):
+            raw = metadata.get(_PREFIX + f.name)
+            if raw is None:
+                if f.name in ("halo", "scale"):
+                    raise ModelError(f"{source}: ssc-edge metadata lacks {_PREFIX}{f.name}")
+                continue
+            if f.type == "str":
+                values[f.name] = raw
+                continue
+            try:
+                values[f.name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ModelError(f"{source}: metadata {_PREFIX}{f.name} is not valid JSON ({exc.msg})") from None
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ModelError(f"{source}: malformed ssc-edge metadata ({exc})") from None

@@ -1,0 +1,83 @@
+"""Scene and result I/O. ``read_scene`` picks a reader by content, not by file name.
+
+One module per format: :mod:`.mat` (MATLAB v5 / v7.3), :mod:`.npz`, :mod:`.geotiff`
+(needs the ``geo`` extra). h5py and rasterio are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import SceneReadError
+from ..scene import Scene
+from ._atomic import atomic_output, check_output_path
+
+__all__ = ["read_scene", "detect_format", "atomic_output", "check_output_path"]
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def detect_format(path: Path) -> str:
+    """Return ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"geotiff-folder"`` from the file's first bytes.
+
+    Raises
+    ------
+    SceneReadError
+        If the path does not exist, is unreadable, or matches no supported format.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "geotiff-folder"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(528)
+    except OSError as exc:
+        raise SceneReadError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if not head:
+        raise SceneReadError(f"{path}: file is empty")
+    if head.startswith(b"MATLAB") or head[512:520] == b"\x89HDF\r\n\x1a\n" or head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "mat"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "npz"
+    if head[:4] in _TIFF_MAGIC:
+        return "geotiff"
+    raise SceneReadError(f"{path}: unknown file format (not a MATLAB, NumPy .npz or GeoTIFF file)")
+
+
+def read_scene(path: Path) -> Scene:
+    """Read a Sentinel-2 scene from any supported file or folder.
+
+    Parameters
+    ----------
+    path : Path
+        A MATLAB ``.mat`` (cell or grouped layout, v5 or v7.3), a NumPy ``.npz`` with one
+        array per band, a GeoTIFF (multi-band with band descriptions) or a folder of
+        single-band GeoTIFFs named by band.
+
+    Returns
+    -------
+    Scene
+        Validated; every error names ``path``.
+
+    Raises
+    ------
+    SceneReadError
+        Unreadable, corrupt or unknown file.
+    SceneError
+        Readable, but the bands are missing, of the wrong size, non-finite, ...
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SceneReadError(f"{path}: no such file or folder")
+    kind = detect_format(path)
+    if kind == "mat":
+        from .mat import read_mat_scene
+
+        return read_mat_scene(path)
+    if kind == "npz":
+        from .npz import read_npz_scene
+
+        return read_npz_scene(path)
+    from .geotiff import read_geotiff_scene
+
+    return read_geotiff_scene(path)

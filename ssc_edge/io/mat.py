@@ -1,0 +1,147 @@
+"""MATLAB scene files: v5 (scipy.io) and v7.3 (HDF5, h5py), two layouts.
+
+- *cell* layout (SSC-CNN data sets): ``Yim``, 12 cells in ``bands.ALL_BANDS`` order, and an
+  optional reference ``Xm_im`` (H x W x 6, ``COARSE_BANDS`` order).
+- *grouped* layout (DSen2 test scenes): ``im10`` (B02, B03, B04, B08), ``im20`` (B05, B06, B07,
+  B8A, B11, B12), optional ``im60`` (B01, B09), each a MATLAB array of (bands, H, W); optional
+  reference ``Xm_im`` as in the cell layout.
+
+HDF5 stores MATLAB arrays column-major, so every array read with h5py is transposed to recover
+MATLAB's index order (see ``../shared/data/README.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
+from ..errors import SceneError, SceneReadError
+from ..scene import Scene
+
+__all__ = ["read_mat_scene", "read_mat_arrays", "write_mat", "is_hdf5"]
+
+logger = logging.getLogger(__name__)
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_GROUPS = {"im10": FINE_BANDS, "im20": COARSE_BANDS, "im60": VERY_COARSE_BANDS}
+
+
+def is_hdf5(path: Path) -> bool:
+    """True if ``path`` holds an HDF5 superblock at offset 0 or 512 (MATLAB v7.3 puts it at 512)."""
+    with open(path, "rb") as f:
+        head = f.read(520)
+    return head[:8] == _HDF5_SIGNATURE or head[512:520] == _HDF5_SIGNATURE
+
+
+def _h5_value(h5file, item) -> object:
+    """Convert one HDF5 dataset written by MATLAB into numpy, following cell references."""
+    import h5py
+
+    data = item[()]
+    matlab_class = item.attrs.get("MATLAB_class", b"")
+    matlab_class = matlab_class.decode() if isinstance(matlab_class, bytes) else str(matlab_class)
+    if matlab_class == "cell" or (isinstance(data, np.ndarray) and data.dtype == h5py.ref_dtype):
+        cells = [_h5_value(h5file, h5file[ref]) for ref in np.asarray(data).ravel(order="F")]
+        return cells
+    if isinstance(data, np.ndarray) and data.ndim >= 2:
+        return data.T  # column-major storage: reverse the axes to get MATLAB's order
+    return data
+
+
+def read_mat_arrays(path: Path) -> dict[str, object]:
+    """Read every top-level variable of a MATLAB file (v5 or v7.3).
+
+    Cell arrays come back as lists in MATLAB linear (column-major) order; numeric arrays in
+    MATLAB's index order. Raises :class:`SceneReadError` for a file neither reader accepts.
+    """
+    path = Path(path)
+    try:
+        if is_hdf5(path):
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                return {k: _h5_value(h5, h5[k]) for k in h5 if not k.startswith("#") and isinstance(h5[k], h5py.Dataset)}
+        from scipy import io as sio
+
+        raw = sio.loadmat(path)
+    except SceneReadError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise SceneReadError(f"{path}: cannot read MATLAB file ({type(exc).__name__}: {exc})") from None
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        if key.startswith("__"):
+            continue
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            value = [np.asarray(v) for v in value.ravel(order="F")]
+        out[key] = value
+    return out
+
+
+def _squeeze_band(value: object, where: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == object:
+        raise SceneError(f"{where} is not a numeric array")
+    return np.squeeze(array) if array.ndim > 2 else array
+
+
+def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene:
+    """Read a MATLAB scene file in the cell or grouped layout.
+
+    Parameters
+    ----------
+    path : Path
+    fine_pixel_size : float, optional
+        Metres per fine-grid pixel. Default: 20 for a file with a reference ``Xm_im`` (an RR
+        file), else 10.
+
+    Returns
+    -------
+    Scene
+        All-zero 60 m placeholder bands are dropped; bands are DN, float32.
+    """
+    path = Path(path)
+    arrays = read_mat_arrays(path)
+    where = f"{path}: "
+    bands: dict[str, np.ndarray] = {}
+    if "Yim" in arrays:
+        cells = arrays["Yim"]
+        if not isinstance(cells, list) or len(cells) != len(ALL_BANDS):
+            count = len(cells) if isinstance(cells, list) else "a non-cell"
+            raise SceneError(f"{where}Yim must be a cell array of {len(ALL_BANDS)} bands, got {count}")
+        for name, cell in zip(ALL_BANDS, cells, strict=True):
+            bands[name] = _squeeze_band(cell, f"{where}Yim band {name}")
+    elif "im10" in arrays and "im20" in arrays:
+        for group, names in _GROUPS.items():
+            if group not in arrays:
+                continue
+            stack = np.asarray(arrays[group])
+            if stack.ndim == 2 and len(names) == 1:
+                stack = stack[None]
+            if stack.ndim != 3 or stack.shape[0] != len(names):
+                raise SceneError(
+                    f"{where}{group} must be ({len(names)}, H, W) for bands {', '.join(names)}, "
+                    f"got {'x'.join(map(str, stack.shape))}"
+                )
+            bands.update(zip(names, stack, strict=True))
+    else:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise SceneReadError(f"{where}unknown MATLAB layout: expected Yim (cell) or im10/im20 (grouped), found {found}")
+    for name in VERY_COARSE_BANDS:
+        if name in bands and (bands[name].size == 0 or not np.any(bands[name])):
+            logger.debug("%s: dropping all-zero placeholder band %s", path, name)
+            del bands[name]
+    reference = arrays.get("Xm_im")
+    if fine_pixel_size is None:
+        fine_pixel_size = 20.0 if reference is not None else 10.0
+    return Scene(bands=bands, reference=reference, fine_pixel_size=fine_pixel_size, source=path, name=path.stem)
+
+
+def write_mat(path: Path, image: np.ndarray, *, name: str = "xpr", extra: dict | None = None) -> None:
+    """Write an (H, W, B) array as a MATLAB v5 file under variable ``name`` (``Xm_im`` layout)."""
+    from scipy import io as sio
+
+    sio.savemat(path, {name: image, **(extra or {})}, do_compression=True)
