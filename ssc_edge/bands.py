@@ -35,14 +35,13 @@ VERY_COARSE_BANDS: tuple[str, ...] = ("B01", "B09")
 
 #: Ground sampling distance of each band, metres.
 GSD = MappingProxyType(
-    {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
-     "B08": 10, "B8A": 20, "B09": 60, "B11": 20, "B12": 20}  # fmt: skip
+    dict(zip(ALL_BANDS, (60, 10, 10, 10, 20, 20, 20, 10, 20, 60, 20, 20), strict=True))
 )
 
 #: Modulation transfer function of each band at its Nyquist frequency (dimensionless),
 #: the values used by Nguyen et al. and DSen2 for the Wald-protocol degradation.
 MTF_NYQUIST = MappingProxyType(
-    dict(zip(ALL_BANDS, (0.32, 0.26, 0.28, 0.24, 0.38, 0.34, 0.34, 0.26, 0.33, 0.26, 0.22, 0.23)))
+    dict(zip(ALL_BANDS, (0.32, 0.26, 0.28, 0.24, 0.38, 0.34, 0.34, 0.26, 0.33, 0.26, 0.22, 0.23), strict=True))
 )
 
 

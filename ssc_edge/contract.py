@@ -122,9 +122,13 @@ class ModelContract:
         """Parse :meth:`to_metadata` output; raise :class:`ModelError` naming ``source`` if it is not one."""
         version = metadata.get(f"{_PREFIX}contract_version")
         if version is None:
-            raise ModelError(f"{source}: not an ssc-edge model (no ssc_edge metadata); export it with ssc-edge fit-and-export")
+            raise ModelError(
+                f"{source}: not an ssc-edge model (no ssc_edge metadata); export it with ssc-edge fit-and-export"
+            )
         if version != str(CONTRACT_VERSION):
-            raise ModelError(f"{source}: ssc-edge model contract version {version}, this runtime reads {CONTRACT_VERSION}")
+            raise ModelError(
+                f"{source}: ssc-edge model contract version {version}, this runtime reads {CONTRACT_VERSION}"
+            )
         values = {}
         for f in fields(cls):
             raw = metadata.get(_PREFIX + f.name)

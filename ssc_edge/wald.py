@@ -19,6 +19,7 @@ Keys (1981), "Cubic convolution interpolation for digital image processing", IEE
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -113,8 +114,8 @@ def _check_image(image: np.ndarray, what: str) -> np.ndarray:
 
 
 def _check_ratio(ratio: int) -> None:
-    if int(ratio) != ratio or ratio < 2:
-        raise OptionError(f"ratio must be an integer >= 2, got {ratio}")
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Integral) or ratio < 2:
+        raise OptionError(f"ratio must be an integer >= 2, got {ratio!r}")
 
 
 def degrade(
@@ -148,11 +149,17 @@ def degrade(
     if method not in DEGRADATION_METHODS:
         raise OptionError(f"unknown degradation method {method!r}; choose one of {DEGRADATION_METHODS}")
     image = _check_image(image, "image")
+    if min(image.shape[:2]) < ratio:
+        raise OptionError(f"image of {image.shape[0]}x{image.shape[1]} px is smaller than the ratio {ratio}")
     channels = 1 if image.ndim == 2 else image.shape[2]
     if method == "mtf":
         if mtf is None:
             raise OptionError("method='mtf' needs the MTF gain at Nyquist (mtf=...)")
-        gains = np.broadcast_to(np.asarray(mtf, dtype=np.float64), (channels,))
+        gains = np.asarray(mtf, dtype=np.float64).ravel()
+        if gains.size == 1:
+            gains = np.repeat(gains, channels)
+        if gains.size != channels:
+            raise OptionError(f"mtf has {gains.size} values for an image of {channels} channels")
     else:
         gains = np.zeros(channels)
     planes = image[..., None] if image.ndim == 2 else image
@@ -289,10 +296,15 @@ def training_pair(
     upsampling : {"bicubic", "spline"}
         See :func:`upsample`.
     """
+    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
+        raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
     multiple = 2 ** (levels + 1)
     height, width = (n - n % multiple for n in scene.shape)
     if height < multiple or width < multiple:
-        raise SceneError(f"scene of {scene.shape[0]}x{scene.shape[1]} is too small for {levels} level(s) of degradation")
+        raise SceneError(
+            f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small for {levels} level(s) of degradation "
+            f"(needs at least {multiple}x{multiple})"
+        )
     fine = scene.fine()[:height, :width].astype(np.float64)
     coarse = scene.coarse()[: height // 2, : width // 2].astype(np.float64)
     fine_gains, coarse_gains = _mtf_gains(FINE_BANDS, mtf), _mtf_gains(COARSE_BANDS, mtf)
