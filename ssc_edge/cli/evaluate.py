@@ -1,7 +1,94 @@
-"""`ssc-edge evaluate` (placeholder until its issue lands)."""
+"""``ssc-edge evaluate``: score a sharpened estimate, or plain upsampling, against an RR scene's reference.
+
+Two forms::
+
+    ssc-edge evaluate ESTIMATE --reference SCENE [--method bicubic]   # the estimate (and the baseline)
+    ssc-edge evaluate --method bicubic SCENE                          # the upsampling baseline only
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ..errors import OptionError
+from ..evaluation import bicubic_baseline, evaluate_estimate, format_quality_table
+from ..io import atomic_output, check_output_path, read_estimate, read_scene
+from ..wald import UPSAMPLING_METHODS
+from ._common import Force
+
+__all__ = ["register"]
+
+
+def _resolve(estimate: Path | None, reference: Path | None, method: str | None) -> tuple[Path | None, Path]:
+    """(estimate file or None, scene file) from the two command forms."""
+    if method is not None and method not in UPSAMPLING_METHODS:
+        raise OptionError(f"unknown upsampling method {method!r}; choose one of {', '.join(UPSAMPLING_METHODS)}")
+    if reference is not None:
+        if estimate is None and method is None:
+            raise OptionError("nothing to evaluate: give an ESTIMATE file or --method METHOD")
+        return estimate, reference
+    if method is not None and estimate is not None:
+        return None, estimate  # `evaluate --method bicubic SCENE`
+    raise OptionError("evaluate needs ESTIMATE --reference SCENE, or --method METHOD SCENE")
+
 
 def register(app: typer.Typer) -> None:
-    """Add the command to ``app`` (not yet implemented)."""
+    """Add ``evaluate`` to ``app``."""
+
+    @app.command("evaluate")
+    def evaluate(
+        estimate: Annotated[
+            Path | None,
+            typer.Argument(
+                help="Sharpened estimate (.tif, .npz, .mat, .npy; H x W x 6 DN). With --method and no "
+                "--reference: the reduced-resolution scene instead.",
+                show_default=False,
+            ),
+        ] = None,
+        reference: Annotated[
+            Path | None,
+            typer.Option(
+                "--reference", "-r", help="Reduced-resolution scene holding the reference (Xm_im).", show_default=False
+            ),
+        ] = None,
+        method: Annotated[
+            str | None,
+            typer.Option(
+                "--method",
+                "-m",
+                help=f"Score plain upsampling of the scene's 20 m bands: {' or '.join(UPSAMPLING_METHODS)}.",
+                show_default=False,
+            ),
+        ] = None,
+        json_path: Annotated[
+            Path | None,
+            typer.Option("--json", help="Also write the scores to this JSON file.", show_default=False),
+        ] = None,
+        border: Annotated[int, typer.Option("--border", min=0, help="Pixels to drop at each edge before scoring.")] = 0,
+        force: Force = False,
+    ) -> None:
+        """Score an estimate against a reduced-resolution reference: per-band SRE (dB), RMSE (DN), SSIM, Q;
+        mean SRE (dB), SAM (degrees), ERGAS."""
+        estimate_path, scene_path = _resolve(estimate, reference, method)
+        if json_path is not None:
+            check_output_path(json_path, force=force)
+        scene = read_scene(scene_path)
+        reports = {}
+        if estimate_path is not None:
+            reports[estimate_path.stem] = evaluate_estimate(read_estimate(estimate_path), scene, border=border)
+        if method is not None:
+            reports[method] = evaluate_estimate(bicubic_baseline(scene, method=method), scene, border=border)
+        typer.echo(format_quality_table(reports))
+        if json_path is not None:
+            document = {
+                "reference": str(scene_path),
+                "estimate": str(estimate_path) if estimate_path is not None else None,
+                "border": border,
+                "reports": {name: report.to_dict() for name, report in reports.items()},
+            }
+            with atomic_output(json_path) as tmp:
+                tmp.write_text(json.dumps(document, indent=2) + "\n")

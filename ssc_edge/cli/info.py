@@ -1,7 +1,58 @@
-"""`ssc-edge info` (placeholder until its issue lands)."""
+"""``ssc-edge info SCENE``: what a scene file holds (bands, sizes, GSDs, value ranges, reference, georef)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ..io import describe_scene, read_scene
+
+__all__ = ["register"]
+
+
+def _text(summary: dict) -> str:
+    height, width = summary["shape"]
+    lines = [
+        f"{summary['source']}: fine grid {height}x{width} px at {summary['fine_pixel_size']:g} m",
+        f"{'band':<5} {'size':>9} {'GSD (m)':>8} {'min (DN)':>10} {'max (DN)':>10} {'mean (DN)':>10}",
+    ]
+    for name, band in summary["bands"].items():
+        size = "x".join(map(str, band["shape"]))
+        lines.append(
+            f"{name:<5} {size:>9} {band['gsd']:>8g} {band['min']:>10.1f} {band['max']:>10.1f} {band['mean']:>10.1f}"
+        )
+    reference = summary["reference"]
+    if reference is None:
+        lines.append("reference: none")
+    else:
+        size = "x".join(map(str, reference["shape"]))
+        lines.append(f"reference: {size} (DN {reference['min']:.1f} to {reference['max']:.1f})")
+    georef = summary["georef"]
+    if georef is None:
+        lines.append("georeferencing: none")
+    else:
+        crs = georef["crs"] if len(georef["crs"]) <= 60 else georef["crs"][:57] + "..."
+        lines.append(f"georeferencing: transform {tuple(georef['transform'])}, CRS {crs}")
+    return "\n".join(lines)
+
 
 def register(app: typer.Typer) -> None:
-    """Add the command to ``app`` (not yet implemented)."""
+    """Add ``info`` to ``app``."""
+
+    @app.command("info")
+    def info(
+        scene: Annotated[
+            Path,
+            typer.Argument(
+                help="Scene: MATLAB .mat (v5 or v7.3), .npz, a GeoTIFF, or a folder of GeoTIFFs named by band.",
+                show_default=False,
+            ),
+        ],
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+    ) -> None:
+        """Show a scene's bands, sizes, ground sampling distances, value ranges, reference and georeferencing."""
+        summary = describe_scene(read_scene(scene))
+        typer.echo(json.dumps(summary, indent=2) if as_json else _text(summary))

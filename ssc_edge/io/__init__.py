@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from ..bands import ALL_BANDS
 from ..errors import SceneReadError
 from ..scene import Scene
 from ._atomic import atomic_output, check_output_path
+from .results import read_estimate, write_result
 
-__all__ = ["read_scene", "detect_format", "atomic_output", "check_output_path"]
+__all__ = [
+    "atomic_output",
+    "check_output_path",
+    "describe_scene",
+    "detect_format",
+    "read_estimate",
+    "read_scene",
+    "write_result",
+]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -81,3 +93,39 @@ def read_scene(path: Path) -> Scene:
     from .geotiff import read_geotiff_scene
 
     return read_geotiff_scene(path)
+
+
+def _value_range(array: np.ndarray) -> dict[str, float]:
+    return {"min": float(array.min()), "max": float(array.max()), "mean": float(array.mean())}
+
+
+def describe_scene(scene: Scene) -> dict:
+    """Summarise a scene as plain JSON types (what ``ssc-edge info`` prints).
+
+    Returns
+    -------
+    dict
+        ``source``, ``name``, ``shape`` (H, W of the fine grid, pixels), ``fine_pixel_size`` (m),
+        ``bands``: ``{name: {"shape", "gsd" (m), "min", "max", "mean" (DN)}}`` in canonical band
+        order, ``reference``: ``{"shape", "min", "max", "mean"}`` or None, ``georef``:
+        ``{"transform", "crs"}`` or None.
+    """
+    bands = {}
+    for name in sorted(scene.bands, key=ALL_BANDS.index):
+        array = scene.bands[name]
+        bands[name] = {"shape": list(array.shape), "gsd": scene.gsd(name), **_value_range(array)}
+    reference = None
+    if scene.reference is not None:
+        reference = {"shape": list(scene.reference.shape), **_value_range(scene.reference)}
+    georef = None
+    if scene.georef is not None:
+        georef = {"transform": list(scene.georef.transform), "crs": scene.georef.crs}
+    return {
+        "source": str(scene.source) if scene.source is not None else None,
+        "name": scene.name,
+        "shape": list(scene.shape),
+        "fine_pixel_size": scene.fine_pixel_size,
+        "bands": bands,
+        "reference": reference,
+        "georef": georef,
+    }

@@ -13,6 +13,7 @@ MATLAB's index order (see ``../shared/data/README.md``).
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
 from ..scene import Scene
 
-__all__ = ["read_mat_scene", "read_mat_arrays", "write_mat", "is_hdf5"]
+__all__ = ["is_hdf5", "read_mat_arrays", "read_mat_scene", "write_mat"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,14 @@ def _h5_value(h5file, item) -> object:
     return data
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What h5py and scipy.io raise for a corrupt file (zlib.error and MatReadError are not OSError/ValueError)."""
+    from scipy.io.matlab import MatReadError
+
+    return (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, NotImplementedError, RuntimeError,
+            OverflowError, zlib.error, MatReadError)  # fmt: skip
+
+
 def read_mat_arrays(path: Path) -> dict[str, object]:
     """Read every top-level variable of a MATLAB file (v5 or v7.3).
 
@@ -58,19 +67,22 @@ def read_mat_arrays(path: Path) -> dict[str, object]:
     MATLAB's index order. Raises :class:`SceneReadError` for a file neither reader accepts.
     """
     path = Path(path)
+    read_errors = _read_errors()
     try:
         if is_hdf5(path):
             import h5py
 
             with h5py.File(path, "r") as h5:
-                return {k: _h5_value(h5, h5[k]) for k in h5 if not k.startswith("#") and isinstance(h5[k], h5py.Dataset)}
+                names = [k for k in h5 if not k.startswith("#") and isinstance(h5[k], h5py.Dataset)]
+                return {k: _h5_value(h5, h5[k]) for k in names}
         from scipy import io as sio
 
         raw = sio.loadmat(path)
     except SceneReadError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, NotImplementedError, RuntimeError) as exc:
-        raise SceneReadError(f"{path}: cannot read MATLAB file ({type(exc).__name__}: {exc})") from None
+    except read_errors as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise SceneReadError(f"{path}: cannot read MATLAB file ({type(exc).__name__}: {detail})") from None
     out: dict[str, object] = {}
     for key, value in raw.items():
         if key.startswith("__"):

@@ -1,0 +1,263 @@
+"""GeoTIFF scenes and results (needs the ``geo`` extra: rasterio, imported inside each function).
+
+A scene is either
+
+- a **folder** of GeoTIFFs: single-band files named by band (``B05.tif``,
+  ``T27WVM_20190610T125301_B8A.tif``: the part of the name after the last underscore), and/or
+  multi-band files whose band descriptions are band names (e.g. one 10 m file with B02, B03,
+  B04, B08 and one 20 m file with B05, B06, B07, B8A, B11, B12); or
+- **one multi-band GeoTIFF** whose band descriptions are band names. All bands of one file share
+  one grid, so such a file alone can hold a scene only if every band is on the fine grid, which
+  :class:`~ssc_edge.scene.Scene` refuses for the 20 m bands: use a folder for real scenes.
+
+The georeferencing (transform, CRS as WKT) of the file holding ``B02`` becomes ``Scene.georef``;
+the fine pixel size is its pixel width when the CRS is projected in metres, else 10 m.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..bands import FINE_BANDS, VERY_COARSE_BANDS, canonical_band_name
+from ..errors import OptionError, SceneError, SceneReadError
+from ..scene import GeoReference, Scene
+
+__all__ = ["geotiff_band_sources", "read_geotiff_image", "read_geotiff_scene", "write_geotiff"]
+
+logger = logging.getLogger(__name__)
+
+_SUFFIXES = (".tif", ".tiff")
+
+
+def _rasterio(path: Path, error: type[Exception] = SceneReadError):
+    try:
+        import rasterio
+    except ImportError:
+        raise error(f"{path}: GeoTIFF support needs rasterio: pip install 'ssc-edge[geo]'") from None
+    return rasterio
+
+
+@contextmanager
+def _open(path: Path):
+    """Open a raster for reading; any rasterio failure becomes a one-line SceneReadError."""
+    rasterio = _rasterio(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dataset = rasterio.open(path)
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SceneReadError(f"{path}: cannot read GeoTIFF ({message})") from None
+    with dataset:
+        yield dataset
+
+
+def _file_bands(path: Path, *, strict: bool) -> dict[str, int]:
+    """Band name -> 1-based index for one GeoTIFF, from its name (single band) or band descriptions."""
+    with _open(path) as dataset:
+        descriptions = dataset.descriptions
+        count = dataset.count
+    names: dict[str, int] = {}
+    if count == 1:
+        for candidate in (path.stem, descriptions[0] or ""):
+            try:
+                return {canonical_band_name(candidate): 1}
+            except KeyError:
+                continue
+        if strict:
+            raise SceneReadError(f"{path}: neither the file name nor the band description names a Sentinel-2 band")
+        return {}
+    for index, description in enumerate(descriptions, start=1):
+        try:
+            band = canonical_band_name(description or "")
+        except KeyError:
+            if strict:
+                raise SceneReadError(
+                    f"{path}: band {index} description {description!r} is not a Sentinel-2 band name "
+                    "(a multi-band GeoTIFF must name its bands B02, B03, ...)"
+                ) from None
+            return {}
+        if band in names:
+            raise SceneReadError(f"{path}: bands {names[band]} and {index} are both described as {band}")
+        names[band] = index
+    return names
+
+
+def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
+    """Find where each band of a GeoTIFF scene lives, without reading pixels.
+
+    Parameters
+    ----------
+    path : Path
+        A multi-band GeoTIFF with band descriptions, or a folder of GeoTIFFs (see module docstring).
+        In a folder, files naming no band (a ``TCI.tif`` quicklook, say) are skipped.
+
+    Returns
+    -------
+    dict of str to (Path, int)
+        Canonical band name -> (file, 1-based band index in that file), in file-name order.
+
+    Raises
+    ------
+    SceneReadError
+        Unreadable file, a band found twice, or no band at all.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SceneReadError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+        strict = False
+    else:
+        files, strict = [path], True
+    sources: dict[str, tuple[Path, int]] = {}
+    for file in files:
+        for band, index in _file_bands(file, strict=strict).items():
+            if band in sources:
+                raise SceneReadError(f"{path}: band {band} is in both {sources[band][0].name} and {file.name}")
+            sources[band] = (file, index)
+    if not sources:
+        raise SceneReadError(f"{path}: no GeoTIFF named by a Sentinel-2 band (B02.tif, ..., or band descriptions)")
+    return sources
+
+
+def _georef(dataset) -> GeoReference | None:
+    if dataset.crs is None:
+        return None
+    t = dataset.transform
+    return GeoReference((t.a, t.b, t.c, t.d, t.e, t.f), dataset.crs.to_wkt())
+
+
+def _read_band(file: Path, index: int) -> tuple[np.ndarray, GeoReference | None, float | None]:
+    with _open(file) as dataset:
+        try:
+            data = dataset.read(index)
+        except Exception as exc:  # rasterio/GDAL raise several types for corrupt tiles
+            raise SceneReadError(f"{file}: cannot read band {index} ({type(exc).__name__}: {exc})") from None
+        pixel = None
+        if dataset.crs is not None and dataset.crs.is_projected and dataset.crs.linear_units in ("metre", "meter"):
+            pixel = abs(dataset.transform.a)
+        return data, _georef(dataset), pixel
+
+
+def read_geotiff_scene(path: Path) -> Scene:
+    """Read a scene from a folder of GeoTIFFs or one multi-band GeoTIFF.
+
+    Parameters
+    ----------
+    path : Path
+        See :func:`geotiff_band_sources`.
+
+    Returns
+    -------
+    Scene
+        Bands as float32 DN; all-zero 60 m bands dropped; ``georef`` from the file holding B02.
+
+    Raises
+    ------
+    SceneReadError
+        Unreadable file or no band found.
+    SceneError
+        Bands missing, of the wrong size, non-finite, of an unsupported dtype, ...
+    """
+    path = Path(path)
+    sources = geotiff_band_sources(path)
+    bands: dict[str, np.ndarray] = {}
+    georef, fine_pixel_size = None, 10.0
+    for band, (file, index) in sources.items():
+        data, band_georef, pixel = _read_band(file, index)
+        if band == FINE_BANDS[0]:
+            georef = band_georef
+            fine_pixel_size = pixel or 10.0
+        if band in VERY_COARSE_BANDS and data.dtype.kind in "uif" and not np.any(data):
+            logger.debug("%s: dropping all-zero placeholder band %s", path, band)
+            continue
+        bands[band] = data
+    if georef is not None:
+        for band in FINE_BANDS:
+            other = sources.get(band)
+            if other is not None and other[0] != sources[FINE_BANDS[0]][0]:
+                with _open(other[0]) as dataset:
+                    if dataset.crs is not None and dataset.crs.to_wkt() != georef.crs:
+                        raise SceneError(f"{other[0]}: band {band} has a different CRS than {FINE_BANDS[0]}")
+    return Scene(bands=bands, fine_pixel_size=fine_pixel_size, georef=georef, source=path, name=path.stem)
+
+
+def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], GeoReference | None]:
+    """Read every band of one GeoTIFF as an (H, W, B) array.
+
+    Returns
+    -------
+    image : (H, W, B) ndarray
+        The file's dtype (DN).
+    descriptions : tuple of B (str or None)
+        Band descriptions as stored.
+    georef : GeoReference or None
+    """
+    path = Path(path)
+    with _open(path) as dataset:
+        try:
+            data = dataset.read()
+        except Exception as exc:  # rasterio/GDAL raise several types for corrupt tiles
+            raise SceneReadError(f"{path}: cannot read GeoTIFF ({type(exc).__name__}: {exc})") from None
+        return np.moveaxis(data, 0, -1), tuple(dataset.descriptions), _georef(dataset)
+
+
+def write_geotiff(
+    path: Path,
+    image: np.ndarray,
+    *,
+    band_names: tuple[str, ...],
+    georef: GeoReference | None = None,
+    dtype: str = "float32",
+) -> None:
+    """Write an (H, W, B) image as a tiled, DEFLATE-compressed GeoTIFF with band descriptions.
+
+    Writes exactly ``path`` and is not atomic by itself; use
+    :func:`ssc_edge.io.results.write_result` for checked, atomic outputs.
+
+    Parameters
+    ----------
+    path : Path
+    image : (H, W, B) ndarray
+        DN; cast to ``dtype`` as is (round and clip first for integer outputs).
+    band_names : tuple of B str
+        Written as band descriptions.
+    georef : GeoReference, optional
+        Transform and CRS of the image grid; without it the file is not georeferenced.
+    dtype : str
+        Any dtype GDAL stores (``"float32"``, ``"uint16"``, ...).
+    """
+    rasterio = _rasterio(path, OptionError)
+    from rasterio.transform import Affine
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != len(band_names):
+        raise OptionError(f"image must be (H, W, {len(band_names)}) for bands {band_names}, got {image.shape}")
+    height, width, count = image.shape
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": count,
+        "dtype": dtype,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "predictor": 3 if np.dtype(dtype).kind == "f" else 2,
+        "interleave": "band",
+    }
+    if georef is not None:
+        profile.update(crs=georef.crs, transform=Affine(*georef.transform))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dataset:
+            dataset.write(np.moveaxis(image.astype(dtype, copy=False), -1, 0))
+            for index, name in enumerate(band_names, start=1):
+                dataset.set_band_description(index, name)

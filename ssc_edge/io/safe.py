@@ -1,0 +1,360 @@
+"""Sentinel-2 L1C and L2A SAFE products: the ``.SAFE`` folder or its ``.zip``.
+
+The band files are found through the product metadata (``MTD_MSIL1C.xml`` or ``MTD_MSIL2A.xml``,
+whose ``IMAGE_FILE`` entries name every JPEG 2000 file of the granule without its ``.jp2``
+extension), and read with rasterio (``/vsizip/`` inside a zip). L2A products keep each band at
+its native resolution: the 10 m bands come from ``R10m`` (``_B02_10m``), the 20 m bands from
+``R20m`` (``_B05_20m``, ``_B8A_20m``...).
+
+Units
+-----
+The scene holds *DN-like* values: reflectance x 10000 (float32), after the processing-baseline
+radiometric offset (ESA, Sentinel-2 L1C / L2A Product Specification, PSD 14.9; processing
+baseline 04.00 and later):
+
+- L1C: ``reflectance = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE``
+- L2A: ``reflectance = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE``
+
+Products older than baseline 04.00 have no offset list; the offset is then 0. Negative values
+(dark pixels in baseline 04.00+ products) are kept, not clipped.
+
+Nodata
+------
+Pixels equal to the product's ``NODATA`` special value (0 in every baseline) carry no
+measurement. They are set to 0.0 *after* the offset (so they never become -1000) and their count
+per band is logged as a warning. A band that is entirely nodata is rejected by :class:`Scene`
+("all zeros").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, canonical_band_name
+from ..errors import SceneReadError
+from ..scene import GeoReference, Scene
+
+__all__ = ["SafeProduct", "is_safe_product", "read_safe_product", "read_safe_scene"]
+
+logger = logging.getLogger(__name__)
+
+_METADATA_NAMES = {"MTD_MSIL1C.xml": "L1C", "MTD_MSIL2A.xml": "L2A"}
+
+#: ``band_id`` of the offset lists, when the product has no Spectral_Information list (PSD 14.9).
+_BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+_BAND_IN_NAME = re.compile(r"_(B(?:0?\d|1[0-2]|8A))(?:_(\d\d)m)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SafeProduct:
+    """What the product metadata says about a SAFE product.
+
+    Attributes
+    ----------
+    path : Path
+        The ``.SAFE`` folder, its ``.zip`` or its metadata XML, as given.
+    name : str
+        Product name (the ``.SAFE`` folder name without the suffix).
+    level : {"L1C", "L2A"}
+    baseline : str or None
+        ``PROCESSING_BASELINE`` (``"05.09"``), when the metadata states it.
+    quantification : float
+        ``QUANTIFICATION_VALUE`` (L1C) or ``BOA_QUANTIFICATION_VALUE`` (L2A), DN per unit reflectance.
+    offsets : mapping of str to float
+        ``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET`` per band name, DN (0 for products before baseline 04.00).
+    nodata : int
+        The ``NODATA`` special value, DN (0).
+    band_files : mapping of str to str
+        Band name to the GDAL path of its JPEG 2000 file (``/vsizip/...`` inside a zip), for the
+        bands ssc-edge uses, each at its native resolution.
+    """
+
+    path: Path
+    name: str
+    level: str
+    baseline: str | None
+    quantification: float
+    offsets: Mapping[str, float]
+    nodata: int
+    band_files: Mapping[str, str]
+
+
+def is_safe_product(path: Path) -> bool:
+    """True if ``path`` is a ``.SAFE`` folder, a zip holding one, or a product metadata XML.
+
+    Looks only for an ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` at the top of the product; never raises.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return any((path / name).is_file() for name in _METADATA_NAMES)
+        if path.name in _METADATA_NAMES:
+            return path.is_file()
+        if path.is_file() and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return _zip_metadata_member(archive.namelist()) is not None
+    except OSError:
+        return False
+    return False
+
+
+def read_safe_scene(path: Path) -> Scene:
+    """Read the 10 m and 20 m bands of a Sentinel-2 L1C or L2A SAFE product as a :class:`Scene`.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.SAFE`` folder, a ``.zip`` holding one, or the product's ``MTD_MSIL1C.xml`` /
+        ``MTD_MSIL2A.xml``.
+
+    Returns
+    -------
+    Scene
+        Bands ``B02 B03 B04 B08`` (H, W) and ``B05 B06 B07 B8A B11 B12`` (H/2, W/2) as float32
+        reflectance x 10000 after the radiometric offset; nodata pixels are 0.0. ``georef`` is the
+        10 m grid's (from the B02 file), ``name`` the product name, ``source`` ``path``.
+
+    Raises
+    ------
+    SceneReadError
+        Not a SAFE product, metadata missing or unreadable, a band file missing or unreadable, or
+        a 20 m band not aligned with the 10 m grid.
+    SceneError
+        Bands readable but invalid (an all-nodata band, a 20 m band not half the 10 m size).
+    """
+    path = Path(path)
+    product = read_safe_product(path)
+    bands: dict[str, np.ndarray] = {}
+    georef: GeoReference | None = None
+    fine_transform = None
+    for band in FINE_BANDS + COARSE_BANDS:
+        dn, transform, crs = _read_band(product.band_files[band], path, band)
+        if band == FINE_BANDS[0]:
+            fine_transform = transform
+            georef = GeoReference(tuple(float(v) for v in transform[:6]), crs) if crs else None
+        else:
+            _check_alignment(transform, fine_transform, GSD[band] / 10, path, band)
+        bands[band] = _to_reflectance_dn(dn, product, band, path)
+    return Scene(bands, georef=georef, source=path, name=product.name)
+
+
+def read_safe_product(path: Path) -> SafeProduct:
+    """Read a SAFE product's metadata: level, offsets, quantification, nodata and band files.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.SAFE`` folder, a ``.zip`` holding one, or the product's metadata XML.
+
+    Raises
+    ------
+    SceneReadError
+        Not a SAFE product, metadata missing or malformed, a band listed nowhere or its file missing.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SceneReadError(f"{path}: no such file or folder")
+    xml_bytes, level, root_gdal, name, exists = _locate(path)
+    try:
+        tree = ET.fromstring(xml_bytes)
+    except ET.ParseError as exc:
+        raise SceneReadError(f"{path}: product metadata is not valid XML ({exc})") from None
+    elements = [(_local(el.tag), el) for el in tree.iter()]
+    quantification = _quantification(elements, level, path)
+    offsets = _offsets(elements, level)
+    nodata = _nodata(elements)
+    band_files = _band_files(elements, level, root_gdal, path)
+    for band, gdal_path in band_files.items():
+        if not exists(gdal_path):
+            raise SceneReadError(f"{path}: band {band} file {gdal_path} is missing")
+    baseline = next((el.text.strip() for tag, el in elements if tag == "PROCESSING_BASELINE" and el.text), None)
+    return SafeProduct(
+        path=path, name=name, level=level, baseline=baseline, quantification=quantification,
+        offsets=MappingProxyType(offsets), nodata=nodata, band_files=MappingProxyType(band_files),
+    )  # fmt: skip
+
+
+def _local(tag: str) -> str:
+    """An XML tag without its ``{namespace}``."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _zip_metadata_member(names: list[str]) -> str | None:
+    """The shallowest ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` member of a zip, at most one folder deep."""
+    found = [n for n in names if PurePosixPath(n).name in _METADATA_NAMES and n.count("/") <= 1]
+    return min(found, key=lambda n: n.count("/")) if found else None
+
+
+def _product_name(folder_name: str) -> str:
+    return folder_name[: -len(".SAFE")] if folder_name.upper().endswith(".SAFE") else folder_name
+
+
+def _locate(path: Path):
+    """Return (metadata bytes, level, GDAL root of the product, product name, file-exists test)."""
+    if path.is_dir() or path.name in _METADATA_NAMES:
+        folder = path if path.is_dir() else path.parent
+        candidates = [folder / n for n in _METADATA_NAMES if (folder / n).is_file()]
+        if not candidates:
+            raise SceneReadError(
+                f"{path}: not a Sentinel-2 SAFE product (no MTD_MSIL1C.xml or MTD_MSIL2A.xml in {folder})"
+            )
+        xml_path = path if path.is_file() else candidates[0]
+        try:
+            data = xml_path.read_bytes()
+        except OSError as exc:
+            raise SceneReadError(f"{path}: cannot read {xml_path.name} ({exc.strerror or exc})") from None
+        return data, _METADATA_NAMES[xml_path.name], str(folder), _product_name(folder.resolve().name), _file_exists
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise SceneReadError(f"{path}: not a Sentinel-2 SAFE product (not a folder or readable zip: {exc})") from None
+    with archive:
+        names = archive.namelist()
+        member = _zip_metadata_member(names)
+        if member is None:
+            raise SceneReadError(f"{path}: not a Sentinel-2 SAFE product (no MTD_MSIL1C.xml or MTD_MSIL2A.xml in the zip)")
+        try:
+            data = archive.read(member)
+        except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+            raise SceneReadError(f"{path}: cannot read {member} ({exc})") from None
+    inner = str(PurePosixPath(member).parent)
+    root = f"/vsizip/{path.resolve()}" + ("" if inner == "." else f"/{inner}")
+    prefix = f"/vsizip/{path.resolve()}/"
+    members = set(names)
+    name = _product_name(inner if inner != "." else path.stem)
+    return data, _METADATA_NAMES[PurePosixPath(member).name], root, name, lambda p: p[len(prefix):] in members
+
+
+def _file_exists(gdal_path: str) -> bool:
+    return Path(gdal_path).is_file()
+
+
+def _number(text: str | None, what: str, path: Path) -> float:
+    try:
+        return float((text or "").strip())
+    except ValueError:
+        raise SceneReadError(f"{path}: product metadata {what} is {text!r}, not a number") from None
+
+
+def _quantification(elements, level: str, path: Path) -> float:
+    tags = ("QUANTIFICATION_VALUE",) if level == "L1C" else ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE")
+    for tag, el in elements:
+        if tag in tags:
+            value = _number(el.text, tag, path)
+            if not value > 0:
+                raise SceneReadError(f"{path}: product metadata {tag} is {value}, must be positive")
+            return value
+    raise SceneReadError(f"{path}: product metadata has no {tags[0]}")
+
+
+def _offsets(elements, level: str) -> dict[str, float]:
+    """Offset per band name; bands by ``band_id`` through Spectral_Information when present."""
+    id_to_band = dict(enumerate(_BAND_IDS))
+    for tag, el in elements:
+        if tag == "Spectral_Information" and el.get("bandId") is not None and el.get("physicalBand"):
+            try:
+                id_to_band[int(el.get("bandId"))] = canonical_band_name(el.get("physicalBand"))
+            except (KeyError, ValueError):
+                continue
+    offset_tag = "RADIO_ADD_OFFSET" if level == "L1C" else "BOA_ADD_OFFSET"
+    offsets = {band: 0.0 for band in ALL_BANDS}
+    for tag, el in elements:
+        if tag == offset_tag and el.get("band_id") is not None:
+            band = id_to_band.get(int(el.get("band_id")))
+            if band in offsets:
+                offsets[band] = float((el.text or "0").strip())
+    return offsets
+
+
+def _nodata(elements) -> int:
+    for tag, el in elements:
+        if tag == "Special_Values":
+            children = {_local(c.tag): (c.text or "").strip() for c in el}
+            if children.get("SPECIAL_VALUE_TEXT", "").upper() == "NODATA":
+                try:
+                    return int(children.get("SPECIAL_VALUE_INDEX", "0"))
+                except ValueError:
+                    return 0
+    return 0
+
+
+def _band_files(elements, level: str, root: str, path: Path) -> dict[str, str]:
+    """Band name to GDAL path of its JP2 file, 20 m bands at 20 m (L2A: from R20m)."""
+    wanted = FINE_BANDS + COARSE_BANDS
+    files: dict[str, str] = {}
+    granules = {(el.get("granuleIdentifier") or "") for tag, el in elements if tag == "Granule"}
+    if len(granules) > 1:
+        raise SceneReadError(f"{path}: product holds {len(granules)} granules; only single-tile products are supported")
+    for tag, el in elements:
+        if tag not in ("IMAGE_FILE", "IMAGE_FILE_2A") or not el.text:
+            continue
+        relative = el.text.strip()
+        match = _BAND_IN_NAME.search(relative)
+        if match is None:
+            continue
+        band = canonical_band_name(match.group(1))
+        resolution = match.group(2)
+        if band not in wanted or band in files:
+            continue
+        if level == "L2A" and resolution is not None and int(resolution) != GSD[band]:
+            continue
+        suffix = "" if relative.lower().endswith(".jp2") else ".jp2"
+        files[band] = f"{root}/{relative}{suffix}"
+    if not any(tag in ("IMAGE_FILE", "IMAGE_FILE_2A") for tag, _ in elements):
+        raise SceneReadError(f"{path}: product metadata lists no IMAGE_FILE (band files cannot be found)")
+    missing = [band for band in wanted if band not in files]
+    if missing:
+        raise SceneReadError(f"{path}: product metadata lists no file for band(s) {', '.join(missing)}")
+    return files
+
+
+def _read_band(gdal_path: str, path: Path, band: str):
+    """Read one single-band JP2 as (h, w) uint16-or-other array, its affine transform and CRS WKT."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(gdal_path) as dataset:
+            if dataset.count < 1:
+                raise SceneReadError(f"{path}: band {band} file {gdal_path} holds no raster band")
+            dn = dataset.read(1)
+            crs = dataset.crs.to_wkt() if dataset.crs is not None else ""
+            return dn, tuple(dataset.transform)[:6], crs
+    except RasterioError as exc:
+        raise SceneReadError(f"{path}: cannot read band {band} file {gdal_path} ({exc})") from None
+
+
+def _check_alignment(transform, fine_transform, factor: float, path: Path, band: str) -> None:
+    """A 20 m band must start at the 10 m grid's corner with pixels ``factor`` times larger."""
+    if fine_transform is None:
+        return
+    expected = (fine_transform[0] * factor, fine_transform[1] * factor, fine_transform[2],
+                fine_transform[3] * factor, fine_transform[4] * factor, fine_transform[5])  # fmt: skip
+    tolerance = 1e-6 * max(1.0, *(abs(v) for v in expected))
+    if any(abs(a - b) > tolerance for a, b in zip(transform, expected, strict=True)):
+        raise SceneReadError(
+            f"{path}: band {band} grid {tuple(transform)} is not aligned with the 10 m grid "
+            f"(expected {expected})"
+        )
+
+
+def _to_reflectance_dn(dn: np.ndarray, product: SafeProduct, band: str, path: Path) -> np.ndarray:
+    """(DN + offset) / quantification x 10000 as float32; nodata pixels become 0.0 (see module notes)."""
+    nodata = dn == product.nodata
+    scale = 10000.0 / product.quantification
+    values = ((dn.astype(np.float64) + product.offsets[band]) * scale).astype(np.float32)
+    count = int(np.count_nonzero(nodata))
+    if count:
+        values[nodata] = 0.0
+        logger.warning("%s: band %s has %d nodata pixels (%.2f%%), set to 0", path, band, count, 100 * count / dn.size)
+    return values

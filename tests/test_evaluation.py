@@ -1,0 +1,121 @@
+"""Evaluation: the paper's Table 1 from its own outputs, the upsampling baselines, and the report table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
+from ssc_edge.errors import OptionError, SceneError
+from ssc_edge.evaluation import bicubic_baseline, evaluate_estimate, format_quality_table
+from ssc_edge.io import read_estimate, read_scene
+from ssc_edge.scene import Scene
+
+# README of ../shared/data: the paper's outputs scored against the RR references.
+TABLE_1 = {
+    ("skipnetpanshapen_c", "coastalA_cell_RR"): (33.93, [32.78, 34.67, 35.05, 36.11, 34.29, 30.66], 1.5166),
+    ("skipnetpanshapen_r", "reykjavik_cell_RR"): (28.03, [25.98, 28.76, 28.72, 29.55, 29.20, 25.95], 1.6765),
+    ("resnetpanshapen_c", "coastalA_cell_RR"): (30.40, None, 2.0755),
+    ("resnetpanshapen_r", "reykjavik_cell_RR"): (26.67, None, 1.8524),
+}
+
+
+@pytest.fixture(scope="module")
+def rr_scenes(shared_data) -> dict[str, Scene]:
+    return {name: read_scene(shared_data / f"{name}.mat") for name in ("coastalA_cell_RR", "reykjavik_cell_RR")}
+
+
+@pytest.mark.parametrize(("output", "scene_name"), list(TABLE_1))
+def test_paper_table_1(shared_data, rr_scenes, output, scene_name):
+    mean_sre, band_sre, sam = TABLE_1[output, scene_name]
+    report = evaluate_estimate(read_estimate(shared_data / "paper_outputs" / f"{output}.mat"), rr_scenes[scene_name])
+    assert report.band_names == COARSE_BANDS
+    assert report.mean_sre == pytest.approx(mean_sre, abs=0.01)
+    if band_sre is not None:
+        np.testing.assert_allclose(report.sre, band_sre, atol=0.02)
+    assert report.sam == pytest.approx(sam, abs=1e-3)
+    assert 0 < report.ergas < 3 and all(0.9 < s <= 1 for s in report.ssim)
+
+
+# Our upsampling baselines, measured; and the README's scipy.ndimage.zoom(order=3) figures.
+BASELINES = {"coastalA_cell_RR": (22.00, 22.59, 21.58), "reykjavik_cell_RR": (18.57, 18.89, 18.27)}
+
+
+@pytest.mark.parametrize("scene_name", list(BASELINES))
+def test_upsampling_baselines(rr_scenes, scene_name):
+    scene = rr_scenes[scene_name]
+    bicubic, spline, zoom = BASELINES[scene_name]
+    assert evaluate_estimate(bicubic_baseline(scene), scene).mean_sre == pytest.approx(bicubic, abs=0.01)
+    spline_report = evaluate_estimate(bicubic_baseline(scene, method="spline"), scene)
+    assert spline_report.mean_sre == pytest.approx(spline, abs=0.01)
+    # Independent check of the metric: scipy's zoom with its default (corner-aligned) grid gives the README numbers.
+    zoomed = ndimage.zoom(scene.coarse(), (2, 2, 1), order=3)
+    assert evaluate_estimate(zoomed, scene).mean_sre == pytest.approx(zoom, abs=0.01)
+
+
+def test_sre_is_an_independent_formula(rr_scenes):
+    """SRE_b = 10 log10(sum x^2 / sum (x - x^)^2), computed here from scratch on the baseline."""
+    scene = rr_scenes["reykjavik_cell_RR"]
+    estimate = bicubic_baseline(scene).astype(np.float64)
+    reference = scene.reference.astype(np.float64)
+    expected = [
+        10 * np.log10(np.sum(reference[..., b] ** 2) / np.sum((reference[..., b] - estimate[..., b]) ** 2))
+        for b in range(6)
+    ]
+    np.testing.assert_allclose(evaluate_estimate(estimate, scene).sre, expected, rtol=1e-9)
+
+
+def test_border_changes_the_scored_area(rr_scenes):
+    scene = rr_scenes["reykjavik_cell_RR"]
+    estimate = bicubic_baseline(scene)
+    assert evaluate_estimate(estimate, scene, border=4).border == 4
+    assert evaluate_estimate(estimate, scene, border=4).mean_sre != evaluate_estimate(estimate, scene).mean_sre
+    with pytest.raises(OptionError, match=r"border of 128 px leaves nothing of a 256x256 image"):
+        evaluate_estimate(estimate, scene, border=128)
+
+
+def _tiny_scene(**kwargs) -> Scene:
+    rng = np.random.default_rng(0)
+    bands = {b: rng.uniform(100, 200, (16, 16)) for b in FINE_BANDS}
+    bands.update({b: rng.uniform(100, 200, (8, 8)) for b in COARSE_BANDS})
+    return Scene(bands=bands, **kwargs)
+
+
+def test_needs_a_reference(shared_data):
+    scene = read_scene(shared_data / "CoastalA_cell.mat")
+    with pytest.raises(SceneError, match=r"CoastalA_cell\.mat: scene has no reference \(Xm_im\)"):
+        evaluate_estimate(np.ones((408, 408, 6)), scene)
+
+
+def test_shape_mismatch():
+    scene = _tiny_scene(reference=np.ones((16, 16, 6)))
+    with pytest.raises(SceneError, match=r"estimate is 16x16x5, but the reference is 16x16x6"):
+        evaluate_estimate(np.ones((16, 16, 5)), scene)
+
+
+def test_perfect_estimate_and_constant_baseline():
+    reference = np.random.default_rng(5).uniform(100, 200, (16, 16, 6))
+    scene = _tiny_scene(reference=reference)
+    report = evaluate_estimate(scene.reference, scene)
+    assert np.all(np.isinf(report.sre)) and report.ergas == 0.0
+    assert report.sam == pytest.approx(0.0, abs=1e-5) and report.ssim == pytest.approx((1.0,) * 6)
+    constant = _tiny_scene(reference=reference)
+    flat = Scene(bands={**constant.bands, **{b: np.full((8, 8), 7.0) for b in COARSE_BANDS}})
+    np.testing.assert_allclose(bicubic_baseline(flat), 7.0)  # interpolation keeps constants
+    assert bicubic_baseline(flat).shape == (16, 16, 6) and bicubic_baseline(flat).dtype == np.float32
+
+
+def test_format_quality_table(rr_scenes):
+    scene = rr_scenes["reykjavik_cell_RR"]
+    reports = {
+        "bicubic": evaluate_estimate(bicubic_baseline(scene), scene),
+        "spline": evaluate_estimate(bicubic_baseline(scene, method="spline"), scene),
+    }
+    table = format_quality_table(reports)
+    lines = table.splitlines()
+    assert lines[0] == "| band | method | SRE (dB) | RMSE (DN) | SSIM | Q |"
+    assert sum(line.startswith("| B8A |") for line in lines) == 2
+    assert "| mean | bicubic | 18.57 |" in table
+    assert any(line.startswith("| spline | 18.89 | 2.5599 |") for line in lines)
+    assert format_quality_table({}) == ""
