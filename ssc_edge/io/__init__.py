@@ -30,14 +30,21 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def detect_format(path: Path) -> str:
-    """Return ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"geotiff-folder"`` from the file's first bytes.
+    """Return ``"safe"``, ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"geotiff-folder"`` from the content.
+
+    A SAFE product (folder, zip or metadata XML) is recognised by its ``MTD_MSIL1C.xml`` /
+    ``MTD_MSIL2A.xml``; other files by their first bytes.
 
     Raises
     ------
     SceneReadError
         If the path does not exist, is unreadable, or matches no supported format.
     """
+    from .safe import is_safe_product
+
     path = Path(path)
+    if is_safe_product(path):
+        return "safe"
     if path.is_dir():
         return "geotiff-folder"
     try:
@@ -62,7 +69,8 @@ def read_scene(path: Path) -> Scene:
     Parameters
     ----------
     path : Path
-        A MATLAB ``.mat`` (cell or grouped layout, v5 or v7.3), a NumPy ``.npz`` with one
+        A Sentinel-2 L1C/L2A SAFE product (folder or zip), a MATLAB ``.mat`` (cell or grouped
+        layout, v5 or v7.3), a NumPy ``.npz`` with one
         array per band, a GeoTIFF (multi-band with band descriptions) or a folder of
         single-band GeoTIFFs named by band.
 
@@ -86,6 +94,10 @@ def read_scene(path: Path) -> Scene:
         from .mat import read_mat_scene
 
         return read_mat_scene(path)
+    if kind == "safe":
+        from .safe import read_safe_scene
+
+        return read_safe_scene(path)
     if kind == "npz":
         from .npz import read_npz_scene
 

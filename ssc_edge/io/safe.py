@@ -32,10 +32,10 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Mapping
 
 import numpy as np
 
@@ -137,6 +137,7 @@ def read_safe_scene(path: Path) -> Scene:
     bands: dict[str, np.ndarray] = {}
     georef: GeoReference | None = None
     fine_transform = None
+    nodata: dict[str, float] = {}
     for band in FINE_BANDS + COARSE_BANDS:
         dn, transform, crs = _read_band(product.band_files[band], path, band)
         if band == FINE_BANDS[0]:
@@ -144,7 +145,12 @@ def read_safe_scene(path: Path) -> Scene:
             georef = GeoReference(tuple(float(v) for v in transform[:6]), crs) if crs else None
         else:
             _check_alignment(transform, fine_transform, GSD[band] / 10, path, band)
-        bands[band] = _to_reflectance_dn(dn, product, band, path)
+        bands[band], count = _to_reflectance_dn(dn, product, band)
+        if count:
+            nodata[band] = 100 * count / dn.size
+    if nodata:
+        shares = ", ".join(f"{band} {share:.2f}%" for band, share in nodata.items())
+        logger.warning("%s: nodata pixels set to 0 in %s", path, shares)
     return Scene(bands, georef=georef, source=path, name=product.name)
 
 
@@ -171,7 +177,7 @@ def read_safe_product(path: Path) -> SafeProduct:
         raise SceneReadError(f"{path}: product metadata is not valid XML ({exc})") from None
     elements = [(_local(el.tag), el) for el in tree.iter()]
     quantification = _quantification(elements, level, path)
-    offsets = _offsets(elements, level)
+    offsets = _offsets(elements, level, path)
     nodata = _nodata(elements)
     band_files = _band_files(elements, level, root_gdal, path)
     for band, gdal_path in band_files.items():
@@ -199,7 +205,7 @@ def _product_name(folder_name: str) -> str:
     return folder_name[: -len(".SAFE")] if folder_name.upper().endswith(".SAFE") else folder_name
 
 
-def _locate(path: Path):
+def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool]]:
     """Return (metadata bytes, level, GDAL root of the product, product name, file-exists test)."""
     if path.is_dir() or path.name in _METADATA_NAMES:
         folder = path if path.is_dir() else path.parent
@@ -222,7 +228,9 @@ def _locate(path: Path):
         names = archive.namelist()
         member = _zip_metadata_member(names)
         if member is None:
-            raise SceneReadError(f"{path}: not a Sentinel-2 SAFE product (no MTD_MSIL1C.xml or MTD_MSIL2A.xml in the zip)")
+            raise SceneReadError(
+                f"{path}: not a Sentinel-2 SAFE product (no MTD_MSIL1C.xml or MTD_MSIL2A.xml in the zip)"
+            )
         try:
             data = archive.read(member)
         except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
@@ -257,7 +265,7 @@ def _quantification(elements, level: str, path: Path) -> float:
     raise SceneReadError(f"{path}: product metadata has no {tags[0]}")
 
 
-def _offsets(elements, level: str) -> dict[str, float]:
+def _offsets(elements, level: str, path: Path) -> dict[str, float]:
     """Offset per band name; bands by ``band_id`` through Spectral_Information when present."""
     id_to_band = dict(enumerate(_BAND_IDS))
     for tag, el in elements:
@@ -270,9 +278,12 @@ def _offsets(elements, level: str) -> dict[str, float]:
     offsets = {band: 0.0 for band in ALL_BANDS}
     for tag, el in elements:
         if tag == offset_tag and el.get("band_id") is not None:
-            band = id_to_band.get(int(el.get("band_id")))
+            try:
+                band = id_to_band.get(int(el.get("band_id")))
+            except ValueError:
+                raise SceneReadError(f"{path}: product metadata {tag} band_id is {el.get('band_id')!r}") from None
             if band in offsets:
-                offsets[band] = float((el.text or "0").strip())
+                offsets[band] = _number(el.text, f"{tag} of band {band}", path)
     return offsets
 
 
@@ -348,13 +359,15 @@ def _check_alignment(transform, fine_transform, factor: float, path: Path, band:
         )
 
 
-def _to_reflectance_dn(dn: np.ndarray, product: SafeProduct, band: str, path: Path) -> np.ndarray:
-    """(DN + offset) / quantification x 10000 as float32; nodata pixels become 0.0 (see module notes)."""
+def _to_reflectance_dn(dn: np.ndarray, product: SafeProduct, band: str) -> tuple[np.ndarray, int]:
+    """(DN + offset) / quantification x 10000 as float32, nodata pixels 0.0 (see module notes); and their count."""
     nodata = dn == product.nodata
     scale = 10000.0 / product.quantification
-    values = ((dn.astype(np.float64) + product.offsets[band]) * scale).astype(np.float32)
+    values = dn.astype(np.float32)  # exact for DN < 2**24; float32 keeps a full 10980 x 10980 tile affordable
+    values += np.float32(product.offsets[band])
+    if scale != 1.0:
+        values *= np.float32(scale)
     count = int(np.count_nonzero(nodata))
     if count:
         values[nodata] = 0.0
-        logger.warning("%s: band %s has %d nodata pixels (%.2f%%), set to 0", path, band, count, 100 * count / dn.size)
-    return values
+    return values, count
