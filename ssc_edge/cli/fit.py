@@ -1,7 +1,95 @@
-"""`ssc-edge fit` (placeholder until its issue lands)."""
+"""``ssc-edge fit-and-export``: fit SSC-CNN on one scene and write an ONNX model with its report.
+
+TensorFlow is imported only inside the command body, so other commands never load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ._common import Force, Quiet, Verbose, echo, progress_for, setup_logging
+
+_DEFAULT_OUTPUT = Path("models/model.onnx")
+
+
+def fit_and_export_command(
+    scene: Annotated[
+        Path | None, typer.Argument(help="Scene file (.mat, .npz, GeoTIFF). Default: the synthetic demo scene.")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="ONNX model to write; .keras, .json and .md go beside it.")
+    ] = _DEFAULT_OUTPUT,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 5e-4,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 64,
+    patch: Annotated[int, typer.Option(help="Training patch side, pixels.")] = 16,
+    stride: Annotated[int, typer.Option(help="Distance between patches, pixels.")] = 8,
+    protocol: Annotated[
+        str, typer.Option(help="heldout (train one scale down) or paper (fit the RR reference: training-set numbers).")
+    ] = "heldout",
+    degradation: Annotated[str, typer.Option(help="How heldout degrades the scene: bicubic or mtf.")] = "bicubic",
+    upsampling: Annotated[str, typer.Option(help="Upsampling of the 20 m bands: bicubic or spline.")] = "bicubic",
+    residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Global residual (paper).")] = True,
+    skip_kernel: Annotated[int, typer.Option(help="Skip convolution kernel: 1 or 3.")] = 1,
+    last_kernel: Annotated[int, typer.Option(help="Last convolution kernel: 1 or 3.")] = 1,
+    blocks: Annotated[int, typer.Option(help="Convolutions per branch (K).")] = 3,
+    width: Annotated[int, typer.Option(help="Filters per 3x3 convolution.")] = 128,
+    skip_width: Annotated[int, typer.Option(help="Filters per skip convolution.")] = 25,
+    precision: Annotated[
+        str, typer.Option(help="Training compute: auto, float32 or mixed_bfloat16 (the export is float32).")
+    ] = "auto",
+    xla: Annotated[bool, typer.Option("--xla/--no-xla", help="Compile the training step with XLA.")] = False,
+    augment: Annotated[
+        bool, typer.Option("--augment/--no-augment", help="Random 90-degree rotations and flips of each batch.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and patch order.")] = 0,
+    demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, 10 m pixels.")] = 256,
+    keras_file: Annotated[bool, typer.Option("--keras/--no-keras", help="Also write the .keras model.")] = True,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Fit SSC-CNN on SCENE (zero-shot) and export a self-describing ONNX model plus its report."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    if not verbose:  # TensorFlow's C++ start-up chatter and tf2onnx's INFO lines are noise here
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    from ..train import FitConfig, ModelConfig, fit_and_export
+
+    config = FitConfig(
+        epochs=epochs,
+        learning_rate=lr,
+        batch_size=batch_size,
+        patch=patch,
+        stride=stride,
+        protocol=protocol,
+        degradation=degradation,
+        upsampling=upsampling,
+        seed=seed,
+        precision=precision,
+        jit_compile=xla,
+        augment=augment,
+        model=ModelConfig(
+            blocks=blocks, width=width, skip_width=skip_width, skip_kernel=skip_kernel, last_kernel=last_kernel,
+            residual=residual,
+        ),
+    )
+    source = scene if scene is not None else demo_size
+    progress = progress_for("epoch", quiet=quiet)
+    result = fit_and_export(source, output, config, force=force, write_keras=keras_file, progress=progress)
+    evaluation = result.evaluation
+    label = " (TRAINING-SET numbers)" if evaluation.training_set_numbers else ""
+    echo(f"wrote {result.paths['onnx']} ({result.contract.layout}, halo {result.contract.halo} px), "
+         f"fit {result.fit.seconds:.1f} s, best epoch {result.fit.best_epoch}", quiet=False)
+    echo(f"mean SRE{label}: SSC-CNN {evaluation.model.mean_sre:.2f} dB, bicubic {evaluation.bicubic.mean_sre:.2f} dB "
+         f"[{evaluation.kind}]", quiet=False)
+
 
 def register(app: typer.Typer) -> None:
-    """Add the command to ``app`` (not yet implemented)."""
+    """Add ``fit-and-export`` to ``app``."""
+    app.command("fit-and-export")(fit_and_export_command)

@@ -203,3 +203,18 @@ def test_read_estimate_bad_files(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
     with pytest.raises(SceneReadError, match=r"bad\.npy: cannot read \.npy file"):
         read_estimate(tmp_path / "bad.npy")
+
+
+def test_outputs_get_the_umask_permissions_not_mkstemp_0600(tmp_path):
+    import os
+    import stat
+
+    from ssc_edge.io import atomic_output
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o644

@@ -1,0 +1,108 @@
+"""Reduced-resolution quality of SSC-CNN fits on the RR scenes, per protocol and model variant.
+
+Usage (each fit is a full 200-epoch run: several minutes each on 2 CPU cores)::
+
+    python benchmarks/train_quality.py                                  # every scene x variant
+    python benchmarks/train_quality.py --variants default paper --scenes reykjavik
+    python benchmarks/train_quality.py --epochs 20 --out /tmp/q         # quick check of the script
+
+``heldout`` rows train one scale below the RR cells and score the sharpened RR cells against
+``Xm_im`` (never seen in training). ``paper`` rows train on the RR cells against ``Xm_im`` itself,
+as the paper's Table 1 does: TRAINING-SET numbers. Writes ``train_quality.{json,md}`` with the
+machine and the exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SCENES = {"reykjavik": "reykjavik_cell_RR.mat", "coastal": "coastalA_cell_RR.mat"}
+#: Paper Table 1 (SSC-CNN, trained on the evaluation pair) and bicubic, mean SRE in dB.
+PAPER = {"reykjavik": 28.03, "coastal": 33.92}
+
+#: name -> (FitConfig field overrides, ModelConfig field overrides)
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "default": ({}, {}),
+    "released-code": ({}, {"residual": False, "last_kernel": 1}),
+    "no-residual": ({}, {"residual": False, "last_kernel": 3}),
+    "last-3x3": ({}, {"last_kernel": 3}),
+    "skip-3x3": ({}, {"skip_kernel": 3}),
+    "lr-5e-3": ({"learning_rate": 5e-3}, {}),
+    "mtf-degradation": ({"degradation": "mtf"}, {}),
+    "augment": ({"augment": True}, {}),
+    "float32": ({"precision": "float32"}, {}),
+    "paper": ({"protocol": "paper"}, {}),
+    "paper-released-code": ({"protocol": "paper"}, {"residual": False, "last_kernel": 1}),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+
+    from ssc_edge.io import read_scene
+    from ssc_edge.train.fit import FitConfig, evaluate_fit, fit_model, training_data
+    from ssc_edge.train.report import machine_info
+
+    rows = []
+    for scene_key in args.scenes:
+        scene = read_scene(args.data / SCENES[scene_key])
+        for variant in args.variants:
+            fit_options, model_options = VARIANTS[variant]
+            base = FitConfig(epochs=args.epochs, seed=args.seed)
+            config = replace(base, model=replace(base.model, **model_options), **fit_options)
+            fit = fit_model(*training_data(scene, config), config)
+            evaluation = evaluate_fit(scene, fit)
+            row = {
+                "scene": scene_key,
+                "variant": variant,
+                "protocol": config.protocol,
+                "training_set_numbers": evaluation.training_set_numbers,
+                "mean_sre": round(evaluation.model.mean_sre, 2),
+                "bicubic_mean_sre": round(evaluation.bicubic.mean_sre, 2),
+                "gain_db": round(evaluation.model.mean_sre - evaluation.bicubic.mean_sre, 2),
+                "sam": round(evaluation.model.sam, 3),
+                "ergas": round(evaluation.model.ergas, 3),
+                "sre": [round(v, 2) for v in evaluation.model.sre],
+                "best_epoch": fit.best_epoch,
+                "fit_seconds": round(fit.seconds, 1),
+                "config": config.to_dict(),
+            }
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "config"}), flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/train_quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = {"command": command.strip(), "machine": machine_info(), "paper_table1": PAPER, "rows": rows}
+    (args.out / "train_quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "# SSC-CNN fit quality on the reduced-resolution scenes\n",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores. "
+        f"Paper Table 1 (training-set numbers): {PAPER}.\n",
+        "| scene | variant | protocol | mean SRE (dB) | bicubic (dB) | gain (dB) | SAM (deg) | ERGAS "
+        "| best epoch | fit (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        protocol = r["protocol"] + (" (TRAINING-SET numbers)" if r["training_set_numbers"] else "")
+        lines.append(f"| {r['scene']} | {r['variant']} | {protocol} | {r['mean_sre']} | {r['bicubic_mean_sre']} | "
+                     f"{r['gain_db']} | {r['sam']} | {r['ergas']} | {r['best_epoch']} | {r['fit_seconds']} |")
+    (args.out / "train_quality.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,381 @@
+"""Export a fitted SSC-CNN to a self-describing ONNX model, and the whole ``fit-and-export`` pipeline.
+
+The ONNX graph is what :mod:`ssc_edge.contract` describes: input :data:`~ssc_edge.contract.INPUT_NAME`
+(normalised DN, 6 upsampled 20 m bands then 4 10 m bands), output
+:data:`~ssc_edge.contract.OUTPUT_NAME` (normalised DN, 6 bands), the global residual inside the
+graph, opset 17, dynamic ``batch``/``height``/``width`` dimensions, and a
+:class:`~ssc_edge.contract.ModelContract` in ``metadata_props``. The layout (NHWC or NCHW) is the
+one onnxruntime runs faster on this machine, measured at export time (NHWC unless NCHW is more
+than 5 % faster).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, wald
+from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..errors import ModelError, OptionError
+from ..io import atomic_output, check_output_path, read_scene
+from ..progress import ProgressCallback
+from ..scene import Scene
+from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, training_data
+from .model import receptive_halo
+
+__all__ = [
+    "OPSET",
+    "PARITY_TOLERANCE",
+    "ExportResult",
+    "build_contract",
+    "check_parity",
+    "fit_and_export",
+    "keras_to_onnx",
+    "measure_layouts",
+    "output_paths",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ONNX opset of every exported model.
+OPSET = 17
+#: Largest accepted |Keras - onnxruntime| difference, as a fraction of the output range.
+PARITY_TOLERANCE = 1e-4
+#: NCHW must be this much faster (fraction) than NHWC, the library's own layout, to be chosen.
+_LAYOUT_MARGIN = 0.05
+_DIM_NAMES = {"NHWC": ("batch", "height", "width", None), "NCHW": ("batch", None, "height", "width")}
+
+
+def keras_to_onnx(model, *, layout: str = "NHWC"):
+    """Convert a Keras SSC-CNN to an ONNX ``ModelProto`` with the contract's names (no metadata yet).
+
+    Parameters
+    ----------
+    model : keras.Model
+        NHWC float32 model, input ``(batch, height, width, 10)``.
+    layout : {"NHWC", "NCHW"}
+        Layout of the ONNX input and output; NCHW uses tf2onnx's ``inputs_as_nchw`` /
+        ``outputs_as_nchw`` (the transposes are folded into the graph).
+
+    Returns
+    -------
+    onnx.ModelProto
+        Opset :data:`OPSET`; input ``bands`` and output ``sharpened`` with dimensions named
+        ``batch``, ``height``, ``width``.
+    """
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    if layout not in _DIM_NAMES:
+        raise OptionError(f"layout must be NHWC or NCHW, got {layout!r}")
+    spec = (tf.TensorSpec((None, None, None, model.inputs[0].shape[-1]), tf.float32, name=INPUT_NAME),)
+    keras_output = model.outputs[0].name if hasattr(model.outputs[0], "name") else None
+    nchw = layout == "NCHW"
+    proto, _ = tf2onnx.convert.from_keras(
+        model,
+        input_signature=spec,
+        opset=OPSET,
+        inputs_as_nchw=[INPUT_NAME] if nchw else None,
+        outputs_as_nchw=[model.output_names[0] if hasattr(model, "output_names") else keras_output] if nchw else None,
+    )
+    graph = proto.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ModelError(f"tf2onnx made {len(graph.input)} inputs and {len(graph.output)} outputs, expected 1 and 1")
+    _rename_value(graph, graph.input[0].name, INPUT_NAME)
+    _rename_value(graph, graph.output[0].name, OUTPUT_NAME)
+    for value in (graph.input[0], graph.output[0]):
+        for dim, name in zip(value.type.tensor_type.shape.dim, _DIM_NAMES[layout], strict=True):
+            if name is not None:
+                dim.Clear()
+                dim.dim_param = name
+    proto.producer_name = "ssc-edge"
+    proto.producer_version = __version__
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _rename_value(graph, old: str, new: str) -> None:
+    """Rename a tensor everywhere in an ONNX graph."""
+    if old == new:
+        return
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if value.name == old:
+            value.name = new
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+
+
+def _session(proto):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NCHW" else x
+
+
+def _from_layout(y: np.ndarray, layout: str) -> np.ndarray:
+    return y.transpose(0, 2, 3, 1) if layout == "NCHW" else y
+
+
+def measure_layouts(protos: dict[str, Any], sample: np.ndarray, *, repeats: int = 5) -> dict[str, float]:
+    """Fastest onnxruntime (CPU) run time of each layout's model on one input, seconds.
+
+    The layouts' runs are interleaved and the minimum is kept, so that load from other
+    processes on a shared machine biases neither layout.
+
+    Parameters
+    ----------
+    protos : dict of layout to onnx.ModelProto
+    sample : (1, H, W, 10) float32 ndarray
+        NHWC input, normalised DN.
+    repeats : int
+        Timed runs per layout (after one warm-up run each).
+    """
+    sessions = {layout: _session(proto) for layout, proto in protos.items()}
+    feeds = {layout: {INPUT_NAME: _to_layout(sample, layout)} for layout in protos}
+    for layout, session in sessions.items():
+        session.run(None, feeds[layout])  # warm-up
+    timings = {layout: float("inf") for layout in protos}
+    for _ in range(repeats):
+        for layout, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feeds[layout])
+            timings[layout] = min(timings[layout], time.perf_counter() - start)
+    return timings
+
+
+def check_parity(model, proto, sample: np.ndarray, *, layout: str, tolerance: float = PARITY_TOLERANCE) -> float:
+    """Compare Keras and onnxruntime on one input; raise :class:`ModelError` beyond ``tolerance``.
+
+    Parameters
+    ----------
+    model : keras.Model
+    proto : onnx.ModelProto
+    sample : (1, H, W, 10) float32 ndarray
+        NHWC input, normalised DN (a real scene input).
+    layout : {"NHWC", "NCHW"}
+        Layout of ``proto``.
+    tolerance : float
+        Largest accepted max |difference| as a fraction of the Keras output range.
+
+    Returns
+    -------
+    float
+        max |Keras - onnxruntime| / (max - min of the Keras output).
+    """
+    expected = np.asarray(model(sample, training=False))
+    got = _from_layout(_session(proto).run([OUTPUT_NAME], {INPUT_NAME: _to_layout(sample, layout)})[0], layout)
+    if got.shape != expected.shape:
+        raise ModelError(f"ONNX output shape {got.shape} differs from the Keras output shape {expected.shape}")
+    spread = float(expected.max() - expected.min()) or 1.0
+    relative = float(np.max(np.abs(got - expected))) / spread
+    if not relative <= tolerance:
+        raise ModelError(
+            f"exported ONNX model disagrees with Keras: max |difference| is {relative:.2e} of the output range "
+            f"(tolerance {tolerance:.0e})"
+        )
+    return relative
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "ssc_edge": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def build_contract(
+    fit: FitResult,
+    evaluation: Evaluation,
+    *,
+    layout: str,
+    scene_sha256: str,
+    scene_name: str,
+) -> ModelContract:
+    """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph)."""
+    config = fit.config
+    training = {k: v for k, v in config.to_dict().items() if k != "model"}
+    training.update(best_epoch=fit.best_epoch, patches=fit.patches, fit_seconds=round(fit.seconds, 2))
+    return ModelContract(
+        halo=receptive_halo(fit.model),
+        scale=fit.scale,
+        layout=layout,
+        upsampling=config.upsampling,
+        architecture=config.model.to_dict(),
+        protocol=config.protocol,
+        training=training,
+        scene_sha256=scene_sha256,
+        scene_name=scene_name,
+        metrics=evaluation.to_dict(),
+        versions=_versions(),
+    )
+
+
+@dataclass
+class ExportResult:
+    """What :func:`fit_and_export` wrote and measured.
+
+    Attributes
+    ----------
+    paths : dict of str to Path
+        ``"onnx"``, ``"keras"``, ``"json"``, ``"markdown"``.
+    fit : FitResult
+    evaluation : Evaluation
+    contract : ModelContract
+    layout_seconds : dict of str to float
+        onnxruntime median run time per layout on the scene input, s.
+    parity : float
+        max |Keras - ONNX| / output range.
+    """
+
+    paths: dict[str, Path]
+    fit: FitResult
+    evaluation: Evaluation
+    contract: ModelContract
+    layout_seconds: dict[str, float] = field(default_factory=dict)
+    parity: float = 0.0
+
+
+def output_paths(output: Path) -> dict[str, Path]:
+    """The files written for ``output`` = ``NAME.onnx``: the model, ``NAME.keras``, ``NAME.json``, ``NAME.md``."""
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise OptionError(f"{output}: the output must end in .onnx")
+    return {
+        "onnx": output,
+        "keras": output.with_suffix(".keras"),
+        "json": output.with_suffix(".json"),
+        "markdown": output.with_suffix(".md"),
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fit_and_export(
+    scene: Path | Scene | int | None,
+    output: Path,
+    config: FitConfig | None = None,
+    *,
+    force: bool = False,
+    write_keras: bool = True,
+    progress: ProgressCallback | None = None,
+) -> ExportResult:
+    """Fit SSC-CNN on one scene, evaluate it at reduced resolution, and write the ONNX model and its report.
+
+    Parameters
+    ----------
+    scene : Path, Scene, int or None
+        A scene file (any format :func:`ssc_edge.io.read_scene` reads), a Scene, or the synthetic
+        demo scene (:func:`ssc_edge.demo.demo_scene`): None for its default size, an int for
+        that side in pixels.
+    output : Path
+        ``NAME.onnx``; ``NAME.keras``, ``NAME.json`` and ``NAME.md`` are written beside it.
+    config : FitConfig, optional
+    force : bool
+        Overwrite existing outputs.
+    write_keras : bool
+        Also write the Keras model (for retraining).
+    progress : callable, optional
+        Per-epoch progress of the fit(s).
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    OutputError
+        Before any training, if an output exists (without ``force``) or cannot be written.
+    SceneError, SceneReadError
+        Unreadable scene, or too small for one training patch one scale down.
+    ModelError
+        The ONNX model disagrees with Keras beyond :data:`PARITY_TOLERANCE`.
+    """
+    from .report import render_markdown, report_dict
+
+    config = config or FitConfig()
+    paths = output_paths(output)
+    for key, path in paths.items():
+        if key != "keras" or write_keras:
+            check_output_path(path, force=force)
+    if scene is None or isinstance(scene, int):
+        from ..demo import demo_scene
+
+        scene_obj = demo_scene() if scene is None else demo_scene(size=scene)
+        sha, scene_name = "", scene_obj.name
+    elif isinstance(scene, Scene):
+        scene_obj = scene
+        sha = _sha256(scene.source) if scene.source is not None and Path(scene.source).is_file() else ""
+        scene_name = scene.name
+    else:
+        scene_obj, sha, scene_name = read_scene(Path(scene)), _sha256(Path(scene)), Path(scene).stem
+    inputs, target = training_data(scene_obj, config)
+    if scene_obj.reference is None:
+        training_data(scene_obj, config, levels=2)  # the evaluation fit two scales down: fail now if too small
+    fit = fit_model(inputs, target, config, progress=progress)
+    evaluation = evaluate_fit(scene_obj, fit, progress=progress)
+
+    sample = wald.full_scale_input(scene_obj, upsampling=config.upsampling)[None] / np.float32(fit.scale)
+    protos = {layout: keras_to_onnx(fit.model, layout=layout) for layout in ("NHWC", "NCHW")}
+    timings = measure_layouts(protos, sample)
+    # NCHW only when clearly faster: the two measured within noise of each other on this project's CPUs
+    layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
+    logger.info("onnxruntime: NHWC %.1f ms, NCHW %.1f ms on %dx%d: exporting %s", 1e3 * timings["NHWC"],
+                1e3 * timings["NCHW"], sample.shape[1], sample.shape[2], layout)
+    proto = protos[layout]
+    parity = check_parity(fit.model, proto, sample, layout=layout)
+    contract = build_contract(fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name)
+    for key, value in contract.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    result = ExportResult(paths, fit, evaluation, contract, timings, parity)
+    summary = report_dict(result)
+    # Each file is written atomically; the ONNX model last, so a model file implies its report.
+    if write_keras:
+        with atomic_output(paths["keras"]) as tmp:
+            fit.model.save(tmp)
+    with atomic_output(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    with atomic_output(paths["markdown"]) as tmp:
+        tmp.write_text(render_markdown(summary))
+    with atomic_output(paths["onnx"]) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+    if not write_keras:
+        result.paths.pop("keras")
+    return result

@@ -1,0 +1,114 @@
+"""ONNX export: parity with Keras, the metadata contract, dynamic sizes, atomic outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from ssc_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract  # noqa: E402
+from ssc_edge.demo import demo_scene  # noqa: E402
+from ssc_edge.errors import ModelError, OutputError  # noqa: E402
+from ssc_edge.train.export import OPSET, check_parity, fit_and_export, keras_to_onnx  # noqa: E402
+from ssc_edge.train.fit import FitConfig  # noqa: E402
+from ssc_edge.train.model import ModelConfig, build_ssc_cnn, receptive_halo  # noqa: E402
+
+TINY = FitConfig(epochs=2, model=ModelConfig(width=8, skip_width=4))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    return fit_and_export(demo_scene(size=64), folder / "tiny.onnx", TINY)
+
+
+def _run(path: Path, x_nhwc: np.ndarray, layout: str) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = x_nhwc.transpose(0, 3, 1, 2).copy() if layout == "NCHW" else x_nhwc
+    y = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    return y.transpose(0, 2, 3, 1) if layout == "NCHW" else y
+
+
+def test_files_written(exported):
+    assert {k: p.name for k, p in exported.paths.items()} == {
+        "onnx": "tiny.onnx", "keras": "tiny.keras", "json": "tiny.json", "markdown": "tiny.md"
+    }
+    assert all(p.is_file() for p in exported.paths.values())
+    assert not list(exported.paths["onnx"].parent.glob(".*"))  # no temporary files left
+    report = json.loads(exported.paths["json"].read_text())
+    assert report["fit"]["epochs"] == 2 and report["export"]["layout"] in ("NHWC", "NCHW")
+    assert set(report["evaluation"]) >= {"model", "bicubic", "kind"}
+    assert "mean SRE" in exported.paths["markdown"].read_text()
+
+
+def test_graph_names_opset_and_dynamic_dims(exported):
+    proto = onnx.load(exported.paths["onnx"])
+    assert [i.name for i in proto.graph.input] == [INPUT_NAME]
+    assert [o.name for o in proto.graph.output] == [OUTPUT_NAME]
+    assert {o.domain or "ai.onnx": o.version for o in proto.opset_import}["ai.onnx"] == OPSET
+    layout = exported.contract.layout
+    expected = ["batch", "height", "width", 10] if layout == "NHWC" else ["batch", 10, "height", "width"]
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == expected
+
+
+def test_metadata_round_trip(exported):
+    proto = onnx.load(exported.paths["onnx"])
+    contract = ModelContract.from_metadata({p.key: p.value for p in proto.metadata_props})
+    assert contract == exported.contract
+    assert contract.halo == receptive_halo(exported.fit.model) == 6
+    assert contract.scale == exported.fit.scale
+    assert contract.protocol == "heldout" and contract.training["epochs"] == 2
+    assert contract.architecture == TINY.model.to_dict()
+    assert contract.metrics["model"]["mean_sre"] == exported.evaluation.model.mean_sre
+    assert {"tensorflow", "tf2onnx", "onnxruntime", "ssc_edge"} <= set(contract.versions)
+
+
+@pytest.mark.parametrize("size", [(40, 56), (64, 64)])
+def test_onnx_matches_keras_at_any_size(exported, size):
+    import keras
+
+    model = keras.models.load_model(exported.paths["keras"])
+    x = np.random.default_rng(0).random((1, *size, 10), dtype=np.float32)
+    expected = np.asarray(model(x))
+    got = _run(exported.paths["onnx"], x, exported.contract.layout)
+    assert got.shape == (1, *size, 6)
+    assert np.max(np.abs(got - expected)) <= 1e-4 * (expected.max() - expected.min())
+    assert exported.parity <= 1e-4
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_both_layouts_agree(layout):
+    model = build_ssc_cnn(ModelConfig(width=4, skip_width=2), seed=2)
+    x = np.random.default_rng(2).random((2, 20, 18, 10), dtype=np.float32)
+    assert check_parity(model, keras_to_onnx(model, layout=layout), x, layout=layout) <= 1e-4
+
+
+def test_parity_failure_is_a_model_error():
+    a = build_ssc_cnn(ModelConfig(width=4, skip_width=2), seed=2)
+    b = build_ssc_cnn(ModelConfig(width=4, skip_width=2), seed=3)
+    x = np.random.default_rng(2).random((1, 16, 16, 10), dtype=np.float32)
+    with pytest.raises(ModelError, match="disagrees with Keras"):
+        check_parity(a, keras_to_onnx(b), x, layout="NHWC")
+
+
+def test_existing_output_is_refused_before_training(exported):
+    calls = []
+    with pytest.raises(OutputError, match="output exists; pass --force"):
+        fit_and_export(demo_scene(size=64), exported.paths["onnx"], TINY, progress=lambda *a: calls.append(a))
+    assert calls == []
+
+
+def test_interrupted_training_leaves_no_file(tmp_path):
+    def interrupt(done, total, message):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_and_export(demo_scene(size=64), tmp_path / "m.onnx", TINY, progress=interrupt)
+    assert list(tmp_path.iterdir()) == []

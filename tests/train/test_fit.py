@@ -1,0 +1,157 @@
+"""Fitting: patches, protocols, the held-out protocol's blindness to the reference, seeding, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from ssc_edge.demo import demo_scene
+from ssc_edge.errors import OptionError, SceneError
+from ssc_edge.scene import Scene
+from ssc_edge.train.fit import (
+    FitConfig,
+    evaluate_fit,
+    extract_patches,
+    fit_model,
+    minimum_scene_size,
+    training_data,
+)
+from ssc_edge.train.model import ModelConfig
+
+TINY = ModelConfig(width=8, skip_width=4)
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    return demo_scene(size=64, seed=1)
+
+
+def _weights_equal(a, b) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights(), strict=True))
+
+
+def test_extract_patches_matches_the_released_code_order():
+    image = np.arange(20 * 28 * 2, dtype=np.float32).reshape(20, 28, 2)
+    patches = extract_patches(image, size=16, stride=4)
+    expected = [image[r : r + 16, c : c + 16] for r in range(0, 5, 4) for c in range(0, 13, 4)]
+    assert patches.shape == (2 * 4, 16, 16, 2)
+    np.testing.assert_array_equal(patches, np.stack(expected))
+
+
+def test_reykjavik_sized_training_grid_gives_225_patches():
+    assert len(extract_patches(np.zeros((128, 128, 10), np.float32), size=16, stride=8)) == 225
+
+
+class _NoReference:
+    """A scene stand-in whose reference cannot be read."""
+
+    def __init__(self, scene: Scene) -> None:
+        self._scene = scene
+        self.shape, self.source, self.name = scene.shape, scene.source, scene.name
+        self.fine, self.coarse = scene.fine, scene.coarse
+
+    @property
+    def reference(self):
+        raise AssertionError("the held-out protocol read the reference")
+
+
+def test_heldout_never_reads_the_reference(scene):
+    config = FitConfig(epochs=2, model=TINY)
+    inputs, target = training_data(_NoReference(scene), config)  # would raise on any access
+    garbage = Scene(bands=scene.bands, reference=np.full((*scene.shape, 6), 7.0, np.float32))
+    for other in (garbage, Scene(bands=scene.bands)):
+        other_inputs, other_target = training_data(other, config)
+        np.testing.assert_array_equal(other_inputs, inputs)
+        np.testing.assert_array_equal(other_target, target)
+    assert inputs.shape == (32, 32, 10) and target.shape == (32, 32, 6)
+
+
+def test_heldout_fit_is_identical_with_garbage_or_no_reference(scene):
+    config = FitConfig(epochs=2, model=TINY)
+    garbage = Scene(bands=scene.bands, reference=np.full((*scene.shape, 6), 7.0, np.float32))
+    fits = [fit_model(*training_data(s, config), config) for s in (scene, garbage, Scene(bands=scene.bands))]
+    assert fits[0].history == fits[1].history == fits[2].history
+    assert _weights_equal(fits[0].model, fits[1].model) and _weights_equal(fits[0].model, fits[2].model)
+
+
+def test_same_seed_reproduces_and_other_seed_differs(scene):
+    config = FitConfig(epochs=3, model=TINY, seed=4)
+    inputs, target = training_data(scene, config)
+    a, b = fit_model(inputs, target, config), fit_model(inputs, target, config)
+    c = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, seed=5))
+    assert a.history == b.history and _weights_equal(a.model, b.model)
+    assert a.history != c.history
+
+
+def test_fit_keeps_the_best_weights_and_reports_progress(scene):
+    calls = []
+    config = FitConfig(epochs=4, model=TINY, learning_rate=1e-3)
+    fit = fit_model(*training_data(scene, config), config, progress=lambda d, t, m: calls.append((d, t, m)))
+    assert [c[:2] for c in calls] == [(e, 4) for e in range(1, 5)]
+    assert calls[-1][2].startswith("loss ")
+    assert fit.best_loss == min(fit.history) and fit.history[fit.best_epoch - 1] == fit.best_loss
+    assert fit.patches == 9 and fit.scale == pytest.approx(float(training_data(scene, config)[1].max()))
+
+
+def test_bfloat16_training_exports_a_float32_model(scene):
+    config = FitConfig(epochs=1, model=TINY, precision="mixed_bfloat16")
+    fit = fit_model(*training_data(scene, config), config)
+    assert all(w.dtype == np.float32 for w in fit.model.get_weights())
+    assert fit.model.layers[1].compute_dtype == "float32"
+
+
+def test_augmented_fit_is_reproducible(scene):
+    config = FitConfig(epochs=2, model=TINY, augment=True)
+    inputs, target = training_data(scene, config)
+    a, b = fit_model(inputs, target, config), fit_model(inputs, target, config)
+    assert a.history == b.history and _weights_equal(a.model, b.model)
+    assert a.history != fit_model(inputs, target, FitConfig(epochs=2, model=TINY)).history
+
+
+def test_too_small_scene_names_the_minimum_size():
+    config = FitConfig(epochs=1, model=TINY)
+    assert minimum_scene_size(config) == 32
+    with pytest.raises(SceneError, match=r"24x24 px is too small.*at least 32x32 px"):
+        training_data(demo_scene(size=24), config)
+    training_data(demo_scene(size=32), config)  # exactly one patch
+
+
+def test_paper_protocol_needs_a_reference(scene):
+    config = FitConfig(protocol="paper", model=TINY)
+    inputs, target = training_data(scene, config)
+    np.testing.assert_array_equal(target, scene.reference)
+    assert inputs.shape == (64, 64, 10)
+    with pytest.raises(OptionError, match="protocol 'paper' needs an RR scene"):
+        training_data(Scene(bands=scene.bands), config)
+
+
+def test_evaluation_kinds(scene):
+    config = FitConfig(epochs=1, model=TINY)
+    fit = fit_model(*training_data(scene, config), config)
+    evaluation = evaluate_fit(scene, fit)
+    assert evaluation.kind == "rr-reference" and not evaluation.training_set_numbers
+    no_reference = Scene(bands=scene.bands)
+    evaluation = evaluate_fit(no_reference, fit)
+    assert evaluation.kind == "one-scale-down" and evaluation.fit_seconds > 0
+    assert len(evaluation.model.sre) == 6
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"protocol": "train-on-test"}, "protocol must be one of"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"learning_rate": 0}, "learning_rate must be positive"),
+        ({"degradation": "box"}, "degradation must be one of"),
+    ],
+)
+def test_bad_fit_options(options, message):
+    with pytest.raises(OptionError, match=message):
+        FitConfig(**options)
+
+
+def test_fit_config_round_trip():
+    config = FitConfig(epochs=3, model=ModelConfig(blocks=2))
+    assert FitConfig.from_dict(config.to_dict()) == config
