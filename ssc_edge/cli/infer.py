@@ -1,7 +1,108 @@
-"""`ssc-edge infer` (placeholder until its issue lands)."""
+"""``ssc-edge infer``: sharpen a scene with an ONNX model on any onnxruntime execution provider.
+
+::
+
+    ssc-edge infer [MODEL.onnx] [SCENE] -o OUT.(tif|npz|mat) [--provider auto|cpu|cuda|tensorrt|openvino|coreml|dml]
+                   [--tile 512] [--batch N] [--threads N] [--dtype float32|uint16] [--with-fine]
+                   [--quicklook out.png] [--force] [--quiet]
+
+Without MODEL the shipped ``models/demo.onnx`` runs; without SCENE the synthetic demo scene.
+A single positional argument ending in ``.onnx`` is the model, anything else the scene.
+Imports no TensorFlow; onnxruntime is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ..errors import OptionError
+from ._common import Force, Quiet, Verbose, echo, progress_for, setup_logging
+
+__all__ = ["register", "split_positionals"]
+
+_PROVIDER_HELP = (
+    "Execution provider: auto (TensorRT > CUDA > OpenVINO > CoreML > DirectML > CPU), cpu, cuda, "
+    "tensorrt, openvino, coreml or dml."
+)
+
+
+def split_positionals(first: Path | None, second: Path | None) -> tuple[Path | None, Path | None]:
+    """(model, scene) from ``infer [MODEL.onnx] [SCENE]``."""
+    if first is not None and second is not None:
+        if first.suffix.lower() != ".onnx" and second.suffix.lower() == ".onnx":
+            raise OptionError(f"give the model first: ssc-edge infer {second} {first} -o OUT")
+        return first, second
+    if first is not None and first.suffix.lower() == ".onnx":
+        return first, None
+    return None, first
+
+
+def infer_command(
+    model: Annotated[
+        Path | None,
+        typer.Argument(help="ONNX model (default: the shipped models/demo.onnx).", show_default=False),
+    ] = None,
+    scene: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Scene: .mat, .npz, GeoTIFF or folder of GeoTIFFs (default: the demo scene).", show_default=False
+        ),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Product to write: .tif (GeoTIFF), .npz or .mat.")
+    ] = ...,  # type: ignore[assignment]
+    provider: Annotated[str, typer.Option("--provider", "-p", help=_PROVIDER_HELP)] = "auto",
+    tile: Annotated[int, typer.Option(help="Tile side fed to the network, 10 m pixels (>= 2 x halo + 1).")] = 512,
+    batch: Annotated[int, typer.Option(help="Tiles per network run.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default: onnxruntime's choice).", show_default=False)
+    ] = None,
+    dtype: Annotated[str, typer.Option(help="Output samples: float32 or uint16 DN.")] = "float32",
+    with_fine: Annotated[
+        bool, typer.Option("--with-fine", help="Write the complete 10-band 10 m product (10 m bands + sharpened).")
+    ] = False,
+    quicklook: Annotated[
+        Path | None,
+        typer.Option(help="Also write a PNG: the result beside bicubic (needs Pillow).", show_default=False),
+    ] = None,
+    demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, pixels.")] = 256,
+    force: Force = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Sharpen the 20 m bands of SCENE to 10 m with MODEL (onnxruntime; no TensorFlow)."""
+    from ..runtime.infer import sharpen_file
+
+    setup_logging(quiet=quiet, verbose=verbose)
+    model_path, scene_path = split_positionals(model, scene)
+    result = sharpen_file(
+        model_path,
+        scene_path,
+        output,
+        provider=provider,
+        tile=tile,
+        batch=batch,
+        threads=threads,
+        dtype=dtype,
+        with_fine=with_fine,
+        quicklook=quicklook,
+        force=force,
+        demo_size=demo_size,
+        progress=progress_for("tile", quiet=quiet),
+    )
+    echo(f"provider: {result.provider}", quiet=quiet)
+    streamed = ", streamed" if result.streamed else ""
+    echo(  # the final result: printed even under --quiet
+        f"wrote {result.output} ({result.shape[0]}x{result.shape[1]} px, {' '.join(result.band_names)}, {dtype}; "
+        f"{result.tiles} tiles{streamed} on {result.provider}, {result.seconds:.1f} s)"
+    )
+    if result.quicklook is not None:
+        echo(f"wrote {result.quicklook}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add the command to ``app`` (not yet implemented)."""
+    """Add ``infer`` to ``app``."""
+    app.command("infer")(infer_command)

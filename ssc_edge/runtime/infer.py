@@ -1,0 +1,254 @@
+"""``ssc-edge infer`` as one library call: model + scene file (or the demo scene) -> product file(s).
+
+GeoTIFF scenes written to a GeoTIFF are streamed window by window (:mod:`.stream`); every other
+combination is read into memory (:func:`ssc_edge.io.read_scene`) and written with
+:func:`ssc_edge.io.write_result`. Both paths give the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bands import COARSE_BANDS, FINE_BANDS
+from ..errors import ModelError, OptionError
+from ..progress import ProgressCallback
+from .sharpen import Sharpener, upsampled_window
+from .stream import output_band_names
+from .tiling import Tile
+
+__all__ = ["DEMO_MODEL_NAME", "InferResult", "default_model_path", "sharpen_file"]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the shipped demo model.
+DEMO_MODEL_NAME = "demo.onnx"
+
+
+def default_model_path() -> Path:
+    """The shipped demo model.
+
+    Looked up as package data first (``ssc_edge/models/demo.onnx``, for wheels that bundle it),
+    then in the source checkout's ``models/`` folder beside the package (editable installs, CI).
+
+    Raises
+    ------
+    ModelError
+        If neither exists.
+    """
+    package = Path(__file__).resolve().parents[1]
+    candidates = (package / "models" / DEMO_MODEL_NAME, package.parent / "models" / DEMO_MODEL_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ModelError(
+        f"no MODEL given and the shipped demo model is missing (looked for {candidates[1]}); "
+        "pass MODEL.onnx or make one with ssc-edge fit-and-export"
+    )
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """What :func:`sharpen_file` did.
+
+    Attributes
+    ----------
+    output : Path
+    provider : str
+        Short name of the execution provider that ran the model.
+    shape : (int, int)
+        ``(H, W)`` of the product, 10 m pixels.
+    band_names : tuple of str
+    tiles : int
+    seconds : float
+        Wall time of reading, sharpening and writing, s.
+    streamed : bool
+        True when the scene was streamed window by window.
+    quicklook : Path or None
+    """
+
+    output: Path
+    provider: str
+    shape: tuple[int, int]
+    band_names: tuple[str, ...]
+    tiles: int
+    seconds: float
+    streamed: bool
+    quicklook: Path | None = None
+
+
+def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: bool) -> None:
+    from ..io import check_output_path
+    from ..io.results import RESULT_DTYPES, RESULT_SUFFIXES
+    from .quicklook import check_pillow
+
+    if output.suffix.lower() not in RESULT_SUFFIXES:
+        raise OptionError(
+            f"{output}: unsupported output format {output.suffix or '(no suffix)'!r}; use {', '.join(RESULT_SUFFIXES)}"
+        )
+    if dtype not in RESULT_DTYPES:
+        raise OptionError(f"unsupported output dtype {dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
+    check_output_path(output, force=force)
+    if quicklook is not None:
+        if quicklook.suffix.lower() != ".png":
+            raise OptionError(f"{quicklook}: the quicklook is a PNG; name it .png")
+        if quicklook.resolve() == output.resolve():
+            raise OptionError(f"{quicklook}: the quicklook cannot overwrite the output")
+        check_pillow()
+        check_output_path(quicklook, force=force)
+
+
+def _is_geotiff(scene: Path) -> bool:
+    from ..io import detect_format
+
+    return detect_format(scene) in ("geotiff", "geotiff-folder")
+
+
+def sharpen_file(
+    model: Path | None,
+    scene: Path | None,
+    output: Path,
+    *,
+    provider: str = "auto",
+    tile: int = 512,
+    batch: int = 1,
+    threads: int | None = None,
+    dtype: str = "float32",
+    with_fine: bool = False,
+    quicklook: Path | None = None,
+    force: bool = False,
+    demo_size: int = 256,
+    progress: ProgressCallback | None = None,
+    **session_options: Any,
+) -> InferResult:
+    """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
+
+    Parameters
+    ----------
+    model : Path or None
+        ONNX model; None: the shipped demo model (:func:`default_model_path`).
+    scene : Path or None
+        Scene file or folder (``.mat``, ``.npz``, GeoTIFF); None: the synthetic demo scene
+        (:func:`ssc_edge.demo.demo_scene` of ``demo_size``).
+    output : Path
+        ``.tif``, ``.npz`` or ``.mat``; checked before any work starts.
+    provider, tile, batch, threads
+        See :class:`Sharpener`.
+    dtype : {"float32", "uint16"}
+        Output samples, DN.
+    with_fine : bool
+        Write the complete 10-band 10 m product (the 10 m bands as read, the 20 m bands
+        sharpened) in canonical band order.
+    quicklook : Path, optional
+        ``.png``: the centre (up to 512 x 512 px) of the result beside bicubic upsampling.
+    force : bool
+        Overwrite existing outputs.
+    progress : callable, optional
+        ``progress(done, total, message)`` per batch of tiles.
+
+    Returns
+    -------
+    InferResult
+    """
+    output = Path(output)
+    quicklook = Path(quicklook) if quicklook is not None else None
+    _check_outputs(output, quicklook, dtype=dtype, force=force)
+    start = time.perf_counter()
+    sharpener = Sharpener(
+        default_model_path() if model is None else Path(model),
+        provider=provider,
+        threads=threads,
+        tile=tile,
+        batch=batch,
+        **session_options,
+    )
+    contract = sharpener.contract
+    names = output_band_names(contract.output_bands, with_fine=with_fine)
+    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_geotiff(Path(scene))
+    if was_streamed:
+        from .stream import sharpen_geotiff
+
+        streamed = sharpen_geotiff(
+            sharpener, Path(scene), output, dtype=dtype, with_fine=with_fine, force=force, progress=progress
+        )
+        shape, tiles = streamed.shape, streamed.tiles
+        crops = _geotiff_crops(Path(scene), output, names, contract) if quicklook is not None else None
+    else:
+        from ..io import read_scene, write_result
+
+        if scene is None:
+            from ..demo import demo_scene
+
+            scene_value = demo_scene(size=demo_size)
+        else:
+            scene_value = read_scene(Path(scene))
+        sharpened = sharpener.sharpen(scene_value, progress=progress)
+        shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
+        product = sharpened
+        if with_fine:
+            planes = {b: sharpened[..., i] for i, b in enumerate(contract.output_bands)}
+            planes.update({b: scene_value.bands[b] for b in FINE_BANDS})
+            product = np.stack([planes[b] for b in names], axis=-1)
+        write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force)
+        crops = _memory_crops(scene_value, sharpened, contract) if quicklook is not None else None
+    if quicklook is not None and crops is not None:
+        from .quicklook import write_quicklook
+
+        write_quicklook(
+            quicklook,
+            crops[0],
+            crops[1],
+            band_names=contract.output_bands,
+            label=f"SSC-CNN ({sharpener.provider})",
+            force=force,
+        )
+    seconds = time.perf_counter() - start
+    return InferResult(
+        output,
+        sharpener.provider,
+        tuple(shape),
+        names,
+        tiles,
+        seconds,
+        streamed=was_streamed,
+        quicklook=quicklook,
+    )
+
+
+def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndarray, np.ndarray]:
+    from .quicklook import centre_window
+
+    window = centre_window(scene_value.shape)
+    bands = dict(scene_value.bands)
+    coarse = [b for b in contract.output_bands if b in COARSE_BANDS]
+    up = upsampled_window(lambda b, w: bands[b][w.slices], window, scene_value.shape, coarse, method="bicubic")
+    return sharpened[window.slices], up
+
+
+def _geotiff_crops(scene: Path, output: Path, names, contract) -> tuple[np.ndarray, np.ndarray]:
+    import rasterio
+    from rasterio.windows import Window
+
+    from ..io.geotiff import geotiff_band_sources
+    from .quicklook import centre_window
+
+    sources = geotiff_band_sources(scene)
+    with rasterio.open(output) as product:
+        window = centre_window((product.height, product.width))
+        rw = Window(window.col, window.row, window.width, window.height)
+        indexes = [names.index(b) + 1 for b in contract.output_bands]
+        sharpened = np.moveaxis(product.read(indexes, window=rw), 0, -1).astype(np.float32)
+        shape = (product.height, product.width)
+
+    def read(band: str, w: Tile) -> np.ndarray:
+        file, index = sources[band]
+        with rasterio.open(file) as dataset:
+            return dataset.read(index, window=Window(w.col, w.row, w.width, w.height)).astype(np.float32)
+
+    up = upsampled_window(read, window, shape, list(contract.output_bands), method="bicubic")
+    return sharpened, up

@@ -1,0 +1,279 @@
+"""onnxruntime execution providers: short names, availability, and sessions that really use them.
+
+Short names (what ``--provider`` accepts) map to onnxruntime provider names:
+
+========  ===============================  ===========================================
+short     onnxruntime                      installed by
+========  ===============================  ===========================================
+tensorrt  ``TensorrtExecutionProvider``    ``onnxruntime-gpu`` + TensorRT libraries
+cuda      ``CUDAExecutionProvider``        ``onnxruntime-gpu``
+openvino  ``OpenVINOExecutionProvider``    ``onnxruntime-openvino``
+coreml    ``CoreMLExecutionProvider``      ``onnxruntime`` on macOS
+dml       ``DmlExecutionProvider``         ``onnxruntime-directml`` (Windows)
+cpu       ``CPUExecutionProvider``         every build
+========  ===============================  ===========================================
+
+``auto`` takes the first available one in that order (:data:`AUTO_ORDER`). onnxruntime silently
+falls back to the CPU when a provider fails to initialise (missing CUDA libraries, say), so
+:func:`make_session` checks ``session.get_providers()`` after creation and raises
+:class:`~ssc_edge.errors.ProviderError` when the provider asked for is not really there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, OptionError, ProviderError
+
+__all__ = [
+    "PROVIDERS",
+    "AUTO_ORDER",
+    "STATIC_SHAPE_PROVIDERS",
+    "available_providers",
+    "resolve_provider",
+    "provider_options",
+    "short_name",
+    "make_session",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Short name -> onnxruntime provider name.
+PROVIDERS: Mapping[str, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+#: Preference of ``provider="auto"``, best first.
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "cuda", "openvino", "coreml", "dml", "cpu")
+
+#: Providers that compile one engine per input shape: give them fixed tile shapes.
+STATIC_SHAPE_PROVIDERS: frozenset[str] = frozenset({"tensorrt", "openvino", "coreml"})
+
+
+def _ort():
+    import onnxruntime
+
+    return onnxruntime
+
+
+def available_providers() -> tuple[str, ...]:
+    """Short names of the providers this onnxruntime build offers, in :data:`AUTO_ORDER`."""
+    offered = set(_ort().get_available_providers())
+    return tuple(name for name in AUTO_ORDER if PROVIDERS[name] in offered)
+
+
+def short_name(ort_name: str) -> str:
+    """The short name of an onnxruntime provider name (``CUDAExecutionProvider`` -> ``cuda``)."""
+    for short, full in PROVIDERS.items():
+        if full == ort_name:
+            return short
+    return ort_name
+
+
+def resolve_provider(provider: str = "auto") -> str:
+    """Turn ``provider`` (a short name, an onnxruntime name, or ``"auto"``) into an available short name.
+
+    Raises
+    ------
+    ProviderError
+        If the name is unknown or the provider is not available in this onnxruntime build; the
+        message lists the available ones.
+    """
+    available = available_providers()
+    name = short_name(provider) if provider in PROVIDERS.values() else str(provider).lower()
+    if name == "auto":
+        return available[0] if available else "cpu"
+    if name not in PROVIDERS:
+        raise ProviderError(f"unknown execution provider {provider!r}; choose auto or one of {', '.join(PROVIDERS)}")
+    if name not in available:
+        raise ProviderError(
+            f"execution provider {name} ({PROVIDERS[name]}) is not available in this onnxruntime build; "
+            f"available: {', '.join(available)}"
+        )
+    return name
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "ssc-edge"
+
+
+def provider_options(
+    provider: str,
+    *,
+    fp16: bool = False,
+    cache_dir: Path | None = None,
+    input_shape: Sequence[int] | None = None,
+    input_name: str = "bands",
+    device_id: int = 0,
+) -> dict[str, Any]:
+    """Sensible onnxruntime options for one provider.
+
+    Parameters
+    ----------
+    provider : str
+        Short name.
+    fp16 : bool
+        Let TensorRT build fp16 engines (faster, slightly less exact).
+    cache_dir : Path, optional
+        Where TensorRT keeps built engines and timing caches (default
+        ``$XDG_CACHE_HOME/ssc-edge/tensorrt`` or ``~/.cache/ssc-edge/tensorrt``): building an
+        engine takes tens of seconds, loading one from the cache well under one.
+    input_shape : sequence of int, optional
+        The one input shape the session will see (batch, then the model's layout). TensorRT then
+        builds a single optimisation profile for exactly that shape.
+    input_name : str
+        Name of the model input (for the TensorRT profile).
+    device_id : int
+        GPU index for CUDA and TensorRT.
+
+    Returns
+    -------
+    dict
+        Options for ``onnxruntime.InferenceSession(providers=[(name, options)])``.
+    """
+    if provider == "tensorrt":
+        cache = Path(cache_dir) if cache_dir is not None else _cache_root() / "tensorrt"
+        options: dict[str, Any] = {
+            "device_id": device_id,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+            "trt_fp16_enable": bool(fp16),
+        }
+        if input_shape is not None:
+            shape = f"{input_name}:{'x'.join(str(int(n)) for n in input_shape)}"
+            options.update(trt_profile_min_shapes=shape, trt_profile_opt_shapes=shape, trt_profile_max_shapes=shape)
+        return options
+    if provider == "cuda":
+        # EXHAUSTIVE cuDNN search costs a little once per shape; tiles share one shape.
+        return {
+            "device_id": device_id,
+            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "arena_extend_strategy": "kSameAsRequested",
+        }
+    if provider == "openvino":
+        return {"device_type": "CPU", "precision": "FP16" if fp16 else "FP32"}
+    if provider == "coreml":
+        return {"ModelFormat": "MLProgram", "RequireStaticInputShapes": "1" if input_shape is not None else "0"}
+    return {}
+
+
+def make_session(
+    model_path: Path | bytes,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+    fp16: bool = False,
+    cache_dir: Path | None = None,
+    input_shape: Sequence[int] | None = None,
+    dimension_names: Mapping[str, int] | None = None,
+    optimization: str = "all",
+    memory_pattern: bool = True,
+    extra_options: Mapping[str, Any] | None = None,
+):
+    """Create an onnxruntime session on one execution provider and check that it really runs there.
+
+    Parameters
+    ----------
+    model_path : Path or bytes
+        ONNX file, or a serialised model.
+    provider : str
+        ``"auto"``, a short name (:data:`PROVIDERS`) or an onnxruntime provider name.
+    threads : int, optional
+        Intra-op threads on the CPU (default: onnxruntime's, one per physical core).
+    fp16, cache_dir, input_shape
+        See :func:`provider_options`.
+    dimension_names : mapping of str to int, optional
+        Fix named free dimensions (``{"batch": 1, "height": 512, "width": 512}``) for every
+        provider (onnxruntime free-dimension overrides): static shapes for providers that want them.
+    optimization : {"all", "extended", "basic", "disabled"}
+        onnxruntime graph optimisation level.
+    memory_pattern : bool
+        onnxruntime's memory-pattern planning. It pre-allocates one block per input shape and, on the
+        CPU, nearly doubles peak memory (width-128 SSC-CNN, one 512 x 512 tile: 1.9 GB with it,
+        1.1 GB without, same speed); :class:`~ssc_edge.runtime.Sharpener` turns it off.
+    extra_options : mapping, optional
+        Extra provider options, merged over :func:`provider_options`.
+
+    Returns
+    -------
+    (onnxruntime.InferenceSession, str)
+        The session and the short name of the provider that runs it.
+
+    Raises
+    ------
+    ProviderError
+        Unknown or unavailable provider, or onnxruntime fell back to another one.
+    OptionError
+        ``threads`` < 1 or an unknown ``optimization``.
+    ModelError
+        onnxruntime cannot load the model.
+    """
+    ort = _ort()
+    name = resolve_provider(provider)
+    levels = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }
+    if optimization not in levels:
+        raise OptionError(f"unknown graph optimisation level {optimization!r}; choose one of {', '.join(levels)}")
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise OptionError(f"threads must be a positive integer, got {threads!r}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = levels[optimization]
+    options.enable_mem_pattern = bool(memory_pattern)
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    for dim, size in (dimension_names or {}).items():
+        options.add_free_dimension_override_by_name(dim, int(size))
+    if name == "dml":  # DirectML needs these (onnxruntime documentation)
+        options.enable_mem_pattern = False
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    provider_opts = {
+        **provider_options(name, fp16=fp16, cache_dir=cache_dir, input_shape=input_shape),
+        **(extra_options or {}),
+    }
+    if name == "tensorrt":
+        Path(provider_opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+    chain: list[tuple[str, dict[str, Any]]] = [(PROVIDERS[name], provider_opts)]
+    if name == "tensorrt":  # TensorRT hands nodes it cannot build to CUDA
+        chain.append((PROVIDERS["cuda"], provider_options("cuda")))
+    if name != "cpu":
+        chain.append((PROVIDERS["cpu"], {}))
+    source = model_path if isinstance(model_path, bytes) else str(model_path)
+    shown = "model" if isinstance(model_path, bytes) else str(model_path)
+    try:
+        with warnings.catch_warnings():  # the fallback warning is replaced by the check below
+            warnings.simplefilter("ignore", UserWarning)
+            session = ort.InferenceSession(
+                source, options, providers=[p for p, _ in chain], provider_options=[o for _, o in chain]
+            )
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if name != "cpu" and "provider" in message.lower():
+            raise ProviderError(f"{shown}: cannot start {PROVIDERS[name]} ({message})") from None
+        raise ModelError(f"{shown}: onnxruntime cannot load this model ({message})") from None
+    running = session.get_providers()
+    if PROVIDERS[name] not in running:
+        raise ProviderError(
+            f"{PROVIDERS[name]} was requested but onnxruntime fell back to {', '.join(running)} "
+            f"(are its libraries installed?); available: {', '.join(available_providers())}"
+        )
+    logger.debug("onnxruntime session on %s (%s)", name, ", ".join(running))
+    return session, name

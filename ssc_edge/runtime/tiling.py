@@ -1,0 +1,181 @@
+"""Overlap tiling: plan tiles with the model's halo, clip them at the scene edge, stitch their cores.
+
+A convolutional network whose output pixel depends only on input pixels at most ``halo`` pixels
+away (the contract's ``halo``) gives, on a window of the input, exactly the whole-image result
+at every window pixel that is at least ``halo`` pixels from a window edge *inside* the scene. At
+the scene edge the window is clipped to the scene (never padded), so the network pads it there
+exactly as it pads the whole image. Each window therefore contributes its *core*: the window
+less ``halo`` pixels on every side that is not a scene edge.
+
+Every window of a plan has the same shape, ``(min(tile, H), min(tile, W))``: the last window of
+a row or column is shifted back inside the scene rather than shortened, which keeps one input
+shape for providers that compile per shape and lets every window be batched with every other.
+
+All functions here are pure; :class:`Tile` is a frozen value like ``rasterio.windows.Window``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import OptionError
+
+__all__ = ["Tile", "PlannedTile", "plan_tiles", "coarse_window", "stitch", "check_tile_size"]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A rectangle of a pixel grid: top-left ``(row, col)`` and size ``(height, width)``, pixels."""
+
+    row: int
+    col: int
+    height: int
+    width: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices selecting this tile from an (H, W[, C]) array."""
+        return slice(self.row, self.row + self.height), slice(self.col, self.col + self.width)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``, pixels."""
+        return self.height, self.width
+
+    def relative_to(self, outer: Tile) -> Tile:
+        """This tile in the coordinates of ``outer`` (which must contain it)."""
+        return Tile(self.row - outer.row, self.col - outer.col, self.height, self.width)
+
+
+class PlannedTile(NamedTuple):
+    """One unit of tiled work: the ``window`` fed to the network and the ``core`` kept from its output."""
+
+    window: Tile
+    core: Tile
+
+
+def check_tile_size(tile: int, halo: int) -> None:
+    """Raise :class:`OptionError` unless ``tile >= 2 * halo + 1`` (a core of at least one pixel)."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)):
+        raise OptionError(f"tile size must be an integer number of pixels, got {tile!r}")
+    if tile < 2 * halo + 1:
+        raise OptionError(
+            f"tile size {tile} px is too small for the model's halo of {halo} px; "
+            f"use at least 2 x halo + 1 = {2 * halo + 1} (512 is a good default)"
+        )
+
+
+def _axis_spans(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(window_start, window_stop, core_start, core_stop)`` along one axis of length ``n``."""
+    if n <= tile:
+        return [(0, n, 0, n)]
+    spans = []
+    core_start, start = 0, 0
+    while core_start < n:
+        stop = start + tile
+        if stop >= n:  # last window: shift it back inside the scene, keep its full size
+            start, stop, core_stop = n - tile, n, n
+        else:
+            core_stop = stop - halo
+        spans.append((start, stop, core_start, core_stop))
+        core_start = core_stop
+        start = core_start - halo
+    return spans
+
+
+def plan_tiles(shape: Sequence[int], *, tile: int, halo: int) -> tuple[PlannedTile, ...]:
+    """Plan overlapping windows whose cores cover an (H, W) grid exactly once.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)`` of the fine grid, pixels.
+    tile : int
+        Window side, pixels (the network's input size); at least ``2 * halo + 1``.
+    halo : int
+        Receptive radius of the network, pixels.
+
+    Returns
+    -------
+    tuple of PlannedTile
+        Row-major. Every window has shape ``(min(tile, H), min(tile, W))`` and lies inside the
+        grid; the cores tile the grid without gaps or overlap, and each core is at least ``halo``
+        pixels from its window's edges except along scene edges.
+
+    Raises
+    ------
+    OptionError
+        ``tile < 2 * halo + 1`` or an empty grid.
+    """
+    check_tile_size(tile, halo)
+    height, width = (int(n) for n in shape)
+    if height < 1 or width < 1:
+        raise OptionError(f"cannot tile an empty grid of {height}x{width} px")
+    rows, cols = _axis_spans(height, tile, halo), _axis_spans(width, tile, halo)
+    return tuple(
+        PlannedTile(Tile(r0, c0, r1 - r0, c1 - c0), Tile(cr0, cc0, cr1 - cr0, cc1 - cc0))
+        for r0, r1, cr0, cr1 in rows
+        for c0, c1, cc0, cc1 in cols
+    )
+
+
+def coarse_window(window: Tile, *, ratio: int, margin: int, coarse_shape: Sequence[int]) -> Tile:
+    """The coarse-grid window needed to upsample ``window`` of the fine grid exactly.
+
+    Coarse pixel ``i`` covers fine pixels ``ratio*i .. ratio*i + ratio - 1``; the result covers
+    every coarse pixel under ``window`` plus ``margin`` coarse pixels on each side (the support of
+    the upsampling kernel: 2 for Keys cubic), clipped to the coarse grid.
+
+    Parameters
+    ----------
+    window : Tile
+        On the fine grid.
+    ratio : int
+        Fine pixels per coarse pixel (2).
+    margin : int
+        Extra coarse pixels on each side.
+    coarse_shape : (int, int)
+        ``(h, w)`` of the coarse grid.
+    """
+    r0 = max(window.row // ratio - margin, 0)
+    c0 = max(window.col // ratio - margin, 0)
+    r1 = min(math.ceil((window.row + window.height) / ratio) + margin, int(coarse_shape[0]))
+    c1 = min(math.ceil((window.col + window.width) / ratio) + margin, int(coarse_shape[1]))
+    return Tile(r0, c0, r1 - r0, c1 - c0)
+
+
+def stitch(
+    outputs: Iterable[np.ndarray], plan: Sequence[PlannedTile], shape: Sequence[int], *, dtype=np.float32
+) -> np.ndarray:
+    """Assemble the cores of per-window outputs into one (H, W, C) image.
+
+    Parameters
+    ----------
+    outputs : iterable of (h, w, C) ndarray
+        The network output of each window of ``plan``, in plan order, window-shaped.
+    plan : sequence of PlannedTile
+        From :func:`plan_tiles`.
+    shape : (int, int)
+        ``(H, W)`` of the grid.
+
+    Returns
+    -------
+    (H, W, C) ndarray of ``dtype``
+    """
+    out = None
+    count = 0
+    for output, (window, core) in zip(outputs, plan, strict=True):
+        if output.shape[:2] != window.shape:
+            raise OptionError(f"output of shape {output.shape[:2]} does not match its window {window.shape}")
+        if out is None:
+            out = np.empty((int(shape[0]), int(shape[1]), output.shape[2]), dtype=dtype)
+        out[core.slices] = output[core.relative_to(window).slices]
+        count += 1
+    if out is None:
+        raise OptionError("nothing to stitch: the tile plan is empty")
+    return out

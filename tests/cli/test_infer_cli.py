@@ -1,0 +1,197 @@
+"""``ssc-edge infer`` end to end: shipped model, real scene, GeoTIFF streaming, and every bad input."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssc_edge.io import read_estimate
+from tests.runtime._models import write_model
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models" / "demo.onnx"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return write_model(tmp_path_factory.mktemp("m") / "small.onnx", blocks=2, width=8)
+
+
+def _one_error_line(result: subprocess.CompletedProcess, pattern: str, *, libtiff_noise: bool = False) -> None:
+    """Exit code 2 and one ``ssc-edge: error:`` line on stderr.
+
+    ``libtiff_noise``: GDAL's bundled libtiff prints its own I/O diagnostics (``_tiffWriteProc: File too
+    large.``) straight to the C stderr, outside Python's logging; those lines are allowed before ours.
+    """
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    if libtiff_noise:
+        lines = [line for line in lines if not line.startswith("_tiff")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ssc-edge: error: ")
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/demo.onnx is not shipped yet")
+def test_shipped_model_on_the_demo_scene_by_default(run_cli, tmp_path):
+    result = run_cli("infer", "-o", tmp_path / "demo.tif", "--provider", "cpu", "--quicklook", tmp_path / "q.png")
+    assert result.returncode == 0, result.stderr
+    assert "provider: cpu" in result.stdout
+    assert read_estimate(tmp_path / "demo.tif").shape == (256, 256, 6)
+    assert (tmp_path / "q.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/demo.onnx is not shipped yet")
+def test_shipped_model_on_a_real_scene(run_cli, tmp_path, shared_data):
+    out = tmp_path / "reykjavik.mat"
+    result = run_cli("infer", SHIPPED, shared_data / "reykjavik_cell_RR.mat", "-o", out, "--tile", "128", "-q")
+    assert result.returncode == 0, result.stderr
+    assert read_estimate(out).shape == (256, 256, 6)
+
+
+def test_real_scene_end_to_end(run_cli, tmp_path, shared_data, model):
+    out = tmp_path / "reykjavik.npz"
+    result = run_cli(
+        "infer",
+        model,
+        shared_data / "reykjavik_cell_RR.mat",
+        "-o",
+        out,
+        "--provider",
+        "cpu",
+        "--tile",
+        "100",
+        "--batch",
+        "2",
+        "--threads",
+        "1",
+        "--quicklook",
+        tmp_path / "q.png",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "provider: cpu" in result.stdout
+    estimate = read_estimate(out)
+    assert estimate.shape == (256, 256, 6) and np.all(np.isfinite(estimate))
+    from PIL import Image
+
+    with Image.open(tmp_path / "q.png") as image:
+        assert image.format == "PNG" and image.width > 256
+
+
+def test_geotiff_in_geotiff_out_is_streamed_and_matches_npz(run_cli, tmp_path, model):
+    from tests.runtime.conftest import random_scene
+    from tests.runtime.test_stream import write_scene_folder
+
+    folder = write_scene_folder(tmp_path / "scene", random_scene(64, 48, seed=9))
+    tif, npz = tmp_path / "o.tif", tmp_path / "o.npz"
+    first = run_cli("infer", model, folder, "-o", tif, "--tile", "24", "--provider", "cpu")
+    second = run_cli("infer", model, folder, "-o", npz, "--tile", "40", "--provider", "cpu", "--dtype", "uint16")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "streamed" in first.stdout
+    assert np.array_equal(np.clip(np.rint(read_estimate(tif)), 0, 65535), read_estimate(npz))
+
+
+def test_corrupt_model(run_cli, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 50)
+    result = run_cli("infer", bad, "-o", tmp_path / "o.npz")
+    _one_error_line(result, r"bad\.onnx: onnxruntime cannot load this model")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_tile_too_small(run_cli, tmp_path, model):
+    result = run_cli("infer", model, "-o", tmp_path / "o.npz", "--tile", "8")
+    _one_error_line(result, r"tile size 8 px is too small for the model's halo of 5 px")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_existing_output_is_kept(run_cli, tmp_path, model):
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"keep")
+    result = run_cli("infer", model, "-o", out)
+    _one_error_line(result, r"o\.npz: output exists; pass --force to overwrite it")
+    assert out.read_bytes() == b"keep"
+
+
+def test_unavailable_provider(run_cli, tmp_path, model):
+    result = run_cli("infer", model, "-o", tmp_path / "o.npz", "--provider", "coreml")
+    _one_error_line(result, r"coreml .* is not available .*; available: .*cpu")
+
+
+def test_scene_smaller_than_receptive_field(run_cli, tmp_path):
+    deep = write_model(tmp_path / "deep.onnx", blocks=4, width=4)  # halo 9: needs 19 x 19 px
+    result = run_cli("infer", deep, "-o", tmp_path / "o.npz", "--demo-size", "16")
+    _one_error_line(result, r"16x16 px is smaller than the model's receptive field \(2 x halo 9 \+ 1 = 19 px")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def _limit_file_size() -> None:
+    """In the child: files may not grow past 64 KiB, and exceeding it is an error (EFBIG), not a signal."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".tif"])
+def test_full_disk_leaves_no_partial_output(ssc_edge_command, tmp_path, model, suffix):
+    """Simulated with RLIMIT_FSIZE: every write past 64 KiB fails like a full disk."""
+    from tests.runtime.conftest import random_scene
+    from tests.runtime.test_stream import write_scene_folder
+
+    folder = write_scene_folder(tmp_path / "scene", random_scene(256, 256, seed=10))
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    result = subprocess.run(
+        [
+            *ssc_edge_command,
+            "infer",
+            str(model),
+            str(folder),
+            "-o",
+            str(outdir / f"o{suffix}"),
+            "--provider",
+            "cpu",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size,
+        check=False,
+    )
+    _one_error_line(result, rf"o\{suffix}: cannot write", libtiff_noise=suffix == ".tif")
+    assert list(outdir.iterdir()) == []
+
+
+@pytest.mark.skipif(SHIPPED.is_file(), reason="the demo model is shipped")
+def test_missing_shipped_model_is_a_clear_error(run_cli, tmp_path):
+    result = run_cli("infer", "-o", tmp_path / "o.npz")
+    _one_error_line(result, r"no MODEL given and the shipped demo model is missing .*models/demo\.onnx")
+
+
+def test_quicklook_without_pillow_is_a_clear_error(tmp_path, model):
+    script = (
+        "import sys; sys.modules['PIL'] = None\n"
+        "from ssc_edge.cli import main\n"
+        f"main(['infer', {str(model)!r}, '-o', {str(tmp_path / 'o.npz')!r}, '--quicklook', "
+        f"{str(tmp_path / 'q.png')!r}, '-q'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    _one_error_line(result, r"--quicklook needs Pillow: pip install 'ssc-edge\[quicklook\]'")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_with_fine_npz_has_ten_bands(run_cli, tmp_path, model):
+    out = tmp_path / "full.npz"
+    result = run_cli("infer", model, "-o", out, "--with-fine", "--demo-size", "32", "-q")
+    assert result.returncode == 0, result.stderr
+    with np.load(out) as data:
+        names = [k for k in data.files if k.startswith("B")]
+    assert names == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
