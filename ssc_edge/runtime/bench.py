@@ -1,0 +1,749 @@
+"""Benchmark an ssc-edge model across execution providers, precisions, tile sizes and batch sizes.
+
+For every combination (provider, precision, tile, batch) :func:`run_benchmark` creates a fresh
+onnxruntime session (so that per-shape engine builds, e.g. TensorRT's, count in the first run),
+runs ``warmup`` untimed runs and ``runs`` timed runs on random normalised input of shape
+``(batch, tile, tile, 10)`` (or NCHW, per the model's layout), and records:
+
+- ``session_s``: session creation, s; ``first_run_s``: the first run, s;
+- ``p50_s``, ``p90_s``, ``p99_s``: latency percentiles of the timed runs, s per run of ``batch`` tiles;
+- ``megapixels_per_s``: ``batch * tile**2 / p50 / 1e6``, input pixels (halo included) per second;
+- ``gflop``: FLOPs of one run (:mod:`ssc_edge.runtime.flops`, multiply-add = 2) / 1e9, None without ``onnx``;
+  ``gflop_per_s``: ``gflop / p50``;
+- ``peak_rss_mb``: the process's peak resident set size while the row ran (session creation included),
+  MiB, sampled every 5 ms from ``/proc/self/statm`` (or psutil); it includes everything the process
+  holds (Python, numpy, earlier sessions not yet freed), so compare rows, not absolute values across tools;
+- ``quality_loss_db``: the mean-SRE loss of the precision against fp32, from the model's metadata or
+  measured when the model is made (see below).
+
+``bf16`` is OpenVINO's CPU inference-precision hint on the fp32 graph (other providers: 'not available'); its
+loss is measured by running that provider on the central 256 x 256 pixels of the calibration scene.
+Other precisions than the model's own are made on the fly by :func:`ssc_edge.runtime.optimize.optimize_model`
+into a temporary folder (calibrated and measured on ``calibration_scene``, default the synthetic demo scene),
+once per precision, with the quality gate reported (``gate_passed``) rather than enforced: the benchmark
+shows what a precision would cost and gain. That needs ``onnx``; without it those rows are 'not available'.
+TensorRT fp16 is the fp32 graph with TensorRT's fp16 engines (``trt_fp16_enable``); its loss column is the one
+measured for the ONNX fp16 conversion on the CPU. A provider that onnxruntime does not offer here, or that fails
+to start, is a 'not available' row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..errors import ModelError, OptionError, SscEdgeError
+from ..progress import ProgressCallback, report
+from ..scene import Scene
+
+__all__ = [
+    "PROVIDER_NAMES",
+    "BENCH_PRECISIONS",
+    "BenchRow",
+    "BenchReport",
+    "run_benchmark",
+    "machine_info",
+    "format_bench_table",
+    "plot_bench",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Short provider names and the onnxruntime execution providers they stand for.
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+}
+#: Precisions :func:`run_benchmark` accepts.
+BENCH_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+#: OpenVINO's CPU plugin computes in bfloat16 under this hint (fast on CPUs with AVX512-BF16 or AMX).
+_OPENVINO_BF16 = {"load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}
+_OK, _NOT_AVAILABLE, _FAILED = "ok", "not available", "failed"
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One benchmarked combination; times in seconds, see the module docstring for each field.
+
+    ``status`` is ``"ok"``, ``"not available"`` (provider or precision absent here; ``reason`` says why)
+    or ``"failed"`` (the provider started but the run raised; ``reason`` holds the error).
+    """
+
+    provider: str
+    precision: str
+    tile: int
+    batch: int
+    status: str
+    reason: str = ""
+    session_s: float | None = None
+    first_run_s: float | None = None
+    p50_s: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    megapixels_per_s: float | None = None
+    gflop: float | None = None
+    gflop_per_s: float | None = None
+    peak_rss_mb: float | None = None
+    quality_loss_db: float | None = None
+    gate_passed: bool | None = None
+    runs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+@dataclass
+class BenchReport:
+    """A whole benchmark: settings, machine, model and rows.
+
+    Attributes
+    ----------
+    model : str
+        Path of the benchmarked model.
+    contract : dict
+        Its layout, halo, precision, quality_loss_db and architecture.
+    machine : dict
+        :func:`machine_info`.
+    settings : dict
+        warmup, runs, threads, calibration scene.
+    rows : list of BenchRow
+    """
+
+    model: str
+    contract: dict[str, Any]
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (what ``ssc-edge bench --json`` writes)."""
+        return {
+            "ssc_edge_version": __version__,
+            "model": self.model,
+            "contract": self.contract,
+            "machine": self.machine,
+            "settings": self.settings,
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+
+# --------------------------------------------------------------------------------------------- machine
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    if platform.system() == "Darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5, check=False
+            ).stdout.strip()
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    wanted = (
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_bf16",
+        "amx_int8",
+        "amx_tile",
+    )
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in wanted if flag in present]
+    return []
+
+
+def _gpus() -> list[dict[str, str]]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "memory": parts[1], "driver": parts[2]})
+    return gpus
+
+
+def _physical_cores() -> int | None:
+    """Distinct (physical id, core id) pairs of /proc/cpuinfo, else psutil, else None."""
+    with contextlib.suppress(OSError):
+        cores = set()
+        for block in Path("/proc/cpuinfo").read_text().split("\n\n"):
+            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+            fields = {k.strip(): v.strip() for k, v in fields.items()}
+            if "core id" in fields:
+                cores.add((fields.get("physical id", "0"), fields["core id"]))
+        if cores:
+            return len(cores)
+    with contextlib.suppress(ImportError):
+        import psutil
+
+        return psutil.cpu_count(logical=False)
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores and flags, GPUs (nvidia-smi), memory, OS and library versions.
+
+    Returns
+    -------
+    dict
+        Plain JSON.
+    """
+    import onnxruntime as ort
+
+    versions = {
+        "ssc_edge": __version__,
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    with contextlib.suppress(ImportError):
+        import onnx
+
+        versions["onnx"] = onnx.__version__
+    memory_gb = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return {
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": _physical_cores(),
+        "cpu_flags": _cpu_flags(),
+        "memory_gib": memory_gb,
+        "gpus": _gpus(),
+        "os": platform.platform(),
+        "versions": versions,
+        "onnxruntime_providers": list(ort.get_available_providers()),
+    }
+
+
+# --------------------------------------------------------------------------------------------- memory
+
+
+def _rss_bytes() -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        import resource
+
+        scale = 1 if platform.system() == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+class _PeakRss:
+    """Sample the process RSS in a thread; ``peak`` is the largest value seen, bytes."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+# --------------------------------------------------------------------------------------------- sessions
+
+
+def _make_session(
+    model_path: Path,
+    provider: str,
+    threads: int | None,
+    shape: tuple[int, ...] | None,
+    *,
+    trt_fp16: bool = False,
+    extra_options: dict | None = None,
+):
+    """A session that really runs on ``provider``; :class:`SscEdgeError` when it cannot be had here.
+
+    Uses :func:`ssc_edge.runtime.providers.make_session` (fixed input shape for the providers that build
+    per-shape engines); falls back to a plain onnxruntime session if that module is absent.
+    """
+    try:
+        from . import providers as runtime_providers
+    except ImportError:
+        runtime_providers = None
+    if runtime_providers is not None:
+        static = provider in runtime_providers.STATIC_SHAPE_PROVIDERS
+        session, _ = runtime_providers.make_session(
+            model_path,
+            provider=provider,
+            threads=threads,
+            fp16=trt_fp16,
+            input_shape=shape if static else None,
+            extra_options=extra_options,
+        )
+        return session
+    import onnxruntime as ort
+
+    name = PROVIDER_NAMES[provider]
+    if name not in ort.get_available_providers():
+        raise SscEdgeError(f"{provider} is not in this onnxruntime ({', '.join(ort.get_available_providers())})")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    chain = [(name, extra_options or {})] + ([] if name == "CPUExecutionProvider" else [("CPUExecutionProvider", {})])
+    session = ort.InferenceSession(str(model_path), options, providers=chain)
+    if session.get_providers()[0] != name:
+        raise SscEdgeError(f"onnxruntime fell back from {provider} to {session.get_providers()[0]}")
+    return session
+
+
+def _percentile(times: np.ndarray, q: float) -> float:
+    return float(np.percentile(times, q))
+
+
+def _bench_one(
+    model_path: Path,
+    contract: ModelContract,
+    provider: str,
+    precision: str,
+    tile: int,
+    batch: int,
+    *,
+    warmup: int,
+    runs: int,
+    threads: int | None,
+    flops: float | None,
+    rng: np.random.Generator,
+    trt_fp16: bool = False,
+    extra_options: dict | None = None,
+) -> BenchRow:
+    shape = (batch, tile, tile, contract.channels_in)
+    if contract.layout == "NCHW":
+        shape = (batch, contract.channels_in, tile, tile)
+    x = rng.uniform(0.0, 0.5, shape).astype(np.float32)
+    feed = {INPUT_NAME: x}
+    base = {"provider": provider, "precision": precision, "tile": tile, "batch": batch}
+    with _PeakRss() as rss:
+        start = time.perf_counter()
+        try:
+            session = _make_session(
+                model_path, provider, threads, shape, trt_fp16=trt_fp16, extra_options=extra_options
+            )
+        except (SscEdgeError, RuntimeError, ValueError) as exc:  # onnxruntime raises RuntimeError subclasses
+            return BenchRow(**base, status=_NOT_AVAILABLE, reason=str(exc).splitlines()[0][:300])
+        session_s = time.perf_counter() - start
+        try:
+            start = time.perf_counter()
+            session.run([OUTPUT_NAME], feed)
+            first = time.perf_counter() - start
+            for _ in range(warmup):
+                session.run([OUTPUT_NAME], feed)
+            times = np.empty(runs)
+            for i in range(runs):
+                start = time.perf_counter()
+                session.run([OUTPUT_NAME], feed)
+                times[i] = time.perf_counter() - start
+        except Exception as exc:  # a provider that starts and then cannot run this shape is a result, not a crash
+            return BenchRow(
+                **base,
+                status=_FAILED,
+                reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                session_s=session_s,
+            )
+        finally:
+            del session
+    p50 = _percentile(times, 50)
+    gflop = None if flops is None else flops / 1e9
+    return BenchRow(
+        **base,
+        status=_OK,
+        session_s=session_s,
+        first_run_s=first,
+        p50_s=p50,
+        p90_s=_percentile(times, 90),
+        p99_s=_percentile(times, 99),
+        megapixels_per_s=batch * tile * tile / p50 / 1e6,
+        gflop=gflop,
+        gflop_per_s=None if gflop is None else gflop / p50,
+        peak_rss_mb=rss.peak / 2**20,
+        runs=runs,
+    )
+
+
+# --------------------------------------------------------------------------------------------- driver
+
+
+def _positive_ints(values: Sequence[int], what: str, minimum: int = 1) -> tuple[int, ...]:
+    out = []
+    for value in values:
+        if isinstance(value, bool) or int(value) != value or value < minimum:
+            raise OptionError(f"{what} must be integers >= {minimum}, got {value!r}")
+        out.append(int(value))
+    if not out:
+        raise OptionError(f"give at least one {what[:-1] if what.endswith('s') else what}")
+    return tuple(out)
+
+
+def _read_contract(model_path: Path) -> ModelContract:
+    import onnxruntime as ort
+
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: model file not found")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})") from None
+    return ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, source=model_path)
+
+
+@contextlib.contextmanager
+def _precision_models(
+    model_path: Path, contract: ModelContract, precisions: Sequence[str], calibration_scene: Path | Scene | None
+) -> Iterator[dict[str, tuple[Path | None, dict]]]:
+    """``{precision: (model path or None, info)}``; made models live in a temporary folder for the block."""
+    from .optimize import MAX_LOSS_DB, optimize_model
+
+    with tempfile.TemporaryDirectory(prefix="ssc-edge-bench-") as tmp:
+        models: dict[str, tuple[Path | None, dict]] = {}
+        for precision in precisions:
+            if precision == "bf16" and contract.precision == "fp32":  # an OpenVINO hint on the fp32 graph
+                models[precision] = (model_path, {})
+            elif precision == contract.precision:
+                models[precision] = (
+                    model_path,
+                    {
+                        "quality_loss_db": contract.quality_loss_db,
+                        "gate_passed": contract.quality_loss_db <= MAX_LOSS_DB,
+                    },
+                )
+            elif contract.precision != "fp32":
+                models[precision] = (None, {"reason": f"the model is {contract.precision}; bench its fp32 parent"})
+            else:
+                try:
+                    made = optimize_model(
+                        model_path,
+                        precision=precision,
+                        out_path=Path(tmp) / f"{precision}.onnx",
+                        calibration_scene=calibration_scene,
+                        force=True,
+                    )
+                except SscEdgeError as exc:
+                    models[precision] = (None, {"reason": f"cannot make {precision}: {exc}"})
+                    continue
+                models[precision] = (made.path, {"quality_loss_db": made.quality_loss_db, "gate_passed": made.passed})
+        yield models
+
+
+def run_benchmark(
+    model_path: Path,
+    *,
+    providers: Sequence[str] = ("cpu",),
+    precisions: Sequence[str] = ("fp32",),
+    tiles: Sequence[int] = (256,),
+    batches: Sequence[int] = (1,),
+    warmup: int = 5,
+    runs: int = 50,
+    threads: int | None = None,
+    calibration_scene: Path | Scene | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> BenchReport:
+    """Time ``model_path`` on every (provider, precision, tile, batch) combination.
+
+    Parameters
+    ----------
+    model_path : Path
+        An ssc-edge ONNX model.
+    providers : sequence of str
+        Short names (:data:`PROVIDER_NAMES`); absent ones give 'not available' rows.
+    precisions : sequence of {"fp32", "fp16", "int8"}
+        See the module docstring for how other precisions than the model's own are made.
+    tiles : sequence of int
+        Square tile sides, pixels of the fine grid (halo included); each must be at least ``2 * halo + 1``.
+    batches : sequence of int
+        Tiles per run.
+    warmup, runs : int
+        Untimed and timed runs per combination (``runs >= 1``).
+    threads : int, optional
+        onnxruntime intra-op threads (default: onnxruntime's choice, one per physical core).
+    calibration_scene : Path, Scene or None
+        Scene used to make and measure fp16/int8 models (default: the synthetic demo scene).
+    seed : int
+        Seed of the random input.
+    progress : callable, optional
+        Called after each combination with ``"provider precision tile xbatch: status"``.
+
+    Returns
+    -------
+    BenchReport
+    """
+    model_path = Path(model_path)
+    providers = tuple(providers)
+    unknown = [p for p in providers if p not in PROVIDER_NAMES]
+    if unknown or not providers:
+        raise OptionError(
+            f"unknown provider(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PROVIDER_NAMES)}"
+        )
+    bad = [p for p in precisions if p not in BENCH_PRECISIONS]
+    if bad or not precisions:
+        raise OptionError(
+            f"unknown precision(s) {', '.join(bad) or '(none)'}; choose from {', '.join(BENCH_PRECISIONS)}"
+        )
+    tiles, batches = _positive_ints(tiles, "tiles"), _positive_ints(batches, "batches")
+    (runs,) = _positive_ints([runs], "runs")
+    (warmup,) = _positive_ints([warmup], "warmup", minimum=0)
+    if threads is not None:
+        (threads,) = _positive_ints([threads], "threads")
+    contract = _read_contract(model_path)
+    small = [t for t in tiles if t < 2 * contract.halo + 1]
+    if small:
+        raise OptionError(f"tile(s) {small} smaller than 2 x halo + 1 = {2 * contract.halo + 1} px of this model")
+    flops = _flops_per_shape(model_path, tiles, batches)
+    if calibration_scene is None:
+        calibration_name = "synthetic demo scene"
+    elif isinstance(calibration_scene, Scene):
+        calibration_name = calibration_scene.name
+    else:
+        calibration_name = str(calibration_scene)
+    bench = BenchReport(
+        model=str(model_path),
+        contract={
+            "layout": contract.layout,
+            "halo": contract.halo,
+            "precision": contract.precision,
+            "quality_loss_db": contract.quality_loss_db,
+            "architecture": contract.architecture,
+            "flops_per_pixel": None if not flops else next(iter(flops.values())) / (batches[0] * tiles[0] ** 2),
+        },
+        machine=machine_info(),
+        settings={
+            "warmup": warmup,
+            "runs": runs,
+            "threads": threads,
+            "seed": seed,
+            "calibration_scene": calibration_name,
+            "flops_convention": "multiply-add = 2 FLOPs; see ssc_edge.runtime.flops",
+        },
+    )
+    total = len(providers) * len(precisions) * len(tiles) * len(batches)
+    rng = np.random.default_rng(seed)
+    with _precision_models(model_path, contract, precisions, calibration_scene) as models:
+        for provider in providers:
+            for precision in precisions:
+                path, info = models[precision]
+                for tile in tiles:
+                    for batch in batches:
+                        trt_fp16 = provider == "tensorrt" and precision == "fp16" and contract.precision == "fp32"
+                        if trt_fp16:  # TensorRT makes fp16 engines from the fp32 graph itself
+                            path = model_path
+                        extra = _OPENVINO_BF16 if precision == "bf16" else None
+                        if path is None:
+                            row = BenchRow(provider, precision, tile, batch, _NOT_AVAILABLE, reason=info["reason"])
+                        elif precision == "bf16" and provider != "openvino":
+                            row = BenchRow(
+                                provider,
+                                precision,
+                                tile,
+                                batch,
+                                _NOT_AVAILABLE,
+                                reason="bf16 is OpenVINO's CPU inference-precision hint; use --providers openvino",
+                            )
+                        else:
+                            row = _bench_one(
+                                path,
+                                contract,
+                                provider,
+                                precision,
+                                tile,
+                                batch,
+                                warmup=warmup,
+                                runs=runs,
+                                threads=threads,
+                                flops=flops.get((tile, batch)),
+                                rng=rng,
+                                trt_fp16=trt_fp16,
+                                extra_options=extra,
+                            )
+                            if precision == "bf16" and row.status == _OK and "quality_loss_db" not in info:
+                                info.update(_provider_loss(model_path, contract, provider, extra, calibration_scene))
+                            row = _with_quality(row, info)
+                        bench.rows.append(row)
+                        report(
+                            progress, len(bench.rows), total, f"{provider} {precision} {tile} x{batch}: {row.status}"
+                        )
+    return bench
+
+
+def _provider_loss(
+    model_path: Path,
+    contract: ModelContract,
+    provider: str,
+    extra_options: dict | None,
+    calibration_scene: Path | Scene | None,
+) -> dict[str, Any]:
+    """Mean-SRE loss of ``provider`` (with ``extra_options``) against fp32 on the CPU, as optimize measures it.
+
+    Whole-image runs on the central 256 x 256 pixels of the calibration scene (see
+    :mod:`ssc_edge.runtime.optimize` for the target).
+    """
+    from ..metrics import signal_to_reconstruction_error
+    from .optimize import MAX_LOSS_DB, _evaluation_data, _predict, _scene
+
+    inputs, target, _ = _evaluation_data(_scene(calibration_scene), contract, size=256)
+    reference = _make_session(model_path, "cpu", None, None)
+    candidate = _make_session(model_path, provider, None, None, extra_options=extra_options)
+    sre = [
+        float(np.mean(signal_to_reconstruction_error(target, _predict(s, inputs, contract))))
+        for s in (reference, candidate)
+    ]
+    loss = sre[0] - sre[1]
+    return {"quality_loss_db": loss, "gate_passed": loss <= MAX_LOSS_DB}
+
+
+def _with_quality(row: BenchRow, info: dict) -> BenchRow:
+    values = row.to_dict()
+    values["quality_loss_db"] = info.get("quality_loss_db")
+    values["gate_passed"] = info.get("gate_passed")
+    return BenchRow(**values)
+
+
+def _flops_per_shape(model_path: Path, tiles: Sequence[int], batches: Sequence[int]) -> dict[tuple[int, int], float]:
+    """FLOPs per (tile, batch); empty when ``onnx`` is missing (FLOPs are linear in pixels: count once)."""
+    from .flops import FlopsUnavailable, count_flops
+
+    try:
+        probe = count_flops(model_path, batch=1, height=tiles[0], width=tiles[0])
+    except FlopsUnavailable:
+        logger.warning("FLOPs not counted: onnx is not installed")
+        return {}
+    # 'same'-padded stride-1 convolutions: FLOPs are proportional to the number of input pixels.
+    return {(t, b): probe.per_pixel * b * t * t for t in tiles for b in batches}
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
+def format_bench_table(bench: BenchReport) -> str:
+    """A plain-text table of the rows (latencies in ms)."""
+    header = (
+        f"{'provider':<9} {'prec':<5} {'tile':>5} {'batch':>5} {'session ms':>10} {'first ms':>9} "
+        f"{'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'MP/s':>7} {'GFLOP/s':>8} {'RSS MiB':>8} {'loss dB':>8} "
+        "gate"
+    )
+    lines = [header, "-" * len(header)]
+    for r in bench.rows:
+        start = f"{r.provider:<9} {r.precision:<5} {r.tile:>5} {r.batch:>5} "
+        if r.status != _OK:
+            lines.append(start + f"{r.status}: {r.reason}")
+            continue
+        lines.append(
+            start + f"{_fmt(r.session_s, '10.1f', 1e3)} {_fmt(r.first_run_s, '9.1f', 1e3)} "
+            f"{_fmt(r.p50_s, '9.2f', 1e3)} {_fmt(r.p90_s, '9.2f', 1e3)} {_fmt(r.p99_s, '9.2f', 1e3)} "
+            f"{_fmt(r.megapixels_per_s, '7.2f')} {_fmt(r.gflop_per_s, '8.1f')} "
+            f"{_fmt(r.peak_rss_mb, '8.0f')} {_fmt(r.quality_loss_db, '8.3f')} "
+            f"{'-' if r.gate_passed is None else 'pass' if r.gate_passed else 'FAIL'}"
+        )
+    return "\n".join(lines)
+
+
+def plot_bench(bench: BenchReport, path: Path) -> Path:
+    """Plot p50 latency per tile against tile size, one line per (provider, precision, batch); write a PNG.
+
+    Latency is normalised per tile (``p50 / batch``, ms) so batch sizes share an axis. Needs matplotlib.
+
+    Raises
+    ------
+    DependencyError
+        If matplotlib is not installed.
+    """
+    from .optimize import DependencyError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DependencyError("--plot needs matplotlib: pip install matplotlib") from None
+    from ..io import atomic_output
+
+    series: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
+    for r in bench.rows:
+        if r.status == _OK and r.p50_s is not None:
+            series.setdefault((r.provider, r.precision, r.batch), []).append((r.tile, 1e3 * r.p50_s / r.batch))
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for (provider, precision, batch), points in sorted(series.items()):
+        points.sort()
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{provider} {precision} x{batch}")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xlabel("tile side, px")
+    axes.set_ylabel("p50 latency per tile, ms")
+    axes.set_title(f"{Path(bench.model).name} on {bench.machine.get('cpu', '?')}", fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    if series:
+        axes.legend(fontsize=8)
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(figure)
+    return path
