@@ -19,7 +19,7 @@ from ..errors import SscEdgeError
 __all__ = ["app", "main"]
 
 #: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("fit", "infer", "bench", "info", "evaluate")
+COMMAND_MODULES = ("fit", "infer", "bench", "info", "evaluate", "batch")
 
 app = typer.Typer(
     name="ssc-edge",

@@ -1,0 +1,443 @@
+"""The local batch engine: every scene of a batch on a process pool of this machine.
+
+Per scene a worker reads the scene, fits a model on it (mode ``fit-and-infer``, TensorFlow imported
+only then) or uses the one given model (mode ``infer``, onnxruntime only), sharpens the full scene,
+writes the output with :func:`ssc_edge.io.write_result` (atomic) and then its report (atomic, with
+the output's sha256). The parent rewrites the batch manifest atomically after every scene, so a
+kill loses no finished scene and leaves no half-written file. A rerun skips every scene whose
+report says done and whose output still has the reported checksum, and retries the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bands import COARSE_BANDS, MTF_NYQUIST
+from ..errors import OptionError
+from ..io._atomic import atomic_output
+from ..io.results import RESULT_DTYPES
+from ..progress import ProgressCallback, report
+from ..scene import Scene
+from .manifest import (
+    OUTPUT_FORMATS,
+    SceneJob,
+    collect_scenes,
+    plan_jobs,
+    sha256_file,
+    source_signature,
+    write_manifest,
+)
+
+__all__ = ["MODES", "BatchConfig", "BatchResult", "process_scene", "run_batch"]
+
+logger = logging.getLogger(__name__)
+
+#: Batch modes: fit a model per scene, or run one given model on every scene.
+MODES = ("fit-and-infer", "infer")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Options of a batch.
+
+    Attributes
+    ----------
+    mode : {"fit-and-infer", "infer"}
+        ``fit-and-infer`` fits SSC-CNN on each scene (zero-shot) and keeps the model in
+        ``OUTDIR/models/NAME.onnx``; ``infer`` runs ``model`` on every scene.
+    model : Path, optional
+        The ONNX model of mode ``infer``.
+    workers : int
+        Worker processes; each runs one scene at a time.
+    output_format : {"tif", "npz", "mat"}
+        Format of the sharpened images.
+    dtype : {"float32", "uint16"}
+        Sample type of the sharpened images (DN).
+    epochs : int, optional
+        Training epochs of mode ``fit-and-infer`` (default: the trainer's).
+    fit_options : mapping, optional
+        Further :class:`ssc_edge.train.FitConfig` fields for mode ``fit-and-infer`` (JSON form).
+    provider : str, optional
+        onnxruntime execution provider of the sharpener (default: the runtime's choice).
+    tile : int, optional
+        Tile side of the sharpener, 10 m pixels (default: the runtime's).
+    in_process : bool
+        Run the scenes one after another in this process instead of in worker processes (for
+        debugging and tests). No isolation: a crash in native code (or the out-of-memory killer)
+        then stops the batch, although every scene finished before is kept.
+    """
+
+    mode: str = "infer"
+    model: Path | None = None
+    workers: int = 1
+    output_format: str = "tif"
+    dtype: str = "float32"
+    epochs: int | None = None
+    fit_options: Mapping[str, Any] = field(default_factory=dict)
+    provider: str | None = None
+    tile: int | None = None
+    in_process: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.mode == "infer" and self.model is None:
+            raise OptionError("mode infer needs a model (--model MODEL.onnx)")
+        if self.mode == "infer" and not Path(self.model).is_file():
+            raise OptionError(f"{self.model}: no such model file")
+        if self.mode == "fit-and-infer" and self.model is not None:
+            raise OptionError("mode fit-and-infer fits one model per scene; drop --model or use --mode infer")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise OptionError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.output_format not in OUTPUT_FORMATS:
+            choices = ", ".join(OUTPUT_FORMATS)
+            raise OptionError(f"unknown output format {self.output_format!r}; choose one of {choices}")
+        if self.dtype not in RESULT_DTYPES:
+            raise OptionError(f"unknown output dtype {self.dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
+        if self.epochs is not None and self.epochs < 1:
+            raise OptionError(f"epochs must be positive, got {self.epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model"] = str(self.model) if self.model is not None else None
+        data["fit_options"] = dict(self.fit_options)
+        return data
+
+
+@dataclass
+class BatchResult:
+    """What a batch did.
+
+    Attributes
+    ----------
+    manifest : Path
+        ``OUTDIR/batch.json``.
+    records : list of dict
+        One per scene, in input order (the manifest's ``scenes``).
+    seconds : float
+        Wall time of this run.
+    """
+
+    manifest: Path
+    records: list[dict[str, Any]]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        """Scenes with ``status`` (``"done"``, ``"failed"``); ``"skipped"`` counts done-before scenes."""
+        if status == "skipped":
+            return sum(1 for r in self.records if r.get("skipped"))
+        return sum(1 for r in self.records if r.get("status") == status)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _read_any_scene(path: Path) -> Scene:
+    """Any scene :func:`ssc_edge.io.read_scene` reads, and SAFE products."""
+    from ..io import read_scene
+    from ..io.safe import is_safe_product, read_safe_scene
+
+    if is_safe_product(path):
+        return read_safe_scene(path)
+    return read_scene(path)
+
+
+def _threads(config: BatchConfig) -> int | None:
+    """onnxruntime threads per worker: the CPU cores shared out between the workers (None in-process)."""
+    if config.in_process:
+        return None
+    return max(1, (os.cpu_count() or 1) // config.workers)
+
+
+@lru_cache(maxsize=2)
+def _sharpener(model: str, provider: str | None, tile: int | None, threads: int | None):
+    """One onnxruntime session per model per worker process, reused across its scenes."""
+    from ..runtime.sharpen import Sharpener
+
+    options: dict[str, Any] = {"threads": threads}
+    if provider is not None:
+        options["provider"] = provider
+    if tile is not None:
+        options["tile"] = tile
+    return Sharpener(Path(model), **options)
+
+
+def _consistency(image: np.ndarray, scene: Scene) -> dict[str, Any]:
+    """Signal to reconstruction error (dB) of the sharpened bands degraded back to 20 m (Wald's consistency)."""
+    from .. import wald
+    from ..metrics import signal_to_reconstruction_error
+
+    degraded = wald.degrade(image, ratio=2, method="mtf", mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])
+    sre = signal_to_reconstruction_error(scene.coarse(), degraded)
+    return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
+            "mean_consistency_sre_db": float(np.mean(sre))}  # fmt: skip
+
+
+def _fit(scene: Scene, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
+    """Fit and export a model for one scene (TensorFlow is imported here only)."""
+    from ..train import FitConfig, fit_and_export
+
+    options = dict(config.fit_options)
+    if config.epochs is not None:
+        options["epochs"] = config.epochs
+    model_path = job.output.parent / "models" / f"{job.output.stem}.onnx"
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    result = fit_and_export(scene, model_path, FitConfig.from_dict(options), force=True, write_keras=False)
+    evaluation = result.evaluation
+    metrics = {
+        "fit_kind": evaluation.kind,
+        "fit_mean_sre_db": float(evaluation.model.mean_sre),
+        "bicubic_mean_sre_db": float(evaluation.bicubic.mean_sre),
+        "best_epoch": result.fit.best_epoch,
+    }
+    return model_path, metrics
+
+
+def process_scene(job: SceneJob, config: BatchConfig) -> dict[str, Any]:
+    """Sharpen one scene of a batch and write its output and report; never raises for a bad scene.
+
+    Returns
+    -------
+    dict
+        The scene's record: ``status`` ``"done"`` (with ``output_sha256``, ``seconds``, ``metrics``,
+        ``shape`` (H, W) of the 10 m grid) or ``"failed"`` (with ``error``).
+    """
+    from ..io import write_result
+
+    record: dict[str, Any] = {**job.to_dict(), "mode": config.mode, "started": _now(), "pid": os.getpid(),
+                              "source_signature": source_signature(job.source)}  # fmt: skip
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        tick = time.perf_counter()
+        scene = _read_any_scene(job.source)
+        seconds["read"] = time.perf_counter() - tick
+        metrics: dict[str, Any] = {}
+        if config.mode == "fit-and-infer":
+            tick = time.perf_counter()
+            model, metrics = _fit(scene, job, config)
+            seconds["fit"] = time.perf_counter() - tick
+            sharpener = _sharpener.__wrapped__(str(model), config.provider, config.tile, _threads(config))
+        else:
+            model = Path(config.model)
+            sharpener = _sharpener(str(model), config.provider, config.tile, _threads(config))
+        record["model"] = str(model)
+        record["model_sha256"] = sha256_file(model)
+        tick = time.perf_counter()
+        image = sharpener.sharpen(scene)
+        seconds["sharpen"] = time.perf_counter() - tick
+        metrics.update(_consistency(image, scene))
+        tick = time.perf_counter()
+        write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype, force=True)
+        seconds["write"] = time.perf_counter() - tick
+        seconds["total"] = time.perf_counter() - start
+        record.update(status="done", shape=list(scene.shape), seconds=seconds, metrics=metrics, error=None,
+                      output_sha256=sha256_file(job.output), finished=_now())  # fmt: skip
+        with atomic_output(job.report) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    except Exception as exc:  # one bad scene never stops the batch; the error is recorded
+        seconds["total"] = time.perf_counter() - start
+        record.update(status="failed", seconds=seconds, error=f"{type(exc).__name__}: {exc}", finished=_now())
+        logger.debug("scene %s failed", job.name, exc_info=True)
+    return record
+
+
+def _completed_record(job: SceneJob, config: BatchConfig, model_sha: str | None) -> dict[str, Any] | None:
+    """The report of a scene finished by an earlier run, if its output is intact and still current."""
+    try:
+        previous = json.loads(job.report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(previous, dict) or previous.get("status") != "done" or previous.get("mode") != config.mode:
+        return None
+    if model_sha is not None and previous.get("model_sha256") != model_sha:
+        return None
+    if previous.get("source_signature") != source_signature(job.source) or not job.output.is_file():
+        return None
+    if sha256_file(job.output) != previous.get("output_sha256"):
+        logger.warning("%s: output checksum differs from its report; sharpening again", job.output)
+        return None
+    return previous
+
+
+def _remove_leftovers(job: SceneJob) -> None:
+    """Delete temporary files a killed worker left beside the output or report (never the files themselves)."""
+    for target in (job.output, job.report):
+        for leftover in target.parent.glob(f".{target.name}.*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _failed(job: SceneJob, config: BatchConfig, error: str) -> dict[str, Any]:
+    """The record of a scene whose worker died before it could record anything."""
+    return {**job.to_dict(), "mode": config.mode, "status": "failed", "error": error, "finished": _now()}
+
+
+_WORKER_DIED = "worker process died (killed or out of memory)"
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: exit when the batch process dies (a killed batch leaves no orphan workers).
+
+    A worker stopped this way may leave a temporary file beside an output; the next run removes it.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ssc-edge-parent-watch", daemon=True).start()
+
+
+def _pool(workers: int, context: Any) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent,
+                               initargs=(os.getpid(),))  # fmt: skip
+
+
+def _run_alone(job: SceneJob, config: BatchConfig, context: Any) -> dict[str, Any]:
+    """Run one scene in a fresh single-worker pool; a worker death there is the scene's own."""
+    with _pool(1, context) as pool:
+        try:
+            return pool.submit(process_scene, job, config).result()
+        except BrokenProcessPool:
+            return _failed(job, config, _WORKER_DIED)
+
+
+def _run_pool(jobs: list[SceneJob], config: BatchConfig, on_record: Callable[[dict[str, Any]], None]) -> None:
+    """Run ``jobs`` on ``config.workers`` spawned processes, at most one scene in flight per worker.
+
+    A worker that dies (killed, out of memory) breaks the pool: the scenes then in flight are run
+    again one at a time, so only the scene that kills its worker again is failed, and the remaining
+    scenes go to a fresh pool.
+    """
+    remaining = deque(jobs)
+    context = get_context("spawn")  # no fork: onnxruntime and TensorFlow threads do not survive it
+    while remaining:
+        suspects: list[SceneJob] = []
+        with _pool(config.workers, context) as pool:
+            inflight: dict[Any, SceneJob] = {}
+            while inflight or (remaining and not suspects):
+                while remaining and not suspects and len(inflight) < config.workers:
+                    job = remaining.popleft()
+                    inflight[pool.submit(process_scene, job, config)] = job
+                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = inflight.pop(future)
+                    try:
+                        record = future.result()
+                    except BrokenProcessPool:
+                        suspects.append(job)
+                        continue
+                    on_record(record)
+        for job in suspects:
+            logger.warning("%s: a worker died while this scene ran; running it again alone", job.source)
+            on_record(_run_alone(job, config, context))
+
+
+def run_batch(
+    inputs: Iterable[Path],
+    out_dir: Path,
+    config: BatchConfig,
+    *,
+    progress: ProgressCallback | None = None,
+) -> BatchResult:
+    """Sharpen every scene of ``inputs`` into ``out_dir`` on a local process pool; resumable.
+
+    Parameters
+    ----------
+    inputs : iterable of Path
+        Scene files, SAFE products, folders of scenes, CSV/JSON scene lists
+        (see :mod:`ssc_edge.batch.manifest`).
+    out_dir : Path
+        Output folder (created if missing). Holds ``NAME_sharpened.FORMAT`` (the (H, W, 6) DN image,
+        bands ``COARSE_BANDS``) and ``NAME_sharpened.json`` (its report) per scene, ``models/`` in mode
+        ``fit-and-infer``, and the manifest ``batch.json``.
+    config : BatchConfig
+    progress : callable, optional
+        ``progress(finished, to_run, message)`` after each scene; the message counts done and failed.
+
+    Returns
+    -------
+    BatchResult
+        Failed scenes are recorded there and in the manifest, never raised.
+
+    Raises
+    ------
+    OptionError
+        Before anything runs: a missing input, two scenes with one output, an output escaping
+        ``out_dir``, a bad option.
+    OutputError
+        ``out_dir`` cannot be created or the manifest cannot be written.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    jobs = plan_jobs(collect_scenes(inputs), out_dir, output_format=config.output_format)
+    if not jobs:
+        raise OptionError("no scenes to process")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from ..errors import OutputError
+
+        raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror or exc})") from None
+    model_sha = sha256_file(config.model) if config.mode == "infer" else None
+    records: dict[str, dict[str, Any]] = {}
+    to_run: list[SceneJob] = []
+    for job in jobs:
+        _remove_leftovers(job)
+        previous = _completed_record(job, config, model_sha)
+        if previous is not None:
+            records[job.name] = {**previous, "skipped": True}
+        else:
+            records[job.name] = {**job.to_dict(), "status": "pending"}
+            to_run.append(job)
+    manifest = {"format": "ssc-edge batch manifest", "version": 1, "engine": "local", "config": config.to_dict(),
+                "model_sha256": model_sha, "started": _now(), "finished": None}  # fmt: skip
+
+    def save() -> Path:
+        scenes = [records[job.name] for job in jobs]
+        counts = {s: sum(1 for r in scenes if r["status"] == s) for s in ("done", "failed", "pending")}
+        counts["skipped"] = sum(1 for r in scenes if r.get("skipped"))
+        return write_manifest(out_dir, {**manifest, "updated": _now(), "summary": counts, "scenes": scenes})
+
+    tally = {"done": 0, "failed": 0}
+
+    def on_record(record: dict[str, Any]) -> None:
+        records[record["name"]] = record
+        tally[record["status"]] += 1
+        save()
+        if record["status"] == "failed":
+            logger.warning("%s: failed: %s", record["source"], record["error"])
+        report(progress, tally["done"] + tally["failed"], len(to_run),
+               f"{record['name']} {record['status']} ({tally['done']} done, {tally['failed']} failed)")  # fmt: skip
+
+    path = save()
+    logger.info("batch: %d scenes, %d already done, %d to run on %d worker(s)",
+                len(jobs), len(jobs) - len(to_run), len(to_run), config.workers)  # fmt: skip
+    if config.in_process:
+        for job in to_run:
+            on_record(process_scene(job, config))
+    else:
+        _run_pool(to_run, config, on_record)
+    manifest["finished"] = _now()
+    path = save()
+    return BatchResult(path, [records[job.name] for job in jobs], time.perf_counter() - start)

@@ -1,0 +1,272 @@
+"""Batch inputs and bookkeeping: which scenes, where their outputs go, and the batch manifest.
+
+Inputs
+------
+Each input is a scene file (``.mat``, ``.npz``, GeoTIFF, a SAFE ``.zip``), a SAFE product folder,
+a folder of scenes (its direct entries with those suffixes and its ``.SAFE`` folders, sorted), or a
+*scene list*: a ``.csv`` with a ``path`` column (and an optional ``output`` column) or a ``.json``
+list of paths or of ``{"path": ..., "output": ...}`` objects (or ``{"scenes": [...]}``). Relative
+paths in a list are relative to the list's folder; an ``output`` is relative to OUTDIR.
+
+Outputs
+-------
+Scene ``NAME`` (the file stem, or the SAFE product name) is written to ``OUTDIR/NAME_sharpened.FORMAT``
+with its report ``OUTDIR/NAME_sharpened.json``. The batch manifest ``OUTDIR/batch.json`` lists every
+scene with its status, timings, metrics, error and output checksum (sha256).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bands import canonical_band_name
+from ..errors import OptionError
+from ..io._atomic import atomic_output
+
+__all__ = [
+    "MANIFEST_NAME",
+    "OUTPUT_FORMATS",
+    "SceneJob",
+    "collect_scenes",
+    "plan_jobs",
+    "read_manifest",
+    "sha256_file",
+    "source_signature",
+    "write_manifest",
+]
+
+#: The batch manifest's file name inside OUTDIR.
+MANIFEST_NAME = "batch.json"
+
+#: Output formats ``write_result`` writes, by suffix.
+OUTPUT_FORMATS = ("tif", "npz", "mat")
+
+_SCENE_SUFFIXES = (".mat", ".npz", ".tif", ".tiff", ".zip")
+_LIST_SUFFIXES = (".csv", ".json")
+_SAFE_METADATA = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """One scene of a batch.
+
+    Attributes
+    ----------
+    name : str
+        Scene name, unique in the batch.
+    source : Path
+        The scene file or folder (may not exist: the scene then fails with a clear error).
+    output : Path
+        The sharpened (H, W, 6) image, inside OUTDIR.
+    report : Path
+        The per-scene report (JSON), beside ``output``.
+    """
+
+    name: str
+    source: Path
+    output: Path
+    report: Path
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "source": str(self.source), "output": str(self.output), "report": str(self.report)}
+
+
+def _is_safe_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in _SAFE_METADATA)
+
+
+def _is_band_folder(path: Path) -> bool:
+    """A folder of single-band GeoTIFFs named by band (one scene, not a folder of scenes)."""
+    tifs = [p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff")]
+    if not tifs:
+        return False
+    try:
+        for tif in tifs:
+            canonical_band_name(tif.stem)
+    except KeyError:
+        return False
+    return True
+
+
+def _scene_name(path: Path) -> str:
+    """``x.npz`` -> ``x``; ``S2A_..._T32TQM.SAFE`` and ``S2A_..._T32TQM.zip`` -> ``S2A_..._T32TQM``."""
+    name = path.name
+    if name.lower().endswith(".zip"):
+        name = name[:-4]
+    if name.lower().endswith(".safe"):
+        return name[:-5]
+    return Path(name).stem if Path(name).suffix.lower() in _SCENE_SUFFIXES else name
+
+
+def _read_list(path: Path) -> list[tuple[Path, str | None]]:
+    """Entries (scene path, requested output or None) of a CSV or JSON scene list."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OptionError(f"{path}: cannot read scene list ({exc})") from None
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if rows and "path" not in rows[0]:
+            raise OptionError(f"{path}: scene list needs a 'path' column (has {', '.join(rows[0])})")
+        entries: list[Any] = rows
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise OptionError(f"{path}: scene list is not valid JSON ({exc})") from None
+        entries = data.get("scenes") if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise OptionError(f"{path}: scene list must be a JSON list (or an object with a 'scenes' list)")
+    result = []
+    for number, entry in enumerate(entries, 1):
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"].strip():
+            raise OptionError(f"{path}: scene list entry {number} has no path")
+        scene = Path(entry["path"].strip())
+        output = (entry.get("output") or "").strip() or None
+        result.append((scene if scene.is_absolute() else path.parent / scene, output))
+    return result
+
+
+def collect_scenes(inputs: Iterable[Path]) -> list[tuple[Path, str | None]]:
+    """Expand batch inputs into (scene path, requested output or None), in input order.
+
+    Parameters
+    ----------
+    inputs : iterable of Path
+        Scene files, SAFE folders, folders of scenes, and CSV/JSON scene lists (see module notes).
+
+    Raises
+    ------
+    OptionError
+        An input (not a scene listed in a scene list) does not exist, a folder holds no scene, or
+        a scene list is malformed. Scenes *listed* but missing are kept: they fail in the batch.
+    """
+    scenes: list[tuple[Path, str | None]] = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise OptionError(f"{path}: no such input file or folder")
+        if path.is_file() and path.suffix.lower() in _LIST_SUFFIXES:
+            scenes.extend(_read_list(path))
+        elif path.is_file() or _is_safe_folder(path) or _is_band_folder(path):
+            scenes.append((path, None))
+        else:
+            found = sorted(
+                p for p in path.iterdir()
+                if (p.is_file() and p.suffix.lower() in _SCENE_SUFFIXES) or _is_safe_folder(p)
+            )  # fmt: skip
+            if not found:
+                raise OptionError(f"{path}: folder holds no scene (.mat, .npz, .tif, .zip or .SAFE)")
+            scenes.extend((p, None) for p in found)
+    return scenes
+
+
+def _inside(out_dir: Path, requested: str, source: Path) -> Path:
+    candidate = Path(requested)
+    resolved = (out_dir / candidate).resolve()
+    if candidate.is_absolute() or not resolved.is_relative_to(out_dir.resolve()):
+        raise OptionError(f"{source}: output {requested!r} escapes the output folder {out_dir}; refusing")
+    return out_dir / candidate
+
+
+def plan_jobs(
+    scenes: Sequence[tuple[Path, str | None]], out_dir: Path, *, output_format: str = "tif"
+) -> list[SceneJob]:
+    """Give every scene its output and report paths inside ``out_dir``, checking them all first.
+
+    Parameters
+    ----------
+    scenes : sequence of (Path, str or None)
+        From :func:`collect_scenes`.
+    out_dir : Path
+        The batch's output folder.
+    output_format : {"tif", "npz", "mat"}
+        Format of outputs without an explicit ``output``.
+
+    Raises
+    ------
+    OptionError
+        Before anything runs: an unknown format, an output escaping ``out_dir``, or two scenes
+        mapping to the same output or report (both named), or an output named like the manifest.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise OptionError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    jobs: list[SceneJob] = []
+    owners: dict[Path, Path] = {}
+    names: set[str] = set()
+    for source, requested in scenes:
+        if requested is None:
+            output = out_dir / f"{_scene_name(source)}_sharpened.{output_format}"
+        else:
+            output = _inside(out_dir, requested, source)
+            if output.suffix.lower().lstrip(".") not in (*OUTPUT_FORMATS, "tiff"):
+                raise OptionError(f"{source}: output {requested!r} must end in .tif, .npz or .mat")
+        report = output.with_suffix(".json")
+        for path in (output, report):
+            key = path.resolve()
+            if key == (out_dir / MANIFEST_NAME).resolve():
+                raise OptionError(f"{source}: output {path} would overwrite the batch manifest; refusing")
+            if key in owners:
+                raise OptionError(f"{owners[key]} and {source} both write {path}; give one of them another output")
+            owners[key] = source
+        name = output.stem
+        if name in names:  # same stem in different sub-folders of OUTDIR: keep names unique
+            name = str(output.relative_to(out_dir).with_suffix(""))
+        names.add(name)
+        jobs.append(SceneJob(name=name, source=source, output=output, report=report))
+    return jobs
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_signature(path: Path) -> dict[str, int] | None:
+    """Size (bytes) and modification time (ns) of a scene file or folder, or None if it is missing.
+
+    A folder's signature sums its files (a SAFE product changes when any band file does).
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+            return {"size": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+        stat = path.stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    """The batch manifest of ``out_dir``, or None if there is none or it is unreadable."""
+    try:
+        data = json.loads((Path(out_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``OUTDIR/batch.json`` atomically (a kill leaves the previous or the new one, never half)."""
+    path = Path(out_dir) / MANIFEST_NAME
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+    return path

@@ -1,0 +1,58 @@
+"""``ssc-edge batch``: sharpen many scenes into one output folder, resumably."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import Quiet, Verbose, echo, progress_for, setup_logging
+
+
+def batch_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Scene files, SAFE products (.SAFE or .zip), folders of scenes, CSV/JSON scene lists."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (outputs, reports, batch.json).")],
+    mode: Annotated[
+        str | None,
+        typer.Option(help="fit-and-infer (fit a model per scene) or infer (run --model on every scene). "
+                     "Default: infer with --model, else fit-and-infer."),
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="ONNX model of mode infer.")] = None,
+    engine: Annotated[str, typer.Option(help="local (process pool) or ray (not implemented yet).")] = "local",
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (engine ray).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per scene (mode fit-and-infer).")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="Output format: tif, npz or mat.")] = "tif",
+    dtype: Annotated[str, typer.Option(help="Output sample type: float32 or uint16 (DN).")] = "float32",
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Sharpen every scene of INPUTS into OUT; a rerun skips finished scenes and retries failed ones."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    from ..batch import BatchConfig, run_batch
+
+    mode = mode or ("infer" if model is not None else "fit-and-infer")
+    if mode == "fit-and-infer" and not verbose:  # TensorFlow's C++ start-up chatter, in every worker
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config = BatchConfig(mode=mode, model=model, workers=workers, output_format=output_format, dtype=dtype,
+                         epochs=epochs)  # fmt: skip
+    result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address,
+                       progress=progress_for("scene", quiet=quiet))  # fmt: skip
+    done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")
+    echo(f"{done} done ({skipped} from an earlier run), {failed} failed in {result.seconds:.1f} s; "
+         f"manifest {result.manifest}", quiet=False)  # fmt: skip
+    for record in result.records:
+        if record["status"] == "failed":
+            echo(f"failed: {record['source']}: {record['error']}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``batch`` to ``app``."""
+    app.command("batch")(batch_command)

@@ -1,0 +1,258 @@
+"""The local batch engine: statuses, resume, refusals, manifest; the CLI's edge.
+
+Most tests run the engine in-process (``in_process=True``) with a stand-in sharpener (bicubic upsampling of
+the 20 m bands), so they exercise the bookkeeping without onnxruntime; the tests marked with the real
+runtime run when :mod:`ssc_edge.runtime.sharpen` is present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssc_edge import wald
+from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
+from ssc_edge.batch import MANIFEST_NAME, BatchConfig, read_manifest, run_batch
+from ssc_edge.batch import local as batch_local
+from ssc_edge.batch.manifest import sha256_file
+from ssc_edge.demo import demo_scene
+from ssc_edge.errors import OptionError
+
+HAS_RUNTIME = importlib.util.find_spec("ssc_edge.runtime.sharpen") is not None
+needs_runtime = pytest.mark.skipif(not HAS_RUNTIME, reason="ssc_edge.runtime.sharpen is not there yet")
+
+
+class _BicubicSharpener:
+    """Stands in for the ONNX sharpener: (H, W, 6) DN, the 20 m bands upsampled."""
+
+    def sharpen(self, scene):
+        return wald.upsample(scene.coarse(), ratio=2)
+
+
+@pytest.fixture()
+def fake_runtime(monkeypatch, tmp_path):
+    """A model file to checksum and a stand-in sharpener; returns the model path."""
+    monkeypatch.setattr(batch_local, "_sharpener", lambda model, provider, tile, threads: _BicubicSharpener())
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"stand-in model")
+    return model
+
+
+def write_scene(path: Path, *, size: int = 32, seed: int = 0) -> Path:
+    scene = demo_scene(size=size, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{band: scene.bands[band] for band in FINE_BANDS + COARSE_BANDS})
+    return path
+
+
+def three_scenes(folder: Path) -> list[Path]:
+    """Scenes a, b (corrupt) and c: b sorts in the middle."""
+    a = write_scene(folder / "a.npz", seed=1)
+    b = folder / "b.npz"
+    b.write_bytes(b"PK\x03\x04 this is not an archive")
+    c = write_scene(folder / "c.npz", seed=2)
+    return [a, b, c]
+
+
+def test_bad_scene_in_the_middle_then_resume(tmp_path, fake_runtime):
+    inputs = three_scenes(tmp_path / "in")
+    out = tmp_path / "out"
+    calls = []
+    config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True)
+    result = run_batch([tmp_path / "in"], out, config,
+                       progress=lambda done, total, message="": calls.append((done, total, message)))  # fmt: skip
+    statuses = {r["name"]: r["status"] for r in result.records}
+    assert statuses == {"a_sharpened": "done", "b_sharpened": "failed", "c_sharpened": "done"}
+    bad = result.records[1]
+    assert str(inputs[1]) in bad["error"] and bad["error"].startswith("SceneReadError")
+    assert not (out / "b_sharpened.npz").exists() and not (out / "b_sharpened.json").exists()
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert "(1 done, 1 failed)" in calls[1][2]
+
+    manifest = read_manifest(out)
+    assert manifest["summary"] == {"done": 2, "failed": 1, "pending": 0, "skipped": 0}
+    assert manifest["config"]["mode"] == "infer" and manifest["model_sha256"] == sha256_file(fake_runtime)
+    done = manifest["scenes"][0]
+    for key in ("source", "output", "report", "seconds", "metrics", "output_sha256", "model_sha256", "shape"):
+        assert key in done, key
+    assert done["output_sha256"] == sha256_file(out / "a_sharpened.npz")
+    assert set(done["seconds"]) == {"read", "sharpen", "write", "total"}
+    assert set(done["metrics"]["consistency_sre_db"]) == set(COARSE_BANDS)
+    assert json.loads((out / "a_sharpened.json").read_text())["output_sha256"] == done["output_sha256"]
+    with np.load(out / "a_sharpened.npz") as saved:
+        assert sorted(saved.files) == sorted(COARSE_BANDS) and saved["B05"].shape == (32, 32)
+
+    # Rerun: a and c are skipped (outputs intact), b is retried and still fails.
+    again = run_batch([tmp_path / "in"], out, config)
+    assert [r.get("skipped", False) for r in again.records] == [True, False, True]
+    assert again.count("failed") == 1 and again.count("skipped") == 2
+
+    # b repaired, a's output damaged: both are sharpened, c is still skipped.
+    write_scene(inputs[1], seed=3)
+    (out / "a_sharpened.npz").write_bytes(b"damaged")
+    fixed = run_batch([tmp_path / "in"], out, config)
+    assert [r["status"] for r in fixed.records] == ["done"] * 3
+    assert [r.get("skipped", False) for r in fixed.records] == [False, False, True]
+    assert read_manifest(out)["summary"]["done"] == 3
+
+
+def test_scene_list_safe_product_and_missing_scene(tmp_path, fake_runtime):
+    from tests.io.test_safe import make_safe, zip_safe
+
+    safe_zip = zip_safe(make_safe(tmp_path / "safe", "L2A"))
+    write_scene(tmp_path / "in" / "a.npz")
+    listing = tmp_path / "in" / "scenes.csv"
+    listing.write_text(f"path,output\na.npz,sub/first.tif\nmissing.npz,\n{safe_zip},\n")
+    result = run_batch([listing], tmp_path / "out", BatchConfig(mode="infer", model=fake_runtime, in_process=True))
+    first, missing, safe = result.records
+    assert first["status"] == "done" and Path(first["output"]) == tmp_path / "out" / "sub" / "first.tif"
+    assert missing["status"] == "failed" and "missing.npz: no such file" in missing["error"]
+    assert safe["status"] == "done" and safe["name"] == f"{safe_zip.stem}_sharpened"
+    assert safe["shape"] == [16, 16]
+
+
+def test_refusals_before_any_work(tmp_path, fake_runtime):
+    config = BatchConfig(mode="infer", model=fake_runtime, in_process=True)
+    one, two = write_scene(tmp_path / "x" / "s.npz"), write_scene(tmp_path / "y" / "s.npz")
+    with pytest.raises(OptionError, match=r"x/s\.npz and .*y/s\.npz both write .*s_sharpened\.tif"):
+        run_batch([one, two], tmp_path / "out", config)
+    listing = tmp_path / "list.json"
+    listing.write_text(json.dumps([{"path": str(one), "output": "../escape.tif"}]))
+    with pytest.raises(OptionError, match=r"output '\.\./escape\.tif' escapes the output folder"):
+        run_batch([listing], tmp_path / "out", config)
+    listing.write_text(json.dumps([{"path": str(one), "output": "/tmp/abs.tif"}]))
+    with pytest.raises(OptionError, match=r"escapes the output folder"):
+        run_batch([listing], tmp_path / "out", config)
+    with pytest.raises(OptionError, match=r"nope\.npz: no such input file or folder"):
+        run_batch([tmp_path / "nope.npz"], tmp_path / "out", config)
+    with pytest.raises(OptionError, match=r"engine ray is not implemented yet"):
+        run_batch([one], tmp_path / "out", config, engine="ray")
+    with pytest.raises(OptionError, match=r"mode infer needs a model"):
+        BatchConfig(mode="infer")
+    with pytest.raises(OptionError, match=r"workers must be a positive integer"):
+        BatchConfig(mode="infer", model=fake_runtime, workers=0)
+    with pytest.raises(OptionError, match=r"unknown output dtype 'int8'; choose one of float32, uint16"):
+        BatchConfig(mode="infer", model=fake_runtime, dtype="int8")
+    with pytest.raises(OptionError, match=r"unknown output format 'png'; choose one of tif, npz, mat"):
+        BatchConfig(mode="infer", model=fake_runtime, output_format="png")
+    assert not (tmp_path / "out").exists()
+
+
+def test_leftover_temporary_files_are_removed(tmp_path, fake_runtime):
+    scene = write_scene(tmp_path / "a.npz")
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover = out / ".a_sharpened.tif.x1y2.tif"  # what a killed worker leaves from atomic_output
+    leftover.write_bytes(b"half")
+    result = run_batch([scene], out, BatchConfig(mode="infer", model=fake_runtime, in_process=True))
+    assert result.count("done") == 1 and not leftover.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST_NAME, "a_sharpened.json", "a_sharpened.tif"])
+
+
+def test_cli_refusals_exit_2(tmp_path, run_cli):
+    scene = write_scene(tmp_path / "a.npz")
+    completed = run_cli("batch", scene, "--out", tmp_path / "out", "--engine", "ray", "--mode", "fit-and-infer")
+    assert completed.returncode == 2
+    assert "ssc-edge: error: engine ray is not implemented yet" in completed.stderr
+
+
+_POOL_SCRIPT = """
+import os, sys, time, types
+from pathlib import Path
+
+from ssc_edge import wald
+
+
+class Sharpener:  # stands in for ssc_edge.runtime.sharpen in every spawned worker (they rerun this module)
+    def __init__(self, model, **options):
+        pass
+
+    def sharpen(self, scene):
+        if scene.source.name == "kill.npz":
+            os._exit(9)  # the worker dies as if killed
+        time.sleep(0.2)
+        return wald.upsample(scene.coarse(), ratio=2)
+
+
+fake = types.ModuleType("ssc_edge.runtime.sharpen")
+fake.Sharpener = Sharpener
+sys.modules["ssc_edge.runtime.sharpen"] = fake
+
+if __name__ == "__main__":
+    from ssc_edge.batch import BatchConfig, run_batch
+
+    folder, out, model = map(Path, sys.argv[1:4])
+    result = run_batch([folder], out, BatchConfig(mode="infer", model=model, workers=2, output_format="npz"))
+    print(" ".join(record["status"] for record in result.records))
+"""
+
+
+def test_two_workers_and_a_killed_worker(tmp_path):
+    import subprocess
+    import sys
+
+    for seed, name in enumerate(["a", "b", "kill", "d"]):
+        write_scene(tmp_path / "in" / f"{name}.npz", seed=seed)
+    (tmp_path / "model.onnx").write_bytes(b"stand-in model")
+    script = tmp_path / "pool_batch.py"
+    script.write_text(_POOL_SCRIPT)
+    args = [sys.executable, str(script), tmp_path / "in", tmp_path / "out", tmp_path / "model.onnx"]
+    completed = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["done", "done", "done", "failed"]  # a b d kill, sorted
+    scenes = read_manifest(tmp_path / "out")["scenes"]
+    assert scenes[3]["error"] == "worker process died (killed or out of memory)"
+    assert len({s["pid"] for s in scenes[:3]}) >= 2  # two workers shared the scenes
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [MANIFEST_NAME] + [f"{n}_sharpened.{ext}" for n in "abd" for ext in ("npz", "json")]
+    )
+
+
+@needs_runtime
+def test_two_workers_with_a_real_model(tmp_path, run_cli):
+    model = _small_model(tmp_path)
+    three_scenes(tmp_path / "in")
+    completed = run_cli("batch", tmp_path / "in", "--out", tmp_path / "out", "--model", model, "--workers", 2, "-q")
+    assert completed.returncode == 1, completed.stderr
+    assert "2 done (0 from an earlier run), 1 failed" in completed.stdout
+    assert "failed: " in completed.stderr and "b.npz" in completed.stderr
+    manifest = read_manifest(tmp_path / "out")
+    assert [s["status"] for s in manifest["scenes"]] == ["done", "failed", "done"]
+
+
+def _small_model(tmp_path: Path) -> Path:
+    """A small ssc-edge ONNX model: the runtime tests' helper, else the shipped demo model."""
+    try:
+        from tests.runtime._models import write_model
+    except ImportError:
+        demo = Path(__file__).resolve().parents[2] / "models" / "demo.onnx"
+        if not demo.is_file():
+            pytest.skip("no small ONNX model helper (tests/runtime/_models.py) and no models/demo.onnx")
+        return demo
+    return write_model(tmp_path / "small.onnx")
+
+
+def test_infer_path_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, ssc_edge.batch, ssc_edge.cli.batch, ssc_edge.io.safe; "
+            "sys.exit('tensorflow' in sys.modules)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0
+
+
+@needs_runtime
+def test_fit_and_infer_tiny(tmp_path):
+    pytest.importorskip("tensorflow")
+    scene = write_scene(tmp_path / "a.npz", size=64)  # the fit evaluation trains 2 scales down: 64 px at least
+    tiny = {"batch_size": 16, "model": {"blocks": 1, "width": 8, "skip_width": 4}}
+    config = BatchConfig(mode="fit-and-infer", epochs=2, output_format="npz", fit_options=tiny, in_process=True)
+    result = run_batch([scene], tmp_path / "out", config)
+    record = result.records[0]
+    assert record["status"] == "done", record.get("error")
+    assert Path(record["model"]) == tmp_path / "out" / "models" / "a_sharpened.onnx"
+    assert {"fit", "sharpen"} <= set(record["seconds"]) and "fit_mean_sre_db" in record["metrics"]
