@@ -101,6 +101,13 @@ def infer_command(
     )
     if result.quicklook is not None:
         echo(f"wrote {result.quicklook}")
+    if result.quality is not None:
+        ours, bicubic = result.quality["SSC-CNN"], result.quality["bicubic"]
+        echo(
+            f"against the scene's reference: mean SRE {ours['mean_sre']:.2f} dB, SAM {ours['sam']:.3f} deg "
+            f"(bicubic: {bicubic['mean_sre']:.2f} dB, {bicubic['sam']:.3f} deg)",
+            quiet=quiet,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -115,7 +115,7 @@ def write_result(
             from .geotiff import write_geotiff
 
             write_geotiff(tmp, data, band_names=band_names, georef=georef, dtype=dtype)
-    logger.info("wrote %s (%dx%dx%d %s)", path, *data.shape, dtype)
+    logger.debug("wrote %s (%dx%dx%d %s)", path, *data.shape, dtype)
     return path
 
 

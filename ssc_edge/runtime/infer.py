@@ -70,6 +70,10 @@ class InferResult:
     streamed : bool
         True when the scene was streamed window by window.
     quicklook : Path or None
+    quality : dict or None
+        When the scene carries a reference (an RR file, the synthetic demo scene): mean SRE (dB)
+        and SAM (degrees) of the sharpened bands and of bicubic upsampling against it, as
+        ``{"SSC-CNN": {"mean_sre": ..., "sam": ...}, "bicubic": {...}}``. None otherwise.
     """
 
     output: Path
@@ -80,6 +84,24 @@ class InferResult:
     seconds: float
     streamed: bool
     quicklook: Path | None = None
+    quality: dict | None = None
+
+
+def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | None:
+    """Mean SRE and SAM of the result and of bicubic against the scene's reference, if it has one."""
+    if scene_value.reference is None or tuple(contract.output_bands) != COARSE_BANDS:
+        return None
+    from ..evaluation import bicubic_baseline
+    from ..metrics import signal_to_reconstruction_error, spectral_angle_mapper
+
+    quality = {}
+    for name, estimate in (("SSC-CNN", sharpened), ("bicubic", bicubic_baseline(scene_value))):
+        sre = signal_to_reconstruction_error(scene_value.reference, estimate)
+        quality[name] = {
+            "mean_sre": float(np.mean(sre)),
+            "sam": spectral_angle_mapper(scene_value.reference, estimate),
+        }
+    return quality
 
 
 def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: bool) -> None:
@@ -177,6 +199,7 @@ def sharpen_file(
             sharpener, Path(scene), output, dtype=dtype, with_fine=with_fine, force=force, progress=progress
         )
         shape, tiles = streamed.shape, streamed.tiles
+        quality = None
         crops = _geotiff_crops(Path(scene), output, names, contract) if quicklook is not None else None
     else:
         from ..io import read_scene, write_result
@@ -195,6 +218,7 @@ def sharpen_file(
             planes.update({b: scene_value.bands[b] for b in FINE_BANDS})
             product = np.stack([planes[b] for b in names], axis=-1)
         write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force)
+        quality = _reference_quality(scene_value, sharpened, contract)
         crops = _memory_crops(scene_value, sharpened, contract) if quicklook is not None else None
     if quicklook is not None and crops is not None:
         from .quicklook import write_quicklook
@@ -217,6 +241,7 @@ def sharpen_file(
         seconds,
         streamed=was_streamed,
         quicklook=quicklook,
+        quality=quality,
     )
 
 

@@ -279,5 +279,5 @@ def sharpen_geotiff(
                         writer.close()
                     except rasterio.errors.RasterioIOError as exc:
                         raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc
-    logger.info("wrote %s (%dx%dx%d %s, %d tiles)", output_path, *shape, len(names), dtype, tiles)
+    logger.debug("wrote %s (%dx%dx%d %s, %d tiles)", output_path, *shape, len(names), dtype, tiles)
     return StreamResult(path=output_path, shape=shape, band_names=names, tiles=tiles, georef=georef)
