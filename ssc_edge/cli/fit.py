@@ -26,6 +26,9 @@ def fit_and_export_command(
     ] = _DEFAULT_OUTPUT,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 5e-4,
+    lr_schedule: Annotated[
+        str, typer.Option(help="Learning-rate schedule: constant or cosine (decay to 1 % over all steps).")
+    ] = "constant",
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 64,
     patch: Annotated[int, typer.Option(help="Training patch side, pixels.")] = 16,
     stride: Annotated[int, typer.Option(help="Distance between patches, pixels.")] = 8,
@@ -64,6 +67,7 @@ def fit_and_export_command(
     config = FitConfig(
         epochs=epochs,
         learning_rate=lr,
+        lr_schedule=lr_schedule,
         batch_size=batch_size,
         patch=patch,
         stride=stride,

@@ -53,6 +53,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("heldout", "paper")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class FitConfig:
         Passes over all patches (paper code: 200).
     learning_rate : float
         Adam step size (released code: 5e-4; the paper text says 5e-3).
+    lr_schedule : {"constant", "cosine"}
+        ``"constant"`` (released code) or cosine decay from ``learning_rate`` to 1 % of it over
+        all steps (``keras.optimizers.schedules.CosineDecay``).
     batch_size : int
         Patches per Adam step (64); the last batch of an epoch may be smaller.
     patch : int
@@ -97,6 +101,7 @@ class FitConfig:
 
     epochs: int = 200
     learning_rate: float = 5e-4
+    lr_schedule: str = "constant"
     batch_size: int = 64
     patch: int = 16
     stride: int = 8
@@ -116,6 +121,8 @@ class FitConfig:
                 raise OptionError(f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
             raise OptionError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise OptionError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.protocol not in PROTOCOLS:
             raise OptionError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.degradation not in wald.DEGRADATION_METHODS:
@@ -333,13 +340,18 @@ def fit_model(
     import keras
 
     model = build_ssc_cnn(config.model, seed=config.seed, precision=config.precision, name="ssc_cnn_train")
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    batches = -(-len(x) // config.batch_size)
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * batches, alpha=0.01
+        )
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     optimizer.build(model.trainable_variables)
     epoch = _epoch_function(
         model, optimizer, tf.constant(x), tf.constant(y), config.batch_size, config.jit_compile, config.augment
     )
     rng = np.random.default_rng(config.seed)
-    batches = -(-len(x) // config.batch_size)
     history: list[float] = []
     best_weights, best_epoch = None, 0
     for e in range(1, config.epochs + 1):

@@ -110,6 +110,14 @@ def test_augmented_fit_is_reproducible(scene):
     assert a.history != fit_model(inputs, target, FitConfig(epochs=2, model=TINY)).history
 
 
+def test_cosine_schedule_changes_the_fit_and_is_reproducible(scene):
+    config = FitConfig(epochs=3, model=TINY, lr_schedule="cosine")
+    inputs, target = training_data(scene, config)
+    a, b = fit_model(inputs, target, config), fit_model(inputs, target, config)
+    assert a.history == b.history and _weights_equal(a.model, b.model)
+    assert a.history != fit_model(inputs, target, FitConfig(epochs=3, model=TINY)).history
+
+
 def test_too_small_scene_names_the_minimum_size():
     config = FitConfig(epochs=1, model=TINY)
     assert minimum_scene_size(config) == 32
@@ -145,6 +153,7 @@ def test_evaluation_kinds(scene):
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"learning_rate": 0}, "learning_rate must be positive"),
         ({"degradation": "box"}, "degradation must be one of"),
+        ({"lr_schedule": "step"}, "lr_schedule must be one of"),
     ],
 )
 def test_bad_fit_options(options, message):
