@@ -12,7 +12,7 @@ equals whole-image inference bit for bit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,17 @@ from .providers import STATIC_SHAPE_PROVIDERS
 from .session import LoadedModel, load_model
 from .tiling import PlannedTile, Tile, check_tile_size, coarse_window, plan_tiles
 
-__all__ = ["Sharpener", "BandReader", "CoreWriter", "window_input", "upsampled_window", "COARSE_MARGIN"]
+__all__ = [
+    "Sharpener",
+    "BandReader",
+    "CoreWriter",
+    "window_input",
+    "upsampled_window",
+    "check_scene_size",
+    "check_scene_bands",
+    "COARSE_MARGIN",
+    "DEFAULT_TILE",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,9 @@ CoreWriter = Callable[[Tile, np.ndarray], None]
 #: support of 2 coarse pixels (exact); the cubic B-spline's prefilter is global but decays as
 #: 0.268^n, so 32 pixels put the window's error below 1e-18 of the signal (exact in float32).
 COARSE_MARGIN = {"bicubic": 2, "spline": 32}
+
+#: Default window side of :class:`Sharpener`, 10 m pixels.
+DEFAULT_TILE = 512
 
 
 def _is_fine(band: str) -> bool:
@@ -111,6 +124,47 @@ def window_input(read_band: BandReader, window: Tile, fine_shape: tuple[int, int
     return stacked / np.float32(contract.scale)
 
 
+def check_scene_size(shape: tuple[int, int], contract, *, source: object = "scene") -> None:
+    """Raise :class:`SceneError` unless an (H, W) fine grid is even and at least the model's receptive field.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)`` of the fine grid, pixels.
+    contract : ModelContract
+        Gives the ``halo`` (pixels) and the resolution ``ratio``.
+    source : object
+        Named in the message (the scene's file).
+    """
+    need = 2 * contract.halo + 1
+    if min(shape) < need:
+        raise SceneError(
+            f"{source} of {shape[0]}x{shape[1]} px is smaller than the model's receptive field "
+            f"(2 x halo {contract.halo} + 1 = {need} px a side)"
+        )
+    if shape[0] % contract.ratio or shape[1] % contract.ratio:
+        raise SceneError(f"{source} of {shape[0]}x{shape[1]} px: the 10 m size must be even")
+
+
+def check_scene_bands(bands: Mapping[str, Any], shape: tuple[int, int], contract, *, source: object = "scene") -> None:
+    """Raise :class:`SceneError` if ``bands`` lack a band of ``contract.input_bands`` or the grid is too small.
+
+    Parameters
+    ----------
+    bands : mapping of str to ndarray
+        The scene's bands by name (DN).
+    shape : (int, int)
+        ``(H, W)`` of the fine grid, pixels.
+    contract : ModelContract
+    source : object
+        Named in the message (the scene's file).
+    """
+    missing = [b for b in contract.input_bands if b not in bands]
+    if missing:
+        raise SceneError(f"{source}: the model needs band(s) {', '.join(missing)}, which the scene lacks")
+    check_scene_size(shape, contract, source=source)
+
+
 def _check_finite(array: np.ndarray, what: str) -> None:
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
@@ -161,7 +215,7 @@ class Sharpener:
         *,
         provider: str = "auto",
         threads: int | None = None,
-        tile: int = 512,
+        tile: int = DEFAULT_TILE,
         batch: int = 1,
         **session_options: Any,
     ) -> None:
@@ -213,14 +267,7 @@ class Sharpener:
 
     def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None:
         """Raise :class:`SceneError` if an (H, W) fine grid is smaller than the receptive field."""
-        need = 2 * self.contract.halo + 1
-        if min(shape) < need:
-            raise SceneError(
-                f"{source} of {shape[0]}x{shape[1]} px is smaller than the model's receptive field "
-                f"(2 x halo {self.contract.halo} + 1 = {need} px a side)"
-            )
-        if shape[0] % self.contract.ratio or shape[1] % self.contract.ratio:
-            raise SceneError(f"{source} of {shape[0]}x{shape[1]} px: the 10 m size must be even")
+        check_scene_size(shape, self.contract, source=source)
 
     def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]:
         """The tile plan for an (H, W) fine grid (see :func:`~ssc_edge.runtime.tiling.plan_tiles`)."""
@@ -232,6 +279,7 @@ class Sharpener:
         read_band: BandReader,
         write_core: CoreWriter,
         *,
+        tiles: Sequence[PlannedTile] | None = None,
         progress: ProgressCallback | None = None,
     ) -> int:
         """The tiled engine: read each window, run the network in batches, hand over each core.
@@ -244,6 +292,9 @@ class Sharpener:
             Source of band windows, DN (fine bands on the fine grid, 20 m bands on theirs).
         write_core : CoreWriter
             Called once per tile, in row-major order, with the core's (h, w, C_out) float32 DN.
+        tiles : sequence of PlannedTile, optional
+            Run only these tiles of :meth:`plan` (a :class:`~ssc_edge.runtime.tiling.RowBand`'s
+            when a scene is split across workers); default: the whole plan.
         progress : callable, optional
             ``progress(done, total, message)`` after every batch of tiles.
 
@@ -254,7 +305,7 @@ class Sharpener:
         """
         contract = self.contract
         self.check_size(shape)
-        plan = self.plan(shape)
+        plan = self.plan(shape) if tiles is None else tuple(tiles)
         scale = np.float32(contract.scale)
         total = len(plan)
         for start in range(0, total, self.batch):
@@ -326,11 +377,8 @@ class Sharpener:
         return self._sharpen_bands(dict(scene.bands), scene.shape, progress=progress, source=source)
 
     def _sharpen_bands(self, bands: dict[str, np.ndarray], shape, *, progress, source) -> np.ndarray:
-        missing = [b for b in self.contract.input_bands if b not in bands]
-        if missing:
-            raise SceneError(f"{source}: the model needs band(s) {', '.join(missing)}, which the scene lacks")
         shape = (int(shape[0]), int(shape[1]))
-        self.check_size(shape, source=source)
+        check_scene_bands(bands, shape, self.contract, source=source)
         out = np.empty((*shape, self.contract.channels_out), dtype=np.float32)
 
         def read(band: str, window: Tile) -> np.ndarray:

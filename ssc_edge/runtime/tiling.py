@@ -11,6 +11,11 @@ Every window of a plan has the same shape, ``(min(tile, H), min(tile, W))``: the
 a row or column is shifted back inside the scene rather than shortened, which keeps one input
 shape for providers that compile per shape and lets every window be batched with every other.
 
+A plan can also be cut into :class:`RowBand` values, bands of whole tile rows
+(:func:`split_row_bands`), to share one scene between workers: each worker runs the network on
+exactly the windows the whole plan would, so the stitched bands (:func:`stitch_row_bands`) equal
+the single-process result bit for bit.
+
 All functions here are pure; :class:`Tile` is a frozen value like ``rasterio.windows.Window``.
 """
 
@@ -25,7 +30,17 @@ import numpy as np
 
 from ..errors import OptionError
 
-__all__ = ["Tile", "PlannedTile", "plan_tiles", "coarse_window", "stitch", "check_tile_size"]
+__all__ = [
+    "Tile",
+    "PlannedTile",
+    "RowBand",
+    "plan_tiles",
+    "coarse_window",
+    "stitch",
+    "check_tile_size",
+    "split_row_bands",
+    "stitch_row_bands",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,27 @@ class Tile:
 class PlannedTile(NamedTuple):
     """One unit of tiled work: the ``window`` fed to the network and the ``core`` kept from its output."""
 
+    window: Tile
+    core: Tile
+
+
+@dataclass(frozen=True)
+class RowBand:
+    """Whole tile rows of a plan: what one worker sharpens when a scene is split across workers.
+
+    Attributes
+    ----------
+    tiles : tuple of PlannedTile
+        The planned tiles of these tile rows, row-major, in the coordinates of the whole grid.
+    window : Tile
+        The fine-grid rows the tiles' windows read, full width: the band's cores plus the
+        model's halo above and below (except at the scene's top and bottom edges).
+    core : Tile
+        The fine-grid rows the tiles' cores cover, full width. The cores of consecutive bands
+        of one split abut and cover the grid exactly once.
+    """
+
+    tiles: tuple[PlannedTile, ...]
     window: Tile
     core: Tile
 
@@ -178,4 +214,94 @@ def stitch(
         count += 1
     if out is None:
         raise OptionError("nothing to stitch: the tile plan is empty")
+    return out
+
+
+def _row_band(tiles: Sequence[PlannedTile]) -> RowBand:
+    first, last = tiles[0], tiles[-1]
+    width = max(t.window.col + t.window.width for t in tiles)
+    window = Tile(first.window.row, 0, last.window.row + last.window.height - first.window.row, width)
+    core = Tile(first.core.row, 0, last.core.row + last.core.height - first.core.row, width)
+    return RowBand(tuple(tiles), window, core)
+
+
+def split_row_bands(plan: Sequence[PlannedTile], count: int) -> tuple[RowBand, ...]:
+    """Cut a row-major tile plan into at most ``count`` bands of whole tile rows.
+
+    Parameters
+    ----------
+    plan : sequence of PlannedTile
+        From :func:`plan_tiles` (row-major: the tiles of one tile row share ``window.row``).
+    count : int
+        Bands wanted, >= 1. A plan with fewer tile rows gives one band per tile row.
+
+    Returns
+    -------
+    tuple of RowBand
+        Top to bottom; tile rows are shared out as evenly as possible (band sizes differ by at
+        most one tile row, the larger bands first). Together the bands hold every tile of
+        ``plan`` once, in plan order.
+
+    Raises
+    ------
+    OptionError
+        ``count`` < 1 or an empty plan.
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise OptionError(f"row bands must be a positive integer, got {count!r}")
+    if not plan:
+        raise OptionError("cannot split an empty tile plan")
+    rows: list[list[PlannedTile]] = []
+    for planned in plan:
+        if rows and rows[-1][0].window.row == planned.window.row:
+            rows[-1].append(planned)
+        else:
+            rows.append([planned])
+    n = min(int(count), len(rows))
+    size, extra = divmod(len(rows), n)
+    bands, start = [], 0
+    for k in range(n):
+        stop = start + size + (k < extra)
+        bands.append(_row_band([t for row in rows[start:stop] for t in row]))
+        start = stop
+    return tuple(bands)
+
+
+def stitch_row_bands(
+    outputs: Iterable[np.ndarray], bands: Sequence[RowBand], shape: Sequence[int], *, dtype=np.float32
+) -> np.ndarray:
+    """Assemble the per-band outputs of a split scene into one (H, W, C) image.
+
+    Parameters
+    ----------
+    outputs : iterable of (h, W, C) ndarray
+        The sharpened core rows of each band of ``bands``, in band order (``h = band.core.height``).
+    bands : sequence of RowBand
+        From :func:`split_row_bands`.
+    shape : (int, int)
+        ``(H, W)`` of the grid.
+
+    Returns
+    -------
+    (H, W, C) ndarray of ``dtype``
+
+    Raises
+    ------
+    OptionError
+        An output whose shape is not its band's core, or bands whose cores do not cover the grid.
+    """
+    height, width = (int(n) for n in shape)
+    out = None
+    covered = 0
+    for output, band in zip(outputs, bands, strict=True):
+        if output.shape[:2] != band.core.shape or band.core.width != width:
+            raise OptionError(f"output of shape {output.shape[:2]} does not match its band's core {band.core.shape}")
+        if band.core.row != covered:
+            raise OptionError(f"row band starting at row {band.core.row} does not follow the band ending at {covered}")
+        if out is None:
+            out = np.empty((height, width, output.shape[2]), dtype=dtype)
+        out[band.core.slices] = output
+        covered = band.core.row + band.core.height
+    if out is None or covered != height:
+        raise OptionError(f"the row bands cover {covered} of {height} rows")
     return out

@@ -1,0 +1,174 @@
+"""One scene across several workers: bands of whole tile rows, sharpened apart, stitched bit for bit.
+
+The scene's tile plan (:meth:`Sharpener.plan <ssc_edge.runtime.sharpen.Sharpener.plan>`, windows
+overlapping by the model's ``halo``) is cut into :class:`~ssc_edge.runtime.tiling.RowBand` values
+(:func:`~ssc_edge.runtime.tiling.split_row_bands`). Each band travels as a :class:`RowBandInput`:
+the band and the rows of every input band its windows read (the 20 m rows with the upsampling
+kernel's margin, :data:`~ssc_edge.runtime.sharpen.COARSE_MARGIN`). A worker runs the network on
+exactly the windows the whole plan would (:func:`sharpen_row_band`), so on the CPU provider the
+stitched result equals :meth:`Sharpener.sharpen <ssc_edge.runtime.sharpen.Sharpener.sharpen>` of
+the whole scene bit for bit. Where the bands run (a loop, a process pool, Ray actors) is the
+caller's choice: :func:`sharpen_in_row_bands` takes a ``run`` function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bands import GSD
+from ..contract import ModelContract
+from ..errors import SceneError
+from ..scene import Scene
+from .sharpen import COARSE_MARGIN, Sharpener, check_scene_bands
+from .tiling import RowBand, Tile, coarse_window, plan_tiles, split_row_bands, stitch_row_bands
+
+__all__ = ["RowBandInput", "row_band_inputs", "sharpen_row_band", "sharpen_in_row_bands"]
+
+#: Sharpens a sequence of row bands (anywhere) and returns their outputs in the same order.
+RowBandRunner = Callable[[Sequence["RowBandInput"]], Iterable[np.ndarray]]
+
+
+@dataclass(frozen=True, eq=False)
+class RowBandInput:
+    """Everything a worker needs to sharpen one row band of a scene (picklable, no file access).
+
+    Attributes
+    ----------
+    band : RowBand
+        The tiles to run, in the coordinates of the whole fine grid.
+    shape : (int, int)
+        ``(H, W)`` of the whole fine grid, pixels.
+    fine_row : int
+        Fine-grid row of the first row held for the 10 m bands (``band.window.row``).
+    coarse_row : int
+        20 m-grid row of the first row held for the 20 m bands.
+    bands : mapping of str to (h, w) ndarray
+        Full-width row crops of the model's input bands, DN: 10 m bands from ``fine_row``, 20 m
+        bands from ``coarse_row``.
+    """
+
+    band: RowBand
+    shape: tuple[int, int]
+    fine_row: int
+    coarse_row: int
+    bands: Mapping[str, np.ndarray]
+
+
+def row_band_inputs(
+    bands: Mapping[str, np.ndarray], shape: Sequence[int], contract: ModelContract, *, count: int, tile: int
+) -> tuple[RowBandInput, ...]:
+    """Cut a scene's input bands into the :class:`RowBandInput` of each row band of its tile plan.
+
+    Parameters
+    ----------
+    bands : mapping of str to ndarray
+        The scene's bands, DN: 10 m bands (H, W), 20 m bands (H/2, W/2).
+    shape : (int, int)
+        ``(H, W)`` of the fine grid, pixels.
+    contract : ModelContract
+        The model's contract: its ``halo`` sets the window overlap, its ``upsampling`` the 20 m margin.
+    count : int
+        Row bands wanted (fewer when the plan has fewer tile rows).
+    tile : int
+        Window side of the sharpener, fine pixels (``Sharpener.tile``).
+
+    Returns
+    -------
+    tuple of RowBandInput
+        Top to bottom. The crops are views of ``bands`` (no copy until they are pickled).
+    """
+    shape = (int(shape[0]), int(shape[1]))
+    coarse_shape = (shape[0] // contract.ratio, shape[1] // contract.ratio)
+    margin = COARSE_MARGIN[contract.upsampling]
+    parts = []
+    for band in split_row_bands(plan_tiles(shape, tile=tile, halo=contract.halo), count):
+        rows = coarse_window(band.window, ratio=contract.ratio, margin=margin, coarse_shape=coarse_shape)
+        crops = {
+            name: bands[name][band.window.row : band.window.row + band.window.height]
+            if GSD[name] == 10
+            else bands[name][rows.row : rows.row + rows.height]
+            for name in contract.input_bands
+        }
+        parts.append(RowBandInput(band, shape, band.window.row, rows.row, crops))
+    return tuple(parts)
+
+
+def sharpen_row_band(sharpener: Sharpener, part: RowBandInput) -> np.ndarray:
+    """Sharpen one row band: the network on each of its windows, the cores kept.
+
+    Parameters
+    ----------
+    sharpener : Sharpener
+        Must have the model and tile size the band was planned with.
+    part : RowBandInput
+
+    Returns
+    -------
+    (part.band.core.height, W, C_out) float32 ndarray
+        The sharpened core rows, DN, ``contract.output_bands`` order.
+
+    Raises
+    ------
+    SceneError
+        A window reads outside the rows ``part`` holds (the band was planned with another tile
+        size or model).
+    """
+    band = part.band
+    out = np.empty((band.core.height, part.shape[1], sharpener.contract.channels_out), dtype=np.float32)
+
+    def read(name: str, window: Tile) -> np.ndarray:
+        array = part.bands[name]
+        first = part.fine_row if GSD[name] == 10 else part.coarse_row
+        if window.row < first or window.row + window.height > first + array.shape[0]:
+            raise SceneError(
+                f"row band {band.core.row}..{band.core.row + band.core.height} holds rows {first}.."
+                f"{first + array.shape[0]} of {name}, not {window.row}..{window.row + window.height}; "
+                "plan it with the sharpener's tile size and model"
+            )
+        return array[window.row - first : window.row - first + window.height, window.col : window.col + window.width]
+
+    def write(core: Tile, values: np.ndarray) -> None:
+        out[core.row - band.core.row : core.row - band.core.row + core.height, core.col : core.col + core.width] = (
+            values
+        )
+
+    sharpener.sharpen_windows(part.shape, read, write, tiles=band.tiles)
+    return out
+
+
+def sharpen_in_row_bands(
+    scene: Scene, contract: ModelContract, *, count: int, tile: int, run: RowBandRunner
+) -> np.ndarray:
+    """Sharpen a scene split into row bands, each by ``run`` (on other workers), and stitch them.
+
+    Parameters
+    ----------
+    scene : Scene
+    contract : ModelContract
+        The contract of the model the workers run.
+    count : int
+        Row bands (at most one per tile row of the plan).
+    tile : int
+        Window side of the workers' sharpeners, fine pixels.
+    run : callable
+        ``run(parts) -> outputs``: sharpens each :class:`RowBandInput` (with
+        :func:`sharpen_row_band` on a sharpener of the same model and tile) and returns the
+        outputs in order. ``lambda parts: [sharpen_row_band(s, p) for p in parts]`` runs them here.
+
+    Returns
+    -------
+    (H, W, C_out) float32 ndarray
+        DN, ``contract.output_bands`` order; on the CPU provider equal to ``Sharpener.sharpen(scene)``
+        bit for bit.
+
+    Raises
+    ------
+    SceneError
+        The model needs a band the scene lacks, or the scene is smaller than its receptive field.
+    """
+    check_scene_bands(scene.bands, scene.shape, contract, source=scene.source or scene.name)
+    parts = row_band_inputs(scene.bands, scene.shape, contract, count=count, tile=tile)
+    return stitch_row_bands(run(parts), [p.band for p in parts], scene.shape)
