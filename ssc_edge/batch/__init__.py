@@ -1,7 +1,9 @@
 """Batch processing: many scenes (files, folders, SAFE products, scene lists) into one output folder.
 
 ``run_batch(inputs, out_dir, config, engine="local")`` is the entry point. The ``local`` engine is a
-process pool on this machine (:mod:`.local`); the ``ray`` engine is not implemented yet.
+process pool on this machine (:mod:`.local`); the ``ray`` engine runs the same per-scene work as Ray
+actors and tasks on a Ray cluster or a local Ray, and can split a scene into row bands across its
+workers (:mod:`.ray_engine`, needs the ``distributed`` extra). Both keep the same manifest.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def run_batch(
     *,
     engine: str = "local",
     ray_address: str | None = None,
+    retries: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> BatchResult:
     """Sharpen every scene of ``inputs`` into ``out_dir``; see :func:`ssc_edge.batch.local.run_batch`.
@@ -48,19 +51,29 @@ def run_batch(
     Parameters
     ----------
     engine : {"local", "ray"}
-        ``local``: a process pool on this machine. ``ray`` is not implemented yet.
+        ``local``: a process pool on this machine. ``ray``: Ray actors and tasks
+        (:func:`ssc_edge.batch.ray_engine.run_batch`).
     ray_address : str, optional
-        Address of an existing Ray cluster (engine ``ray`` only).
+        Address of an existing Ray cluster (engine ``ray`` only; default: a local Ray).
+    retries : int, optional
+        Times Ray runs a scene again after its worker died (engine ``ray`` only; default 2).
 
     Raises
     ------
     OptionError
-        An unknown or unimplemented engine, and everything :func:`ssc_edge.batch.local.run_batch` refuses.
+        An unknown engine, Ray options without engine ``ray``, engine ``ray`` without Ray
+        installed, and everything :func:`ssc_edge.batch.local.run_batch` refuses.
     """
     if engine not in ENGINES:
         raise OptionError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "ray":
-        raise OptionError("engine ray is not implemented yet; use --engine local")
+        from .ray_engine import DEFAULT_RETRIES
+        from .ray_engine import run_batch as run_ray_batch
+
+        retries = DEFAULT_RETRIES if retries is None else retries
+        return run_ray_batch(inputs, out_dir, config, ray_address=ray_address, retries=retries, progress=progress)
     if ray_address is not None:
         raise OptionError("--ray-address needs --engine ray")
+    if retries is not None:
+        raise OptionError("--retries needs --engine ray")
     return run_local_batch(inputs, out_dir, config, progress=progress)

@@ -43,7 +43,18 @@ from .manifest import (
     write_manifest,
 )
 
-__all__ = ["MODES", "BatchConfig", "BatchResult", "process_scene", "run_batch"]
+__all__ = [
+    "MODES",
+    "WORKER_DIED",
+    "BatchConfig",
+    "BatchResult",
+    "SceneExecutor",
+    "failed_record",
+    "process_scene",
+    "run_batch",
+    "run_jobs",
+    "worker_sharpener",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +90,15 @@ class BatchConfig:
     in_process : bool
         Run the scenes one after another in this process instead of in worker processes (for
         debugging and tests). No isolation: a crash in native code (or the out-of-memory killer)
-        then stops the batch, although every scene finished before is kept.
+        then stops the batch, although every scene finished before is kept. Engine ``local`` only.
+    threads : int, optional
+        onnxruntime intra-op threads per worker (default: this machine's cores shared out between
+        the workers; the Ray engine sets the CPUs Ray gives each worker).
+    split : int
+        Row bands per scene (mode ``infer``, engine ``ray``): each scene's tile plan is cut into
+        up to ``split`` bands of whole tile rows, sharpened by different workers with the model's
+        halo and stitched (:mod:`ssc_edge.runtime.split`); the result equals the one-worker result.
+        1 (default): each scene on one worker.
     """
 
     mode: str = "infer"
@@ -92,6 +111,8 @@ class BatchConfig:
     provider: str | None = None
     tile: int | None = None
     in_process: bool = False
+    threads: int | None = None
+    split: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -111,6 +132,12 @@ class BatchConfig:
             raise OptionError(f"unknown output dtype {self.dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
         if self.epochs is not None and self.epochs < 1:
             raise OptionError(f"epochs must be positive, got {self.epochs}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise OptionError(f"threads must be a positive integer, got {self.threads!r}")
+        if not isinstance(self.split, int) or self.split < 1:
+            raise OptionError(f"split must be a positive integer (row bands per scene), got {self.split!r}")
+        if self.split > 1 and self.mode != "infer":
+            raise OptionError("splitting scenes into row bands needs mode infer (one model for every band)")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -159,7 +186,9 @@ def _read_any_scene(path: Path) -> Scene:
 
 
 def _threads(config: BatchConfig) -> int | None:
-    """onnxruntime threads per worker: the CPU cores shared out between the workers (None in-process)."""
+    """onnxruntime threads per worker: ``config.threads``, else the cores shared out (None in-process)."""
+    if config.threads is not None:
+        return config.threads
     if config.in_process:
         return None
     return max(1, (os.cpu_count() or 1) // config.workers)
@@ -176,6 +205,15 @@ def _sharpener(model: str, provider: str | None, tile: int | None, threads: int 
     if tile is not None:
         options["tile"] = tile
     return Sharpener(Path(model), **options)
+
+
+def worker_sharpener(config: BatchConfig):
+    """The :class:`~ssc_edge.runtime.sharpen.Sharpener` of mode ``infer``: one session per worker process.
+
+    Built on first use with ``config.model``, ``provider``, ``tile`` and the worker's threads, then
+    reused for every scene (and row band) the process runs.
+    """
+    return _sharpener(str(config.model), config.provider, config.tile, _threads(config))
 
 
 def _consistency(image: np.ndarray, scene: Scene) -> dict[str, Any]:
@@ -209,8 +247,18 @@ def _fit(scene: Scene, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[s
     return model_path, metrics
 
 
-def process_scene(job: SceneJob, config: BatchConfig) -> dict[str, Any]:
+def process_scene(
+    job: SceneJob, config: BatchConfig, *, sharpen: Callable[[Scene], np.ndarray] | None = None
+) -> dict[str, Any]:
     """Sharpen one scene of a batch and write its output and report; never raises for a bad scene.
+
+    Parameters
+    ----------
+    job : SceneJob
+    config : BatchConfig
+    sharpen : callable, optional
+        ``sharpen(scene) -> (H, W, 6) float32 DN`` in mode ``infer`` instead of this worker's
+        sharpener (the Ray engine passes one that shares the scene out in row bands).
 
     Returns
     -------
@@ -233,14 +281,14 @@ def process_scene(job: SceneJob, config: BatchConfig) -> dict[str, Any]:
             tick = time.perf_counter()
             model, metrics = _fit(scene, job, config)
             seconds["fit"] = time.perf_counter() - tick
-            sharpener = _sharpener.__wrapped__(str(model), config.provider, config.tile, _threads(config))
+            sharpen = _sharpener.__wrapped__(str(model), config.provider, config.tile, _threads(config)).sharpen
         else:
             model = Path(config.model)
-            sharpener = _sharpener(str(model), config.provider, config.tile, _threads(config))
+            sharpen = sharpen or worker_sharpener(config).sharpen
         record["model"] = str(model)
         record["model_sha256"] = sha256_file(model)
         tick = time.perf_counter()
-        image = sharpener.sharpen(scene)
+        image = sharpen(scene)
         seconds["sharpen"] = time.perf_counter() - tick
         metrics.update(_consistency(image, scene))
         tick = time.perf_counter()
@@ -283,12 +331,13 @@ def _remove_leftovers(job: SceneJob) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _failed(job: SceneJob, config: BatchConfig, error: str) -> dict[str, Any]:
+def failed_record(job: SceneJob, config: BatchConfig, error: str) -> dict[str, Any]:
     """The record of a scene whose worker died before it could record anything."""
     return {**job.to_dict(), "mode": config.mode, "status": "failed", "error": error, "finished": _now()}
 
 
-_WORKER_DIED = "worker process died (killed or out of memory)"
+#: The error of a scene whose worker process died while running it.
+WORKER_DIED = "worker process died (killed or out of memory)"
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -317,7 +366,7 @@ def _run_alone(job: SceneJob, config: BatchConfig, context: Any) -> dict[str, An
         try:
             return pool.submit(process_scene, job, config).result()
         except BrokenProcessPool:
-            return _failed(job, config, _WORKER_DIED)
+            return failed_record(job, config, WORKER_DIED)
 
 
 def _run_pool(jobs: list[SceneJob], config: BatchConfig, on_record: Callable[[dict[str, Any]], None]) -> None:
@@ -351,6 +400,11 @@ def _run_pool(jobs: list[SceneJob], config: BatchConfig, on_record: Callable[[di
             on_record(_run_alone(job, config, context))
 
 
+#: Runs scenes and hands each scene's record to ``on_record`` as soon as it is final:
+#: ``execute(jobs, on_record)``. The local engine's is a process pool; the Ray engine's, Ray actors.
+SceneExecutor = Callable[[list[SceneJob], Callable[[dict[str, Any]], None]], None]
+
+
 def run_batch(
     inputs: Iterable[Path],
     out_dir: Path,
@@ -382,9 +436,51 @@ def run_batch(
     ------
     OptionError
         Before anything runs: a missing input, two scenes with one output, an output escaping
-        ``out_dir``, a bad option.
+        ``out_dir``, a bad option (``config.split`` > 1 needs the Ray engine).
     OutputError
         ``out_dir`` cannot be created or the manifest cannot be written.
+    """
+    if config.split > 1:
+        raise OptionError("splitting scenes into row bands needs --engine ray")
+
+    def execute(jobs: list[SceneJob], on_record: Callable[[dict[str, Any]], None]) -> None:
+        if config.in_process:
+            for job in jobs:
+                on_record(process_scene(job, config))
+        else:
+            _run_pool(jobs, config, on_record)
+
+    return run_jobs(inputs, out_dir, config, execute, engine="local", progress=progress)
+
+
+def run_jobs(
+    inputs: Iterable[Path],
+    out_dir: Path,
+    config: BatchConfig,
+    execute: SceneExecutor,
+    *,
+    engine: str,
+    engine_info: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+) -> BatchResult:
+    """The bookkeeping every engine shares: plan, skip finished scenes, run the rest, keep the manifest.
+
+    Plans the jobs and refuses bad inputs before anything runs, removes temporary files a killed
+    worker left, skips scenes an earlier run finished (report done, output checksum intact, same
+    source and model), hands the others to ``execute`` and rewrites the manifest atomically after
+    every record. See :func:`run_batch` for ``inputs``, ``out_dir``, ``config`` and ``progress``.
+
+    Parameters
+    ----------
+    execute : SceneExecutor
+        ``execute(jobs, on_record)``: runs the scenes still to do, calls ``on_record`` once per
+        scene with its record (from :func:`process_scene`, or a ``"failed"`` one when its worker
+        died). Not called when nothing is left to do.
+    engine : str
+        The manifest's ``engine``.
+    engine_info : dict, optional
+        Written to the manifest's ``engine_info`` at every save; ``execute`` may fill it in
+        (the Ray engine records its cluster there).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -410,8 +506,10 @@ def run_batch(
         else:
             records[job.name] = {**job.to_dict(), "status": "pending"}
             to_run.append(job)
-    manifest = {"format": "ssc-edge batch manifest", "version": 1, "engine": "local", "config": config.to_dict(),
+    manifest = {"format": "ssc-edge batch manifest", "version": 1, "engine": engine, "config": config.to_dict(),
                 "model_sha256": model_sha, "started": _now(), "finished": None}  # fmt: skip
+    if engine_info is not None:
+        manifest["engine_info"] = engine_info
 
     def save() -> Path:
         scenes = [records[job.name] for job in jobs]
@@ -433,11 +531,8 @@ def run_batch(
     path = save()
     logger.info("batch: %d scenes, %d already done, %d to run on %d worker(s)",
                 len(jobs), len(jobs) - len(to_run), len(to_run), config.workers)  # fmt: skip
-    if config.in_process:
-        for job in to_run:
-            on_record(process_scene(job, config))
-    else:
-        _run_pool(to_run, config, on_record)
+    if to_run:
+        execute(to_run, on_record)
     manifest["finished"] = _now()
     path = save()
     return BatchResult(path, [records[job.name] for job in jobs], time.perf_counter() - start)

@@ -23,9 +23,28 @@ def batch_command(
                      "Default: infer with --model, else fit-and-infer."),
     ] = None,
     model: Annotated[Path | None, typer.Option(help="ONNX model of mode infer.")] = None,
-    engine: Annotated[str, typer.Option(help="local (process pool) or ray (not implemented yet).")] = "local",
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (engine ray).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (process pool) or ray (Ray actors and tasks; needs the 'distributed' extra).")
+    ] = "local",
+    workers: Annotated[int, typer.Option(help="Worker processes (engine ray: Ray actors).")] = 1,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address, e.g. auto or ray://HOST:10001 (engine ray; default: a local Ray)."),
+    ] = None,
+    split: Annotated[
+        int,
+        typer.Option(
+            help="Row bands per scene (engine ray, mode infer): each scene's tiles are shared out by bands of "
+            "tile rows between the workers and stitched; same result as 1."
+        ),
+    ] = 1,
+    tile: Annotated[
+        int | None, typer.Option(help="Window side of the sharpener, 10 m px (default 512); smaller tiles give "
+                                 "finer row bands with --split.")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="Times Ray reruns a scene whose worker died (engine ray; default 2).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs per scene (mode fit-and-infer).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="Output format: tif, npz or mat.")] = "tif",
     dtype: Annotated[str, typer.Option(help="Output sample type: float32 or uint16 (DN).")] = "float32",
@@ -40,8 +59,8 @@ def batch_command(
     if mode == "fit-and-infer" and not verbose:  # TensorFlow's C++ start-up chatter, in every worker
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = BatchConfig(mode=mode, model=model, workers=workers, output_format=output_format, dtype=dtype,
-                         epochs=epochs)  # fmt: skip
-    result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address,
+                         epochs=epochs, split=split, tile=tile)  # fmt: skip
+    result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")
     echo(f"{done} done ({skipped} from an earlier run), {failed} failed in {result.seconds:.1f} s; "

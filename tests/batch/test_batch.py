@@ -129,8 +129,20 @@ def test_refusals_before_any_work(tmp_path, fake_runtime):
         run_batch([listing], tmp_path / "out", config)
     with pytest.raises(OptionError, match=r"nope\.npz: no such input file or folder"):
         run_batch([tmp_path / "nope.npz"], tmp_path / "out", config)
-    with pytest.raises(OptionError, match=r"engine ray is not implemented yet"):
-        run_batch([one], tmp_path / "out", config, engine="ray")
+    with pytest.raises(OptionError, match=r"unknown engine 'dask'; choose one of local, ray"):
+        run_batch([one], tmp_path / "out", config, engine="dask")
+    with pytest.raises(OptionError, match=r"--ray-address needs --engine ray"):
+        run_batch([one], tmp_path / "out", config, ray_address="auto")
+    with pytest.raises(OptionError, match=r"--retries needs --engine ray"):
+        run_batch([one], tmp_path / "out", config, retries=1)
+    with pytest.raises(OptionError, match=r"splitting scenes into row bands needs --engine ray"):
+        run_batch([one], tmp_path / "out", BatchConfig(mode="infer", model=fake_runtime, split=2))
+    with pytest.raises(OptionError, match=r"splitting scenes into row bands needs mode infer"):
+        BatchConfig(mode="fit-and-infer", split=2)
+    with pytest.raises(OptionError, match=r"split must be a positive integer \(row bands per scene\), got 0"):
+        BatchConfig(mode="infer", model=fake_runtime, split=0)
+    with pytest.raises(OptionError, match=r"threads must be a positive integer, got 0"):
+        BatchConfig(mode="infer", model=fake_runtime, threads=0)
     with pytest.raises(OptionError, match=r"mode infer needs a model"):
         BatchConfig(mode="infer")
     with pytest.raises(OptionError, match=r"workers must be a positive integer"):
@@ -155,9 +167,10 @@ def test_leftover_temporary_files_are_removed(tmp_path, fake_runtime):
 
 def test_cli_refusals_exit_2(tmp_path, run_cli):
     scene = write_scene(tmp_path / "a.npz")
-    completed = run_cli("batch", scene, "--out", tmp_path / "out", "--engine", "ray", "--mode", "fit-and-infer")
+    completed = run_cli("batch", scene, "--out", tmp_path / "out", "--engine", "ray", "--split", 2)
     assert completed.returncode == 2
-    assert "ssc-edge: error: engine ray is not implemented yet" in completed.stderr
+    assert "ssc-edge: error: splitting scenes into row bands needs mode infer" in completed.stderr
+    assert not (tmp_path / "out").exists()
 
 
 _POOL_SCRIPT = """
