@@ -49,6 +49,30 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 }
 
 
+def _write(out: Path, argv: list[str], rows: list[dict]) -> None:
+    """Write the JSON and markdown results; called after every fit so an interrupted run keeps its rows."""
+    from ssc_edge.train.report import machine_info
+
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/train_quality.py " + " ".join(argv)
+    result = {"command": command.strip(), "machine": machine_info(), "paper_table1": PAPER, "rows": rows}
+    (out / "train_quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "# SSC-CNN fit quality on the reduced-resolution scenes\n",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores. "
+        f"Paper Table 1 (training-set numbers): {PAPER}.\n",
+        "| scene | variant | protocol | mean SRE (dB) | bicubic (dB) | gain (dB) | SAM (deg) | ERGAS "
+        "| best epoch | fit (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        protocol = r["protocol"] + (" (TRAINING-SET numbers)" if r["training_set_numbers"] else "")
+        lines.append(f"| {r['scene']} | {r['variant']} | {protocol} | {r['mean_sre']} | {r['bicubic_mean_sre']} | "
+                     f"{r['gain_db']} | {r['sam']} | {r['ergas']} | {r['best_epoch']} | {r['fit_seconds']} |")
+    (out / "train_quality.md").write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
@@ -61,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from ssc_edge.io import read_scene
     from ssc_edge.train.fit import FitConfig, evaluate_fit, fit_model, training_data
-    from ssc_edge.train.report import machine_info
 
     rows = []
     for scene_key in args.scenes:
@@ -89,25 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "config"}), flush=True)
+            _write(args.out, sys.argv[1:] if argv is None else argv, rows)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/train_quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = {"command": command.strip(), "machine": machine_info(), "paper_table1": PAPER, "rows": rows}
-    (args.out / "train_quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        "# SSC-CNN fit quality on the reduced-resolution scenes\n",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores. "
-        f"Paper Table 1 (training-set numbers): {PAPER}.\n",
-        "| scene | variant | protocol | mean SRE (dB) | bicubic (dB) | gain (dB) | SAM (deg) | ERGAS "
-        "| best epoch | fit (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        protocol = r["protocol"] + (" (TRAINING-SET numbers)" if r["training_set_numbers"] else "")
-        lines.append(f"| {r['scene']} | {r['variant']} | {protocol} | {r['mean_sre']} | {r['bicubic_mean_sre']} | "
-                     f"{r['gain_db']} | {r['sam']} | {r['ergas']} | {r['best_epoch']} | {r['fit_seconds']} |")
-    (args.out / "train_quality.md").write_text("\n".join(lines) + "\n")
     return 0
 
 
