@@ -180,12 +180,18 @@ def load_models(args, tmp: Path):
     return model, contract
 
 
-def export(model, contract: ModelContract, layout: str, path: Path) -> Path:
-    """The Keras model as an ssc-edge ONNX file in ``layout`` (the trainer's exporter)."""
+def export(model, contract: ModelContract, layout: str, path: Path, *, pad: bool = False) -> Path:
+    """The Keras model as an ssc-edge ONNX file in ``layout`` (the trainer's exporter).
+
+    ``pad``: apply :func:`~ssc_edge.train.export.pad_concat_channels`, as ``fit-and-export`` does since it
+    was measured here; without it, the graph as tf2onnx makes it.
+    """
     from ssc_edge.runtime.optimize import _set_contract
-    from ssc_edge.train.export import keras_to_onnx
+    from ssc_edge.train.export import keras_to_onnx, pad_concat_channels
 
     proto = keras_to_onnx(model, layout=layout)
+    if pad:
+        proto = pad_concat_channels(proto)
     _set_contract(proto, replace(contract, layout=layout))
     path.write_bytes(proto.SerializeToString())
     return path
@@ -257,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         eval_inputs, target, target_kind = _evaluation_data(scene, contract)
         q_in = (eval_inputs / np.float32(contract.scale))[None].astype(np.float32)
         models = {layout: export(model, contract, layout, tmp / f"{layout}.onnx") for layout in ("NHWC", "NCHW")}
+        models["NHWC padded"] = export(model, contract, "NHWC", tmp / "NHWC-padded.onnx", pad=True)
         if not args.untrained:  # the Keras model must compute what the benchmarked ONNX model computes
             import onnxruntime as ort
 
@@ -294,6 +301,9 @@ def main(argv: list[str] | None = None) -> None:
         for lay in ("NHWC", "NCHW"):
             session, feed = ort_session(models[lay]), {"bands": to_layout(x, lay)}
             configs[f"ort fp32 {lay} default"] = (lambda s=session, f=feed: s.run(None, f), "layout", None, "")
+        session, feed = ort_session(models["NHWC padded"]), {"bands": x}
+        configs["ort fp32 NHWC concat padded"] = (lambda s=session, f=feed: s.run(None, f), "channel padding", None,
+                                                  "skip branches padded to a multiple of 16 channels (exact)")
         y = ort_session(models["NHWC"]).run(None, {"bands": q_in})[0]
         sre_fp32 = float(np.mean(signal_to_reconstruction_error(target, y[0] * contract.scale)))
         layout = contract.layout  # the one the trainer measured faster at export

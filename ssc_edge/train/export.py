@@ -39,6 +39,7 @@ __all__ = [
     "check_parity",
     "fit_and_export",
     "keras_to_onnx",
+    "pad_concat_channels",
     "measure_layouts",
     "output_paths",
 ]
@@ -100,6 +101,86 @@ def keras_to_onnx(model, *, layout: str = "NHWC"):
     proto.producer_name = "ssc-edge"
     proto.producer_version = __version__
     onnx.checker.check_model(proto)
+    return proto
+
+
+#: onnxruntime's NCHWc convolution kernels (MLAS) block channels by 8 (AVX2) or 16 (AVX-512); a convolution
+#: whose input channel count is not a multiple of the block falls back to the slower im2col + GEMM path.
+NCHWC_BLOCK = 16
+
+
+def pad_concat_channels(proto, *, multiple: int = NCHWC_BLOCK):
+    """Pad the skip branches so that every concatenation feeds a convolution a multiple of ``multiple`` channels.
+
+    SSC-CNN's output blocks convolve ``concat(previous, skip)``: 128 + 25 = 153 channels with the paper's
+    widths, which keeps those convolutions off onnxruntime's NCHWc kernels (measured: a skip width of 32
+    runs 1.12x faster than 25 on the CPU, ``benchmarks/skip_width_speed.py``). This pass appends all-zero
+    filters (zero weights, zero bias) to the skip convolution that feeds the concat and zero input weights
+    to every convolution that reads the concat. A zero channel stays zero through LeakyReLU/ReLU and
+    contributes nothing downstream, so the output is unchanged up to float summation order (the export's
+    parity check holds it to the same tolerance). onnx and numpy do not offer this rewrite; it is done by
+    hand on the initializers.
+
+    Parameters
+    ----------
+    proto : onnx.ModelProto
+        A graph from :func:`keras_to_onnx`; modified in place and returned.
+    multiple : int
+        Channel multiple to pad the concat outputs to.
+
+    Returns
+    -------
+    onnx.ModelProto
+        ``proto``. Graphs whose concats are not ``Conv -> [LeakyRelu|Relu] -> Concat(axis=1) -> Conv`` with
+        weights in initializers are left as they are.
+    """
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    producer = {name: node for node in graph.node for name in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def conv_of(tensor: str):
+        """The Conv (with initializer weights and bias) that makes ``tensor``, through at most one activation."""
+        node = producer.get(tensor)
+        if node is not None and node.op_type in ("LeakyRelu", "Relu") and len(consumers.get(tensor, [])) == 1:
+            if len(consumers.get(node.input[0], [])) != 1:
+                return None
+            node = producer.get(node.input[0])
+        ok = node is not None and node.op_type == "Conv" and len(node.input) in (2, 3)  # bias is optional
+        return node if ok and all(name in initializers for name in node.input[1:]) else None
+
+    def set_array(name: str, array: np.ndarray) -> None:
+        initializers[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
+
+    for concat in [node for node in graph.node if node.op_type == "Concat"]:
+        axis = next((a.i for a in concat.attribute if a.name == "axis"), None)
+        readers = consumers.get(concat.output[0], [])
+        convs = [conv_of(name) for name in concat.input]
+        if axis not in (1, -3) or any(conv is None for conv in convs) or not readers:
+            continue
+        if any(r.op_type != "Conv" or len(r.input) < 2 or r.input[0] != concat.output[0]
+               or r.input[1] not in initializers for r in readers):
+            continue
+        widths = [initializers[conv.input[1]].dims[0] for conv in convs]
+        extra = -sum(widths) % multiple
+        if extra == 0 or len(set(map(id, convs))) != len(convs):
+            continue
+        # Pad the last branch (the skip, in SSC-CNN's concat(previous, skip)) at its end.
+        branch = len(convs) - 1
+        weights = numpy_helper.to_array(initializers[convs[branch].input[1]])
+        set_array(convs[branch].input[1], np.concatenate([weights, np.zeros((extra, *weights.shape[1:]))]))
+        if len(convs[branch].input) == 3:  # tf2onnx drops an all-zero bias
+            bias = numpy_helper.to_array(initializers[convs[branch].input[2]])
+            set_array(convs[branch].input[2], np.concatenate([bias, np.zeros(extra)]))
+        offset = sum(widths[: branch + 1])
+        for reader in readers:
+            w = numpy_helper.to_array(initializers[reader.input[1]])
+            set_array(reader.input[1], np.insert(w, [offset] * extra, 0.0, axis=1))
     return proto
 
 
@@ -352,7 +433,7 @@ def fit_and_export(
     evaluation = evaluate_fit(scene_obj, fit, progress=progress)
 
     sample = wald.full_scale_input(scene_obj, upsampling=config.upsampling)[None] / np.float32(fit.scale)
-    protos = {layout: keras_to_onnx(fit.model, layout=layout) for layout in ("NHWC", "NCHW")}
+    protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
     timings = measure_layouts(protos, sample)
     # NCHW only when clearly faster: the two measured within noise of each other on this project's CPUs
     layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"

@@ -15,7 +15,13 @@ ort = pytest.importorskip("onnxruntime")
 from ssc_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract  # noqa: E402
 from ssc_edge.demo import demo_scene  # noqa: E402
 from ssc_edge.errors import ModelError, OutputError  # noqa: E402
-from ssc_edge.train.export import OPSET, check_parity, fit_and_export, keras_to_onnx  # noqa: E402
+from ssc_edge.train.export import (  # noqa: E402
+    OPSET,
+    check_parity,
+    fit_and_export,
+    keras_to_onnx,
+    pad_concat_channels,
+)
 from ssc_edge.train.fit import FitConfig  # noqa: E402
 from ssc_edge.train.model import ModelConfig, build_ssc_cnn, receptive_halo  # noqa: E402
 
@@ -112,3 +118,41 @@ def test_interrupted_training_leaves_no_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit_and_export(demo_scene(size=64), tmp_path / "m.onnx", TINY, progress=interrupt)
     assert list(tmp_path.iterdir()) == []
+
+
+def _concat_reader_channels(proto) -> list[int]:
+    """Input channels of every Conv that reads a Concat, from its weight initializer (O, I, kH, kW)."""
+    concats = {n.output[0] for n in proto.graph.node if n.op_type == "Concat"}
+    dims = {t.name: list(t.dims) for t in proto.graph.initializer}
+    return [dims[n.input[1]][1] for n in proto.graph.node if n.op_type == "Conv" and n.input[0] in concats]
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_padding_concat_channels_keeps_the_output(layout):
+    # width 24 + skip 5 = 29 channels into the output blocks 2 and 3: padded to 32 with zero filters.
+    model = build_ssc_cnn(ModelConfig(width=24, skip_width=5), seed=4)
+    plain = keras_to_onnx(model, layout=layout)
+    padded = pad_concat_channels(keras_to_onnx(model, layout=layout))
+    onnx.checker.check_model(padded)
+    assert _concat_reader_channels(plain) == [29, 29]
+    assert _concat_reader_channels(padded) == [32, 32]
+    x = np.random.default_rng(4).random((1, 23, 30, 10), dtype=np.float32) * 2 - 0.5
+    run = {}
+    for name, proto in (("plain", plain), ("padded", padded)):
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        feed = x.transpose(0, 3, 1, 2).copy() if layout == "NCHW" else x
+        run[name] = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
+    assert np.max(np.abs(run["padded"] - run["plain"])) <= 1e-6 * np.ptp(run["plain"])
+    assert check_parity(model, padded, x, layout=layout) <= 1e-4
+
+
+def test_padding_leaves_aligned_graphs_alone():
+    model = build_ssc_cnn(ModelConfig(width=24, skip_width=8), seed=4)  # 32 channels already
+    proto = keras_to_onnx(model)
+    before = proto.SerializeToString()
+    assert pad_concat_channels(proto).SerializeToString() == before
+
+
+def test_exported_model_is_padded(exported):
+    # TINY: width 8 + skip 4 = 12 channels, padded to 16 at export; the parity check passed on it.
+    assert _concat_reader_channels(onnx.load(exported.paths["onnx"])) == [16, 16]
