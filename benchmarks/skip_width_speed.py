@@ -5,9 +5,10 @@ width of 25. onnxruntime's fastest CPU convolution path (MLAS NCHWc, reached thr
 transformer) needs channel counts that are multiples of its block size (16 on AVX-512), so those two
 convolutions fall back to the generic im2col + GEMM path; a profile of the trained Reykjavik model puts
 46 % of the run time in them. Skip width 32 (160 channels) does more arithmetic but takes the fast path.
-Padding the 25 skip filters with 7 all-zero filters (and zero input weights in the next convolution) would
-give the second graph's speed with the first's exact output; this script measures the size of that lever
-on random weights (speed does not depend on the weights).
+This script measured the size of that lever on random weights (speed does not depend on the weights);
+``fit-and-export`` now takes it with the paper's architecture by padding the 25 skip filters with 7
+all-zero filters (:func:`ssc_edge.train.export.pad_concat_channels`), and ``benchmarks/cpu_speed.py``
+times the padded export of a trained model against the unpadded one.
 
 Usage (CPU quiet, nothing else running)::
 

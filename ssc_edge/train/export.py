@@ -168,7 +168,7 @@ def pad_concat_channels(proto, *, multiple: int = NCHWC_BLOCK):
             continue
         widths = [initializers[conv.input[1]].dims[0] for conv in convs]
         extra = -sum(widths) % multiple
-        if extra == 0 or len(set(map(id, convs))) != len(convs):
+        if extra == 0 or len({conv.output[0] for conv in convs}) != len(convs):  # one branch concatenated twice
             continue
         # Pad the last branch (the skip, in SSC-CNN's concat(previous, skip)) at its end.
         branch = len(convs) - 1
