@@ -36,6 +36,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "lr-5e-3": ({"learning_rate": 5e-3}, {}),
     "mtf-degradation": ({"degradation": "mtf"}, {}),
     "augment": ({"augment": True}, {}),
+    "ema-0.99": ({"ema": 0.99}, {}),
+    "ema-0.98": ({"ema": 0.98}, {}),
     "cosine": ({"lr_schedule": "cosine"}, {}),
     "cosine-1e-3": ({"lr_schedule": "cosine", "learning_rate": 1e-3}, {}),
     "cosine-augment": ({"lr_schedule": "cosine", "augment": True}, {}),

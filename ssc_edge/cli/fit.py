@@ -50,6 +50,10 @@ def fit_and_export_command(
     augment: Annotated[
         bool, typer.Option("--augment/--no-augment", help="Random 90-degree rotations and flips of each batch.")
     ] = False,
+    ema: Annotated[
+        float,
+        typer.Option(help="Per-epoch decay of a moving average of the weights, kept instead of the best (0: off)."),
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and patch order.")] = 0,
     demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, 10 m pixels.")] = 256,
     keras_file: Annotated[bool, typer.Option("--keras/--no-keras", help="Also write the .keras model.")] = True,
@@ -78,6 +82,7 @@ def fit_and_export_command(
         precision=precision,
         jit_compile=xla,
         augment=augment,
+        ema=ema,
         model=ModelConfig(
             blocks=blocks, width=width, skip_width=skip_width, skip_kernel=skip_kernel, last_kernel=last_kernel,
             residual=residual,

@@ -118,6 +118,23 @@ def test_cosine_schedule_changes_the_fit_and_is_reproducible(scene):
     assert a.history != fit_model(inputs, target, FitConfig(epochs=3, model=TINY)).history
 
 
+def test_ema_keeps_the_moving_average_of_the_epoch_weights(scene):
+    # 9 patches, batch 64: one Adam step per epoch, so the per-step momentum is the per-epoch decay.
+    # The plain fits share the EMA fit's trajectory (same seed); their losses fall, so each keeps its last epoch.
+    config = FitConfig(epochs=1, model=TINY)
+    inputs, target = training_data(scene, config)
+    plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY)) for k in (1, 2, 3)]
+    assert [fit.best_epoch for fit in plain] == [1, 2, 3]
+    w1, w2, w3 = (fit.model.get_weights() for fit in plain)
+    decay = 0.8
+    averaged = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, ema=decay))
+    expected = [decay * (decay * a + (1 - decay) * b) + (1 - decay) * c for a, b, c in zip(w1, w2, w3, strict=True)]
+    for got, want in zip(averaged.model.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert averaged.best_epoch == 3 and averaged.history == plain[2].history
+    assert not np.allclose(averaged.model.get_weights()[0], w3[0], atol=1e-5)
+
+
 def test_too_small_scene_names_the_minimum_size():
     config = FitConfig(epochs=1, model=TINY)
     assert minimum_scene_size(config) == 32
@@ -154,6 +171,7 @@ def test_evaluation_kinds(scene):
         ({"learning_rate": 0}, "learning_rate must be positive"),
         ({"degradation": "box"}, "degradation must be one of"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+        ({"ema": 1.0}, r"ema must be in \[0, 1\)"),
     ],
 )
 def test_bad_fit_options(options, message):
