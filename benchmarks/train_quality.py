@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "width-64-cosine": ({"lr_schedule": "cosine"}, {"width": 64}),
     "float32": ({"precision": "float32"}, {}),
     "paper": ({"protocol": "paper"}, {}),
+    "paper-patch-loss": ({"protocol": "paper", "checkpoint": "patch-loss"}, {}),
     "paper-released-code": ({"protocol": "paper"}, {"residual": False, "last_kernel": 1}),
     "patch-32": ({"patch": 32}, {}),
     "paper-batch-16": ({"protocol": "paper", "batch_size": 16}, {}),

@@ -50,6 +50,10 @@ def fit_and_export_command(
     augment: Annotated[
         bool, typer.Option("--augment/--no-augment", help="Random 90-degree rotations and flips of each batch.")
     ] = False,
+    checkpoint: Annotated[
+        str,
+        typer.Option(help="Epoch kept: auto, patch-loss (training loss) or image-loss (whole training pair)."),
+    ] = "auto",
     ema: Annotated[
         float,
         typer.Option(help="Per-epoch decay of a moving average of the weights, kept instead of the best (0: off)."),
@@ -82,6 +86,7 @@ def fit_and_export_command(
         precision=precision,
         jit_compile=xla,
         augment=augment,
+        checkpoint=checkpoint,
         ema=ema,
         model=ModelConfig(
             blocks=blocks, width=width, skip_width=skip_width, skip_kernel=skip_kernel, last_kernel=last_kernel,

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("heldout", "paper")
 LR_SCHEDULES = ("constant", "cosine")
+CHECKPOINTS = ("auto", "patch-loss", "image-loss")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,13 @@ class FitConfig:
         Compile the training step with XLA.
     augment : bool
         Apply one random rotation by a multiple of 90 degrees and/or flip to each batch.
+    checkpoint : {"auto", "patch-loss", "image-loss"}
+        Which epoch's weights are kept (when ``ema`` is off): ``"patch-loss"``, the lowest
+        epoch-mean training loss; ``"image-loss"``, the lowest MSE of the whole training image pair,
+        as the released code's ``ModelCheckpoint(monitor="val_loss")`` with that pair as its
+        validation data (one forward pass of the whole image per epoch). ``"auto"``:
+        ``"image-loss"`` for protocol ``paper`` (the paper's procedure), ``"patch-loss"`` for
+        ``heldout``.
     ema : float
         Decay per epoch of an exponential moving average of the weights, in [0, 1); 0 (default)
         turns it off. With it, the fit keeps the averaged weights at the end of training instead
@@ -119,6 +127,7 @@ class FitConfig:
     precision: str = "auto"
     jit_compile: bool = False
     augment: bool = False
+    checkpoint: str = "auto"
     ema: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -129,6 +138,8 @@ class FitConfig:
                 raise OptionError(f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
             raise OptionError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if self.checkpoint not in CHECKPOINTS:
+            raise OptionError(f"checkpoint must be one of {CHECKPOINTS}, got {self.checkpoint!r}")
         if not 0.0 <= self.ema < 1.0:
             raise OptionError(f"ema must be in [0, 1), got {self.ema!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -181,6 +192,10 @@ class FitResult:
     patches : int
         Number of training patches.
     config : FitConfig
+        As run: ``precision`` and ``checkpoint`` resolved from ``"auto"``.
+    image_history : list of float
+        MSE of the whole training image pair (normalised DN), one per epoch, when
+        ``config.checkpoint`` is ``"image-loss"``; else empty.
     """
 
     model: Any
@@ -190,6 +205,7 @@ class FitResult:
     seconds: float
     patches: int
     config: FitConfig
+    image_history: list[float] = field(default_factory=list)
 
     @property
     def best_loss(self) -> float:
@@ -340,7 +356,10 @@ def fit_model(
 
     config = config or FitConfig()
     start = time.perf_counter()
-    config = replace(config, precision=resolve_precision(config.precision))
+    checkpoint = config.checkpoint
+    if checkpoint == "auto":
+        checkpoint = "image-loss" if config.protocol == "paper" else "patch-loss"
+    config = replace(config, precision=resolve_precision(config.precision), checkpoint=checkpoint)
     scale = float(np.max(target))
     if not scale > 0:
         raise SceneError("the training target is all zeros or negative; cannot normalise it")
@@ -363,8 +382,17 @@ def fit_model(
     epoch = _epoch_function(
         model, optimizer, tf.constant(x), tf.constant(y), config.batch_size, config.jit_compile, config.augment
     )
+    by_image = checkpoint == "image-loss" and not config.ema
+    if by_image:  # the whole pair, as the released code's validation data
+        whole_x = tf.constant(np.asarray(inputs, np.float32)[None] / np.float32(scale))
+        whole_y = tf.constant(np.asarray(target, np.float32)[None] / np.float32(scale))
+        image_loss = tf.function(
+            lambda: tf.reduce_mean(tf.square(tf.cast(model(whole_x, training=False), tf.float32) - whole_y))
+        )
     rng = np.random.default_rng(config.seed)
     history: list[float] = []
+    image_history: list[float] = []
+    monitor = image_history if by_image else history
     best_weights, best_epoch = None, 0
     for e in range(1, config.epochs + 1):
         permutation, ops = rng.permutation(len(x)), rng.integers(0, 8, size=batches)
@@ -372,19 +400,22 @@ def fit_model(
         if not np.isfinite(loss):
             raise OptionError(f"training diverged at epoch {e} (loss {loss}); lower the learning rate")
         history.append(loss)
+        if by_image:
+            image_history.append(float(image_loss()))
         if config.ema and e == config.epochs:  # the averaged weights replace the model's own
             optimizer.finalize_variable_values(model.trainable_variables)
             best_weights, best_epoch = [w.numpy() for w in model.weights], e
-        elif not config.ema and (best_weights is None or loss < history[best_epoch - 1]):
+        elif not config.ema and (best_weights is None or monitor[-1] < monitor[best_epoch - 1]):
             best_weights, best_epoch = [w.numpy() for w in model.weights], e
-        kept = f"EMA {config.ema}" if config.ema else f"best {history[best_epoch - 1]:.3e} @{best_epoch}"
-        report(progress, e, config.epochs, f"loss {loss:.3e} {kept}")
+        kept = f"EMA {config.ema}" if config.ema else f"best {monitor[best_epoch - 1]:.3e} @{best_epoch}"
+        image = f" image {image_history[-1]:.3e}" if by_image else ""
+        report(progress, e, config.epochs, f"loss {loss:.3e}{image} {kept}")
     final = build_ssc_cnn(config.model, seed=None, precision="float32")
     final.set_weights(best_weights)
     seconds = time.perf_counter() - start
     logger.info("fitted %d epochs in %.1f s; best epoch %d, loss %.3e", config.epochs, seconds, best_epoch,
                 history[best_epoch - 1])
-    return FitResult(final, scale, history, best_epoch, seconds, len(x), config)
+    return FitResult(final, scale, history, best_epoch, seconds, len(x), config, image_history)
 
 
 def predict(model, inputs: np.ndarray, scale: float) -> np.ndarray:

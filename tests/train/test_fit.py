@@ -16,6 +16,7 @@ from ssc_edge.train.fit import (
     extract_patches,
     fit_model,
     minimum_scene_size,
+    predict,
     training_data,
 )
 from ssc_edge.train.model import ModelConfig
@@ -135,6 +136,19 @@ def test_ema_keeps_the_moving_average_of_the_epoch_weights(scene):
     assert not np.allclose(averaged.model.get_weights()[0], w3[0], atol=1e-5)
 
 
+def test_paper_protocol_keeps_the_epoch_with_the_lowest_whole_image_loss(scene):
+    config = FitConfig(epochs=4, model=TINY, protocol="paper", precision="float32", learning_rate=5e-3)
+    inputs, target = training_data(scene, config)
+    fit = fit_model(inputs, target, config)
+    assert fit.config.checkpoint == "image-loss" and len(fit.image_history) == 4
+    assert fit.best_epoch == int(np.argmin(fit.image_history)) + 1
+    # the kept weights are the ones that scored that loss on the whole pair (as the released code's val_loss)
+    mse = np.mean((predict(fit.model, inputs, fit.scale) - target) ** 2) / fit.scale**2
+    assert mse == pytest.approx(min(fit.image_history), rel=1e-4)
+    heldout = fit_model(*training_data(scene, FitConfig(epochs=1, model=TINY)), FitConfig(epochs=1, model=TINY))
+    assert heldout.config.checkpoint == "patch-loss" and heldout.image_history == []
+
+
 def test_too_small_scene_names_the_minimum_size():
     config = FitConfig(epochs=1, model=TINY)
     assert minimum_scene_size(config) == 32
@@ -172,6 +186,7 @@ def test_evaluation_kinds(scene):
         ({"degradation": "box"}, "degradation must be one of"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"ema": 1.0}, r"ema must be in \[0, 1\)"),
+        ({"checkpoint": "val"}, "checkpoint must be one of"),
     ],
 )
 def test_bad_fit_options(options, message):
