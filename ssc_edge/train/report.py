@@ -44,10 +44,12 @@ def report_dict(result) -> dict[str, Any]:
             "seconds": round(fit.seconds, 2),
             "epochs": fit.config.epochs,
             "best_epoch": fit.best_epoch,
+            "kept": f"ema {fit.config.ema:g}" if fit.config.ema else fit.config.checkpoint,
             "best_loss": fit.best_loss,
             "final_loss": fit.history[-1],
             "patches": fit.patches,
             "loss_history": fit.history,
+            "image_loss_history": fit.image_history,
         },
         "config": fit.config.to_dict(),
         "export": {
@@ -101,9 +103,11 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 
 ## Fit
 
-| epochs | best epoch | best loss | fit time (s) | patches | lr | batch | patch/stride | degradation | precision |
-|---|---|---|---|---|---|---|---|---|---|
-| {fit["epochs"]} | {fit["best_epoch"]} | {fit["best_loss"]:.3e} | {fit["seconds"]:.1f} | {fit["patches"]} | \
+| epochs | weights kept | best epoch | best loss | fit time (s) | patches | lr | batch | patch/stride | degradation \
+| precision |
+|---|---|---|---|---|---|---|---|---|---|---|
+| {fit["epochs"]} | {fit.get("kept", "patch-loss")} | {fit["best_epoch"]} | {fit["best_loss"]:.3e} | \
+{fit["seconds"]:.1f} | {fit["patches"]} | \
 {config["learning_rate"]:g} | {config["batch_size"]} | {config["patch"]}/{config["stride"]} | \
 {config["degradation"]} | {config["precision"]} |
 
