@@ -29,6 +29,7 @@ PAPER = {"reykjavik": 28.03, "coastal": 33.92}
 #: name -> (FitConfig field overrides, ModelConfig field overrides)
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "default": ({}, {}),
+    "best-weights": ({"ema": 0.0}, {}),
     "released-code": ({}, {"residual": False, "last_kernel": 1}),
     "no-residual": ({}, {"residual": False, "last_kernel": 3}),
     "last-3x3": ({}, {"last_kernel": 3}),

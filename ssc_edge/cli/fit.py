@@ -55,9 +55,13 @@ def fit_and_export_command(
         typer.Option(help="Epoch kept: auto, patch-loss (training loss) or image-loss (whole training pair)."),
     ] = "auto",
     ema: Annotated[
-        float,
-        typer.Option(help="Per-epoch decay of a moving average of the weights, kept instead of the best (0: off)."),
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Per-epoch decay of a moving average of the weights, kept instead of the best epoch; 0: off. "
+            "Default: 0.98 for heldout, off for paper.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and patch order.")] = 0,
     demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, 10 m pixels.")] = 256,
     keras_file: Annotated[bool, typer.Option("--keras/--no-keras", help="Also write the .keras model.")] = True,

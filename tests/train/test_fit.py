@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from ssc_edge.demo import demo_scene
 from ssc_edge.errors import OptionError, SceneError
 from ssc_edge.scene import Scene
 from ssc_edge.train.fit import (
+    DEFAULT_EMA,
     FitConfig,
     evaluate_fit,
     extract_patches,
@@ -88,7 +91,7 @@ def test_same_seed_reproduces_and_other_seed_differs(scene):
 
 def test_fit_keeps_the_best_weights_and_reports_progress(scene):
     calls = []
-    config = FitConfig(epochs=4, model=TINY, learning_rate=1e-3)
+    config = FitConfig(epochs=4, model=TINY, learning_rate=1e-3, ema=0)
     fit = fit_model(*training_data(scene, config), config, progress=lambda d, t, m: calls.append((d, t, m)))
     assert [c[:2] for c in calls] == [(e, 4) for e in range(1, 5)]
     assert calls[-1][2].startswith("loss ")
@@ -124,7 +127,7 @@ def test_ema_keeps_the_moving_average_of_the_epoch_weights(scene):
     # The plain fits share the EMA fit's trajectory (same seed); their losses fall, so each keeps its last epoch.
     config = FitConfig(epochs=1, model=TINY)
     inputs, target = training_data(scene, config)
-    plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY)) for k in (1, 2, 3)]
+    plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY, ema=0)) for k in (1, 2, 3)]
     assert [fit.best_epoch for fit in plain] == [1, 2, 3]
     w1, w2, w3 = (fit.model.get_weights() for fit in plain)
     decay = 0.8
@@ -145,8 +148,15 @@ def test_paper_protocol_keeps_the_epoch_with_the_lowest_whole_image_loss(scene):
     # the kept weights are the ones that scored that loss on the whole pair (as the released code's val_loss)
     mse = np.mean((predict(fit.model, inputs, fit.scale) - target) ** 2) / fit.scale**2
     assert mse == pytest.approx(min(fit.image_history), rel=1e-4)
-    heldout = fit_model(*training_data(scene, FitConfig(epochs=1, model=TINY)), FitConfig(epochs=1, model=TINY))
-    assert heldout.config.checkpoint == "patch-loss" and heldout.image_history == []
+    assert fit.config.ema == 0  # the released code keeps the best epoch, no average
+
+
+def test_heldout_keeps_the_weight_average_by_default(scene):
+    config = FitConfig(epochs=2, model=TINY)
+    fit = fit_model(*training_data(scene, config), config)
+    assert fit.config.ema == DEFAULT_EMA == 0.98 and fit.best_epoch == 2
+    assert fit.config.checkpoint == "patch-loss" and fit.image_history == []
+    assert not _weights_equal(fit.model, fit_model(*training_data(scene, config), replace(config, ema=0)).model)
 
 
 def test_too_small_scene_names_the_minimum_size():
