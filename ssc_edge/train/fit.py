@@ -117,8 +117,8 @@ class FitConfig:
         ``heldout``, 0 for ``paper`` (the released code keeps the best epoch). Chosen by
         measurement (200 epochs, seeds 0-2, benchmarks/RESULTS.md): on the Reykjavik RR scene,
         whose one-scale-down pair the net over-fits, 0.98 gains 0.32 dB over the best epoch
-        (0.99: 0.9 dB); on Coastal, still improving at epoch 200, it costs 0.05 dB (0.99:
-        1.8 dB).
+        (0.99: 0.96 dB); on Coastal, still improving at epoch 200, it costs 0.05 dB (0.99:
+        1.57 dB).
     model : ModelConfig
         The architecture.
     """
