@@ -154,7 +154,11 @@ def keras_from_onnx(onnx_path: Path):
         weights = [arrays[node.input[1]].transpose(2, 3, 1, 0)]
         if len(node.input) > 2 and node.input[2]:
             weights.append(arrays[node.input[2]])
-        model.get_layer(layer_name).set_weights(weights)
+        layer = model.get_layer(layer_name)
+        if tuple(layer.weights[0].shape) != weights[0].shape:
+            sys.exit(f"{onnx_path}: layer {layer_name} has weights {weights[0].shape} in ONNX but "
+                     f"{tuple(layer.weights[0].shape)} in Keras (a channel-padded export?); put its .keras beside it")
+        layer.set_weights(weights)
         loaded.add(layer_name)
     missing = {layer.name for layer in model.layers if layer.weights} - loaded
     if missing:
@@ -174,10 +178,14 @@ def load_models(args, tmp: Path):
         return model, ModelContract(halo=receptive_halo(model), scale=10000.0, architecture=ModelConfig().to_dict())
     onnx_path = Path(args.model)
     keras_path = onnx_path.with_suffix(".keras")
-    model, contract = keras_from_onnx(onnx_path)
-    if keras_path.is_file():
-        model = keras.models.load_model(keras_path, compile=False)
-    return model, contract
+    if keras_path.is_file():  # the trainer's own model; the ONNX file may carry the export's channel padding
+        import onnx
+
+        from ssc_edge.runtime.optimize import read_contract
+
+        contract = read_contract(onnx.load(str(onnx_path)), source=onnx_path)
+        return keras.models.load_model(keras_path, compile=False), contract
+    return keras_from_onnx(onnx_path)
 
 
 def export(model, contract: ModelContract, layout: str, path: Path, *, pad: bool = False) -> Path:
