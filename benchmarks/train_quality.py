@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "float32": ({"precision": "float32"}, {}),
     "paper": ({"protocol": "paper"}, {}),
     "paper-patch-loss": ({"protocol": "paper", "checkpoint": "patch-loss"}, {}),
+    "paper-last-3x3": ({"protocol": "paper"}, {"last_kernel": 3}),
     "paper-released-code": ({"protocol": "paper"}, {"residual": False, "last_kernel": 1}),
     "patch-32": ({"patch": 32}, {}),
     "paper-batch-16": ({"protocol": "paper", "batch_size": 16}, {}),
