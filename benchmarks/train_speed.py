@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = _keras_fit(inputs, target, config, args.epochs)
         else:
             fit = fit_model(inputs, target, config)
-            seconds, kept = fit.seconds, f"ema {fit.config.ema:g}" if fit.config.ema else fit.config.checkpoint
+            seconds, kept = fit.seconds, fit.weights_kept
         row = {"method": method, "epochs": args.epochs, "seconds": round(seconds, 1),
                "seconds_per_200_epochs": round(seconds * 200 / args.epochs, 1), "weights_kept": kept}
         rows.append(row)

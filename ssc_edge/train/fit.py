@@ -217,6 +217,11 @@ class FitResult:
     image_history: list[float] = field(default_factory=list)
 
     @property
+    def weights_kept(self) -> str:
+        """The rule that chose the kept weights: ``"ema DECAY"``, ``"patch-loss"`` or ``"image-loss"``."""
+        return f"ema {self.config.ema:g}" if self.config.ema else self.config.checkpoint
+
+    @property
     def best_loss(self) -> float:
         """Training loss of the kept weights."""
         return self.history[self.best_epoch - 1]
@@ -392,7 +397,7 @@ def fit_model(
     epoch = _epoch_function(
         model, optimizer, tf.constant(x), tf.constant(y), config.batch_size, config.jit_compile, config.augment
     )
-    by_image = checkpoint == "image-loss" and not config.ema
+    by_image = config.checkpoint == "image-loss" and not config.ema
     if by_image:  # the whole pair, as the released code's validation data
         whole_x = tf.constant(np.asarray(inputs, np.float32)[None] / np.float32(scale))
         whole_y = tf.constant(np.asarray(target, np.float32)[None] / np.float32(scale))
@@ -412,14 +417,14 @@ def fit_model(
         history.append(loss)
         if by_image:
             image_history.append(float(image_loss()))
-        if config.ema and e == config.epochs:  # the averaged weights replace the model's own
-            optimizer.finalize_variable_values(model.trainable_variables)
-            best_weights, best_epoch = [w.numpy() for w in model.weights], e
-        elif not config.ema and (best_weights is None or monitor[-1] < monitor[best_epoch - 1]):
+        if not config.ema and (best_weights is None or monitor[-1] < monitor[best_epoch - 1]):
             best_weights, best_epoch = [w.numpy() for w in model.weights], e
         kept = f"EMA {config.ema}" if config.ema else f"best {monitor[best_epoch - 1]:.3e} @{best_epoch}"
         image = f" image {image_history[-1]:.3e}" if by_image else ""
         report(progress, e, config.epochs, f"loss {loss:.3e}{image} {kept}")
+    if config.ema:  # the averaged weights replace the model's own
+        optimizer.finalize_variable_values(model.trainable_variables)
+        best_weights, best_epoch = [w.numpy() for w in model.weights], config.epochs
     final = build_ssc_cnn(config.model, seed=None, precision="float32")
     final.set_weights(best_weights)
     seconds = time.perf_counter() - start

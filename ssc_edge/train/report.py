@@ -44,7 +44,7 @@ def report_dict(result) -> dict[str, Any]:
             "seconds": round(fit.seconds, 2),
             "epochs": fit.config.epochs,
             "best_epoch": fit.best_epoch,
-            "kept": f"ema {fit.config.ema:g}" if fit.config.ema else fit.config.checkpoint,
+            "kept": fit.weights_kept,
             "best_loss": fit.best_loss,
             "final_loss": fit.history[-1],
             "patches": fit.patches,

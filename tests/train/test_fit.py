@@ -149,6 +149,7 @@ def test_paper_protocol_keeps_the_epoch_with_the_lowest_whole_image_loss(scene):
     mse = np.mean((predict(fit.model, inputs, fit.scale) - target) ** 2) / fit.scale**2
     assert mse == pytest.approx(min(fit.image_history), rel=1e-4)
     assert fit.config.ema == 0  # the released code keeps the best epoch, no average
+    assert fit.weights_kept == "image-loss"
 
 
 def test_heldout_keeps_the_weight_average_by_default(scene):
@@ -156,6 +157,7 @@ def test_heldout_keeps_the_weight_average_by_default(scene):
     fit = fit_model(*training_data(scene, config), config)
     assert fit.config.ema == DEFAULT_EMA == 0.98 and fit.best_epoch == 2
     assert fit.config.checkpoint == "patch-loss" and fit.image_history == []
+    assert fit.weights_kept == "ema 0.98"
     assert not _weights_equal(fit.model, fit_model(*training_data(scene, config), replace(config, ema=0)).model)
 
 
