@@ -38,6 +38,7 @@ __all__ = [
     "mtf_sigma",
     "TrainingPair",
     "training_pair",
+    "reduced_resolution_scene",
     "full_scale_input",
     "model_input",
 ]
@@ -314,3 +315,53 @@ def training_pair(
         coarse = degrade(coarse, method=degradation, mtf=coarse_gains)
     inputs = model_input(fine, coarse, upsampling=upsampling)
     return TrainingPair(inputs=inputs, target=target.astype(np.float32))
+
+
+def reduced_resolution_scene(
+    scene: Scene,
+    *,
+    degradation: str = "bicubic",
+    mtf: Mapping[str, float] | None = None,
+) -> Scene:
+    """Simulate the reduced-resolution (RR) scene of a scene: the Wald protocol one scale down.
+
+    Both band groups are degraded by 2 and the observed 20 m bands become the ``reference``, as in
+    the RR files of the paper's data (``*_cell_RR.mat``): sharpening the returned scene should
+    reproduce its reference. The default, ``"bicubic"``, is MATLAB ``imresize(x, 0.5)``, with which
+    the Reykjavik RR file was made and with which the paper's Coastal output agrees (see
+    ``benchmarks/RESULTS.md``); ``"mtf"`` models the sensor instead.
+
+    The scene is cropped at the bottom/right to a multiple of 4 pixels; its own ``reference``, if any,
+    is not used.
+
+    Parameters
+    ----------
+    scene : Scene
+        Fine bands (H, W), 20 m bands (H/2, W/2), DN.
+    degradation : {"bicubic", "mtf"}
+        See :func:`degrade`. ``mtf`` overrides entries of ``bands.MTF_NYQUIST``.
+
+    Returns
+    -------
+    Scene
+        Fine bands (H/2, W/2) and 20 m bands (H/4, W/4), float32 DN, a fine grid twice as coarse
+        (``fine_pixel_size`` doubled, georeference scaled), and ``reference`` = the observed 20 m
+        bands, (H/2, W/2, 6) DN in ``COARSE_BANDS`` order. Bands other than the fine and 20 m ones
+        are dropped.
+    """
+    height, width = (n - n % 4 for n in scene.shape)
+    if height < 4 or width < 4:
+        raise SceneError(f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small to degrade by 2 (needs 4x4)")
+    fine = degrade(scene.fine()[:height, :width], method=degradation, mtf=_mtf_gains(FINE_BANDS, mtf))
+    observed = scene.coarse()[: height // 2, : width // 2]
+    coarse = degrade(observed, method=degradation, mtf=_mtf_gains(COARSE_BANDS, mtf))
+    bands = {band: fine[..., i] for i, band in enumerate(FINE_BANDS)}
+    bands |= {band: coarse[..., i] for i, band in enumerate(COARSE_BANDS)}
+    return Scene(
+        bands=bands,
+        fine_pixel_size=2 * scene.fine_pixel_size,
+        reference=observed,
+        georef=scene.georef.scaled(2) if scene.georef is not None else None,
+        source=scene.source,
+        name=f"{scene.name}-RR",
+    )
