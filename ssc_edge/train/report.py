@@ -106,7 +106,7 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 | epochs | weights kept | best epoch | best loss | fit time (s) | patches | lr | batch | patch/stride | degradation \
 | precision |
 |---|---|---|---|---|---|---|---|---|---|---|
-| {fit["epochs"]} | {fit.get("kept", "patch-loss")} | {fit["best_epoch"]} | {fit["best_loss"]:.3e} | \
+| {fit["epochs"]} | {fit["kept"]} | {fit["best_epoch"]} | {fit["best_loss"]:.3e} | \
 {fit["seconds"]:.1f} | {fit["patches"]} | \
 {config["learning_rate"]:g} | {config["batch_size"]} | {config["patch"]}/{config["stride"]} | \
 {config["degradation"]} | {config["precision"]} |

@@ -51,6 +51,7 @@ def test_files_written(exported):
     assert not list(exported.paths["onnx"].parent.glob(".*"))  # no temporary files left
     report = json.loads(exported.paths["json"].read_text())
     assert report["fit"]["epochs"] == 2 and report["export"]["layout"] in ("NHWC", "NCHW")
+    assert report["fit"]["kept"] == "ema 0.98"  # heldout's default rule, named in the report
     assert set(report["evaluation"]) >= {"model", "bicubic", "kind"}
     assert "mean SRE" in exported.paths["markdown"].read_text()
 
