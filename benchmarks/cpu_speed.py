@@ -73,7 +73,7 @@ def openvino_worker(argv: list[str]) -> None:
             results[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
     names = list(sessions)
     for r in range(spec["runs"]):  # interleaved, rotating order
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             sessions[name].run(None, {"bands": x})
             results[name]["times"].append(time.perf_counter() - start)
@@ -126,8 +126,13 @@ def cpu_peak(machine: dict) -> dict:
     per_cycle, why = fp32_flops_per_cycle(machine["cpu_flags"], machine["cpu"], family)
     cores = machine.get("physical_cores") or machine["logical_cores"]
     ghz = (mhz or 0.0) / 1000
-    return {"gflop_per_s": cores * ghz * per_cycle, "cores": cores, "ghz": ghz, "flops_per_cycle": per_cycle,
-            "derivation": f"{cores} cores x {ghz:.3f} GHz (/proc/cpuinfo cpu MHz) x {per_cycle} FLOPs/cycle ({why})"}
+    return {
+        "gflop_per_s": cores * ghz * per_cycle,
+        "cores": cores,
+        "ghz": ghz,
+        "flops_per_cycle": per_cycle,
+        "derivation": f"{cores} cores x {ghz:.3f} GHz (/proc/cpuinfo cpu MHz) x {per_cycle} FLOPs/cycle ({why})",
+    }
 
 
 def keras_from_onnx(onnx_path: Path):
@@ -156,8 +161,10 @@ def keras_from_onnx(onnx_path: Path):
             weights.append(arrays[node.input[2]])
         layer = model.get_layer(layer_name)
         if tuple(layer.weights[0].shape) != weights[0].shape:
-            sys.exit(f"{onnx_path}: layer {layer_name} has weights {weights[0].shape} in ONNX but "
-                     f"{tuple(layer.weights[0].shape)} in Keras (a channel-padded export?); put its .keras beside it")
+            sys.exit(
+                f"{onnx_path}: layer {layer_name} has weights {weights[0].shape} in ONNX but "
+                f"{tuple(layer.weights[0].shape)} in Keras (a channel-padded export?); put its .keras beside it"
+            )
         layer.set_weights(weights)
         loaded.add(layer_name)
     missing = {layer.name for layer in model.layers if layer.weights} - loaded
@@ -209,15 +216,18 @@ def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NCHW" else x
 
 
-def ort_session(path: Path, *, threads: int | None = None, level: str = "all", spinning: bool | None = None,
-                sequential: bool = True):
+def ort_session(
+    path: Path, *, threads: int | None = None, level: str = "all", spinning: bool | None = None, sequential: bool = True
+):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[level]
     if threads:
         options.intra_op_num_threads = threads
@@ -236,8 +246,12 @@ def quality_loss(output_nhwc: np.ndarray, reference_sre: float, target: np.ndarr
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "demo.onnx",
-                        help="trained ssc-edge ONNX model with its .keras beside it")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO / "models" / "demo.onnx",
+        help="trained ssc-edge ONNX model with its .keras beside it",
+    )
     parser.add_argument("--untrained", action="store_true", help="default SSC-CNN, random weights (speed only)")
     parser.add_argument("--calibrate", type=Path, help="scene for the input, int8 calibration and quality (.mat...)")
     parser.add_argument("--tile", type=int, default=512)
@@ -245,8 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--ov-python", type=Path, help="Python whose onnxruntime is onnxruntime-openvino")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cpu_speed",
-                        help="output stem: writes STEM.json and STEM.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "results" / "cpu_speed",
+        help="output stem: writes STEM.json and STEM.md",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -288,13 +306,25 @@ def main(argv: list[str] | None = None) -> None:
 
         def add(name: str, lever: str, times: list[float], loss: float | None = None, note: str = "") -> None:
             median = float(np.median(times))
-            rows.append({"config": name, "lever": lever, "median_s": median, "times_s": times,
-                         "megapixels_per_s": pixels / median / 1e6, "gflop_per_s": gflop / median,
-                         "peak_fraction": gflop / median / peak["gflop_per_s"] if peak["gflop_per_s"] else None,
-                         "quality_loss_db": loss, "gate_passed": None if loss is None else loss <= MAX_LOSS_DB,
-                         "note": note})
-            print(f"{name:<34} {1e3 * median:9.1f} ms  {pixels / median / 1e6:6.3f} MP/s  {gflop / median:7.1f} "
-                  f"GFLOP/s" + ("" if loss is None else f"  loss {loss:+.3f} dB"), file=sys.stderr)
+            rows.append(
+                {
+                    "config": name,
+                    "lever": lever,
+                    "median_s": median,
+                    "times_s": times,
+                    "megapixels_per_s": pixels / median / 1e6,
+                    "gflop_per_s": gflop / median,
+                    "peak_fraction": gflop / median / peak["gflop_per_s"] if peak["gflop_per_s"] else None,
+                    "quality_loss_db": loss,
+                    "gate_passed": None if loss is None else loss <= MAX_LOSS_DB,
+                    "note": note,
+                }
+            )
+            print(
+                f"{name:<34} {1e3 * median:9.1f} ms  {pixels / median / 1e6:6.3f} MP/s  {gflop / median:7.1f} "
+                f"GFLOP/s" + ("" if loss is None else f"  loss {loss:+.3f} dB"),
+                file=sys.stderr,
+            )
 
         # Every in-process configuration: (call, lever, quality loss, note)
         configs: dict[str, tuple] = {}
@@ -310,8 +340,12 @@ def main(argv: list[str] | None = None) -> None:
             session, feed = ort_session(models[lay]), {"bands": to_layout(x, lay)}
             configs[f"ort fp32 {lay} default"] = (lambda s=session, f=feed: s.run(None, f), "layout", None, "")
         session, feed = ort_session(models["NHWC padded"]), {"bands": x}
-        configs["ort fp32 NHWC concat padded"] = (lambda s=session, f=feed: s.run(None, f), "channel padding", None,
-                                                  "skip branches padded to a multiple of 16 channels (exact)")
+        configs["ort fp32 NHWC concat padded"] = (
+            lambda s=session, f=feed: s.run(None, f),
+            "channel padding",
+            None,
+            "skip branches padded to a multiple of 16 channels (exact)",
+        )
         y = ort_session(models["NHWC"]).run(None, {"bands": q_in})[0]
         sre_fp32 = float(np.mean(signal_to_reconstruction_error(target, y[0] * contract.scale)))
         layout = contract.layout  # the one the trainer measured faster at export
@@ -333,13 +367,19 @@ def main(argv: list[str] | None = None) -> None:
         vnni = [f for f in machine["cpu_flags"] if "vnni" in f or "amx_int8" in f]
         for precision in ("int8", "fp16"):
             path = tmp / f"{layout}_{precision}.onnx"
-            made = optimize_model(models[layout], precision=precision, out_path=path, calibration_scene=scene,
-                                  force=True)
+            made = optimize_model(
+                models[layout], precision=precision, out_path=path, calibration_scene=scene, force=True
+            )
             session = ort_session(path, threads=cores, spinning=False)
-            note = made.target + (f"; CPU int8 dot-product flags: {', '.join(vnni) or 'none'}"
-                                  if precision == "int8" else "")
-            configs[f"ort {precision} {layout} threads={cores}"] = (lambda s=session: s.run(None, feed), precision,
-                                                                   made.quality_loss_db, note)
+            note = made.target + (
+                f"; CPU int8 dot-product flags: {', '.join(vnni) or 'none'}" if precision == "int8" else ""
+            )
+            configs[f"ort {precision} {layout} threads={cores}"] = (
+                lambda s=session: s.run(None, feed),
+                precision,
+                made.quality_loss_db,
+                note,
+            )
 
         # --- time them interleaved: round r runs every configuration once (rotating the order), so that load
         # from other processes on a shared machine falls on all configurations alike
@@ -349,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
                 configs[name][0]()
         times: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.runs):
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 start = time.perf_counter()
                 configs[name][0]()
                 times[name].append(time.perf_counter() - start)
@@ -364,17 +404,30 @@ def main(argv: list[str] | None = None) -> None:
             ov_configs = {
                 "openvino fp32 (ACCURACY)": {"device_type": "CPU", "precision": "ACCURACY"},
                 "openvino default": {"device_type": "CPU"},
-                "openvino bf16 hint": {"device_type": "CPU",
-                                       "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})},
+                "openvino bf16 hint": {
+                    "device_type": "CPU",
+                    "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}),
+                },
             }
             np.save(tmp / "x.npy", feed["bands"])
             np.save(tmp / "q.npy", to_layout(q_in, layout))
-            spec = {"model": str(models[layout]), "input": str(tmp / "x.npy"), "quality_input": str(tmp / "q.npy"),
-                    "configs": ov_configs, "warmup": args.warmup, "runs": args.runs, "outdir": tmp_name,
-                    "result": str(tmp / "ov.json")}
+            spec = {
+                "model": str(models[layout]),
+                "input": str(tmp / "x.npy"),
+                "quality_input": str(tmp / "q.npy"),
+                "configs": ov_configs,
+                "warmup": args.warmup,
+                "runs": args.runs,
+                "outdir": tmp_name,
+                "result": str(tmp / "ov.json"),
+            }
             (tmp / "spec.json").write_text(json.dumps(spec))
-            done = subprocess.run([str(args.ov_python), __file__, WORKER_FLAG, str(tmp / "spec.json")],
-                                  capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [str(args.ov_python), __file__, WORKER_FLAG, str(tmp / "spec.json")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
                 print(f"OpenVINO worker failed: {done.stderr[-2000:]}", file=sys.stderr)
             else:
@@ -401,16 +454,28 @@ def main(argv: list[str] | None = None) -> None:
         "best_fp32_onnxruntime_ratio": max((r["ratio_to_keras"] for r in fp32_ort), default=None),
         "best_passing_gate": None if best is None else best["config"],
         "best_passing_gate_ratio": None if best is None else best["ratio_to_keras"],
-        "target_fp32_ratio": 1.0, "target_best_ratio": 1.5,
+        "target_fp32_ratio": 1.0,
+        "target_best_ratio": 1.5,
     }
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine, "peak": peak, "openvino": ov_versions,
-        "settings": {"tile": args.tile, "batch": args.batch, "warmup": args.warmup, "runs": args.runs,
-                     "model": "untrained default SSC-CNN" if args.untrained else str(args.model),
-                     "scene": scene.name, "quality_target": target_kind, "gflop_per_run": gflop,
-                     "fp32_sre_db": sre_fp32, "loadavg": os.getloadavg()},
-        "summary": summary, "rows": rows,
+        "machine": machine,
+        "peak": peak,
+        "openvino": ov_versions,
+        "settings": {
+            "tile": args.tile,
+            "batch": args.batch,
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "model": "untrained default SSC-CNN" if args.untrained else str(args.model),
+            "scene": scene.name,
+            "quality_target": target_kind,
+            "gflop_per_run": gflop,
+            "fp32_sre_db": sre_fp32,
+            "loadavg": os.getloadavg(),
+        },
+        "summary": summary,
+        "rows": rows,
     }
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
@@ -420,7 +485,8 @@ def main(argv: list[str] | None = None) -> None:
 def markdown(report: dict) -> str:
     m, p, s = report["machine"], report["peak"], report["settings"]
     lines = [
-        "# CPU speed: onnxruntime against TensorFlow/Keras", "",
+        "# CPU speed: onnxruntime against TensorFlow/Keras",
+        "",
         f"- Command: `{report['command']}`",
         f"- Machine: {m['cpu']}, {m['physical_cores']} physical / {m['logical_cores']} logical cores, "
         f"flags {', '.join(m['cpu_flags'])}, {m['memory_gib']} GiB, {m['os']}",
@@ -443,13 +509,20 @@ def markdown(report: dict) -> str:
         loss = "" if r["quality_loss_db"] is None else f"{r['quality_loss_db']:+.3f}"
         gate = "" if r["gate_passed"] is None else ("pass" if r["gate_passed"] else "FAIL")
         frac = "" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.0f}"
-        lines.append(f"| {r['config']} | {r['lever']} | {1e3 * r['median_s']:.1f} | {r['megapixels_per_s']:.3f} | "
-                     f"{r['ratio_to_keras']:.2f} | {r['gflop_per_s']:.1f} | {frac} | {loss} | {gate} |")
+        lines.append(
+            f"| {r['config']} | {r['lever']} | {1e3 * r['median_s']:.1f} | {r['megapixels_per_s']:.3f} | "
+            f"{r['ratio_to_keras']:.2f} | {r['gflop_per_s']:.1f} | {frac} | {loss} | {gate} |"
+        )
     sm = report["summary"]
-    lines += ["", f"Best fp32 onnxruntime: {sm['best_fp32_onnxruntime']} at "
-              f"{sm['best_fp32_onnxruntime_ratio']:.2f}x Keras (target 1.0x). Best configuration within the gate: "
-              f"{sm['best_passing_gate']} at "
-              f"{sm['best_passing_gate_ratio']:.2f}x (target 1.5x).", f"Python {platform.python_version()}.", ""]
+    lines += [
+        "",
+        f"Best fp32 onnxruntime: {sm['best_fp32_onnxruntime']} at "
+        f"{sm['best_fp32_onnxruntime_ratio']:.2f}x Keras (target 1.0x). Best configuration within the gate: "
+        f"{sm['best_passing_gate']} at "
+        f"{sm['best_passing_gate_ratio']:.2f}x (target 1.5x).",
+        f"Python {platform.python_version()}.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -73,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             fit = fit_model(inputs, target, config)
             seconds, kept = fit.seconds, fit.weights_kept
-        row = {"method": method, "epochs": args.epochs, "seconds": round(seconds, 1),
-               "seconds_per_200_epochs": round(seconds * 200 / args.epochs, 1), "weights_kept": kept}
+        row = {
+            "method": method,
+            "epochs": args.epochs,
+            "seconds": round(seconds, 1),
+            "seconds_per_200_epochs": round(seconds * 200 / args.epochs, 1),
+            "weights_kept": kept,
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -87,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores\n",
         "| method | epochs | weights kept | wall time (s) | per 200 epochs (s) |",
         "|---|---|---|---|---|",
-        *(f"| {r['method']} | {r['epochs']} | {r['weights_kept']} | {r['seconds']} | {r['seconds_per_200_epochs']} |"
-          for r in rows),
+        *(
+            f"| {r['method']} | {r['epochs']} | {r['weights_kept']} | {r['seconds']} | {r['seconds_per_200_epochs']} |"
+            for r in rows
+        ),
     ]
     (args.out / "train_speed.md").write_text("\n".join(lines) + "\n")
     return 0

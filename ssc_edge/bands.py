@@ -34,9 +34,7 @@ COARSE_BANDS: tuple[str, ...] = ("B05", "B06", "B07", "B8A", "B11", "B12")
 VERY_COARSE_BANDS: tuple[str, ...] = ("B01", "B09")
 
 #: Ground sampling distance of each band, metres.
-GSD = MappingProxyType(
-    dict(zip(ALL_BANDS, (60, 10, 10, 10, 20, 20, 20, 10, 20, 60, 20, 20), strict=True))
-)
+GSD = MappingProxyType(dict(zip(ALL_BANDS, (60, 10, 10, 10, 20, 20, 20, 10, 20, 60, 20, 20), strict=True)))
 
 #: Modulation transfer function of each band at its Nyquist frequency (dimensionless),
 #: the values used by Nguyen et al. and DSen2 for the Wald-protocol degradation.

@@ -41,8 +41,10 @@ def _prepare(reference: np.ndarray, estimate: np.ndarray, border: int) -> tuple[
     if reference.ndim == 2:
         reference, estimate = reference[..., None], estimate[..., None] if estimate.ndim == 2 else estimate
     if reference.shape != estimate.shape or reference.ndim != 3:
-        raise OptionError(f"estimate is {'x'.join(map(str, estimate.shape))}, reference is "
-                          f"{'x'.join(map(str, reference.shape))}: they must be the same (H, W, B)")
+        raise OptionError(
+            f"estimate is {'x'.join(map(str, estimate.shape))}, reference is "
+            f"{'x'.join(map(str, reference.shape))}: they must be the same (H, W, B)"
+        )
     if border < 0 or 2 * border >= min(reference.shape[:2]):
         raise OptionError(f"border of {border} px leaves nothing of a {reference.shape[0]}x{reference.shape[1]} image")
     if border:

@@ -19,8 +19,10 @@ def batch_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (outputs, reports, batch.json).")],
     mode: Annotated[
         str | None,
-        typer.Option(help="fit-and-infer (fit a model per scene) or infer (run --model on every scene). "
-                     "Default: infer with --model, else fit-and-infer."),
+        typer.Option(
+            help="fit-and-infer (fit a model per scene) or infer (run --model on every scene). "
+            "Default: infer with --model, else fit-and-infer."
+        ),
     ] = None,
     model: Annotated[Path | None, typer.Option(help="ONNX model of mode infer.")] = None,
     engine: Annotated[
@@ -39,8 +41,10 @@ def batch_command(
         ),
     ] = 1,
     tile: Annotated[
-        int | None, typer.Option(help="Window side of the sharpener, 10 m px (default 512); smaller tiles give "
-                                 "finer row bands with --split.")
+        int | None,
+        typer.Option(
+            help="Window side of the sharpener, 10 m px (default 512); smaller tiles give finer row bands with --split."
+        ),
     ] = None,
     retries: Annotated[
         int | None, typer.Option(help="Times Ray reruns a scene whose worker died (engine ray; default 2).")

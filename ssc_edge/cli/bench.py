@@ -43,12 +43,15 @@ def _model_or_shipped(model: Path | None) -> Path:
 
 
 def bench_command(
-    model: Annotated[Path | None, typer.Argument(help="ssc-edge ONNX model. Default: the shipped models/demo.onnx.")]
-    = None,
-    providers: Annotated[str, typer.Option(help="Comma-separated: cpu, cuda, tensorrt, openvino, coreml, dml.")]
-    = "cpu",
-    tiles: Annotated[str, typer.Option(help="Comma-separated tile sides, pixels (halo included).")]
-    = "128,256,512,1024",
+    model: Annotated[
+        Path | None, typer.Argument(help="ssc-edge ONNX model. Default: the shipped models/demo.onnx.")
+    ] = None,
+    providers: Annotated[
+        str, typer.Option(help="Comma-separated: cpu, cuda, tensorrt, openvino, coreml, dml.")
+    ] = "cpu",
+    tiles: Annotated[
+        str, typer.Option(help="Comma-separated tile sides, pixels (halo included).")
+    ] = "128,256,512,1024",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes (tiles per run).")] = "1",
     precision: Annotated[
         str,
@@ -56,14 +59,14 @@ def bench_command(
     ] = "fp32",
     warmup: Annotated[int, typer.Option(help="Untimed runs per combination.")] = 5,
     runs: Annotated[int, typer.Option(help="Timed runs per combination.")] = 50,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads (default: its own choice).")]
-    = None,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads (default: its own choice).")] = None,
     calibrate: Annotated[
         Path | None, typer.Option(help="Scene to make and score fp16/int8 models on. Default: the demo scene.")
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full results as JSON.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency against tile size (needs matplotlib).")]
-    = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG of latency against tile size (needs matplotlib).")
+    ] = None,
     force: Force = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -93,9 +96,11 @@ def bench_command(
     )
     machine = result.machine
     gpus = ", ".join(g["name"] for g in machine["gpus"]) or "none"
-    echo(f"{result.model} ({result.contract['layout']}, {result.contract['precision']}) on {machine['cpu']}, "
-         f"{machine['logical_cores']} logical cores, GPU: {gpus}; onnxruntime {machine['versions']['onnxruntime']}",
-         quiet=quiet)
+    echo(
+        f"{result.model} ({result.contract['layout']}, {result.contract['precision']}) on {machine['cpu']}, "
+        f"{machine['logical_cores']} logical cores, GPU: {gpus}; onnxruntime {machine['versions']['onnxruntime']}",
+        quiet=quiet,
+    )
     typer.echo(format_bench_table(result))
     if json_path is not None:
         with atomic_output(json_path) as tmp:
@@ -112,12 +117,15 @@ def optimize_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Optimized ONNX model to write.")],
     calibrate: Annotated[
         Path | None,
-        typer.Option(help="Scene to calibrate int8 on and to measure the loss on (default: the synthetic demo scene; "
-                          "pass the scene the model was fitted on)."),
+        typer.Option(
+            help="Scene to calibrate int8 on and to measure the loss on (default: the synthetic demo scene; "
+            "pass the scene the model was fitted on)."
+        ),
     ] = None,
     max_loss: Annotated[float, typer.Option(help="Quality gate: largest mean-SRE loss against fp32, dB.")] = 0.1,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite OUT and write it even past the gate.")]
-    = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite OUT and write it even past the gate.")
+    ] = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -125,12 +133,21 @@ def optimize_command(
     from ..runtime.optimize import optimize_model
 
     setup_logging(quiet=quiet, verbose=verbose)
-    result = optimize_model(model, precision=precision, out_path=output, calibration_scene=calibrate, force=force,
-                            max_loss_db=max_loss, progress=progress_for("step", quiet=quiet))
+    result = optimize_model(
+        model,
+        precision=precision,
+        out_path=output,
+        calibration_scene=calibrate,
+        force=force,
+        max_loss_db=max_loss,
+        progress=progress_for("step", quiet=quiet),
+    )
     verdict = "passes" if result.passed else "FAILS (written because of --force)"
-    echo(f"{precision}: mean SRE {result.sre_optimized_db:.3f} dB against fp32 {result.sre_fp32_db:.3f} dB "
-         f"({result.target}, {result.scene}): loss {result.quality_loss_db:.3f} dB, {verdict} the {max_loss} dB gate",
-         quiet=quiet)
+    echo(
+        f"{precision}: mean SRE {result.sre_optimized_db:.3f} dB against fp32 {result.sre_fp32_db:.3f} dB "
+        f"({result.target}, {result.scene}): loss {result.quality_loss_db:.3f} dB, {verdict} the {max_loss} dB gate",
+        quiet=quiet,
+    )
     typer.echo(f"wrote {result.path}")
 
 

@@ -93,7 +93,11 @@ def fit_and_export_command(
         checkpoint=checkpoint,
         ema=ema,
         model=ModelConfig(
-            blocks=blocks, width=width, skip_width=skip_width, skip_kernel=skip_kernel, last_kernel=last_kernel,
+            blocks=blocks,
+            width=width,
+            skip_width=skip_width,
+            skip_kernel=skip_kernel,
+            last_kernel=last_kernel,
             residual=residual,
         ),
     )
@@ -102,10 +106,16 @@ def fit_and_export_command(
     result = fit_and_export(source, output, config, force=force, write_keras=keras_file, progress=progress)
     evaluation = result.evaluation
     label = " (TRAINING-SET numbers)" if evaluation.training_set_numbers else ""
-    echo(f"wrote {result.paths['onnx']} ({result.contract.layout}, halo {result.contract.halo} px), "
-         f"fit {result.fit.seconds:.1f} s, best epoch {result.fit.best_epoch}", quiet=False)
-    echo(f"mean SRE{label}: SSC-CNN {evaluation.model.mean_sre:.2f} dB, bicubic {evaluation.bicubic.mean_sre:.2f} dB "
-         f"[{evaluation.kind}]", quiet=False)
+    echo(
+        f"wrote {result.paths['onnx']} ({result.contract.layout}, halo {result.contract.halo} px), "
+        f"fit {result.fit.seconds:.1f} s, best epoch {result.fit.best_epoch}",
+        quiet=False,
+    )
+    echo(
+        f"mean SRE{label}: SSC-CNN {evaluation.model.mean_sre:.2f} dB, bicubic {evaluation.bicubic.mean_sre:.2f} dB "
+        f"[{evaluation.kind}]",
+        quiet=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -240,7 +240,7 @@ def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool]]:
     prefix = f"/vsizip/{path.resolve()}/"
     members = set(names)
     name = _product_name(inner if inner != "." else path.stem)
-    return data, _METADATA_NAMES[PurePosixPath(member).name], root, name, lambda p: p[len(prefix):] in members
+    return data, _METADATA_NAMES[PurePosixPath(member).name], root, name, lambda p: p[len(prefix) :] in members
 
 
 def _file_exists(gdal_path: str) -> bool:
@@ -354,8 +354,7 @@ def _check_alignment(transform, fine_transform, factor: float, path: Path, band:
     tolerance = 1e-6 * max(1.0, *(abs(v) for v in expected))
     if any(abs(a - b) > tolerance for a, b in zip(transform, expected, strict=True)):
         raise SceneReadError(
-            f"{path}: band {band} grid {tuple(transform)} is not aligned with the 10 m grid "
-            f"(expected {expected})"
+            f"{path}: band {band} grid {tuple(transform)} is not aligned with the 10 m grid (expected {expected})"
         )
 
 

@@ -163,8 +163,10 @@ def pad_concat_channels(proto, *, multiple: int = NCHWC_BLOCK):
         convs = [conv_of(name) for name in concat.input]
         if axis not in (1, -3) or any(conv is None for conv in convs) or not readers:
             continue
-        if any(r.op_type != "Conv" or len(r.input) < 2 or r.input[0] != concat.output[0]
-               or r.input[1] not in initializers for r in readers):
+        if any(
+            r.op_type != "Conv" or len(r.input) < 2 or r.input[0] != concat.output[0] or r.input[1] not in initializers
+            for r in readers
+        ):
             continue
         widths = [initializers[conv.input[1]].dims[0] for conv in convs]
         extra = -sum(widths) % multiple
@@ -437,8 +439,14 @@ def fit_and_export(
     timings = measure_layouts(protos, sample)
     # NCHW only when clearly faster: the two measured within noise of each other on this project's CPUs
     layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
-    logger.info("onnxruntime: NHWC %.1f ms, NCHW %.1f ms on %dx%d: exporting %s", 1e3 * timings["NHWC"],
-                1e3 * timings["NCHW"], sample.shape[1], sample.shape[2], layout)
+    logger.info(
+        "onnxruntime: NHWC %.1f ms, NCHW %.1f ms on %dx%d: exporting %s",
+        1e3 * timings["NHWC"],
+        1e3 * timings["NCHW"],
+        sample.shape[1],
+        sample.shape[2],
+        layout,
+    )
     proto = protos[layout]
     parity = check_parity(fit.model, proto, sample, layout=layout)
     contract = build_contract(fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name)

@@ -428,8 +428,13 @@ def fit_model(
     final = build_ssc_cnn(config.model, seed=None, precision="float32")
     final.set_weights(best_weights)
     seconds = time.perf_counter() - start
-    logger.info("fitted %d epochs in %.1f s; best epoch %d, loss %.3e", config.epochs, seconds, best_epoch,
-                history[best_epoch - 1])
+    logger.info(
+        "fitted %d epochs in %.1f s; best epoch %d, loss %.3e",
+        config.epochs,
+        seconds,
+        best_epoch,
+        history[best_epoch - 1],
+    )
     return FitResult(final, scale, history, best_epoch, seconds, len(x), config, image_history)
 
 

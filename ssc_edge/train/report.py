@@ -76,8 +76,14 @@ def quality_table(reports: dict[str, QualityReport]) -> str:
     head = ["estimate", *(f"SRE {b}" for b in bands), "mean SRE (dB)", "SAM (deg)", "ERGAS", "mean SSIM"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in reports.items():
-        cells = [name, *(f"{v:.2f}" for v in r.sre), f"{r.mean_sre:.2f}", f"{r.sam:.3f}", f"{r.ergas:.3f}",
-                 f"{sum(r.ssim) / len(r.ssim):.4f}"]
+        cells = [
+            name,
+            *(f"{v:.2f}" for v in r.sre),
+            f"{r.mean_sre:.2f}",
+            f"{r.sam:.3f}",
+            f"{r.ergas:.3f}",
+            f"{sum(r.ssim) / len(r.ssim):.4f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

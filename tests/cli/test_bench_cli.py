@@ -18,8 +18,23 @@ def model(tmp_path_factory):
 
 def test_bench_writes_json_and_table(run_cli, model, tmp_path):
     out = tmp_path / "bench.json"
-    result = run_cli("bench", model, "--providers", "cpu,openvino", "--tiles", "16,24", "--batch", "1,2",
-                     "--warmup", "1", "--runs", "2", "--json", out, "--quiet")
+    result = run_cli(
+        "bench",
+        model,
+        "--providers",
+        "cpu,openvino",
+        "--tiles",
+        "16,24",
+        "--batch",
+        "1,2",
+        "--warmup",
+        "1",
+        "--runs",
+        "2",
+        "--json",
+        out,
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert "p50 ms" in result.stdout and "not available" in result.stdout
     data = json.loads(out.read_text())

@@ -262,7 +262,7 @@ def test_product_before_baseline_4_has_no_offset(tmp_path):
     xml = product / "MTD_MSIL1C.xml"
     text = xml.read_text()
     start, end = text.index("<Radiometric_Offset_List>"), text.index("</Radiometric_Offset_List>")
-    xml.write_text(text[:start] + text[end + len("</Radiometric_Offset_List>"):])
+    xml.write_text(text[:start] + text[end + len("</Radiometric_Offset_List>") :])
     assert read_safe_product(product).offsets["B02"] == 0
     np.testing.assert_allclose(read_safe_scene(product).bands["B02"], _expected("B02", offset=0), atol=1e-3)
 

@@ -45,7 +45,10 @@ def _run(model: Path | bytes, x_nhwc: np.ndarray, layout: str) -> np.ndarray:
 
 def test_files_written(exported):
     assert {k: p.name for k, p in exported.paths.items()} == {
-        "onnx": "tiny.onnx", "keras": "tiny.keras", "json": "tiny.json", "markdown": "tiny.md"
+        "onnx": "tiny.onnx",
+        "keras": "tiny.keras",
+        "json": "tiny.json",
+        "markdown": "tiny.md",
     }
     assert all(p.is_file() for p in exported.paths.values())
     assert not list(exported.paths["onnx"].parent.glob(".*"))  # no temporary files left
