@@ -20,8 +20,12 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ssc_edge.train.fit import FitResult
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -106,34 +110,30 @@ def _write(out: Path, argv: list[str], rows: list[dict]) -> None:
     (out / "train_quality.md").write_text("\n".join(lines) + "\n")
 
 
-def pooled_sre(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """SRE of all bands pooled into one vector, dB: ``10 log10(sum x^2 / sum (x - x^)^2)``."""
-    from ssc_edge.metrics import signal_to_reconstruction_error
-
-    return float(signal_to_reconstruction_error(reference.reshape(-1, 1, 1), estimate.reshape(-1, 1, 1))[0])
-
-
-def training_pair_curve(row: dict, fit, target: np.ndarray, paper_output: Path | None) -> None:
+def training_pair_curve(row: dict, fit: FitResult, target: np.ndarray, paper_output: Path) -> None:
     """Add the per-epoch pooled SRE of the whole training pair to a ``paper`` row.
 
     Under protocol ``paper`` the image loss that picks the kept epoch is the mean squared error
     of the whole training pair, which is also the evaluation pair, in target units divided by
-    ``fit.scale``; so it converts exactly to a pooled SRE (dB), one value per epoch (computed with
-    the training-precision model). ``paper_output_pooled_sre`` is the same figure for the paper's
-    own output, and ``first_epoch_at_paper`` the first epoch that reaches it: how much of this
-    fit's optimisation budget the paper's number takes.
+    ``fit.scale``; so it converts exactly to a pooled SRE (all bands as one vector,
+    ``10 log10(sum x^2 / sum (x - x^)^2)``, dB), one value per epoch (computed with the
+    training-precision model). ``paper_output_pooled_sre`` is the same figure for the paper's own
+    output, and ``first_epoch_at_paper`` the first epoch that reaches it: how much of this fit's
+    optimisation budget the paper's number takes.
     """
     if not fit.image_history:
         return
-    signal = float(np.mean((np.asarray(target, np.float64) / fit.scale) ** 2))
+    target = np.asarray(target, np.float64) / fit.scale
+    signal = float(np.mean(target**2))
     curve = [10.0 * np.log10(signal / mse) for mse in fit.image_history]
     row["pooled_sre_by_epoch"] = [round(v, 3) for v in curve]
-    if paper_output is not None and paper_output.is_file():
+    if paper_output.is_file():
         from scipy.io import loadmat
 
-        paper = pooled_sre(np.asarray(target, np.float64), loadmat(paper_output)["xpr"].astype(np.float64))
-        row["paper_output_pooled_sre"] = round(paper, 3)
-        row["first_epoch_at_paper"] = next((e for e, v in enumerate(curve, 1) if v >= paper), None)
+        paper = loadmat(paper_output)["xpr"].astype(np.float64) / fit.scale
+        paper_db = 10.0 * np.log10(signal / float(np.mean((target - paper) ** 2)))
+        row["paper_output_pooled_sre"] = round(paper_db, 3)
+        row["first_epoch_at_paper"] = next((e for e, v in enumerate(curve, 1) if v >= paper_db), None)
 
 
 def main(argv: list[str] | None = None) -> int:
