@@ -11,7 +11,6 @@ than 5 % faster).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -362,12 +361,12 @@ def output_paths(output: Path) -> dict[str, Path]:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _scene_sha256(path: Path | None) -> str:
+    """The scene's identity (:func:`ssc_edge.io.sources.scene_identity`: a file's sha256, or the
+    documented hash of a folder's or SAFE product's band files); ``""`` for a generated scene."""
+    from ..io.sources import scene_identity
+
+    return scene_identity(Path(path)) if path is not None and Path(path).exists() else ""
 
 
 def fit_and_export(
@@ -424,10 +423,11 @@ def fit_and_export(
         sha, scene_name = "", scene_obj.name
     elif isinstance(scene, Scene):
         scene_obj = scene
-        sha = _sha256(scene.source) if scene.source is not None and Path(scene.source).is_file() else ""
+        sha = _scene_sha256(scene.source)
         scene_name = scene.name
     else:
-        scene_obj, sha, scene_name = read_scene(Path(scene)), _sha256(Path(scene)), Path(scene).stem
+        scene_obj = read_scene(Path(scene))
+        sha, scene_name = _scene_sha256(Path(scene)), scene_obj.name
     inputs, target = training_data(scene_obj, config)
     if scene_obj.reference is None:
         training_data(scene_obj, config, levels=2)  # the evaluation fit two scales down: fail now if too small
