@@ -11,6 +11,7 @@ than 5 % faster).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -455,16 +456,17 @@ def fit_and_export(
         entry.key, entry.value = key, value
     result = ExportResult(paths, fit, evaluation, contract, timings, parity)
     summary = report_dict(result)
-    # Each file is written atomically; the ONNX model last, so a model file implies its report.
-    if write_keras:
-        with atomic_output(paths["keras"]) as tmp:
-            fit.model.save(tmp)
-    with atomic_output(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    with atomic_output(paths["markdown"]) as tmp:
-        tmp.write_text(render_markdown(summary))
-    with atomic_output(paths["onnx"]) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
+    # Every file goes to a temporary file first and all are renamed only once all are written (the
+    # ONNX model last, so a model file implies its report): a full disk leaves none of them behind.
+    with contextlib.ExitStack() as stack:
+        tmp_onnx = stack.enter_context(atomic_output(paths["onnx"]))
+        tmp_md = stack.enter_context(atomic_output(paths["markdown"]))
+        tmp_json = stack.enter_context(atomic_output(paths["json"]))
+        if write_keras:
+            fit.model.save(stack.enter_context(atomic_output(paths["keras"])))
+        tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        tmp_md.write_text(render_markdown(summary))
+        tmp_onnx.write_bytes(proto.SerializeToString())
     if not write_keras:
         result.paths.pop("keras")
     return result
