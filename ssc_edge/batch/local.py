@@ -223,7 +223,8 @@ def _model_contract(model: str):
         from ..runtime.providers import make_session
         from ..runtime.session import _read_contract
 
-        return _read_contract(make_session(Path(model), provider="cpu", threads=1, optimization="disabled"), model)
+        session, _ = make_session(Path(model), provider="cpu", threads=1, optimization="disabled")
+        return _read_contract(session, model)
     except Exception:  # the model's real problem is reported by the sharpening step
         logger.debug("cannot read the contract of %s", model, exc_info=True)
         return None

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import __version__, wald
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from ..errors import ModelError, OptionError
+from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
 from ..progress import ProgressCallback
 from ..scene import Scene
@@ -370,6 +370,16 @@ def _scene_sha256(path: Path | None) -> str:
     return scene_identity(Path(path)) if path is not None and Path(path).exists() else ""
 
 
+def _write(path: Path, write) -> None:
+    """Run ``write()``; an OSError (a full disk) becomes an OutputError naming ``path``, the file being written."""
+    try:
+        write()
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
 def fit_and_export(
     scene: Path | Scene | int | None,
     output: Path,
@@ -463,10 +473,11 @@ def fit_and_export(
         tmp_md = stack.enter_context(atomic_output(paths["markdown"]))
         tmp_json = stack.enter_context(atomic_output(paths["json"]))
         if write_keras:
-            fit.model.save(stack.enter_context(atomic_output(paths["keras"])))
-        tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        tmp_md.write_text(render_markdown(summary))
-        tmp_onnx.write_bytes(proto.SerializeToString())
+            tmp_keras = stack.enter_context(atomic_output(paths["keras"]))
+            _write(paths["keras"], lambda: fit.model.save(tmp_keras))
+        _write(paths["json"], lambda: tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
+        _write(paths["markdown"], lambda: tmp_md.write_text(render_markdown(summary)))
+        _write(paths["onnx"], lambda: tmp_onnx.write_bytes(proto.SerializeToString()))
     if not write_keras:
         result.paths.pop("keras")
     return result

@@ -123,14 +123,19 @@ def test_batch_infer_on_safe_zip_and_jp2_folder(run_cli, safe, safe_zip, safe_mo
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     shutil.copytree(crop_folder(shared_data), scenes / "granule")  # a band folder inside a folder of scenes
+    shutil.copy(safe_zip, scenes / "zipped.zip")  # the SAFE's zip under another name (one output per name)
     out = tmp_path / "out"
-    result = run_cli("batch", safe, safe_zip, scenes, "--out", out, "--model", safe_model, "--workers", "1",
+    result = run_cli("batch", safe, scenes, "--out", out, "--model", safe_model, "--workers", "1",
                      "--format", "npz", timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "batch.json").read_text())
     assert manifest["summary"]["done"] == 3, manifest
     by_name = {Path(r["source"]).name: r for r in manifest["scenes"]}
-    assert "warning" in by_name["granule"] and "warning" not in by_name[safe.name]
+    assert (
+        "warning" in by_name["granule"]
+        and "warning" not in by_name[safe.name]
+        and "warning" not in by_name["zipped.zip"]
+    )
     assert sum("was fitted on" in line for line in result.stderr.splitlines()) == 1
     np.testing.assert_array_equal(
         read_estimate(out / "granule_sharpened.npz"), read_estimate(Path(by_name[safe.name]["output"]))
@@ -224,13 +229,13 @@ def test_disk_full_while_streaming_a_safe(ssc_edge_command, safe, plain_model, t
 
 
 @pytest.mark.slow
-def test_disk_full_while_the_model_is_written(ssc_edge_command, tmp_path):
-    """RLIMIT_FSIZE of 8 KiB: the report (about 4 and 2 KiB) fits, the ONNX model (about 28 KiB) does not."""
+def test_disk_full_while_the_model_is_written(ssc_edge_command, shared_data, tmp_path):
+    """RLIMIT_FSIZE of 8 KiB: the report of the JP2 crop (about 4 and 2 KiB) fits, the ONNX model (28 KiB) does not."""
     pytest.importorskip("tensorflow")
     out = tmp_path / "out"
     out.mkdir()
-    result = subprocess.run([*ssc_edge_command, "fit-and-export", "-o", str(out / "m.onnx"), "--demo-size", "64",
-                             *FIT], capture_output=True, text=True, timeout=900,
+    result = subprocess.run([*ssc_edge_command, "fit-and-export", str(crop_folder(shared_data)), "-o",
+                             str(out / "m.onnx"), *FIT], capture_output=True, text=True, timeout=900,
                             preexec_fn=lambda: _limit_file_size(8 * 1024), check=False)  # fmt: skip
     _one_error_line(result, r"m\.onnx: cannot write \(File too large\)")
     assert list(out.iterdir()) == []  # neither the model nor its report, nor a temporary file
