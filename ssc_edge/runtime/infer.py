@@ -18,7 +18,7 @@ import numpy as np
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import ModelError, OptionError
 from ..progress import ProgressCallback
-from .sharpen import Sharpener, upsampled_window
+from .sharpen import Sharpener, check_scene_bands, upsampled_window
 from .stream import output_band_names
 
 __all__ = ["DEMO_MODEL_NAME", "InferResult", "default_model_path", "sharpen_file"]
@@ -224,12 +224,16 @@ def sharpen_file(
     )
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
-    if scene is not None:
-        from ..io.sources import scene_identity
 
-        warning = scene_mismatch(contract, scene_identity(Path(scene)), scene, model=sharpener.model_path)
-        if warning is not None:
-            logger.warning("%s", warning)
+    def warn_if_another_scene(*_: object) -> None:
+        """Once the scene passed its checks: the one warning line when the model was fitted on another scene."""
+        if scene is not None:
+            from ..io.sources import scene_identity
+
+            warning = scene_mismatch(contract, scene_identity(Path(scene)), scene, model=sharpener.model_path)
+            if warning is not None:
+                logger.warning("%s", warning)
+
     was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
     if was_streamed:
         from ..io.sources import open_band_source
@@ -237,8 +241,9 @@ def sharpen_file(
 
         with open_band_source(Path(scene)) as source:
             streamed = sharpen_stream(
-                sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress
-            )
+                sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress,
+                on_checked=warn_if_another_scene,
+            )  # fmt: skip
             shape, tiles = streamed.shape, streamed.tiles
             quality = None
             crops = _source_crops(source, output, names, contract) if quicklook is not None else None
@@ -251,6 +256,8 @@ def sharpen_file(
             scene_value = demo_scene(size=demo_size)
         else:
             scene_value = read_scene(Path(scene))
+        check_scene_bands(scene_value.bands, scene_value.shape, contract, source=scene or scene_value.name)
+        warn_if_another_scene()
         sharpened = sharpener.sharpen(scene_value, progress=progress)
         shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
         product = sharpened

@@ -54,8 +54,26 @@ def safe_model(safe, ssc_edge_command, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def plain_model(tmp_path_factory) -> Path:
-    """A small valid model that records no scene (so no mismatch warning joins the error lines)."""
-    return write_model(tmp_path_factory.mktemp("m") / "plain.onnx", blocks=2, width=8)
+    """A small valid model that records a scene fitted elsewhere (``elsewhere``, sha256 0...0)."""
+    import onnx
+
+    path = write_model(tmp_path_factory.mktemp("m") / "plain.onnx", blocks=2, width=8)
+    model = onnx.load(path)
+    for key, value in (("ssc_edge.scene_name", "elsewhere"), ("ssc_edge.scene_sha256", "0" * 64)):
+        entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_fitted_on_another_scene_gives_one_warning_line(run_cli, plain_model, shared_data, tmp_path):
+    for out in (tmp_path / "o.tif", tmp_path / "o.npz"):  # streamed and in-memory paths
+        result = run_cli("infer", plain_model, crop_folder(shared_data), "-o", out, "--provider", "cpu", "-q")
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"warning: {plain_model} was fitted on elsewhere"), lines
+        assert f"ssc-edge fit-and-export {crop_folder(shared_data)}" in lines[0]
+        assert out.is_file()
 
 
 @pytest.mark.slow
@@ -156,7 +174,7 @@ def test_batch_fit_and_infer_on_a_safe(run_cli, safe, tmp_path):
     assert report["scene_sha256"] == scene_identity(safe)
 
 
-# -- bad input: one line, exit 2, no partial output ----------------------------------------------
+# -- bad input: one line, exit 2, no partial output (the model's scene warning never adds a line) -----
 
 
 def test_safe_whose_band_files_are_missing(run_cli, shared_data, tmp_path, plain_model):
@@ -218,10 +236,12 @@ def test_two_files_claiming_one_band(run_cli, shared_data, tmp_path, plain_model
     assert list(out.iterdir()) == []
 
 
-def test_disk_full_while_streaming_a_safe(ssc_edge_command, safe, plain_model, tmp_path):
+def test_disk_full_while_streaming_a_safe(ssc_edge_command, safe, tmp_path):
+    """The disk fills mid-run, after the checks: a model recording no scene, so the only line is the error."""
+    model = write_model(tmp_path / "m.onnx", blocks=2, width=8)
     out = tmp_path / "out"
     out.mkdir()
-    result = subprocess.run([*ssc_edge_command, "infer", str(plain_model), str(safe), "-o", str(out / "o.tif"),
+    result = subprocess.run([*ssc_edge_command, "infer", str(model), str(safe), "-o", str(out / "o.tif"),
                              "--provider", "cpu", "-q"], capture_output=True, text=True, timeout=300,
                             preexec_fn=_limit_file_size, check=False)  # fmt: skip
     _one_error_line(result, r"o\.tif: cannot write", libtiff_noise=True)
