@@ -236,10 +236,13 @@ def sharpen_file(
 
     was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
     if was_streamed:
+        import rasterio
+
         from ..io.sources import open_band_source
         from .stream import sharpen_stream
 
-        with open_band_source(Path(scene)) as source:
+        # GDAL's block cache is bounded before any band file is opened (its default is 5 % of RAM)
+        with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), open_band_source(Path(scene)) as source:
             streamed = sharpen_stream(
                 sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress,
                 on_checked=warn_if_another_scene,
