@@ -269,3 +269,19 @@ def test_fit_and_infer_tiny(tmp_path):
     assert record["status"] == "done", record.get("error")
     assert Path(record["model"]) == tmp_path / "out" / "models" / "a_sharpened.onnx"
     assert {"fit", "sharpen"} <= set(record["seconds"]) and "fit_mean_sre_db" in record["metrics"]
+
+
+def test_band_folders_are_scenes_alone_and_inside_folders_of_scenes(tmp_path, shared_data):
+    """A granule's JP2 band files (real crop) are one scene, given directly or inside a folder of scenes."""
+    import shutil
+
+    from ssc_edge.batch.manifest import collect_scenes
+
+    crop = shared_data / "real" / "l1c_T31TDH_20150726_crop"
+    assert collect_scenes([crop]) == [(crop, None)]
+    scenes = tmp_path / "scenes"
+    shutil.copytree(crop, scenes / "T31TDH")
+    write_scene(scenes / "a.npz")
+    (scenes / "notes").mkdir()  # a folder naming no band: not a scene
+    (scenes / "notes" / "readme.txt").write_text("x")
+    assert collect_scenes([scenes]) == [(scenes / "T31TDH", None), (scenes / "a.npz", None)]
