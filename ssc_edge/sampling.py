@@ -52,8 +52,8 @@ class OriginBlock:
         Origin indices ``[start, stop)`` along each axis (origin ``i`` sits at pixel ``i * stride``).
     region : (int, int, int, int)
         ``(row, col, height, width)`` of the training grid, pixels: every patch of the block, extended
-        to the grid's bottom/right edge for the last block of a row or column (so that the regions of
-        all blocks cover the grid exactly once from the first origin on).
+        to the grid's bottom/right edge for the last block of a row or column, so that the regions of
+        all blocks cover the whole grid (neighbours overlap by ``patch - stride`` pixels).
     """
 
     rows: tuple[int, int]
