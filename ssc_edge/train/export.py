@@ -528,7 +528,16 @@ def fit_and_export(
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    result = ExportResult(paths, fit, evaluation, contract, timings, parity, phases, tuple(sample_window))
+    result = ExportResult(
+        paths,
+        fit,
+        evaluation,
+        contract,
+        timings,
+        parity,
+        phases,
+        (sample_window.row, sample_window.col, sample_window.height, sample_window.width),
+    )
     phases["export"] = time.perf_counter() - clock  # the files' writing is added below
     summary = report_dict(result)
     # Each file is written atomically; the ONNX model last, so a model file implies its report.
