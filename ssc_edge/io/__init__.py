@@ -30,10 +30,11 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def detect_format(path: Path) -> str:
-    """Return ``"safe"``, ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"geotiff-folder"`` from the content.
+    """Return ``"safe"``, ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"band-folder"`` from the content.
 
     A SAFE product (folder, zip or metadata XML) is recognised by its ``MTD_MSIL1C.xml`` /
-    ``MTD_MSIL2A.xml``; other files by their first bytes.
+    ``MTD_MSIL2A.xml``; any other folder is a band folder (single-band rasters named by band,
+    see :mod:`ssc_edge.io.geotiff`); other files by their first bytes.
 
     Raises
     ------
@@ -46,7 +47,7 @@ def detect_format(path: Path) -> str:
     if is_safe_product(path):
         return "safe"
     if path.is_dir():
-        return "geotiff-folder"
+        return "band-folder"
     try:
         with open(path, "rb") as f:
             head = f.read(528)

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import OutputError, SscEdgeError
 
 __all__ = ["atomic_output", "check_output_path"]
 
@@ -40,7 +40,8 @@ def atomic_output(path: Path, *, suffix: str | None = None) -> Iterator[Path]:
 
     On any exception (including ``KeyboardInterrupt`` and a full disk) the temporary file is
     removed and nothing is left at ``path``. ``OSError`` is re-raised as :class:`OutputError`
-    naming ``path``.
+    naming ``path``, except ssc-edge's own errors (a scene that fails to read while the output is
+    being written keeps its own message).
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent or ".")
@@ -54,7 +55,7 @@ def atomic_output(path: Path, *, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OutputError):
+        if isinstance(exc, SscEdgeError):
             raise
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:

@@ -1,11 +1,15 @@
-"""GeoTIFF scenes and results (needs the ``geo`` extra: rasterio, imported inside each function).
+"""GeoTIFF scenes and results, and folders of single-band rasters (needs the ``geo`` extra: rasterio).
 
 A scene is either
 
-- a **folder** of GeoTIFFs: single-band files named by band (``B05.tif``,
-  ``T27WVM_20190610T125301_B8A.tif``: the part of the name after the last underscore), and/or
-  multi-band files whose band descriptions are band names (e.g. one 10 m file with B02, B03,
-  B04, B08 and one 20 m file with B05, B06, B07, B8A, B11, B12); or
+- a **folder** of rasters: single-band files named by band as in a SAFE granule's ``IMG_DATA``
+  (``T31TDH_20150726T105026_B05.jp2``, ``T29UNU_20221005T115411_B05_20m.jp2``, ``B05.tif``: the
+  band token at the end of the file stem, optionally followed by ``_10m``/``_20m``/``_60m``), in
+  any format rasterio opens (JPEG 2000, GeoTIFF, ...), and/or multi-band GeoTIFFs whose band
+  descriptions are band names (e.g. one 10 m file with B02, B03, B04, B08 and one 20 m file with
+  B05, B06, B07, B8A, B11, B12). A file whose resolution suffix is not its band's native one
+  (``_B02_20m``: the 20 m copy of a 10 m band in an L2A ``R20m`` folder) is skipped; two files
+  holding one band are an error. Files naming no band (``_TCI.jp2``, ``B10``) are skipped; or
 - **one multi-band GeoTIFF** whose band descriptions are band names. All bands of one file share
   one grid, so such a file alone can hold a scene only if every band is on the fine grid, which
   :class:`~ssc_edge.scene.Scene` refuses for the 20 m bands: use a folder for real scenes.
@@ -17,21 +21,47 @@ the fine pixel size is its pixel width when the CRS is projected in metres, else
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from ..bands import FINE_BANDS, VERY_COARSE_BANDS, canonical_band_name
+from ..bands import FINE_BANDS, GSD, VERY_COARSE_BANDS, canonical_band_name
 from ..errors import OptionError, SceneError, SceneReadError
 from ..scene import GeoReference, Scene
 
-__all__ = ["geotiff_band_sources", "read_geotiff_image", "read_geotiff_scene", "write_geotiff"]
+__all__ = ["band_of_file_name", "geotiff_band_sources", "read_geotiff_image", "read_geotiff_scene", "write_geotiff"]
 
 logger = logging.getLogger(__name__)
 
 _SUFFIXES = (".tif", ".tiff")
+
+#: Files in a band folder that are never rasters (sidecars, metadata); everything else is tried.
+_NOT_RASTERS = (".xml", ".aux", ".ovr", ".json", ".txt", ".md", ".csv", ".html", ".prj", ".tfw", ".wld",
+                ".qml", ".msk", ".gml", ".safe", ".py", ".zip", ".npz", ".mat", ".png")  # fmt: skip
+
+#: A band token at the end of a file stem, with an optional resolution suffix: ``..._B05``, ``..._B8A_20m``.
+_BAND_STEM = re.compile(r"(?:^|_)(B(?:\d{1,2}|8A))(?:_(\d\d)m)?$", re.IGNORECASE)
+
+
+def band_of_file_name(path: Path) -> tuple[str, int | None] | None:
+    """The band a single-band raster's file name claims, and its resolution suffix in metres.
+
+    ``T31TDH_20150726T105026_B05.jp2`` -> ``("B05", None)``; ``T29UNU_..._B8A_20m.jp2`` ->
+    ``("B8A", 20)``; ``..._TCI.jp2`` and ``..._B10.jp2`` (a band ssc-edge does not use) -> None.
+    """
+    name = Path(path).name
+    stem = name[: -len(".aux.xml")] if name.lower().endswith(".aux.xml") else Path(name).stem
+    match = _BAND_STEM.search(stem)
+    if match is None:
+        return None
+    try:
+        band = canonical_band_name(match.group(1))
+    except KeyError:
+        return None
+    return band, int(match.group(2)) if match.group(2) else None
 
 
 def _rasterio(path: Path, error: type[Exception] = SceneReadError):
@@ -52,7 +82,7 @@ def _open(path: Path):
             dataset = rasterio.open(path)
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SceneReadError(f"{path}: cannot read GeoTIFF ({message})") from None
+        raise SceneReadError(f"{path}: cannot read raster ({message})") from None
     with dataset:
         yield dataset
 
@@ -64,11 +94,13 @@ def _file_bands(path: Path, *, strict: bool) -> dict[str, int]:
         count = dataset.count
     names: dict[str, int] = {}
     if count == 1:
-        for candidate in (path.stem, descriptions[0] or ""):
-            try:
-                return {canonical_band_name(candidate): 1}
-            except KeyError:
-                continue
+        named = band_of_file_name(path)
+        if named is not None:
+            return {named[0]: 1}
+        try:
+            return {canonical_band_name(descriptions[0] or ""): 1}
+        except KeyError:
+            pass
         if strict:
             raise SceneReadError(f"{path}: neither the file name nor the band description names a Sentinel-2 band")
         return {}
@@ -89,13 +121,14 @@ def _file_bands(path: Path, *, strict: bool) -> dict[str, int]:
 
 
 def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
-    """Find where each band of a GeoTIFF scene lives, without reading pixels.
+    """Find where each band of a raster scene lives, without reading pixels.
 
     Parameters
     ----------
     path : Path
-        A multi-band GeoTIFF with band descriptions, or a folder of GeoTIFFs (see module docstring).
-        In a folder, files naming no band (a ``TCI.tif`` quicklook, say) are skipped.
+        A multi-band GeoTIFF with band descriptions, or a folder of rasters (see module docstring).
+        In a folder, files naming no band (a ``TCI.jp2`` quicklook, say) are skipped, and so are
+        single-band files whose resolution suffix is not the band's native one (``_B02_20m``).
 
     Returns
     -------
@@ -105,24 +138,41 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
     Raises
     ------
     SceneReadError
-        Unreadable file, a band found twice, or no band at all.
+        Unreadable file, two files (or two bands) holding one band, or no band at all.
     """
     path = Path(path)
     if not path.exists():
         raise SceneReadError(f"{path}: no such file or folder")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
-        strict = False
-    else:
-        files, strict = [path], True
     sources: dict[str, tuple[Path, int]] = {}
-    for file in files:
-        for band, index in _file_bands(file, strict=strict).items():
-            if band in sources:
-                raise SceneReadError(f"{path}: band {band} is in both {sources[band][0].name} and {file.name}")
-            sources[band] = (file, index)
+
+    def add(band: str, file: Path, index: int) -> None:
+        if band in sources:
+            raise SceneReadError(f"{path}: band {band} is in both {sources[band][0].name} and {file.name}")
+        sources[band] = (file, index)
+
+    if not path.is_dir():
+        for band, index in _file_bands(path, strict=True).items():
+            add(band, path, index)
+        return sources
+    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        suffix = file.suffix.lower()
+        if suffix in _NOT_RASTERS or file.name.lower().endswith(".aux.xml"):
+            continue
+        named = band_of_file_name(file)
+        if named is not None and named[1] is not None and named[1] != GSD[named[0]]:
+            logger.debug("%s: skipping %s (%s at %d m, not its native %d m)", path, file.name, named[0], named[1],
+                         GSD[named[0]])  # fmt: skip
+            continue
+        if suffix in _SUFFIXES:
+            for band, index in _file_bands(file, strict=False).items():
+                add(band, file, index)
+        elif named is not None:
+            add(named[0], file, 1)
     if not sources:
-        raise SceneReadError(f"{path}: no GeoTIFF named by a Sentinel-2 band (B02.tif, ..., or band descriptions)")
+        raise SceneReadError(
+            f"{path}: no raster named by a Sentinel-2 band (T31TDH_20150726T105026_B02.jp2, B02.tif, ..., "
+            "or GeoTIFF band descriptions)"
+        )
     return sources
 
 

@@ -180,9 +180,12 @@ def read_safe_product(path: Path) -> SafeProduct:
     offsets = _offsets(elements, level, path)
     nodata = _nodata(elements)
     band_files = _band_files(elements, level, root_gdal, path)
-    for band, gdal_path in band_files.items():
-        if not exists(gdal_path):
-            raise SceneReadError(f"{path}: band {band} file {gdal_path} is missing")
+    missing = [band for band, gdal_path in band_files.items() if not exists(gdal_path)]
+    if missing:
+        raise SceneReadError(
+            f"{path}: band {missing[0]} file {band_files[missing[0]]} is missing"
+            + (f" (and the files of {', '.join(missing[1:])}; an incomplete product)" if missing[1:] else "")
+        )
     baseline = next((el.text.strip() for tag, el in elements if tag == "PROCESSING_BASELINE" and el.text), None)
     return SafeProduct(
         path=path, name=name, level=level, baseline=baseline, quantification=quantification,

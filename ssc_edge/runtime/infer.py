@@ -20,7 +20,6 @@ from ..errors import ModelError, OptionError
 from ..progress import ProgressCallback
 from .sharpen import Sharpener, upsampled_window
 from .stream import output_band_names
-from .tiling import Tile
 
 __all__ = ["DEMO_MODEL_NAME", "InferResult", "default_model_path", "sharpen_file"]
 
@@ -125,10 +124,44 @@ def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: b
         check_output_path(quicklook, force=force)
 
 
-def _is_geotiff(scene: Path) -> bool:
+def _is_streamable(scene: Path) -> bool:
+    """Scenes read window by window (rasters and SAFE products); ``.mat``/``.npz`` are read whole."""
     from ..io import detect_format
 
-    return detect_format(scene) in ("geotiff", "geotiff-folder")
+    return detect_format(scene) in ("geotiff", "band-folder", "safe")
+
+
+def scene_mismatch(contract, identity: str, scene: object, *, model: object = "the model") -> str | None:
+    """The one-line warning for a model meeting a scene it was not fitted on, or None.
+
+    Parameters
+    ----------
+    contract : ModelContract
+        The model's; ``scene_sha256`` and ``scene_name`` say what it was fitted on.
+    identity : str
+        :func:`ssc_edge.io.sources.scene_identity` of the scene about to be sharpened.
+    scene : object
+        Named in the message (the scene's path).
+    model : object
+        Named in the message (the model's path).
+
+    Returns
+    -------
+    str or None
+        None when ``identity`` equals the model's ``scene_sha256``, or when the model records no
+        scene at all (neither ``scene_sha256`` nor ``scene_name``: nothing to compare); otherwise a warning naming
+        the scene the model was fitted on and the command that fits one for ``scene``. A model
+        may serve neighbouring dates of one tile, so this is a warning, never an error.
+    """
+    if (identity and identity == contract.scene_sha256) or not (contract.scene_sha256 or contract.scene_name):
+        return None
+    fitted = contract.scene_name or "an unnamed scene"
+    if contract.scene_sha256:
+        fitted += f" (scene sha256 {contract.scene_sha256[:12]}...)"
+    return (
+        f"warning: {model} was fitted on {fitted}, not on {scene}; its quality here is unknown "
+        f"(fit one for this scene: ssc-edge fit-and-export {scene} -o MODEL.onnx)"
+    )
 
 
 def sharpen_file(
@@ -191,16 +224,24 @@ def sharpen_file(
     )
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
-    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_geotiff(Path(scene))
-    if was_streamed:
-        from .stream import sharpen_geotiff
+    if scene is not None:
+        from ..io.sources import scene_identity
 
-        streamed = sharpen_geotiff(
-            sharpener, Path(scene), output, dtype=dtype, with_fine=with_fine, force=force, progress=progress
-        )
-        shape, tiles = streamed.shape, streamed.tiles
-        quality = None
-        crops = _geotiff_crops(Path(scene), output, names, contract) if quicklook is not None else None
+        warning = scene_mismatch(contract, scene_identity(Path(scene)), scene, model=sharpener.model_path)
+        if warning is not None:
+            logger.warning("%s", warning)
+    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
+    if was_streamed:
+        from ..io.sources import open_band_source
+        from .stream import sharpen_stream
+
+        with open_band_source(Path(scene)) as source:
+            streamed = sharpen_stream(
+                sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress
+            )
+            shape, tiles = streamed.shape, streamed.tiles
+            quality = None
+            crops = _source_crops(source, output, names, contract) if quicklook is not None else None
     else:
         from ..io import read_scene, write_result
 
@@ -255,25 +296,17 @@ def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndar
     return sharpened[window.slices], up
 
 
-def _geotiff_crops(scene: Path, output: Path, names, contract) -> tuple[np.ndarray, np.ndarray]:
+def _source_crops(source, output: Path, names, contract) -> tuple[np.ndarray, np.ndarray]:
+    """The quicklook's centre crop of the written product and the bicubic upsampling of the same window."""
     import rasterio
     from rasterio.windows import Window
 
-    from ..io.geotiff import geotiff_band_sources
     from .quicklook import centre_window
 
-    sources = geotiff_band_sources(scene)
     with rasterio.open(output) as product:
         window = centre_window((product.height, product.width))
         rw = Window(window.col, window.row, window.width, window.height)
         indexes = [names.index(b) + 1 for b in contract.output_bands]
         sharpened = np.moveaxis(product.read(indexes, window=rw), 0, -1).astype(np.float32)
-        shape = (product.height, product.width)
-
-    def read(band: str, w: Tile) -> np.ndarray:
-        file, index = sources[band]
-        with rasterio.open(file) as dataset:
-            return dataset.read(index, window=Window(w.col, w.row, w.width, w.height)).astype(np.float32)
-
-    up = upsampled_window(read, window, shape, list(contract.output_bands), method="bicubic")
+    up = upsampled_window(source.read, window, source.shape, list(contract.output_bands), method="bicubic")
     return sharpened, up

@@ -1,9 +1,10 @@
-"""GeoTIFF in, GeoTIFF out, window by window: memory bounded by the tile, not the scene.
+"""Any scene in, GeoTIFF out, window by window: memory bounded by the tile, not the scene.
 
-The scene is a folder of GeoTIFFs or a multi-band GeoTIFF as read by
-:func:`ssc_edge.io.geotiff.geotiff_band_sources`. Each tile window of the 10 m bands is read with
-rasterio, the 20 m bands around it with the upsampling margin (so the Keys upsampling of the
-window is exact), the network runs, and the core is buffered into strips of whole 256-row output
+The scene is any :class:`~ssc_edge.io.sources.BandSource`: a SAFE product (folder or zip), a
+folder of band rasters (JP2 as in a granule's ``IMG_DATA``, GeoTIFF) or a multi-band GeoTIFF, read
+window by window with rasterio (``.mat``/``.npz`` are read whole first). Each tile window of the
+10 m bands is read, the 20 m bands around it with the upsampling margin (so the Keys upsampling
+of the window is exact), the network runs, and the core is buffered into strips of whole 256-row output
 blocks that are written as they complete. The output goes to a temporary file beside the target
 and is renamed only when complete. The numbers are those of the in-memory
 :meth:`Sharpener.sharpen <ssc_edge.runtime.Sharpener.sharpen>` (same window inputs, same engine).
@@ -20,16 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from ..bands import ALL_BANDS, FINE_BANDS
-from ..errors import OptionError, OutputError, SceneError, SceneReadError
+from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_output_path
-from ..io.geotiff import geotiff_band_sources
 from ..io.results import RESULT_DTYPES, to_dtype
+from ..io.sources import BandSource, open_band_source
 from ..progress import ProgressCallback
 from ..scene import GeoReference
 from .sharpen import Sharpener
 from .tiling import Tile
 
-__all__ = ["StreamResult", "sharpen_geotiff", "output_band_names"]
+__all__ = ["StreamResult", "sharpen_stream", "sharpen_geotiff", "output_band_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,25 +132,23 @@ def _quiet_gdal_errors():
         rasterio_logger.setLevel(level)
 
 
-def _open_sources(stack: contextlib.ExitStack, sources: dict[str, tuple[Path, int]], bands):
-    import rasterio
-
-    datasets = {}
+def _log_nodata(source: BandSource, bands) -> None:
+    """Warn once which share of each band's pixels was nodata (SAFE products count them while reading)."""
+    counts = getattr(source, "nodata_pixels", None)
+    if not counts:
+        return
+    shares = []
     for band in bands:
-        file, _ = sources[band]
-        if file not in datasets:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                    datasets[file] = stack.enter_context(rasterio.open(file))
-            except (rasterio.errors.RasterioError, OSError) as exc:
-                raise SceneReadError(f"{file}: cannot read GeoTIFF ({str(exc).splitlines()[0]})") from None
-    return datasets
+        if counts.get(band):
+            h, w = source.band_shape(band)
+            shares.append(f"{band} {100 * counts[band] / (h * w):.2f}%")
+    if shares:
+        logger.warning("%s: nodata pixels set to 0 in %s", source.where, ", ".join(shares))
 
 
-def sharpen_geotiff(
+def sharpen_stream(
     sharpener: Sharpener,
-    scene_path: Path,
+    scene: Path | BandSource,
     output_path: Path,
     *,
     dtype: str = "float32",
@@ -158,13 +157,15 @@ def sharpen_geotiff(
     progress: ProgressCallback | None = None,
     gdal_cache_mb: int = 64,
 ) -> StreamResult:
-    """Sharpen a GeoTIFF scene into a GeoTIFF, reading and writing window by window.
+    """Sharpen a scene into a GeoTIFF, reading and writing window by window.
 
     Parameters
     ----------
     sharpener : Sharpener
-    scene_path : Path
-        Folder of band GeoTIFFs or a multi-band GeoTIFF (see :mod:`ssc_edge.io.geotiff`).
+    scene : Path or BandSource
+        Any scene :func:`~ssc_edge.io.sources.open_band_source` opens: a SAFE product (folder or
+        zip), a folder of band rasters (JP2, GeoTIFF), a multi-band GeoTIFF (read window by window),
+        or a ``.mat``/``.npz`` (read whole first); or an open source (left open).
     output_path : Path
         ``.tif``/``.tiff`` to write: tiled (256 x 256), DEFLATE, BigTIFF when needed, the 10 m
         grid's transform and CRS, band descriptions ``B05 ... B12``.
@@ -186,56 +187,35 @@ def sharpen_geotiff(
     Raises
     ------
     SceneReadError, SceneError
-        Unreadable files; bands missing, misaligned or non-finite (named with their file).
+        Unreadable files; bands missing, misaligned, non-finite or all no-data (named with their file).
     OutputError
         Output exists, folder not writable, disk full; nothing is left at ``output_path``.
     """
     import rasterio
     from rasterio.transform import Affine
-    from rasterio.windows import Window
 
-    scene_path, output_path = Path(scene_path), Path(output_path)
+    output_path = Path(output_path)
     if output_path.suffix.lower() not in (".tif", ".tiff"):
         raise OptionError(f"{output_path}: streamed output must be a GeoTIFF (.tif)")
     if dtype not in RESULT_DTYPES:
         raise OptionError(f"unsupported output dtype {dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
     contract = sharpener.contract
-    sources = geotiff_band_sources(scene_path)
     needed = tuple(dict.fromkeys((*contract.input_bands, *(FINE_BANDS if with_fine else ()))))
-    missing = [b for b in needed if b not in sources]
-    if missing:
-        raise SceneError(f"{scene_path}: the model needs band(s) {', '.join(missing)}, which the scene lacks")
-    check_output_path(output_path, force=force)
     names = output_band_names(contract.output_bands, with_fine=with_fine)
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb) * 1024 * 1024))
-        datasets = _open_sources(stack, sources, needed)
-        reference = datasets[sources[FINE_BANDS[0]][0]]
-        shape = (reference.height, reference.width)
-        for band in needed:
-            file, _ = sources[band]
-            ds = datasets[file]
-            expected = shape if band in FINE_BANDS else (shape[0] // 2, shape[1] // 2)
-            if (ds.height, ds.width) != expected or (band not in FINE_BANDS and shape[0] % 2 + shape[1] % 2):
-                raise SceneError(
-                    f"{file}: band {band} is {ds.height}x{ds.width}, expected {expected[0]}x{expected[1]} "
-                    f"({'the 10 m size' if band in FINE_BANDS else 'half the 10 m size'} {shape[0]}x{shape[1]})"
-                )
-        sharpener.check_size(shape, source=scene_path)
-        georef = None
-        if reference.crs is not None:
-            t = reference.transform
-            georef = GeoReference((t.a, t.b, t.c, t.d, t.e, t.f), reference.crs.to_wkt())
-
-        def read(band: str, window: Tile) -> np.ndarray:
-            file, index = sources[band]
-            data = datasets[file].read(index, window=Window(window.col, window.row, window.width, window.height))
-            if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-                raise SceneError(
-                    f"{file}: band {band} has non-finite values (NaN or inf) near row {window.row}, "
-                    f"column {window.col} ({band} grid); fill or mask them before sharpening"
-                )
-            return data.astype(np.float32, copy=False)
+        if isinstance(scene, BandSource):
+            source = scene
+        else:
+            check_output_path(output_path, force=force)
+            source = stack.enter_context(open_band_source(Path(scene)))
+        source.require(needed)
+        check_output_path(output_path, force=force)
+        shape = source.shape
+        sharpener.check_size(shape, source=source.where)
+        source.check_has_data(needed)
+        georef = source.georef
+        read = source.read
 
         profile = {
             "driver": "GTiff",
@@ -252,7 +232,7 @@ def sharpen_geotiff(
             "BIGTIFF": "IF_SAFER",
         }
         if georef is not None:
-            profile.update(crs=reference.crs, transform=Affine(*georef.transform))
+            profile.update(crs=georef.crs, transform=Affine(*georef.transform))
         fine_positions = [i for i, b in enumerate(names) if b in FINE_BANDS]
         sharp_positions = [names.index(b) for b in contract.output_bands]
         stack.enter_context(_quiet_gdal_errors())
@@ -280,4 +260,9 @@ def sharpen_geotiff(
                     except rasterio.errors.RasterioIOError as exc:
                         raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc
     logger.debug("wrote %s (%dx%dx%d %s, %d tiles)", output_path, *shape, len(names), dtype, tiles)
+    _log_nodata(source, needed)
     return StreamResult(path=output_path, shape=shape, band_names=names, tiles=tiles, georef=georef)
+
+
+#: The name :func:`sharpen_stream` had when it read GeoTIFF scenes only.
+sharpen_geotiff = sharpen_stream

@@ -122,18 +122,18 @@ def test_multi_band_file_without_descriptions(tmp_path):
 
 def test_folder_without_bands(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SceneReadError, match=r"empty: no GeoTIFF named by a Sentinel-2 band"):
+    with pytest.raises(SceneReadError, match=r"empty: no raster named by a Sentinel-2 band"):
         read_scene(tmp_path / "empty")
 
 
 def test_corrupt_tiff(tmp_path):
     (tmp_path / "c.tif").write_bytes(b"II*\x00" + b"\xff" * 100)
-    with pytest.raises(SceneReadError, match=r"c\.tif: cannot read GeoTIFF"):
+    with pytest.raises(SceneReadError, match=r"c\.tif: cannot read raster"):
         read_scene(tmp_path / "c.tif")
     folder = tmp_path / "f"
     folder.mkdir()
     (folder / "B02.tif").write_bytes(b"garbage")
-    with pytest.raises(SceneReadError, match=r"B02\.tif: cannot read GeoTIFF"):
+    with pytest.raises(SceneReadError, match=r"B02\.tif: cannot read raster"):
         read_scene(folder)
 
 
