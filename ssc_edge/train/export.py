@@ -490,7 +490,9 @@ def fit_and_export(
         sha = _sha256(scene.source) if scene.source is not None and Path(scene.source).is_file() else ""
         scene_name = scene.name
     else:
-        scene_obj, sha, scene_name = open_scene(Path(scene)), _sha256(Path(scene)), Path(scene).stem
+        scene_obj, scene_name = open_scene(Path(scene)), Path(scene).stem
+        identity = getattr(scene_obj, "identity", None)  # a band source knows its own (folders included)
+        sha = identity if isinstance(identity, str) and identity else _sha256(Path(scene))
     source = scene_source(scene_obj)
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
     has_reference = getattr(source, "reference", None) is not None
