@@ -66,7 +66,7 @@ def fit_and_export_command(
         int | None,
         typer.Option(
             help="Most training patches drawn from the scene (a uniform random sample of those free of no-data; "
-            "also bounds the report's second fit). Default: 1024.",
+            "also bounds the report's second fit). Default: 512.",
             show_default=False,
         ),
     ] = None,

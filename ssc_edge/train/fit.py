@@ -619,13 +619,19 @@ class Evaluation:
 def _scene_window_pair(scene: Scene, upsampling: str):
     """``pair(tile) -> (inputs, reference, nodata)`` of an RR scene's own input and its reference, DN."""
     from ..runtime.sharpen import upsampled_window
+    from ..runtime.tiling import Tile
 
     source = scene_source(scene)
 
     def pair(tile):
         up = upsampled_window(source.read, tile, scene.shape, COARSE_BANDS, method=upsampling)
         fine = np.stack([source.read(b, tile) for b in FINE_BANDS], axis=-1).astype(np.float32)
-        nodata = np.any(fine == 0, axis=-1) | np.any(up == 0, axis=-1)
+        nodata = np.any(fine == 0, axis=-1)
+        r0, c0 = tile.row // 2, tile.col // 2  # the 20 m pixels under the window, as observed
+        r1, c1 = -(-(tile.row + tile.height) // 2), -(-(tile.col + tile.width) // 2)
+        coarse = Tile(r0, c0, r1 - r0, c1 - c0)
+        zero = np.any([source.read(b, coarse) == 0 for b in COARSE_BANDS], axis=0).repeat(2, 0).repeat(2, 1)
+        nodata |= zero[tile.row % 2 : tile.row % 2 + tile.height, tile.col % 2 : tile.col % 2 + tile.width]
         return np.concatenate([up, fine], axis=-1), scene.reference[tile.slices], nodata
 
     return pair
@@ -672,7 +678,8 @@ def score_windows(
         Seeds the window sample.
     pixels : int
         Whole-image scoring up to this many pixels; above, or with any no-data, a random sample of
-        ``tile`` x ``tile`` windows free of no-data (a non-overlapping grid of them), up to ``pixels``.
+        ``tile`` x ``tile`` windows free of no-data (a non-overlapping grid of them), up to ``pixels``;
+        if no such window is clean, windows half as large, and so on down to 32 px.
     tile : int
         Window side, pixels.
 
@@ -716,30 +723,31 @@ def score_windows(
                 height * width,
                 False,
             )
-    # a sample of whole windows free of no-data
-    side_r, side_c = min(tile, height), min(tile, width)
-    blocks = [
-        Tile(r, c, side_r, side_c)
-        for r in range(0, height - side_r + 1, side_r)
-        for c in range(0, width - side_c + 1, side_c)
-    ]
-    order = np.random.default_rng([seed, 15]).permutation(len(blocks))
-    wanted = max(1, pixels // (side_r * side_c))
+    # a sample of whole windows free of no-data; smaller windows when no-data leaves no whole one clean
+    side = min(tile, height, width)
+    smallest = min(32, side)
     parts: list[tuple[np.ndarray, ...]] = []
     tried = 0
-    for i in order:
-        block = blocks[i]
-        r0, c0 = max(block.row - halo, 0), max(block.col - halo, 0)
-        r1, c1 = min(block.row + block.height + halo, height), min(block.col + block.width + halo, width)
-        tried += 1
-        got = run(Tile(r0, c0, r1 - r0, c1 - c0), block)
-        if got is not None:
-            parts.append(got)
-            report(progress, len(parts), wanted, "evaluation windows")
-        if len(parts) == wanted:
-            break
+    while not parts and side >= smallest:
+        blocks = [
+            Tile(r, c, side, side) for r in range(0, height - side + 1, side) for c in range(0, width - side + 1, side)
+        ]
+        order = np.random.default_rng([seed, 15]).permutation(len(blocks))
+        wanted = max(1, pixels // (side * side))
+        for i in order:
+            block = blocks[i]
+            r0, c0 = max(block.row - halo, 0), max(block.col - halo, 0)
+            r1, c1 = min(block.row + block.height + halo, height), min(block.col + block.width + halo, width)
+            tried += 1
+            got = run(Tile(r0, c0, r1 - r0, c1 - c0), block)
+            if got is not None:
+                parts.append(got)
+                report(progress, len(parts), wanted, "evaluation windows")
+            if len(parts) == wanted:
+                break
+        side //= 2
     if not parts:
-        raise SceneError(f"no {side_r}x{side_c} window free of no-data (0 DN) to evaluate the fit on")
+        raise SceneError("no window of 32x32 px or more free of no-data (0 DN) to evaluate the fit on")
     reference, estimate, upsampled = (np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
     return (
         quality_report(reference, estimate, band_names=COARSE_BANDS),

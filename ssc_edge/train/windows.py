@@ -45,7 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Default most training patches per fit (``FitConfig.patch_budget``); chosen with ``benchmarks/patch_budget.py``.
-DEFAULT_PATCH_BUDGET = 1024
+DEFAULT_PATCH_BUDGET = 512
 #: Side of the training-grid windows a scene is read in, pixels of the training grid.
 TRAINING_WINDOW = 512
 

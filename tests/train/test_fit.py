@@ -258,3 +258,29 @@ def test_windowed_evaluation_equals_whole_image_scoring(scene):
 def test_image_loss_needs_the_whole_pair(scene):
     with pytest.raises(OptionError, match="checkpoint 'image-loss' scores the whole training pair"):
         fit_sampled(scene, FitConfig(epochs=1, model=TINY, checkpoint="image-loss", ema=0))
+
+
+def test_evaluation_on_a_scene_with_no_data_scores_clean_windows_only(scene):
+    from ssc_edge.train.fit import _scene_window_pair, score_windows
+
+    bands = {b: a.copy() for b, a in scene.bands.items()}
+    for array in bands.values():  # no-data in the lower-left corner
+        n = array.shape[0]
+        array[n * 3 // 4 :, : n // 4] = 0
+    wedged = Scene(bands=bands, reference=scene.reference)
+    config = FitConfig(epochs=1, model=TINY)
+    fit = fit_model(*training_data(scene, config), config)
+    model, bicubic, _, pixels, sampled = score_windows(
+        _scene_window_pair(wedged, "bicubic"), wedged.shape, fit.model, fit.scale, tile=64
+    )
+    assert sampled and pixels == 3 * 32 * 32  # the whole image has no-data: three clean 32 px quarters
+    assert np.isfinite(model.mean_sre) and bicubic.mean_sre < model.mean_sre + 50
+    bands["B05"][:] = bands["B05"] * (np.indices(bands["B05"].shape).sum(axis=0) % 2)  # no-data everywhere
+    with pytest.raises(SceneError, match="no window of 32x32 px or more free of no-data"):
+        score_windows(
+            _scene_window_pair(Scene(bands=bands, reference=scene.reference), "bicubic"),
+            scene.shape,
+            fit.model,
+            fit.scale,
+            tile=64,
+        )
