@@ -93,6 +93,15 @@ def quality_table(reports: dict[str, QualityReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sample_text(export: dict[str, Any]) -> str:
+    """The window the layout timing and the parity check ran on."""
+    window = export.get("sample_window") or []
+    if len(window) != 4:
+        return "the scene"
+    row, col, height, width = window
+    return f"the {height}x{width} window of the scene at row {row}, column {col}"
+
+
 def _patch_text(fit: dict[str, Any]) -> str:
     """One sentence: how many training patches were drawn, of how many, from how many windows."""
     budget = fit.get("patch_budget")
@@ -153,7 +162,7 @@ Architecture: `{config["model"]}`.
 
 ## Export
 
-Layout {export["layout"]} (onnxruntime, fastest of 5 interleaved runs on the scene, s: \
+Layout {export["layout"]} (onnxruntime, fastest of 5 interleaved runs on {_sample_text(export)}, s: \
 {", ".join(f"{k} {v:.4f}" for k, v in export["onnxruntime_seconds_per_layout"].items())}); halo {export["halo"]} px; \
 scale {export["scale"]:.1f} DN; parity max |Keras - ONNX| / range = {export["parity_max_abs_diff_over_range"]:.1e}.
 
