@@ -216,6 +216,33 @@ def worker_sharpener(config: BatchConfig):
     return _sharpener(str(config.model), config.provider, config.tile, _threads(config))
 
 
+@lru_cache(maxsize=2)
+def _model_contract(model: str):
+    """The contract in a model's metadata, or None if it cannot be read (sharpening then reports why)."""
+    try:
+        from ..runtime.providers import make_session
+        from ..runtime.session import _read_contract
+
+        session, _ = make_session(Path(model), provider="cpu", threads=1, optimization="disabled")
+        return _read_contract(session, model)
+    except Exception:  # the model's real problem is reported by the sharpening step
+        logger.debug("cannot read the contract of %s", model, exc_info=True)
+        return None
+
+
+def scene_warning(job: SceneJob, config: BatchConfig) -> str | None:
+    """Mode ``infer``: the warning line when the scene is not the one ``config.model`` was fitted on."""
+    if config.mode != "infer" or config.model is None:
+        return None
+    contract = _model_contract(str(config.model))
+    if contract is None:
+        return None
+    from ..io.sources import scene_identity
+    from ..runtime.infer import scene_mismatch
+
+    return scene_mismatch(contract, scene_identity(job.source), job.source, model=config.model)
+
+
 def _consistency(image: np.ndarray, scene: Scene) -> dict[str, Any]:
     """Signal to reconstruction error (dB) of the sharpened bands degraded back to 20 m (Wald's consistency)."""
     from .. import wald
@@ -276,6 +303,9 @@ def process_scene(
         tick = time.perf_counter()
         scene = _read_any_scene(job.source)
         seconds["read"] = time.perf_counter() - tick
+        warning = scene_warning(job, config)
+        if warning is not None:
+            record["warning"] = warning
         metrics: dict[str, Any] = {}
         if config.mode == "fit-and-infer":
             tick = time.perf_counter()
@@ -523,6 +553,8 @@ def run_jobs(
         records[record["name"]] = record
         tally[record["status"]] += 1
         save()
+        if record.get("warning"):
+            logger.warning("%s", record["warning"])
         if record["status"] == "failed":
             logger.warning("%s: failed: %s", record["source"], record["error"])
         report(progress, tally["done"] + tally["failed"], len(to_run),

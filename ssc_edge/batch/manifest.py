@@ -3,7 +3,9 @@
 Inputs
 ------
 Each input is a scene file (``.mat``, ``.npz``, GeoTIFF, a SAFE ``.zip``), a SAFE product folder,
-a folder of scenes (its direct entries with those suffixes and its ``.SAFE`` folders, sorted), or a
+a band folder (single-band rasters named by band, as a granule's ``IMG_DATA``: JP2 or GeoTIFF),
+a folder of scenes (its direct entries with those suffixes, its ``.SAFE`` folders and its band
+folders, sorted), or a
 *scene list*: a ``.csv`` with a ``path`` column (and an optional ``output`` column) or a ``.json``
 list of paths or of ``{"path": ..., "output": ...}`` objects (or ``{"scenes": [...]}``). Relative
 paths in a list are relative to the list's folder; an ``output`` is relative to OUTDIR.
@@ -26,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bands import canonical_band_name
 from ..errors import OptionError
 from ..io._atomic import atomic_output
 
@@ -83,16 +84,20 @@ def _is_safe_folder(path: Path) -> bool:
 
 
 def _is_band_folder(path: Path) -> bool:
-    """A folder of single-band GeoTIFFs named by band (one scene, not a folder of scenes)."""
-    tifs = [p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff")]
-    if not tifs:
+    """A folder of single-band rasters named by band (one scene, not a folder of scenes).
+
+    True when the folder holds a file named like a band of a SAFE granule (``..._B02.jp2``,
+    ``..._B05_20m.jp2``, ``B02.tif``; see :func:`ssc_edge.io.geotiff.band_of_file_name`) and no
+    scene file of its own (``.mat``, ``.npz``, ``.zip``).
+    """
+    from ..io.geotiff import band_of_file_name
+
+    if not path.is_dir():
         return False
-    try:
-        for tif in tifs:
-            canonical_band_name(tif.stem)
-    except KeyError:
+    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if any(p.suffix.lower() in (".mat", ".npz", ".zip") for p in files):
         return False
-    return True
+    return any(band_of_file_name(p) is not None for p in files)
 
 
 def _scene_name(path: Path) -> str:
@@ -162,10 +167,12 @@ def collect_scenes(inputs: Iterable[Path]) -> list[tuple[Path, str | None]]:
         else:
             found = sorted(
                 p for p in path.iterdir()
-                if (p.is_file() and p.suffix.lower() in _SCENE_SUFFIXES) or _is_safe_folder(p)
+                if (p.is_file() and p.suffix.lower() in _SCENE_SUFFIXES) or _is_safe_folder(p) or _is_band_folder(p)
             )  # fmt: skip
             if not found:
-                raise OptionError(f"{path}: folder holds no scene (.mat, .npz, .tif, .zip or .SAFE)")
+                raise OptionError(
+                    f"{path}: folder holds no scene (.mat, .npz, .tif, .zip, .SAFE or a folder of band files)"
+                )
             scenes.extend((p, None) for p in found)
     return scenes
 

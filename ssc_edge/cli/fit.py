@@ -19,7 +19,11 @@ _DEFAULT_OUTPUT = Path("models/model.onnx")
 
 def fit_and_export_command(
     scene: Annotated[
-        Path | None, typer.Argument(help="Scene file (.mat, .npz, GeoTIFF). Default: the synthetic demo scene.")
+        Path | None,
+        typer.Argument(
+            help="Scene: SAFE folder or .zip, folder of band rasters (JP2, GeoTIFF), .mat, .npz. "
+            "Default: the synthetic demo scene."
+        ),
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="ONNX model to write; .keras, .json and .md go beside it.")

@@ -1,4 +1,7 @@
-"""``ssc-edge info SCENE``: what a scene file holds (bands, sizes, GSDs, value ranges, reference, georef)."""
+"""``ssc-edge info SCENE``: what a scene holds (bands, sizes, GSDs, value ranges, reference, georef, identity).
+
+Rasters (SAFE products, band folders, GeoTIFFs) are summarised strip by strip: memory stays small
+for a full 10980 x 10980 tile."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from ..io import describe_scene, read_scene
 
 __all__ = ["register"]
 
@@ -36,6 +37,7 @@ def _text(summary: dict) -> str:
     else:
         crs = georef["crs"] if len(georef["crs"]) <= 60 else georef["crs"][:57] + "..."
         lines.append(f"georeferencing: transform {tuple(georef['transform'])}, CRS {crs}")
+    lines.append(f"format: {summary['format']}; identity (a model's scene_sha256): {summary['identity']}")
     return "\n".join(lines)
 
 
@@ -47,12 +49,16 @@ def register(app: typer.Typer) -> None:
         scene: Annotated[
             Path,
             typer.Argument(
-                help="Scene: MATLAB .mat (v5 or v7.3), .npz, a GeoTIFF, or a folder of GeoTIFFs named by band.",
+                help="Scene: a SAFE folder or .zip, a folder of band rasters named by band (JP2, GeoTIFF), "
+                "a multi-band GeoTIFF, MATLAB .mat (v5 or v7.3) or .npz.",
                 show_default=False,
             ),
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
     ) -> None:
         """Show a scene's bands, sizes, ground sampling distances, value ranges, reference and georeferencing."""
-        summary = describe_scene(read_scene(scene))
+        from ..io.sources import describe_source, open_band_source
+
+        with open_band_source(scene) as source:
+            summary = describe_source(source)
         typer.echo(json.dumps(summary, indent=2) if as_json else _text(summary))

@@ -3,8 +3,11 @@
 - *cell* layout (SSC-CNN data sets): ``Yim``, 12 cells in ``bands.ALL_BANDS`` order, and an
   optional reference ``Xm_im`` (H x W x 6, ``COARSE_BANDS`` order).
 - *grouped* layout (DSen2 test scenes): ``im10`` (B02, B03, B04, B08), ``im20`` (B05, B06, B07,
-  B8A, B11, B12), optional ``im60`` (B01, B09), each a MATLAB array of (bands, H, W); optional
-  reference ``Xm_im`` as in the cell layout.
+  B8A, B11, B12), optional ``im60`` (B01, B09); optional reference ``Xm_im`` as in the cell
+  layout. Each group is a MATLAB array of H x W x bands, as DSen2 publishes it (HDF5 stores that
+  as (bands, W, H)), or of bands x H x W. The band axis is the one whose length is the group's
+  band count (4, 6 or 2); a group where both the first and the last axis have that length is
+  refused as ambiguous.
 
 HDF5 stores MATLAB arrays column-major, so every array read with h5py is transposed to recover
 MATLAB's index order (see ``../shared/data/README.md``).
@@ -100,6 +103,29 @@ def _squeeze_band(value: object, where: str) -> np.ndarray:
     return np.squeeze(array) if array.ndim > 2 else array
 
 
+def _group_bands_first(stack: np.ndarray, names: tuple[str, ...], where: str) -> np.ndarray:
+    """A grouped-layout array as (bands, H, W): the band axis is the first or last one of length ``len(names)``."""
+    count = len(names)
+    if stack.ndim == 2 and count == 1:
+        return stack[None]
+    shape = "x".join(map(str, stack.shape))
+    if stack.ndim != 3:
+        raise SceneError(
+            f"{where} must be H x W x {count} (or {count} x H x W) for bands {', '.join(names)}, got {shape}"
+        )
+    first, last = stack.shape[0] == count, stack.shape[2] == count
+    if first and last:
+        raise SceneError(
+            f"{where} is {shape}: ambiguous, both the first and the last axis could hold the {count} bands "
+            f"{', '.join(names)}; store it as H x W x {count}"
+        )
+    if last:
+        return np.moveaxis(stack, -1, 0)
+    if first:
+        return stack
+    raise SceneError(f"{where} must be H x W x {count} (or {count} x H x W) for bands {', '.join(names)}, got {shape}")
+
+
 def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene:
     """Read a MATLAB scene file in the cell or grouped layout.
 
@@ -130,14 +156,7 @@ def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene
         for group, names in _GROUPS.items():
             if group not in arrays:
                 continue
-            stack = np.asarray(arrays[group])
-            if stack.ndim == 2 and len(names) == 1:
-                stack = stack[None]
-            if stack.ndim != 3 or stack.shape[0] != len(names):
-                raise SceneError(
-                    f"{where}{group} must be ({len(names)}, H, W) for bands {', '.join(names)}, "
-                    f"got {'x'.join(map(str, stack.shape))}"
-                )
+            stack = _group_bands_first(np.asarray(arrays[group]), names, f"{where}{group}")
             bands.update(zip(names, stack, strict=True))
     else:
         found = ", ".join(sorted(arrays)) or "nothing"

@@ -57,7 +57,14 @@ from ..errors import SceneError, SceneReadError
 from ..runtime.tiling import Tile
 from ..scene import GeoReference, Scene
 
-__all__ = ["ArrayBandSource", "BandSource", "RasterBandSource", "open_band_source", "scene_identity"]
+__all__ = [
+    "ArrayBandSource",
+    "BandSource",
+    "RasterBandSource",
+    "describe_source",
+    "open_band_source",
+    "scene_identity",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -501,3 +508,48 @@ def open_band_source(path: Path) -> BandSource:
     if kind in ("band-folder", "geotiff"):
         return RasterBandSource.folder(path)
     return BandSource.from_scene(read_scene(path))
+
+
+def describe_source(source: BandSource) -> dict:
+    """Summarise a scene as :func:`ssc_edge.io.describe_scene` does, reading rasters strip by strip.
+
+    Memory: one strip of :data:`SCAN_ROWS` rows of one band (a full 10980 x 10980 tile is never
+    held whole). Adds ``format`` (``"safe"``, ``"band-folder"``, ``"geotiff"``, ``"mat"``, ``"npz"``
+    or ``"in-memory"``) and ``identity`` (:func:`scene_identity`, ``""`` without a source).
+
+    Returns
+    -------
+    dict
+        Plain JSON types; see :func:`ssc_edge.io.describe_scene`.
+    """
+    from . import describe_scene, detect_format
+
+    kind = detect_format(source.source) if source.source is not None else "in-memory"
+    if isinstance(source, ArrayBandSource):
+        summary = describe_scene(source.scene)
+    else:
+        bands = {}
+        for band in source.bands:
+            low, high, total, count = np.inf, -np.inf, 0.0, 0
+            for _, values in source.strips(band):
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+                total += float(values.sum(dtype=np.float64))
+                count += values.size
+            if band in VERY_COARSE_BANDS and low == high == 0.0:
+                continue  # an all-zero 60 m placeholder, dropped as the readers do
+            gsd = source.fine_pixel_size * GSD[band] / 10
+            bands[band] = {"shape": list(source.band_shape(band)), "gsd": gsd, "min": low, "max": high,
+                           "mean": total / count}  # fmt: skip
+        georef = None
+        if source.georef is not None:
+            georef = {"transform": list(source.georef.transform), "crs": source.georef.crs}
+        summary = {
+            "source": str(source.source) if source.source is not None else None,
+            "name": source.name,
+            "shape": list(source.shape),
+            "fine_pixel_size": source.fine_pixel_size,
+            "bands": bands,
+            "reference": None,
+            "georef": georef,
+        }
+    return {**summary, "format": kind, "identity": source.identity}

@@ -7,9 +7,14 @@ the scene edge the window is clipped to the scene (never padded), so the network
 exactly as it pads the whole image. Each window therefore contributes its *core*: the window
 less ``halo`` pixels on every side that is not a scene edge.
 
-Every window of a plan has the same shape, ``(min(tile, H), min(tile, W))``: the last window of
-a row or column is shifted back inside the scene rather than shortened, which keeps one input
-shape for providers that compile per shape and lets every window be batched with every other.
+Every window of a plan has the same shape, so providers that compile per shape build one engine
+and every window can be batched with every other. Along each axis the plan uses the *fewest*
+windows of at most ``tile`` pixels whose cores can cover it (:func:`axis_windows`), all of one
+size, spread evenly from edge to edge, never padded: the redundant network work (pixels run
+through the network beyond the scene's own) stays small. At the default tile 512 and halo 6 a
+2048 x 2048 scene runs 5 x 5 windows of 420 px (5.1 % redundant, where windows of the full 512 px
+with the last one shifted back would run 25 windows and 56 % redundant), and a 10980 x 10980 tile
+runs 22 x 22 windows of 511 px (4.8 %).
 
 A plan can also be cut into :class:`RowBand` values, bands of whole tile rows
 (:func:`split_row_bands`), to share one scene between workers: each worker runs the network on
@@ -21,6 +26,7 @@ All functions here are pure; :class:`Tile` is a frozen value like ``rasterio.win
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +37,8 @@ import numpy as np
 from ..errors import OptionError
 
 __all__ = [
+    "axis_windows",
+    "redundancy",
     "Tile",
     "PlannedTile",
     "RowBand",
@@ -106,22 +114,47 @@ def check_tile_size(tile: int, halo: int) -> None:
         )
 
 
-def _axis_spans(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """``(window_start, window_stop, core_start, core_stop)`` along one axis of length ``n``."""
+def axis_windows(n: int, tile: int, halo: int) -> tuple[int, int]:
+    """The fewest equal windows of at most ``tile`` pixels that cover an axis of ``n`` pixels.
+
+    With ``k`` windows of ``s`` pixels the cores (windows less ``halo`` on every inner side) cover
+    ``k * s - 2 * halo * (k - 1)`` pixels, so ``k`` windows suffice when
+    ``s = ceil((n + 2 * halo * (k - 1)) / k) <= tile``. The smallest such ``k`` (and its ``s``) is the
+    plan with the least redundant network work along this axis.
+
+    Returns
+    -------
+    (k, s) : (int, int)
+        Window count and window size, pixels (``s == n`` when ``n <= tile``).
+    """
     if n <= tile:
+        return 1, n
+    k = max(2, -(-n // tile))
+    while True:
+        size = -(-(n + 2 * halo * (k - 1)) // k)
+        if size <= tile:
+            return k, size
+        k += 1
+
+
+def _axis_spans(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(window_start, window_stop, core_start, core_stop)`` along one axis of length ``n``.
+
+    :func:`axis_windows` gives the count and size; the window starts are spread evenly over
+    ``0 .. n - size`` (consecutive starts differ by at most ``size - 2 * halo``, so neighbours overlap
+    by at least ``2 * halo``), and each core boundary sits midway in the overlap, at least ``halo``
+    pixels inside both windows.
+    """
+    k, size = axis_windows(n, tile, halo)
+    if k == 1:
         return [(0, n, 0, n)]
-    spans = []
-    core_start, start = 0, 0
-    while core_start < n:
-        stop = start + tile
-        if stop >= n:  # last window: shift it back inside the scene, keep its full size
-            start, stop, core_stop = n - tile, n, n
-        else:
-            core_stop = stop - halo
-        spans.append((start, stop, core_start, core_stop))
-        core_start = core_stop
-        start = core_start - halo
-    return spans
+    starts = [i * (n - size) // (k - 1) for i in range(k)]
+    bounds = [0]
+    for left, right in itertools.pairwise(starts):
+        low, high = right + halo, left + size - halo  # the boundary must keep `halo` px inside both windows
+        bounds.append((low + high) // 2)
+    bounds.append(n)
+    return [(start, start + size, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
 
 
 def plan_tiles(shape: Sequence[int], *, tile: int, halo: int) -> tuple[PlannedTile, ...]:
@@ -139,9 +172,9 @@ def plan_tiles(shape: Sequence[int], *, tile: int, halo: int) -> tuple[PlannedTi
     Returns
     -------
     tuple of PlannedTile
-        Row-major. Every window has shape ``(min(tile, H), min(tile, W))`` and lies inside the
-        grid; the cores tile the grid without gaps or overlap, and each core is at least ``halo``
-        pixels from its window's edges except along scene edges.
+        Row-major. Every window has one shape, at most ``(tile, tile)`` (see :func:`axis_windows`),
+        and lies inside the grid; the cores tile the grid without gaps or overlap, and each core
+        is at least ``halo`` pixels from its window's edges except along scene edges.
 
     Raises
     ------
@@ -158,6 +191,15 @@ def plan_tiles(shape: Sequence[int], *, tile: int, halo: int) -> tuple[PlannedTi
         for r0, r1, cr0, cr1 in rows
         for c0, c1, cc0, cc1 in cols
     )
+
+
+def redundancy(plan: Sequence[PlannedTile], shape: Sequence[int]) -> float:
+    """Redundant network work of a plan: window pixels run beyond the grid's own, as a share of the grid.
+
+    ``sum(window areas) / (H * W) - 1``: 0 for a single window, 0.051 for a 2048^2 scene at tile 512
+    and halo 6.
+    """
+    return sum(p.window.height * p.window.width for p in plan) / (int(shape[0]) * int(shape[1])) - 1.0
 
 
 def coarse_window(window: Tile, *, ratio: int, margin: int, coarse_shape: Sequence[int]) -> Tile:

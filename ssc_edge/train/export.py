@@ -11,7 +11,7 @@ than 5 % faster).
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import platform
@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from ..errors import ModelError, OptionError
+from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
 from ..progress import ProgressCallback
 from ..scene import Scene
@@ -371,12 +371,22 @@ def output_paths(output: Path) -> dict[str, Path]:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _scene_sha256(path: Path | None) -> str:
+    """The scene's identity (:func:`ssc_edge.io.sources.scene_identity`: a file's sha256, or the
+    documented hash of a folder's or SAFE product's band files); ``""`` for a generated scene."""
+    from ..io.sources import scene_identity
+
+    return scene_identity(Path(path)) if path is not None and Path(path).exists() else ""
+
+
+def _write(path: Path, write) -> None:
+    """Run ``write()``; an OSError (a full disk) becomes an OutputError naming ``path``, the file being written."""
+    try:
+        write()
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 #: Side of the window of the scene on which the NHWC/NCHW timing and the parity check run, 10 m pixels.
@@ -487,12 +497,11 @@ def fit_and_export(
         sha, scene_name = "", scene_obj.name
     elif isinstance(scene, Scene):
         scene_obj = scene
-        sha = _sha256(scene.source) if scene.source is not None and Path(scene.source).is_file() else ""
+        sha = _scene_sha256(scene.source)
         scene_name = scene.name
     else:
-        scene_obj, scene_name = open_scene(Path(scene)), Path(scene).stem
-        identity = getattr(scene_obj, "identity", None)  # a band source knows its own (folders included)
-        sha = identity if isinstance(identity, str) and identity else _sha256(Path(scene))
+        scene_obj = open_scene(Path(scene))
+        sha, scene_name = _scene_sha256(Path(scene)), getattr(scene_obj, "name", Path(scene).stem)
     source = scene_source(scene_obj)
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
     has_reference = getattr(source, "reference", None) is not None
@@ -542,16 +551,18 @@ def fit_and_export(
     )
     phases["export"] = time.perf_counter() - clock  # the files' writing is added below
     summary = report_dict(result)
-    # Each file is written atomically; the ONNX model last, so a model file implies its report.
-    if write_keras:
-        with atomic_output(paths["keras"]) as tmp:
-            fit.model.save(tmp)
-    with atomic_output(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    with atomic_output(paths["markdown"]) as tmp:
-        tmp.write_text(render_markdown(summary))
-    with atomic_output(paths["onnx"]) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
+    # Every file goes to a temporary file first and all are renamed only once all are written (the
+    # ONNX model last, so a model file implies its report): a full disk leaves none of them behind.
+    with contextlib.ExitStack() as stack:
+        tmp_onnx = stack.enter_context(atomic_output(paths["onnx"]))
+        tmp_md = stack.enter_context(atomic_output(paths["markdown"]))
+        tmp_json = stack.enter_context(atomic_output(paths["json"]))
+        if write_keras:
+            tmp_keras = stack.enter_context(atomic_output(paths["keras"]))
+            _write(paths["keras"], lambda: fit.model.save(tmp_keras))
+        _write(paths["json"], lambda: tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
+        _write(paths["markdown"], lambda: tmp_md.write_text(render_markdown(summary)))
+        _write(paths["onnx"], lambda: tmp_onnx.write_bytes(proto.SerializeToString()))
     phases["export"] = time.perf_counter() - clock
     if not write_keras:
         result.paths.pop("keras")

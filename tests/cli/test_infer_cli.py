@@ -150,10 +150,10 @@ def test_scene_smaller_than_receptive_field(run_cli, tmp_path):
     assert not (tmp_path / "o.npz").exists()
 
 
-def _limit_file_size() -> None:
-    """In the child: files may not grow past 64 KiB, and exceeding it is an error (EFBIG), not a signal."""
+def _limit_file_size(limit: int = 64 * 1024) -> None:
+    """In the child: files may not grow past ``limit`` bytes; exceeding it is an error (EFBIG), not a signal."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".tif"])

@@ -117,6 +117,33 @@ def test_v5_grouped_layout(tmp_path):
     assert read_scene(tmp_path / "g.mat").shape == (8, 8)
 
 
+def test_dsen2_grouped_layout_as_published_in_both_file_versions(tmp_path):
+    """MATLAB holds im10 as H x W x 4 (HDF5 stores it as (4, W, H)); both v5 and v7.3 read the same bands."""
+    rng = np.random.default_rng(4)
+    im10 = rng.uniform(1, 100, (20, 14, 4))  # H x W x bands, non-square so a transposition would show
+    im20 = rng.uniform(1, 100, (10, 7, 6))
+    im60 = rng.uniform(1, 100, (4, 3, 2))  # 2 bands; H/6-ish sizes are not checked for 60 m bands
+    sio.savemat(tmp_path / "v5.mat", {"im10": im10, "im20": im20, "im60": im60})
+    _save_v73(tmp_path / "v73.mat", {"im10": im10, "im20": im20, "im60": im60})
+    with h5py.File(tmp_path / "v73.mat", "r") as h5:
+        assert h5["im10"].shape == (4, 14, 20)  # the HDF5 view: (bands, W, H)
+    for name in ("v5.mat", "v73.mat"):
+        scene = read_scene(tmp_path / name)
+        assert scene.shape == (20, 14)
+        np.testing.assert_allclose(scene.bands["B03"], im10[..., 1].astype(np.float32))
+        np.testing.assert_allclose(scene.bands["B11"], im20[..., 4].astype(np.float32))
+        np.testing.assert_allclose(scene.bands["B09"], im60[..., 1].astype(np.float32))
+
+
+def test_grouped_layout_with_an_ambiguous_band_axis_is_refused(tmp_path):
+    sio.savemat(tmp_path / "a.mat", {"im10": np.ones((4, 8, 4)), "im20": np.ones((2, 4, 6))})
+    with pytest.raises(SceneError, match=r"a\.mat: im10 is 4x8x4: ambiguous, .* store it as H x W x 4"):
+        read_scene(tmp_path / "a.mat")
+    sio.savemat(tmp_path / "b.mat", {"im10": np.ones((8, 4, 8)), "im20": np.ones((4, 6, 4))})
+    with pytest.raises(SceneError, match=r"b\.mat: im10 must be H x W x 4 \(or 4 x H x W\) .* got 8x4x8"):
+        read_scene(tmp_path / "b.mat")
+
+
 def test_unknown_layout(tmp_path):
     sio.savemat(tmp_path / "x.mat", {"foo": np.ones((3, 3))})
     with pytest.raises(SceneReadError, match=r"x\.mat: unknown MATLAB layout: .*found foo"):
@@ -137,7 +164,7 @@ def test_wrong_cell_count(tmp_path):
 
 def test_grouped_wrong_band_count(tmp_path):
     sio.savemat(tmp_path / "g.mat", {"im10": np.ones((4, 8, 8)), "im20": np.ones((5, 4, 4))})
-    with pytest.raises(SceneError, match=r"g\.mat: im20 must be \(6, H, W\) .* got 5x4x4"):
+    with pytest.raises(SceneError, match=r"g\.mat: im20 must be H x W x 6 \(or 6 x H x W\) .* got 5x4x4"):
         read_scene(tmp_path / "g.mat")
 
 

@@ -9,7 +9,15 @@ import pytest
 
 from ssc_edge.errors import OptionError
 from ssc_edge.runtime.sharpen import upsampled_window
-from ssc_edge.runtime.tiling import Tile, coarse_window, plan_tiles, stitch
+from ssc_edge.runtime.tiling import (
+    Tile,
+    _axis_spans,
+    axis_windows,
+    coarse_window,
+    plan_tiles,
+    redundancy,
+    stitch,
+)
 from ssc_edge.wald import upsample
 
 SHAPES = [(1, 1), (11, 11), (64, 64), (100, 37), (37, 100), (513, 512)]
@@ -38,16 +46,47 @@ def test_cores_cover_the_grid_exactly_once(shape, tile):
         if core.col + core.width < shape[1]:
             assert window.col + window.width - (core.col + core.width) >= halo
     assert np.all(count == 1)
-    assert window_shapes == {(min(tile, shape[0]), min(tile, shape[1]))}
+    assert len(window_shapes) == 1  # one shape: static-shape providers build one engine
+    ((height, width),) = window_shapes
+    assert height <= min(tile, shape[0]) and width <= min(tile, shape[1])
 
 
 def test_plan_is_row_major_and_edges_are_clipped_not_padded():
     plan = plan_tiles((30, 30), tile=16, halo=3)
     assert [p.core.row for p in plan] == sorted(p.core.row for p in plan)
-    assert plan[0].window == Tile(0, 0, 16, 16)
-    assert plan[0].core == Tile(0, 0, 13, 13)
-    assert plan[-1].window == Tile(14, 14, 16, 16)  # shifted back inside the scene
+    # 2 windows of 16 px would cover 2 x 16 - 2 x 3 = 26 < 30 px; 3 windows of ceil((30 + 12) / 3) = 14 px do
+    assert len(plan) == 9
+    assert plan[0].window == Tile(0, 0, 14, 14)
+    assert plan[0].core == Tile(0, 0, 11, 11)  # boundary midway in the overlap 8..14: between 11 and 11
+    assert plan[-1].window == Tile(16, 16, 14, 14)  # ends at the scene edge, inside it
     assert plan[-1].core.row + plan[-1].core.height == 30
+
+
+@pytest.mark.parametrize("halo", [0, 1, 3, 6, 9])
+def test_axis_plans_use_the_fewest_equal_windows(halo):
+    """Exhaustive over lengths and tile sizes: exact cover, halo kept, and no plan with one window fewer exists."""
+    for tile in range(2 * halo + 1, 2 * halo + 30):
+        for n in range(1, 200):
+            spans = _axis_spans(n, tile, halo)
+            k, size = axis_windows(n, tile, halo)
+            assert len(spans) == k and {stop - start for start, stop, _, _ in spans} == {size}
+            assert size <= min(tile, n)
+            assert spans[0][2] == 0 and spans[-1][3] == n and spans[0][0] == 0 and spans[-1][1] == n
+            for (_, stop, core_start, core_stop), nxt in itertools.zip_longest(spans, spans[1:]):
+                assert core_stop > core_start  # no empty core
+                if nxt is not None:
+                    assert nxt[2] == core_stop  # cores abut
+                    assert core_stop <= stop - halo and nxt[2] >= nxt[0] + halo
+            if k > 1:  # k - 1 windows of at most `tile` px cannot cover n
+                assert (k - 1) * tile - 2 * halo * (k - 2) < n
+
+
+@pytest.mark.parametrize(("side", "windows", "size", "share"), [(2048, 25, 420, 0.0514), (10980, 484, 511, 0.0483)])
+def test_redundant_network_work_is_under_ten_percent_at_the_default_tile(side, windows, size, share):
+    plan = plan_tiles((side, side), tile=512, halo=6)
+    assert len(plan) == windows and plan[0].window.shape == (size, size)
+    assert redundancy(plan, (side, side)) == pytest.approx(share, abs=5e-5)
+    assert redundancy(plan, (side, side)) < 0.10
 
 
 @pytest.mark.parametrize("tile", [0, 1, 10])
