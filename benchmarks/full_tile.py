@@ -225,6 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _evaluation_text(evaluation: dict) -> str:
+    sample = "a sample of windows" if evaluation.get("sampled") else "the whole grid"
+    return (
+        f"{evaluation.get('kind')}, {evaluation.get('pixels')} px scored ({sample}), "
+        f"second fit {evaluation.get('patches')} patches"
+    )
+
+
 def render(result: dict) -> str:
     """Markdown table of one run."""
     lines = [
@@ -242,7 +250,7 @@ def render(result: dict) -> str:
             f"| fit-and-export (total) | {fit['seconds']} | {fit['peak_rss_mib']} | exit {fit['exit_code']}; "
             f"{fit.get('patches')} patches of {fit.get('patch_candidates')} from {fit.get('patch_windows')} windows, "
             f"{fit.get('epochs')} epochs; mean SRE {fit.get('mean_sre')} dB (bicubic {fit.get('bicubic_mean_sre')}) "
-            f"[{fit.get('evaluation')}] |"
+            f"[{_evaluation_text(fit.get('evaluation') or {})}] |"
         )
         for phase in ("read", "fit", "evaluate", "export"):
             if phase in phases:
