@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"size": args.size, "wedge": args.wedge, "block": args.block, "note": args.note}
     result["command"] = ("python benchmarks/full_tile.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     result["machine"] = machine_info()
+    result["load_average_start"] = [round(v, 1) for v in os.getloadavg()]
     if not all((folder / f"T31TDH_20260101T000000_{b}.tif").is_file() for b in BANDS):
         result["generate_seconds"] = round(write_scene(folder, args.size, block=args.block, wedge=args.wedge), 1)
     print(json.dumps({"generate_seconds": result.get("generate_seconds", "reused")}), flush=True)
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         infer["fraction_of_bare"] = round(infer["megapixels_per_second"] / bare["megapixels_per_second"], 3)
         result["infer"] = infer
         print(json.dumps(infer), flush=True)
+    result["load_average_end"] = [round(v, 1) for v in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"full_tile_{label}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / f"full_tile_{label}.md").write_text(render(result))
@@ -238,7 +240,9 @@ def render(result: dict) -> str:
     lines = [
         f"# Full tile, {result['size']} x {result['size']} band folder (GeoTIFF)\n",
         f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores. {result['note']}\n",
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores. {result['note']} "
+        f"Load average (1, 5, 15 min) at start {result.get('load_average_start')}, "
+        f"at end {result.get('load_average_end')}.\n",
         "| phase | wall (s) | peak RSS (MiB) | notes |",
         "|---|---|---|---|",
         f"| generate (not timed as a user step) | {result.get('generate_seconds', 'reused')} | | |",

@@ -13,7 +13,9 @@ drawn uniformly from those free of no-data, and scored one scale down against th
 Scenes: ``coastal``, the full Coastal scene (``CoastalA_cell.mat``, 408 x 408: 121 patches two scales
 down); ``mosaic``, a 2048 x 2048 mosaic of four real scenes mirrored and tiled
 (``benchmarks/_mosaic.py``: 3,969 patches two scales down). Optimizer steps grow with the budget
-(epochs x budget / batch), as in ``fit-and-export``. The moving average of the weights is off
+(epochs x budget / batch), as in ``fit-and-export``; ``--steps N`` instead gives every budget the same
+number of steps (epochs = N / batches per epoch; an approximation when the scene has no-data), which
+separates what a smaller sample of patches loses from what fewer steps lose. The moving average of the weights is off
 (``ema 0``: the best epoch is kept) because an average with a 50-epoch horizon is not meaningful in
 the shortened fits that fit this benchmark on 2 shared cores.
 
@@ -45,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", nargs="+", default=["coastal", "mosaic"], choices=["coastal", "mosaic"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[32, 64, 128, 256, 512, 1024, 2048, 0])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="Instead of --epochs: the same number of optimizer steps for every budget (epochs = steps / batches).",
+    )
     parser.add_argument("--size", type=int, default=2048, help="Side of the mosaic, 10 m pixels.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from _mosaic import MosaicSource
 
+    from ssc_edge import sampling
     from ssc_edge.io import read_scene
     from ssc_edge.train.fit import FitConfig, _training_window_pair, fit_sampled, score_windows
     from ssc_edge.train.report import machine_info
@@ -64,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         for budget in args.budgets:
             if done_all:
                 break
-            config = FitConfig(epochs=args.epochs, ema=0, seed=args.seed, patch_budget=budget or 10**9)
+            epochs = args.epochs
+            if args.steps:  # batches per epoch follow from the patches the budget draws
+                offered = sampling.origin_grid(training_grid(source.shape, 2), patch=16, stride=8)
+                drawn = min(budget or 10**9, offered[0] * offered[1])
+                epochs = max(1, round(args.steps / -(-drawn // 64)))
+            config = FitConfig(epochs=epochs, ema=0, seed=args.seed, patch_budget=budget or 10**9)
             start = time.perf_counter()
             fit = fit_sampled(source, config, levels=2)
             fit_seconds = time.perf_counter() - start
@@ -80,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 "patches": fit.patches,
                 "candidates": fit.candidates,
                 "windows": fit.windows,
-                "epochs": args.epochs,
-                "steps": args.epochs * -(-fit.patches // config.batch_size),
+                "epochs": epochs,
+                "steps": epochs * -(-fit.patches // config.batch_size),
                 "mean_sre": round(model.mean_sre, 3),
                 "sam": round(model.sam, 4),
                 "bicubic_mean_sre": round(bicubic.mean_sre, 3),
