@@ -66,7 +66,15 @@ def fit_and_export_command(
             show_default=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation and patch order.")] = 0,
+    patches: Annotated[
+        int | None,
+        typer.Option(
+            help="Most training patches drawn from the scene (a uniform random sample of those free of no-data; "
+            "also bounds the report's second fit). Default: 512.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, patch order and patch sample.")] = 0,
     demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, 10 m pixels.")] = 256,
     keras_file: Annotated[bool, typer.Option("--keras/--no-keras", help="Also write the .keras model.")] = True,
     force: Force = False,
@@ -79,8 +87,10 @@ def fit_and_export_command(
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     from ..train import FitConfig, ModelConfig, fit_and_export
+    from ..train.fit import DEFAULT_PATCH_BUDGET
 
     config = FitConfig(
+        patch_budget=DEFAULT_PATCH_BUDGET if patches is None else patches,
         epochs=epochs,
         learning_rate=lr,
         lr_schedule=lr_schedule,
@@ -112,7 +122,8 @@ def fit_and_export_command(
     label = " (TRAINING-SET numbers)" if evaluation.training_set_numbers else ""
     echo(
         f"wrote {result.paths['onnx']} ({result.contract.layout}, halo {result.contract.halo} px), "
-        f"fit {result.fit.seconds:.1f} s, best epoch {result.fit.best_epoch}",
+        f"fit {result.fit.seconds:.1f} s on {result.fit.patches} of {result.fit.candidates} patches "
+        f"from {result.fit.windows} window(s), best epoch {result.fit.best_epoch}",
         quiet=False,
     )
     echo(

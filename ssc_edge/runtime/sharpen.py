@@ -12,7 +12,10 @@ equals whole-image inference bit for bit.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +191,9 @@ class Sharpener:
         of ``tile - 2 * halo`` pixels.
     batch : int
         Windows per network run. 1 keeps memory lowest on the CPU; GPUs gain from 4-16.
+    prefetch : int
+        Batches of windows read ahead by one I/O thread while the network runs (which also writes
+        the finished cores); 0 reads, runs and writes in turn in the calling thread.
     **session_options
         Passed to :func:`~ssc_edge.runtime.providers.make_session` (``fp16``, ``cache_dir``,
         ``optimization``, ``memory_pattern``: off by default here, which nearly halves peak memory).
@@ -197,6 +203,10 @@ class Sharpener:
     provider : str
         Short name of the provider that runs the model.
     contract : ModelContract
+    last_timings : dict of str to float
+        Of the last :meth:`sharpen_windows`, s: ``"read"`` (reading and building the inputs),
+        ``"network"``, ``"write"`` (handing over the cores) and ``"wall"``; read and write overlap
+        the network when ``prefetch`` > 0.
 
     Raises
     ------
@@ -217,6 +227,7 @@ class Sharpener:
         threads: int | None = None,
         tile: int = DEFAULT_TILE,
         batch: int = 1,
+        prefetch: int = 2,
         **session_options: Any,
     ) -> None:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
@@ -226,6 +237,8 @@ class Sharpener:
         check_tile_size(tile, self._model.contract.halo)
         self.tile = int(tile)
         self.batch = int(batch)
+        self.prefetch = int(prefetch)
+        self.last_timings: dict[str, float] = {}
         self._threads = threads
         self._session_options = session_options
         self._static: dict[tuple[int, int, int], LoadedModel] = {}
@@ -302,25 +315,79 @@ class Sharpener:
         -------
         int
             Number of tiles.
+
+        Notes
+        -----
+        With ``prefetch`` > 0, ``read_band`` and ``write_core`` run in one I/O thread (never at the
+        same time, in plan order), overlapped with the network in the calling thread.
         """
         contract = self.contract
         self.check_size(shape)
         plan = self.plan(shape) if tiles is None else tuple(tiles)
         scale = np.float32(contract.scale)
         total = len(plan)
-        for start in range(0, total, self.batch):
-            group = plan[start : start + self.batch]
+        groups = [plan[start : start + self.batch] for start in range(0, total, self.batch)]
+        timings = {"read": 0.0, "network": 0.0, "write": 0.0, "wall": 0.0}
+        self.last_timings = timings
+        started = time.perf_counter()
+
+        def build(group: Sequence[PlannedTile]) -> np.ndarray:
+            clock = time.perf_counter()
             inputs = np.stack([window_input(read_band, p.window, shape, contract) for p in group])
-            n = inputs.shape[0]
-            if self.provider in STATIC_SHAPE_PROVIDERS and n < self.batch:  # keep one shape: repeat the last window
-                inputs = np.concatenate([inputs, np.repeat(inputs[-1:], self.batch - n, axis=0)])
-            outputs = self._model_for(inputs.shape[:3]).run(inputs)[:n]
-            for planned, output in zip(group, outputs, strict=True):
-                core = output[planned.core.relative_to(planned.window).slices] * scale
-                if not np.all(np.isfinite(core)):
-                    raise ModelError(f"{self.model_path}: the model produced non-finite values in tile {planned.core}")
+            timings["read"] += time.perf_counter() - clock
+            return inputs
+
+        def write(group: Sequence[PlannedTile], cores: list[np.ndarray]) -> None:
+            clock = time.perf_counter()
+            for planned, core in zip(group, cores, strict=True):
                 write_core(planned.core, core)
-            report(progress, start + n, total, f"{self.provider}")
+            timings["write"] += time.perf_counter() - clock
+
+        # One I/O thread reads the next windows and writes the finished cores while the network runs:
+        # every call to read_band and write_core happens in that one thread, in plan order, so a
+        # source or writer that is not thread-safe sees one caller at a time.
+        depth = max(int(self.prefetch), 0)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssc-edge-io") as io:
+            pending: deque = deque()
+            ahead = deque(io.submit(build, g) for g in groups[:depth])
+            done = 0
+            for k, group in enumerate(groups):
+                inputs = ahead.popleft().result() if depth else build(group)
+                if depth and k + depth < len(groups):
+                    ahead.append(io.submit(build, groups[k + depth]))
+                n = inputs.shape[0]
+                if self.provider in STATIC_SHAPE_PROVIDERS and n < self.batch:  # one shape: repeat the last window
+                    inputs = np.concatenate([inputs, np.repeat(inputs[-1:], self.batch - n, axis=0)])
+                clock = time.perf_counter()
+                outputs = self._model_for(inputs.shape[:3]).run(inputs)[:n]
+                timings["network"] += time.perf_counter() - clock
+                cores = []
+                for planned, output in zip(group, outputs, strict=True):
+                    core = output[planned.core.relative_to(planned.window).slices] * scale
+                    if not np.all(np.isfinite(core)):
+                        raise ModelError(
+                            f"{self.model_path}: the model produced non-finite values in tile {planned.core}"
+                        )
+                    cores.append(core)
+                if depth:
+                    pending.append(io.submit(write, group, cores))
+                    while pending and (pending[0].done() or len(pending) > depth):  # bounded memory
+                        pending.popleft().result()  # raises a write error here
+                else:
+                    write(group, cores)
+                done += n
+                report(progress, done, total, f"{self.provider}")
+            while pending:
+                pending.popleft().result()
+        timings["wall"] = time.perf_counter() - started
+        logger.debug(
+            "%d tiles in %.1f s: network %.1f s, read and input %.1f s, write %.1f s (overlapped with the network)",
+            total,
+            timings["wall"],
+            timings["network"],
+            timings["read"],
+            timings["write"],
+        )
         return total
 
     def sharpen_array(

@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, wald
+from .. import __version__
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
 from ..progress import ProgressCallback
 from ..scene import Scene
-from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, training_data
+from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, fit_sampled, training_data
 from .model import receptive_halo
+from .windows import check_training_size, scene_source
 
 __all__ = [
     "OPSET",
@@ -339,6 +340,12 @@ class ExportResult:
         onnxruntime median run time per layout on the scene input, s.
     parity : float
         max |Keras - ONNX| / output range.
+    phases : dict of str to float
+        Wall time of each step, s: ``"read"`` (opening the scene), ``"fit"`` (drawing the patches and
+        training), ``"evaluate"`` (the report's scores, with its second fit when there is one) and
+        ``"export"`` (conversion, layout timing, parity check, writing).
+    sample_window : tuple of int
+        ``(row, col, height, width)`` of the fine-grid window the layout timing and the parity check ran on.
     """
 
     paths: dict[str, Path]
@@ -347,6 +354,8 @@ class ExportResult:
     contract: ModelContract
     layout_seconds: dict[str, float] = field(default_factory=dict)
     parity: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    sample_window: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 def output_paths(output: Path) -> dict[str, Path]:
@@ -378,6 +387,58 @@ def _write(path: Path, write) -> None:
         if isinstance(exc, OutputError):
             raise
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+#: Side of the window of the scene on which the NHWC/NCHW timing and the parity check run, 10 m pixels.
+SAMPLE_WINDOW = 256
+
+
+def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_WINDOW):
+    """One window of the full-scale network input, for the layout timing and the parity check.
+
+    The first ``side`` x ``side`` window (clipped to the scene) free of no-data, looking at the
+    scene's centre first, then along the runtime's tile grid.
+
+    Returns
+    -------
+    sample : (1, h, w, 10) float32 ndarray
+        Normalised DN (DN / ``scale``), the 20 m bands upsampled with ``upsampling``.
+    window : Tile
+    """
+    from ..bands import COARSE_BANDS, FINE_BANDS
+    from ..runtime.sharpen import upsampled_window
+    from ..runtime.tiling import Tile
+
+    height, width = source.shape
+    h, w = min(side, height), min(side, width)
+    centre = Tile((height - h) // 2 // 2 * 2, (width - w) // 2 // 2 * 2, h, w)
+    grid = [Tile(r, c, h, w) for r in range(0, height - h + 1, h) for c in range(0, width - w + 1, w)]
+    first = None
+    for window in [centre, *grid]:
+        up = upsampled_window(source.read, window, (height, width), COARSE_BANDS, method=upsampling)
+        fine = np.stack([np.asarray(source.read(b, window), np.float32) for b in FINE_BANDS], axis=-1)
+        stacked = np.concatenate([up, fine], axis=-1)
+        if first is None:
+            first = (stacked, window)
+        if np.all(stacked != 0):
+            first = (stacked, window)
+            break
+    stacked, window = first
+    return (stacked / np.float32(scale))[None], window
+
+
+def open_scene(path: Path):
+    """The scene at ``path`` for fitting: in memory for ``.mat``/``.npz`` (small, may carry a reference),
+    else a band source read window by window when the I/O layer offers one (``ssc_edge.io.sources``)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mat", ".npz"):
+        try:
+            from ..io.sources import open_band_source
+        except ImportError:
+            open_band_source = None
+        if open_band_source is not None:
+            return open_band_source(path)
+    return read_scene(path)
 
 
 def fit_and_export(
@@ -427,6 +488,8 @@ def fit_and_export(
     for key, path in paths.items():
         if key != "keras" or write_keras:
             check_output_path(path, force=force)
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
     if scene is None or isinstance(scene, int):
         from ..demo import demo_scene
 
@@ -437,15 +500,27 @@ def fit_and_export(
         sha = _scene_sha256(scene.source)
         scene_name = scene.name
     else:
-        scene_obj = read_scene(Path(scene))
-        sha, scene_name = _scene_sha256(Path(scene)), scene_obj.name
-    inputs, target = training_data(scene_obj, config)
-    if scene_obj.reference is None:
-        training_data(scene_obj, config, levels=2)  # the evaluation fit two scales down: fail now if too small
-    fit = fit_model(inputs, target, config, progress=progress)
+        scene_obj = open_scene(Path(scene))
+        sha, scene_name = _scene_sha256(Path(scene)), getattr(scene_obj, "name", Path(scene).stem)
+    source = scene_source(scene_obj)
+    where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
+    has_reference = getattr(source, "reference", None) is not None
+    check_training_size(source.shape, config.patch, levels=1, where=where)
+    if not has_reference:  # the evaluation fit two scales down: fail now if too small
+        check_training_size(source.shape, config.patch, levels=2, where=where)
+    phases["read"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    if config.protocol == "paper":
+        fit = fit_model(*training_data(scene_obj, config), config, progress=progress)
+    else:
+        fit = fit_sampled(source, config, progress=progress)
+    phases["fit"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     evaluation = evaluate_fit(scene_obj, fit, progress=progress)
+    phases["evaluate"] = time.perf_counter() - clock
+    clock = time.perf_counter()
 
-    sample = wald.full_scale_input(scene_obj, upsampling=config.upsampling)[None] / np.float32(fit.scale)
+    sample, sample_window = layout_sample(source, upsampling=config.upsampling, scale=fit.scale)
     protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
     timings = measure_layouts(protos, sample)
     # NCHW only when clearly faster: the two measured within noise of each other on this project's CPUs
@@ -464,7 +539,17 @@ def fit_and_export(
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    result = ExportResult(paths, fit, evaluation, contract, timings, parity)
+    result = ExportResult(
+        paths,
+        fit,
+        evaluation,
+        contract,
+        timings,
+        parity,
+        phases,
+        (sample_window.row, sample_window.col, sample_window.height, sample_window.width),
+    )
+    phases["export"] = time.perf_counter() - clock  # the files' writing is added below
     summary = report_dict(result)
     # Every file goes to a temporary file first and all are renamed only once all are written (the
     # ONNX model last, so a model file implies its report): a full disk leaves none of them behind.
@@ -478,6 +563,7 @@ def fit_and_export(
         _write(paths["json"], lambda: tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
         _write(paths["markdown"], lambda: tmp_md.write_text(render_markdown(summary)))
         _write(paths["onnx"], lambda: tmp_onnx.write_bytes(proto.SerializeToString()))
+    phases["export"] = time.perf_counter() - clock
     if not write_keras:
         result.paths.pop("keras")
     return result

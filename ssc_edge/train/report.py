@@ -48,6 +48,9 @@ def report_dict(result) -> dict[str, Any]:
             "best_loss": fit.best_loss,
             "final_loss": fit.history[-1],
             "patches": fit.patches,
+            "patch_candidates": fit.candidates,
+            "patch_windows": fit.windows,
+            "patch_budget": fit.config.patch_budget,
             "loss_history": fit.history,
             "image_loss_history": fit.image_history,
         },
@@ -58,7 +61,9 @@ def report_dict(result) -> dict[str, Any]:
             "parity_max_abs_diff_over_range": result.parity,
             "halo": contract.halo,
             "scale": contract.scale,
+            "sample_window": list(getattr(result, "sample_window", ())),
         },
+        "phases_seconds": {k: round(v, 2) for k, v in getattr(result, "phases", {}).items()},
         "machine": machine_info(),
         "versions": contract.versions,
     }
@@ -88,6 +93,40 @@ def quality_table(reports: dict[str, QualityReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sample_text(export: dict[str, Any]) -> str:
+    """The window the layout timing and the parity check ran on."""
+    window = export.get("sample_window") or []
+    if len(window) != 4:
+        return "the scene"
+    row, col, height, width = window
+    return f"the {height}x{width} window of the scene at row {row}, column {col}"
+
+
+def _patch_text(fit: dict[str, Any]) -> str:
+    """One sentence: how many training patches were drawn, of how many, from how many windows."""
+    budget = fit.get("patch_budget")
+    candidates = fit.get("patch_candidates", fit["patches"])
+    windows = fit.get("patch_windows", 1)
+    drawn = "all" if fit["patches"] >= candidates else "a uniform random sample"
+    return (
+        f"Patches: {fit['patches']} drawn ({drawn}) of {candidates} free of no-data, from {windows} "
+        f"window(s) of the scene; budget {budget}."
+    )
+
+
+def _evaluation_extent(evaluation: dict[str, Any]) -> str:
+    """Where the scores come from: the whole grid, or a sample of windows."""
+    pixels, windows = evaluation.get("pixels", 0), evaluation.get("windows", 1)
+    text = (
+        f"a random sample of {pixels} px in whole windows free of no-data ({windows} window(s) looked at)"
+        if evaluation.get("sampled")
+        else f"the whole image, {pixels} px, scored from {windows} window(s)"
+    )
+    if evaluation.get("kind") == "one-scale-down":
+        text += f"; the second fit drew {evaluation.get('patches', 0)} patches"
+    return text
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """Markdown rendering of :func:`report_dict`."""
     evaluation = summary["evaluation"]
@@ -103,7 +142,7 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 
 ## Reduced-resolution quality
 
-{summary["evaluation_description"]}.
+{summary["evaluation_description"]}; {_evaluation_extent(evaluation)}.
 {warning}
 {quality_table(reports).rstrip()}
 
@@ -117,11 +156,13 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 {config["learning_rate"]:g} | {config["batch_size"]} | {config["patch"]}/{config["stride"]} | \
 {config["degradation"]} | {config["precision"]} |
 
+{_patch_text(fit)}
+
 Architecture: `{config["model"]}`.
 
 ## Export
 
-Layout {export["layout"]} (onnxruntime, fastest of 5 interleaved runs on the scene, s: \
+Layout {export["layout"]} (onnxruntime, fastest of 5 interleaved runs on {_sample_text(export)}, s: \
 {", ".join(f"{k} {v:.4f}" for k, v in export["onnxruntime_seconds_per_layout"].items())}); halo {export["halo"]} px; \
 scale {export["scale"]:.1f} DN; parity max |Keras - ONNX| / range = {export["parity_max_abs_diff_over_range"]:.1e}.
 
