@@ -27,8 +27,9 @@ from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError
 from ..io import atomic_output, check_output_path, read_scene
 from ..progress import ProgressCallback
+from ..registration import estimate_scene_registration
 from ..scene import Scene
-from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, training_data
+from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, pair_model_for, training_data
 from .model import receptive_halo
 
 __all__ = [
@@ -304,8 +305,13 @@ def build_contract(
     layout: str,
     scene_sha256: str,
     scene_name: str,
+    registration: dict | None = None,
 ) -> ModelContract:
-    """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph)."""
+    """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph).
+
+    ``registration``: the scene's estimate and the training pair's model
+    (``{"estimate": RegistrationEstimate.to_dict(), "pair_model": PairModel.to_dict()}``), if any.
+    """
     config = fit.config
     training = {k: v for k, v in config.to_dict().items() if k != "model"}
     training.update(best_epoch=fit.best_epoch, patches=fit.patches, fit_seconds=round(fit.seconds, 2))
@@ -321,6 +327,7 @@ def build_contract(
         scene_name=scene_name,
         metrics=evaluation.to_dict(),
         versions=_versions(),
+        registration=registration or {},
     )
 
 
@@ -428,11 +435,17 @@ def fit_and_export(
         scene_name = scene.name
     else:
         scene_obj, sha, scene_name = read_scene(Path(scene)), _sha256(Path(scene)), Path(scene).stem
-    inputs, target = training_data(scene_obj, config)
-    if scene_obj.reference is None:
-        training_data(scene_obj, config, levels=2)  # the evaluation fit two scales down: fail now if too small
+    estimate = None
+    if config.protocol == "heldout" and "auto" in (config.degradation, config.registration):
+        estimate = estimate_scene_registration(scene_obj)
+        for line in estimate.lines():
+            logger.info("registration: %s", line)
+    pair = pair_model_for(scene_obj, config, estimate=estimate)
+    inputs, target = training_data(scene_obj, config, pair=pair)
+    if scene_obj.reference is None:  # the evaluation fit two scales down: fail now if too small
+        training_data(scene_obj, config, levels=2, pair=pair)
     fit = fit_model(inputs, target, config, progress=progress)
-    evaluation = evaluate_fit(scene_obj, fit, progress=progress)
+    evaluation = evaluate_fit(scene_obj, fit, progress=progress, pair=pair)
 
     sample = wald.full_scale_input(scene_obj, upsampling=config.upsampling)[None] / np.float32(fit.scale)
     protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
@@ -449,7 +462,14 @@ def fit_and_export(
     )
     proto = protos[layout]
     parity = check_parity(fit.model, proto, sample, layout=layout)
-    contract = build_contract(fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name)
+    registration = {}
+    if estimate is not None:
+        registration["estimate"] = estimate.to_dict()
+    if pair is not None:
+        registration["pair_model"] = pair.to_dict()
+    contract = build_contract(
+        fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name, registration=registration
+    )
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

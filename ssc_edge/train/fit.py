@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import wald
+from .. import registration, wald
 from ..bands import COARSE_BANDS
 from ..errors import OptionError, SceneError
 from ..metrics import QualityReport, quality_report
@@ -49,6 +49,7 @@ __all__ = [
     "extract_patches",
     "fit_model",
     "minimum_scene_size",
+    "pair_model_for",
     "predict",
     "resolve_precision",
     "training_data",
@@ -57,6 +58,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("heldout", "paper")
+DEGRADATIONS = ("auto", *wald.DEGRADATION_METHODS)
+REGISTRATIONS = ("auto", "none")
 LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINTS = ("auto", "patch-loss", "image-loss")
 #: Per-epoch decay of the weight average that protocol ``heldout`` keeps by default (see ``FitConfig.ema``).
@@ -84,10 +87,15 @@ class FitConfig:
         Distance between patch origins, pixels (8).
     protocol : {"heldout", "paper"}
         See the module docstring.
-    degradation : {"bicubic", "mtf"}
-        How ``heldout`` simulates the coarser sensor (:func:`ssc_edge.wald.degrade`). Default
-        ``"bicubic"`` by measurement: on the Reykjavik RR scene (made with MATLAB ``imresize``)
-        ``"mtf"`` training over-sharpens and scores about 5 dB lower (see benchmarks/).
+    degradation : {"auto", "bicubic", "mtf"}
+        How ``heldout`` simulates the coarser sensor. ``"auto"`` (default): the kernel estimated from
+        the scene itself (:func:`ssc_edge.registration.estimate_registration`: the relative blur of
+        its 20 m bands to its 10 m bands); ``"bicubic"``: MATLAB ``imresize``, with which the shipped
+        RR files were made; ``"mtf"``: the nominal MTF Gaussians (:func:`ssc_edge.wald.degrade`).
+    registration : {"auto", "none"}
+        ``"auto"`` (default): the training pair keeps the estimated offset of the scene's 20 m grid
+        against its 10 m grid (:func:`ssc_edge.wald.training_pair` ``model``); ``"none"``: the nominal
+        grid. With ``"none"`` and a named degradation the pair is the one of earlier versions.
     upsampling : {"bicubic", "spline"}
         How the 20 m bands are brought to the fine grid, in training and at inference.
     seed : int
@@ -130,7 +138,8 @@ class FitConfig:
     patch: int = 16
     stride: int = 8
     protocol: str = "heldout"
-    degradation: str = "bicubic"
+    degradation: str = "auto"
+    registration: str = "auto"
     upsampling: str = "bicubic"
     seed: int = 0
     precision: str = "auto"
@@ -155,8 +164,10 @@ class FitConfig:
             raise OptionError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.protocol not in PROTOCOLS:
             raise OptionError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        if self.degradation not in wald.DEGRADATION_METHODS:
-            raise OptionError(f"degradation must be one of {wald.DEGRADATION_METHODS}, got {self.degradation!r}")
+        if self.degradation not in DEGRADATIONS:
+            raise OptionError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
+        if self.registration not in REGISTRATIONS:
+            raise OptionError(f"registration must be one of {REGISTRATIONS}, got {self.registration!r}")
         if self.upsampling not in wald.UPSAMPLING_METHODS:
             raise OptionError(f"upsampling must be one of {wald.UPSAMPLING_METHODS}, got {self.upsampling!r}")
         if self.precision not in ("auto", *PRECISIONS):
@@ -277,7 +288,26 @@ def extract_patches(image: np.ndarray, *, size: int, stride: int) -> np.ndarray:
     return np.ascontiguousarray(windows.transpose(0, 1, 3, 4, 2).reshape(-1, size, size, image.shape[2]))
 
 
-def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def pair_model_for(
+    scene: Scene, config: FitConfig, *, estimate: registration.RegistrationEstimate | None = None
+) -> wald.PairModel | None:
+    """The training pair's :class:`~ssc_edge.wald.PairModel` for ``scene`` under ``config``, made once per scene.
+
+    ``None`` when the pair needs none (protocol ``paper``; a named degradation with registration
+    ``none``: the nominal pair). Otherwise the registration is estimated on the scene's central crop
+    (:func:`ssc_edge.registration.estimate_scene_registration`, bounded) unless ``estimate`` is given;
+    pass the result to :func:`training_data` for the whole scene or for each window of it.
+    """
+    if config.protocol == "paper" or (config.degradation != "auto" and config.registration == "none"):
+        return None
+    if estimate is None:
+        estimate = registration.estimate_scene_registration(scene)
+    return registration.pair_model(estimate, degradation=config.degradation, registration=config.registration)
+
+
+def training_data(
+    scene: Scene, config: FitConfig, *, levels: int = 1, pair: wald.PairModel | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The (inputs, target) images of a protocol, DN.
 
     Returns
@@ -285,8 +315,9 @@ def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[
     inputs : (h, w, 10) float32 ndarray
     target : (h, w, 6) float32 ndarray
 
-    ``heldout`` reads only the scene's bands, ``levels`` scales down; ``paper`` reads the RR
-    cells and ``scene.reference`` (``levels`` must be 1).
+    ``heldout`` reads only the scene's bands, ``levels`` scales down, with ``pair`` (else
+    :func:`pair_model_for` of the scene); ``paper`` reads the RR cells and ``scene.reference``
+    (``levels`` must be 1).
     """
     where = f"{scene.source}: " if scene.source is not None else ""
     if config.protocol == "paper":
@@ -301,8 +332,12 @@ def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[
             f"{where}scene of {scene.shape[0]}x{scene.shape[1]} px is too small: training {levels} scale(s) down "
             f"with {config.patch}x{config.patch} patches needs at least {minimum}x{minimum} px"
         )
-    pair = wald.training_pair(scene, degradation=config.degradation, upsampling=config.upsampling, levels=levels)
-    return pair.inputs, pair.target
+    if pair is None:
+        pair = pair_model_for(scene, config)
+    images = wald.training_pair(
+        scene, degradation=config.degradation, upsampling=config.upsampling, levels=levels, model=pair
+    )
+    return images.inputs, images.target
 
 
 def _epoch_function(model, optimizer, inputs, target, batch_size: int, jit_compile: bool, augment: bool = False):
@@ -486,13 +521,15 @@ def evaluate_fit(
     fit: FitResult,
     *,
     progress: ProgressCallback | None = None,
+    pair: wald.PairModel | None = None,
 ) -> Evaluation:
     """Score a fit at reduced resolution, against bicubic upsampling of the same input.
 
     With a reference (RR file, demo scene): ``fit.model`` sharpens the scene's own bands and is
     compared with ``scene.reference``. Without one: a second model is fitted with
     ``fit.config`` two scales down and scored one scale down against the observed 20 m bands
-    (this second fit is what ``progress`` reports).
+    (this second fit is what ``progress`` reports), with the training pair's ``pair``
+    (:func:`pair_model_for`).
     """
     config = fit.config
     if scene.reference is not None:
@@ -502,10 +539,12 @@ def evaluate_fit(
     else:
         if config.protocol == "paper":
             raise OptionError("protocol 'paper' needs a scene with a reference")
-        train_in, train_target = training_data(scene, config, levels=2)
+        if pair is None:
+            pair = pair_model_for(scene, config)
+        train_in, train_target = training_data(scene, config, levels=2, pair=pair)
         second = fit_model(train_in, train_target, config, progress=progress)
-        pair = wald.training_pair(scene, degradation=config.degradation, upsampling=config.upsampling, levels=1)
-        inputs, reference, model, scale = pair.inputs, pair.target, second.model, second.scale
+        inputs, reference = training_data(scene, config, levels=1, pair=pair)
+        model, scale = second.model, second.scale
         kind, extra = "one-scale-down", second.seconds
     estimate = predict(model, inputs, scale)
     upsampled = inputs[..., : len(COARSE_BANDS)]  # the baseline: the 20 m bands upsampled as the model sees them
