@@ -222,10 +222,8 @@ class _Gram:
         self.samples = rows.size * cols.size
         blocks = []
         for p in range(fine.shape[2]):
-            block = np.empty((self.samples, _TAPS.size**2))
-            for a, u in enumerate(_TAPS):
-                for b, v in enumerate(_TAPS):
-                    block[:, a * _TAPS.size + b] = fine[np.ix_(2 * rows + u, 2 * cols + v, [p])].ravel()
+            windows = np.lib.stride_tricks.sliding_window_view(fine[..., p], (_TAPS.size, _TAPS.size))
+            block = windows[np.ix_(2 * rows + _TAPS[0], 2 * cols + _TAPS[0])].reshape(self.samples, -1)
             blocks.append(block - block.mean(axis=0))
         design = np.concatenate(blocks, axis=1)
         self.gram = design.T @ design
@@ -233,32 +231,46 @@ class _Gram:
         target = target - target.mean(axis=0)
         self.cross = design.T @ target  # (4 * 100, bands)
         self.energy = np.sum(target**2, axis=0)
-
-    def residual(self, band: int, predictors: Sequence[int], kernel: np.ndarray) -> float:
-        """Relative RMS residual of ``band`` regressed on its predictors through ``kernel`` (100,)."""
+        flat = [COARSE_BANDS[b] for b in range(target.shape[1]) if not self.energy[b] > 0]
         n = _TAPS.size**2
-        idx = [slice(p * n, (p + 1) * n) for p in predictors]
-        a = np.array([[kernel @ self.gram[i, j] @ kernel for j in idx] for i in idx])
-        b = np.array([kernel @ self.cross[i, band] for i in idx])
-        explained = float(b @ np.linalg.lstsq(a, b, rcond=1e-12)[0])
-        return float(np.sqrt(max(self.energy[band] - explained, 0.0) / self.energy[band]))
+        flat += [FINE_BANDS[p] for p in range(fine.shape[2]) if not self.gram[p * n : (p + 1) * n].any()]
+        if flat:
+            raise SceneError(f"band(s) {', '.join(flat)} constant: cannot estimate the band registration")
+
+    def problem(self, band: int, predictors: Sequence[int]) -> tuple[np.ndarray, np.ndarray, float]:
+        """The Gram block (nP, 100, nP, 100), cross moments (nP, 100) and energy of ``band`` on its predictors."""
+        n = _TAPS.size**2
+        cols = np.concatenate([np.arange(p * n, (p + 1) * n) for p in predictors])
+        k = len(predictors)
+        gram = self.gram[np.ix_(cols, cols)].reshape(k, n, k, n)
+        return gram, self.cross[cols, band].reshape(k, n), float(self.energy[band])
+
+
+def _residual(problem: tuple[np.ndarray, np.ndarray, float], kernel: np.ndarray) -> float:
+    """Relative RMS residual of a band regressed on its predictors, each blurred by ``kernel`` (100,)."""
+    gram, cross, energy = problem
+    a = np.tensordot(gram @ kernel, kernel, axes=([1], [0]))  # (nP, nP): kernel' G_pq kernel
+    b = cross @ kernel
+    explained = float(b @ np.linalg.lstsq(a, b, rcond=1e-12)[0])
+    return float(np.sqrt(max(energy - explained, 0.0) / energy))
 
 
 def _fit_family(gram: _Gram, band: int, predictors: Sequence[int], kind: str) -> tuple[float, float, float, float]:
     """Best (residual, sigma, row offset, col offset) of a kernel family for one band."""
+    problem = gram.problem(band, predictors)
 
     def cost(theta: np.ndarray) -> float:
-        sigma, dr, dc = (theta if kind == "gaussian" else (1.0, *theta)) if len(theta) else (1.0, 0.0, 0.0)
+        sigma, dr, dc = theta if kind == "gaussian" else (1.0, *theta)
         if not _SIGMA_RANGE[0] <= sigma <= _SIGMA_RANGE[1] or max(abs(dr), abs(dc)) > _OFFSET_LIMIT:
             return 10.0
         kernel = np.outer(_kernel_1d(kind, sigma, dr), _kernel_1d(kind, sigma, dc)).ravel()
-        return gram.residual(band, predictors, kernel)
+        return _residual(problem, kernel)
 
-    offsets = np.arange(-1.0, 1.01, 0.25)
-    sigmas = (0.5, 0.8, 1.1, 1.5) if kind == "gaussian" else (None,)
+    offsets = np.arange(-1.0, 1.01, 0.5)
+    sigmas = (0.7, 1.2) if kind == "gaussian" else (None,)
     grid = [np.array([dr, dc] if s is None else [s, dr, dc]) for s in sigmas for dr in offsets for dc in offsets]
     start = min(grid, key=cost)
-    result = optimize.minimize(cost, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-7})
+    result = optimize.minimize(cost, start, method="Nelder-Mead", options={"xatol": 2e-3, "fatol": 1e-6})
     theta = result.x
     sigma, dr, dc = theta if kind == "gaussian" else (0.0, *theta)
     return float(result.fun), float(sigma), float(dr), float(dc)
