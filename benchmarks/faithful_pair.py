@@ -17,10 +17,10 @@ nominal place (``s`` in {0, +-1, +-2}: ``d`` in {0, -+0.5, -+1}). The reference 
 band truly is.
 
 ``--estimate`` runs :func:`ssc_edge.registration.estimate_registration` on every case; ``--fit``
-fits SSC-CNN three times on ``FIT_CASES``: the default (``degradation auto``, ``registration
-auto``), the earlier default (``bicubic``, no registration) and a fit told the truth (the
-simulation's kernels and offset as its :class:`ssc_edge.wald.PairModel`), all scored on the
-RR reference. Writes ``faithful_pair.{json,md}`` with the machine and the exact command.
+fits SSC-CNN on ``FIT_CASES``: the default (``degradation auto``, ``registration auto``) and a fit
+told the truth (the simulation's kernels and offset as its :class:`ssc_edge.wald.PairModel`), with
+``--baseline`` also the earlier default (``bicubic``, no registration), all scored on the RR
+reference. Writes ``faithful_pair.{json,md}`` with the machine and the exact command.
 """
 
 from __future__ import annotations
@@ -45,11 +45,9 @@ FIT_CASES = (
     ("coastal", "imresize", (1, 1)),
     ("coastal", "mtf-nominal", (0, 0)),
     ("coastal", "mtf-0.2", (-2, 0)),
-    ("coastal", "mtf-0.6", (0, 2)),
     ("real", "imresize", (-1, 1)),
     ("real", "mtf-nominal", (2, -1)),
     ("real", "mtf-0.4", (0, 0)),
-    ("real", "mtf-0.3", (1, -2)),
 )
 _MARGIN = 4  # source 10 m pixels kept free around the crop for the shifts
 
@@ -139,7 +137,7 @@ def estimate_rows(scenes: dict) -> list[dict]:
     return rows
 
 
-def fit_rows(scenes: dict, epochs: int, seed: int) -> list[dict]:
+def fit_rows(scenes: dict, epochs: int, seed: int, baseline: bool) -> list[dict]:
     from ssc_edge.train.fit import FitConfig, evaluate_fit, fit_model, pair_model_for, training_data
 
     rows = []
@@ -147,11 +145,9 @@ def fit_rows(scenes: dict, epochs: int, seed: int) -> list[dict]:
         rr, truth = simulate(scenes[name], kind, shift)
         row = {"scene": name, "kernel": kind, "shift_source_px": list(shift), "truth_offset": list(truth.offset)}
         base = FitConfig(epochs=epochs, seed=seed)
-        runs = {
-            "default": (base, pair_model_for(rr, base)),
-            "bicubic-none": (replace(base, degradation="bicubic", registration="none"), None),
-            "truth": (base, truth),
-        }
+        runs = {"default": (base, pair_model_for(rr, base)), "truth": (base, truth)}
+        if baseline:
+            runs["bicubic-none"] = (replace(base, degradation="bicubic", registration="none"), None)
         for label, (config, pair) in runs.items():
             inputs, target = training_data(rr, config, pair=pair)
             fit = fit_model(inputs, target, config)
@@ -192,7 +188,7 @@ def _markdown(result: dict) -> str:
             t = r["truth_offset"]
             lines.append(
                 f"| {r['scene']} | {r['kernel']} | {t[0]:+.1f}, {t[1]:+.1f} | {r['default']:.2f} | "
-                f"{r['bicubic-none']:.2f} | {r['truth']:.2f} | {r['default_minus_truth']:+.2f} |"
+                f"{r.get('bicubic-none', float('nan')):.2f} | {r['truth']:.2f} | {r['default_minus_truth']:+.2f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -203,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="default vs told-the-truth fits on FIT_CASES")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", action="store_true", help="also fit the earlier default (bicubic, none)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "faithful_pair")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
@@ -219,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.estimate:
         result["estimates"] = estimate_rows(scenes)
     if args.fit:
-        result["fits"] = fit_rows(scenes, args.epochs, args.seed)
+        result["fits"] = fit_rows(scenes, args.epochs, args.seed, args.baseline)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "faithful_pair.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "faithful_pair.md").write_text(_markdown(result))

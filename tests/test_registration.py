@@ -9,6 +9,8 @@ the shipped Coastal cells on the nominal grid.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,14 @@ def test_bad_input_messages():
         registration.estimate_registration(fine[:16, :16], coarse[:8, :8])
     with pytest.raises(SceneError, match=r"band\(s\) B05, B06, B07, B8A, B11, B12, B02, B03, B04, B08 constant"):
         registration.estimate_registration(fine, coarse)
+
+
+@pytest.mark.real_data
+def test_info_prints_the_estimates(run_cli, shared_data):
+    done = run_cli("info", "--json", shared_data / "reykjavik_cell_RR.mat")
+    assert done.returncode == 0, done.stderr
+    estimate = json.loads(done.stdout)["registration"]
+    assert np.allclose(estimate["offset"], (-0.5, -0.5), atol=0.1)
+    assert [b["band"] for b in estimate["bands"]] == list(COARSE_BANDS)
+    text = run_cli("info", shared_data / "coastalA_cell_RR.mat").stdout
+    assert "registration of the 20 m bands" in text and "scene: offset of the 20 m grid" in text
