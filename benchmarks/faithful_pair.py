@@ -137,7 +137,7 @@ def estimate_rows(scenes: dict) -> list[dict]:
     return rows
 
 
-def fit_rows(scenes: dict, epochs: int, seed: int, baseline: bool) -> list[dict]:
+def fit_rows(scenes: dict, epochs: int, seed: int, baseline: bool, done=None) -> list[dict]:
     from ssc_edge.train.fit import FitConfig, evaluate_fit, fit_model, pair_model_for, training_data
 
     rows = []
@@ -158,6 +158,8 @@ def fit_rows(scenes: dict, epochs: int, seed: int, baseline: bool) -> list[dict]
             print(f"{name} {kind} {shift} {label}: {sre:.2f} dB ({fit.seconds:.0f} s)", flush=True)
         row["default_minus_truth"] = round(row["default"] - row["truth"], 3)
         rows.append(row)
+        if done is not None:  # write what is measured so far
+            done(rows)
     return rows
 
 
@@ -215,11 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.estimate:
         result["estimates"] = estimate_rows(scenes)
-    if args.fit:
-        result["fits"] = fit_rows(scenes, args.epochs, args.seed, args.baseline)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "faithful_pair.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "faithful_pair.md").write_text(_markdown(result))
+
+    def write(fits: list[dict] | None = None) -> None:
+        if fits is not None:
+            result["fits"] = fits
+        (args.out / "faithful_pair.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / "faithful_pair.md").write_text(_markdown(result))
+
+    if args.fit:
+        fit_rows(scenes, args.epochs, args.seed, args.baseline, done=write)
+    write()
     print(_markdown(result))
     return 0
 

@@ -159,3 +159,24 @@ def test_info_prints_the_estimates(run_cli, shared_data):
     assert [b["band"] for b in estimate["bands"]] == list(COARSE_BANDS)
     text = run_cli("info", shared_data / "coastalA_cell_RR.mat").stdout
     assert "registration of the 20 m bands" in text and "scene: offset of the 20 m grid" in text
+
+
+@pytest.mark.real_data
+def test_fit_config_chooses_the_pair(shared_data):
+    from ssc_edge.train.fit import FitConfig, pair_model_for, training_data
+
+    scene = read_scene(shared_data / "reykjavik_cell_RR.mat")
+    assert FitConfig().degradation == "auto" and FitConfig().registration == "auto"
+    assert pair_model_for(scene, FitConfig(protocol="paper")) is None
+    assert pair_model_for(scene, FitConfig(degradation="bicubic", registration="none")) is None
+    auto = pair_model_for(scene, FitConfig())
+    assert np.allclose(auto.offset, (-0.5, -0.5), atol=0.1) and auto.fine[0].kind == "bicubic"
+    nominal = pair_model_for(scene, FitConfig(degradation="mtf", registration="none"), estimate=None)
+    assert nominal is None
+    shifted = pair_model_for(scene, FitConfig(degradation="mtf"))
+    assert shifted.coarse == wald.PairModel.nominal("mtf").coarse and shifted.offset == auto.offset
+    inputs, target = training_data(scene, FitConfig(), pair=auto)
+    expected = wald.training_pair(scene, model=auto)
+    assert np.array_equal(inputs, expected.inputs) and np.array_equal(target, expected.target)
+    with pytest.raises(OptionError, match=r"registration must be one of \('auto', 'none'\), got 'on'"):
+        FitConfig(registration="on")
