@@ -420,14 +420,15 @@ class PairModel:
         return cls(fine=fine, coarse=coarse, offset=offset)  # type: ignore[arg-type]
 
 
-def pair_margin(model: PairModel, *, levels: int = 1, upsampling: str = "bicubic") -> int:
+def pair_margin(model: PairModel | None = None, *, levels: int = 1, upsampling: str = "bicubic") -> int:
     """Fine-pixel margin that makes a window's training pair equal to the same crop of the whole pair.
 
     Cut the scene at fine rows/cols ``[r0 - m, r1 + m)`` (``m`` the returned margin, clipped where
     the scene ends), with ``r0`` and ``r1`` multiples of ``2 ** (levels + 1)``; build its
     :func:`training_pair` with ``model``; its pixels ``[m' , m' + (r1 - r0) / 2**levels)``, ``m'`` the
     clipped margin divided by ``2 ** levels``, equal the whole scene's pair at ``[r0, r1) / 2**levels``
-    exactly (bit for bit). Only ``upsampling="bicubic"`` has finite support.
+    exactly (bit for bit). Only ``upsampling="bicubic"`` has finite support. ``model=None`` (the
+    nominal pair of ``degradation="bicubic"`` or ``"mtf"``): the larger margin of the two.
 
     Returns
     -------
@@ -436,6 +437,8 @@ def pair_margin(model: PairModel, *, levels: int = 1, upsampling: str = "bicubic
     """
     if upsampling != "bicubic":
         raise OptionError(f"upsampling {upsampling!r} is not tile-exact; only 'bicubic' has a finite margin")
+    if model is None:
+        return max(pair_margin(PairModel.nominal(m), levels=levels) for m in DEGRADATION_METHODS)
     multiple = 2 ** (levels + 1)
     # per level, in that level's fine pixels: the fine kernel's reach, or 2 * (Keys upsampling 3 px + reach)
     per_level = max(model.reach() + 2, 2 * (3 + model.reach() + 1))

@@ -533,3 +533,21 @@ def test_pair_model_json_and_errors():
         wald.PairModel.from_dict({"fine": model.to_dict()["fine"], "coarse": {}})
     with pytest.raises(OptionError, match="upsampling 'spline' is not tile-exact"):
         wald.pair_margin(model, upsampling="spline")
+
+
+@pytest.mark.parametrize("degradation", ["mtf", "bicubic"])
+def test_pair_margin_of_the_nominal_pair(scene_256, degradation):
+    margin = wald.pair_margin()  # no model: the nominal pairs
+    whole = wald.training_pair(scene_256, degradation=degradation)
+    r0, r1 = 96, 160
+    cut = Scene(
+        bands={
+            b: a[(r0 - margin) // (1 if b in FINE_BANDS else 2) : (r1 + margin) // (1 if b in FINE_BANDS else 2)]
+            for b, a in scene_256.bands.items()
+            if b in FINE_BANDS + COARSE_BANDS
+        }
+    )
+    window = wald.training_pair(cut, degradation=degradation)
+    inner = slice(margin // 2, margin // 2 + (r1 - r0) // 2)
+    assert np.array_equal(window.inputs[inner], whole.inputs[r0 // 2 : r1 // 2])
+    assert np.array_equal(window.target[inner], whole.target[r0 // 2 : r1 // 2])
