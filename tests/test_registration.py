@@ -180,3 +180,18 @@ def test_fit_config_chooses_the_pair(shared_data):
     assert np.array_equal(inputs, expected.inputs) and np.array_equal(target, expected.target)
     with pytest.raises(OptionError, match=r"registration must be one of \('auto', 'none'\), got 'on'"):
         FitConfig(registration="on")
+
+
+def test_registration_travels_in_the_model_metadata():
+    from ssc_edge.contract import ModelContract
+
+    pair = wald.PairModel(
+        fine=wald.PairModel.nominal("bicubic").fine, coarse=wald.PairModel.nominal("bicubic").coarse, offset=(-0.5, 0)
+    )
+    contract = ModelContract(halo=6, scale=7000.0, registration={"pair_model": pair.to_dict()})
+    metadata = contract.to_metadata()
+    assert json.loads(metadata["ssc_edge.registration"])["pair_model"]["offset"] == [-0.5, 0.0]
+    back = ModelContract.from_metadata(metadata)
+    assert wald.PairModel.from_dict(back.registration["pair_model"]) == pair
+    del metadata["ssc_edge.registration"]  # a model of an earlier version
+    assert ModelContract.from_metadata(metadata).registration == {}
