@@ -39,7 +39,14 @@ def fit_and_export_command(
     protocol: Annotated[
         str, typer.Option(help="heldout (train one scale down) or paper (fit the RR reference: training-set numbers).")
     ] = "heldout",
-    degradation: Annotated[str, typer.Option(help="How heldout degrades the scene: bicubic or mtf.")] = "bicubic",
+    degradation: Annotated[
+        str,
+        typer.Option(help="How heldout degrades the scene: auto (kernel estimated from the scene), bicubic or mtf."),
+    ] = "auto",
+    registration: Annotated[
+        str,
+        typer.Option(help="auto: the training pair keeps the 20 m grid's offset estimated from the scene; none."),
+    ] = "auto",
     upsampling: Annotated[str, typer.Option(help="Upsampling of the 20 m bands: bicubic or spline.")] = "bicubic",
     residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Global residual (paper).")] = True,
     skip_kernel: Annotated[int, typer.Option(help="Skip convolution kernel: 1 or 3.")] = 1,
@@ -99,6 +106,7 @@ def fit_and_export_command(
         stride=stride,
         protocol=protocol,
         degradation=degradation,
+        registration=registration,
         upsampling=upsampling,
         seed=seed,
         precision=precision,

@@ -27,8 +27,9 @@ from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
 from ..progress import ProgressCallback
+from ..registration import estimate_scene_registration
 from ..scene import Scene
-from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, fit_sampled, training_data
+from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, fit_sampled, pair_model_for, training_data
 from .model import receptive_halo
 from .windows import check_training_size, scene_source
 
@@ -305,8 +306,13 @@ def build_contract(
     layout: str,
     scene_sha256: str,
     scene_name: str,
+    registration: dict | None = None,
 ) -> ModelContract:
-    """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph)."""
+    """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph).
+
+    ``registration``: the scene's estimate and the training pair's model
+    (``{"estimate": RegistrationEstimate.to_dict(), "pair_model": PairModel.to_dict()}``), if any.
+    """
     config = fit.config
     training = {k: v for k, v in config.to_dict().items() if k != "model"}
     training.update(best_epoch=fit.best_epoch, patches=fit.patches, fit_seconds=round(fit.seconds, 2))
@@ -322,6 +328,7 @@ def build_contract(
         scene_name=scene_name,
         metrics=evaluation.to_dict(),
         versions=_versions(),
+        registration=registration or {},
     )
 
 
@@ -510,13 +517,21 @@ def fit_and_export(
         check_training_size(source.shape, config.patch, levels=2, where=where)
     phases["read"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    estimate = None
+    if config.protocol == "heldout" and "auto" in (config.degradation, config.registration):
+        estimate = estimate_scene_registration(source)  # a bounded central crop, read through the source
+        for line in estimate.lines():
+            logger.info("registration: %s", line)
+    pair = pair_model_for(source, config, estimate=estimate)
+    phases["estimate"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     if config.protocol == "paper":
         fit = fit_model(*training_data(scene_obj, config), config, progress=progress)
     else:
-        fit = fit_sampled(source, config, progress=progress)
+        fit = fit_sampled(source, config, progress=progress, pair=pair)
     phases["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    evaluation = evaluate_fit(scene_obj, fit, progress=progress)
+    evaluation = evaluate_fit(scene_obj, fit, progress=progress, pair=pair)
     phases["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()
 
@@ -535,7 +550,14 @@ def fit_and_export(
     )
     proto = protos[layout]
     parity = check_parity(fit.model, proto, sample, layout=layout)
-    contract = build_contract(fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name)
+    registration = {}
+    if estimate is not None:
+        registration["estimate"] = estimate.to_dict()
+    if pair is not None:
+        registration["pair_model"] = pair.to_dict()
+    contract = build_contract(
+        fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name, registration=registration
+    )
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

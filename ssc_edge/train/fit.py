@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import wald
+from .. import registration, wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import OptionError, SceneError
 from ..metrics import QualityReport, quality_report
@@ -75,6 +75,7 @@ __all__ = [
     "extract_patches",
     "fit_model",
     "minimum_scene_size",
+    "pair_model_for",
     "predict",
     "resolve_precision",
     "training_data",
@@ -83,6 +84,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("heldout", "paper")
+DEGRADATIONS = ("auto", *wald.DEGRADATION_METHODS)
+REGISTRATIONS = ("auto", "none")
 LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINTS = ("auto", "patch-loss", "image-loss")
 #: Per-epoch decay of the weight average that protocol ``heldout`` keeps by default (see ``FitConfig.ema``).
@@ -110,10 +113,15 @@ class FitConfig:
         Distance between patch origins, pixels (8).
     protocol : {"heldout", "paper"}
         See the module docstring.
-    degradation : {"bicubic", "mtf"}
-        How ``heldout`` simulates the coarser sensor (:func:`ssc_edge.wald.degrade`). Default
-        ``"bicubic"`` by measurement: on the Reykjavik RR scene (made with MATLAB ``imresize``)
-        ``"mtf"`` training over-sharpens and scores about 5 dB lower (see benchmarks/).
+    degradation : {"auto", "bicubic", "mtf"}
+        How ``heldout`` simulates the coarser sensor. ``"auto"`` (default): the kernel estimated from
+        the scene itself (:func:`ssc_edge.registration.estimate_registration`: the relative blur of
+        its 20 m bands to its 10 m bands); ``"bicubic"``: MATLAB ``imresize``, with which the shipped
+        RR files were made; ``"mtf"``: the nominal MTF Gaussians (:func:`ssc_edge.wald.degrade`).
+    registration : {"auto", "none"}
+        ``"auto"`` (default): the training pair keeps the estimated offset of the scene's 20 m grid
+        against its 10 m grid (:func:`ssc_edge.wald.training_pair` ``model``); ``"none"``: the nominal
+        grid. With ``"none"`` and a named degradation the pair is the one of earlier versions.
     upsampling : {"bicubic", "spline"}
         How the 20 m bands are brought to the fine grid, in training and at inference.
     seed : int
@@ -161,7 +169,8 @@ class FitConfig:
     patch: int = 16
     stride: int = 8
     protocol: str = "heldout"
-    degradation: str = "bicubic"
+    degradation: str = "auto"
+    registration: str = "auto"
     upsampling: str = "bicubic"
     seed: int = 0
     precision: str = "auto"
@@ -187,8 +196,10 @@ class FitConfig:
             raise OptionError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.protocol not in PROTOCOLS:
             raise OptionError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        if self.degradation not in wald.DEGRADATION_METHODS:
-            raise OptionError(f"degradation must be one of {wald.DEGRADATION_METHODS}, got {self.degradation!r}")
+        if self.degradation not in DEGRADATIONS:
+            raise OptionError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
+        if self.registration not in REGISTRATIONS:
+            raise OptionError(f"registration must be one of {REGISTRATIONS}, got {self.registration!r}")
         if self.upsampling not in wald.UPSAMPLING_METHODS:
             raise OptionError(f"upsampling must be one of {wald.UPSAMPLING_METHODS}, got {self.upsampling!r}")
         if self.precision not in ("auto", *PRECISIONS):
@@ -314,7 +325,26 @@ def extract_patches(image: np.ndarray, *, size: int, stride: int) -> np.ndarray:
     return np.ascontiguousarray(windows.transpose(0, 1, 3, 4, 2).reshape(-1, size, size, image.shape[2]))
 
 
-def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def pair_model_for(
+    scene: Scene, config: FitConfig, *, estimate: registration.RegistrationEstimate | None = None
+) -> wald.PairModel | None:
+    """The training pair's :class:`~ssc_edge.wald.PairModel` for ``scene`` under ``config``, made once per scene.
+
+    ``None`` when the pair needs none (protocol ``paper``; a named degradation with registration
+    ``none``: the nominal pair). Otherwise the registration is estimated on the scene's central crop
+    (:func:`ssc_edge.registration.estimate_scene_registration`, bounded) unless ``estimate`` is given;
+    pass the result to :func:`training_data` for the whole scene or for each window of it.
+    """
+    if config.protocol == "paper" or (config.degradation != "auto" and config.registration == "none"):
+        return None
+    if estimate is None:
+        estimate = registration.estimate_scene_registration(scene)
+    return registration.pair_model(estimate, degradation=config.degradation, registration=config.registration)
+
+
+def training_data(
+    scene: Scene, config: FitConfig, *, levels: int = 1, pair: wald.PairModel | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The (inputs, target) images of a protocol, DN.
 
     Returns
@@ -322,8 +352,9 @@ def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[
     inputs : (h, w, 10) float32 ndarray
     target : (h, w, 6) float32 ndarray
 
-    ``heldout`` reads only the scene's bands, ``levels`` scales down; ``paper`` reads the RR
-    cells and ``scene.reference`` (``levels`` must be 1).
+    ``heldout`` reads only the scene's bands, ``levels`` scales down, with ``pair`` (else
+    :func:`pair_model_for` of the scene); ``paper`` reads the RR cells and ``scene.reference``
+    (``levels`` must be 1).
     """
     where = f"{scene.source}: " if scene.source is not None else ""
     if config.protocol == "paper":
@@ -338,8 +369,12 @@ def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[
             f"{where}scene of {scene.shape[0]}x{scene.shape[1]} px is too small: training {levels} scale(s) down "
             f"with {config.patch}x{config.patch} patches needs at least {minimum}x{minimum} px"
         )
-    pair = wald.training_pair(scene, degradation=config.degradation, upsampling=config.upsampling, levels=levels)
-    return pair.inputs, pair.target
+    if pair is None:
+        pair = pair_model_for(scene, config)
+    images = wald.training_pair(
+        scene, degradation=config.degradation, upsampling=config.upsampling, levels=levels, model=pair
+    )
+    return images.inputs, images.target
 
 
 def _epoch_function(model, optimizer, inputs, target, batch_size: int, jit_compile: bool, augment: bool = False):
@@ -527,6 +562,7 @@ def fit_sampled(
     levels: int = 1,
     progress: ProgressCallback | None = None,
     read_progress: ProgressCallback | None = None,
+    pair: wald.PairModel | None = None,
 ) -> FitResult:
     """Fit protocol ``heldout`` on a bounded sample of a scene's patches, read window by window.
 
@@ -540,11 +576,17 @@ def fit_sampled(
         Scales below the fine grid (2 for the report's evaluation fit).
     progress, read_progress : callable, optional
         Per epoch; per window read.
+    pair : wald.PairModel, optional
+        The training pair's kernels and offset (:func:`pair_model_for`); made from the scene when needed
+        and not given.
     """
     config = config or FitConfig()
     if config.protocol != "heldout":
         raise OptionError("a sampled fit trains protocol 'heldout'; protocol 'paper' fits the whole RR pair")
-    drawn = sample_patches(scene_source(source), config, levels=levels, progress=read_progress)
+    source = scene_source(source)
+    if pair is None:
+        pair = pair_model_for(source, config)
+    drawn = sample_patches(source, config, levels=levels, progress=read_progress, pair=pair)
     scale = np.float32(drawn.scale)
     x, y = drawn.inputs / scale, drawn.target / scale
     return fit_patches(x, y, drawn.scale, config, progress=progress, candidates=drawn.candidates, windows=drawn.windows)
@@ -637,18 +679,18 @@ def _scene_window_pair(scene: Scene, upsampling: str):
     return pair
 
 
-def _training_window_pair(source: Any, config: FitConfig, levels: int):
-    """``pair(tile) -> (inputs, target, nodata)`` of the Wald pair ``levels`` down, read window by window."""
+def _training_window_pair(source: Any, config: FitConfig, levels: int, *, pair: wald.PairModel | None = None):
+    """``pairs(tile) -> (inputs, target, nodata)`` of the Wald pair ``levels`` down, read window by window."""
 
-    def pair(tile):
-        got = window_pair(source, tile, config, levels=levels)
+    def pairs(tile):
+        got = window_pair(source, tile, config, levels=levels, pair=pair)
         if got is None:
             return None
         top, left = got.offset
         nodata = got.nodata[top : top + tile.height, left : left + tile.width]
         return got.inputs, got.target, nodata
 
-    return pair
+    return pairs
 
 
 def score_windows(
@@ -764,6 +806,7 @@ def evaluate_fit(
     *,
     progress: ProgressCallback | None = None,
     read_progress: ProgressCallback | None = None,
+    pair: wald.PairModel | None = None,
 ) -> Evaluation:
     """Score a fit at reduced resolution, against bicubic upsampling of the same input, window by window.
 
@@ -774,24 +817,27 @@ def evaluate_fit(
     observed 20 m bands (this second fit is what ``progress`` reports). The model runs on windows of
     :data:`EVALUATION_TILE` pixels overlapping by its halo (the runtime's tiling): the whole
     evaluation grid up to :data:`EVALUATION_PIXELS`, else a random sample of whole windows free of
-    no-data (:func:`score_windows`).
+    no-data (:func:`score_windows`),
+    with the training pair's ``pair`` (:func:`pair_model_for`).
     """
     config = fit.config
     reference = getattr(scene, "reference", None)
     if reference is not None:
-        pair = _scene_window_pair(scene, config.upsampling)
+        pairs = _scene_window_pair(scene, config.upsampling)
         grid, model, scale, extra, patches = scene.shape, fit.model, fit.scale, 0.0, 0
         kind = "paper-training-set" if config.protocol == "paper" else "rr-reference"
     else:
         if config.protocol == "paper":
             raise OptionError("protocol 'paper' needs a scene with a reference")
         source = scene_source(scene)
-        second = fit_sampled(source, config, levels=2, progress=progress, read_progress=read_progress)
-        pair = _training_window_pair(source, config, 1)
+        if pair is None:
+            pair = pair_model_for(source, config)
+        second = fit_sampled(source, config, levels=2, progress=progress, read_progress=read_progress, pair=pair)
+        pairs = _training_window_pair(source, config, 1, pair=pair)
         grid, model, scale = training_grid(source.shape, 1), second.model, second.scale
         kind, extra, patches = "one-scale-down", second.seconds, second.patches
     model_report, bicubic_report, windows, pixels, sampled = score_windows(
-        pair, grid, model, scale, seed=config.seed, progress=read_progress
+        pairs, grid, model, scale, seed=config.seed, progress=read_progress
     )
     return Evaluation(
         model=model_report,

@@ -29,6 +29,25 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": cpu, "cores": cores, "system": platform.platform(), "python": platform.python_version()}
 
 
+def _registration_text(registration: dict, config: dict) -> str:
+    """The markdown lines on the training pair's kernels and offset (empty for the nominal pair)."""
+    if not registration:
+        return ""
+    lines = [
+        f"\nTraining pair: degradation `{config.get('degradation')}`, registration `{config.get('registration')}`."
+    ]
+    estimate = registration.get("estimate")
+    if estimate:
+        from ..registration import RegistrationEstimate
+
+        table = RegistrationEstimate.from_dict(estimate).lines()
+        lines += ["Estimated from the scene (10 m pixels):", "```", *table, "```"]
+    pair = registration.get("pair_model")
+    if pair:
+        lines.append(f"Pair model: `{pair}`.")
+    return "\n".join(lines) + "\n"
+
+
 def report_dict(result) -> dict[str, Any]:
     """The JSON report of an :class:`~ssc_edge.train.export.ExportResult` (plain types only)."""
     fit, evaluation, contract = result.fit, result.evaluation, result.contract
@@ -55,6 +74,7 @@ def report_dict(result) -> dict[str, Any]:
             "image_loss_history": fit.image_history,
         },
         "config": fit.config.to_dict(),
+        "registration": contract.registration,
         "export": {
             "layout": contract.layout,
             "onnxruntime_seconds_per_layout": result.layout_seconds,
@@ -159,6 +179,7 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 {_patch_text(fit)}
 
 Architecture: `{config["model"]}`.
+{_registration_text(summary.get("registration") or {}, config)}
 
 ## Export
 

@@ -102,26 +102,20 @@ def check_training_size(shape: tuple[int, int], patch: int, *, levels: int, wher
         )
 
 
-def pair_margin(config: Any, levels: int) -> int:
+def pair_margin(config: Any, levels: int, pair: wald.PairModel | None = None) -> int:
     """Margin, pixels of the training grid ``levels`` scales down, that makes a window's pair exact.
 
-    The degradation (bicubic: 4 px of its input grid a side; MTF Gaussian: 4 sigma, under 6 px for
-    every band) is applied ``levels`` times to the 10 m and 20 m bands, and the degraded 20 m bands
-    are upsampled with Keys' cubic (2 px of their grid a side): together under 11 px of the training
-    grid for ``levels`` <= 2. 16 px leaves room for more. The cubic spline's prefilter is global; its
-    read margin (``runtime.sharpen.COARSE_MARGIN``: 32 px of the 20 m grid, 64 of the training grid)
-    makes it exact to float32. Even, so that windows stay aligned with every degraded grid.
-
-    This is the one place to swap for ``wald``'s own margin when the pair gains estimated blur.
+    :func:`ssc_edge.wald.pair_margin` (the reach of the pair's kernels, ``pair`` or the nominal ones,
+    applied ``levels`` times, plus Keys' cubic upsampling), converted to the training grid and made
+    even, so that windows stay aligned with every degraded grid. The cubic spline's prefilter is
+    global; its read margin (``runtime.sharpen.COARSE_MARGIN``: 32 px of the 20 m grid, 64 of the
+    training grid, on top of 16) makes it exact to float32.
     """
-    margin = getattr(wald, "pair_margin", None)
-    if callable(margin):  # issue 14: the pair code knows its own support
-        try:
-            value = int(margin(degradation=config.degradation, upsampling=config.upsampling, levels=levels))
-            return value + value % 2
-        except TypeError:
-            pass
-    return 16 + (64 if config.upsampling == "spline" else 0)
+    if config.upsampling != "bicubic":
+        return 16 + 64
+    fine = wald.pair_margin(pair, levels=levels, upsampling=config.upsampling)
+    margin = -(-fine // 2**levels)
+    return margin + margin % 2
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,9 @@ def training_grid(shape: tuple[int, int], levels: int) -> tuple[int, int]:
     return tuple((int(n) - int(n) % multiple) // 2**levels for n in shape)  # type: ignore[return-value]
 
 
-def window_pair(source: BandSource, region: Tile, config: Any, *, levels: int = 1) -> WindowPair | None:
+def window_pair(
+    source: BandSource, region: Tile, config: Any, *, levels: int = 1, pair: wald.PairModel | None = None
+) -> WindowPair | None:
     """The Wald training pair of ``region`` of the training grid, read from ``source`` with the pair's margin.
 
     Parameters
@@ -164,6 +160,9 @@ def window_pair(source: BandSource, region: Tile, config: Any, *, levels: int = 
         ``degradation`` and ``upsampling``.
     levels : int
         Scales below the fine grid.
+    pair : wald.PairModel, optional
+        The pair's kernels and offset (estimated once per scene); None: the nominal pair of
+        ``config.degradation``.
 
     Returns
     -------
@@ -172,7 +171,7 @@ def window_pair(source: BandSource, region: Tile, config: Any, *, levels: int = 
     """
     factor = 2**levels
     grid = training_grid(source.shape, levels)
-    margin = pair_margin(config, levels)
+    margin = pair_margin(config, levels, pair)
     r0, c0 = max(region.row - margin, 0), max(region.col - margin, 0)
     r0, c0 = r0 - r0 % 2, c0 - c0 % 2  # windows start on the 2 ** (levels + 1) fine-pixel grid of the pair
     r1 = min(region.row + region.height + margin, grid[0])
@@ -192,10 +191,12 @@ def window_pair(source: BandSource, region: Tile, config: Any, *, levels: int = 
     if nodata.all():
         return None
     window = Scene(bands=bands)
-    pair = wald.training_pair(window, degradation=config.degradation, upsampling=config.upsampling, levels=levels)
+    images = wald.training_pair(
+        window, degradation=config.degradation, upsampling=config.upsampling, levels=levels, model=pair
+    )
     top, left = region.row - r0, region.col - c0
     crop = (slice(top, top + region.height), slice(left, left + region.width))
-    return WindowPair(pair.inputs[crop], pair.target[crop], nodata, (top, left))
+    return WindowPair(images.inputs[crop], images.target[crop], nodata, (top, left))
 
 
 @dataclass
@@ -240,6 +241,7 @@ def sample_patches(
     budget: int | None = None,
     window: int = TRAINING_WINDOW,
     progress: ProgressCallback | None = None,
+    pair: wald.PairModel | None = None,
 ) -> PatchSample:
     """Draw at most ``budget`` valid training patches from a scene, reading it window by window.
 
@@ -256,6 +258,8 @@ def sample_patches(
         Side of the windows read, pixels of the training grid.
     progress : callable, optional
         ``progress(done, total, "windows ...")`` after every window.
+    pair : wald.PairModel, optional
+        See :func:`window_pair`.
 
     Returns
     -------
@@ -274,19 +278,19 @@ def sample_patches(
     grid = training_grid(source.shape, levels)
     n_rows, n_cols = sampling.origin_grid(grid, patch=patch, stride=stride)
     reservoir = sampling.PatchReservoir(sampling.patch_keys(n_rows * n_cols, seed=config.seed), budget)
-    nodata_margin = pair_margin(config, levels) // 2
+    nodata_margin = pair_margin(config, levels, pair) // 2
     blocks = list(sampling.origin_blocks(grid, patch=patch, stride=stride, window=window))
     scale = 0.0
     for k, block in enumerate(blocks, 1):
         region = Tile(*block.region)
-        pair = window_pair(source, region, config, levels=levels)
-        if pair is not None:
-            scale = max(scale, float(pair.target.max()))
+        got = window_pair(source, region, config, levels=levels, pair=pair)
+        if got is not None:
+            scale = max(scale, float(got.target.max()))
             rows = np.arange(*block.rows) * stride
             cols = np.arange(*block.cols) * stride
-            top, left = pair.offset
+            top, left = got.offset
             valid = sampling.valid_origins(
-                pair.nodata, rows - region.row + top, cols - region.col + left, patch=patch, margin=nodata_margin
+                got.nodata, rows - region.row + top, cols - region.col + left, patch=patch, margin=nodata_margin
             )
             ii, jj = np.nonzero(valid)
             index = (block.rows[0] + ii) * n_cols + (block.cols[0] + jj)
@@ -294,7 +298,7 @@ def sample_patches(
             if len(chosen):
                 pr = (chosen // n_cols) * stride - region.row
                 pc = (chosen % n_cols) * stride - region.col
-                reservoir.add(chosen, _patches(pair.inputs, pr, pc, patch), _patches(pair.target, pr, pc, patch))
+                reservoir.add(chosen, _patches(got.inputs, pr, pc, patch), _patches(got.target, pr, pc, patch))
         report(progress, k, len(blocks), f"windows, {min(reservoir.offered, budget)} patches")
     index, arrays = reservoir.result()
     if len(index) == 0:

@@ -55,7 +55,7 @@ class _NoReference:
     def __init__(self, scene: Scene) -> None:
         self._scene = scene
         self.shape, self.source, self.name = scene.shape, scene.source, scene.name
-        self.fine, self.coarse = scene.fine, scene.coarse
+        self.fine, self.coarse, self.bands = scene.fine, scene.coarse, scene.bands
 
     @property
     def reference(self):
