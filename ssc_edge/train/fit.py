@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import registration, wald
+from .. import wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import OptionError, SceneError
 from ..metrics import QualityReport, quality_report
@@ -49,6 +49,7 @@ from .windows import (
     PatchSample,
     minimum_side,
     pair_margin,
+    pair_model_for,
     sample_patches,
     scene_source,
     training_grid,
@@ -323,23 +324,6 @@ def extract_patches(image: np.ndarray, *, size: int, stride: int) -> np.ndarray:
         raise SceneError(f"a {height}x{width} training image is smaller than one {size}x{size} patch")
     windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))[::stride, ::stride]
     return np.ascontiguousarray(windows.transpose(0, 1, 3, 4, 2).reshape(-1, size, size, image.shape[2]))
-
-
-def pair_model_for(
-    scene: Scene, config: FitConfig, *, estimate: registration.RegistrationEstimate | None = None
-) -> wald.PairModel | None:
-    """The training pair's :class:`~ssc_edge.wald.PairModel` for ``scene`` under ``config``, made once per scene.
-
-    ``None`` when the pair needs none (protocol ``paper``; a named degradation with registration
-    ``none``: the nominal pair). Otherwise the registration is estimated on the scene's central crop
-    (:func:`ssc_edge.registration.estimate_scene_registration`, bounded) unless ``estimate`` is given;
-    pass the result to :func:`training_data` for the whole scene or for each window of it.
-    """
-    if config.protocol == "paper" or (config.degradation != "auto" and config.registration == "none"):
-        return None
-    if estimate is None:
-        estimate = registration.estimate_scene_registration(scene)
-    return registration.pair_model(estimate, degradation=config.degradation, registration=config.registration)
 
 
 def training_data(

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .. import sampling, wald
+from .. import registration, sampling, wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import SceneError
 from ..progress import ProgressCallback, report
@@ -37,6 +37,7 @@ __all__ = [
     "check_training_size",
     "minimum_side",
     "pair_margin",
+    "pair_model_for",
     "sample_patches",
     "scene_source",
     "window_pair",
@@ -116,6 +117,23 @@ def pair_margin(config: Any, levels: int, pair: wald.PairModel | None = None) ->
     fine = wald.pair_margin(pair, levels=levels, upsampling=config.upsampling)
     margin = -(-fine // 2**levels)
     return margin + margin % 2
+
+
+def pair_model_for(
+    scene: Any, config: Any, *, estimate: registration.RegistrationEstimate | None = None
+) -> wald.PairModel | None:
+    """The training pair's :class:`~ssc_edge.wald.PairModel` for ``scene`` under ``config``, made once per scene.
+
+    ``None`` when the pair needs none (protocol ``paper``; a named degradation with registration
+    ``none``: the nominal pair). Otherwise the registration is estimated on the scene's central crop
+    (:func:`ssc_edge.registration.estimate_scene_registration`, bounded) unless ``estimate`` is given;
+    pass the result to :func:`training_data` for the whole scene or for each window of it.
+    """
+    if config.protocol == "paper" or (config.degradation != "auto" and config.registration == "none"):
+        return None
+    if estimate is None:
+        estimate = registration.estimate_scene_registration(scene)
+    return registration.pair_model(estimate, degradation=config.degradation, registration=config.registration)
 
 
 @dataclass(frozen=True)
@@ -278,6 +296,7 @@ def sample_patches(
     grid = training_grid(source.shape, levels)
     n_rows, n_cols = sampling.origin_grid(grid, patch=patch, stride=stride)
     reservoir = sampling.PatchReservoir(sampling.patch_keys(n_rows * n_cols, seed=config.seed), budget)
+    pair = pair_model_for(source, config) if pair is None else pair
     nodata_margin = pair_margin(config, levels, pair) // 2
     blocks = list(sampling.origin_blocks(grid, patch=patch, stride=stride, window=window))
     scale = 0.0
