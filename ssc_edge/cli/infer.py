@@ -108,6 +108,14 @@ def infer_command(
             f"(bicubic: {bicubic['mean_sre']:.2f} dB, {bicubic['sam']:.3f} deg)",
             quiet=quiet,
         )
+    if result.full_resolution is not None:
+        fr = result.full_resolution
+        echo(
+            f"full resolution, no reference ({fr.degradation} degradation): consistency SRE "
+            f"{fr.consistency_mean_sre:.2f} dB, D_lambda(K) {fr.d_lambda_khan:.4f}, D_rho {fr.d_rho:.4f}, "
+            f"QNR {fr.qnr:.4f}",
+            quiet=quiet,
+        )
 
 
 def register(app: typer.Typer) -> None:

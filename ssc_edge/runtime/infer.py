@@ -74,6 +74,10 @@ class InferResult:
         When the scene carries a reference (an RR file, the synthetic demo scene): mean SRE (dB)
         and SAM (degrees) of the sharpened bands and of bicubic upsampling against it, as
         ``{"SSC-CNN": {"mean_sre": ..., "sam": ...}, "bicubic": {...}}``. None otherwise.
+    full_resolution : FullResolutionQuality or None
+        The no-reference indexes of the product (:mod:`ssc_edge.quality`), computed window by
+        window as it is written, with the model's degradation; None for scenes smaller than the
+        32-px windows or models whose outputs are not the six 20 m bands.
     """
 
     output: Path
@@ -85,6 +89,7 @@ class InferResult:
     streamed: bool
     quicklook: Path | None = None
     quality: dict | None = None
+    full_resolution: Any = None
 
 
 def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | None:
@@ -191,12 +196,20 @@ def sharpen_file(
     )
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
+    hook = _quality_hook(contract)
     was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_geotiff(Path(scene))
     if was_streamed:
         from .stream import sharpen_geotiff
 
         streamed = sharpen_geotiff(
-            sharpener, Path(scene), output, dtype=dtype, with_fine=with_fine, force=force, progress=progress
+            sharpener,
+            Path(scene),
+            output,
+            dtype=dtype,
+            with_fine=with_fine,
+            force=force,
+            progress=progress,
+            on_core=hook,
         )
         shape, tiles = streamed.shape, streamed.tiles
         quality = None
@@ -210,7 +223,7 @@ def sharpen_file(
             scene_value = demo_scene(size=demo_size)
         else:
             scene_value = read_scene(Path(scene))
-        sharpened = sharpener.sharpen(scene_value, progress=progress)
+        sharpened = sharpener.sharpen(scene_value, progress=progress, on_core=hook)
         shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
         product = sharpened
         if with_fine:
@@ -242,7 +255,18 @@ def sharpen_file(
         streamed=was_streamed,
         quicklook=quicklook,
         quality=quality,
+        full_resolution=hook.result() if hook is not None else None,
     )
+
+
+def _quality_hook(contract):
+    """The full-resolution quality hook for a model whose outputs are the six 20 m bands, with its degradation."""
+    if tuple(contract.output_bands) != COARSE_BANDS:
+        return None
+    from ..quality import QualityHook
+
+    training = contract.training if isinstance(contract.training, dict) else {}
+    return QualityHook(degradation=training.get("degradation", "mtf"))
 
 
 def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndarray, np.ndarray]:

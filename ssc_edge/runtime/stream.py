@@ -157,6 +157,7 @@ def sharpen_geotiff(
     force: bool = False,
     progress: ProgressCallback | None = None,
     gdal_cache_mb: int = 64,
+    on_core=None,
 ) -> StreamResult:
     """Sharpen a GeoTIFF scene into a GeoTIFF, reading and writing window by window.
 
@@ -178,6 +179,8 @@ def sharpen_geotiff(
         ``progress(done, total, message)`` per batch of tiles.
     gdal_cache_mb : int
         GDAL block cache while streaming, MiB (GDAL's default is 5 % of RAM).
+    on_core : callable, optional
+        ``on_core(core, values, read_band, shape)`` for each sharpened core (see ``Sharpener.sharpen``).
 
     Returns
     -------
@@ -265,6 +268,8 @@ def sharpen_geotiff(
                     writer = _StripWriter(out, shape, len(names), dtype, tile=sharpener.tile)
 
                     def write(core: Tile, values: np.ndarray) -> None:
+                        if on_core is not None:
+                            on_core(core, values, read, shape)
                         if not with_fine:
                             writer.add(core, values)
                             return
