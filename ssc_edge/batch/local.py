@@ -216,15 +216,46 @@ def worker_sharpener(config: BatchConfig):
     return _sharpener(str(config.model), config.provider, config.tile, _threads(config))
 
 
-def _consistency(image: np.ndarray, scene: Scene) -> dict[str, Any]:
-    """Signal to reconstruction error (dB) of the sharpened bands degraded back to 20 m (Wald's consistency)."""
-    from .. import wald
-    from ..metrics import signal_to_reconstruction_error
+def _model_degradation(model: Path, sharpen: Callable) -> str:
+    """The degradation a model was fitted with (its metadata), for the full-resolution indexes.
 
-    degraded = wald.degrade(image, ratio=2, method="mtf", mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])
-    sre = signal_to_reconstruction_error(scene.coarse(), degraded)
+    Taken from the sharpener's contract when ``sharpen`` is a :class:`Sharpener` method, else read from
+    the model file; ``"mtf"`` (the sensor model) when neither says.
+    """
+    from ..errors import ModelError
+    from ..runtime.bench import _read_contract
+
+    contract = getattr(getattr(sharpen, "__self__", None), "contract", None)
+    if contract is None:
+        try:
+            contract = _read_contract(Path(model))
+        except ModelError:
+            logger.debug("%s: no metadata to read the degradation from; using mtf", model)
+            return "mtf"
+    training = contract.training
+    return training.get("degradation", "mtf") if isinstance(training, dict) else "mtf"
+
+
+def _consistency(image: np.ndarray, scene: Scene, degradation: str = "mtf") -> dict[str, Any]:
+    """Wald's consistency SRE (dB, the sharpened bands degraded back to 20 m) and every no-reference index
+    of :mod:`ssc_edge.quality` (under ``full_resolution``), with the model's degradation."""
+    from ..errors import SceneError
+    from ..quality import full_resolution_quality
+
+    try:
+        quality = full_resolution_quality(image, scene.fine(), scene.coarse(), degradation=degradation)
+    except SceneError as exc:  # smaller than the quality windows: consistency SRE only
+        from .. import wald
+        from ..metrics import signal_to_reconstruction_error
+
+        gains = [MTF_NYQUIST[b] for b in COARSE_BANDS]
+        sre = signal_to_reconstruction_error(scene.coarse(), wald.degrade(image, method=degradation, mtf=gains))
+        return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
+                "mean_consistency_sre_db": float(np.mean(sre)), "full_resolution": None,
+                "full_resolution_skipped": str(exc)}  # fmt: skip
+    sre = quality.consistency_sre
     return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
-            "mean_consistency_sre_db": float(np.mean(sre))}  # fmt: skip
+            "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
 
 
 def _fit(scene: Scene, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
@@ -290,7 +321,7 @@ def process_scene(
         tick = time.perf_counter()
         image = sharpen(scene)
         seconds["sharpen"] = time.perf_counter() - tick
-        metrics.update(_consistency(image, scene))
+        metrics.update(_consistency(image, scene, _model_degradation(model, sharpen)))
         tick = time.perf_counter()
         write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype, force=True)
         seconds["write"] = time.perf_counter() - tick

@@ -410,7 +410,7 @@ def fit_and_export(
     ModelError
         The ONNX model disagrees with Keras beyond :data:`PARITY_TOLERANCE`.
     """
-    from .report import render_markdown, report_dict
+    from .report import full_resolution_summary, render_markdown, report_dict
 
     config = config or FitConfig()
     paths = output_paths(output)
@@ -455,6 +455,7 @@ def fit_and_export(
         entry.key, entry.value = key, value
     result = ExportResult(paths, fit, evaluation, contract, timings, parity)
     summary = report_dict(result)
+    summary["full_resolution"] = full_resolution_summary(scene_obj, fit)  # no-reference indexes, full scale
     # Each file is written atomically; the ONNX model last, so a model file implies its report.
     if write_keras:
         with atomic_output(paths["keras"]) as tmp:

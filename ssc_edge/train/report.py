@@ -8,7 +8,7 @@ from typing import Any
 
 from ..metrics import QualityReport
 
-__all__ = ["machine_info", "quality_table", "render_markdown", "report_dict"]
+__all__ = ["full_resolution_summary", "machine_info", "quality_table", "render_markdown", "report_dict"]
 
 _KIND_TEXT = {
     "rr-reference": "sharpened reduced-resolution bands against the reference (never seen in training)",
@@ -88,6 +88,51 @@ def quality_table(reports: dict[str, QualityReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def full_resolution_summary(scene, fit) -> dict[str, Any] | None:
+    """No-reference indexes (:mod:`ssc_edge.quality`) of the model's full-scale output and of bicubic.
+
+    The model sharpens the scene at its own scale (what ``infer`` would write) and both products are
+    scored against the scene's observed bands with the degradation the fit used. None when the scene is
+    smaller than the 32-px quality windows.
+    """
+    import numpy as np
+
+    from .. import wald
+    from ..errors import SceneError
+    from ..evaluation import bicubic_baseline
+    from ..quality import full_resolution_quality
+    from .fit import predict
+
+    inputs = wald.full_scale_input(scene, upsampling=fit.config.upsampling)
+    products = {"SSC-CNN": predict(fit.model, inputs, fit.scale), "bicubic": bicubic_baseline(scene)}
+    degradation = fit.config.degradation
+    try:
+        results = {
+            name: full_resolution_quality(np.asarray(p), scene.fine(), scene.coarse(), degradation=degradation)
+            for name, p in products.items()
+        }
+    except SceneError:
+        return None
+    return {"degradation": degradation, "results": {name: r.to_dict() for name, r in results.items()}}
+
+
+def _full_resolution_section(summary: dict[str, Any]) -> str:
+    from ..quality import FullResolutionQuality, format_full_resolution_table
+
+    section = summary.get("full_resolution")
+    if not section:
+        return ""
+    results = {name: FullResolutionQuality.from_dict(r) for name, r in section["results"].items()}
+    return f"""
+## Full-resolution quality (no reference)
+
+The model's output at the scene's own scale (what `infer` writes) against the observed bands, \
+{section["degradation"]} degradation (`ssc_edge.quality`: Wald consistency, Khan's D_lambda(K), QNR, HQNR, D_rho).
+
+{format_full_resolution_table(results)}
+"""
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """Markdown rendering of :func:`report_dict`."""
     evaluation = summary["evaluation"]
@@ -106,7 +151,7 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 {summary["evaluation_description"]}.
 {warning}
 {quality_table(reports).rstrip()}
-
+{_full_resolution_section(summary)}
 ## Fit
 
 | epochs | weights kept | best epoch | best loss | fit time (s) | patches | lr | batch | patch/stride | degradation \
