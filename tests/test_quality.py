@@ -199,7 +199,11 @@ def test_strips_and_tiles_equal_the_whole_image(shared_data):
     whole = full_resolution_quality(estimate, fine, coarse, strip=1024)
     assert len(QualityAccumulator(estimate.shape[:2], strip=1024).strips()) == 1
     strips = full_resolution_quality(estimate, fine, coarse, strip=64)
-    assert len(QualityAccumulator(estimate.shape[:2], strip=64).strips()) == 2  # 204 rows: 0-64, 64-204
+    assert [s[:2] for s in QualityAccumulator(estimate.shape[:2], strip=64).strips()] == [
+        (0, 64),
+        (64, 128),
+        (128, 204),
+    ]
     hook = QualityHook(degradation="bicubic")
     bands = dict(scene.bands)
 
@@ -212,7 +216,7 @@ def test_strips_and_tiles_equal_the_whole_image(shared_data):
     for other in (strips, tiled):
         for key, value in whole.to_dict().items():
             if isinstance(value, float):
-                assert getattr(other, key) == pytest.approx(value, rel=1e-9, abs=1e-12), key
+                assert getattr(other, key) == pytest.approx(value, rel=1e-8, abs=1e-12), key  # float rounding
             else:
                 assert getattr(other, key) == getattr(whole, key) or np.allclose(getattr(other, key), value), key
 
