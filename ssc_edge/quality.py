@@ -187,14 +187,17 @@ def _q2n_sums(reference: np.ndarray, estimate: np.ndarray, *, block: int, pad_ro
         pad = ((0, rows), (0, cols), (0, 0))
         reference, estimate = np.pad(reference, pad, mode="symmetric"), np.pad(estimate, pad, mode="symmetric")
     h, w, c = reference.shape
-    nr, nc = h // block, w // block
+    nc = w // block
+    total, count = 0.0, 0
+    for top in range(0, h - h % block, block):  # one row of blocks at a time: bounded temporaries
 
-    def blocks(x: np.ndarray) -> np.ndarray:
-        x = x[: nr * block].reshape(nr, block, nc, block, c).transpose(0, 2, 1, 3, 4)
-        return x.reshape(nr * nc, block * block, c)
+        def blocks(x: np.ndarray, top: int = top) -> np.ndarray:
+            x = x[top : top + block].reshape(block, nc, block, c).transpose(1, 0, 2, 3)
+            return x.reshape(nc, block * block, c)
 
-    values = _q2n_block_values(blocks(reference), blocks(estimate))
-    return float(values.sum()), int(values.size)
+        values = _q2n_block_values(blocks(reference), blocks(estimate))
+        total, count = total + float(values.sum()), count + int(values.size)
+    return total, count
 
 
 def q2n(reference: np.ndarray, estimate: np.ndarray, *, block: int = Q2N_BLOCK) -> float:
@@ -222,14 +225,15 @@ def q2n(reference: np.ndarray, estimate: np.ndarray, *, block: int = Q2N_BLOCK) 
 
 # -------------------------------------------------------------------------------- windowed moments
 def _window_sums(x: np.ndarray, size: int, row_start: int, rows: int) -> np.ndarray:
-    """Sums over ``size x size`` windows whose top-left pixel is in rows ``row_start .. +rows`` of (h, w[, C]) x."""
-    x = x[row_start : row_start + rows + size - 1]
-    c = np.cumsum(x, axis=0)
-    c = np.concatenate([np.zeros_like(c[:1]), c], axis=0)
-    x = c[size:] - c[:-size]
-    c = np.cumsum(x, axis=1)
-    c = np.concatenate([np.zeros_like(c[:, :1]), c], axis=1)
-    return c[:, size:] - c[:, :-size]
+    """Sums over ``size x size`` windows whose top-left pixel is in rows ``row_start .. +rows`` of (h, w[, C]) x.
+
+    Running sums along each axis (``scipy.ndimage.uniform_filter1d``); only windows inside ``x`` are kept.
+    """
+    x = np.asarray(x[row_start : row_start + rows + size - 1], dtype=np.float64)
+    lo = size // 2  # scipy centres the window of output i on [i - size // 2, i - size // 2 + size)
+    x = ndimage.uniform_filter1d(x, size, axis=0, mode="constant")[lo : lo + rows]
+    x = ndimage.uniform_filter1d(x, size, axis=1, mode="constant")[:, lo : lo + x.shape[1] - size + 1]
+    return x * (size * size)
 
 
 @dataclass
@@ -251,8 +255,11 @@ class _Moments:
 
     def statistics(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(mean, variance x n^2) maps of channel i."""
-        s1, s2 = self.s1[..., i], self.s2[..., i]
-        return s1 / self.n + self.offset[i], self.n * s2 - s1 * s1
+        cache = self.__dict__.setdefault("_cache", {})
+        if i not in cache:
+            s1, s2 = self.s1[..., i], self.s2[..., i]
+            cache[i] = (s1 / self.n + self.offset[i], self.n * s2 - s1 * s1)
+        return cache[i]
 
 
 def _cross(a: np.ndarray, b: np.ndarray, ma: _Moments, mb: _Moments, i: int, j: int, row_start: int, rows: int):
@@ -414,17 +421,17 @@ class QualityAccumulator:
         self._degrade = degradation_function(degradation)
         fine_method = fine_degradation or (degradation if isinstance(degradation, str) else "bicubic")
         self._degrade_fine = degradation_function(fine_method, bands=FINE_BANDS)
-        nb, nf = len(COARSE_BANDS), len(FINE_BANDS)
+        nb = len(COARSE_BANDS)
         self._pairs = [(i, j) for i in range(nb) for j in range(i + 1, nb)]
         z = np.zeros
         self._s = {
             "signal": z(nb), "error": z(nb), "ref_sum": z(nb), "pixels": 0.0, "sam": 0.0, "sam_n": 0.0,
             "q2n": 0.0, "q2n_n": 0.0, "khan": 0.0, "khan_n": 0.0,
             "dl_f": z(len(self._pairs)), "dl_f_n": 0.0, "dl_m": z(len(self._pairs)), "dl_m_n": 0.0,
-            "ds_f": z((nb, nf)), "ds_f_n": 0.0, "ds_m": z((nb, nf)), "ds_m_n": 0.0,
-            "rho": z((nb, nf)), "rho_n": 0.0,
+            "ds_f": z(nb), "ds_f_n": 0.0, "ds_m": z(nb), "ds_m_n": 0.0, "rho": z(nb), "rho_n": 0.0,
         }  # fmt: skip
-        self._match: list[tuple] = []  # per strip: n, means, centred sums of squares and products
+        self._match: dict[int, tuple] = {}  # per strip: n, means, centred sums of squares and products
+        self._matched: np.ndarray | None = None
         self._done: set[int] = set()
 
     def strips(self) -> list[tuple[int, int, int, int]]:
@@ -440,6 +447,22 @@ class QualityAccumulator:
         bounds = [*starts[1:], height]
         return [(r0, r1, max(0, r0 - MARGIN_TOP), min(height, r1 + MARGIN_BOTTOM))
                 for r0, r1 in zip(starts, bounds, strict=True)]  # fmt: skip
+
+    def add_match_strip(self, r0: int, fine: np.ndarray, coarse: np.ndarray) -> None:
+        """First pass, observed bands only: correlation moments of the 20 m bands and the degraded 10 m bands of
+        one strip (same arrays as :meth:`add_strip`), which choose the best-matching 10 m band of each 20 m band.
+        Every strip must pass here before the first :meth:`add_strip`."""
+        table = {t[0]: t for t in self.strips()}
+        if r0 not in table or self._matched is not None:
+            raise OptionError(f"row {r0} does not start a quality strip, or the band match is already chosen")
+        _, r1, a0, _ = table[r0]
+        fine_lr = np.asarray(self._degrade_fine(np.asarray(fine, dtype=np.float64)), dtype=np.float64)
+        o, n = (r0 - a0) // 2, (r1 - r0) // 2
+        m = np.asarray(coarse, dtype=np.float64)[o : o + n].reshape(-1, len(COARSE_BANDS))
+        p = fine_lr[o : o + n].reshape(-1, len(FINE_BANDS))
+        mm, pm = m.mean(axis=0), p.mean(axis=0)
+        dm, dp = m - mm, p - pm
+        self._match[r0] = (float(m.shape[0]), mm, pm, np.sum(dm**2, axis=0), np.sum(dp**2, axis=0), dm.T @ dp)
 
     def add_strip(self, r0: int, fused: np.ndarray, fine: np.ndarray, coarse: np.ndarray) -> None:
         """Score the strip starting at row ``r0`` (one of :meth:`strips`).
@@ -466,6 +489,11 @@ class QualityAccumulator:
             if np.shape(array) != expect[name]:
                 raise OptionError(f"{name} strip is {np.shape(array)}, expected {expect[name]}")
         fused, fine, coarse = (np.asarray(x, dtype=np.float64) for x in (fused, fine, coarse))
+        if self._matched is None:
+            missing = [t[0] for t in self.strips() if t[0] not in self._match]
+            if missing:
+                raise OptionError(f"add_match_strip was not called for the strips at rows {missing}")
+            self._matched = self._best_matches()
         self._done.add(r0)
         self._spectral(r0, r1, a0, a1, fused, coarse)
         self._spatial(r0, r1, a0, a1, fused, fine, coarse)
@@ -503,15 +531,9 @@ class QualityAccumulator:
     def _spatial(self, r0, r1, a0, a1, fused, fine, coarse) -> None:
         s = self._s
         height, width = self.shape
-        nb, nf = len(COARSE_BANDS), len(FINE_BANDS)
         fine_lr = np.asarray(self._degrade_fine(fine), dtype=np.float64)
-        # band matching: correlation moments of the observed 20 m bands and the degraded 10 m bands
-        o, n = (r0 - a0) // 2, (r1 - r0) // 2
-        m = coarse[o : o + n].reshape(-1, nb)
-        p = fine_lr[o : o + n].reshape(-1, nf)
-        mm, pm = m.mean(axis=0), p.mean(axis=0)
-        dm, dp = m - mm, p - pm
-        self._match.append((float(m.shape[0]), mm, pm, np.sum(dm**2, axis=0), np.sum(dp**2, axis=0), dm.T @ dp))
+        o = (r0 - a0) // 2
+        match = self._matched
         # full-resolution windows (S x S for Q, sigma x sigma for rho): anchors in rows r0:r1
         for size, key in ((QNR_BLOCK, "q"), (RATIO, "rho")):
             rows = max(0, min(r1, height - size + 1) - r0)
@@ -526,15 +548,14 @@ class QualityAccumulator:
                     cov = _cross(fused, fused, mf, mf, i, j, r0 - a0, rows)
                     s["dl_f"][k] += _q_map(mx, vx, my, vy, cov, mf.n).sum()
                 s["dl_f_n"] += count
-            for b in range(nb):
+            for b, f in enumerate(match):
                 mx, vx = mf.statistics(b)
-                for f in range(nf):
-                    my, vy = mp.statistics(f)
-                    cov = _cross(fused, fine, mf, mp, b, f, r0 - a0, rows)
-                    if key == "q":
-                        s["ds_f"][b, f] += _q_map(mx, vx, my, vy, cov, mf.n).sum()
-                    else:
-                        s["rho"][b, f] += _rho_map(mx, vx, my, vy, cov, mf.n).sum()
+                my, vy = mp.statistics(f)
+                cov = _cross(fused, fine, mf, mp, b, f, r0 - a0, rows)
+                if key == "q":
+                    s["ds_f"][b] += _q_map(mx, vx, my, vy, cov, mf.n).sum()
+                else:
+                    s["rho"][b] += _rho_map(mx, vx, my, vy, cov, mf.n).sum()
             s["ds_f_n" if key == "q" else "rho_n"] += count
         # 20 m windows (S/2): the observed bands among themselves and against the degraded 10 m bands
         size = QNR_BLOCK // RATIO
@@ -545,20 +566,20 @@ class QualityAccumulator:
                 mx, vx = mc.statistics(i)
                 my, vy = mc.statistics(j)
                 s["dl_m"][k] += _q_map(mx, vx, my, vy, _cross(coarse, coarse, mc, mc, i, j, o, rows), mc.n).sum()
-            for b in range(nb):
+            for b, f in enumerate(match):
                 mx, vx = mc.statistics(b)
-                for f in range(nf):
-                    my, vy = ml.statistics(f)
-                    cov = _cross(coarse, fine_lr, mc, ml, b, f, o, rows)
-                    s["ds_m"][b, f] += _q_map(mx, vx, my, vy, cov, mc.n).sum()
+                my, vy = ml.statistics(f)
+                cov = _cross(coarse, fine_lr, mc, ml, b, f, o, rows)
+                s["ds_m"][b] += _q_map(mx, vx, my, vy, cov, mc.n).sum()
             count = rows * (width // 2 - size + 1)
             s["dl_m_n"] += count
             s["ds_m_n"] += count
 
-    def _matched(self) -> np.ndarray:
+    def _best_matches(self) -> np.ndarray:
         """Index of the best-matching 10 m band per 20 m band (strips merged as in Chan et al. 1979)."""
-        n, mean_m, mean_p, var_m, var_p, cov = self._match[0]
-        for n2, mm2, pm2, vm2, vp2, cov2 in self._match[1:]:
+        parts = [self._match[r0] for r0 in sorted(self._match)]
+        n, mean_m, mean_p, var_m, var_p, cov = parts[0]
+        for n2, mm2, pm2, vm2, vp2, cov2 in parts[1:]:
             total = n + n2
             dm, dp = mm2 - mean_m, pm2 - mean_p
             w = n * n2 / total
@@ -587,10 +608,9 @@ class QualityAccumulator:
         q_f = s["dl_f"] / s["dl_f_n"]
         q_m = s["dl_m"] / s["dl_m_n"]
         d_lambda = float(np.mean(np.abs(q_f - q_m)))  # p = 1; each unordered pair counts for both orders
-        match = self._matched()
-        bands = np.arange(len(COARSE_BANDS))
-        d_s = float(np.mean(np.abs(s["ds_f"][bands, match] / s["ds_f_n"] - s["ds_m"][bands, match] / s["ds_m_n"])))
-        d_rho_bands = 1.0 - s["rho"][bands, match] / s["rho_n"]
+        match = self._matched
+        d_s = float(np.mean(np.abs(s["ds_f"] / s["ds_f_n"] - s["ds_m"] / s["ds_m_n"])))
+        d_rho_bands = 1.0 - s["rho"] / s["rho_n"]
         d_khan = 1.0 - s["khan"] / s["khan_n"]
         return FullResolutionQuality(
             band_names=COARSE_BANDS,
@@ -652,6 +672,8 @@ def full_resolution_quality(
     accumulator = QualityAccumulator(fused.shape[:2], degradation=degradation, fine_degradation=fine_degradation,
                                      strip=strip)  # fmt: skip
     for r0, _, a0, a1 in accumulator.strips():
+        accumulator.add_match_strip(r0, fine[a0:a1], coarse[a0 // 2 : a1 // 2])
+    for r0, _, a0, a1 in accumulator.strips():
         accumulator.add_strip(r0, fused[a0:a1], fine[a0:a1], coarse[a0 // 2 : a1 // 2])
     return accumulator.result()
 
@@ -659,8 +681,9 @@ def full_resolution_quality(
 class RowAssembler:
     """Feed a :class:`QualityAccumulator` from tiles that arrive in row-major order (the runtime's cores).
 
-    Keeps the sharpened rows of the current tile row and the rows the next strip's margins need:
-    memory grows with the scene width, not its area.
+    Reads the observed bands once first (strip by strip) to choose the best-matching 10 m bands, then keeps
+    the sharpened rows of the current tile row and the rows the next strip's margins need: memory grows with
+    the scene width, not its area.
 
     Parameters
     ----------
@@ -674,6 +697,8 @@ class RowAssembler:
         self.accumulator = accumulator
         self._read = read_band
         self._strips = accumulator.strips()
+        for r0, _, a0, a1 in self._strips:  # first pass over the observed bands: the band match
+            accumulator.add_match_strip(r0, *self._inputs(a0, a1))
         self._rows: dict[int, np.ndarray] = {}  # first row -> (h, W, 6) complete rows
         self._pending: dict[tuple[int, int], list] = {}  # (row, height) -> cores of an incomplete row span
         self._complete = 0  # rows 0:complete are known
@@ -699,17 +724,19 @@ class RowAssembler:
                 pieces.append(block[lo - start : hi - start])
         return np.concatenate(pieces, axis=0)
 
-    def _flush(self) -> None:
+    def _inputs(self, a0: int, a1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The 10 m bands of rows ``a0:a1`` and the 20 m bands of rows ``a0/2:a1/2``, DN."""
         from .runtime.tiling import Tile
 
         width = self.accumulator.shape[1]
+        fine = np.stack([self._read(b, Tile(a0, 0, a1 - a0, width)) for b in FINE_BANDS], axis=-1)
+        window = Tile(a0 // 2, 0, (a1 - a0) // 2, width // 2)
+        return fine, np.stack([self._read(b, window) for b in COARSE_BANDS], axis=-1)
+
+    def _flush(self) -> None:
         while self._strips and self._strips[0][3] <= self._complete:
             r0, _, a0, a1 = self._strips.pop(0)
-            fused = self._gather(a0, a1)
-            fine = np.stack([self._read(b, Tile(a0, 0, a1 - a0, width)) for b in FINE_BANDS], axis=-1)
-            window = Tile(a0 // 2, 0, (a1 - a0) // 2, width // 2)
-            coarse = np.stack([self._read(b, window) for b in COARSE_BANDS], axis=-1)
-            self.accumulator.add_strip(r0, fused, fine, coarse)
+            self.accumulator.add_strip(r0, self._gather(a0, a1), *self._inputs(a0, a1))
             keep_from = self._strips[0][2] if self._strips else self.accumulator.shape[0]
             for start in list(self._rows):
                 if start + self._rows[start].shape[0] <= keep_from:
