@@ -69,6 +69,13 @@ def infer_command(
         typer.Option(help="Also write a PNG: the result beside bicubic (needs Pillow).", show_default=False),
     ] = None,
     demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, pixels.")] = 256,
+    quality: Annotated[
+        bool,
+        typer.Option(
+            "--quality/--no-quality",
+            help="Compute the no-reference indexes (consistency SRE, D_lambda(K), D_rho, QNR) while writing.",
+        ),
+    ] = True,
     force: Force = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -92,6 +99,7 @@ def infer_command(
         force=force,
         demo_size=demo_size,
         progress=progress_for("tile", quiet=quiet),
+        full_resolution=quality,
     )
     echo(f"provider: {result.provider}", quiet=quiet)
     streamed = ", streamed" if result.streamed else ""

@@ -151,6 +151,7 @@ def sharpen_file(
     force: bool = False,
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
+    full_resolution: bool = True,
     **session_options: Any,
 ) -> InferResult:
     """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
@@ -177,6 +178,8 @@ def sharpen_file(
         Overwrite existing outputs.
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles.
+    full_resolution : bool
+        Compute the no-reference indexes (:mod:`ssc_edge.quality`) window by window while writing.
 
     Returns
     -------
@@ -196,7 +199,7 @@ def sharpen_file(
     )
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
-    hook = _quality_hook(contract)
+    hook = _quality_hook(contract) if full_resolution else None
     was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_geotiff(Path(scene))
     if was_streamed:
         from .stream import sharpen_geotiff

@@ -242,3 +242,9 @@ def test_full_resolution_summary_streamed_and_in_memory(run_cli, tmp_path, model
     expected = [whole.consistency_mean_sre, whole.d_lambda_khan, whole.d_rho, whole.qnr]
     for got, want, precision in zip(printed, expected, (0.006, 6e-5, 6e-5, 6e-5), strict=True):
         assert got == pytest.approx(want, abs=precision)  # to the printed digits
+
+
+def test_no_quality_skips_the_full_resolution_line(run_cli, tmp_path, model, shared_data):
+    result = run_cli("infer", model, shared_data / "coastalA_cell_RR.mat", "-o", tmp_path / "o.npz", "--no-quality")
+    assert result.returncode == 0, result.stderr
+    assert "full resolution" not in result.stdout and "against the scene's reference" in result.stdout
