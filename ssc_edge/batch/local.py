@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bands import COARSE_BANDS, MTF_NYQUIST
+from ..bands import COARSE_BANDS
 from ..errors import OptionError
 from ..io._atomic import atomic_output
 from ..io.results import RESULT_DTYPES
@@ -243,15 +243,45 @@ def scene_warning(job: SceneJob, config: BatchConfig) -> str | None:
     return scene_mismatch(contract, scene_identity(job.source), job.source, model=config.model)
 
 
-def _consistency(image: np.ndarray, scene: Scene) -> dict[str, Any]:
-    """Signal to reconstruction error (dB) of the sharpened bands degraded back to 20 m (Wald's consistency)."""
-    from .. import wald
-    from ..metrics import signal_to_reconstruction_error
+def _model_degradation(model: Path, sharpen: Callable) -> Any:
+    """The degradation a model was fitted with (its metadata), for the full-resolution indexes.
 
-    degraded = wald.degrade(image, ratio=2, method="mtf", mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])
-    sre = signal_to_reconstruction_error(scene.coarse(), degraded)
+    Taken from the sharpener's contract when ``sharpen`` is a :class:`Sharpener` method, else read from
+    the model file; ``"mtf"`` (the sensor model) when neither says.
+    """
+    from ..errors import ModelError
+    from ..quality import model_degradation
+    from ..runtime.bench import _read_contract
+
+    contract = getattr(getattr(sharpen, "__self__", None), "contract", None)
+    if contract is None:
+        try:
+            contract = _read_contract(Path(model))
+        except ModelError:
+            logger.debug("%s: no metadata to read the degradation from; using mtf", model)
+            return "mtf"
+    return model_degradation(contract.training, getattr(contract, "registration", None))
+
+
+def _consistency(image: np.ndarray, scene: Scene, degradation: Any = "mtf") -> dict[str, Any]:
+    """Wald's consistency SRE (dB, the sharpened bands degraded back to 20 m) and every no-reference index
+    of :mod:`ssc_edge.quality` (under ``full_resolution``), with the model's degradation."""
+    from ..errors import SceneError
+    from ..quality import full_resolution_quality
+
+    try:
+        quality = full_resolution_quality(image, scene.fine(), scene.coarse(), degradation=degradation)
+    except SceneError as exc:  # smaller than the quality windows: consistency SRE only
+        from ..metrics import signal_to_reconstruction_error
+        from ..quality import degradation_function
+
+        sre = signal_to_reconstruction_error(scene.coarse(), degradation_function(degradation)(image))
+        return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
+                "mean_consistency_sre_db": float(np.mean(sre)), "full_resolution": None,
+                "full_resolution_skipped": str(exc)}  # fmt: skip
+    sre = quality.consistency_sre
     return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
-            "mean_consistency_sre_db": float(np.mean(sre))}  # fmt: skip
+            "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
 
 
 def _fit(scene: Scene, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
@@ -320,7 +350,7 @@ def process_scene(
         tick = time.perf_counter()
         image = sharpen(scene)
         seconds["sharpen"] = time.perf_counter() - tick
-        metrics.update(_consistency(image, scene))
+        metrics.update(_consistency(image, scene, _model_degradation(model, sharpen)))
         tick = time.perf_counter()
         write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype, force=True)
         seconds["write"] = time.perf_counter() - tick

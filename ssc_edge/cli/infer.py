@@ -69,6 +69,13 @@ def infer_command(
         typer.Option(help="Also write a PNG: the result beside bicubic (needs Pillow).", show_default=False),
     ] = None,
     demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, pixels.")] = 256,
+    quality: Annotated[
+        bool,
+        typer.Option(
+            "--quality/--no-quality",
+            help="Compute the no-reference indexes (consistency SRE, D_lambda(K), D_rho, QNR) while writing.",
+        ),
+    ] = True,
     force: Force = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -92,6 +99,7 @@ def infer_command(
         force=force,
         demo_size=demo_size,
         progress=progress_for("tile", quiet=quiet),
+        full_resolution=quality,
     )
     echo(f"provider: {result.provider}", quiet=quiet)
     streamed = ", streamed" if result.streamed else ""
@@ -106,6 +114,14 @@ def infer_command(
         echo(
             f"against the scene's reference: mean SRE {ours['mean_sre']:.2f} dB, SAM {ours['sam']:.3f} deg "
             f"(bicubic: {bicubic['mean_sre']:.2f} dB, {bicubic['sam']:.3f} deg)",
+            quiet=quiet,
+        )
+    if result.full_resolution is not None:
+        fr = result.full_resolution
+        echo(
+            f"full resolution, no reference ({fr.degradation} degradation): consistency SRE "
+            f"{fr.consistency_mean_sre:.2f} dB, D_lambda(K) {fr.d_lambda_khan:.4f}, D_rho {fr.d_rho:.4f}, "
+            f"QNR {fr.qnr:.4f}",
             quiet=quiet,
         )
 

@@ -73,6 +73,10 @@ class InferResult:
         When the scene carries a reference (an RR file, the synthetic demo scene): mean SRE (dB)
         and SAM (degrees) of the sharpened bands and of bicubic upsampling against it, as
         ``{"SSC-CNN": {"mean_sre": ..., "sam": ...}, "bicubic": {...}}``. None otherwise.
+    full_resolution : FullResolutionQuality or None
+        The no-reference indexes of the product (:mod:`ssc_edge.quality`), computed window by
+        window as it is written, with the model's degradation; None for scenes smaller than the
+        32-px windows or models whose outputs are not the six 20 m bands.
     """
 
     output: Path
@@ -84,6 +88,7 @@ class InferResult:
     streamed: bool
     quicklook: Path | None = None
     quality: dict | None = None
+    full_resolution: Any = None
 
 
 def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | None:
@@ -179,6 +184,7 @@ def sharpen_file(
     force: bool = False,
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
+    full_resolution: bool = True,
     **session_options: Any,
 ) -> InferResult:
     """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
@@ -205,6 +211,8 @@ def sharpen_file(
         Overwrite existing outputs.
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles.
+    full_resolution : bool
+        Compute the no-reference indexes (:mod:`ssc_edge.quality`) window by window while writing.
 
     Returns
     -------
@@ -224,6 +232,7 @@ def sharpen_file(
     )
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
+    hook = _quality_hook(contract) if full_resolution else None
 
     def warn_if_another_scene(*_: object) -> None:
         """Once the scene passed its checks: the one warning line when the model was fitted on another scene."""
@@ -245,7 +254,7 @@ def sharpen_file(
         with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), open_band_source(Path(scene)) as source:
             streamed = sharpen_stream(
                 sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress,
-                on_checked=warn_if_another_scene,
+                on_checked=warn_if_another_scene, on_core=hook,
             )  # fmt: skip
             shape, tiles = streamed.shape, streamed.tiles
             quality = None
@@ -261,7 +270,7 @@ def sharpen_file(
             scene_value = read_scene(Path(scene))
         check_scene_bands(scene_value.bands, scene_value.shape, contract, source=scene or scene_value.name)
         warn_if_another_scene()
-        sharpened = sharpener.sharpen(scene_value, progress=progress)
+        sharpened = sharpener.sharpen(scene_value, progress=progress, on_core=hook)
         shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
         product = sharpened
         if with_fine:
@@ -293,7 +302,17 @@ def sharpen_file(
         streamed=was_streamed,
         quicklook=quicklook,
         quality=quality,
+        full_resolution=hook.result() if hook is not None else None,
     )
+
+
+def _quality_hook(contract):
+    """The full-resolution quality hook for a model whose outputs are the six 20 m bands, with its degradation."""
+    if tuple(contract.output_bands) != COARSE_BANDS:
+        return None
+    from ..quality import QualityHook, model_degradation
+
+    return QualityHook(degradation=model_degradation(contract.training, contract.registration))
 
 
 def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndarray, np.ndarray]:

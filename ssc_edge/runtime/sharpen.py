@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 BandReader = Callable[[str, Tile], np.ndarray]
 #: Receives one core of the result: ``write(core, values)``, ``values`` (h, w, C_out) float32 DN.
 CoreWriter = Callable[[Tile, np.ndarray], None]
+#: ``on_core(core, values, read_band, shape)``: observes each sharpened core (quality accumulators).
+CoreHook = Callable[[Tile, np.ndarray, BandReader, tuple[int, int]], None]
 
 #: Coarse pixels read beyond a window on each side, per upsampling method. Keys cubic has a
 #: support of 2 coarse pixels (exact); the cubic B-spline's prefilter is global but decays as
@@ -432,8 +434,13 @@ class Sharpener:
         bands.update({b: coarse[..., i] for i, b in enumerate(COARSE_BANDS)})
         return self._sharpen_bands(bands, fine.shape[:2], progress=progress, source="input")
 
-    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None) -> np.ndarray:
+    def sharpen(
+        self, scene: Scene, *, progress: ProgressCallback | None = None, on_core: CoreHook | None = None
+    ) -> np.ndarray:
         """Sharpen a :class:`~ssc_edge.scene.Scene`.
+
+        ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is
+        written, with the band reader and the (H, W) grid (e.g. a :class:`ssc_edge.quality.RowAssembler`).
 
         Returns
         -------
@@ -441,9 +448,9 @@ class Sharpener:
             The sharpened bands in ``contract.output_bands`` order on the scene's fine grid, DN.
         """
         source = scene.source or scene.name
-        return self._sharpen_bands(dict(scene.bands), scene.shape, progress=progress, source=source)
+        return self._sharpen_bands(dict(scene.bands), scene.shape, progress=progress, source=source, on_core=on_core)
 
-    def _sharpen_bands(self, bands: dict[str, np.ndarray], shape, *, progress, source) -> np.ndarray:
+    def _sharpen_bands(self, bands: dict[str, np.ndarray], shape, *, progress, source, on_core=None) -> np.ndarray:
         shape = (int(shape[0]), int(shape[1]))
         check_scene_bands(bands, shape, self.contract, source=source)
         out = np.empty((*shape, self.contract.channels_out), dtype=np.float32)
@@ -453,6 +460,8 @@ class Sharpener:
 
         def write(core: Tile, values: np.ndarray) -> None:
             out[core.slices] = values
+            if on_core is not None:
+                on_core(core, values, read, shape)
 
         self.sharpen_windows(shape, read, write, progress=progress)
         return out

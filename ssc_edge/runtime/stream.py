@@ -158,6 +158,7 @@ def sharpen_stream(
     progress: ProgressCallback | None = None,
     gdal_cache_mb: int = 64,
     on_checked: Callable[[BandSource], None] | None = None,
+    on_core=None,
 ) -> StreamResult:
     """Sharpen a scene into a GeoTIFF, reading and writing window by window.
 
@@ -185,6 +186,8 @@ def sharpen_stream(
         ``on_checked(source)``, called once the scene passed every check (bands present, size,
         data) and before the first window runs: ``infer`` prints its warnings there, so that bad
         input stays a single error line.
+    on_core : callable, optional
+        ``on_core(core, values, read_band, shape)`` for each sharpened core (see ``Sharpener.sharpen``).
 
     Returns
     -------
@@ -253,6 +256,8 @@ def sharpen_stream(
                     writer = _StripWriter(out, shape, len(names), dtype, tile=sharpener.tile)
 
                     def write(core: Tile, values: np.ndarray) -> None:
+                        if on_core is not None:
+                            on_core(core, values, read, shape)
                         if not with_fine:
                             writer.add(core, values)
                             return

@@ -488,7 +488,7 @@ def fit_and_export(
     ModelError
         The ONNX model disagrees with Keras beyond :data:`PARITY_TOLERANCE`.
     """
-    from .report import render_markdown, report_dict
+    from .report import full_resolution_summary, render_markdown, report_dict
 
     config = config or FitConfig()
     paths = output_paths(output)
@@ -573,6 +573,7 @@ def fit_and_export(
     )
     phases["export"] = time.perf_counter() - clock  # the files' writing is added below
     summary = report_dict(result)
+    summary["full_resolution"] = full_resolution_summary(source, fit, pair=pair)  # no-reference indexes, full scale
     # Every file goes to a temporary file first and all are renamed only once all are written (the
     # ONNX model last, so a model file implies its report): a full disk leaves none of them behind.
     with contextlib.ExitStack() as stack:

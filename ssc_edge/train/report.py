@@ -8,7 +8,7 @@ from typing import Any
 
 from ..metrics import QualityReport
 
-__all__ = ["machine_info", "quality_table", "render_markdown", "report_dict"]
+__all__ = ["full_resolution_summary", "machine_info", "quality_table", "render_markdown", "report_dict"]
 
 _KIND_TEXT = {
     "rr-reference": "sharpened reduced-resolution bands against the reference (never seen in training)",
@@ -147,6 +147,80 @@ def _evaluation_extent(evaluation: dict[str, Any]) -> str:
     return text
 
 
+#: Side of the central window, 10 m pixels, on which the report scores the full-scale output (Keras
+#: runs on it whole: memory stays bounded on a full tile).
+FULL_RESOLUTION_WINDOW = 512
+
+
+def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
+    """No-reference indexes (:mod:`ssc_edge.quality`) of the model's full-scale output and of bicubic.
+
+    The model sharpens the scene at its own scale (what ``infer`` would write), on the central window of
+    at most :data:`FULL_RESOLUTION_WINDOW` pixels a side (the whole scene when smaller; read through the
+    band source, so a full tile is never loaded), and both products are scored against the scene's
+    observed bands with the degradation the fit used: the estimated pair (``pair``,
+    :func:`ssc_edge.quality.pair_degradation`) or the named method. None when the window is smaller than
+    the 32-px quality windows.
+    """
+    import numpy as np
+
+    from .. import wald
+    from ..bands import COARSE_BANDS, FINE_BANDS
+    from ..errors import SceneError
+    from ..evaluation import bicubic_baseline
+    from ..quality import full_resolution_quality, pair_degradation
+    from ..runtime.tiling import Tile
+    from ..scene import Scene
+    from .fit import predict
+    from .windows import scene_source
+
+    source = scene_source(scene)
+    height, width = (min(n, FULL_RESOLUTION_WINDOW) // 2 * 2 for n in source.shape)
+    row, col = (source.shape[0] - height) // 4 * 2, (source.shape[1] - width) // 4 * 2  # even: 20 m phase kept
+    window, coarse = Tile(row, col, height, width), Tile(row // 2, col // 2, height // 2, width // 2)
+    bands = {b: np.asarray(source.read(b, window), np.float32) for b in FINE_BANDS}
+    bands |= {b: np.asarray(source.read(b, coarse), np.float32) for b in COARSE_BANDS}
+    crop = Scene(bands=bands)
+    inputs = wald.full_scale_input(crop, upsampling=fit.config.upsampling)
+    products = {"SSC-CNN": predict(fit.model, inputs, fit.scale), "bicubic": bicubic_baseline(crop)}
+    degradation = pair_degradation(pair) if pair is not None else fit.config.degradation
+    try:
+        results = {
+            name: full_resolution_quality(np.asarray(p), crop.fine(), crop.coarse(), degradation=degradation)
+            for name, p in products.items()
+        }
+    except SceneError:
+        return None
+    return {
+        "degradation": "estimated pair" if pair is not None else degradation,
+        "window": [row, col, height, width],
+        "results": {name: r.to_dict() for name, r in results.items()},
+    }
+
+
+def _window_text(section: dict[str, Any]) -> str:
+    row, col, height, width = section.get("window") or (0, 0, 0, 0)
+    return f"on the {height}x{width} window at row {row}, column {col}"
+
+
+def _full_resolution_section(summary: dict[str, Any]) -> str:
+    from ..quality import FullResolutionQuality, format_full_resolution_table
+
+    section = summary.get("full_resolution")
+    if not section:
+        return ""
+    results = {name: FullResolutionQuality.from_dict(r) for name, r in section["results"].items()}
+    return f"""
+## Full-resolution quality (no reference)
+
+The model's output at the scene's own scale (what `infer` writes) against the observed bands, \
+{_window_text(section)}, {section["degradation"]} degradation \
+(`ssc_edge.quality`: Wald consistency, Khan's D_lambda(K), QNR, HQNR, D_rho).
+
+{format_full_resolution_table(results)}
+"""
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """Markdown rendering of :func:`report_dict`."""
     evaluation = summary["evaluation"]
@@ -165,7 +239,7 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 {summary["evaluation_description"]}; {_evaluation_extent(evaluation)}.
 {warning}
 {quality_table(reports).rstrip()}
-
+{_full_resolution_section(summary)}
 ## Fit
 
 | epochs | weights kept | best epoch | best loss | fit time (s) | patches | lr | batch | patch/stride | degradation \
