@@ -85,6 +85,8 @@ class InferResult:
     streamed: bool
     quicklook: Path | None = None
     quality: dict | None = None
+    precision: str = "fp32"
+    precision_reason: str = ""
 
 
 def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | None:
@@ -146,6 +148,7 @@ def sharpen_file(
     force: bool = False,
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
+    precision: str | None = None,
     **session_options: Any,
 ) -> InferResult:
     """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
@@ -172,6 +175,9 @@ def sharpen_file(
         Overwrite existing outputs.
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles.
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
+        See :class:`Sharpener`; with ``auto`` an unknown bf16 loss is measured on this scene's Wald pair
+        (its central 1024 x 1024 pixels one scale down) and cached.
 
     Returns
     -------
@@ -181,17 +187,34 @@ def sharpen_file(
     quicklook = Path(quicklook) if quicklook is not None else None
     _check_outputs(output, quicklook, dtype=dtype, force=force)
     start = time.perf_counter()
+    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_geotiff(Path(scene))
+    loaded: dict[str, Any] = {}
+
+    def scene_value_once():
+        """The scene in memory, read once (the gate may need it before sharpening)."""
+        if "scene" not in loaded:
+            from ..io import read_scene
+
+            if scene is None:
+                from ..demo import demo_scene
+
+                loaded["scene"] = demo_scene(size=demo_size)
+            else:
+                loaded["scene"] = read_scene(Path(scene))
+        return loaded["scene"]
+
     sharpener = Sharpener(
         default_model_path() if model is None else Path(model),
         provider=provider,
         threads=threads,
         tile=tile,
         batch=batch,
+        precision=precision,
+        gate_scene=(lambda: _geotiff_gate_scene(Path(scene))) if was_streamed else scene_value_once,
         **session_options,
     )
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
-    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_geotiff(Path(scene))
     if was_streamed:
         from .stream import sharpen_geotiff
 
@@ -202,14 +225,9 @@ def sharpen_file(
         quality = None
         crops = _geotiff_crops(Path(scene), output, names, contract) if quicklook is not None else None
     else:
-        from ..io import read_scene, write_result
+        from ..io import write_result
 
-        if scene is None:
-            from ..demo import demo_scene
-
-            scene_value = demo_scene(size=demo_size)
-        else:
-            scene_value = read_scene(Path(scene))
+        scene_value = scene_value_once()
         sharpened = sharpener.sharpen(scene_value, progress=progress)
         shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
         product = sharpened
@@ -242,7 +260,34 @@ def sharpen_file(
         streamed=was_streamed,
         quicklook=quicklook,
         quality=quality,
+        precision=sharpener.precision,
+        precision_reason=sharpener.precision_reason,
     )
+
+
+def _geotiff_gate_scene(scene: Path):
+    """The central 2048 x 2048 px of a GeoTIFF scene (read by window): what the precision gate measures on."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from ..bands import GSD
+    from ..io.geotiff import geotiff_band_sources
+    from ..scene import Scene
+    from .precision import GATE_SIZE
+
+    sources = geotiff_band_sources(scene)
+    with rasterio.open(sources[FINE_BANDS[0]][0]) as first:
+        height, width = first.height, first.width
+    size = [min(n, 2 * GATE_SIZE) // 4 * 4 for n in (height, width)]
+    top, left = ((n - m) // 4 * 2 for n, m in zip((height, width), size, strict=True))
+    bands = {}
+    for band in FINE_BANDS + COARSE_BANDS:
+        r = GSD[band] // 10
+        file, index = sources[band]
+        with rasterio.open(file) as dataset:
+            window = Window(left // r, top // r, size[1] // r, size[0] // r)
+            bands[band] = dataset.read(index, window=window).astype(np.float32)
+    return Scene(bands=bands, source=scene, name=scene.name)
 
 
 def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndarray, np.ndarray]:

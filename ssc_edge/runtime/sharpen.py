@@ -275,7 +275,7 @@ class Sharpener:
                 path, probe.gate, p, where, scene=gate_scene, contract=probe.contract, tile=tile, threads=threads
             ),
         )
-        logger.info("precision %s: %s", choice.precision, choice.reason)
+        logger.debug("precision %s: %s", choice.precision, choice.reason)
         return choice
 
     @property
