@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,6 +350,25 @@ class ExportResult:
     parity: float = 0.0
 
 
+def _add_precision_gate(proto, scene: Scene) -> None:
+    """Measure each reduced precision this machine runs natively on the scene's held-out pair; store it.
+
+    The runtime's ``--precision auto`` reads it (``ssc_edge.runtime.precision``); nothing is added on a
+    machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs).
+    """
+    from ..runtime.precision import gate_metadata
+    from ..runtime.session import GATE_KEY
+
+    with tempfile.TemporaryDirectory(prefix="ssc-edge-gate-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(proto.SerializeToString())
+        gate = gate_metadata(path, scene)
+    if gate:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = GATE_KEY, json.dumps(gate, sort_keys=True)
+        logger.info("precision gate: %s", gate)
+
+
 def output_paths(output: Path) -> dict[str, Path]:
     """The files written for ``output`` = ``NAME.onnx``: the model, ``NAME.keras``, ``NAME.json``, ``NAME.md``."""
     output = Path(output)
@@ -453,6 +473,7 @@ def fit_and_export(
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    _add_precision_gate(proto, scene_obj)
     result = ExportResult(paths, fit, evaluation, contract, timings, parity)
     summary = report_dict(result)
     # Each file is written atomically; the ONNX model last, so a model file implies its report.
