@@ -271,3 +271,17 @@ def test_infer_picks_bf16_by_itself_on_a_cpu_that_runs_it(run_cli, tmp_path, mon
     result = run_cli("infer", "-o", tmp_path / "d.npz", "--demo-size", "128")
     assert result.returncode == 0, result.stderr
     assert "precision: bf16 (" in result.stderr and "within the 0.1 dB gate" in result.stderr
+
+
+def test_batch_records_the_precision_that_ran(tmp_path, nhwc_model):
+    from ssc_edge.batch import BatchConfig, run_batch
+
+    scene = random_scene(64, 64, seed=6)
+    (tmp_path / "in").mkdir()
+    np.savez(tmp_path / "in" / "a.npz", **{name: array for name, array in scene.bands.items()})
+    config = BatchConfig(mode="infer", model=nhwc_model, provider="cpu", precision="auto", in_process=True,
+                         output_format="npz")  # fmt: skip
+    (record,) = run_batch([tmp_path / "in"], tmp_path / "out", config).records
+    assert record["status"] == "done" and record["precision"] == "fp32"
+    with pytest.raises(OptionError, match=r"unknown precision 'fp8'; choose one of auto, fp32, bf16, fp16, int8"):
+        BatchConfig(mode="infer", model=nhwc_model, precision="fp8")
