@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from .. import wald
-from ..errors import OptionError, ProviderError
+from ..errors import OptionError, ProviderError, SscEdgeError
 from ..scene import Scene
 from .openvino_backend import INSTALL_HINT, openvino_available, openvino_version
 
@@ -394,7 +394,11 @@ def find_verdict(
     if value is None:
         return None
     start = time.perf_counter()
-    pair = wald_gate_scene(value, contract)
+    try:
+        pair = wald_gate_scene(value, contract)
+    except SscEdgeError as exc:  # a centre of nodata, a scene too small for a Wald pair: no verdict, fp32
+        logger.warning("cannot measure the %s loss on %s: %s", precision, value.name, exc)
+        return None
     verdict = measure_verdict(
         model_path,
         pair,
@@ -446,7 +450,11 @@ def gate_metadata(
     else:
         contract = load_model(Path(model_path), provider="cpu", threads=1, optimization="disabled").contract
         pair, target = wald_gate_scene(scene, contract), "wald-reduced-scale"
-    verdict = measure_verdict(Path(model_path), pair, precision="bf16", provider=where, target=target, tile=tile)
+    try:
+        verdict = measure_verdict(Path(model_path), pair, precision="bf16", provider=where, target=target, tile=tile)
+    except SscEdgeError as exc:  # never lose a finished fit to the gate: infer measures it later
+        logger.warning("precision gate not measured at export: %s", exc)
+        return {}
     return {f"bf16/{where}": {"loss_db": verdict.loss_db, "target": verdict.target, "hardware": verdict.hardware}}
 
 
