@@ -220,7 +220,8 @@ def worker_sharpener(config: BatchConfig):
     Built on first use with ``config.model``, ``provider``, ``tile`` and the worker's threads, then
     reused for every scene (and row band) the process runs.
     """
-    return _sharpener(str(config.model), config.provider, config.tile, _threads(config), config.precision)
+    args = (str(config.model), config.provider, config.tile, _threads(config))
+    return _sharpener(*args) if config.precision is None else _sharpener(*args, config.precision)
 
 
 def prepare_precision_gate(model: Path, scene: Scene, config: BatchConfig) -> None:
@@ -318,13 +319,14 @@ def process_scene(
                 str(model), config.provider, config.tile, _threads(config), config.precision
             )
             sharpen = sharpener.sharpen
-            record["precision"] = sharpener.precision
+            record["precision"] = getattr(sharpener, "precision", None)
         else:
             model = Path(config.model)
             if sharpen is None:
                 prepare_precision_gate(model, scene, config)
-                sharpen = worker_sharpener(config).sharpen
-                record["precision"] = worker_sharpener(config).precision
+                sharpener = worker_sharpener(config)
+                sharpen = sharpener.sharpen
+                record["precision"] = getattr(sharpener, "precision", None)  # None: a stand-in without one
         record["model"] = str(model)
         record["model_sha256"] = sha256_file(model)
         tick = time.perf_counter()
