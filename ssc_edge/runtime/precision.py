@@ -264,7 +264,7 @@ def choose(
         return Choice("fp32", provider, why)
     verdict = verdict_for("bf16", where)
     if verdict is None:
-        return Choice("fp32", provider, "the bf16 loss of this model is not known yet (give a scene to measure it)")
+        return Choice("fp32", provider, "the bf16 loss of this model is unknown and could not be measured here")
     label = {"metadata": "at export", "cache": "cached", "measured": "measured now"}.get(verdict.source, verdict.source)
     if not verdict.passed:
         return Choice(
@@ -394,20 +394,15 @@ def find_verdict(
     if value is None:
         return None
     start = time.perf_counter()
-    try:
+    try:  # a centre of nodata, a scene smaller than a Wald pair and the receptive field: unknown, so fp32
         pair = wald_gate_scene(value, contract)
-    except SscEdgeError as exc:  # a centre of nodata, a scene too small for a Wald pair: no verdict, fp32
+        verdict = measure_verdict(
+            model_path, pair, precision=precision, provider=provider, target="wald-reduced-scale", tile=tile,
+            threads=threads,
+        )  # fmt: skip
+    except SscEdgeError as exc:
         logger.warning("cannot measure the %s loss on %s: %s", precision, value.name, exc)
         return None
-    verdict = measure_verdict(
-        model_path,
-        pair,
-        precision=precision,
-        provider=provider,
-        target="wald-reduced-scale",
-        tile=tile,
-        threads=threads,
-    )
     logger.info(
         "%s on %s loses %.3f dB on the Wald pair of %s (%.1f s); cached in %s",
         precision,

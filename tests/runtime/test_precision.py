@@ -86,7 +86,7 @@ def test_auto_stays_fp32_without_native_bf16_or_openvino_and_says_why():
 
 def test_auto_without_a_known_loss_stays_fp32():
     choice = choose("auto", model_precision="fp32", openvino=True, flags={"amx_bf16"})
-    assert choice.precision == "fp32" and "not known" in choice.reason
+    assert choice.precision == "fp32" and "loss of this model is unknown" in choice.reason
 
 
 def test_auto_on_a_gpu_uses_tensorrt_fp16_mode():
@@ -285,3 +285,18 @@ def test_batch_records_the_precision_that_ran(tmp_path, nhwc_model):
     assert record["status"] == "done" and record["precision"] == "fp32"
     with pytest.raises(OptionError, match=r"unknown precision 'fp8'; choose one of auto, fp32, bf16, fp16, int8"):
         BatchConfig(mode="infer", model=nhwc_model, precision="fp8")
+
+
+def test_a_scene_too_small_for_the_gate_leaves_the_loss_unknown_and_uncached(tmp_path, monkeypatch, nhwc_model):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    contract = Sharpener(nhwc_model, provider="cpu").contract
+    tiny = random_scene(16, 16, seed=7)  # its Wald pair (8 x 8) is smaller than the receptive field (11 px)
+    assert find_verdict(nhwc_model, {}, "fp32", "cpu", scene=tiny, contract=contract) is None
+    assert not (tmp_path / "cache").exists()
+
+
+@needs_bf16
+def test_export_gate_is_measured_where_bf16_is_native():
+    gate = gate_metadata(default_model_path(), demo_scene(size=128))
+    assert set(gate) == {"bf16/openvino"} and gate["bf16/openvino"]["target"] == "reference"
+    assert abs(gate["bf16/openvino"]["loss_db"]) <= GATE_DB
