@@ -56,6 +56,13 @@ def batch_command(
     registration: Annotated[
         str, typer.Option(help="Training pair registration (mode fit-and-infer): auto (estimated per scene) or none.")
     ] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 where the CPU runs it natively, OpenVINO is installed and the model loses <= 0.1 dB; "
+            "else fp32), fp32, bf16, fp16 or int8 (models made by ssc-edge optimize)."
+        ),
+    ] = "auto",
     output_format: Annotated[str, typer.Option("--format", help="Output format: tif, npz or mat.")] = "tif",
     dtype: Annotated[str, typer.Option(help="Output sample type: float32 or uint16 (DN).")] = "float32",
     quiet: Quiet = False,
@@ -71,7 +78,8 @@ def batch_command(
     config = BatchConfig(mode=mode, model=model, workers=workers, output_format=output_format, dtype=dtype,
                          epochs=epochs, split=split, tile=tile,
                          fit_options={"degradation": degradation, "registration": registration}
-                         if mode == "fit-and-infer" else {})  # fmt: skip
+                         if mode == "fit-and-infer" else {},
+                         precision=precision)  # fmt: skip
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")

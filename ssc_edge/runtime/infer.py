@@ -89,6 +89,8 @@ class InferResult:
     quicklook: Path | None = None
     quality: dict | None = None
     full_resolution: Any = None
+    precision: str = "fp32"
+    precision_reason: str = ""
 
 
 def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | None:
@@ -185,6 +187,7 @@ def sharpen_file(
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
     full_resolution: bool = True,
+    precision: str | None = None,
     **session_options: Any,
 ) -> InferResult:
     """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
@@ -213,6 +216,9 @@ def sharpen_file(
         ``progress(done, total, message)`` per batch of tiles.
     full_resolution : bool
         Compute the no-reference indexes (:mod:`ssc_edge.quality`) window by window while writing.
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
+        See :class:`Sharpener`; with ``auto`` an unknown bf16 loss is measured on this scene's Wald pair
+        (its central 1024 x 1024 pixels one scale down) and cached.
 
     Returns
     -------
@@ -222,12 +228,30 @@ def sharpen_file(
     quicklook = Path(quicklook) if quicklook is not None else None
     _check_outputs(output, quicklook, dtype=dtype, force=force)
     start = time.perf_counter()
+    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
+    loaded: dict[str, Any] = {}
+
+    def scene_value_once():
+        """The scene in memory, read once (the gate may need it before sharpening)."""
+        if "scene" not in loaded:
+            from ..io import read_scene
+
+            if scene is None:
+                from ..demo import demo_scene
+
+                loaded["scene"] = demo_scene(size=demo_size)
+            else:
+                loaded["scene"] = read_scene(Path(scene))
+        return loaded["scene"]
+
     sharpener = Sharpener(
         default_model_path() if model is None else Path(model),
         provider=provider,
         threads=threads,
         tile=tile,
         batch=batch,
+        precision=precision,
+        gate_scene=(lambda: _source_gate_scene(Path(scene))) if was_streamed else scene_value_once,
         **session_options,
     )
     contract = sharpener.contract
@@ -243,7 +267,6 @@ def sharpen_file(
             if warning is not None:
                 logger.warning("%s", warning)
 
-    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
     if was_streamed:
         import rasterio
 
@@ -260,14 +283,9 @@ def sharpen_file(
             quality = None
             crops = _source_crops(source, output, names, contract) if quicklook is not None else None
     else:
-        from ..io import read_scene, write_result
+        from ..io import write_result
 
-        if scene is None:
-            from ..demo import demo_scene
-
-            scene_value = demo_scene(size=demo_size)
-        else:
-            scene_value = read_scene(Path(scene))
+        scene_value = scene_value_once()
         check_scene_bands(scene_value.bands, scene_value.shape, contract, source=scene or scene_value.name)
         warn_if_another_scene()
         sharpened = sharpener.sharpen(scene_value, progress=progress, on_core=hook)
@@ -303,7 +321,18 @@ def sharpen_file(
         quicklook=quicklook,
         quality=quality,
         full_resolution=hook.result() if hook is not None else None,
+        precision=sharpener.precision,
+        precision_reason=sharpener.precision_reason,
     )
+
+
+def _source_gate_scene(scene: Path):
+    """The central 2048 x 2048 px of a streamed scene (read by window): what the precision gate measures on."""
+    from ..io.sources import central_scene, open_band_source
+    from .precision import GATE_SIZE
+
+    with open_band_source(scene) as source:
+        return central_scene(source, 2 * GATE_SIZE)
 
 
 def _quality_hook(contract):

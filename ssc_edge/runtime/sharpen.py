@@ -26,6 +26,7 @@ from ..errors import ModelError, OptionError, SceneError
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from ..wald import upsample
+from .precision import Choice
 from .providers import STATIC_SHAPE_PROVIDERS
 from .session import LoadedModel, load_model
 from .tiling import PlannedTile, Tile, check_tile_size, coarse_window, plan_tiles
@@ -196,6 +197,15 @@ class Sharpener:
     prefetch : int
         Batches of windows read ahead by one I/O thread while the network runs (which also writes
         the finished cores); 0 reads, runs and writes in turn in the calling thread.
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
+        What the network computes in (:mod:`~ssc_edge.runtime.precision`): ``bf16`` runs the fp32 model in
+        the provider's reduced-precision mode (OpenVINO on a CPU with AMX or AVX512-BF16, TensorRT fp16);
+        ``fp16``/``int8`` name models made by ``ssc-edge optimize``; ``auto`` takes bf16 where it is native
+        and this model's bf16 loss is within 0.1 dB, else fp32. None (default): the model as it is stored.
+    gate_scene : Scene or callable, optional
+        For ``auto``: the scene to be sharpened (or a function returning it, called only if needed), on
+        whose Wald pair the bf16 loss is measured once and cached when neither the model's metadata nor the
+        cache has it. Without it an unknown loss means fp32.
     **session_options
         Passed to :func:`~ssc_edge.runtime.providers.make_session` (``fp16``, ``cache_dir``,
         ``optimization``, ``memory_pattern``: off by default here, which nearly halves peak memory).
@@ -204,6 +214,10 @@ class Sharpener:
     ----------
     provider : str
         Short name of the provider that runs the model.
+    precision : str
+        What the network computes in (``fp32``, ``bf16``, ``fp16``, ``int8``).
+    precision_reason : str
+        Why (``auto``'s decision, or ``"asked for"``).
     contract : ModelContract
     last_timings : dict of str to float
         Of the last :meth:`sharpen_windows`, s: ``"read"`` (reading and building the inputs),
@@ -230,12 +244,18 @@ class Sharpener:
         tile: int = DEFAULT_TILE,
         batch: int = 1,
         prefetch: int = 2,
+        precision: str | None = None,
+        gate_scene: Scene | Callable[[], Scene | None] | None = None,
         **session_options: Any,
     ) -> None:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
             raise OptionError(f"batch must be a positive integer, got {batch!r}")
         session_options.setdefault("memory_pattern", False)  # halves peak memory on the CPU, same speed
-        self._model = load_model(Path(model_path), provider=provider, threads=threads, **session_options)
+        choice = self._choose_precision(Path(model_path), precision, provider, gate_scene, tile, threads)
+        self._model = load_model(
+            Path(model_path), provider=choice.provider, threads=threads, precision=choice.precision, **session_options
+        )
+        self.precision_reason = choice.reason
         check_tile_size(tile, self._model.contract.halo)
         self.tile = int(tile)
         self.batch = int(batch)
@@ -245,10 +265,43 @@ class Sharpener:
         self._session_options = session_options
         self._static: dict[tuple[int, int, int], LoadedModel] = {}
 
+    @staticmethod
+    def _choose_precision(path: Path, precision, provider, gate_scene, tile, threads) -> Choice:
+        """Resolve ``precision`` (see :func:`~ssc_edge.runtime.precision.choose`); None keeps the model's own."""
+        if precision in (None, "fp32", "fp16", "int8"):
+            return Choice(precision, provider, "asked for" if precision else "the model's own precision")
+        from .openvino_backend import openvino_available
+        from .precision import choose, detected_flags, find_verdict
+        from .providers import available_providers
+
+        available = available_providers()
+        probe = None
+        if precision == "auto":  # the model's precision and stored gate (onnxruntime, no graph optimisation)
+            probe = load_model(path, provider="cpu", threads=1, optimization="disabled")
+        choice = choose(
+            precision,
+            model_precision=probe.contract.precision if probe else "fp32",
+            model_loss_db=probe.contract.quality_loss_db if probe else 0.0,
+            provider=provider,
+            available=available,
+            openvino=openvino_available() or "openvino" in available,
+            flags=detected_flags(),
+            verdict_for=lambda p, where: find_verdict(
+                path, probe.gate, p, where, scene=gate_scene, contract=probe.contract, tile=tile, threads=threads
+            ),
+        )
+        logger.debug("precision %s: %s", choice.precision, choice.reason)
+        return choice
+
     @property
     def provider(self) -> str:
         """Short name of the execution provider that runs the model (``"cpu"``, ``"cuda"``...)."""
         return self._model.provider
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in: ``fp32``, ``bf16``, ``fp16`` or ``int8``."""
+        return self._model.precision
 
     @property
     def contract(self):
@@ -274,6 +327,7 @@ class Sharpener:
                 self._model.path,
                 provider=self.provider,
                 threads=self._threads,
+                precision=self.precision,
                 input_shape=layout_shape,
                 dimension_names={"batch": n, "height": h, "width": w},
                 **self._session_options,

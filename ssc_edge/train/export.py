@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,10 @@ from .. import __version__
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
+from ..io.sources import central_scene
 from ..progress import ProgressCallback
 from ..registration import estimate_scene_registration
+from ..runtime.precision import GATE_SIZE
 from ..scene import Scene
 from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, fit_sampled, pair_model_for, training_data
 from .model import receptive_halo
@@ -365,6 +368,25 @@ class ExportResult:
     sample_window: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
+def _add_precision_gate(proto, scene: Scene) -> None:
+    """Measure each reduced precision this machine runs natively on the scene's held-out pair; store it.
+
+    The runtime's ``--precision auto`` reads it (``ssc_edge.runtime.precision``); nothing is added on a
+    machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs).
+    """
+    from ..runtime.precision import gate_metadata
+    from ..runtime.session import GATE_KEY
+
+    with tempfile.TemporaryDirectory(prefix="ssc-edge-gate-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(proto.SerializeToString())
+        gate = gate_metadata(path, scene)
+    if gate:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = GATE_KEY, json.dumps(gate, sort_keys=True)
+        logger.info("precision gate: %s", gate)
+
+
 def output_paths(output: Path) -> dict[str, Path]:
     """The files written for ``output`` = ``NAME.onnx``: the model, ``NAME.keras``, ``NAME.json``, ``NAME.md``."""
     output = Path(output)
@@ -561,6 +583,7 @@ def fit_and_export(
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    _add_precision_gate(proto, scene_obj if isinstance(scene_obj, Scene) else central_scene(source, 2 * GATE_SIZE))
     result = ExportResult(
         paths,
         fit,

@@ -165,22 +165,14 @@ def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
     import numpy as np
 
     from .. import wald
-    from ..bands import COARSE_BANDS, FINE_BANDS
     from ..errors import SceneError
     from ..evaluation import bicubic_baseline
+    from ..io.sources import central_scene
     from ..quality import full_resolution_quality, pair_degradation
-    from ..runtime.tiling import Tile
-    from ..scene import Scene
     from .fit import predict
     from .windows import scene_source
 
-    source = scene_source(scene)
-    height, width = (min(n, FULL_RESOLUTION_WINDOW) // 2 * 2 for n in source.shape)
-    row, col = (source.shape[0] - height) // 4 * 2, (source.shape[1] - width) // 4 * 2  # even: 20 m phase kept
-    window, coarse = Tile(row, col, height, width), Tile(row // 2, col // 2, height // 2, width // 2)
-    bands = {b: np.asarray(source.read(b, window), np.float32) for b in FINE_BANDS}
-    bands |= {b: np.asarray(source.read(b, coarse), np.float32) for b in COARSE_BANDS}
-    crop = Scene(bands=bands)
+    crop = central_scene(scene_source(scene), FULL_RESOLUTION_WINDOW)
     inputs = wald.full_scale_input(crop, upsampling=fit.config.upsampling)
     products = {"SSC-CNN": predict(fit.model, inputs, fit.scale), "bicubic": bicubic_baseline(crop)}
     degradation = pair_degradation(pair) if pair is not None else fit.config.degradation
@@ -193,14 +185,14 @@ def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
         return None
     return {
         "degradation": "estimated pair" if pair is not None else degradation,
-        "window": [row, col, height, width],
+        "window": [*crop.shape],
         "results": {name: r.to_dict() for name, r in results.items()},
     }
 
 
 def _window_text(section: dict[str, Any]) -> str:
-    row, col, height, width = section.get("window") or (0, 0, 0, 0)
-    return f"on the {height}x{width} window at row {row}, column {col}"
+    height, width = section.get("window") or (0, 0)
+    return f"on the central {height}x{width} px of the scene"
 
 
 def _full_resolution_section(summary: dict[str, Any]) -> str:
