@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..bands import COARSE_BANDS, FINE_BANDS
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
@@ -459,15 +460,10 @@ def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_W
 def open_scene(path: Path):
     """The scene at ``path`` for fitting: in memory for ``.mat``/``.npz`` (small, may carry a reference),
     else a band source read window by window when the I/O layer offers one (``ssc_edge.io.sources``)."""
+    from ..io.sources import open_band_source
+
     path = Path(path)
-    if path.suffix.lower() not in (".mat", ".npz"):
-        try:
-            from ..io.sources import open_band_source
-        except ImportError:
-            open_band_source = None
-        if open_band_source is not None:
-            return open_band_source(path)
-    return read_scene(path)
+    return read_scene(path) if path.suffix.lower() in (".mat", ".npz") else open_band_source(path)
 
 
 def fit_and_export(
@@ -537,6 +533,8 @@ def fit_and_export(
     check_training_size(source.shape, config.patch, levels=1, where=where)
     if not has_reference:  # the evaluation fit two scales down: fail now if too small
         check_training_size(source.shape, config.patch, levels=2, where=where)
+    if hasattr(source, "check_has_data"):  # a band all no-data (0 DN): one clear error before any estimate or fit
+        source.check_has_data(FINE_BANDS + COARSE_BANDS)
     phases["read"] = time.perf_counter() - clock
     clock = time.perf_counter()
     estimate = None
