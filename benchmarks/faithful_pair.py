@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     def write(fits: list[dict] | None = None) -> None:
         if fits is not None:
             result["fits"] = fits
-        (args.out / "faithful_pair.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / "faithful_pair.json").write_text(json.dumps(result, separators=(",", ":")) + "\n")
         (args.out / "faithful_pair.md").write_text(_markdown(result))
 
     if args.pairs:
