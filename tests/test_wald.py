@@ -529,7 +529,7 @@ def test_pair_model_json_and_errors():
         wald.Kernel("box")
     with pytest.raises(OptionError, match=r"Gaussian kernel sigma must be in \[0.05, 8\] pixels, got 0.0"):
         wald.Kernel("gaussian")
-    with pytest.raises(OptionError, match="pair model is missing 'B12'"):
+    with pytest.raises(OptionError, match="pair model is missing 'B05'"):
         wald.PairModel.from_dict({"fine": model.to_dict()["fine"], "coarse": {}})
     with pytest.raises(OptionError, match="upsampling 'spline' is not tile-exact"):
         wald.pair_margin(model, upsampling="spline")
