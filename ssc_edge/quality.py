@@ -65,6 +65,7 @@ scene width; :func:`full_resolution_quality` is that accumulator run over arrays
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -75,6 +76,8 @@ from scipy import ndimage
 from .bands import COARSE_BANDS, FINE_BANDS, MTF_NYQUIST
 from .errors import OptionError, SceneError
 from .wald import DEGRADATION_METHODS, PairModel, decimate, degrade, mtf_sigma, upsample
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Degradation",
@@ -100,6 +103,8 @@ DEFAULT_STRIP = 128  # fine rows per strip: a multiple of 2 * 32 so blocks never
 MARGIN_TOP = 16  # fine rows above a strip: degradation and low-pass kernels (bicubic reaches 4, MTF ~6)
 MARGIN_BOTTOM = 2 * QNR_BLOCK + 16  # below: the 32-row windows (and 16 coarse = 32 fine rows) + kernels
 _TINY = 1e-12
+#: Most 10 m pixels :class:`QualityHook` scores by default (about 5 strips of a 10980-px-wide tile).
+HOOK_PIXELS = 8_000_000
 
 
 def degradation_function(degradation: Degradation, *, bands: Sequence[str] = COARSE_BANDS) -> Callable:
@@ -425,6 +430,9 @@ class QualityAccumulator:
         name, or ``"bicubic"`` (the toolbox's ``imresize``) when ``degradation`` is a callable.
     strip : int
         Fine rows per strip, a multiple of 64.
+    max_strips : int, optional
+        Score at most this many strips, evenly spaced from the first to the last (a sample of the
+        image, for speed on a full tile); None: every strip, the whole-image values.
     """
 
     def __init__(
@@ -434,6 +442,7 @@ class QualityAccumulator:
         degradation: Degradation = "bicubic",
         fine_degradation: str | None = None,
         strip: int = DEFAULT_STRIP,
+        max_strips: int | None = None,
     ) -> None:
         height, width = int(shape[0]), int(shape[1])
         if height % 2 or width % 2:
@@ -444,6 +453,7 @@ class QualityAccumulator:
             raise OptionError(f"strip must be a positive multiple of {2 * Q2N_BLOCK} rows, got {strip}")
         self.shape = (height, width)
         self.strip = strip
+        self.max_strips = max_strips
         self.degradation_name = degradation if isinstance(degradation, str) else "callable"
         self._degrade = degradation_function(degradation)
         fine_method = fine_degradation or (degradation if isinstance(degradation, str) else "bicubic")
@@ -472,8 +482,12 @@ class QualityAccumulator:
         if len(starts) > 1 and height - starts[-1] < self.strip:
             starts.pop()
         bounds = [*starts[1:], height]
-        return [(r0, r1, max(0, r0 - MARGIN_TOP), min(height, r1 + MARGIN_BOTTOM))
-                for r0, r1 in zip(starts, bounds, strict=True)]  # fmt: skip
+        strips = [(r0, r1, max(0, r0 - MARGIN_TOP), min(height, r1 + MARGIN_BOTTOM))
+                  for r0, r1 in zip(starts, bounds, strict=True)]  # fmt: skip
+        if self.max_strips is not None and len(strips) > self.max_strips:
+            chosen = np.unique(np.round(np.linspace(0, len(strips) - 1, max(1, self.max_strips))).astype(int))
+            strips = [strips[i] for i in chosen]
+        return strips
 
     def add_match_strip(self, r0: int, fine: np.ndarray, coarse: np.ndarray) -> None:
         """First pass, observed bands only: correlation moments of the 20 m bands and the degraded 10 m bands of
@@ -764,10 +778,10 @@ class RowAssembler:
         while self._strips and self._strips[0][3] <= self._complete:
             r0, _, a0, a1 = self._strips.pop(0)
             self.accumulator.add_strip(r0, self._gather(a0, a1), *self._inputs(a0, a1))
-            keep_from = self._strips[0][2] if self._strips else self.accumulator.shape[0]
-            for start in list(self._rows):
-                if start + self._rows[start].shape[0] <= keep_from:
-                    del self._rows[start]
+        keep_from = self._strips[0][2] if self._strips else self.accumulator.shape[0]
+        for start in list(self._rows):  # rows no strip left needs (also those between sampled strips)
+            if start + self._rows[start].shape[0] <= keep_from:
+                del self._rows[start]
 
     def result(self) -> FullResolutionQuality:
         """The accumulator's result once every core has arrived."""
@@ -781,7 +795,11 @@ class QualityHook:
     Parameters
     ----------
     degradation : str or callable
-        The scene's degradation (the model metadata's ``training["degradation"]``).
+        The scene's degradation (:func:`model_degradation` of the model's metadata).
+    max_pixels : int, optional
+        Score evenly spaced strips of about this many 10 m pixels in all (:attr:`QualityAccumulator.max_strips`)
+        on a larger scene: the quality pass of a full 10980 x 10980 tile then costs a few of its rows, not a
+        second inference. None: every pixel.
 
     Attributes
     ----------
@@ -789,8 +807,9 @@ class QualityHook:
         Why no indexes were computed (a scene smaller than the 32-px windows), else None.
     """
 
-    def __init__(self, *, degradation: Degradation = "mtf") -> None:
+    def __init__(self, *, degradation: Degradation = "mtf", max_pixels: int | None = HOOK_PIXELS) -> None:
         self.degradation = degradation
+        self.max_pixels = max_pixels
         self.skipped: str | None = None
         self._assembler: RowAssembler | None = None
 
@@ -799,7 +818,8 @@ class QualityHook:
             return
         if self._assembler is None:
             try:
-                accumulator = QualityAccumulator(shape, degradation=self.degradation)
+                strips = None if self.max_pixels is None else max(1, self.max_pixels // (DEFAULT_STRIP * shape[1]))
+                accumulator = QualityAccumulator(shape, degradation=self.degradation, max_strips=strips)
             except SceneError as exc:
                 self.skipped = str(exc)
                 return
@@ -810,6 +830,10 @@ class QualityHook:
         """The indexes once every core has arrived; None if skipped or nothing arrived."""
         if self.skipped is not None or self._assembler is None:
             return None
+        accumulator = self._assembler.accumulator
+        rows = sum(r1 - r0 for r0, r1, *_ in accumulator.strips())
+        if rows < accumulator.shape[0]:
+            logger.info("full-resolution indexes on %d of %d rows (evenly spaced strips)", rows, accumulator.shape[0])
         return self._assembler.result()
 
 
