@@ -505,6 +505,10 @@ def fit_and_export(
     source = scene_source(scene_obj)
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
     has_reference = getattr(source, "reference", None) is not None
+    if hasattr(source, "check_has_data"):  # a band source read window by window: refuse an all no-data band now
+        from ..bands import COARSE_BANDS, FINE_BANDS
+
+        source.check_has_data(FINE_BANDS + COARSE_BANDS)
     check_training_size(source.shape, config.patch, levels=1, where=where)
     if not has_reference:  # the evaluation fit two scales down: fail now if too small
         check_training_size(source.shape, config.patch, levels=2, where=where)
