@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..bands import COARSE_BANDS, FINE_BANDS
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
@@ -530,11 +529,13 @@ def fit_and_export(
     source = scene_source(scene_obj)
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
     has_reference = getattr(source, "reference", None) is not None
+    if hasattr(source, "check_has_data"):  # a band source read window by window: refuse an all no-data band now
+        from ..bands import COARSE_BANDS, FINE_BANDS
+
+        source.check_has_data(FINE_BANDS + COARSE_BANDS)
     check_training_size(source.shape, config.patch, levels=1, where=where)
     if not has_reference:  # the evaluation fit two scales down: fail now if too small
         check_training_size(source.shape, config.patch, levels=2, where=where)
-    if hasattr(source, "check_has_data"):  # a band all no-data (0 DN): one clear error before any estimate or fit
-        source.check_has_data(FINE_BANDS + COARSE_BANDS)
     phases["read"] = time.perf_counter() - clock
     clock = time.perf_counter()
     estimate = None
