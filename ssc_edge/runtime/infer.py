@@ -179,6 +179,7 @@ def sharpen_file(
     force: bool = False,
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
+    model_60m: Path | None = None,
     **session_options: Any,
 ) -> InferResult:
     """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
@@ -197,8 +198,11 @@ def sharpen_file(
     dtype : {"float32", "uint16"}
         Output samples, DN.
     with_fine : bool
-        Write the complete 10-band 10 m product (the 10 m bands as read, the 20 m bands
-        sharpened) in canonical band order.
+        Write the complete 10 m product (the 10 m bands as read, the sharpened bands) in canonical
+        band order: 10 bands with the 20 m model, 12 (B01..B12 without B10) with ``model_60m`` too.
+    model_60m : Path, optional
+        A 60 m model (``NAME_60m.onnx`` from ``fit-and-export --bands all``) run on the same tiles
+        as ``model`` (:class:`~ssc_edge.runtime.product.CombinedSharpener`): B01 and B09 are added.
     quicklook : Path, optional
         ``.png``: the centre (up to 512 x 512 px) of the result beside bicubic upsampling.
     force : bool
@@ -214,22 +218,23 @@ def sharpen_file(
     quicklook = Path(quicklook) if quicklook is not None else None
     _check_outputs(output, quicklook, dtype=dtype, force=force)
     start = time.perf_counter()
-    sharpener = Sharpener(
-        default_model_path() if model is None else Path(model),
-        provider=provider,
-        threads=threads,
-        tile=tile,
-        batch=batch,
-        **session_options,
-    )
+    options = {"provider": provider, "threads": threads, "tile": tile, "batch": batch, **session_options}
+    sharpener = Sharpener(default_model_path() if model is None else Path(model), **options)
+    primary = sharpener.contract  # what the quicklook shows: the first model's bands
+    if model_60m is not None:
+        from .product import CombinedSharpener
+
+        sharpener = CombinedSharpener([sharpener, Sharpener(Path(model_60m), **options)])
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
     if scene is not None:
         from ..io.sources import scene_identity
 
-        warning = scene_mismatch(contract, scene_identity(Path(scene)), scene, model=sharpener.model_path)
-        if warning is not None:
-            logger.warning("%s", warning)
+        identity = scene_identity(Path(scene))
+        for one in getattr(sharpener, "sharpeners", (sharpener,)):
+            warning = scene_mismatch(one.contract, identity, scene, model=one.model_path)
+            if warning is not None:
+                logger.warning("%s", warning)
     was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
     if was_streamed:
         from ..io.sources import open_band_source
@@ -241,7 +246,7 @@ def sharpen_file(
             )
             shape, tiles = streamed.shape, streamed.tiles
             quality = None
-            crops = _source_crops(source, output, names, contract) if quicklook is not None else None
+            crops = _source_crops(source, output, names, primary) if quicklook is not None else None
     else:
         from ..io import read_scene, write_result
 
@@ -260,7 +265,11 @@ def sharpen_file(
             product = np.stack([planes[b] for b in names], axis=-1)
         write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force)
         quality = _reference_quality(scene_value, sharpened, contract)
-        crops = _memory_crops(scene_value, sharpened, contract) if quicklook is not None else None
+        crops = (
+            _memory_crops(scene_value, sharpened[..., : len(primary.output_bands)], primary)
+            if quicklook is not None
+            else None
+        )
     if quicklook is not None and crops is not None:
         from .quicklook import write_quicklook
 
@@ -268,7 +277,7 @@ def sharpen_file(
             quicklook,
             crops[0],
             crops[1],
-            band_names=contract.output_bands,
+            band_names=primary.output_bands,
             label=f"SSC-CNN ({sharpener.provider})",
             force=force,
         )
@@ -291,8 +300,14 @@ def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndar
 
     window = centre_window(scene_value.shape)
     bands = dict(scene_value.bands)
-    coarse = [b for b in contract.output_bands if b in COARSE_BANDS]
-    up = upsampled_window(lambda b, w: bands[b][w.slices], window, scene_value.shape, coarse, method="bicubic")
+    up = upsampled_window(
+        lambda b, w: bands[b][w.slices],
+        window,
+        scene_value.shape,
+        list(contract.output_bands),
+        method="bicubic",
+        ratio=contract.ratio,
+    )
     return sharpened[window.slices], up
 
 
@@ -308,5 +323,7 @@ def _source_crops(source, output: Path, names, contract) -> tuple[np.ndarray, np
         rw = Window(window.col, window.row, window.width, window.height)
         indexes = [names.index(b) + 1 for b in contract.output_bands]
         sharpened = np.moveaxis(product.read(indexes, window=rw), 0, -1).astype(np.float32)
-    up = upsampled_window(source.read, window, source.shape, list(contract.output_bands), method="bicubic")
+    up = upsampled_window(
+        source.read, window, source.shape, list(contract.output_bands), method="bicubic", ratio=contract.ratio
+    )
     return sharpened, up
