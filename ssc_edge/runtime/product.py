@@ -132,16 +132,24 @@ class CombinedSharpener:
             report(progress, start + len(group), len(plan), self.provider)
         return len(plan)
 
-    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None) -> np.ndarray:
-        """Sharpen a scene held in memory; (H, W, C_out) float32 DN in ``contract.output_bands`` order."""
+    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None, on_core=None) -> np.ndarray:
+        """Sharpen a scene held in memory; (H, W, C_out) float32 DN in ``contract.output_bands`` order.
+
+        ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is written.
+        """
         source = scene.source or scene.name
         shape = (int(scene.shape[0]), int(scene.shape[1]))
         for sharpener in self.sharpeners:
             check_scene_bands(scene.bands, shape, sharpener.contract, source=source)
         out = np.empty((*shape, self.contract.channels_out), dtype=np.float32)
 
+        def read(band: str, window: Tile) -> np.ndarray:
+            return scene.bands[band][window.slices]
+
         def write(core: Tile, values: np.ndarray) -> None:
             out[core.slices] = values
+            if on_core is not None:
+                on_core(core, values, read, shape)
 
-        self.sharpen_windows(shape, lambda band, window: scene.bands[band][window.slices], write, progress=progress)
+        self.sharpen_windows(shape, read, write, progress=progress)
         return out
