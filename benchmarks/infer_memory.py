@@ -13,7 +13,15 @@ child process; its peak resident set size comes from ``wait4`` (``ru_maxrss``), 
 clock around it. Without ``--model`` a small SSC-CNN-shaped test model is built (width ``--width``; needs
 the ``onnx`` package): the memory bound is a property of the tiling, the width only changes the time.
 
-Writes ``benchmarks/results/infer_memory.{json,md}`` with the machine and the exact commands.
+``--format safe`` builds a Sentinel-2 L2A SAFE product instead: the real product metadata of
+``../shared/data/real/safe_metadata/S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454`` (baseline
+04.00, ``BOA_ADD_OFFSET`` -1000) with the same texture + 1000 DN written as lossless JPEG 2000 at the paths the
+metadata names, so ``infer`` streams it through the SAFE reader (``ssc_edge.io.sources``). Writing JPEG 2000 goes
+through GDAL's CreateCopy (one band in memory in the builder) and is slow: use it for sizes up to a few thousand
+pixels.
+
+Writes ``benchmarks/results/infer_memory.{json,md}`` (``infer_memory_safe.{json,md}`` for ``--format safe``) with
+the machine and the exact commands.
 """
 
 from __future__ import annotations
@@ -84,6 +92,46 @@ def build_scene(folder: Path, size: int) -> Path:
     return folder
 
 
+SAFE_PRODUCT = "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454"
+SAFE_METADATA = REPO.parent / "shared" / "data" / "real" / "safe_metadata" / SAFE_PRODUCT
+
+
+def build_safe(folder: Path, size: int) -> Path:
+    """Write a size x size L2A SAFE product from the real metadata and the texture (+1000 DN); return it."""
+    import re
+    import shutil
+
+    import rasterio
+    from rasterio.transform import Affine
+
+    product = folder / f"{SAFE_PRODUCT}.SAFE"
+    done = folder / "complete"
+    if done.is_file():
+        return product
+    product.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAFE_METADATA / "MTD_MSIL2A.xml", product / "MTD_MSIL2A.xml")
+    entries = re.findall(r"<IMAGE_FILE>([^<]*)</IMAGE_FILE>", (SAFE_METADATA / "MTD_MSIL2A.xml").read_text())
+    for band in FINE + COARSE:
+        pixel = 10.0 if band in FINE else 20.0
+        relative = next(e for e in entries if e.endswith(f"_{band}_{int(pixel)}m"))
+        n = size if band in FINE else size // 2
+        index = FINE.index(band) if band in FINE else 4 + COARSE.index(band)
+        dn = np.empty((n, n), dtype=np.uint16)
+        cols = np.arange(n, dtype=np.float64)
+        for start in range(0, n, STRIP):
+            rows = np.arange(start, min(start + STRIP, n), dtype=np.float64)
+            dn[start : start + len(rows)] = np.clip(_texture(rows, cols, index, pixel) + 1000, 0, 65535)
+        path = product / f"{relative}.jp2"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        profile = dict(driver="JP2OpenJPEG", width=n, height=n, count=1, dtype="uint16", crs="EPSG:32629",
+                       transform=Affine(pixel, 0.0, 399960.0, 0.0, -pixel, 5900040.0), QUALITY=100,
+                       REVERSIBLE="YES", BLOCKXSIZE=1024, BLOCKYSIZE=1024)  # fmt: skip
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(dn, 1)
+    done.write_text("ok\n")
+    return product
+
+
 def run_infer(command: list[str]) -> dict:
     """Run a command; return its wall time (s), peak RSS (MiB, from wait4) and exit status."""
     start = time.perf_counter()
@@ -133,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--work", type=Path, default=REPO / "build" / "infer_memory", help="scenes and outputs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--format", choices=("geotiff", "safe"), default="geotiff", help="scene format to stream")
     args = parser.parse_args(argv)
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -148,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for size in args.sizes:
         t0 = time.perf_counter()
-        scene = build_scene(args.work / f"scene_{size}", size)
+        if args.format == "safe":
+            scene = build_safe(args.work / f"safe_{size}", size)
+        else:
+            scene = build_scene(args.work / f"scene_{size}", size)
         build_s = time.perf_counter() - t0
         out = args.work / f"out_{size}.tif"
         command = [
@@ -181,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         out.unlink(missing_ok=True)
     report = {
         "benchmark": "infer_memory",
+        "format": args.format,
         "model": model_note,
         "tile": args.tile,
         "machine": machine(),
@@ -188,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "infer_memory.json").write_text(json.dumps(report, indent=2) + "\n")
+    stem = "infer_memory" if args.format == "geotiff" else "infer_memory_safe"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Streamed inference: peak RSS and wall time",
         "",
@@ -204,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows
     ]
     lines += ["", f"Command: `{report['command']}`", ""]
-    (args.out / "infer_memory.md").write_text("\n".join(lines))
-    print(f"wrote {args.out / 'infer_memory.json'} and {args.out / 'infer_memory.md'}", file=sys.stderr)
+    (args.out / f"{stem}.md").write_text("\n".join(lines))
+    print(f"wrote {args.out / stem}.json and .md", file=sys.stderr)
     return 0 if all(r["exit_status"] == 0 for r in rows) else 1
 
 

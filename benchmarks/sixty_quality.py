@@ -67,7 +67,9 @@ def real_case(name: str, config) -> list[dict]:
     estimate = predict(fit.model, x, fit.scale)[:, half:]
     rows.append(_row(name, "spatial-holdout", y[:, half:], estimate, x[:, half:, :2], fit.seconds))
     fit = fit_model(x, y, config)
-    rows.append(_row(name, "training-pair (TRAINING-SET)", y, predict(fit.model, x, fit.scale), x[..., :2], fit.seconds))
+    rows.append(
+        _row(name, "training-pair (TRAINING-SET)", y, predict(fit.model, x, fit.scale), x[..., :2], fit.seconds)
+    )
     return rows
 
 
@@ -144,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     start = time.perf_counter()
     for case in args.cases:
-        rows += simulated_case(config, size=args.size, seed=args.seed) if case == "simulated" else real_case(case, config)
+        rows += (
+            simulated_case(config, size=args.size, seed=args.seed) if case == "simulated" else real_case(case, config)
+        )
         print(json.dumps(rows[-1]), flush=True)
     command = "python benchmarks/sixty_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     machine = machine_info()

@@ -71,6 +71,11 @@ class ModelContract:
         ``"fp32"``, ``"fp16"`` or ``"int8"`` (set by ``ssc-edge optimize``).
     quality_loss_db : float
         Mean-SRE loss against the fp32 parent, dB (0 for an fp32 model).
+    registration : dict
+        Metadata key ``ssc_edge.registration``: ``"estimate"``, the scene's band registration and
+        relative blur (``registration.RegistrationEstimate.to_dict``), and ``"pair_model"``, the
+        kernels and offset the training pair was built with (``wald.PairModel.to_dict``); empty when
+        the pair was the nominal one (models of earlier versions lack the key).
     """
 
     halo: int
@@ -89,6 +94,7 @@ class ModelContract:
     versions: dict = field(default_factory=dict)
     precision: str = "fp32"
     quality_loss_db: float = 0.0
+    registration: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.layout not in ("NHWC", "NCHW"):

@@ -15,10 +15,11 @@ import numpy as np
 from .bands import COARSE_BANDS
 from .errors import SceneError
 from .metrics import QualityReport, quality_report
+from .quality import Degradation
 from .scene import Scene
 from .wald import upsample
 
-__all__ = ["bicubic_baseline", "evaluate_estimate", "format_quality_table"]
+__all__ = ["bicubic_baseline", "evaluate_estimate", "evaluate_full_resolution", "format_quality_table"]
 
 
 def _where(scene: Scene) -> str:
@@ -58,6 +59,43 @@ def evaluate_estimate(estimate: np.ndarray, scene: Scene, *, border: int = 0) ->
             f"but the reference is {'x'.join(map(str, scene.reference.shape))}"
         )
     return quality_report(scene.reference, estimate, band_names=COARSE_BANDS, ratio=2.0, border=border)
+
+
+def evaluate_full_resolution(estimate: np.ndarray, scene: Scene, *, degradation: Degradation = "bicubic"):
+    """Score a sharpened (H, W, 6) estimate without a reference: the indexes of :mod:`ssc_edge.quality`.
+
+    Parameters
+    ----------
+    estimate : (H, W, 6) ndarray
+        Sharpened 20 m bands on the scene's fine grid, DN, ``COARSE_BANDS`` order.
+    scene : Scene
+        Any scene (its observed 10 m and 20 m bands are the references; ``reference`` is not read).
+    degradation : str or callable
+        The scene's degradation (the one the model was fitted with), see
+        :func:`ssc_edge.quality.degradation_function`.
+
+    Returns
+    -------
+    FullResolutionQuality
+
+    Raises
+    ------
+    SceneError
+        If the estimate is not the scene's (H, W, 6), or the scene is smaller than the 32-px windows.
+    """
+    from .quality import full_resolution_quality
+
+    estimate = np.asarray(estimate)
+    expected = (*scene.shape, len(COARSE_BANDS))
+    if estimate.shape != expected:
+        raise SceneError(
+            f"{_where(scene)}estimate is {'x'.join(map(str, estimate.shape))}, "
+            f"but the scene's sharpened bands are {'x'.join(map(str, expected))}"
+        )
+    try:
+        return full_resolution_quality(estimate, scene.fine(), scene.coarse(), degradation=degradation)
+    except SceneError as exc:
+        raise SceneError(f"{_where(scene)}{exc}") from None
 
 
 def bicubic_baseline(scene: Scene, *, method: str = "bicubic") -> np.ndarray:

@@ -41,6 +41,12 @@ __all__ = [
     "reduced_resolution_scene",
     "full_scale_input",
     "model_input",
+    "KERNEL_KINDS",
+    "Kernel",
+    "kernel_taps",
+    "decimate",
+    "PairModel",
+    "pair_margin",
 ]
 
 DEGRADATION_METHODS = ("mtf", "bicubic")
@@ -222,6 +228,224 @@ def upsample(image: np.ndarray, *, ratio: int = 2, method: str = "bicubic") -> n
     return _upsample_axis_bicubic(_upsample_axis_bicubic(image, ratio, 0), ratio, 1)
 
 
+KERNEL_KINDS = ("gaussian", "bicubic")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A separable decimation kernel of a band (its PSF relative to the grid it is decimated from).
+
+    Attributes
+    ----------
+    kind : {"gaussian", "bicubic"}
+        ``"gaussian"``: ``exp(-x**2 / (2 sigma**2))``; ``"bicubic"``: MATLAB ``imresize(x, 1/ratio)``
+        antialiasing, Keys' cubic stretched by the ratio.
+    sigma : float
+        Standard deviation of the Gaussian, pixels of the grid it is applied to (``"gaussian"`` only;
+        :func:`mtf_sigma` converts an MTF gain at Nyquist).
+    """
+
+    kind: str
+    sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KERNEL_KINDS:
+            raise OptionError(f"unknown kernel {self.kind!r}; choose one of {KERNEL_KINDS}")
+        if self.kind == "gaussian" and not 0.05 <= self.sigma <= 8.0:
+            raise OptionError(f"Gaussian kernel sigma must be in [0.05, 8] pixels, got {self.sigma!r}")
+        object.__setattr__(self, "sigma", float(self.sigma) if self.kind == "gaussian" else 0.0)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form."""
+        return {"kind": self.kind, "sigma": round(self.sigma, 6)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Kernel:
+        """Inverse of :meth:`to_dict`."""
+        return cls(kind=str(data["kind"]), sigma=float(data.get("sigma", 0.0)))  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """``"gaussian sigma 0.87 px"`` or ``"bicubic"``."""
+        return f"gaussian sigma {self.sigma:.2f} px" if self.kind == "gaussian" else "bicubic"
+
+
+def kernel_taps(kernel: Kernel, *, ratio: int = 2, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Integer tap offsets and normalised weights of coarse pixel ``i`` of a decimation by ``ratio``.
+
+    Coarse pixel ``i`` is ``sum_n w[n] * x[ratio * i + n]``: the kernel centred at fine coordinate
+    ``ratio * i + (ratio - 1) / 2 + shift`` (the grid convention of this module moved by ``shift``
+    fine pixels), evaluated at the fine pixel centres it covers, cut where it vanishes (Keys: 2
+    coarse pixels; Gaussian: 4 sigma) and normalised to sum 1. A finite, exact kernel: no
+    interpolation of the image takes place, so windows with a margin decimate exactly like the
+    whole image.
+
+    Returns
+    -------
+    taps : (n,) int ndarray
+        Offsets in fine pixels from ``ratio * i``.
+    weights : (n,) float64 ndarray
+        Summing to 1.
+    """
+    _check_ratio(ratio)
+    centre = (ratio - 1) / 2 + float(shift)
+    half = 2.0 * ratio if kernel.kind == "bicubic" else max(4.0 * kernel.sigma, ratio / 2)
+    taps = np.arange(int(np.floor(centre - half)), int(np.ceil(centre + half)) + 1)
+    x = taps - centre
+    weights = _keys_cubic(x / ratio) if kernel.kind == "bicubic" else np.exp(-0.5 * (x / kernel.sigma) ** 2)
+    keep = weights != 0
+    taps, weights = taps[keep], weights[keep]
+    return taps, weights / weights.sum()
+
+
+def _decimate_axis_taps(image: np.ndarray, taps: np.ndarray, weights: np.ndarray, ratio: int, axis: int) -> np.ndarray:
+    reach = int(np.abs(taps).max())
+    full = np.zeros(2 * reach + 1)
+    full[taps + reach] = weights  # correlate1d centres an odd-length filter on its middle tap
+    filtered = ndimage.correlate1d(image, full, axis=axis, mode="reflect")
+    index = [slice(None)] * image.ndim
+    index[axis] = slice(0, ratio * (image.shape[axis] // ratio), ratio)
+    return filtered[tuple(index)]
+
+
+def decimate(
+    image: np.ndarray,
+    kernels: Kernel | Sequence[Kernel],
+    *,
+    ratio: int = 2,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """Blur with a band's kernel and decimate by ``ratio``, with the coarse grid moved by ``shift``.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) ndarray
+        Fine-grid image, any units (DN); returned in the same units.
+    kernels : Kernel or sequence of C Kernels
+        One kernel for all channels, or one per channel (:func:`kernel_taps`).
+    ratio : int
+    shift : (float, float)
+        (rows, cols), fine pixels: coarse pixel ``i`` is centred at ``ratio * i + (ratio - 1)/2 + shift``.
+
+    Returns
+    -------
+    (H // ratio, W // ratio[, C]) float64 ndarray
+        With ``shift = (0, 0)`` equal (to rounding) to :func:`degrade` with the same kernel.
+    """
+    _check_ratio(ratio)
+    image = _check_image(image, "image")
+    planes = image[..., None] if image.ndim == 2 else image
+    channels = planes.shape[2]
+    kernels = [kernels] * channels if isinstance(kernels, Kernel) else list(kernels)
+    if len(kernels) != channels:
+        raise OptionError(f"{len(kernels)} kernels for an image of {channels} channels")
+    out = np.empty((planes.shape[0] // ratio, planes.shape[1] // ratio, channels))
+    for c, kernel in enumerate(kernels):
+        rows = _decimate_axis_taps(planes[..., c], *kernel_taps(kernel, ratio=ratio, shift=shift[0]), ratio, 0)
+        out[..., c] = _decimate_axis_taps(rows, *kernel_taps(kernel, ratio=ratio, shift=shift[1]), ratio, 1)
+    return out[..., 0] if image.ndim == 2 else out
+
+
+@dataclass(frozen=True)
+class PairModel:
+    """How the training pair degrades a scene: a kernel per band and the 20 m grid's offset.
+
+    Estimated once per scene (:func:`ssc_edge.registration.estimate_registration`) or nominal
+    (:meth:`nominal`), then passed to :func:`training_pair` for the whole scene or for each window.
+
+    Attributes
+    ----------
+    fine : tuple of 4 Kernel
+        Kernels of the 10 m bands, ``FINE_BANDS`` order (sigma in 10 m pixels).
+    coarse : tuple of 6 Kernel
+        Kernels of the 20 m bands, ``COARSE_BANDS`` order (sigma in pixels of the 20 m grid they are
+        decimated from: the training pair keeps the relative blur that the observed 20 m bands have
+        to the 10 m bands, measured in 10 m pixels).
+    offset : (float, float)
+        (rows, cols), 10 m pixels: where the observed 20 m grid sits against the 10 m one; 20 m pixel
+        ``i`` is centred at 10 m coordinate ``2 i + 0.5 + offset`` (0: the nominal grid).
+    """
+
+    fine: tuple[Kernel, ...]
+    coarse: tuple[Kernel, ...]
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fine", tuple(self.fine))
+        object.__setattr__(self, "coarse", tuple(self.coarse))
+        if len(self.fine) != len(FINE_BANDS) or len(self.coarse) != len(COARSE_BANDS):
+            raise OptionError(
+                f"a pair model needs {len(FINE_BANDS)} fine and {len(COARSE_BANDS)} coarse kernels, "
+                f"got {len(self.fine)} and {len(self.coarse)}"
+            )
+        offset = tuple(float(v) for v in self.offset)
+        if len(offset) != 2 or not all(abs(v) <= 4.0 for v in offset):
+            raise OptionError(f"offset must be (rows, cols) within 4 fine pixels, got {self.offset!r}")
+        object.__setattr__(self, "offset", offset)
+
+    @classmethod
+    def nominal(cls, method: str, *, mtf: Mapping[str, float] | None = None, ratio: int = 2) -> PairModel:
+        """The kernels of :func:`degrade` ``method`` (``"bicubic"`` or ``"mtf"``), no offset."""
+        if method not in DEGRADATION_METHODS:
+            raise OptionError(f"unknown degradation method {method!r}; choose one of {DEGRADATION_METHODS}")
+
+        def kernels(bands: Sequence[str]) -> tuple[Kernel, ...]:
+            if method == "bicubic":
+                return tuple(Kernel("bicubic") for _ in bands)
+            return tuple(Kernel("gaussian", mtf_sigma(g, ratio=ratio)) for g in _mtf_gains(bands, mtf))
+
+        return cls(fine=kernels(FINE_BANDS), coarse=kernels(COARSE_BANDS))
+
+    def reach(self, ratio: int = 2) -> int:
+        """Largest tap offset of any kernel of this model, fine pixels of the grid it is applied to."""
+        shifts = [(k, -v) for k in self.fine for v in self.offset] + [(k, 0.0) for k in self.coarse]
+        return max(int(np.abs(kernel_taps(k, ratio=ratio, shift=s)[0]).max()) for k, s in shifts)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form."""
+        return {
+            "fine": {b: k.to_dict() for b, k in zip(FINE_BANDS, self.fine, strict=True)},
+            "coarse": {b: k.to_dict() for b, k in zip(COARSE_BANDS, self.coarse, strict=True)},
+            "offset": [round(v, 4) for v in self.offset],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> PairModel:
+        """Inverse of :meth:`to_dict`; a missing band raises :class:`OptionError`."""
+        try:
+            fine = tuple(Kernel.from_dict(data["fine"][b]) for b in FINE_BANDS)  # type: ignore[index]
+            coarse = tuple(Kernel.from_dict(data["coarse"][b]) for b in COARSE_BANDS)  # type: ignore[index]
+            offset = tuple(data.get("offset", (0.0, 0.0)))  # type: ignore[arg-type]
+        except (KeyError, TypeError) as exc:
+            raise OptionError(f"pair model is missing {exc}") from None
+        return cls(fine=fine, coarse=coarse, offset=offset)  # type: ignore[arg-type]
+
+
+def pair_margin(model: PairModel | None = None, *, levels: int = 1, upsampling: str = "bicubic") -> int:
+    """Fine-pixel margin that makes a window's training pair equal to the same crop of the whole pair.
+
+    Cut the scene at fine rows/cols ``[r0 - m, r1 + m)`` (``m`` the returned margin, clipped where
+    the scene ends), with ``r0`` and ``r1`` multiples of ``2 ** (levels + 1)``; build its
+    :func:`training_pair` with ``model``; its pixels ``[m' , m' + (r1 - r0) / 2**levels)``, ``m'`` the
+    clipped margin divided by ``2 ** levels``, equal the whole scene's pair at ``[r0, r1) / 2**levels``
+    exactly (bit for bit). Only ``upsampling="bicubic"`` has finite support. ``model=None`` (the
+    nominal pair of ``degradation="bicubic"`` or ``"mtf"``): the larger margin of the two.
+
+    Returns
+    -------
+    int
+        Pixels of the scene's fine grid, a multiple of ``2 ** (levels + 1)``.
+    """
+    if upsampling != "bicubic":
+        raise OptionError(f"upsampling {upsampling!r} is not tile-exact; only 'bicubic' has a finite margin")
+    if model is None:
+        return max(pair_margin(PairModel.nominal(m), levels=levels) for m in DEGRADATION_METHODS)
+    multiple = 2 ** (levels + 1)
+    # per level, in that level's fine pixels: the fine kernel's reach, or 2 * (Keys upsampling 3 px + reach)
+    per_level = max(model.reach() + 2, 2 * (3 + model.reach() + 1))
+    margin = per_level * (2**levels - 1) * 2  # each level doubles the pixel size below it
+    return -(-margin // multiple) * multiple
+
+
 @dataclass(frozen=True)
 class TrainingPair:
     """Inputs and target of the zero-shot training one scale below the observed data.
@@ -278,6 +502,7 @@ def training_pair(
     upsampling: str = "bicubic",
     mtf: Mapping[str, float] | None = None,
     levels: int = 1,
+    model: PairModel | None = None,
 ) -> TrainingPair:
     """Build the Wald-protocol training pair of a scene ``levels`` scales below its fine grid.
 
@@ -296,6 +521,15 @@ def training_pair(
         See :func:`degrade`. ``mtf`` overrides entries of ``bands.MTF_NYQUIST``.
     upsampling : {"bicubic", "spline"}
         See :func:`upsample`.
+    model : PairModel, optional
+        Kernels per band and the 20 m grid's offset (``degradation`` and ``mtf`` are then unused).
+        Each level decimates the 20 m bands with their kernels on their own grid, and the 10 m bands
+        with theirs centred ``-offset`` 10 m pixels from the nominal grid, so that the degraded 20 m
+        bands sit ``offset`` pixels of the degraded 10 m grid from it, as the observed 20 m bands sit
+        from the observed 10 m ones (a plain decimation would halve the offset), and the target (the
+        observed 20 m bands, unresampled) sits ``offset`` from the degraded 10 m bands, as the unseen
+        10 m truth of a 20 m band sits from the observed 10 m bands. Exact finite kernels: windows
+        with :func:`pair_margin` give the same pair.
     """
     if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
         raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
@@ -308,6 +542,14 @@ def training_pair(
         )
     fine = scene.fine()[:height, :width].astype(np.float64)
     coarse = scene.coarse()[: height // 2, : width // 2].astype(np.float64)
+    if model is not None:
+        shift = (-model.offset[0], -model.offset[1])
+        for _ in range(levels):
+            target = coarse
+            fine = decimate(fine, model.fine, shift=shift)
+            coarse = decimate(coarse, model.coarse)
+        inputs = model_input(fine, coarse, upsampling=upsampling)
+        return TrainingPair(inputs=inputs, target=target.astype(np.float32))
     fine_gains, coarse_gains = _mtf_gains(FINE_BANDS, mtf), _mtf_gains(COARSE_BANDS, mtf)
     for _ in range(levels):
         target = coarse

@@ -421,3 +421,133 @@ def test_non_integer_ratio_is_refused(ratio):
 def test_image_smaller_than_the_ratio():
     with pytest.raises(OptionError, match="image of 1x5 px is smaller than the ratio 2"):
         wald.degrade(np.ones((1, 5)), ratio=2, mtf=0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# (g) Exact kernels with an offset, and training pairs that keep a band offset (issue 14)
+
+
+@pytest.mark.parametrize("kernel", [wald.Kernel("bicubic"), wald.Kernel("gaussian", wald.mtf_sigma(0.3))])
+def test_decimate_without_shift_equals_degrade(kernel):
+    image = np.random.default_rng(20).uniform(0, 10000, (40, 36, 2))
+    method = "bicubic" if kernel.kind == "bicubic" else "mtf"
+    np.testing.assert_allclose(wald.decimate(image, kernel), wald.degrade(image, method=method, mtf=0.3), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", [wald.Kernel("bicubic"), wald.Kernel("gaussian", 0.9)])
+def test_decimate_with_an_integer_shift_reads_the_image_further_on(kernel):
+    # moving the coarse grid by 2 fine pixels is moving it by one coarse pixel; by 1, cropping one row
+    image = np.random.default_rng(21).uniform(0, 10000, (64, 64))
+    plain = wald.decimate(image, kernel)
+    np.testing.assert_allclose(wald.decimate(image, kernel, shift=(2, 0))[4:-6], plain[5:-5], rtol=1e-12)
+    np.testing.assert_allclose(
+        wald.decimate(image, kernel, shift=(0, -1))[:, 4:-6], wald.decimate(image[:, 1:-1], kernel)[:, 3:-6], rtol=1e-12
+    )
+
+
+def test_kernel_taps_are_centred_on_the_moved_grid():
+    for shift in (-1.0, -0.49, 0.0, 0.3, 1.0):
+        taps, weights = wald.kernel_taps(wald.Kernel("gaussian", 0.8), shift=shift)
+        assert weights.sum() == pytest.approx(1.0)
+        # centroid = the pixel centre 2i + 0.5 + shift (to the aliasing of a Gaussian sampled at sigma 0.8)
+        assert taps @ weights == pytest.approx(0.5 + shift, abs=1e-4)
+
+
+def test_nominal_pair_model_reproduces_the_nominal_pair(scene_204):
+    for method in ("bicubic", "mtf"):
+        old = wald.training_pair(scene_204, degradation=method, levels=2)
+        new = wald.training_pair(scene_204, model=wald.PairModel.nominal(method), levels=2)
+        np.testing.assert_allclose(new.inputs, old.inputs, rtol=1e-5)
+        np.testing.assert_array_equal(new.target, old.target)
+
+
+def _centroid_offset(fine: np.ndarray, coarse: np.ndarray) -> float:
+    """Row offset of ``coarse`` against ``fine``: centroid of a free 1-D regression kernel (not the estimator)."""
+    taps = np.arange(-4, 6)
+    rows = np.arange(3, coarse.shape[0] - 3)
+    design = np.stack([fine[2 * rows + t, 0] for t in taps], axis=1)
+    design = np.column_stack([design, np.ones(len(design))])
+    weights = np.linalg.lstsq(design, coarse[rows, 0], rcond=None)[0][:-1]
+    return float(taps @ weights / weights.sum() - 0.5)
+
+
+@pytest.mark.parametrize("kernel", [wald.Kernel("bicubic"), wald.Kernel("gaussian", 0.9)])
+def test_training_pair_keeps_the_offset_instead_of_halving_it(kernel):
+    # a "20 m" band decimated from a field at 2i + 0.5, and a "10 m" band = the field cut one pixel on:
+    # the 20 m grid sits at 2i - 0.5 of the 10 m grid, offset d = -1
+    from scipy import ndimage
+
+    signal = ndimage.gaussian_filter1d(np.random.default_rng(22).normal(size=4100), 0.7)
+    field = np.repeat(signal[:, None], 4, axis=1)  # constant along rows: decimating columns changes nothing
+    coarse, fine, truth = wald.decimate(field[:4096], kernel), field[1:4097], -1.0
+    assert _centroid_offset(fine, coarse) == pytest.approx(truth, abs=0.02)
+    plain_f, plain_c = wald.decimate(fine, kernel), wald.decimate(coarse, kernel)
+    kept_f = wald.decimate(fine, kernel, shift=(-truth, 0))  # as training_pair does with offset d
+    assert _centroid_offset(plain_f, plain_c) == pytest.approx(truth / 2, abs=0.1)  # a plain pair halves it
+    assert _centroid_offset(kept_f, plain_c) == pytest.approx(truth, abs=0.1)  # the pair keeps it
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_pair_margin_makes_windows_exact(scene_256, levels):
+    model = wald.PairModel(
+        fine=(wald.Kernel("gaussian", 1.1),) * 4,
+        coarse=(wald.Kernel("bicubic"),) * 3 + (wald.Kernel("gaussian", 0.7),) * 3,
+        offset=(-0.49, 0.8),
+    )
+    margin = wald.pair_margin(model, levels=levels)
+    step = 2**levels
+    assert margin % (2 * step) == 0
+    whole = wald.training_pair(scene_256, model=model, levels=levels)
+    for r0, r1, c0, c1 in [(96, 160, 64, 128), (0, 64, 192, 256)]:  # interior; a corner
+        top, left = max(0, r0 - margin), max(0, c0 - margin)
+        cut = Scene(
+            bands={
+                b: a[top // (1 if b in FINE_BANDS else 2) : (r1 + margin) // (1 if b in FINE_BANDS else 2),
+                     left // (1 if b in FINE_BANDS else 2) : (c1 + margin) // (1 if b in FINE_BANDS else 2)]
+                for b, a in scene_256.bands.items()
+                if b in FINE_BANDS + COARSE_BANDS
+            }
+        )  # fmt: skip
+        window = wald.training_pair(cut, model=model, levels=levels)
+        rows = slice((r0 - top) // step, (r1 - top) // step)
+        cols = slice((c0 - left) // step, (c1 - left) // step)
+        whole_rows, whole_cols = slice(r0 // step, r1 // step), slice(c0 // step, c1 // step)
+        assert np.array_equal(window.inputs[rows, cols], whole.inputs[whole_rows, whole_cols])
+        assert np.array_equal(window.target[rows, cols], whole.target[whole_rows, whole_cols])
+
+
+def test_pair_model_json_and_errors():
+    model = wald.PairModel.nominal("mtf")
+    model = wald.PairModel(fine=model.fine, coarse=model.coarse, offset=(-0.5, 0.25))
+    assert wald.PairModel.from_dict(model.to_dict()) == wald.PairModel.from_dict(model.to_dict())
+    assert wald.PairModel.from_dict(model.to_dict()).to_dict() == model.to_dict()
+    with pytest.raises(OptionError, match="a pair model needs 4 fine and 6 coarse kernels, got 4 and 5"):
+        wald.PairModel(fine=model.fine, coarse=model.coarse[:5])
+    with pytest.raises(OptionError, match=r"offset must be \(rows, cols\) within 4 fine pixels"):
+        wald.PairModel(fine=model.fine, coarse=model.coarse, offset=(5.0, 0.0))
+    with pytest.raises(OptionError, match="unknown kernel 'box'"):
+        wald.Kernel("box")
+    with pytest.raises(OptionError, match=r"Gaussian kernel sigma must be in \[0.05, 8\] pixels, got 0.0"):
+        wald.Kernel("gaussian")
+    with pytest.raises(OptionError, match="pair model is missing 'B12'"):
+        wald.PairModel.from_dict({"fine": model.to_dict()["fine"], "coarse": {}})
+    with pytest.raises(OptionError, match="upsampling 'spline' is not tile-exact"):
+        wald.pair_margin(model, upsampling="spline")
+
+
+@pytest.mark.parametrize("degradation", ["mtf", "bicubic"])
+def test_pair_margin_of_the_nominal_pair(scene_256, degradation):
+    margin = wald.pair_margin()  # no model: the nominal pairs
+    whole = wald.training_pair(scene_256, degradation=degradation)
+    r0, r1 = 96, 160
+    cut = Scene(
+        bands={
+            b: a[(r0 - margin) // (1 if b in FINE_BANDS else 2) : (r1 + margin) // (1 if b in FINE_BANDS else 2)]
+            for b, a in scene_256.bands.items()
+            if b in FINE_BANDS + COARSE_BANDS
+        }
+    )
+    window = wald.training_pair(cut, degradation=degradation)
+    inner = slice(margin // 2, margin // 2 + (r1 - r0) // 2)
+    assert np.array_equal(window.inputs[inner], whole.inputs[r0 // 2 : r1 // 2])
+    assert np.array_equal(window.target[inner], whole.target[r0 // 2 : r1 // 2])

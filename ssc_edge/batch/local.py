@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bands import COARSE_BANDS, MTF_NYQUIST
+from ..bands import COARSE_BANDS
 from ..errors import OptionError
 from ..io._atomic import atomic_output
 from ..io.results import RESULT_DTYPES
@@ -113,6 +113,7 @@ class BatchConfig:
     in_process: bool = False
     threads: int | None = None
     split: int = 1
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -134,6 +135,8 @@ class BatchConfig:
             raise OptionError(f"epochs must be positive, got {self.epochs}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise OptionError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.precision is not None and self.precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
+            raise OptionError(f"unknown precision {self.precision!r}; choose one of auto, fp32, bf16, fp16, int8")
         if not isinstance(self.split, int) or self.split < 1:
             raise OptionError(f"split must be a positive integer (row bands per scene), got {self.split!r}")
         if self.split > 1 and self.mode != "infer":
@@ -195,11 +198,15 @@ def _threads(config: BatchConfig) -> int | None:
 
 
 @lru_cache(maxsize=2)
-def _sharpener(model: str, provider: str | None, tile: int | None, threads: int | None):
-    """One onnxruntime session per model per worker process, reused across its scenes."""
+def _sharpener(model: str, provider: str | None, tile: int | None, threads: int | None, precision: str | None = None):
+    """One onnxruntime session per model per worker process, reused across its scenes.
+
+    ``precision="auto"`` decides from the model's metadata or the gate cache (see
+    :func:`prepare_precision_gate`), as :class:`~ssc_edge.runtime.sharpen.Sharpener` does.
+    """
     from ..runtime.sharpen import Sharpener
 
-    options: dict[str, Any] = {"threads": threads}
+    options: dict[str, Any] = {"threads": threads, "precision": precision}
     if provider is not None:
         options["provider"] = provider
     if tile is not None:
@@ -213,7 +220,33 @@ def worker_sharpener(config: BatchConfig):
     Built on first use with ``config.model``, ``provider``, ``tile`` and the worker's threads, then
     reused for every scene (and row band) the process runs.
     """
-    return _sharpener(str(config.model), config.provider, config.tile, _threads(config))
+    args = (str(config.model), config.provider, config.tile, _threads(config))
+    return _sharpener(*args) if config.precision is None else _sharpener(*args, config.precision)
+
+
+def prepare_precision_gate(model: Path, scene: Scene, config: BatchConfig) -> None:
+    """For ``precision="auto"``: measure and cache the model's bf16 loss on this scene if it is needed and unknown.
+
+    Does nothing when the machine does not run bf16 natively, or the model's metadata or the cache already
+    has the verdict (:func:`ssc_edge.runtime.precision.find_verdict`), so the sharpener built next decides
+    from it.
+    """
+    if config.precision != "auto":
+        return
+    from ..runtime.openvino_backend import openvino_available
+    from ..runtime.precision import bf16_provider, detected_flags, find_verdict
+    from ..runtime.providers import available_providers
+    from ..runtime.session import load_model
+
+    available = available_providers()
+    where, _ = bf16_provider(config.provider or "auto", available, openvino=openvino_available() or
+                             "openvino" in available, flags=detected_flags())  # fmt: skip
+    if not where:
+        return
+    probe = load_model(model, provider="cpu", threads=1, optimization="disabled")
+    if probe.contract.precision == "fp32":
+        find_verdict(model, probe.gate, "bf16", where, scene=scene, contract=probe.contract,
+                     tile=config.tile or 512, threads=_threads(config))  # fmt: skip
 
 
 @lru_cache(maxsize=2)
@@ -223,7 +256,8 @@ def _model_contract(model: str):
         from ..runtime.providers import make_session
         from ..runtime.session import _read_contract
 
-        return _read_contract(make_session(Path(model), provider="cpu", threads=1, optimization="disabled"), model)
+        session, _ = make_session(Path(model), provider="cpu", threads=1, optimization="disabled")
+        return _read_contract(session, model)
     except Exception:  # the model's real problem is reported by the sharpening step
         logger.debug("cannot read the contract of %s", model, exc_info=True)
         return None
@@ -242,15 +276,45 @@ def scene_warning(job: SceneJob, config: BatchConfig) -> str | None:
     return scene_mismatch(contract, scene_identity(job.source), job.source, model=config.model)
 
 
-def _consistency(image: np.ndarray, scene: Scene) -> dict[str, Any]:
-    """Signal to reconstruction error (dB) of the sharpened bands degraded back to 20 m (Wald's consistency)."""
-    from .. import wald
-    from ..metrics import signal_to_reconstruction_error
+def _model_degradation(model: Path, sharpen: Callable) -> Any:
+    """The degradation a model was fitted with (its metadata), for the full-resolution indexes.
 
-    degraded = wald.degrade(image, ratio=2, method="mtf", mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])
-    sre = signal_to_reconstruction_error(scene.coarse(), degraded)
+    Taken from the sharpener's contract when ``sharpen`` is a :class:`Sharpener` method, else read from
+    the model file; ``"mtf"`` (the sensor model) when neither says.
+    """
+    from ..errors import ModelError
+    from ..quality import model_degradation
+    from ..runtime.bench import _read_contract
+
+    contract = getattr(getattr(sharpen, "__self__", None), "contract", None)
+    if contract is None:
+        try:
+            contract = _read_contract(Path(model))
+        except ModelError:
+            logger.debug("%s: no metadata to read the degradation from; using mtf", model)
+            return "mtf"
+    return model_degradation(contract.training, getattr(contract, "registration", None))
+
+
+def _consistency(image: np.ndarray, scene: Scene, degradation: Any = "mtf") -> dict[str, Any]:
+    """Wald's consistency SRE (dB, the sharpened bands degraded back to 20 m) and every no-reference index
+    of :mod:`ssc_edge.quality` (under ``full_resolution``), with the model's degradation."""
+    from ..errors import SceneError
+    from ..quality import full_resolution_quality
+
+    try:
+        quality = full_resolution_quality(image, scene.fine(), scene.coarse(), degradation=degradation)
+    except SceneError as exc:  # smaller than the quality windows: consistency SRE only
+        from ..metrics import signal_to_reconstruction_error
+        from ..quality import degradation_function
+
+        sre = signal_to_reconstruction_error(scene.coarse(), degradation_function(degradation)(image))
+        return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
+                "mean_consistency_sre_db": float(np.mean(sre)), "full_resolution": None,
+                "full_resolution_skipped": str(exc)}  # fmt: skip
+    sre = quality.consistency_sre
     return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
-            "mean_consistency_sre_db": float(np.mean(sre))}  # fmt: skip
+            "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
 
 
 def _fit(scene: Scene, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
@@ -310,16 +374,25 @@ def process_scene(
             tick = time.perf_counter()
             model, metrics = _fit(scene, job, config)
             seconds["fit"] = time.perf_counter() - tick
-            sharpen = _sharpener.__wrapped__(str(model), config.provider, config.tile, _threads(config)).sharpen
+            prepare_precision_gate(model, scene, config)
+            sharpener = _sharpener.__wrapped__(
+                str(model), config.provider, config.tile, _threads(config), config.precision
+            )
+            sharpen = sharpener.sharpen
+            record["precision"] = getattr(sharpener, "precision", None)
         else:
             model = Path(config.model)
-            sharpen = sharpen or worker_sharpener(config).sharpen
+            if sharpen is None:
+                prepare_precision_gate(model, scene, config)
+                sharpener = worker_sharpener(config)
+                sharpen = sharpener.sharpen
+                record["precision"] = getattr(sharpener, "precision", None)  # None: a stand-in without one
         record["model"] = str(model)
         record["model_sha256"] = sha256_file(model)
         tick = time.perf_counter()
         image = sharpen(scene)
         seconds["sharpen"] = time.perf_counter() - tick
-        metrics.update(_consistency(image, scene))
+        metrics.update(_consistency(image, scene, _model_degradation(model, sharpen)))
         tick = time.perf_counter()
         write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype, force=True)
         seconds["write"] = time.perf_counter() - tick

@@ -50,6 +50,19 @@ def batch_command(
         int | None, typer.Option(help="Times Ray reruns a scene whose worker died (engine ray; default 2).")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs per scene (mode fit-and-infer).")] = None,
+    degradation: Annotated[
+        str, typer.Option(help="Training degradation (mode fit-and-infer): auto (estimated per scene), bicubic or mtf.")
+    ] = "auto",
+    registration: Annotated[
+        str, typer.Option(help="Training pair registration (mode fit-and-infer): auto (estimated per scene) or none.")
+    ] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 where the CPU runs it natively, OpenVINO is installed and the model loses <= 0.1 dB; "
+            "else fp32), fp32, bf16, fp16 or int8 (models made by ssc-edge optimize)."
+        ),
+    ] = "auto",
     output_format: Annotated[str, typer.Option("--format", help="Output format: tif, npz or mat.")] = "tif",
     dtype: Annotated[str, typer.Option(help="Output sample type: float32 or uint16 (DN).")] = "float32",
     quiet: Quiet = False,
@@ -63,7 +76,10 @@ def batch_command(
     if mode == "fit-and-infer" and not verbose:  # TensorFlow's C++ start-up chatter, in every worker
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = BatchConfig(mode=mode, model=model, workers=workers, output_format=output_format, dtype=dtype,
-                         epochs=epochs, split=split, tile=tile)  # fmt: skip
+                         epochs=epochs, split=split, tile=tile,
+                         fit_options={"degradation": degradation, "registration": registration}
+                         if mode == "fit-and-infer" else {},
+                         precision=precision)  # fmt: skip
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")

@@ -1,9 +1,11 @@
 """``ssc-edge evaluate``: score a sharpened estimate, or plain upsampling, against an RR scene's reference.
 
-Two forms::
+Forms::
 
     ssc-edge evaluate ESTIMATE --reference SCENE [--method bicubic]   # the estimate (and the baseline)
     ssc-edge evaluate --method bicubic SCENE                          # the upsampling baseline only
+    ssc-edge evaluate ESTIMATE --scene SCENE [--method bicubic]       # no reference: full-resolution indexes
+    ssc-edge evaluate --method bicubic --scene SCENE
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Annotated
 import typer
 
 from ..errors import OptionError
-from ..evaluation import bicubic_baseline, evaluate_estimate, format_quality_table
+from ..evaluation import bicubic_baseline, evaluate_estimate, evaluate_full_resolution, format_quality_table
 from ..io import atomic_output, check_output_path, read_estimate, read_scene
-from ..wald import UPSAMPLING_METHODS
+from ..quality import format_full_resolution_table
+from ..wald import DEGRADATION_METHODS, UPSAMPLING_METHODS
 from ._common import Force
 
 __all__ = ["register"]
@@ -34,6 +37,35 @@ def _resolve(estimate: Path | None, reference: Path | None, method: str | None) 
     if method is not None and estimate is not None:
         return None, estimate  # `evaluate --method bicubic SCENE`
     raise OptionError("evaluate needs ESTIMATE --reference SCENE, or --method METHOD SCENE")
+
+
+def _full_resolution(
+    estimate: Path | None, scene_path: Path, method: str | None, degradation: str, json_path: Path | None
+) -> None:
+    """``evaluate [ESTIMATE] --scene SCENE``: the no-reference indexes, printed and optionally as JSON."""
+    if degradation not in DEGRADATION_METHODS:
+        raise OptionError(f"unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATION_METHODS)}")
+    if estimate is None and method is None:
+        raise OptionError("nothing to evaluate: give an ESTIMATE file or --method METHOD with --scene")
+    scene = read_scene(scene_path)
+    results = {}
+    if estimate is not None:
+        results[estimate.stem] = evaluate_full_resolution(read_estimate(estimate), scene, degradation=degradation)
+    if method is not None:
+        results[method] = evaluate_full_resolution(
+            bicubic_baseline(scene, method=method), scene, degradation=degradation
+        )
+    typer.echo(f"Full-resolution quality without a reference ({degradation} degradation):\n")
+    typer.echo(format_full_resolution_table(results))
+    if json_path is not None:
+        document = {
+            "scene": str(scene_path),
+            "estimate": str(estimate) if estimate is not None else None,
+            "degradation": degradation,
+            "full_resolution": {name: r.to_dict() for name, r in results.items()},
+        }
+        with atomic_output(json_path) as tmp:
+            tmp.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def register(app: typer.Typer) -> None:
@@ -69,19 +101,39 @@ def register(app: typer.Typer) -> None:
             typer.Option("--json", help="Also write the scores to this JSON file.", show_default=False),
         ] = None,
         border: Annotated[int, typer.Option("--border", min=0, help="Pixels to drop at each edge before scoring.")] = 0,
+        scene: Annotated[
+            Path | None,
+            typer.Option(
+                "--scene",
+                "-s",
+                help="Score without a reference against this scene's observed bands: Wald consistency (SRE, SAM, "
+                "ERGAS, Q2n), D_lambda(K), QNR D_lambda, D_s, QNR, HQNR, D_rho.",
+                show_default=False,
+            ),
+        ] = None,
+        degradation: Annotated[
+            str, typer.Option(help=f"With --scene: the scene's degradation ({' or '.join(DEGRADATION_METHODS)}).")
+        ] = "bicubic",
         force: Force = False,
     ) -> None:
         """Score an estimate against a reduced-resolution reference: per-band SRE (dB), RMSE (DN), SSIM, Q;
-        mean SRE (dB), SAM (degrees), ERGAS."""
-        estimate_path, scene_path = _resolve(estimate, reference, method)
+        mean SRE (dB), SAM (degrees), ERGAS. With --scene instead: full-resolution indexes, no reference."""
         if json_path is not None:
             check_output_path(json_path, force=force)
-        scene = read_scene(scene_path)
+        if scene is not None:
+            if reference is not None:
+                raise OptionError("give --reference (reduced resolution) or --scene (full resolution), not both")
+            _full_resolution(estimate, scene, method, degradation, json_path)
+            return
+        estimate_path, scene_path = _resolve(estimate, reference, method)
+        scene_value = read_scene(scene_path)
         reports = {}
         if estimate_path is not None:
-            reports[estimate_path.stem] = evaluate_estimate(read_estimate(estimate_path), scene, border=border)
+            reports[estimate_path.stem] = evaluate_estimate(read_estimate(estimate_path), scene_value, border=border)
         if method is not None:
-            reports[method] = evaluate_estimate(bicubic_baseline(scene, method=method), scene, border=border)
+            reports[method] = evaluate_estimate(
+                bicubic_baseline(scene_value, method=method), scene_value, border=border
+            )
         typer.echo(format_quality_table(reports))
         if json_path is not None:
             document = {

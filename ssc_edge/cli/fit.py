@@ -39,7 +39,14 @@ def fit_and_export_command(
     protocol: Annotated[
         str, typer.Option(help="heldout (train one scale down) or paper (fit the RR reference: training-set numbers).")
     ] = "heldout",
-    degradation: Annotated[str, typer.Option(help="How heldout degrades the scene: bicubic or mtf.")] = "bicubic",
+    degradation: Annotated[
+        str,
+        typer.Option(help="How heldout degrades the scene: auto (kernel estimated from the scene), bicubic or mtf."),
+    ] = "auto",
+    registration: Annotated[
+        str,
+        typer.Option(help="auto: the training pair keeps the 20 m grid's offset estimated from the scene; none."),
+    ] = "auto",
     upsampling: Annotated[str, typer.Option(help="Upsampling of the 20 m bands: bicubic or spline.")] = "bicubic",
     residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Global residual (paper).")] = True,
     skip_kernel: Annotated[int, typer.Option(help="Skip convolution kernel: 1 or 3.")] = 1,
@@ -66,7 +73,15 @@ def fit_and_export_command(
             show_default=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation and patch order.")] = 0,
+    patches: Annotated[
+        int | None,
+        typer.Option(
+            help="Most training patches drawn from the scene (a uniform random sample of those free of no-data; "
+            "also bounds the report's second fit). Default: 512.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, patch order and patch sample.")] = 0,
     bands: Annotated[
         str,
         typer.Option(
@@ -87,8 +102,10 @@ def fit_and_export_command(
         logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     from ..train import FitConfig, ModelConfig
     from ..train.bandsets import fit_and_export_bands
+    from ..train.fit import DEFAULT_PATCH_BUDGET
 
     config = FitConfig(
+        patch_budget=DEFAULT_PATCH_BUDGET if patches is None else patches,
         epochs=epochs,
         learning_rate=lr,
         lr_schedule=lr_schedule,
@@ -97,6 +114,7 @@ def fit_and_export_command(
         stride=stride,
         protocol=protocol,
         degradation=degradation,
+        registration=registration,
         upsampling=upsampling,
         seed=seed,
         precision=precision,
@@ -123,7 +141,8 @@ def fit_and_export_command(
         label = " (TRAINING-SET numbers)" if evaluation.training_set_numbers else ""
         echo(
             f"wrote {result.paths['onnx']} ({' '.join(result.contract.output_bands)}, {result.contract.layout}, "
-            f"halo {result.contract.halo} px), fit {result.fit.seconds:.1f} s, best epoch {result.fit.best_epoch}",
+            f"halo {result.contract.halo} px), fit {result.fit.seconds:.1f} s on {result.fit.patches} of "
+            f"{result.fit.candidates} patches from {result.fit.windows} window(s), best epoch {result.fit.best_epoch}",
             quiet=False,
         )
         echo(

@@ -11,6 +11,9 @@ from typing import Annotated
 
 import typer
 
+from ..errors import SceneError
+from ..registration import estimate_scene_registration
+
 __all__ = ["register"]
 
 
@@ -55,10 +58,31 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+        registration: Annotated[
+            bool,
+            typer.Option(
+                "--registration/--no-registration",
+                help="Estimate each 20 m band's offset against the 10 m grid and its relative blur (central "
+                "crop of at most 2048x2048 px; a few seconds).",
+            ),
+        ] = True,
     ) -> None:
         """Show a scene's bands, sizes, ground sampling distances, value ranges, reference and georeferencing."""
         from ..io.sources import describe_source, open_band_source
 
+        lines = []
         with open_band_source(scene) as source:
             summary = describe_source(source)
-        typer.echo(json.dumps(summary, indent=2) if as_json else _text(summary))
+            if registration:
+                try:
+                    estimate = estimate_scene_registration(source)
+                except SceneError as exc:  # too small or flat: the rest of the summary stands
+                    summary["registration"] = {"error": str(exc)}
+                    lines = [f"registration: not estimated ({exc})"]
+                else:
+                    summary["registration"] = estimate.to_dict()
+                    lines = [
+                        "registration of the 20 m bands (estimated from the scene, 10 m pixels):",
+                        *estimate.lines(),
+                    ]
+        typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join([_text(summary), *lines]))

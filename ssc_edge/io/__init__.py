@@ -1,7 +1,10 @@
 """Scene and result I/O. ``read_scene`` picks a reader by content, not by file name.
 
-One module per format: :mod:`.mat` (MATLAB v5 / v7.3), :mod:`.npz`, :mod:`.geotiff`
-(needs the ``geo`` extra). h5py and rasterio are imported inside the functions that need them.
+One module per format: :mod:`.mat` (MATLAB v5 / v7.3), :mod:`.npz`, :mod:`.geotiff` (GeoTIFFs
+and band folders of any raster: JP2, GeoTIFF; needs the ``geo`` extra), :mod:`.safe` (SAFE
+products). :mod:`.sources` reads every one of them window by window (``open_band_source``) and
+defines a scene's identity (``scene_identity``). h5py and rasterio are imported inside the
+functions that need them.
 """
 
 from __future__ import annotations

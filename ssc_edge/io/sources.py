@@ -61,6 +61,7 @@ __all__ = [
     "ArrayBandSource",
     "BandSource",
     "RasterBandSource",
+    "central_scene",
     "describe_source",
     "open_band_source",
     "scene_identity",
@@ -508,6 +509,33 @@ def open_band_source(path: Path) -> BandSource:
     if kind in ("band-folder", "geotiff"):
         return RasterBandSource.folder(path)
     return BandSource.from_scene(read_scene(path))
+
+
+def central_scene(source, side: int) -> Scene:
+    """The central window of a scene, at most ``side`` x ``side`` 10 m pixels, as an in-memory Scene.
+
+    Parameters
+    ----------
+    source : BandSource or Scene
+        Anything with ``shape`` and ``read(band, tile)``; a :class:`Scene` is wrapped.
+    side : int
+        Most 10 m pixels a side.
+
+    Returns
+    -------
+    Scene
+        The 10 m and 20 m bands of the window, float32 DN; its origin and size are even, so the 20 m
+        grid keeps its phase. Only the window is read (a full tile costs the window's memory).
+    """
+    if isinstance(source, Scene):
+        source = BandSource.from_scene(source)
+    height, width = (min(n, side) // 2 * 2 for n in source.shape)
+    row, col = (source.shape[0] - height) // 4 * 2, (source.shape[1] - width) // 4 * 2
+    fine, coarse = Tile(row, col, height, width), Tile(row // 2, col // 2, height // 2, width // 2)
+    bands = {b: np.asarray(source.read(b, fine), np.float32) for b in FINE_BANDS}
+    bands |= {b: np.asarray(source.read(b, coarse), np.float32) for b in COARSE_BANDS}
+    name = getattr(source, "name", None) or "scene"
+    return Scene(bands=bands, source=getattr(source, "source", None), name=f"{name}-centre")
 
 
 def describe_source(source: BandSource) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import ModelError, OptionError
 from ..progress import ProgressCallback
-from .sharpen import Sharpener, upsampled_window
+from .sharpen import Sharpener, check_scene_bands, upsampled_window
 from .stream import output_band_names
 
 __all__ = ["DEMO_MODEL_NAME", "InferResult", "default_model_path", "sharpen_file"]
@@ -73,6 +73,10 @@ class InferResult:
         When the scene carries a reference (an RR file, the synthetic demo scene): mean SRE (dB)
         and SAM (degrees) of the sharpened bands and of bicubic upsampling against it, as
         ``{"SSC-CNN": {"mean_sre": ..., "sam": ...}, "bicubic": {...}}``. None otherwise.
+    full_resolution : FullResolutionQuality or None
+        The no-reference indexes of the product (:mod:`ssc_edge.quality`), computed window by
+        window as it is written, with the model's degradation; None for scenes smaller than the
+        32-px windows or models whose outputs are not the six 20 m bands.
     """
 
     output: Path
@@ -84,6 +88,9 @@ class InferResult:
     streamed: bool
     quicklook: Path | None = None
     quality: dict | None = None
+    full_resolution: Any = None
+    precision: str = "fp32"
+    precision_reason: str = ""
 
 
 def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | None:
@@ -179,6 +186,8 @@ def sharpen_file(
     force: bool = False,
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
+    full_resolution: bool = True,
+    precision: str | None = None,
     model_60m: Path | None = None,
     **session_options: Any,
 ) -> InferResult:
@@ -209,6 +218,11 @@ def sharpen_file(
         Overwrite existing outputs.
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles.
+    full_resolution : bool
+        Compute the no-reference indexes (:mod:`ssc_edge.quality`) window by window while writing.
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
+        See :class:`Sharpener`; with ``auto`` an unknown bf16 loss is measured on this scene's Wald pair
+        (its central 1024 x 1024 pixels one scale down) and cached.
 
     Returns
     -------
@@ -218,45 +232,77 @@ def sharpen_file(
     quicklook = Path(quicklook) if quicklook is not None else None
     _check_outputs(output, quicklook, dtype=dtype, force=force)
     start = time.perf_counter()
-    options = {"provider": provider, "threads": threads, "tile": tile, "batch": batch, **session_options}
-    sharpener = Sharpener(default_model_path() if model is None else Path(model), **options)
+    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
+    loaded: dict[str, Any] = {}
+
+    def scene_value_once():
+        """The scene in memory, read once (the gate may need it before sharpening)."""
+        if "scene" not in loaded:
+            from ..io import read_scene
+
+            if scene is None:
+                from ..demo import demo_scene
+
+                loaded["scene"] = demo_scene(size=demo_size)
+            else:
+                loaded["scene"] = read_scene(Path(scene))
+        return loaded["scene"]
+
+    sharpener = Sharpener(
+        default_model_path() if model is None else Path(model),
+        provider=provider,
+        threads=threads,
+        tile=tile,
+        batch=batch,
+        precision=precision,
+        gate_scene=(lambda: _source_gate_scene(Path(scene))) if was_streamed else scene_value_once,
+        **session_options,
+    )
     primary = sharpener.contract  # what the quicklook shows: the first model's bands
     if model_60m is not None:
         from .product import CombinedSharpener
 
-        sharpener = CombinedSharpener([sharpener, Sharpener(Path(model_60m), **options)])
+        # the 60 m model runs at its own stored precision (the precision gate measures a ratio-2 Wald pair)
+        sixty = precision if precision in ("fp32", "fp16", "int8") else None
+        options = {"provider": provider, "threads": threads, "tile": tile, "batch": batch, **session_options}
+        sharpener = CombinedSharpener([sharpener, Sharpener(Path(model_60m), precision=sixty, **options)])
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
-    if scene is not None:
-        from ..io.sources import scene_identity
+    hook = _quality_hook(contract) if full_resolution else None
 
-        identity = scene_identity(Path(scene))
-        for one in getattr(sharpener, "sharpeners", (sharpener,)):
-            warning = scene_mismatch(one.contract, identity, scene, model=one.model_path)
-            if warning is not None:
-                logger.warning("%s", warning)
-    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
+    def warn_if_another_scene(*_: object) -> None:
+        """Once the scene passed its checks: the one warning line when the model was fitted on another scene."""
+        if scene is not None:
+            from ..io.sources import scene_identity
+
+            identity = scene_identity(Path(scene))
+            for one in getattr(sharpener, "sharpeners", (sharpener,)):
+                warning = scene_mismatch(one.contract, identity, scene, model=one.model_path)
+                if warning is not None:
+                    logger.warning("%s", warning)
+
     if was_streamed:
+        import rasterio
+
         from ..io.sources import open_band_source
         from .stream import sharpen_stream
 
-        with open_band_source(Path(scene)) as source:
+        # GDAL's block cache is bounded before any band file is opened (its default is 5 % of RAM)
+        with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), open_band_source(Path(scene)) as source:
             streamed = sharpen_stream(
-                sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress
-            )
+                sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress,
+                on_checked=warn_if_another_scene, on_core=hook,
+            )  # fmt: skip
             shape, tiles = streamed.shape, streamed.tiles
             quality = None
             crops = _source_crops(source, output, names, primary) if quicklook is not None else None
     else:
-        from ..io import read_scene, write_result
+        from ..io import write_result
 
-        if scene is None:
-            from ..demo import demo_scene
-
-            scene_value = demo_scene(size=demo_size)
-        else:
-            scene_value = read_scene(Path(scene))
-        sharpened = sharpener.sharpen(scene_value, progress=progress)
+        scene_value = scene_value_once()
+        check_scene_bands(scene_value.bands, scene_value.shape, contract, source=scene or scene_value.name)
+        warn_if_another_scene()
+        sharpened = sharpener.sharpen(scene_value, progress=progress, on_core=hook)
         shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
         product = sharpened
         if with_fine:
@@ -292,7 +338,28 @@ def sharpen_file(
         streamed=was_streamed,
         quicklook=quicklook,
         quality=quality,
+        full_resolution=hook.result() if hook is not None else None,
+        precision=sharpener.precision,
+        precision_reason=sharpener.precision_reason,
     )
+
+
+def _source_gate_scene(scene: Path):
+    """The central 2048 x 2048 px of a streamed scene (read by window): what the precision gate measures on."""
+    from ..io.sources import central_scene, open_band_source
+    from .precision import GATE_SIZE
+
+    with open_band_source(scene) as source:
+        return central_scene(source, 2 * GATE_SIZE)
+
+
+def _quality_hook(contract):
+    """The full-resolution quality hook for a model whose outputs are the six 20 m bands, with its degradation."""
+    if tuple(contract.output_bands) != COARSE_BANDS:
+        return None
+    from ..quality import QualityHook, model_degradation
+
+    return QualityHook(degradation=model_degradation(contract.training, contract.registration))
 
 
 def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndarray, np.ndarray]:

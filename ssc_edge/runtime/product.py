@@ -95,6 +95,15 @@ class CombinedSharpener:
         return "+".join(dict.fromkeys(s.provider for s in self.sharpeners))
 
     @property
+    def precision(self) -> str | None:
+        """The first model's precision (see :class:`Sharpener`)."""
+        return getattr(self.sharpeners[0], "precision", None)
+
+    @property
+    def precision_reason(self) -> str | None:
+        return getattr(self.sharpeners[0], "precision_reason", None)
+
+    @property
     def model_path(self) -> Path:
         return self.sharpeners[0].model_path
 

@@ -7,13 +7,16 @@ short     onnxruntime                      installed by
 ========  ===============================  ===========================================
 tensorrt  ``TensorrtExecutionProvider``    ``onnxruntime-gpu`` + TensorRT libraries
 cuda      ``CUDAExecutionProvider``        ``onnxruntime-gpu``
-openvino  ``OpenVINOExecutionProvider``    ``onnxruntime-openvino``
+openvino  ``OpenVINOExecutionProvider``    ``onnxruntime-openvino``, or OpenVINO's own runtime
+                                           (``openvino``, extra ``fast``; see :mod:`.openvino_backend`)
 coreml    ``CoreMLExecutionProvider``      ``onnxruntime`` on macOS
 dml       ``DmlExecutionProvider``         ``onnxruntime-directml`` (Windows)
 cpu       ``CPUExecutionProvider``         every build
 ========  ===============================  ===========================================
 
-``auto`` takes the first available one in that order (:data:`AUTO_ORDER`). onnxruntime silently
+``auto`` takes the first available onnxruntime provider in that order (:data:`AUTO_ORDER`); OpenVINO's
+own runtime is not part of ``auto`` (it runs when ``openvino`` is named, or for ``--precision bf16|auto``
+on a CPU with bf16 instructions: :mod:`.precision`). onnxruntime silently
 falls back to the CPU when a provider fails to initialise (missing CUDA libraries, say), so
 :func:`make_session` checks ``session.get_providers()`` after creation and raises
 :class:`~ssc_edge.errors.ProviderError` when the provider asked for is not really there.
@@ -21,6 +24,7 @@ falls back to the CPU when a provider fails to initialise (missing CUDA librarie
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, OptionError, ProviderError
+from .openvino_backend import INSTALL_HINT, openvino_available
 
 __all__ = [
     "PROVIDERS",
@@ -95,10 +100,13 @@ def resolve_provider(provider: str = "auto") -> str:
         return available[0] if available else "cpu"
     if name not in PROVIDERS:
         raise ProviderError(f"unknown execution provider {provider!r}; choose auto or one of {', '.join(PROVIDERS)}")
+    if name == "openvino" and name not in available and openvino_available():
+        return name  # OpenVINO's own runtime (session.load_model runs it)
     if name not in available:
+        hint = f" (or {INSTALL_HINT} for OpenVINO's own runtime)" if name == "openvino" else ""
         raise ProviderError(
             f"execution provider {name} ({PROVIDERS[name]}) is not available in this onnxruntime build; "
-            f"available: {', '.join(available)}"
+            f"available: {', '.join(available)}{hint}"
         )
     return name
 
@@ -116,6 +124,7 @@ def provider_options(
     input_shape: Sequence[int] | None = None,
     input_name: str = "bands",
     device_id: int = 0,
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """Sensible onnxruntime options for one provider.
 
@@ -136,6 +145,9 @@ def provider_options(
         Name of the model input (for the TensorRT profile).
     device_id : int
         GPU index for CUDA and TensorRT.
+    bf16 : bool
+        OpenVINO: compute the fp32 graph in bfloat16 (the CPU plugin's inference-precision hint;
+        fast on CPUs with AVX512-BF16 or AMX).
 
     Returns
     -------
@@ -164,7 +176,10 @@ def provider_options(
             "arena_extend_strategy": "kSameAsRequested",
         }
     if provider == "openvino":
-        return {"device_type": "CPU", "precision": "FP16" if fp16 else "FP32"}
+        options = {"device_type": "CPU", "precision": "FP16" if fp16 else "FP32"}
+        if bf16:
+            options["load_config"] = json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})
+        return options
     if provider == "coreml":
         return {"ModelFormat": "MLProgram", "RequireStaticInputShapes": "1" if input_shape is not None else "0"}
     return {}
@@ -176,6 +191,7 @@ def make_session(
     provider: str = "auto",
     threads: int | None = None,
     fp16: bool = False,
+    bf16: bool = False,
     cache_dir: Path | None = None,
     input_shape: Sequence[int] | None = None,
     dimension_names: Mapping[str, int] | None = None,
@@ -193,7 +209,7 @@ def make_session(
         ``"auto"``, a short name (:data:`PROVIDERS`) or an onnxruntime provider name.
     threads : int, optional
         Intra-op threads on the CPU (default: onnxruntime's, one per physical core).
-    fp16, cache_dir, input_shape
+    fp16, bf16, cache_dir, input_shape
         See :func:`provider_options`.
     dimension_names : mapping of str to int, optional
         Fix named free dimensions (``{"batch": 1, "height": 512, "width": 512}``) for every
@@ -223,6 +239,11 @@ def make_session(
     """
     ort = _ort()
     name = resolve_provider(provider)
+    if name == "openvino" and PROVIDERS[name] not in ort.get_available_providers():
+        raise ProviderError(
+            "OpenVINO's own runtime is not an onnxruntime provider; load the model with "
+            "ssc_edge.runtime.load_model or Sharpener, which run it"
+        )
     levels = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -246,7 +267,7 @@ def make_session(
         options.enable_mem_pattern = False
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     provider_opts = {
-        **provider_options(name, fp16=fp16, cache_dir=cache_dir, input_shape=input_shape),
+        **provider_options(name, fp16=fp16, bf16=bf16, cache_dir=cache_dir, input_shape=input_shape),
         **(extra_options or {}),
     }
     if name == "tensorrt":

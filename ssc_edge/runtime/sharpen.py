@@ -12,7 +12,10 @@ equals whole-image inference bit for bit.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from ..errors import ModelError, OptionError, SceneError
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from ..wald import upsample
+from .precision import Choice
 from .providers import STATIC_SHAPE_PROVIDERS
 from .session import LoadedModel, load_model
 from .tiling import PlannedTile, Tile, check_tile_size, coarse_window, plan_tiles
@@ -45,6 +49,8 @@ logger = logging.getLogger(__name__)
 BandReader = Callable[[str, Tile], np.ndarray]
 #: Receives one core of the result: ``write(core, values)``, ``values`` (h, w, C_out) float32 DN.
 CoreWriter = Callable[[Tile, np.ndarray], None]
+#: ``on_core(core, values, read_band, shape)``: observes each sharpened core (quality accumulators).
+CoreHook = Callable[[Tile, np.ndarray, BandReader, tuple[int, int]], None]
 
 #: Coarse pixels read beyond a window on each side, per upsampling method. Keys cubic has a
 #: support of 2 coarse pixels (exact); the cubic B-spline's prefilter is global but decays as
@@ -189,6 +195,18 @@ class Sharpener:
         of ``tile - 2 * halo`` pixels.
     batch : int
         Windows per network run. 1 keeps memory lowest on the CPU; GPUs gain from 4-16.
+    prefetch : int
+        Batches of windows read ahead by one I/O thread while the network runs (which also writes
+        the finished cores); 0 reads, runs and writes in turn in the calling thread.
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
+        What the network computes in (:mod:`~ssc_edge.runtime.precision`): ``bf16`` runs the fp32 model in
+        the provider's reduced-precision mode (OpenVINO on a CPU with AMX or AVX512-BF16, TensorRT fp16);
+        ``fp16``/``int8`` name models made by ``ssc-edge optimize``; ``auto`` takes bf16 where it is native
+        and this model's bf16 loss is within 0.1 dB, else fp32. None (default): the model as it is stored.
+    gate_scene : Scene or callable, optional
+        For ``auto``: the scene to be sharpened (or a function returning it, called only if needed), on
+        whose Wald pair the bf16 loss is measured once and cached when neither the model's metadata nor the
+        cache has it. Without it an unknown loss means fp32.
     **session_options
         Passed to :func:`~ssc_edge.runtime.providers.make_session` (``fp16``, ``cache_dir``,
         ``optimization``, ``memory_pattern``: off by default here, which nearly halves peak memory).
@@ -197,7 +215,15 @@ class Sharpener:
     ----------
     provider : str
         Short name of the provider that runs the model.
+    precision : str
+        What the network computes in (``fp32``, ``bf16``, ``fp16``, ``int8``).
+    precision_reason : str
+        Why (``auto``'s decision, or ``"asked for"``).
     contract : ModelContract
+    last_timings : dict of str to float
+        Of the last :meth:`sharpen_windows`, s: ``"read"`` (reading and building the inputs),
+        ``"network"``, ``"write"`` (handing over the cores) and ``"wall"``; read and write overlap
+        the network when ``prefetch`` > 0.
 
     Raises
     ------
@@ -218,23 +244,65 @@ class Sharpener:
         threads: int | None = None,
         tile: int = DEFAULT_TILE,
         batch: int = 1,
+        prefetch: int = 2,
+        precision: str | None = None,
+        gate_scene: Scene | Callable[[], Scene | None] | None = None,
         **session_options: Any,
     ) -> None:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
             raise OptionError(f"batch must be a positive integer, got {batch!r}")
         session_options.setdefault("memory_pattern", False)  # halves peak memory on the CPU, same speed
-        self._model = load_model(Path(model_path), provider=provider, threads=threads, **session_options)
+        choice = self._choose_precision(Path(model_path), precision, provider, gate_scene, tile, threads)
+        self._model = load_model(
+            Path(model_path), provider=choice.provider, threads=threads, precision=choice.precision, **session_options
+        )
+        self.precision_reason = choice.reason
         check_tile_size(tile, self._model.contract.halo)
         self.tile = int(tile)
         self.batch = int(batch)
+        self.prefetch = int(prefetch)
+        self.last_timings: dict[str, float] = {}
         self._threads = threads
         self._session_options = session_options
         self._static: dict[tuple[int, int, int], LoadedModel] = {}
+
+    @staticmethod
+    def _choose_precision(path: Path, precision, provider, gate_scene, tile, threads) -> Choice:
+        """Resolve ``precision`` (see :func:`~ssc_edge.runtime.precision.choose`); None keeps the model's own."""
+        if precision in (None, "fp32", "fp16", "int8"):
+            return Choice(precision, provider, "asked for" if precision else "the model's own precision")
+        from .openvino_backend import openvino_available
+        from .precision import choose, detected_flags, find_verdict
+        from .providers import available_providers
+
+        available = available_providers()
+        probe = None
+        if precision == "auto":  # the model's precision and stored gate (onnxruntime, no graph optimisation)
+            probe = load_model(path, provider="cpu", threads=1, optimization="disabled")
+        choice = choose(
+            precision,
+            model_precision=probe.contract.precision if probe else "fp32",
+            model_loss_db=probe.contract.quality_loss_db if probe else 0.0,
+            provider=provider,
+            available=available,
+            openvino=openvino_available() or "openvino" in available,
+            flags=detected_flags(),
+            verdict_for=lambda p, where: find_verdict(
+                path, probe.gate, p, where, scene=gate_scene, contract=probe.contract, tile=tile, threads=threads
+            ),
+        )
+        logger.debug("precision %s: %s", choice.precision, choice.reason)
+        return choice
 
     @property
     def provider(self) -> str:
         """Short name of the execution provider that runs the model (``"cpu"``, ``"cuda"``...)."""
         return self._model.provider
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in: ``fp32``, ``bf16``, ``fp16`` or ``int8``."""
+        return self._model.precision
 
     @property
     def contract(self):
@@ -260,6 +328,7 @@ class Sharpener:
                 self._model.path,
                 provider=self.provider,
                 threads=self._threads,
+                precision=self.precision,
                 input_shape=layout_shape,
                 dimension_names={"batch": n, "height": h, "width": w},
                 **self._session_options,
@@ -303,25 +372,79 @@ class Sharpener:
         -------
         int
             Number of tiles.
+
+        Notes
+        -----
+        With ``prefetch`` > 0, ``read_band`` and ``write_core`` run in one I/O thread (never at the
+        same time, in plan order), overlapped with the network in the calling thread.
         """
         contract = self.contract
         self.check_size(shape)
         plan = self.plan(shape) if tiles is None else tuple(tiles)
         scale = np.float32(contract.scale)
         total = len(plan)
-        for start in range(0, total, self.batch):
-            group = plan[start : start + self.batch]
+        groups = [plan[start : start + self.batch] for start in range(0, total, self.batch)]
+        timings = {"read": 0.0, "network": 0.0, "write": 0.0, "wall": 0.0}
+        self.last_timings = timings
+        started = time.perf_counter()
+
+        def build(group: Sequence[PlannedTile]) -> np.ndarray:
+            clock = time.perf_counter()
             inputs = np.stack([window_input(read_band, p.window, shape, contract) for p in group])
-            n = inputs.shape[0]
-            if self.provider in STATIC_SHAPE_PROVIDERS and n < self.batch:  # keep one shape: repeat the last window
-                inputs = np.concatenate([inputs, np.repeat(inputs[-1:], self.batch - n, axis=0)])
-            outputs = self._model_for(inputs.shape[:3]).run(inputs)[:n]
-            for planned, output in zip(group, outputs, strict=True):
-                core = output[planned.core.relative_to(planned.window).slices] * scale
-                if not np.all(np.isfinite(core)):
-                    raise ModelError(f"{self.model_path}: the model produced non-finite values in tile {planned.core}")
+            timings["read"] += time.perf_counter() - clock
+            return inputs
+
+        def write(group: Sequence[PlannedTile], cores: list[np.ndarray]) -> None:
+            clock = time.perf_counter()
+            for planned, core in zip(group, cores, strict=True):
                 write_core(planned.core, core)
-            report(progress, start + n, total, f"{self.provider}")
+            timings["write"] += time.perf_counter() - clock
+
+        # One I/O thread reads the next windows and writes the finished cores while the network runs:
+        # every call to read_band and write_core happens in that one thread, in plan order, so a
+        # source or writer that is not thread-safe sees one caller at a time.
+        depth = max(int(self.prefetch), 0)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssc-edge-io") as io:
+            pending: deque = deque()
+            ahead = deque(io.submit(build, g) for g in groups[:depth])
+            done = 0
+            for k, group in enumerate(groups):
+                inputs = ahead.popleft().result() if depth else build(group)
+                if depth and k + depth < len(groups):
+                    ahead.append(io.submit(build, groups[k + depth]))
+                n = inputs.shape[0]
+                if self.provider in STATIC_SHAPE_PROVIDERS and n < self.batch:  # one shape: repeat the last window
+                    inputs = np.concatenate([inputs, np.repeat(inputs[-1:], self.batch - n, axis=0)])
+                clock = time.perf_counter()
+                outputs = self._model_for(inputs.shape[:3]).run(inputs)[:n]
+                timings["network"] += time.perf_counter() - clock
+                cores = []
+                for planned, output in zip(group, outputs, strict=True):
+                    core = output[planned.core.relative_to(planned.window).slices] * scale
+                    if not np.all(np.isfinite(core)):
+                        raise ModelError(
+                            f"{self.model_path}: the model produced non-finite values in tile {planned.core}"
+                        )
+                    cores.append(core)
+                if depth:
+                    pending.append(io.submit(write, group, cores))
+                    while pending and (pending[0].done() or len(pending) > depth):  # bounded memory
+                        pending.popleft().result()  # raises a write error here
+                else:
+                    write(group, cores)
+                done += n
+                report(progress, done, total, f"{self.provider}")
+            while pending:
+                pending.popleft().result()
+        timings["wall"] = time.perf_counter() - started
+        logger.debug(
+            "%d tiles in %.1f s: network %.1f s, read and input %.1f s, write %.1f s (overlapped with the network)",
+            total,
+            timings["wall"],
+            timings["network"],
+            timings["read"],
+            timings["write"],
+        )
         return total
 
     def sharpen_array(
@@ -366,8 +489,13 @@ class Sharpener:
         bands.update({b: coarse[..., i] for i, b in enumerate(COARSE_BANDS)})
         return self._sharpen_bands(bands, fine.shape[:2], progress=progress, source="input")
 
-    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None) -> np.ndarray:
+    def sharpen(
+        self, scene: Scene, *, progress: ProgressCallback | None = None, on_core: CoreHook | None = None
+    ) -> np.ndarray:
         """Sharpen a :class:`~ssc_edge.scene.Scene`.
+
+        ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is
+        written, with the band reader and the (H, W) grid (e.g. a :class:`ssc_edge.quality.RowAssembler`).
 
         Returns
         -------
@@ -375,9 +503,9 @@ class Sharpener:
             The sharpened bands in ``contract.output_bands`` order on the scene's fine grid, DN.
         """
         source = scene.source or scene.name
-        return self._sharpen_bands(dict(scene.bands), scene.shape, progress=progress, source=source)
+        return self._sharpen_bands(dict(scene.bands), scene.shape, progress=progress, source=source, on_core=on_core)
 
-    def _sharpen_bands(self, bands: dict[str, np.ndarray], shape, *, progress, source) -> np.ndarray:
+    def _sharpen_bands(self, bands: dict[str, np.ndarray], shape, *, progress, source, on_core=None) -> np.ndarray:
         shape = (int(shape[0]), int(shape[1]))
         check_scene_bands(bands, shape, self.contract, source=source)
         out = np.empty((*shape, self.contract.channels_out), dtype=np.float32)
@@ -387,6 +515,8 @@ class Sharpener:
 
         def write(core: Tile, values: np.ndarray) -> None:
             out[core.slices] = values
+            if on_core is not None:
+                on_core(core, values, read, shape)
 
         self.sharpen_windows(shape, read, write, progress=progress)
         return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,8 @@ def sharpen_stream(
     force: bool = False,
     progress: ProgressCallback | None = None,
     gdal_cache_mb: int = 64,
+    on_checked: Callable[[BandSource], None] | None = None,
+    on_core=None,
 ) -> StreamResult:
     """Sharpen a scene into a GeoTIFF, reading and writing window by window.
 
@@ -179,6 +182,12 @@ def sharpen_stream(
         ``progress(done, total, message)`` per batch of tiles.
     gdal_cache_mb : int
         GDAL block cache while streaming, MiB (GDAL's default is 5 % of RAM).
+    on_checked : callable, optional
+        ``on_checked(source)``, called once the scene passed every check (bands present, size,
+        data) and before the first window runs: ``infer`` prints its warnings there, so that bad
+        input stays a single error line.
+    on_core : callable, optional
+        ``on_core(core, values, read_band, shape)`` for each sharpened core (see ``Sharpener.sharpen``).
 
     Returns
     -------
@@ -214,6 +223,8 @@ def sharpen_stream(
         shape = source.shape
         sharpener.check_size(shape, source=source.where)
         source.check_has_data(needed)
+        if on_checked is not None:
+            on_checked(source)
         georef = source.georef
         read = source.read
 
@@ -245,6 +256,8 @@ def sharpen_stream(
                     writer = _StripWriter(out, shape, len(names), dtype, tile=sharpener.tile)
 
                     def write(core: Tile, values: np.ndarray) -> None:
+                        if on_core is not None:
+                            on_core(core, values, read, shape)
                         if not with_fine:
                             writer.add(core, values)
                             return

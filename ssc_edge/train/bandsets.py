@@ -88,9 +88,14 @@ def resolve_band_sets(scene: Scene, bands: str, config: FitConfig | None = None)
     return ("20m", "60m")
 
 
+def _degradation(config: FitConfig) -> str:
+    """The ratio-6 kernel: ``auto`` (a kernel estimated on the 20 m grid, issue 14) means the sensor's MTF here."""
+    return "mtf" if config.degradation == "auto" else config.degradation
+
+
 def _pair(scene: Scene, config: FitConfig, levels: int):
     pair = ratio_training_pair(
-        scene, VERY_COARSE_BANDS, degradation=config.degradation, upsampling=config.upsampling, levels=levels
+        scene, VERY_COARSE_BANDS, degradation=_degradation(config), upsampling=config.upsampling, levels=levels
     )
     return pair.inputs, pair.target
 
@@ -235,6 +240,8 @@ def fit_and_export_bands(
     config = config or FitConfig()
     if bands not in BAND_SETS:
         raise OptionError(f"--bands must be one of {', '.join(BAND_SETS)}, got {bands!r}")
+    if bands == "20m":  # the 20 m fit alone reads the scene window by window (bounded memory)
+        return {"20m": fit_and_export(scene, output, config, force=force, write_keras=write_keras, progress=progress)}
     if scene is None or isinstance(scene, int):
         from ..demo import demo_scene
 
@@ -251,9 +258,8 @@ def fit_and_export_bands(
                 check_output_path(path, force=force)
     results: dict[str, ExportResult] = {}
     if "20m" in sets:
-        results["20m"] = fit_and_export(
-            scene_obj, output, config, force=force, write_keras=write_keras, progress=progress
-        )
+        source = scene if isinstance(scene, (str, Path)) else scene_obj  # a path: the bounded, windowed 20 m fit
+        results["20m"] = fit_and_export(source, output, config, force=force, write_keras=write_keras, progress=progress)
     if "60m" in sets:
         fit = fit_60m(scene_obj, config, progress=progress)
         evaluation = evaluate_60m(scene_obj, fit, progress=progress)

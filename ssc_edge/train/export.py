@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, wald
+from .. import __version__
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from ..errors import ModelError, OptionError
+from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, check_output_path, read_scene
+from ..io.sources import central_scene
 from ..progress import ProgressCallback
+from ..registration import estimate_scene_registration
+from ..runtime.precision import GATE_SIZE
 from ..scene import Scene
-from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, training_data
+from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, fit_sampled, pair_model_for, training_data
 from .model import receptive_halo
+from .windows import check_training_size, scene_source
 
 __all__ = [
     "OPSET",
@@ -304,8 +309,13 @@ def build_contract(
     layout: str,
     scene_sha256: str,
     scene_name: str,
+    registration: dict | None = None,
 ) -> ModelContract:
-    """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph)."""
+    """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph).
+
+    ``registration``: the scene's estimate and the training pair's model
+    (``{"estimate": RegistrationEstimate.to_dict(), "pair_model": PairModel.to_dict()}``), if any.
+    """
     config = fit.config
     training = {k: v for k, v in config.to_dict().items() if k != "model"}
     training.update(best_epoch=fit.best_epoch, patches=fit.patches, fit_seconds=round(fit.seconds, 2))
@@ -321,6 +331,7 @@ def build_contract(
         scene_name=scene_name,
         metrics=evaluation.to_dict(),
         versions=_versions(),
+        registration=registration or {},
     )
 
 
@@ -339,6 +350,12 @@ class ExportResult:
         onnxruntime median run time per layout on the scene input, s.
     parity : float
         max |Keras - ONNX| / output range.
+    phases : dict of str to float
+        Wall time of each step, s: ``"read"`` (opening the scene), ``"fit"`` (drawing the patches and
+        training), ``"evaluate"`` (the report's scores, with its second fit when there is one) and
+        ``"export"`` (conversion, layout timing, parity check, writing).
+    sample_window : tuple of int
+        ``(row, col, height, width)`` of the fine-grid window the layout timing and the parity check ran on.
     """
 
     paths: dict[str, Path]
@@ -347,6 +364,27 @@ class ExportResult:
     contract: ModelContract
     layout_seconds: dict[str, float] = field(default_factory=dict)
     parity: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    sample_window: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+def _add_precision_gate(proto, scene: Scene) -> None:
+    """Measure each reduced precision this machine runs natively on the scene's held-out pair; store it.
+
+    The runtime's ``--precision auto`` reads it (``ssc_edge.runtime.precision``); nothing is added on a
+    machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs).
+    """
+    from ..runtime.precision import gate_metadata
+    from ..runtime.session import GATE_KEY
+
+    with tempfile.TemporaryDirectory(prefix="ssc-edge-gate-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(proto.SerializeToString())
+        gate = gate_metadata(path, scene)
+    if gate:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = GATE_KEY, json.dumps(gate, sort_keys=True)
+        logger.info("precision gate: %s", gate)
 
 
 def output_paths(output: Path) -> dict[str, Path]:
@@ -368,6 +406,68 @@ def _scene_sha256(path: Path | None) -> str:
     from ..io.sources import scene_identity
 
     return scene_identity(Path(path)) if path is not None and Path(path).exists() else ""
+
+
+def _write(path: Path, write) -> None:
+    """Run ``write()``; an OSError (a full disk) becomes an OutputError naming ``path``, the file being written."""
+    try:
+        write()
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+#: Side of the window of the scene on which the NHWC/NCHW timing and the parity check run, 10 m pixels.
+SAMPLE_WINDOW = 256
+
+
+def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_WINDOW):
+    """One window of the full-scale network input, for the layout timing and the parity check.
+
+    The first ``side`` x ``side`` window (clipped to the scene) free of no-data, looking at the
+    scene's centre first, then along the runtime's tile grid.
+
+    Returns
+    -------
+    sample : (1, h, w, 10) float32 ndarray
+        Normalised DN (DN / ``scale``), the 20 m bands upsampled with ``upsampling``.
+    window : Tile
+    """
+    from ..bands import COARSE_BANDS, FINE_BANDS
+    from ..runtime.sharpen import upsampled_window
+    from ..runtime.tiling import Tile
+
+    height, width = source.shape
+    h, w = min(side, height), min(side, width)
+    centre = Tile((height - h) // 2 // 2 * 2, (width - w) // 2 // 2 * 2, h, w)
+    grid = [Tile(r, c, h, w) for r in range(0, height - h + 1, h) for c in range(0, width - w + 1, w)]
+    first = None
+    for window in [centre, *grid]:
+        up = upsampled_window(source.read, window, (height, width), COARSE_BANDS, method=upsampling)
+        fine = np.stack([np.asarray(source.read(b, window), np.float32) for b in FINE_BANDS], axis=-1)
+        stacked = np.concatenate([up, fine], axis=-1)
+        if first is None:
+            first = (stacked, window)
+        if np.all(stacked != 0):
+            first = (stacked, window)
+            break
+    stacked, window = first
+    return (stacked / np.float32(scale))[None], window
+
+
+def open_scene(path: Path):
+    """The scene at ``path`` for fitting: in memory for ``.mat``/``.npz`` (small, may carry a reference),
+    else a band source read window by window when the I/O layer offers one (``ssc_edge.io.sources``)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mat", ".npz"):
+        try:
+            from ..io.sources import open_band_source
+        except ImportError:
+            open_band_source = None
+        if open_band_source is not None:
+            return open_band_source(path)
+    return read_scene(path)
 
 
 def fit_and_export(
@@ -410,13 +510,15 @@ def fit_and_export(
     ModelError
         The ONNX model disagrees with Keras beyond :data:`PARITY_TOLERANCE`.
     """
-    from .report import render_markdown, report_dict
+    from .report import full_resolution_summary, render_markdown, report_dict
 
     config = config or FitConfig()
     paths = output_paths(output)
     for key, path in paths.items():
         if key != "keras" or write_keras:
             check_output_path(path, force=force)
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
     if scene is None or isinstance(scene, int):
         from ..demo import demo_scene
 
@@ -427,15 +529,35 @@ def fit_and_export(
         sha = _scene_sha256(scene.source)
         scene_name = scene.name
     else:
-        scene_obj = read_scene(Path(scene))
-        sha, scene_name = _scene_sha256(Path(scene)), scene_obj.name
-    inputs, target = training_data(scene_obj, config)
-    if scene_obj.reference is None:
-        training_data(scene_obj, config, levels=2)  # the evaluation fit two scales down: fail now if too small
-    fit = fit_model(inputs, target, config, progress=progress)
-    evaluation = evaluate_fit(scene_obj, fit, progress=progress)
+        scene_obj = open_scene(Path(scene))
+        sha, scene_name = _scene_sha256(Path(scene)), getattr(scene_obj, "name", Path(scene).stem)
+    source = scene_source(scene_obj)
+    where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
+    has_reference = getattr(source, "reference", None) is not None
+    check_training_size(source.shape, config.patch, levels=1, where=where)
+    if not has_reference:  # the evaluation fit two scales down: fail now if too small
+        check_training_size(source.shape, config.patch, levels=2, where=where)
+    phases["read"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    estimate = None
+    if config.protocol == "heldout" and "auto" in (config.degradation, config.registration):
+        estimate = estimate_scene_registration(source)  # a bounded central crop, read through the source
+        for line in estimate.lines():
+            logger.info("registration: %s", line)
+    pair = pair_model_for(source, config, estimate=estimate)
+    phases["estimate"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    if config.protocol == "paper":
+        fit = fit_model(*training_data(scene_obj, config), config, progress=progress)
+    else:
+        fit = fit_sampled(source, config, progress=progress, pair=pair)
+    phases["fit"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    evaluation = evaluate_fit(scene_obj, fit, progress=progress, pair=pair)
+    phases["evaluate"] = time.perf_counter() - clock
+    clock = time.perf_counter()
 
-    sample = wald.full_scale_input(scene_obj, upsampling=config.upsampling)[None] / np.float32(fit.scale)
+    sample, sample_window = layout_sample(source, upsampling=config.upsampling, scale=fit.scale)
     protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
     timings = measure_layouts(protos, sample)
     # NCHW only when clearly faster: the two measured within noise of each other on this project's CPUs
@@ -450,12 +572,31 @@ def fit_and_export(
     )
     proto = protos[layout]
     parity = check_parity(fit.model, proto, sample, layout=layout)
-    contract = build_contract(fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name)
+    registration = {}
+    if estimate is not None:
+        registration["estimate"] = estimate.to_dict()
+    if pair is not None:
+        registration["pair_model"] = pair.to_dict()
+    contract = build_contract(
+        fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name, registration=registration
+    )
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    result = ExportResult(paths, fit, evaluation, contract, timings, parity)
+    _add_precision_gate(proto, scene_obj if isinstance(scene_obj, Scene) else central_scene(source, 2 * GATE_SIZE))
+    result = ExportResult(
+        paths,
+        fit,
+        evaluation,
+        contract,
+        timings,
+        parity,
+        phases,
+        (sample_window.row, sample_window.col, sample_window.height, sample_window.width),
+    )
+    phases["export"] = time.perf_counter() - clock  # the files' writing is added below
     summary = report_dict(result)
+    summary["full_resolution"] = full_resolution_summary(source, fit, pair=pair)  # no-reference indexes, full scale
     # Every file goes to a temporary file first and all are renamed only once all are written (the
     # ONNX model last, so a model file implies its report): a full disk leaves none of them behind.
     with contextlib.ExitStack() as stack:
@@ -463,10 +604,12 @@ def fit_and_export(
         tmp_md = stack.enter_context(atomic_output(paths["markdown"]))
         tmp_json = stack.enter_context(atomic_output(paths["json"]))
         if write_keras:
-            fit.model.save(stack.enter_context(atomic_output(paths["keras"])))
-        tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        tmp_md.write_text(render_markdown(summary))
-        tmp_onnx.write_bytes(proto.SerializeToString())
+            tmp_keras = stack.enter_context(atomic_output(paths["keras"]))
+            _write(paths["keras"], lambda: fit.model.save(tmp_keras))
+        _write(paths["json"], lambda: tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
+        _write(paths["markdown"], lambda: tmp_md.write_text(render_markdown(summary)))
+        _write(paths["onnx"], lambda: tmp_onnx.write_bytes(proto.SerializeToString()))
+    phases["export"] = time.perf_counter() - clock
     if not write_keras:
         result.paths.pop("keras")
     return result

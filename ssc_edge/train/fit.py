@@ -17,7 +17,14 @@ lr 5e-4; inputs and target divided by one scalar, the maximum of the target (DN)
 ``FitConfig.ema``), ``paper`` the epoch with the lowest loss on the whole training pair (the
 released code's checkpoint).
 
-Speed: the patches are extracted once into one in-memory tensor and each epoch runs as one
+Bounded training: :func:`sample_patches` reads the scene window by window, builds each window's
+training pair with :func:`ssc_edge.wald.training_pair` (on the window plus a margin that makes it
+equal to the same crop of the whole-image pair) and keeps a uniform random sample of at most
+``FitConfig.patch_budget`` patches that touch no no-data pixel (:mod:`ssc_edge.sampling`). Memory and
+optimizer steps are set by the budget and the epochs, not by the scene size; a scene with at most
+``patch_budget`` valid patches trains on all of them, exactly as on the whole-image pair.
+
+Speed: the patches are held in one in-memory tensor and each epoch runs as one
 ``tf.function`` (shuffle, batches, Adam steps) with no ``tf.data`` or ``model.fit`` overhead.
 """
 
@@ -31,16 +38,36 @@ from typing import Any
 import numpy as np
 
 from .. import wald
-from ..bands import COARSE_BANDS
+from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import OptionError, SceneError
 from ..metrics import QualityReport, quality_report
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from .model import PRECISIONS, ModelConfig, build_ssc_cnn
+from .windows import (
+    DEFAULT_PATCH_BUDGET,
+    PatchSample,
+    minimum_side,
+    pair_margin,
+    pair_model_for,
+    sample_patches,
+    scene_source,
+    training_grid,
+    window_pair,
+)
 
 __all__ = [
     "CHECKPOINTS",
     "DEFAULT_EMA",
+    "DEFAULT_PATCH_BUDGET",
+    "PatchSample",
+    "fit_patches",
+    "fit_sampled",
+    "score_windows",
+    "EVALUATION_PIXELS",
+    "pair_margin",
+    "sample_patches",
+    "scene_source",
     "PROTOCOLS",
     "Evaluation",
     "FitConfig",
@@ -49,6 +76,7 @@ __all__ = [
     "extract_patches",
     "fit_model",
     "minimum_scene_size",
+    "pair_model_for",
     "predict",
     "resolve_precision",
     "training_data",
@@ -57,6 +85,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("heldout", "paper")
+DEGRADATIONS = ("auto", *wald.DEGRADATION_METHODS)
+REGISTRATIONS = ("auto", "none")
 LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINTS = ("auto", "patch-loss", "image-loss")
 #: Per-epoch decay of the weight average that protocol ``heldout`` keeps by default (see ``FitConfig.ema``).
@@ -84,10 +114,15 @@ class FitConfig:
         Distance between patch origins, pixels (8).
     protocol : {"heldout", "paper"}
         See the module docstring.
-    degradation : {"bicubic", "mtf"}
-        How ``heldout`` simulates the coarser sensor (:func:`ssc_edge.wald.degrade`). Default
-        ``"bicubic"`` by measurement: on the Reykjavik RR scene (made with MATLAB ``imresize``)
-        ``"mtf"`` training over-sharpens and scores about 5 dB lower (see benchmarks/).
+    degradation : {"auto", "bicubic", "mtf"}
+        How ``heldout`` simulates the coarser sensor. ``"auto"`` (default): the kernel estimated from
+        the scene itself (:func:`ssc_edge.registration.estimate_registration`: the relative blur of
+        its 20 m bands to its 10 m bands); ``"bicubic"``: MATLAB ``imresize``, with which the shipped
+        RR files were made; ``"mtf"``: the nominal MTF Gaussians (:func:`ssc_edge.wald.degrade`).
+    registration : {"auto", "none"}
+        ``"auto"`` (default): the training pair keeps the estimated offset of the scene's 20 m grid
+        against its 10 m grid (:func:`ssc_edge.wald.training_pair` ``model``); ``"none"``: the nominal
+        grid. With ``"none"`` and a named degradation the pair is the one of earlier versions.
     upsampling : {"bicubic", "spline"}
         How the 20 m bands are brought to the fine grid, in training and at inference.
     seed : int
@@ -119,6 +154,11 @@ class FitConfig:
         whose one-scale-down pair the net over-fits, 0.98 gains 0.32 dB over the best epoch
         (0.99: 0.96 dB); on Coastal, still improving at epoch 200, it costs 0.05 dB (0.99:
         1.57 dB).
+    patch_budget : int
+        Most training patches drawn from the scene (:func:`sample_patches`): a uniform random sample of
+        the valid patches when the scene has more, all of them otherwise. The same budget bounds the
+        report's second fit (two scales down) on a scene without a reference. Default chosen by
+        measurement (``benchmarks/patch_budget.py``).
     model : ModelConfig
         The architecture.
     """
@@ -130,7 +170,8 @@ class FitConfig:
     patch: int = 16
     stride: int = 8
     protocol: str = "heldout"
-    degradation: str = "bicubic"
+    degradation: str = "auto"
+    registration: str = "auto"
     upsampling: str = "bicubic"
     seed: int = 0
     precision: str = "auto"
@@ -138,10 +179,11 @@ class FitConfig:
     augment: bool = False
     checkpoint: str = "auto"
     ema: float | None = None
+    patch_budget: int = DEFAULT_PATCH_BUDGET
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patch", "stride"):
+        for name in ("epochs", "batch_size", "patch", "stride", "patch_budget"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise OptionError(f"{name} must be a positive integer, got {value!r}")
@@ -155,8 +197,10 @@ class FitConfig:
             raise OptionError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.protocol not in PROTOCOLS:
             raise OptionError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        if self.degradation not in wald.DEGRADATION_METHODS:
-            raise OptionError(f"degradation must be one of {wald.DEGRADATION_METHODS}, got {self.degradation!r}")
+        if self.degradation not in DEGRADATIONS:
+            raise OptionError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
+        if self.registration not in REGISTRATIONS:
+            raise OptionError(f"registration must be one of {REGISTRATIONS}, got {self.registration!r}")
         if self.upsampling not in wald.UPSAMPLING_METHODS:
             raise OptionError(f"upsampling must be one of {wald.UPSAMPLING_METHODS}, got {self.upsampling!r}")
         if self.precision not in ("auto", *PRECISIONS):
@@ -205,6 +249,11 @@ class FitResult:
     image_history : list of float
         MSE of the whole training image pair (normalised DN), one per epoch, when
         ``config.checkpoint`` is ``"image-loss"``; else empty.
+    candidates : int
+        Valid patches the scene offered (``patches`` of them were drawn); equal to ``patches`` when
+        the fit did not sample.
+    windows : int
+        Windows of the scene the drawn patches came from (1: a whole image).
     """
 
     model: Any
@@ -215,6 +264,8 @@ class FitResult:
     patches: int
     config: FitConfig
     image_history: list[float] = field(default_factory=list)
+    candidates: int = 0
+    windows: int = 1
 
     @property
     def weights_kept(self) -> str:
@@ -248,9 +299,7 @@ def minimum_scene_size(config: FitConfig, *, levels: int = 1) -> int:
 
     The training grid is ``2 ** levels`` times coarser and cropped to a multiple of ``2 ** (levels + 1)``.
     """
-    multiple = 2 ** (levels + 1)
-    side = -(-config.patch // multiple) * multiple  # the training grid cropped to a multiple
-    return max(side * 2**levels, multiple)
+    return minimum_side(config.patch, levels)
 
 
 def extract_patches(image: np.ndarray, *, size: int, stride: int) -> np.ndarray:
@@ -277,7 +326,9 @@ def extract_patches(image: np.ndarray, *, size: int, stride: int) -> np.ndarray:
     return np.ascontiguousarray(windows.transpose(0, 1, 3, 4, 2).reshape(-1, size, size, image.shape[2]))
 
 
-def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def training_data(
+    scene: Scene, config: FitConfig, *, levels: int = 1, pair: wald.PairModel | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The (inputs, target) images of a protocol, DN.
 
     Returns
@@ -285,8 +336,9 @@ def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[
     inputs : (h, w, 10) float32 ndarray
     target : (h, w, 6) float32 ndarray
 
-    ``heldout`` reads only the scene's bands, ``levels`` scales down; ``paper`` reads the RR
-    cells and ``scene.reference`` (``levels`` must be 1).
+    ``heldout`` reads only the scene's bands, ``levels`` scales down, with ``pair`` (else
+    :func:`pair_model_for` of the scene); ``paper`` reads the RR cells and ``scene.reference``
+    (``levels`` must be 1).
     """
     where = f"{scene.source}: " if scene.source is not None else ""
     if config.protocol == "paper":
@@ -301,8 +353,12 @@ def training_data(scene: Scene, config: FitConfig, *, levels: int = 1) -> tuple[
             f"{where}scene of {scene.shape[0]}x{scene.shape[1]} px is too small: training {levels} scale(s) down "
             f"with {config.patch}x{config.patch} patches needs at least {minimum}x{minimum} px"
         )
-    pair = wald.training_pair(scene, degradation=config.degradation, upsampling=config.upsampling, levels=levels)
-    return pair.inputs, pair.target
+    if pair is None:
+        pair = pair_model_for(scene, config)
+    images = wald.training_pair(
+        scene, degradation=config.degradation, upsampling=config.upsampling, levels=levels, model=pair
+    )
+    return images.inputs, images.target
 
 
 def _epoch_function(model, optimizer, inputs, target, batch_size: int, jit_compile: bool, augment: bool = False):
@@ -349,7 +405,7 @@ def fit_model(
     *,
     progress: ProgressCallback | None = None,
 ) -> FitResult:
-    """Fit SSC-CNN on one (inputs, target) image pair.
+    """Fit SSC-CNN on one (inputs, target) image pair, on all its patches.
 
     Parameters
     ----------
@@ -366,6 +422,48 @@ def fit_model(
     FitResult
         With the float32 model holding the best weights.
     """
+    config = config or FitConfig()
+    scale = float(np.max(target))
+    if not scale > 0:
+        raise SceneError("the training target is all zeros or negative; cannot normalise it")
+    x = extract_patches(np.asarray(inputs, np.float32) / scale, size=config.patch, stride=config.stride)
+    y = extract_patches(np.asarray(target, np.float32) / scale, size=config.patch, stride=config.stride)
+    return fit_patches(x, y, scale, config, progress=progress, whole=(inputs, target))
+
+
+def fit_patches(
+    x: np.ndarray,
+    y: np.ndarray,
+    scale: float,
+    config: FitConfig | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    whole: tuple[np.ndarray, np.ndarray] | None = None,
+    candidates: int | None = None,
+    windows: int = 1,
+) -> FitResult:
+    """Fit SSC-CNN on training patches (:func:`sample_patches` or :func:`extract_patches`).
+
+    Parameters
+    ----------
+    x : (n, p, p, 10) float32 ndarray
+        Input patches, normalised DN (DN / ``scale``).
+    y : (n, p, p, 6) float32 ndarray
+        Target patches, normalised DN.
+    scale : float
+        The normalisation, DN.
+    config : FitConfig, optional
+    progress : callable, optional
+        ``progress(epoch, epochs, "loss ...")`` after every epoch.
+    whole : (inputs, target) of (h, w, C) DN ndarrays, optional
+        The whole training pair; needed by the ``"image-loss"`` checkpoint only.
+    candidates, windows : int
+        Recorded in the result (valid patches offered, windows drawn from).
+
+    Returns
+    -------
+    FitResult
+    """
     import tensorflow as tf
 
     config = config or FitConfig()
@@ -375,11 +473,13 @@ def fit_model(
         checkpoint = "image-loss" if config.protocol == "paper" else "patch-loss"
     ema = config.ema if config.ema is not None else (DEFAULT_EMA if config.protocol == "heldout" else 0.0)
     config = replace(config, precision=resolve_precision(config.precision), checkpoint=checkpoint, ema=ema)
-    scale = float(np.max(target))
     if not scale > 0:
         raise SceneError("the training target is all zeros or negative; cannot normalise it")
-    x = extract_patches(np.asarray(inputs, np.float32) / scale, size=config.patch, stride=config.stride)
-    y = extract_patches(np.asarray(target, np.float32) / scale, size=config.patch, stride=config.stride)
+    if config.checkpoint == "image-loss" and not config.ema and whole is None:
+        raise OptionError(
+            "checkpoint 'image-loss' scores the whole training pair each epoch, which a sampled fit does not hold; "
+            "use --checkpoint patch-loss or --ema"
+        )
     logger.info("training on %d patches of %dx%d px (scale %.1f DN)", len(x), config.patch, config.patch, scale)
 
     import keras
@@ -400,8 +500,8 @@ def fit_model(
     )
     by_image = config.checkpoint == "image-loss" and not config.ema
     if by_image:  # the whole pair, as the released code's validation data
-        whole_x = tf.constant(np.asarray(inputs, np.float32)[None] / np.float32(scale))
-        whole_y = tf.constant(np.asarray(target, np.float32)[None] / np.float32(scale))
+        whole_x = tf.constant(np.asarray(whole[0], np.float32)[None] / np.float32(scale))
+        whole_y = tf.constant(np.asarray(whole[1], np.float32)[None] / np.float32(scale))
         image_loss = tf.function(
             lambda: tf.reduce_mean(tf.square(tf.cast(model(whole_x, training=False), tf.float32) - whole_y))
         )
@@ -436,13 +536,57 @@ def fit_model(
         best_epoch,
         history[best_epoch - 1],
     )
-    return FitResult(final, scale, history, best_epoch, seconds, len(x), config, image_history)
+    count = len(x) if candidates is None else int(candidates)
+    return FitResult(final, scale, history, best_epoch, seconds, len(x), config, image_history, count, windows)
+
+
+def fit_sampled(
+    source: Any,
+    config: FitConfig | None = None,
+    *,
+    levels: int = 1,
+    progress: ProgressCallback | None = None,
+    read_progress: ProgressCallback | None = None,
+    pair: wald.PairModel | None = None,
+) -> FitResult:
+    """Fit protocol ``heldout`` on a bounded sample of a scene's patches, read window by window.
+
+    Parameters
+    ----------
+    source : Scene or band source
+        See :func:`scene_source`.
+    config : FitConfig, optional
+        ``patch_budget`` patches at most (:func:`sample_patches`).
+    levels : int
+        Scales below the fine grid (2 for the report's evaluation fit).
+    progress, read_progress : callable, optional
+        Per epoch; per window read.
+    pair : wald.PairModel, optional
+        The training pair's kernels and offset (:func:`pair_model_for`); made from the scene when needed
+        and not given.
+    """
+    config = config or FitConfig()
+    if config.protocol != "heldout":
+        raise OptionError("a sampled fit trains protocol 'heldout'; protocol 'paper' fits the whole RR pair")
+    source = scene_source(source)
+    if pair is None:
+        pair = pair_model_for(source, config)
+    drawn = sample_patches(source, config, levels=levels, progress=read_progress, pair=pair)
+    scale = np.float32(drawn.scale)
+    x, y = drawn.inputs / scale, drawn.target / scale
+    return fit_patches(x, y, drawn.scale, config, progress=progress, candidates=drawn.candidates, windows=drawn.windows)
 
 
 def predict(model, inputs: np.ndarray, scale: float) -> np.ndarray:
     """Run a fitted Keras model on one (H, W, 10) DN image; return (H, W, 6) float32 DN."""
     x = np.asarray(inputs, np.float32)[None] / np.float32(scale)
     return np.asarray(model(x, training=False))[0] * np.float32(scale)
+
+
+#: Most pixels the report scores; a larger evaluation grid is scored on a random sample of windows.
+EVALUATION_PIXELS = 1024 * 1024
+#: Side of the evaluation windows (the runtime's default tile), pixels of the evaluation grid.
+EVALUATION_TILE = 512
 
 
 @dataclass
@@ -463,6 +607,15 @@ class Evaluation:
         True when the model saw the evaluation target during training (protocol ``paper``).
     fit_seconds : float
         Time of the extra fit for ``"one-scale-down"`` (0 otherwise), s.
+    windows : int
+        Windows of the evaluation grid the model ran on.
+    pixels : int
+        Pixels scored.
+    sampled : bool
+        True when the scores are over a random sample of whole windows (a grid larger than
+        :data:`EVALUATION_PIXELS`, or one with no-data), not the whole image.
+    patches : int
+        Training patches of the ``"one-scale-down"`` fit (0 otherwise).
     """
 
     model: QualityReport
@@ -470,6 +623,10 @@ class Evaluation:
     kind: str
     training_set_numbers: bool
     fit_seconds: float = 0.0
+    windows: int = 1
+    pixels: int = 0
+    sampled: bool = False
+    patches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -477,43 +634,204 @@ class Evaluation:
             "kind": self.kind,
             "training_set_numbers": self.training_set_numbers,
             "fit_seconds": self.fit_seconds,
+            "windows": self.windows,
+            "pixels": self.pixels,
+            "sampled": self.sampled,
+            "patches": self.patches,
             "model": self.model.to_dict(),
             "bicubic": self.bicubic.to_dict(),
         }
 
 
+def _scene_window_pair(scene: Scene, upsampling: str):
+    """``pair(tile) -> (inputs, reference, nodata)`` of an RR scene's own input and its reference, DN."""
+    from ..runtime.sharpen import upsampled_window
+    from ..runtime.tiling import Tile
+
+    source = scene_source(scene)
+
+    def pair(tile):
+        up = upsampled_window(source.read, tile, scene.shape, COARSE_BANDS, method=upsampling)
+        fine = np.stack([source.read(b, tile) for b in FINE_BANDS], axis=-1).astype(np.float32)
+        nodata = np.any(fine == 0, axis=-1)
+        r0, c0 = tile.row // 2, tile.col // 2  # the 20 m pixels under the window, as observed
+        r1, c1 = -(-(tile.row + tile.height) // 2), -(-(tile.col + tile.width) // 2)
+        coarse = Tile(r0, c0, r1 - r0, c1 - c0)
+        zero = np.any([source.read(b, coarse) == 0 for b in COARSE_BANDS], axis=0).repeat(2, 0).repeat(2, 1)
+        nodata |= zero[tile.row % 2 : tile.row % 2 + tile.height, tile.col % 2 : tile.col % 2 + tile.width]
+        return np.concatenate([up, fine], axis=-1), scene.reference[tile.slices], nodata
+
+    return pair
+
+
+def _training_window_pair(source: Any, config: FitConfig, levels: int, *, pair: wald.PairModel | None = None):
+    """``pairs(tile) -> (inputs, target, nodata)`` of the Wald pair ``levels`` down, read window by window."""
+
+    def pairs(tile):
+        got = window_pair(source, tile, config, levels=levels, pair=pair)
+        if got is None:
+            return None
+        top, left = got.offset
+        nodata = got.nodata[top : top + tile.height, left : left + tile.width]
+        return got.inputs, got.target, nodata
+
+    return pairs
+
+
+def score_windows(
+    pair,
+    shape: tuple[int, int],
+    model,
+    scale: float,
+    *,
+    seed: int = 0,
+    pixels: int = EVALUATION_PIXELS,
+    tile: int = EVALUATION_TILE,
+    progress: ProgressCallback | None = None,
+) -> tuple[QualityReport, QualityReport, int, int, bool]:
+    """Score a Keras model window by window (the runtime's tiling), against bicubic.
+
+    Parameters
+    ----------
+    pair : callable
+        ``pair(tile) -> (inputs (h, w, 10), reference (h, w, 6), nodata (h, w) bool)`` DN, or None
+        when the tile is all no-data.
+    shape : (int, int)
+        ``(H, W)`` of the evaluation grid.
+    model : keras.Model
+    scale : float
+        The model's normalisation, DN.
+    seed : int
+        Seeds the window sample.
+    pixels : int
+        Whole-image scoring up to this many pixels; above, or with any no-data, a random sample of
+        ``tile`` x ``tile`` windows free of no-data (a non-overlapping grid of them), up to ``pixels``;
+        if no such window is clean, windows half as large, and so on down to 32 px.
+    tile : int
+        Window side, pixels.
+
+    Returns
+    -------
+    (model report, bicubic report, windows run, pixels scored, sampled)
+    """
+    from ..runtime.tiling import Tile, plan_tiles
+    from .model import receptive_halo
+
+    halo = receptive_halo(model)
+    height, width = (int(n) for n in shape)
+
+    def run(window: Tile, core: Tile):
+        got = pair(window)
+        if got is None:
+            return None
+        inputs, reference, nodata = got
+        inner = core.relative_to(window).slices
+        if nodata[inner].any():
+            return None
+        estimate = predict(model, inputs, scale)[inner]
+        return reference[inner], estimate, inputs[inner][..., : len(COARSE_BANDS)]
+
+    if height * width <= pixels:
+        plan = plan_tiles(shape, tile=tile, halo=halo)
+        arrays = [np.empty((height, width, len(COARSE_BANDS)), np.float32) for _ in range(3)]
+        for k, planned in enumerate(plan, 1):
+            got = run(planned.window, planned.core)
+            if got is None:
+                break
+            for array, part in zip(arrays, got, strict=True):
+                array[planned.core.slices] = part
+            report(progress, k, len(plan), "evaluation windows")
+        else:
+            reference, estimate, upsampled = arrays
+            return (
+                quality_report(reference, estimate, band_names=COARSE_BANDS),
+                quality_report(reference, upsampled, band_names=COARSE_BANDS),
+                len(plan),
+                height * width,
+                False,
+            )
+    # a sample of whole windows free of no-data; smaller windows when no-data leaves no whole one clean
+    side = min(tile, height, width)
+    smallest = min(32, side)
+    parts: list[tuple[np.ndarray, ...]] = []
+    tried = 0
+    while not parts and side >= smallest:
+        blocks = [
+            Tile(r, c, side, side) for r in range(0, height - side + 1, side) for c in range(0, width - side + 1, side)
+        ]
+        order = np.random.default_rng([seed, 15]).permutation(len(blocks))
+        wanted = max(1, pixels // (side * side))
+        for i in order:
+            block = blocks[i]
+            r0, c0 = max(block.row - halo, 0), max(block.col - halo, 0)
+            r1, c1 = min(block.row + block.height + halo, height), min(block.col + block.width + halo, width)
+            tried += 1
+            got = run(Tile(r0, c0, r1 - r0, c1 - c0), block)
+            if got is not None:
+                parts.append(got)
+                report(progress, len(parts), wanted, "evaluation windows")
+            if len(parts) == wanted:
+                break
+        side //= 2
+    if not parts:
+        raise SceneError("no window of 32x32 px or more free of no-data (0 DN) to evaluate the fit on")
+    reference, estimate, upsampled = (np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
+    return (
+        quality_report(reference, estimate, band_names=COARSE_BANDS),
+        quality_report(reference, upsampled, band_names=COARSE_BANDS),
+        tried,
+        reference.shape[0] * reference.shape[1],
+        True,
+    )
+
+
 def evaluate_fit(
-    scene: Scene,
+    scene: Any,
     fit: FitResult,
     *,
     progress: ProgressCallback | None = None,
+    read_progress: ProgressCallback | None = None,
+    pair: wald.PairModel | None = None,
 ) -> Evaluation:
-    """Score a fit at reduced resolution, against bicubic upsampling of the same input.
+    """Score a fit at reduced resolution, against bicubic upsampling of the same input, window by window.
 
     With a reference (RR file, demo scene): ``fit.model`` sharpens the scene's own bands and is
-    compared with ``scene.reference``. Without one: a second model is fitted with
-    ``fit.config`` two scales down and scored one scale down against the observed 20 m bands
-    (this second fit is what ``progress`` reports).
+    compared with ``scene.reference``. Without one (a :class:`Scene` without reference or a band
+    source): a second model is fitted with ``fit.config`` two scales down, on at most
+    ``config.patch_budget`` patches (:func:`fit_sampled`), and scored one scale down against the
+    observed 20 m bands (this second fit is what ``progress`` reports). The model runs on windows of
+    :data:`EVALUATION_TILE` pixels overlapping by its halo (the runtime's tiling): the whole
+    evaluation grid up to :data:`EVALUATION_PIXELS`, else a random sample of whole windows free of
+    no-data (:func:`score_windows`),
+    with the training pair's ``pair`` (:func:`pair_model_for`).
     """
     config = fit.config
-    if scene.reference is not None:
-        inputs = wald.full_scale_input(scene, upsampling=config.upsampling)
-        reference, model, scale, extra = scene.reference, fit.model, fit.scale, 0.0
+    reference = getattr(scene, "reference", None)
+    if reference is not None:
+        pairs = _scene_window_pair(scene, config.upsampling)
+        grid, model, scale, extra, patches = scene.shape, fit.model, fit.scale, 0.0, 0
         kind = "paper-training-set" if config.protocol == "paper" else "rr-reference"
     else:
         if config.protocol == "paper":
             raise OptionError("protocol 'paper' needs a scene with a reference")
-        train_in, train_target = training_data(scene, config, levels=2)
-        second = fit_model(train_in, train_target, config, progress=progress)
-        pair = wald.training_pair(scene, degradation=config.degradation, upsampling=config.upsampling, levels=1)
-        inputs, reference, model, scale = pair.inputs, pair.target, second.model, second.scale
-        kind, extra = "one-scale-down", second.seconds
-    estimate = predict(model, inputs, scale)
-    upsampled = inputs[..., : len(COARSE_BANDS)]  # the baseline: the 20 m bands upsampled as the model sees them
+        source = scene_source(scene)
+        if pair is None:
+            pair = pair_model_for(source, config)
+        second = fit_sampled(source, config, levels=2, progress=progress, read_progress=read_progress, pair=pair)
+        pairs = _training_window_pair(source, config, 1, pair=pair)
+        grid, model, scale = training_grid(source.shape, 1), second.model, second.scale
+        kind, extra, patches = "one-scale-down", second.seconds, second.patches
+    model_report, bicubic_report, windows, pixels, sampled = score_windows(
+        pairs, grid, model, scale, seed=config.seed, progress=read_progress
+    )
     return Evaluation(
-        model=quality_report(reference, estimate, band_names=COARSE_BANDS),
-        bicubic=quality_report(reference, upsampled, band_names=COARSE_BANDS),
+        model=model_report,
+        bicubic=bicubic_report,
         kind=kind,
         training_set_numbers=config.protocol == "paper",
         fit_seconds=extra,
+        windows=windows,
+        pixels=pixels,
+        sampled=sampled,
+        patches=patches,
     )

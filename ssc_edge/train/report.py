@@ -8,7 +8,7 @@ from typing import Any
 
 from ..metrics import QualityReport
 
-__all__ = ["machine_info", "quality_table", "render_markdown", "report_dict"]
+__all__ = ["full_resolution_summary", "machine_info", "quality_table", "render_markdown", "report_dict"]
 
 _KIND_TEXT = {
     "rr-reference": "sharpened reduced-resolution bands against the reference (never seen in training)",
@@ -33,6 +33,25 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": cpu, "cores": cores, "system": platform.platform(), "python": platform.python_version()}
 
 
+def _registration_text(registration: dict, config: dict) -> str:
+    """The markdown lines on the training pair's kernels and offset (empty for the nominal pair)."""
+    if not registration:
+        return ""
+    lines = [
+        f"\nTraining pair: degradation `{config.get('degradation')}`, registration `{config.get('registration')}`."
+    ]
+    estimate = registration.get("estimate")
+    if estimate:
+        from ..registration import RegistrationEstimate
+
+        table = RegistrationEstimate.from_dict(estimate).lines()
+        lines += ["Estimated from the scene (10 m pixels):", "```", *table, "```"]
+    pair = registration.get("pair_model")
+    if pair:
+        lines.append(f"Pair model: `{pair}`.")
+    return "\n".join(lines) + "\n"
+
+
 def report_dict(result) -> dict[str, Any]:
     """The JSON report of an :class:`~ssc_edge.train.export.ExportResult` (plain types only)."""
     fit, evaluation, contract = result.fit, result.evaluation, result.contract
@@ -52,17 +71,23 @@ def report_dict(result) -> dict[str, Any]:
             "best_loss": fit.best_loss,
             "final_loss": fit.history[-1],
             "patches": fit.patches,
+            "patch_candidates": fit.candidates,
+            "patch_windows": fit.windows,
+            "patch_budget": fit.config.patch_budget,
             "loss_history": fit.history,
             "image_loss_history": fit.image_history,
         },
         "config": fit.config.to_dict(),
+        "registration": contract.registration,
         "export": {
             "layout": contract.layout,
             "onnxruntime_seconds_per_layout": result.layout_seconds,
             "parity_max_abs_diff_over_range": result.parity,
             "halo": contract.halo,
             "scale": contract.scale,
+            "sample_window": list(getattr(result, "sample_window", ())),
         },
+        "phases_seconds": {k: round(v, 2) for k, v in getattr(result, "phases", {}).items()},
         "machine": machine_info(),
         "versions": contract.versions,
     }
@@ -92,6 +117,106 @@ def quality_table(reports: dict[str, QualityReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sample_text(export: dict[str, Any]) -> str:
+    """The window the layout timing and the parity check ran on."""
+    window = export.get("sample_window") or []
+    if len(window) != 4:
+        return "the scene"
+    row, col, height, width = window
+    return f"the {height}x{width} window of the scene at row {row}, column {col}"
+
+
+def _patch_text(fit: dict[str, Any]) -> str:
+    """One sentence: how many training patches were drawn, of how many, from how many windows."""
+    budget = fit.get("patch_budget")
+    candidates = fit.get("patch_candidates", fit["patches"])
+    windows = fit.get("patch_windows", 1)
+    drawn = "all" if fit["patches"] >= candidates else "a uniform random sample"
+    return (
+        f"Patches: {fit['patches']} drawn ({drawn}) of {candidates} free of no-data, from {windows} "
+        f"window(s) of the scene; budget {budget}."
+    )
+
+
+def _evaluation_extent(evaluation: dict[str, Any]) -> str:
+    """Where the scores come from: the whole grid, or a sample of windows."""
+    pixels, windows = evaluation.get("pixels", 0), evaluation.get("windows", 1)
+    text = (
+        f"a random sample of {pixels} px in whole windows free of no-data ({windows} window(s) looked at)"
+        if evaluation.get("sampled")
+        else f"the whole image, {pixels} px, scored from {windows} window(s)"
+    )
+    if evaluation.get("kind") == "one-scale-down":
+        text += f"; the second fit drew {evaluation.get('patches', 0)} patches"
+    return text
+
+
+#: Side of the central window, 10 m pixels, on which the report scores the full-scale output (Keras
+#: runs on it whole: memory stays bounded on a full tile).
+FULL_RESOLUTION_WINDOW = 512
+
+
+def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
+    """No-reference indexes (:mod:`ssc_edge.quality`) of the model's full-scale output and of bicubic.
+
+    The model sharpens the scene at its own scale (what ``infer`` would write), on the central window of
+    at most :data:`FULL_RESOLUTION_WINDOW` pixels a side (the whole scene when smaller; read through the
+    band source, so a full tile is never loaded), and both products are scored against the scene's
+    observed bands with the degradation the fit used: the estimated pair (``pair``,
+    :func:`ssc_edge.quality.pair_degradation`) or the named method. None when the window is smaller than
+    the 32-px quality windows.
+    """
+    import numpy as np
+
+    from .. import wald
+    from ..errors import SceneError
+    from ..evaluation import bicubic_baseline
+    from ..io.sources import central_scene
+    from ..quality import full_resolution_quality, pair_degradation
+    from .fit import predict
+    from .windows import scene_source
+
+    crop = central_scene(scene_source(scene), FULL_RESOLUTION_WINDOW)
+    inputs = wald.full_scale_input(crop, upsampling=fit.config.upsampling)
+    products = {"SSC-CNN": predict(fit.model, inputs, fit.scale), "bicubic": bicubic_baseline(crop)}
+    degradation = pair_degradation(pair) if pair is not None else fit.config.degradation
+    try:
+        results = {
+            name: full_resolution_quality(np.asarray(p), crop.fine(), crop.coarse(), degradation=degradation)
+            for name, p in products.items()
+        }
+    except SceneError:
+        return None
+    return {
+        "degradation": "estimated pair" if pair is not None else degradation,
+        "window": [*crop.shape],
+        "results": {name: r.to_dict() for name, r in results.items()},
+    }
+
+
+def _window_text(section: dict[str, Any]) -> str:
+    height, width = section.get("window") or (0, 0)
+    return f"on the central {height}x{width} px of the scene"
+
+
+def _full_resolution_section(summary: dict[str, Any]) -> str:
+    from ..quality import FullResolutionQuality, format_full_resolution_table
+
+    section = summary.get("full_resolution")
+    if not section:
+        return ""
+    results = {name: FullResolutionQuality.from_dict(r) for name, r in section["results"].items()}
+    return f"""
+## Full-resolution quality (no reference)
+
+The model's output at the scene's own scale (what `infer` writes) against the observed bands, \
+{_window_text(section)}, {section["degradation"]} degradation \
+(`ssc_edge.quality`: Wald consistency, Khan's D_lambda(K), QNR, HQNR, D_rho).
+
+{format_full_resolution_table(results)}
+"""
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """Markdown rendering of :func:`report_dict`."""
     evaluation = summary["evaluation"]
@@ -108,10 +233,10 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 
 ## Reduced-resolution quality
 
-{summary["evaluation_description"]}.
+{summary["evaluation_description"]}; {_evaluation_extent(evaluation)}.
 {warning}
 {quality_table(reports).rstrip()}
-
+{_full_resolution_section(summary)}
 ## Fit
 
 | epochs | weights kept | best epoch | best loss | fit time (s) | patches | lr | batch | patch/stride | degradation \
@@ -122,11 +247,14 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 {config["learning_rate"]:g} | {config["batch_size"]} | {config["patch"]}/{config["stride"]} | \
 {config["degradation"]} | {config["precision"]} |
 
+{_patch_text(fit)}
+
 Architecture: `{config["model"]}`.
+{_registration_text(summary.get("registration") or {}, config)}
 
 ## Export
 
-Layout {export["layout"]} (onnxruntime, fastest of 5 interleaved runs on the scene, s: \
+Layout {export["layout"]} (onnxruntime, fastest of 5 interleaved runs on {_sample_text(export)}, s: \
 {", ".join(f"{k} {v:.4f}" for k, v in export["onnxruntime_seconds_per_layout"].items())}); halo {export["halo"]} px; \
 scale {export["scale"]:.1f} DN; parity max |Keras - ONNX| / range = {export["parity_max_abs_diff_over_range"]:.1e}.
 

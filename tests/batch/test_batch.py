@@ -269,3 +269,39 @@ def test_fit_and_infer_tiny(tmp_path):
     assert record["status"] == "done", record.get("error")
     assert Path(record["model"]) == tmp_path / "out" / "models" / "a_sharpened.onnx"
     assert {"fit", "sharpen"} <= set(record["seconds"]) and "fit_mean_sre_db" in record["metrics"]
+
+
+def test_band_folders_are_scenes_alone_and_inside_folders_of_scenes(tmp_path, shared_data):
+    """A granule's JP2 band files (real crop) are one scene, given directly or inside a folder of scenes."""
+    import shutil
+
+    from ssc_edge.batch.manifest import collect_scenes
+
+    crop = shared_data / "real" / "l1c_T31TDH_20150726_crop"
+    assert collect_scenes([crop]) == [(crop, None)]
+    scenes = tmp_path / "scenes"
+    shutil.copytree(crop, scenes / "T31TDH")
+    write_scene(scenes / "a.npz")
+    (scenes / "notes").mkdir()  # a folder naming no band: not a scene
+    (scenes / "notes" / "readme.txt").write_text("x")
+    assert collect_scenes([scenes]) == [(scenes / "T31TDH", None), (scenes / "a.npz", None)]
+
+
+def test_batch_records_full_resolution_indexes(tmp_path, fake_runtime):
+    """Each scene's metrics hold every no-reference index, equal to scoring its written output whole."""
+    from ssc_edge.io import read_estimate, read_scene
+    from ssc_edge.quality import full_resolution_quality
+
+    scene_path = write_scene(tmp_path / "in" / "s.npz", size=64, seed=3)
+    config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True)
+    result = run_batch([scene_path], tmp_path / "out", config)
+    metrics = read_manifest(tmp_path / "out")["scenes"][0]["metrics"]
+    recorded = metrics["full_resolution"]
+    scene = read_scene(scene_path)
+    expected = full_resolution_quality(
+        read_estimate(tmp_path / "out" / "s_sharpened.npz"), scene.fine(), scene.coarse(), degradation="mtf"
+    )  # the stand-in model has no metadata
+    assert result.records[0]["status"] == "done"
+    for key in ("consistency_mean_sre", "consistency_q2n", "d_lambda_khan", "d_lambda", "d_s", "qnr", "d_rho"):
+        assert recorded[key] == pytest.approx(getattr(expected, key), rel=1e-7), key  # float rounding
+    assert metrics["mean_consistency_sre_db"] == pytest.approx(expected.consistency_mean_sre, rel=1e-7)

@@ -81,3 +81,39 @@ def test_help(run_cli):
     assert done.returncode == 0
     for option in ("--reference", "--method", "--json", "--border", "--force"):
         assert option in done.stdout
+
+
+def test_full_resolution_without_a_reference(run_cli, shared_data, tmp_path):
+    """``evaluate ESTIMATE --scene SCENE``: no reference read; the paper's output beats bicubic on consistency."""
+    out = tmp_path / "fr.json"
+    done = run_cli(
+        "evaluate", shared_data / "paper_outputs" / "skipnetpanshapen_r.mat", "--scene",
+        shared_data / "reykjavik_cell_RR.mat", "--method", "bicubic", "--json", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| skipnetpanshapen_r | 39.63 |" in done.stdout and "| bicubic | 28.22 |" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["degradation"] == "bicubic"
+    ours = document["full_resolution"]["skipnetpanshapen_r"]
+    assert ours["consistency_mean_sre"] == pytest.approx(39.63, abs=0.005)
+    assert set(ours) >= {"consistency_q2n", "d_lambda_khan", "d_lambda", "d_s", "qnr", "hqnr", "d_rho"}
+    assert [p.name for p in tmp_path.iterdir()] == ["fr.json"]
+    # the full Coastal scene has no reference at all
+    done = run_cli("evaluate", "--method", "bicubic", "--scene", shared_data / "CoastalA_cell.mat")
+    assert done.returncode == 0, done.stderr and "| bicubic |" in done.stdout
+
+
+def test_full_resolution_errors(run_cli, shared_data, tmp_path):
+    estimate = shared_data / "paper_outputs" / "skipnetpanshapen_c.mat"
+    _assert_one_line_error(run_cli("evaluate", estimate, "--scene", shared_data / "reykjavik_cell_RR.mat"),
+                           "estimate is 204x204x6, but the scene's sharpened bands are 256x256x6")  # fmt: skip
+    _assert_one_line_error(run_cli("evaluate", "--scene", shared_data / "reykjavik_cell_RR.mat"), "nothing to evaluate")
+    _assert_one_line_error(
+        run_cli("evaluate", estimate, "--scene", shared_data / "coastalA_cell_RR.mat", "--degradation", "gauss"),
+        "unknown degradation 'gauss'",
+    )
+    _assert_one_line_error(
+        run_cli("evaluate", estimate, "--scene", shared_data / "coastalA_cell_RR.mat", "-r",
+                shared_data / "coastalA_cell_RR.mat"),
+        "not both",
+    )  # fmt: skip

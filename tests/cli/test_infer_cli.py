@@ -212,3 +212,39 @@ def test_with_fine_npz_has_ten_bands(run_cli, tmp_path, model):
     with np.load(out) as data:
         names = [k for k in data.files if k.startswith("B")]
     assert names == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+
+
+_FULL_RESOLUTION = re.compile(
+    r"full resolution, no reference \((\w+) degradation\): consistency SRE ([\d.]+) dB, "
+    r"D_lambda\(K\) ([\d.]+), D_rho ([\d.]+), QNR ([\d.]+)"
+)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".npz"])
+def test_full_resolution_summary_streamed_and_in_memory(run_cli, tmp_path, model, suffix):
+    """The one-line no-reference summary, computed window by window while writing (streamed GeoTIFF too),
+    equals the indexes of the written product scored as a whole."""
+    from ssc_edge.io import read_scene
+    from ssc_edge.quality import full_resolution_quality
+    from tests.runtime.conftest import random_scene
+    from tests.runtime.test_stream import write_scene_folder
+
+    folder = write_scene_folder(tmp_path / "scene", random_scene(96, 80, seed=4))
+    out = tmp_path / f"o{suffix}"
+    result = run_cli("infer", model, folder, "-o", out, "--tile", "40", "--provider", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert ("streamed" in result.stdout) == (suffix == ".tif")
+    match = _FULL_RESOLUTION.search(result.stdout)
+    assert match, result.stdout
+    scene = read_scene(folder)
+    whole = full_resolution_quality(read_estimate(out), scene.fine(), scene.coarse(), degradation=match[1])
+    printed = [float(v) for v in match.groups()[1:]]
+    expected = [whole.consistency_mean_sre, whole.d_lambda_khan, whole.d_rho, whole.qnr]
+    for got, want, precision in zip(printed, expected, (0.006, 6e-5, 6e-5, 6e-5), strict=True):
+        assert got == pytest.approx(want, abs=precision)  # to the printed digits
+
+
+def test_no_quality_skips_the_full_resolution_line(run_cli, tmp_path, model, shared_data):
+    result = run_cli("infer", model, shared_data / "coastalA_cell_RR.mat", "-o", tmp_path / "o.npz", "--no-quality")
+    assert result.returncode == 0, result.stderr
+    assert "full resolution" not in result.stdout and "against the scene's reference" in result.stdout

@@ -54,8 +54,26 @@ def safe_model(safe, ssc_edge_command, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def plain_model(tmp_path_factory) -> Path:
-    """A small valid model that records no scene (so no mismatch warning joins the error lines)."""
-    return write_model(tmp_path_factory.mktemp("m") / "plain.onnx", blocks=2, width=8)
+    """A small valid model that records a scene fitted elsewhere (``elsewhere``, sha256 0...0)."""
+    import onnx
+
+    path = write_model(tmp_path_factory.mktemp("m") / "plain.onnx", blocks=2, width=8)
+    model = onnx.load(path)
+    for key, value in (("ssc_edge.scene_name", "elsewhere"), ("ssc_edge.scene_sha256", "0" * 64)):
+        entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_fitted_on_another_scene_gives_one_warning_line(run_cli, plain_model, shared_data, tmp_path):
+    for out in (tmp_path / "o.tif", tmp_path / "o.npz"):  # streamed and in-memory paths
+        result = run_cli("infer", plain_model, crop_folder(shared_data), "-o", out, "--provider", "cpu", "-q")
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"warning: {plain_model} was fitted on elsewhere"), lines
+        assert f"ssc-edge fit-and-export {crop_folder(shared_data)}" in lines[0]
+        assert out.is_file()
 
 
 @pytest.mark.slow
@@ -123,14 +141,19 @@ def test_batch_infer_on_safe_zip_and_jp2_folder(run_cli, safe, safe_zip, safe_mo
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     shutil.copytree(crop_folder(shared_data), scenes / "granule")  # a band folder inside a folder of scenes
+    shutil.copy(safe_zip, scenes / "zipped.zip")  # the SAFE's zip under another name (one output per name)
     out = tmp_path / "out"
-    result = run_cli("batch", safe, safe_zip, scenes, "--out", out, "--model", safe_model, "--workers", "1",
+    result = run_cli("batch", safe, scenes, "--out", out, "--model", safe_model, "--workers", "1",
                      "--format", "npz", timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "batch.json").read_text())
     assert manifest["summary"]["done"] == 3, manifest
     by_name = {Path(r["source"]).name: r for r in manifest["scenes"]}
-    assert "warning" in by_name["granule"] and "warning" not in by_name[safe.name]
+    assert (
+        "warning" in by_name["granule"]
+        and "warning" not in by_name[safe.name]
+        and "warning" not in by_name["zipped.zip"]
+    )
     assert sum("was fitted on" in line for line in result.stderr.splitlines()) == 1
     np.testing.assert_array_equal(
         read_estimate(out / "granule_sharpened.npz"), read_estimate(Path(by_name[safe.name]["output"]))
@@ -151,7 +174,7 @@ def test_batch_fit_and_infer_on_a_safe(run_cli, safe, tmp_path):
     assert report["scene_sha256"] == scene_identity(safe)
 
 
-# -- bad input: one line, exit 2, no partial output ----------------------------------------------
+# -- bad input: one line, exit 2, no partial output (the model's scene warning never adds a line) -----
 
 
 def test_safe_whose_band_files_are_missing(run_cli, shared_data, tmp_path, plain_model):
@@ -213,10 +236,12 @@ def test_two_files_claiming_one_band(run_cli, shared_data, tmp_path, plain_model
     assert list(out.iterdir()) == []
 
 
-def test_disk_full_while_streaming_a_safe(ssc_edge_command, safe, plain_model, tmp_path):
+def test_disk_full_while_streaming_a_safe(ssc_edge_command, safe, tmp_path):
+    """The disk fills mid-run, after the checks: a model recording no scene, so the only line is the error."""
+    model = write_model(tmp_path / "m.onnx", blocks=2, width=8)
     out = tmp_path / "out"
     out.mkdir()
-    result = subprocess.run([*ssc_edge_command, "infer", str(plain_model), str(safe), "-o", str(out / "o.tif"),
+    result = subprocess.run([*ssc_edge_command, "infer", str(model), str(safe), "-o", str(out / "o.tif"),
                              "--provider", "cpu", "-q"], capture_output=True, text=True, timeout=300,
                             preexec_fn=_limit_file_size, check=False)  # fmt: skip
     _one_error_line(result, r"o\.tif: cannot write", libtiff_noise=True)
@@ -224,13 +249,13 @@ def test_disk_full_while_streaming_a_safe(ssc_edge_command, safe, plain_model, t
 
 
 @pytest.mark.slow
-def test_disk_full_while_the_model_is_written(ssc_edge_command, tmp_path):
-    """RLIMIT_FSIZE of 8 KiB: the report (about 4 and 2 KiB) fits, the ONNX model (about 28 KiB) does not."""
+def test_disk_full_while_the_model_is_written(ssc_edge_command, shared_data, tmp_path):
+    """RLIMIT_FSIZE of 8 KiB: the report of the JP2 crop (about 4 and 2 KiB) fits, the ONNX model (28 KiB) does not."""
     pytest.importorskip("tensorflow")
     out = tmp_path / "out"
     out.mkdir()
-    result = subprocess.run([*ssc_edge_command, "fit-and-export", "-o", str(out / "m.onnx"), "--demo-size", "64",
-                             *FIT], capture_output=True, text=True, timeout=900,
+    result = subprocess.run([*ssc_edge_command, "fit-and-export", str(crop_folder(shared_data)), "-o",
+                             str(out / "m.onnx"), *FIT], capture_output=True, text=True, timeout=900,
                             preexec_fn=lambda: _limit_file_size(8 * 1024), check=False)  # fmt: skip
     _one_error_line(result, r"m\.onnx: cannot write \(File too large\)")
     assert list(out.iterdir()) == []  # neither the model nor its report, nor a temporary file

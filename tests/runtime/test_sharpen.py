@@ -139,3 +139,41 @@ def test_static_shape_sessions_give_the_same_result(nhwc_model, monkeypatch):
     assert list(sharpener._static) == [(3, height, width)]
     (static,) = sharpener._static.values()
     assert static.session.get_inputs()[0].shape == [3, height, width, 10]
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_prefetching_io_thread_gives_the_same_result_in_plan_order(prefetch, nhwc_model):
+    import threading
+
+    scene = random_scene(62, 46, seed=6)
+    whole = _whole_image_reference(nhwc_model, scene, layout="NHWC")
+    sharpener = Sharpener(nhwc_model, provider="cpu", tile=16, batch=2, prefetch=prefetch)
+    out = np.zeros((62, 46, 6), np.float32)
+    callers, cores = set(), []
+
+    def read(band, tile):
+        callers.add(threading.get_ident())
+        return scene.bands[band][tile.slices]
+
+    def write(core, values):
+        callers.add(threading.get_ident())
+        cores.append(core)
+        out[core.slices] = values
+
+    tiles = sharpener.sharpen_windows((62, 46), read, write)
+    assert np.array_equal(out, whole)
+    assert cores == [p.core for p in sharpener.plan((62, 46))] and len(cores) == tiles
+    assert len(callers) == 1 and (threading.get_ident() in callers) == (prefetch == 0)  # one I/O thread
+    timings = sharpener.last_timings
+    assert timings["network"] > 0 and timings["wall"] >= timings["network"]
+
+
+def test_a_write_error_in_the_io_thread_reaches_the_caller(nhwc_model):
+    scene = random_scene(62, 46, seed=6)
+    sharpener = Sharpener(nhwc_model, provider="cpu", tile=16, prefetch=2)
+
+    def write(core, values):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        sharpener.sharpen_windows((62, 46), lambda b, t: scene.bands[b][t.slices], write)

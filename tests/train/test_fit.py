@@ -18,6 +18,7 @@ from ssc_edge.train.fit import (
     evaluate_fit,
     extract_patches,
     fit_model,
+    fit_sampled,
     minimum_scene_size,
     predict,
     training_data,
@@ -54,7 +55,7 @@ class _NoReference:
     def __init__(self, scene: Scene) -> None:
         self._scene = scene
         self.shape, self.source, self.name = scene.shape, scene.source, scene.name
-        self.fine, self.coarse = scene.fine, scene.coarse
+        self.fine, self.coarse, self.bands = scene.fine, scene.coarse, scene.bands
 
     @property
     def reference(self):
@@ -199,6 +200,7 @@ def test_evaluation_kinds(scene):
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"ema": 1.0}, r"ema must be in \[0, 1\)"),
         ({"checkpoint": "val"}, "checkpoint must be one of"),
+        ({"patch_budget": 0}, "patch_budget must be a positive integer"),
     ],
 )
 def test_bad_fit_options(options, message):
@@ -209,3 +211,76 @@ def test_bad_fit_options(options, message):
 def test_fit_config_round_trip():
     config = FitConfig(epochs=3, model=ModelConfig(blocks=2))
     assert FitConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("name", ["reykjavik_cell_RR.mat", "coastalA_cell_RR.mat"])
+def test_rr_scenes_under_the_budget_fit_bit_for_bit_as_on_the_whole_pair(shared_data, name):
+    from ssc_edge.io import read_scene
+
+    scene = read_scene(shared_data / name)
+    config = FitConfig(epochs=2, model=TINY)
+    whole = fit_model(*training_data(scene, config), config)
+    sampled = fit_sampled(scene, config)
+    assert sampled.patches == whole.patches == sampled.candidates and sampled.scale == whole.scale
+    assert sampled.history == whole.history and _weights_equal(sampled.model, whole.model)
+
+
+def test_a_budget_bounds_the_patches_and_the_steps(scene):
+    config = FitConfig(epochs=2, model=TINY, patch_budget=5, batch_size=2)
+    fit = fit_sampled(scene, config)
+    assert fit.patches == 5 and fit.candidates == 9 and len(fit.history) == 2
+
+
+def test_windowed_evaluation_equals_whole_image_scoring(scene):
+    from ssc_edge import wald
+    from ssc_edge.metrics import quality_report
+    from ssc_edge.train.fit import _scene_window_pair, score_windows
+
+    config = FitConfig(epochs=1, model=TINY)
+    fit = fit_model(*training_data(scene, config), config)
+    inputs = wald.full_scale_input(scene)
+    bands = ("B05", "B06", "B07", "B8A", "B11", "B12")
+    whole = quality_report(scene.reference, predict(fit.model, inputs, fit.scale), band_names=bands)
+    whole_bicubic = quality_report(scene.reference, inputs[..., :6], band_names=bands)
+    model, bicubic, windows, pixels, sampled = score_windows(
+        _scene_window_pair(scene, "bicubic"), scene.shape, fit.model, fit.scale, tile=24
+    )
+    assert windows > 4 and pixels == 64 * 64 and not sampled
+    np.testing.assert_allclose(model.sre, whole.sre, atol=1e-4)
+    assert bicubic == whole_bicubic  # the same numbers, stitched from the windows
+    # above the pixel cap: a sample of whole windows
+    model, _, _, pixels, sampled = score_windows(
+        _scene_window_pair(scene, "bicubic"), scene.shape, fit.model, fit.scale, tile=24, pixels=1200
+    )
+    assert sampled and pixels == 2 * 24 * 24
+
+
+def test_image_loss_needs_the_whole_pair(scene):
+    with pytest.raises(OptionError, match="checkpoint 'image-loss' scores the whole training pair"):
+        fit_sampled(scene, FitConfig(epochs=1, model=TINY, checkpoint="image-loss", ema=0))
+
+
+def test_evaluation_on_a_scene_with_no_data_scores_clean_windows_only(scene):
+    from ssc_edge.train.fit import _scene_window_pair, score_windows
+
+    bands = {b: a.copy() for b, a in scene.bands.items()}
+    for array in bands.values():  # no-data in the lower-left corner
+        n = array.shape[0]
+        array[n * 3 // 4 :, : n // 4] = 0
+    wedged = Scene(bands=bands, reference=scene.reference)
+    config = FitConfig(epochs=1, model=TINY)
+    fit = fit_model(*training_data(scene, config), config)
+    model, bicubic, _, pixels, sampled = score_windows(
+        _scene_window_pair(wedged, "bicubic"), wedged.shape, fit.model, fit.scale, tile=64
+    )
+    assert sampled and pixels == 3 * 32 * 32  # the whole image has no-data: three clean 32 px quarters
+    assert np.isfinite(model.mean_sre) and bicubic.mean_sre < model.mean_sre + 50
+    bands["B05"][:] = bands["B05"] * (np.indices(bands["B05"].shape).sum(axis=0) % 2)  # no-data everywhere
+    with pytest.raises(SceneError, match="no window of 32x32 px or more free of no-data"):
+        score_windows(
+            _scene_window_pair(Scene(bands=bands, reference=scene.reference), "bicubic"),
+            scene.shape,
+            fit.model,
+            fit.scale,
+            tile=64,
+        )

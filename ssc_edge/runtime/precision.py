@@ -1,0 +1,459 @@
+"""Choose the precision a model runs in (``--precision auto``), and the quality gate behind the choice.
+
+Precisions
+----------
+``fp32``
+    The fp32 model as it is (bit-exact tiling on onnxruntime's CPU provider).
+``bf16``
+    The fp32 model in the provider's reduced-precision mode: OpenVINO's bf16 inference-precision hint on
+    the CPU (OpenVINO's own runtime, extra ``fast``, or onnxruntime's OpenVINO provider), TensorRT's fp16
+    engine on a GPU. On the CPU it needs bf16 instructions: ``amx_bf16`` or ``avx512_bf16`` in
+    ``/proc/cpuinfo`` (OpenVINO computes in f32 without them, which :mod:`.openvino_backend` refuses).
+``fp16``, ``int8``
+    Models made by ``ssc-edge optimize``; they carry their own measured loss (``quality_loss_db``).
+``auto``
+    The fastest precision whose quality loss on this model is within the gate (:data:`GATE_DB`, 0.1 dB,
+    the gate of ``optimize``), on hardware that runs it natively: bf16 when the CPU has AMX or
+    AVX512-BF16 and OpenVINO is installed (or a TensorRT GPU is there) and the model's bf16 loss passes;
+    else fp32. An fp16/int8 model runs in its own precision. fp16/int8 versions of an fp32 model are
+    separate files, so ``auto`` does not consider them. :func:`choose` says why it chose.
+
+The gate
+--------
+The loss of one reduced precision on one model is ``mean SRE(fp32) - mean SRE(reduced)`` in dB (mean
+over the six bands, :func:`ssc_edge.metrics.signal_to_reconstruction_error`), both tiled through
+:class:`~ssc_edge.runtime.Sharpener` exactly as production runs them (fp32 on onnxruntime's CPU
+provider), on the central :data:`GATE_SIZE` pixels of a scene:
+
+- at export (``fit-and-export``): the scene's own held-out pair (an RR file's reference; else the Wald
+  pair one scale down), stored in the model's metadata under
+  :data:`~ssc_edge.runtime.session.GATE_KEY` as ``{"bf16/openvino": {"loss_db": ..., ...}}``, for every
+  reduced precision the exporting machine runs natively (:func:`gate_metadata`);
+- where the metadata lacks it, at the first ``infer`` on a machine that runs it: the Wald pair one scale
+  down of the scene being sharpened (:func:`wald_gate_scene`); the verdict is cached in
+  ``$XDG_CACHE_HOME/ssc-edge/precision/`` keyed by the model's sha256, the precision and backend, and
+  the hardware (:func:`hardware_key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import wald
+from ..errors import OptionError, ProviderError, SscEdgeError
+from ..scene import Scene
+from .openvino_backend import INSTALL_HINT, openvino_available, openvino_version
+
+__all__ = [
+    "PRECISIONS",
+    "GATE_DB",
+    "GATE_SIZE",
+    "BF16_FLAGS",
+    "Choice",
+    "Verdict",
+    "cpu_flags",
+    "detected_flags",
+    "cpu_name",
+    "native_bf16",
+    "hardware_key",
+    "bf16_provider",
+    "choose",
+    "gate_loss",
+    "central_crop",
+    "wald_gate_scene",
+    "measure_verdict",
+    "find_verdict",
+    "gate_metadata",
+]
+
+logger = logging.getLogger(__name__)
+
+#: What ``--precision`` accepts.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+#: Largest mean-SRE loss ``auto`` accepts, dB (the gate of ``ssc-edge optimize``).
+GATE_DB = 0.1
+#: Side of the central crop the gate is measured on, fine-grid pixels (the Wald pair is half of it).
+GATE_SIZE = 1024
+#: CPU flags (``/proc/cpuinfo``) that run bf16 natively, best first.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: CPU flags recorded with every measurement.
+RECORDED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none: macOS, Windows)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else :func:`platform.processor`."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def detected_flags() -> frozenset[str]:
+    """:func:`cpu_flags`; without ``/proc/cpuinfo``, ``avx512_bf16`` when OpenVINO's CPU plugin reports BF16."""
+    flags = cpu_flags()
+    if flags or not openvino_available():
+        return flags
+    try:
+        from .openvino_backend import _core
+
+        capabilities = _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # no CPU plugin: nothing known
+        return flags
+    return frozenset({"avx512_bf16"}) if "BF16" in capabilities else flags
+
+
+def native_bf16(flags: Iterable[str]) -> str | None:
+    """The flag that makes bf16 native on this CPU (``amx_bf16`` or ``avx512_bf16``), or None."""
+    present = set(flags)
+    return next((flag for flag in BF16_FLAGS if flag in present), None)
+
+
+def hardware_key(provider: str, flags: Iterable[str] | None = None) -> str:
+    """What a cached gate verdict depends on besides the model: CPU, its bf16 flags, the backend version."""
+    flags = detected_flags() if flags is None else frozenset(flags)
+    recorded = "+".join(f for f in RECORDED_FLAGS if f in flags)
+    backend = f"openvino {openvino_version()}" if provider == "openvino" else provider
+    return f"{cpu_name()} [{recorded}] {backend}"
+
+
+def bf16_provider(provider: str, available: Iterable[str], *, openvino: bool, flags: Iterable[str]) -> tuple[str, str]:
+    """Where bf16 would run: ``(provider, "")``, or ``("", why not)``.
+
+    Parameters
+    ----------
+    provider : str
+        What the user asked for: ``"auto"`` or a short provider name.
+    available : iterable of str
+        onnxruntime's available providers (short names).
+    openvino : bool
+        OpenVINO can run (its own runtime or onnxruntime's provider).
+    flags : iterable of str
+        CPU flags.
+    """
+    available = set(available)
+    if provider in ("auto", "tensorrt") and "tensorrt" in available:
+        return "tensorrt", ""
+    if provider not in ("auto", "openvino"):
+        return "", f"{provider} has no reduced-precision mode for an fp32 model (bf16 runs on openvino or tensorrt)"
+    if not native_bf16(flags):
+        return "", "this CPU has neither AMX-BF16 nor AVX512-BF16 (bf16 would not be native)"
+    if not openvino:
+        return "", f"bf16 on the CPU runs in OpenVINO, which is not installed ({INSTALL_HINT})"
+    return "openvino", ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One measured quality loss of a reduced precision on one model.
+
+    Attributes
+    ----------
+    loss_db : float
+        ``mean SRE(fp32) - mean SRE(reduced)``, dB; positive = the reduced precision is worse.
+    source : {"metadata", "cache", "measured", "model"}
+        Where it came from (``model``: an fp16/int8 model's own ``quality_loss_db``).
+    target : str
+        What the SRE was measured against (``reference`` or ``wald-reduced-scale``).
+    hardware : str
+        :func:`hardware_key` of the machine that measured it.
+    """
+
+    loss_db: float
+    source: str
+    target: str = ""
+    hardware: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.loss_db <= GATE_DB)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What :func:`choose` decided: run ``precision`` on ``provider`` because of ``reason``."""
+
+    precision: str
+    provider: str
+    reason: str
+    verdict: Verdict | None = None
+
+
+def choose(
+    requested: str,
+    *,
+    model_precision: str,
+    model_loss_db: float = 0.0,
+    provider: str = "auto",
+    available: Iterable[str] = ("cpu",),
+    openvino: bool = False,
+    flags: Iterable[str] = (),
+    verdict_for: Callable[[str, str], Verdict | None] = lambda precision, provider: None,
+) -> Choice:
+    """Resolve ``--precision`` (a pure decision on what this machine and model offer).
+
+    Parameters
+    ----------
+    requested : {"auto", "fp32", "bf16", "fp16", "int8"}
+    model_precision : str
+        The model's own precision (``ModelContract.precision``).
+    model_loss_db : float
+        The model's recorded loss against its fp32 parent (fp16/int8 models), dB.
+    provider : str
+        ``"auto"`` or a short provider name, as the user gave it.
+    available, openvino, flags
+        See :func:`bf16_provider`.
+    verdict_for : callable
+        ``verdict_for(precision, provider)`` -> :class:`Verdict` or None (unknown and not measurable);
+        called only when ``auto`` needs it (it may measure).
+
+    Returns
+    -------
+    Choice
+        ``provider`` stays ``"auto"`` unless bf16 needs a particular one.
+
+    Raises
+    ------
+    OptionError
+        Unknown precision.
+    ProviderError
+        ``bf16`` asked for where it cannot run natively (the message says why).
+    """
+    if requested not in PRECISIONS:
+        raise OptionError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    if requested == "bf16":
+        where, why = bf16_provider(provider, available, openvino=openvino, flags=flags)
+        if not where:
+            raise ProviderError(f"cannot run bf16: {why}")
+        return Choice("bf16", where, f"asked for; runs on {where}")
+    if requested != "auto":
+        return Choice(requested, provider, "asked for")
+    if model_precision != "fp32":
+        return Choice(
+            model_precision,
+            provider,
+            f"the model is {model_precision} (optimize measured a loss of {model_loss_db:.3f} dB)",
+            Verdict(model_loss_db, "model"),
+        )
+    where, why = bf16_provider(provider, available, openvino=openvino, flags=flags)
+    if not where:
+        return Choice("fp32", provider, why)
+    verdict = verdict_for("bf16", where)
+    if verdict is None:
+        return Choice("fp32", provider, "the bf16 loss of this model is unknown and could not be measured here")
+    label = {"metadata": "at export", "cache": "cached", "measured": "measured now"}.get(verdict.source, verdict.source)
+    if not verdict.passed:
+        return Choice(
+            "fp32",
+            provider,
+            f"bf16 loses {verdict.loss_db:.3f} dB on this model ({label}), above the {GATE_DB} dB gate",
+            verdict,
+        )
+    native = "TensorRT fp16 engine" if where == "tensorrt" else f"OpenVINO, {native_bf16(flags)}"
+    return Choice(
+        "bf16",
+        where,
+        f"bf16 ({native}) loses {verdict.loss_db:.3f} dB on this model ({label}), within the {GATE_DB} dB gate",
+        verdict,
+    )
+
+
+def central_crop(scene: Scene, size: int = GATE_SIZE) -> Scene:
+    """The central ``size`` x ``size`` fine pixels of a scene (at most; a multiple of 4), with its reference."""
+    height, width = (min(n, size) // 4 * 4 for n in scene.shape)
+    top, left = ((n - m) // 2 // 2 * 2 for n, m in zip(scene.shape, (height, width), strict=True))
+    bands = {}
+    for band, array in scene.bands.items():
+        r = 1 if array.shape[0] == scene.shape[0] else 2
+        bands[band] = array[top // r : (top + height) // r, left // r : (left + width) // r]
+    reference = None if scene.reference is None else scene.reference[top : top + height, left : left + width]
+    return Scene(bands=bands, fine_pixel_size=scene.fine_pixel_size, reference=reference, name=scene.name)
+
+
+def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
+    """The Wald pair one scale down of the central crop, as a scene whose reference is the observed 20 m bands."""
+    degradation = contract.training.get("degradation", "mtf") if isinstance(contract.training, dict) else "mtf"
+    no_reference = Scene(bands=dict(scene.bands), fine_pixel_size=scene.fine_pixel_size, name=scene.name)
+    pair = wald.reduced_resolution_scene(central_crop(no_reference, 2 * size), degradation=degradation)
+    return Scene(bands=dict(pair.bands), reference=pair.reference, fine_pixel_size=pair.fine_pixel_size,
+                 name=f"{scene.name} (Wald pair)")  # fmt: skip
+
+
+def gate_loss(reference_run, candidate_run, scene: Scene) -> float:
+    """``mean SRE(reference) - mean SRE(candidate)`` against ``scene.reference``, dB.
+
+    Parameters
+    ----------
+    reference_run, candidate_run : callable
+        ``run(scene) -> (H, W, 6)`` DN (``Sharpener.sharpen``).
+    scene : Scene
+        With a reference.
+    """
+    from ..metrics import signal_to_reconstruction_error
+
+    if scene.reference is None:
+        raise OptionError(f"{scene.name}: the gate needs a scene with a reference (use wald_gate_scene)")
+    scores = [
+        float(np.mean(signal_to_reconstruction_error(scene.reference, run(scene))))
+        for run in (reference_run, candidate_run)
+    ]
+    return scores[0] - scores[1]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cache_file(model_path: Path, precision: str, provider: str, hardware: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME")
+    root = (Path(base) if base else Path.home() / ".cache") / "ssc-edge" / "precision"
+    machine = hashlib.sha256(hardware.encode()).hexdigest()[:12]
+    return root / f"{_sha256(model_path)[:32]}-{precision}-{provider}-{machine}.json"
+
+
+def measure_verdict(
+    model_path: Path,
+    scene: Scene,
+    *,
+    precision: str,
+    provider: str,
+    target: str,
+    tile: int = 512,
+    threads: int | None = None,
+) -> Verdict:
+    """Measure the gate of one precision on one scene with a reference, tiled as production runs it.
+
+    ``target`` names what the reference is (``"reference"``, ``"wald-reduced-scale"``) in the verdict.
+    """
+    from .sharpen import Sharpener
+
+    reference = Sharpener(model_path, provider="cpu", precision="fp32", tile=tile, threads=threads)
+    candidate = Sharpener(model_path, provider=provider, precision=precision, tile=tile, threads=threads)
+    loss = gate_loss(reference.sharpen, candidate.sharpen, scene)
+    return Verdict(round(loss, 4), "measured", target, hardware_key(provider))
+
+
+def find_verdict(
+    model_path: Path,
+    gate: dict[str, Any],
+    precision: str,
+    provider: str,
+    *,
+    scene: Scene | Callable[[], Scene | None] | None = None,
+    contract=None,
+    tile: int = 512,
+    threads: int | None = None,
+) -> Verdict | None:
+    """The loss of ``precision`` on ``provider`` for this model: metadata, else cache, else measured on ``scene``.
+
+    ``scene`` (or a callable returning it, called only when needed) is the scene to be sharpened: the
+    loss is measured on the Wald pair one scale down of its centre and cached. None when nothing is known
+    and there is no scene.
+    """
+    key = f"{precision}/{provider}"
+    if key in gate and isinstance(gate[key], dict) and "loss_db" in gate[key]:
+        entry = gate[key]
+        return Verdict(float(entry["loss_db"]), "metadata", entry.get("target", ""), entry.get("hardware", ""))
+    hardware = hardware_key(provider)
+    cache = _cache_file(Path(model_path), precision, provider, hardware)
+    if cache.is_file():
+        try:
+            data = json.loads(cache.read_text())
+            return Verdict(float(data["loss_db"]), "cache", data.get("target", ""), data.get("hardware", ""))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("%s: unreadable gate cache, measuring again", cache)
+    value = scene() if callable(scene) else scene
+    if value is None:
+        return None
+    start = time.perf_counter()
+    try:  # a centre of nodata, a scene smaller than a Wald pair and the receptive field: unknown, so fp32
+        pair = wald_gate_scene(value, contract)
+        verdict = measure_verdict(
+            model_path, pair, precision=precision, provider=provider, target="wald-reduced-scale", tile=tile,
+            threads=threads,
+        )  # fmt: skip
+    except SscEdgeError as exc:
+        logger.warning("cannot measure the %s loss on %s: %s", precision, value.name, exc)
+        return None
+    logger.info(
+        "%s on %s loses %.3f dB on the Wald pair of %s (%.1f s); cached in %s",
+        precision,
+        provider,
+        verdict.loss_db,
+        value.name,
+        time.perf_counter() - start,
+        cache,
+    )
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({**asdict(verdict), "scene": value.name}, indent=1))
+        temporary.replace(cache)
+    except OSError as exc:  # a read-only home: the verdict still holds for this run
+        logger.warning("cannot cache the precision gate in %s (%s)", cache.parent, exc)
+    return verdict
+
+
+def gate_metadata(
+    model_path: Path, scene: Scene, *, flags: Iterable[str] | None = None, tile: int = 512
+) -> dict[str, dict[str, Any]]:
+    """The gate of every reduced precision this machine runs natively, measured on ``scene``, for the metadata.
+
+    ``scene`` is the held-out pair: a scene with a reference (an RR file), else its Wald pair one scale
+    down is used. Returns ``{"bf16/openvino": {"loss_db", "target", "hardware"}}`` (empty when the machine
+    runs no reduced precision natively); the exporter stores it under
+    :data:`~ssc_edge.runtime.session.GATE_KEY`.
+    """
+    from .providers import available_providers
+    from .session import load_model
+
+    flags = detected_flags() if flags is None else frozenset(flags)
+    where, why = bf16_provider("auto", available_providers(), openvino=_openvino_runs(), flags=flags)
+    if not where:
+        logger.info("precision gate not measured at export: %s", why)
+        return {}
+    if scene.reference is not None:
+        pair, target = central_crop(scene), "reference"
+    else:
+        contract = load_model(Path(model_path), provider="cpu", threads=1, optimization="disabled").contract
+        pair, target = wald_gate_scene(scene, contract), "wald-reduced-scale"
+    try:
+        verdict = measure_verdict(Path(model_path), pair, precision="bf16", provider=where, target=target, tile=tile)
+    except SscEdgeError as exc:  # never lose a finished fit to the gate: infer measures it later
+        logger.warning("precision gate not measured at export: %s", exc)
+        return {}
+    return {f"bf16/{where}": {"loss_db": verdict.loss_db, "target": verdict.target, "hardware": verdict.hardware}}
+
+
+def _openvino_runs() -> bool:
+    from .providers import available_providers
+
+    return openvino_available() or "openvino" in available_providers()
