@@ -81,9 +81,7 @@ def resolve_band_sets(scene: Scene, bands: str, config: FitConfig | None = None)
         logger.warning("note: %s has no usable 60 m bands (B01/B09 missing or zero placeholders): 20 m only", where)
         return ("20m",)
     if min(scene.shape) < _minimum_side(config):
-        logger.warning(
-            "note: %s is too small for the 60 m model (%d px a side): 20 m only", where, _minimum_side(config)
-        )
+        logger.info("%s is too small for the 60 m model (%d px a side): 20 m only", where, _minimum_side(config))
         return ("20m",)
     return ("20m", "60m")
 
@@ -250,6 +248,9 @@ def fit_and_export_bands(
         scene_obj, sha = scene, _scene_sha256(scene.source)
     else:
         scene_obj, sha = read_scene(Path(scene)), _scene_sha256(Path(scene))
+    for key, path in output_paths(output).items():  # an output error first, before any note on the band sets
+        if key != "keras" or write_keras:
+            check_output_path(path, force=force)
     sets = resolve_band_sets(scene_obj, bands, config)
     paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
     if "60m" in sets:
