@@ -82,6 +82,13 @@ def fit_and_export_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, patch order and patch sample.")] = 0,
+    bands: Annotated[
+        str,
+        typer.Option(
+            help="Models to fit: 20m (default), all (the 20 m model to OUTPUT and the 60 m model, B01/B09, to "
+            "NAME_60m.onnx; 20 m only, with a note, when the scene has no usable 60 m bands), or 60m (to OUTPUT)."
+        ),
+    ] = "20m",
     demo_size: Annotated[int, typer.Option(help="Side of the demo scene when no SCENE is given, 10 m pixels.")] = 256,
     keras_file: Annotated[bool, typer.Option("--keras/--no-keras", help="Also write the .keras model.")] = True,
     force: Force = False,
@@ -93,7 +100,8 @@ def fit_and_export_command(
     if not verbose:  # TensorFlow's C++ start-up chatter and tf2onnx's INFO lines are noise here
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    from ..train import FitConfig, ModelConfig, fit_and_export
+    from ..train import FitConfig, ModelConfig
+    from ..train.bandsets import fit_and_export_bands
     from ..train.fit import DEFAULT_PATCH_BUDGET
 
     config = FitConfig(
@@ -125,20 +133,23 @@ def fit_and_export_command(
     )
     source = scene if scene is not None else demo_size
     progress = progress_for("epoch", quiet=quiet)
-    result = fit_and_export(source, output, config, force=force, write_keras=keras_file, progress=progress)
-    evaluation = result.evaluation
-    label = " (TRAINING-SET numbers)" if evaluation.training_set_numbers else ""
-    echo(
-        f"wrote {result.paths['onnx']} ({result.contract.layout}, halo {result.contract.halo} px), "
-        f"fit {result.fit.seconds:.1f} s on {result.fit.patches} of {result.fit.candidates} patches "
-        f"from {result.fit.windows} window(s), best epoch {result.fit.best_epoch}",
-        quiet=False,
+    results = fit_and_export_bands(
+        source, output, config, bands=bands, force=force, write_keras=keras_file, progress=progress
     )
-    echo(
-        f"mean SRE{label}: SSC-CNN {evaluation.model.mean_sre:.2f} dB, bicubic {evaluation.bicubic.mean_sre:.2f} dB "
-        f"[{evaluation.kind}]",
-        quiet=False,
-    )
+    for result in results.values():
+        evaluation = result.evaluation
+        label = " (TRAINING-SET numbers)" if evaluation.training_set_numbers else ""
+        echo(
+            f"wrote {result.paths['onnx']} ({' '.join(result.contract.output_bands)}, {result.contract.layout}, "
+            f"halo {result.contract.halo} px), fit {result.fit.seconds:.1f} s on {result.fit.patches} of "
+            f"{result.fit.candidates} patches from {result.fit.windows} window(s), best epoch {result.fit.best_epoch}",
+            quiet=False,
+        )
+        echo(
+            f"mean SRE{label}: SSC-CNN {evaluation.model.mean_sre:.2f} dB, "
+            f"bicubic {evaluation.bicubic.mean_sre:.2f} dB [{evaluation.kind}]",
+            quiet=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

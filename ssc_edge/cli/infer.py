@@ -71,8 +71,20 @@ def infer_command(
     ] = None,
     dtype: Annotated[str, typer.Option(help="Output samples: float32 or uint16 DN.")] = "float32",
     with_fine: Annotated[
-        bool, typer.Option("--with-fine", help="Write the complete 10-band 10 m product (10 m bands + sharpened).")
+        bool,
+        typer.Option(
+            "--with-fine", help="Write the complete 10 m product (10 m bands + sharpened; 12 bands with --model-60m)."
+        ),
     ] = False,
+    model_60m: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-60m",
+            help="Also run this 60 m model (NAME_60m.onnx from fit-and-export --bands all) on the same tiles: "
+            "adds B01 and B09; with --with-fine the product has all 12 bands.",
+            show_default=False,
+        ),
+    ] = None,
     quicklook: Annotated[
         Path | None,
         typer.Option(help="Also write a PNG: the result beside bicubic (needs Pillow).", show_default=False),
@@ -107,6 +119,7 @@ def infer_command(
         quicklook=quicklook,
         force=force,
         demo_size=demo_size,
+        model_60m=model_60m,
         progress=progress_for("tile", quiet=quiet),
         full_resolution=quality,
         precision=precision,

@@ -188,6 +188,7 @@ def sharpen_file(
     progress: ProgressCallback | None = None,
     full_resolution: bool = True,
     precision: str | None = None,
+    model_60m: Path | None = None,
     **session_options: Any,
 ) -> InferResult:
     """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
@@ -206,8 +207,11 @@ def sharpen_file(
     dtype : {"float32", "uint16"}
         Output samples, DN.
     with_fine : bool
-        Write the complete 10-band 10 m product (the 10 m bands as read, the 20 m bands
-        sharpened) in canonical band order.
+        Write the complete 10 m product (the 10 m bands as read, the sharpened bands) in canonical
+        band order: 10 bands with the 20 m model, 12 (B01..B12 without B10) with ``model_60m`` too.
+    model_60m : Path, optional
+        A 60 m model (``NAME_60m.onnx`` from ``fit-and-export --bands all``) run on the same tiles
+        as ``model`` (:class:`~ssc_edge.runtime.product.CombinedSharpener`): B01 and B09 are added.
     quicklook : Path, optional
         ``.png``: the centre (up to 512 x 512 px) of the result beside bicubic upsampling.
     force : bool
@@ -254,6 +258,14 @@ def sharpen_file(
         gate_scene=(lambda: _source_gate_scene(Path(scene))) if was_streamed else scene_value_once,
         **session_options,
     )
+    primary = sharpener.contract  # what the quicklook shows: the first model's bands
+    if model_60m is not None:
+        from .product import CombinedSharpener
+
+        # the 60 m model runs at its own stored precision (the precision gate measures a ratio-2 Wald pair)
+        sixty = precision if precision in ("fp32", "fp16", "int8") else None
+        options = {"provider": provider, "threads": threads, "tile": tile, "batch": batch, **session_options}
+        sharpener = CombinedSharpener([sharpener, Sharpener(Path(model_60m), precision=sixty, **options)])
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
     hook = _quality_hook(contract) if full_resolution else None
@@ -263,9 +275,11 @@ def sharpen_file(
         if scene is not None:
             from ..io.sources import scene_identity
 
-            warning = scene_mismatch(contract, scene_identity(Path(scene)), scene, model=sharpener.model_path)
-            if warning is not None:
-                logger.warning("%s", warning)
+            identity = scene_identity(Path(scene))
+            for one in getattr(sharpener, "sharpeners", (sharpener,)):
+                warning = scene_mismatch(one.contract, identity, scene, model=one.model_path)
+                if warning is not None:
+                    logger.warning("%s", warning)
 
     if was_streamed:
         import rasterio
@@ -281,7 +295,7 @@ def sharpen_file(
             )  # fmt: skip
             shape, tiles = streamed.shape, streamed.tiles
             quality = None
-            crops = _source_crops(source, output, names, contract) if quicklook is not None else None
+            crops = _source_crops(source, output, names, primary) if quicklook is not None else None
     else:
         from ..io import write_result
 
@@ -297,7 +311,11 @@ def sharpen_file(
             product = np.stack([planes[b] for b in names], axis=-1)
         write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force)
         quality = _reference_quality(scene_value, sharpened, contract)
-        crops = _memory_crops(scene_value, sharpened, contract) if quicklook is not None else None
+        crops = (
+            _memory_crops(scene_value, sharpened[..., : len(primary.output_bands)], primary)
+            if quicklook is not None
+            else None
+        )
     if quicklook is not None and crops is not None:
         from .quicklook import write_quicklook
 
@@ -305,7 +323,7 @@ def sharpen_file(
             quicklook,
             crops[0],
             crops[1],
-            band_names=contract.output_bands,
+            band_names=primary.output_bands,
             label=f"SSC-CNN ({sharpener.provider})",
             force=force,
         )
@@ -349,8 +367,14 @@ def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndar
 
     window = centre_window(scene_value.shape)
     bands = dict(scene_value.bands)
-    coarse = [b for b in contract.output_bands if b in COARSE_BANDS]
-    up = upsampled_window(lambda b, w: bands[b][w.slices], window, scene_value.shape, coarse, method="bicubic")
+    up = upsampled_window(
+        lambda b, w: bands[b][w.slices],
+        window,
+        scene_value.shape,
+        list(contract.output_bands),
+        method="bicubic",
+        ratio=contract.ratio,
+    )
     return sharpened[window.slices], up
 
 
@@ -366,5 +390,7 @@ def _source_crops(source, output: Path, names, contract) -> tuple[np.ndarray, np
         rw = Window(window.col, window.row, window.width, window.height)
         indexes = [names.index(b) + 1 for b in contract.output_bands]
         sharpened = np.moveaxis(product.read(indexes, window=rw), 0, -1).astype(np.float32)
-    up = upsampled_window(source.read, window, source.shape, list(contract.output_bands), method="bicubic")
+    up = upsampled_window(
+        source.read, window, source.shape, list(contract.output_bands), method="bicubic", ratio=contract.ratio
+    )
     return sharpened, up

@@ -59,8 +59,8 @@ def check_contract(session, contract: ModelContract, *, source: object = "model"
     ------
     ModelError
         Input or output missing or misnamed, not float32, not rank 4, or with a channel count
-        other than the contract's band lists; bands the runtime cannot build (60 m bands);
-        a ratio other than 2 or an unknown upsampling method.
+        other than the contract's band lists; bands that are not Sentinel-2 10/20/60 m bands;
+        a ratio other than 2 (20 m outputs) or 6 (60 m outputs); an unknown upsampling method.
     """
     inputs, outputs = session.get_inputs(), session.get_outputs()
     names = [i.name for i in inputs]
@@ -88,15 +88,19 @@ def check_contract(session, contract: ModelContract, *, source: object = "model"
                 f"{source}: {value.name!r} has {shape[axis]} channels {_describe_shape(shape)} but its metadata "
                 f"lists {channels} bands ({', '.join(bands)}) in {contract.layout}"
             )
-    if contract.ratio != 2:
-        raise ModelError(f"{source}: resolution ratio {contract.ratio}; this runtime sharpens 20 m to 10 m (ratio 2)")
+    ratios = {GSD.get(b, 0) // 10 for b in contract.output_bands}
+    if contract.ratio not in (2, 6) or ratios != {contract.ratio}:
+        raise ModelError(
+            f"{source}: resolution ratio {contract.ratio} for output bands {', '.join(contract.output_bands)}; "
+            "this runtime sharpens 20 m bands (ratio 2) or 60 m bands (ratio 6) to 10 m"
+        )
     if contract.upsampling not in UPSAMPLING_METHODS:
         raise ModelError(
             f"{source}: unknown upsampling method {contract.upsampling!r} (known: {', '.join(UPSAMPLING_METHODS)})"
         )
     for band in contract.input_bands:
-        if band not in GSD or GSD[band] not in (10, 20):
-            raise ModelError(f"{source}: input band {band!r} is not a Sentinel-2 10 m or 20 m band")
+        if band not in GSD or GSD[band] not in (10, 20, 60):
+            raise ModelError(f"{source}: input band {band!r} is not a Sentinel-2 10 m, 20 m or 60 m band")
 
 
 @dataclass(frozen=True, eq=False)

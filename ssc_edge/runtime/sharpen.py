@@ -107,22 +107,22 @@ def window_input(read_band: BandReader, window: Tile, fine_shape: tuple[int, int
     window : Tile
         On the fine grid, inside ``fine_shape``.
     fine_shape : (int, int)
-        ``(H, W)`` of the fine grid; the 20 m grid is ``(H / 2, W / 2)``.
+        ``(H, W)`` of the fine grid; a 20 m grid is ``(H / 2, W / 2)``, a 60 m one ``(H / 6, W / 6)``.
     contract : ModelContract
 
     Returns
     -------
     (h, w, C_in) float32 ndarray
-        ``contract.input_bands`` order: 20 m bands upsampled with ``contract.upsampling`` to the
-        window, 10 m bands as read; divided by ``contract.scale``.
+        ``contract.input_bands`` order: 20 m and 60 m bands upsampled with ``contract.upsampling``
+        to the window (each by its own ratio, 2 or 6), 10 m bands as read; divided by
+        ``contract.scale``.
     """
-    coarse_names = [b for b in contract.input_bands if not _is_fine(b)]
     planes: dict[str, np.ndarray] = {}
-    if coarse_names:
-        up = upsampled_window(
-            read_band, window, fine_shape, coarse_names, method=contract.upsampling, ratio=contract.ratio
-        )
-        planes.update({b: up[..., i] for i, b in enumerate(coarse_names)})
+    for ratio in sorted({GSD[b] // 10 for b in contract.input_bands if not _is_fine(b)}):
+        # each band by its own ratio: the 60 m model reads 20 m bands (x2) and 60 m bands (x6)
+        names = [b for b in contract.input_bands if GSD[b] // 10 == ratio]
+        up = upsampled_window(read_band, window, fine_shape, names, method=contract.upsampling, ratio=ratio)
+        planes.update({b: up[..., i] for i, b in enumerate(names)})
     for band in contract.input_bands:
         if _is_fine(band):
             planes[band] = np.asarray(read_band(band, window), dtype=np.float32)
@@ -149,7 +149,8 @@ def check_scene_size(shape: tuple[int, int], contract, *, source: object = "scen
             f"(2 x halo {contract.halo} + 1 = {need} px a side)"
         )
     if shape[0] % contract.ratio or shape[1] % contract.ratio:
-        raise SceneError(f"{source} of {shape[0]}x{shape[1]} px: the 10 m size must be even")
+        what = "even" if contract.ratio == 2 else f"a multiple of {contract.ratio} (the 60 m grid)"
+        raise SceneError(f"{source} of {shape[0]}x{shape[1]} px: the 10 m size must be {what}")
 
 
 def check_scene_bands(bands: Mapping[str, Any], shape: tuple[int, int], contract, *, source: object = "scene") -> None:

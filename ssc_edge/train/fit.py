@@ -484,7 +484,8 @@ def fit_patches(
 
     import keras
 
-    model = build_ssc_cnn(config.model, seed=config.seed, precision=config.precision, name="ssc_cnn_train")
+    channels = {"input_channels": x.shape[-1], "output_channels": y.shape[-1]}  # 10 -> 6, or 12 -> 2 (60 m)
+    model = build_ssc_cnn(config.model, seed=config.seed, precision=config.precision, name="ssc_cnn_train", **channels)
     batches = -(-len(x) // config.batch_size)
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
@@ -525,7 +526,7 @@ def fit_patches(
     if config.ema:  # the averaged weights replace the model's own
         optimizer.finalize_variable_values(model.trainable_variables)
         best_weights, best_epoch = [w.numpy() for w in model.weights], config.epochs
-    final = build_ssc_cnn(config.model, seed=None, precision="float32")
+    final = build_ssc_cnn(config.model, seed=None, precision="float32", **channels)
     final.set_weights(best_weights)
     seconds = time.perf_counter() - start
     logger.info(

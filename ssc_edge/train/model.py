@@ -96,7 +96,13 @@ class ModelConfig:
 
 
 def build_ssc_cnn(
-    config: ModelConfig | None = None, *, seed: int | None = 0, precision: str = "float32", name: str = "ssc_cnn"
+    config: ModelConfig | None = None,
+    *,
+    seed: int | None = 0,
+    precision: str = "float32",
+    name: str = "ssc_cnn",
+    input_channels: int = INPUT_CHANNELS,
+    output_channels: int = OUTPUT_CHANNELS,
 ):
     """Build the SSC-CNN as a Keras functional model.
 
@@ -114,12 +120,16 @@ def build_ssc_cnn(
         AVX512-BF16); the last convolution and the residual always run in float32.
     name : str
         Keras model name.
+    input_channels, output_channels : int
+        Bands in and out: 10 and 6 for the 20 m model; 12 and 2 for the 60 m model
+        (``bandset.SIXTY_INPUT_BANDS`` -> B01, B09). The global residual adds the first
+        ``output_channels`` input channels, so ``input_channels > output_channels``.
 
     Returns
     -------
     keras.Model
-        Input ``(batch, height, width, 10)`` float32 normalised DN (NHWC, any height and width),
-        output ``(batch, height, width, 6)`` float32 normalised DN.
+        Input ``(batch, height, width, input_channels)`` float32 normalised DN (NHWC, any height and
+        width), output ``(batch, height, width, output_channels)`` float32 normalised DN.
     """
     import keras
     from keras import layers
@@ -127,6 +137,8 @@ def build_ssc_cnn(
     config = config or ModelConfig()
     if precision not in PRECISIONS:
         raise OptionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not 0 < output_channels < input_channels:
+        raise OptionError(f"need 0 < output_channels < input_channels, got {output_channels} and {input_channels}")
     slope = config.negative_slope
     counter = iter(range(1000))
 
@@ -135,7 +147,7 @@ def build_ssc_cnn(
         x = layers.Conv2D(filters, kernel, padding="same", kernel_initializer=init, name=label, dtype=dtype)(x)
         return layers.LeakyReLU(negative_slope=slope, name=f"{label}_lrelu", dtype=dtype)(x) if activate else x
 
-    inputs = keras.Input((None, None, INPUT_CHANNELS), name="bands", dtype="float32")
+    inputs = keras.Input((None, None, input_channels), name="bands", dtype="float32")
     h = inputs
     skips = []
     for k in range(1, config.blocks + 1):
@@ -148,21 +160,21 @@ def build_ssc_cnn(
         if j > 1:
             o = layers.Concatenate(name=f"cat{j}")([o, skips[j - 2]])
         o = conv(o, config.width, 3, f"out{j}")
-    out = conv(o, OUTPUT_CHANNELS, config.last_kernel, "last", activate=False, dtype="float32")
+    out = conv(o, output_channels, config.last_kernel, "last", activate=False, dtype="float32")
     if config.residual:
-        coarse = _channel_slice(inputs, OUTPUT_CHANNELS)
+        coarse = _channel_slice(inputs, output_channels, input_channels)
         out = layers.Add(name="residual", dtype="float32")([coarse, out])
     return keras.Model(inputs, out, name=name)
 
 
-def _channel_slice(x, channels: int):
+def _channel_slice(x, channels: int, input_channels: int = INPUT_CHANNELS):
     """The first ``channels`` channels of an NHWC tensor, as a fixed 1x1 convolution (exports cleanly)."""
     import numpy as np
     from keras import layers
 
     select = layers.Conv2D(channels, 1, use_bias=False, trainable=False, name="coarse_bands", dtype="float32")
     y = select(x)
-    kernel = np.zeros((1, 1, INPUT_CHANNELS, channels), dtype=np.float32)
+    kernel = np.zeros((1, 1, input_channels, channels), dtype=np.float32)
     kernel[0, 0, np.arange(channels), np.arange(channels)] = 1.0
     select.set_weights([kernel])
     return y

@@ -14,6 +14,10 @@ _KIND_TEXT = {
     "rr-reference": "sharpened reduced-resolution bands against the reference (never seen in training)",
     "paper-training-set": "TRAINING-SET NUMBERS: the model was trained on this very pair (protocol 'paper')",
     "one-scale-down": "a second model trained two scales down, scored one scale down against the observed 20 m bands",
+    "60m-one-scale-down": "a second 60 m model trained two scales of 6 down, scored one scale of 6 down against the "
+    "observed 60 m bands (never seen by it)",
+    "60m-training-pair": "TRAINING-PAIR NUMBERS: the 60 m model scored on its own ratio-6 training pair (the scene is "
+    "too small for a held-out fit two scales of 6 down)",
 }
 
 
@@ -221,7 +225,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "bicubic": QualityReport.from_dict(evaluation["bicubic"]),
     }
     fit, export, machine, config = summary["fit"], summary["export"], summary["machine"], summary["config"]
-    warning = "\n**These are training-set numbers** (protocol `paper`).\n" if summary["training_set_numbers"] else ""
+    why = "protocol `paper`" if evaluation["kind"] == "paper-training-set" else "the model's own training pair"
+    warning = f"\n**These are training-set numbers** ({why}).\n" if summary["training_set_numbers"] else ""
     return f"""# {summary["model"]}
 
 Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"}`), protocol `{summary["protocol"]}`.

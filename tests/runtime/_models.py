@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ssc_edge.bands import VERY_COARSE_BANDS
+from ssc_edge.bandset import SIXTY_INPUT_BANDS
 from ssc_edge.contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 
 __all__ = ["build_model", "write_model", "DEFAULT_SCALE"]
@@ -50,6 +52,7 @@ def build_model(
     channels_in: int = 10,
     metadata: bool = True,
     upsampling: str = "bicubic",
+    sixty: bool = False,
 ):
     """Build an SSC-CNN-like ONNX model.
 
@@ -67,6 +70,8 @@ def build_model(
         Input channels of the graph (10 for a valid model; other values test the runtime's checks).
     metadata : bool
         Write the ssc-edge contract into ``metadata_props``.
+    sixty : bool
+        A 60 m model: 12 input channels (``bandset.SIXTY_INPUT_BANDS``), 2 outputs (B01, B09), ratio 6.
 
     Returns
     -------
@@ -75,6 +80,9 @@ def build_model(
     import onnx
     from onnx import TensorProto, helper
 
+    channels_out = 2 if sixty else 6
+    if sixty:
+        channels_in = 12
     rng = np.random.default_rng(seed)
     nodes: list = []
     inits: list = []
@@ -91,9 +99,9 @@ def build_model(
         h = _conv(nodes, inits, rng, f"dec{i}", h, width if i == 0 else width + width // 2, width, 3, relu=True)
         nodes.append(helper.make_node("Concat", [h, skips[blocks - 1 - i]], [f"cat{i}"], axis=1))
         h = f"cat{i}"
-    out = _conv(nodes, inits, rng, "last", h, width + width // 2, 6, 3, relu=False)
+    out = _conv(nodes, inits, rng, "last", h, width + width // 2, channels_out, 3, relu=False)
     starts = helper.make_tensor("res_starts", TensorProto.INT64, [1], [0])
-    ends = helper.make_tensor("res_ends", TensorProto.INT64, [1], [6])
+    ends = helper.make_tensor("res_ends", TensorProto.INT64, [1], [channels_out])
     axes = helper.make_tensor("res_axes", TensorProto.INT64, [1], [1])
     inits += [starts, ends, axes]
     nodes.append(helper.make_node("Slice", [x, "res_starts", "res_ends", "res_axes"], ["residual"]))
@@ -101,9 +109,9 @@ def build_model(
     nodes.append(helper.make_node("Add", [out, "residual"], [final]))
     if layout == "NHWC":
         nodes.append(helper.make_node("Transpose", [final], [OUTPUT_NAME], perm=[0, 2, 3, 1]))
-        in_shape, out_shape = ["batch", "height", "width", channels_in], ["batch", "height", "width", 6]
+        in_shape, out_shape = ["batch", "height", "width", channels_in], ["batch", "height", "width", channels_out]
     else:
-        in_shape, out_shape = ["batch", channels_in, "height", "width"], ["batch", 6, "height", "width"]
+        in_shape, out_shape = ["batch", channels_in, "height", "width"], ["batch", channels_out, "height", "width"]
     graph = helper.make_graph(
         nodes,
         "ssc_cnn_test",
@@ -120,6 +128,7 @@ def build_model(
             layout=layout,
             upsampling=upsampling,
             architecture={"blocks": blocks, "width": width},
+            **({"ratio": 6, "input_bands": SIXTY_INPUT_BANDS, "output_bands": VERY_COARSE_BANDS} if sixty else {}),
         )
         helper.set_model_props(model, contract.to_metadata())
     onnx.checker.check_model(model)

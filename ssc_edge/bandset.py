@@ -1,0 +1,177 @@
+"""Which bands a model sharpens, at which ratio, and the Wald training pair of either band set.
+
+Two band sets exist: the six 20 m bands sharpened at ratio 2 (SSC-CNN as published) and the two
+60 m bands B01, B09 sharpened at ratio 6 (as DSen2's 60 m network, Lanaras et al. 2018, ISPRS J.
+Photogramm. 146). Every function here takes the output bands and derives the ratio from their
+ground sampling distance, so the 20 m and the 60 m paths are one code path.
+
+Layout: H x W x C, DN, bands in the order given.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .bands import COARSE_BANDS, FINE_BANDS, GSD, MTF_NYQUIST, VERY_COARSE_BANDS
+from .errors import OptionError, SceneError
+from .scene import Scene
+from .wald import TrainingPair, degrade, upsample
+
+__all__ = [
+    "BAND_SETS",
+    "SIXTY_INPUT_BANDS",
+    "TWENTY_INPUT_BANDS",
+    "band_ratio",
+    "input_bands_for",
+    "usable_60m_bands",
+    "require_60m_bands",
+    "stack_bands",
+    "ratio_training_pair",
+]
+
+#: ``fit-and-export --bands`` choices: the 20 m set, the 60 m set, or both.
+BAND_SETS = ("all", "20m", "60m")
+
+#: Input of the 20 m model: the 20 m bands upsampled, then the 10 m bands (``wald.model_input`` order).
+TWENTY_INPUT_BANDS: tuple[str, ...] = COARSE_BANDS + FINE_BANDS
+#: Input of the 60 m model: the 60 m bands upsampled by 6, the 20 m bands upsampled by 2, the 10 m
+#: bands. The sharpened bands come first, as in the 20 m model, so the global residual adds the
+#: first channels.
+SIXTY_INPUT_BANDS: tuple[str, ...] = VERY_COARSE_BANDS + COARSE_BANDS + FINE_BANDS
+
+
+def band_ratio(band: str) -> int:
+    """Pixels of the 10 m grid per pixel of ``band``'s grid (1, 2 or 6)."""
+    return GSD[band] // 10
+
+
+def _set_ratio(output_bands: Sequence[str]) -> int:
+    ratios = {band_ratio(b) for b in output_bands}
+    if len(ratios) != 1 or 1 in ratios:
+        raise OptionError(f"output bands {', '.join(output_bands)} must all be 20 m or all 60 m bands")
+    return ratios.pop()
+
+
+def input_bands_for(output_bands: Sequence[str]) -> tuple[str, ...]:
+    """The model input of a band set: :data:`TWENTY_INPUT_BANDS` or :data:`SIXTY_INPUT_BANDS`."""
+    return SIXTY_INPUT_BANDS if _set_ratio(output_bands) == 6 else TWENTY_INPUT_BANDS
+
+
+def usable_60m_bands(scene: Scene) -> bool:
+    """True when the scene holds both 60 m bands with data (readers drop all-zero placeholders)."""
+    return all(b in scene.bands and np.any(scene.bands[b]) for b in VERY_COARSE_BANDS)
+
+
+def require_60m_bands(scene: Scene) -> None:
+    """Raise :class:`SceneError` unless the scene has usable 60 m bands (see :func:`usable_60m_bands`)."""
+    if not usable_60m_bands(scene):
+        where = scene.source if scene.source is not None else scene.name
+        raise SceneError(
+            f"{where}: no usable 60 m bands (B01 and B09 missing or all-zero placeholders); "
+            "fit the 20 m bands with --bands 20m"
+        )
+
+
+def stack_bands(
+    bands: Mapping[str, np.ndarray], input_bands: Sequence[str], fine_shape: tuple[int, int], *, upsampling: str
+) -> np.ndarray:
+    """Stack a model input: every band brought to the 10 m grid by its own ratio.
+
+    Parameters
+    ----------
+    bands : mapping of str to ndarray
+        Each band on its own grid, DN: ``fine_shape // band_ratio(band)``.
+    input_bands : sequence of str
+        Channel order of the result.
+    fine_shape : (int, int)
+        ``(H, W)`` of the 10 m grid, pixels.
+    upsampling : str
+        :func:`ssc_edge.wald.upsample` method for the 20 m and 60 m bands.
+
+    Returns
+    -------
+    (H, W, len(input_bands)) float32 ndarray, DN.
+    """
+    planes = []
+    for band in input_bands:
+        ratio = band_ratio(band)
+        plane = np.asarray(bands[band], dtype=np.float64)
+        expected = (fine_shape[0] // ratio, fine_shape[1] // ratio)
+        if plane.shape != expected:
+            raise SceneError(f"band {band} is {plane.shape[0]}x{plane.shape[1]}, expected {expected[0]}x{expected[1]}")
+        planes.append(plane if ratio == 1 else upsample(plane, ratio=ratio, method=upsampling))
+    return np.stack(planes, axis=-1).astype(np.float32)
+
+
+def ratio_training_pair(
+    scene: Scene,
+    output_bands: Sequence[str],
+    *,
+    degradation: str = "mtf",
+    upsampling: str = "bicubic",
+    mtf: Mapping[str, float] | None = None,
+    levels: int = 1,
+) -> TrainingPair:
+    """The Wald-protocol training pair of a band set, ``levels`` scales of its ratio below the data.
+
+    Every band (10 m, 20 m and 60 m) is degraded by the set's ratio ``r`` (2 for 20 m bands, 6 for
+    60 m bands) ``levels`` times; the input stacks the degraded bands brought back to the degraded
+    10 m grid (:func:`stack_bands`, order :func:`input_bands_for`); the target is ``output_bands``
+    as observed (``levels=1``) or degraded ``levels - 1`` times. For ``r = 6`` this is DSen2's
+    training of its 60 m network. For the 20 m set it equals :func:`ssc_edge.wald.training_pair`.
+    The scene's ``reference`` is never read.
+
+    The 10 m grid is cropped at the bottom/right to a multiple of ``r ** (levels + 1)`` pixels.
+
+    Parameters
+    ----------
+    scene : Scene
+        Must hold every band of :func:`input_bands_for` (``output_bands``).
+    output_bands : sequence of str
+        ``COARSE_BANDS`` or ``VERY_COARSE_BANDS``.
+    degradation : {"mtf", "bicubic"}
+        :func:`ssc_edge.wald.degrade` method, with ``ratio=r`` (for ``mtf`` the Gaussian sigma is
+        ``r sqrt(-2 ln G) / pi`` pixels of each band's own grid).
+    upsampling : str
+        :func:`ssc_edge.wald.upsample` method.
+    mtf : mapping, optional
+        Overrides of ``bands.MTF_NYQUIST``.
+    levels : int
+        1: the zero-shot training pair; 2: one more scale down (to evaluate at ``levels=1``).
+
+    Returns
+    -------
+    TrainingPair
+        ``inputs`` (h, w, C_in) and ``target`` (h, w, len(output_bands)), float32 DN,
+        ``h = H // r ** levels``.
+    """
+    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
+        raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
+    ratio = _set_ratio(output_bands)
+    input_bands = input_bands_for(output_bands)
+    missing = [b for b in input_bands if b not in scene.bands]
+    if missing:
+        where = scene.source if scene.source is not None else scene.name
+        raise SceneError(f"{where}: the {ratio * 10} m model needs band(s) {', '.join(missing)}, which the scene lacks")
+    multiple = ratio ** (levels + 1)
+    height, width = (n - n % multiple for n in scene.shape)
+    if height < multiple or width < multiple:
+        raise SceneError(
+            f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small for {levels} level(s) of degradation by "
+            f"{ratio} (needs at least {multiple}x{multiple})"
+        )
+    gains = {**MTF_NYQUIST, **(mtf or {})}
+    current = {
+        b: np.asarray(scene.bands[b], np.float64)[: height // band_ratio(b), : width // band_ratio(b)]
+        for b in input_bands
+    }
+    target = None
+    for _ in range(levels):
+        target = np.stack([current[b] for b in output_bands], axis=-1)
+        current = {b: degrade(v, ratio=ratio, method=degradation, mtf=gains[b]) for b, v in current.items()}
+    fine_shape = (height // ratio**levels, width // ratio**levels)
+    inputs = stack_bands(current, input_bands, fine_shape, upsampling=upsampling)
+    return TrainingPair(inputs=inputs, target=target.astype(np.float32))

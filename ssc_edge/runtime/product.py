@@ -1,0 +1,164 @@
+"""Several models on one tile plan: the 20 m and the 60 m model together make the 12-band product.
+
+:class:`CombinedSharpener` runs each :class:`~ssc_edge.runtime.sharpen.Sharpener` on the same
+windows, planned with the largest halo of the models, and hands over one core holding every
+model's output bands. A core that is exact for the largest halo is exact for every smaller one, so
+the combined result equals each model's own whole-image result bit for bit (CPU provider). It has
+the attributes :func:`~ssc_edge.runtime.stream.sharpen_stream` and
+:func:`~ssc_edge.runtime.infer.sharpen_file` use (``contract``, ``tile``, ``provider``,
+``model_path``, ``check_size``, ``plan``, ``sharpen_windows``, ``sharpen``), so the product is
+streamed window by window like a single model's.
+
+Why a second model file rather than a second output of one model: the 60 m model is trained at
+ratio 6 on another pair (DSen2 trains its 60 m network separately too), it has its own halo and
+scale, the 20 m model stays exactly as before, and a scene without usable 60 m bands still gets
+its 20 m model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OptionError
+from ..progress import ProgressCallback, report
+from ..scene import Scene
+from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands
+from .tiling import PlannedTile, Tile, check_tile_size, plan_tiles
+
+__all__ = ["CombinedContract", "CombinedSharpener"]
+
+
+@dataclass(frozen=True)
+class CombinedContract:
+    """What several models need and give together.
+
+    Attributes
+    ----------
+    input_bands : tuple of str
+        Every band any model reads, first-seen order.
+    output_bands : tuple of str
+        The models' output bands, in model order (e.g. ``B05 ... B12, B01, B09``).
+    halo : int
+        The largest halo, 10 m pixels.
+    ratio : int
+        The largest ratio (6 with a 60 m model): the 10 m size must be a multiple of it.
+    """
+
+    input_bands: tuple[str, ...]
+    output_bands: tuple[str, ...]
+    halo: int
+    ratio: int
+
+    @property
+    def channels_out(self) -> int:
+        return len(self.output_bands)
+
+
+class CombinedSharpener:
+    """Run several :class:`Sharpener` models on one tile plan (see the module docstring).
+
+    Parameters
+    ----------
+    sharpeners : sequence of Sharpener
+        Models with disjoint output bands (the 20 m model and the 60 m model); the first one's
+        tile side is used.
+
+    Raises
+    ------
+    OptionError
+        Fewer than two models, or two models writing the same band.
+    """
+
+    def __init__(self, sharpeners: Sequence[Sharpener]) -> None:
+        if len(sharpeners) < 2:
+            raise OptionError("a combined sharpener needs at least two models")
+        outputs = [b for s in sharpeners for b in s.contract.output_bands]
+        if len(set(outputs)) != len(outputs):
+            raise OptionError(f"models write the same band twice ({', '.join(outputs)})")
+        self.sharpeners = tuple(sharpeners)
+        self.tile = sharpeners[0].tile
+        inputs = tuple(dict.fromkeys(b for s in sharpeners for b in s.contract.input_bands))
+        self.contract = CombinedContract(
+            inputs,
+            tuple(outputs),
+            max(s.contract.halo for s in sharpeners),
+            max(s.contract.ratio for s in sharpeners),
+        )
+        check_tile_size(self.tile, self.contract.halo)
+
+    @property
+    def provider(self) -> str:
+        return "+".join(dict.fromkeys(s.provider for s in self.sharpeners))
+
+    @property
+    def precision(self) -> str | None:
+        """The first model's precision (see :class:`Sharpener`)."""
+        return getattr(self.sharpeners[0], "precision", None)
+
+    @property
+    def precision_reason(self) -> str | None:
+        return getattr(self.sharpeners[0], "precision_reason", None)
+
+    @property
+    def model_path(self) -> Path:
+        return self.sharpeners[0].model_path
+
+    def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None:
+        """Raise :class:`SceneError` unless every model can run on an (H, W) 10 m grid."""
+        for sharpener in self.sharpeners:
+            sharpener.check_size(shape, source=source)
+
+    def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]:
+        """The tile plan with the largest halo."""
+        return plan_tiles(shape, tile=self.tile, halo=self.contract.halo)
+
+    def sharpen_windows(
+        self,
+        shape: tuple[int, int],
+        read_band: BandReader,
+        write_core: CoreWriter,
+        *,
+        tiles: Sequence[PlannedTile] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """As :meth:`Sharpener.sharpen_windows`; each core carries ``contract.output_bands``."""
+        self.check_size(shape)
+        plan = self.plan(shape) if tiles is None else tuple(tiles)
+        step = max(s.batch for s in self.sharpeners)
+        for start in range(0, len(plan), step):
+            group = plan[start : start + step]
+            parts: dict[Tile, list[np.ndarray]] = {p.core: [] for p in group}
+            for sharpener in self.sharpeners:
+                sharpener.sharpen_windows(
+                    shape, read_band, lambda core, values, p=parts: p[core].append(values), tiles=group
+                )
+            for planned in group:
+                write_core(planned.core, np.concatenate(parts[planned.core], axis=-1))
+            report(progress, start + len(group), len(plan), self.provider)
+        return len(plan)
+
+    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None, on_core=None) -> np.ndarray:
+        """Sharpen a scene held in memory; (H, W, C_out) float32 DN in ``contract.output_bands`` order.
+
+        ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is written.
+        """
+        source = scene.source or scene.name
+        shape = (int(scene.shape[0]), int(scene.shape[1]))
+        for sharpener in self.sharpeners:
+            check_scene_bands(scene.bands, shape, sharpener.contract, source=source)
+        out = np.empty((*shape, self.contract.channels_out), dtype=np.float32)
+
+        def read(band: str, window: Tile) -> np.ndarray:
+            return scene.bands[band][window.slices]
+
+        def write(core: Tile, values: np.ndarray) -> None:
+            out[core.slices] = values
+            if on_core is not None:
+                on_core(core, values, read, shape)
+
+        self.sharpen_windows(shape, read, write, progress=progress)
+        return out

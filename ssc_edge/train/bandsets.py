@@ -1,0 +1,268 @@
+"""``fit-and-export --bands 60m|20m|all``: the 60 m model (B01, B09) beside the 20 m one.
+
+The 60 m model is the same network (:func:`~ssc_edge.train.model.build_ssc_cnn` with 12 input and
+2 output channels) fitted zero-shot at ratio 6 on :func:`ssc_edge.bandset.ratio_training_pair`:
+every band degraded by 6, the 60 m bands upsampled back, target = the observed 60 m bands, as
+DSen2 trains its 60 m network (Lanaras et al. 2018, ISPRS J. Photogramm. 146, 305-319). It is
+exported as a second ONNX file, ``NAME_60m.onnx`` (contract ``ratio`` 6, its own halo and scale),
+so the 20 m model ``NAME.onnx`` is unchanged; ``infer NAME.onnx --model-60m NAME_60m.onnx`` runs
+both on one tile plan.
+
+Evaluation of the 60 m model: held out one more scale down (fit two scales of 6 down, score one
+scale down against the observed 60 m bands) when the scene is large enough (36 x patch pixels a
+side, 576 px for 16-pixel patches); on smaller scenes the report gives the training-pair numbers,
+labelled so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..bands import VERY_COARSE_BANDS
+from ..bandset import BAND_SETS, SIXTY_INPUT_BANDS, ratio_training_pair, require_60m_bands, usable_60m_bands
+from ..contract import ModelContract
+from ..errors import OptionError, SceneError
+from ..io import atomic_output, check_output_path, read_scene
+from ..metrics import quality_report
+from ..progress import ProgressCallback
+from ..scene import Scene
+from .export import (
+    _LAYOUT_MARGIN,
+    ExportResult,
+    _scene_sha256,
+    _versions,
+    check_parity,
+    fit_and_export,
+    keras_to_onnx,
+    measure_layouts,
+    output_paths,
+    pad_concat_channels,
+)
+from .fit import Evaluation, FitConfig, FitResult, fit_model, predict
+from .model import receptive_halo
+
+__all__ = ["SIXTY_RATIO", "sixty_output_path", "resolve_band_sets", "fit_60m", "evaluate_60m", "fit_and_export_bands"]
+
+logger = logging.getLogger(__name__)
+
+#: Resolution ratio of the 60 m bands to the 10 m grid.
+SIXTY_RATIO = 6
+
+
+def sixty_output_path(output: Path) -> Path:
+    """``NAME.onnx`` -> ``NAME_60m.onnx``, where ``--bands all`` writes the 60 m model."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_60m{output.suffix}")
+
+
+def resolve_band_sets(scene: Scene, bands: str, config: FitConfig | None = None) -> tuple[str, ...]:
+    """Which models to fit: ``("20m",)``, ``("60m",)`` or ``("20m", "60m")``.
+
+    ``"all"`` on a scene without usable 60 m bands (missing, or all-zero placeholders the readers
+    drop, as in the Reykjavik file), or too small for one ratio-6 training patch, falls back to
+    ``("20m",)`` and logs a note; ``"60m"`` there raises :class:`~ssc_edge.errors.SceneError`.
+    """
+    config = config or FitConfig()
+    if bands not in BAND_SETS:
+        raise OptionError(f"--bands must be one of {', '.join(BAND_SETS)}, got {bands!r}")
+    if bands == "20m":
+        return ("20m",)
+    if bands == "60m":
+        require_60m_bands(scene)
+        _check_size(scene, config)
+        return ("60m",)
+    where = scene.source if scene.source is not None else scene.name
+    if not usable_60m_bands(scene):
+        logger.warning("note: %s has no usable 60 m bands (B01/B09 missing or zero placeholders): 20 m only", where)
+        return ("20m",)
+    if min(scene.shape) < _minimum_side(config):
+        logger.info("%s is too small for the 60 m model (%d px a side): 20 m only", where, _minimum_side(config))
+        return ("20m",)
+    return ("20m", "60m")
+
+
+def _degradation(config: FitConfig) -> str:
+    """The ratio-6 kernel: ``auto`` (a kernel estimated on the 20 m grid, issue 14) means the sensor's MTF here."""
+    return "mtf" if config.degradation == "auto" else config.degradation
+
+
+def _pair(scene: Scene, config: FitConfig, levels: int):
+    pair = ratio_training_pair(
+        scene, VERY_COARSE_BANDS, degradation=_degradation(config), upsampling=config.upsampling, levels=levels
+    )
+    return pair.inputs, pair.target
+
+
+def _minimum_side(config: FitConfig) -> int:
+    """Smallest 10 m side, pixels, whose ratio-6 training image (cropped to a multiple of 36) holds one patch."""
+    return SIXTY_RATIO**2 * -(-config.patch // SIXTY_RATIO)
+
+
+def _check_size(scene: Scene, config: FitConfig) -> None:
+    """Raise :class:`SceneError` if the ratio-6 training image cannot hold one training patch."""
+    if min(scene.shape) < _minimum_side(config):
+        where = scene.source if scene.source is not None else scene.name
+        raise SceneError(
+            f"{where}: scene of {scene.shape[0]}x{scene.shape[1]} px is too small for the 60 m model: training one "
+            f"scale of 6 down with {config.patch}x{config.patch} patches needs at least {_minimum_side(config)} px "
+            "a side"
+        )
+
+
+def fit_60m(scene: Scene, config: FitConfig, *, progress: ProgressCallback | None = None) -> FitResult:
+    """Fit the 60 m model on the scene's ratio-6 training pair (``levels=1``)."""
+    if config.protocol != "heldout":
+        raise OptionError("the 60 m model is fitted with protocol 'heldout' only (RR files carry no 60 m reference)")
+    inputs, target = _pair(scene, config, 1)
+    return fit_model(inputs, target, config, progress=progress)
+
+
+def evaluate_60m(
+    scene: Scene, fit: FitResult, *, progress: ProgressCallback | None = None, heldout: bool | None = None
+) -> Evaluation:
+    """Quality of the 60 m model against the observed 60 m bands, and of bicubic on the same input.
+
+    ``heldout`` (default: when the scene is at least ``36 * patch`` px a side): a second model is
+    fitted two scales of 6 down and scored one scale down (kind ``"60m-one-scale-down"``). Else the
+    fitted model is scored on its own training pair (kind ``"60m-training-pair"``,
+    ``training_set_numbers`` true).
+    """
+    config = fit.config
+    if heldout is None:
+        heldout = min(scene.shape) >= SIXTY_RATIO**2 * config.patch
+    inputs, reference = _pair(scene, config, 1)
+    if heldout:
+        second = fit_model(*_pair(scene, config, 2), config, progress=progress)
+        model, scale, kind, extra = second.model, second.scale, "60m-one-scale-down", second.seconds
+    else:
+        model, scale, kind, extra = fit.model, fit.scale, "60m-training-pair", 0.0
+    estimate = predict(model, inputs, scale)
+    upsampled = inputs[..., : len(VERY_COARSE_BANDS)]
+    return Evaluation(
+        model=quality_report(reference, estimate, band_names=VERY_COARSE_BANDS),
+        bicubic=quality_report(reference, upsampled, band_names=VERY_COARSE_BANDS),
+        kind=kind,
+        training_set_numbers=not heldout,
+        fit_seconds=extra,
+    )
+
+
+def _export_60m(
+    scene: Scene, fit: FitResult, evaluation: Evaluation, paths: dict[str, Path], *, sha: str, write_keras: bool
+) -> ExportResult:
+    from .report import render_markdown, report_dict
+
+    sample = _pair(scene, fit.config, 1)[0][None] / np.float32(fit.scale)
+    protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
+    timings = measure_layouts(protos, sample)
+    layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
+    proto = protos[layout]
+    parity = check_parity(fit.model, proto, sample, layout=layout)
+    training = {k: v for k, v in fit.config.to_dict().items() if k != "model"}
+    training.update(best_epoch=fit.best_epoch, patches=fit.patches, fit_seconds=round(fit.seconds, 2))
+    contract = ModelContract(
+        halo=receptive_halo(fit.model),
+        scale=fit.scale,
+        layout=layout,
+        upsampling=fit.config.upsampling,
+        ratio=SIXTY_RATIO,
+        input_bands=SIXTY_INPUT_BANDS,
+        output_bands=VERY_COARSE_BANDS,
+        architecture=fit.config.model.to_dict(),
+        protocol=fit.config.protocol,
+        training=training,
+        scene_sha256=sha,
+        scene_name=scene.name,
+        metrics=evaluation.to_dict(),
+        versions=_versions(),
+    )
+    for key, value in contract.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    result = ExportResult(dict(paths), fit, evaluation, contract, timings, parity)
+    summary = report_dict(result)
+    with contextlib.ExitStack() as stack:  # all files renamed only once all are written, the model last
+        tmp_onnx = stack.enter_context(atomic_output(paths["onnx"]))
+        tmp_md = stack.enter_context(atomic_output(paths["markdown"]))
+        tmp_json = stack.enter_context(atomic_output(paths["json"]))
+        if write_keras:
+            fit.model.save(stack.enter_context(atomic_output(paths["keras"])))
+        tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        tmp_md.write_text(render_markdown(summary))
+        tmp_onnx.write_bytes(proto.SerializeToString())
+    if not write_keras:
+        result.paths.pop("keras")
+    return result
+
+
+def fit_and_export_bands(
+    scene: Path | Scene | int | None,
+    output: Path,
+    config: FitConfig | None = None,
+    *,
+    bands: str = "20m",
+    force: bool = False,
+    write_keras: bool = True,
+    progress: ProgressCallback | None = None,
+) -> dict[str, ExportResult]:
+    """Fit and export the 20 m model, the 60 m model, or both (``bands`` = ``"20m"``, ``"60m"``, ``"all"``).
+
+    Parameters
+    ----------
+    scene, config, force, write_keras, progress
+        As :func:`~ssc_edge.train.export.fit_and_export`.
+    output : Path
+        ``NAME.onnx``. ``"20m"``: the 20 m model there; ``"60m"``: the 60 m model there; ``"all"``:
+        the 20 m model there and the 60 m model at ``NAME_60m.onnx`` (:func:`sixty_output_path`),
+        each with its ``.keras``, ``.json`` and ``.md``.
+    bands : {"20m", "all", "60m"}
+        Default "20m". See :func:`resolve_band_sets` (``"all"`` falls back to 20 m on scenes without usable 60 m bands).
+
+    Returns
+    -------
+    dict
+        ``{"20m": ExportResult, "60m": ExportResult}``, the keys of the models written.
+
+    Raises
+    ------
+    SceneError
+        ``"60m"`` on a scene without usable 60 m bands; a scene too small for a training patch.
+    OutputError
+        Before any training, if an output exists (without ``force``) or cannot be written.
+    """
+    config = config or FitConfig()
+    if bands not in BAND_SETS:
+        raise OptionError(f"--bands must be one of {', '.join(BAND_SETS)}, got {bands!r}")
+    if bands == "20m":  # the 20 m fit alone reads the scene window by window (bounded memory)
+        return {"20m": fit_and_export(scene, output, config, force=force, write_keras=write_keras, progress=progress)}
+    if scene is None or isinstance(scene, int):
+        from ..demo import demo_scene
+
+        scene_obj, sha = (demo_scene() if scene is None else demo_scene(size=scene)), ""
+    elif isinstance(scene, Scene):
+        scene_obj, sha = scene, _scene_sha256(scene.source)
+    else:
+        scene_obj, sha = read_scene(Path(scene)), _scene_sha256(Path(scene))
+    for key, path in output_paths(output).items():  # an output error first, before any note on the band sets
+        if key != "keras" or write_keras:
+            check_output_path(path, force=force)
+    sets = resolve_band_sets(scene_obj, bands, config)
+    paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
+    if "60m" in sets:
+        for key, path in paths60.items():
+            if key != "keras" or write_keras:
+                check_output_path(path, force=force)
+    results: dict[str, ExportResult] = {}
+    if "20m" in sets:
+        source = scene if isinstance(scene, (str, Path)) else scene_obj  # a path: the bounded, windowed 20 m fit
+        results["20m"] = fit_and_export(source, output, config, force=force, write_keras=write_keras, progress=progress)
+    if "60m" in sets:
+        fit = fit_60m(scene_obj, config, progress=progress)
+        evaluation = evaluate_60m(scene_obj, fit, progress=progress)
+        results["60m"] = _export_60m(scene_obj, fit, evaluation, paths60, sha=sha, write_keras=write_keras)
+    return results
