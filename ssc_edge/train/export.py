@@ -374,13 +374,22 @@ def _add_precision_gate(proto, scene: Scene) -> None:
     The runtime's ``--precision auto`` reads it (``ssc_edge.runtime.precision``); nothing is added on a
     machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs).
     """
-    from ..runtime.precision import gate_metadata
+    from ..runtime.precision import _openvino_runs, bf16_provider, detected_flags, gate_metadata
+    from ..runtime.providers import available_providers
     from ..runtime.session import GATE_KEY
 
-    with tempfile.TemporaryDirectory(prefix="ssc-edge-gate-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        path.write_bytes(proto.SerializeToString())
-        gate = gate_metadata(path, scene)
+    where, why = bf16_provider("auto", available_providers(), openvino=_openvino_runs(), flags=detected_flags())
+    if not where:  # checked before the model is written to a temporary file (a full disk is then no concern)
+        logger.info("precision gate not measured at export: %s", why)
+        return
+    try:
+        with tempfile.TemporaryDirectory(prefix="ssc-edge-gate-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            path.write_bytes(proto.SerializeToString())
+            gate = gate_metadata(path, scene)
+    except OSError as exc:  # never lose a finished fit to the gate: infer measures it where it runs
+        logger.warning("precision gate not measured at export (%s)", exc)
+        return
     if gate:
         entry = proto.metadata_props.add()
         entry.key, entry.value = GATE_KEY, json.dumps(gate, sort_keys=True)

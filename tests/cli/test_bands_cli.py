@@ -18,7 +18,7 @@ TINY = ["--epochs", "2", "--width", "8", "--skip-width", "4", "--no-keras"]
 
 def test_bands_all_fits_both_models_and_infer_writes_the_12_band_product(run_cli, tmp_path):
     out = tmp_path / "m.onnx"
-    result = run_cli("fit-and-export", "-o", out, "--demo-size", "120", *TINY, "--quiet")
+    result = run_cli("fit-and-export", "-o", out, "--demo-size", "120", *TINY, "--bands", "all", "--quiet")
     assert result.returncode == 0, result.stderr
     sixty = tmp_path / "m_60m.onnx"
     assert out.is_file() and sixty.is_file() and sixty.with_suffix(".json").is_file()
