@@ -81,6 +81,14 @@ def fit_and_export_command(
             show_default=False,
         ),
     ] = None,
+    evaluation: Annotated[
+        str,
+        typer.Option(
+            help="How the report scores a scene without a reference: auto (a spatial hold-out when the fit drew at "
+            "most half of the scene's patches, as on a full tile; else one-scale-down), one-scale-down (a second "
+            "fit two scales down) or spatial-holdout (the model on training-pair windows clear of its patches)."
+        ),
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, patch order and patch sample.")] = 0,
     bands: Annotated[
         str,
@@ -134,7 +142,14 @@ def fit_and_export_command(
     source = scene if scene is not None else demo_size
     progress = progress_for("epoch", quiet=quiet)
     results = fit_and_export_bands(
-        source, output, config, bands=bands, force=force, write_keras=keras_file, progress=progress
+        source,
+        output,
+        config,
+        bands=bands,
+        force=force,
+        write_keras=keras_file,
+        progress=progress,
+        evaluation=evaluation,
     )
     for result in results.values():
         evaluation = result.evaluation

@@ -209,12 +209,13 @@ def fit_and_export_bands(
     force: bool = False,
     write_keras: bool = True,
     progress: ProgressCallback | None = None,
+    evaluation: str = "auto",
 ) -> dict[str, ExportResult]:
     """Fit and export the 20 m model, the 60 m model, or both (``bands`` = ``"20m"``, ``"60m"``, ``"all"``).
 
     Parameters
     ----------
-    scene, config, force, write_keras, progress
+    scene, config, force, write_keras, progress, evaluation
         As :func:`~ssc_edge.train.export.fit_and_export`.
     output : Path
         ``NAME.onnx``. ``"20m"``: the 20 m model there; ``"60m"``: the 60 m model there; ``"all"``:
@@ -239,7 +240,11 @@ def fit_and_export_bands(
     if bands not in BAND_SETS:
         raise OptionError(f"--bands must be one of {', '.join(BAND_SETS)}, got {bands!r}")
     if bands == "20m":  # the 20 m fit alone reads the scene window by window (bounded memory)
-        return {"20m": fit_and_export(scene, output, config, force=force, write_keras=write_keras, progress=progress)}
+        return {
+            "20m": fit_and_export(
+                scene, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
+            )
+        }
     if scene is None or isinstance(scene, int):
         from ..demo import demo_scene
 
@@ -260,7 +265,9 @@ def fit_and_export_bands(
     results: dict[str, ExportResult] = {}
     if "20m" in sets:
         source = scene if isinstance(scene, (str, Path)) else scene_obj  # a path: the bounded, windowed 20 m fit
-        results["20m"] = fit_and_export(source, output, config, force=force, write_keras=write_keras, progress=progress)
+        results["20m"] = fit_and_export(
+            source, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
+        )
     if "60m" in sets:
         fit = fit_60m(scene_obj, config, progress=progress)
         evaluation = evaluate_60m(scene_obj, fit, progress=progress)

@@ -32,7 +32,17 @@ from ..progress import ProgressCallback
 from ..registration import estimate_scene_registration
 from ..runtime.precision import GATE_SIZE
 from ..scene import Scene
-from .fit import Evaluation, FitConfig, FitResult, evaluate_fit, fit_model, fit_sampled, pair_model_for, training_data
+from .fit import (
+    EVALUATIONS,
+    Evaluation,
+    FitConfig,
+    FitResult,
+    evaluate_fit,
+    fit_model,
+    fit_sampled,
+    pair_model_for,
+    training_data,
+)
 from .model import receptive_halo
 from .windows import check_training_size, scene_source
 
@@ -482,6 +492,7 @@ def fit_and_export(
     force: bool = False,
     write_keras: bool = True,
     progress: ProgressCallback | None = None,
+    evaluation: str = "auto",
 ) -> ExportResult:
     """Fit SSC-CNN on one scene, evaluate it at reduced resolution, and write the ONNX model and its report.
 
@@ -500,6 +511,9 @@ def fit_and_export(
         Also write the Keras model (for retraining).
     progress : callable, optional
         Per-epoch progress of the fit(s).
+    evaluation : {"auto", "one-scale-down", "spatial-holdout"}
+        How a scene without a reference is scored (:func:`~ssc_edge.train.fit.evaluate_fit`); ``"auto"``
+        needs no second fit on a scene with many more patches than the budget (a full tile).
 
     Returns
     -------
@@ -543,7 +557,9 @@ def fit_and_export(
 
         source.check_has_data(FINE_BANDS + COARSE_BANDS)
     check_training_size(source.shape, config.patch, levels=1, where=where)
-    if not has_reference:  # the evaluation fit two scales down: fail now if too small
+    if evaluation not in EVALUATIONS:
+        raise OptionError(f"--evaluation must be one of {', '.join(EVALUATIONS)}, got {evaluation!r}")
+    if not has_reference and evaluation != "spatial-holdout":  # a fit two scales down may follow: fail now if too small
         check_training_size(source.shape, config.patch, levels=2, where=where)
     phases["read"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -561,7 +577,7 @@ def fit_and_export(
         fit = fit_sampled(source, config, progress=progress, pair=pair)
     phases["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    evaluation = evaluate_fit(scene_obj, fit, progress=progress, pair=pair)
+    evaluation = evaluate_fit(scene_obj, fit, progress=progress, pair=pair, evaluation=evaluation)
     phases["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()
 

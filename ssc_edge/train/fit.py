@@ -254,6 +254,9 @@ class FitResult:
         the fit did not sample.
     windows : int
         Windows of the scene the drawn patches came from (1: a whole image).
+    origins : (n, 2) int ndarray or None
+        ``(row, col)`` of each training patch's origin on the training grid, pixels, when the fit
+        sampled the scene (:func:`fit_sampled`); the report keeps its held-out windows clear of them.
     """
 
     model: Any
@@ -266,6 +269,7 @@ class FitResult:
     image_history: list[float] = field(default_factory=list)
     candidates: int = 0
     windows: int = 1
+    origins: np.ndarray | None = None
 
     @property
     def weights_kept(self) -> str:
@@ -574,7 +578,8 @@ def fit_sampled(
     drawn = sample_patches(source, config, levels=levels, progress=read_progress, pair=pair)
     scale = np.float32(drawn.scale)
     x, y = drawn.inputs / scale, drawn.target / scale
-    return fit_patches(x, y, drawn.scale, config, progress=progress, candidates=drawn.candidates, windows=drawn.windows)
+    fit = fit_patches(x, y, drawn.scale, config, progress=progress, candidates=drawn.candidates, windows=drawn.windows)
+    return replace(fit, origins=drawn.origins_drawn)
 
 
 def predict(model, inputs: np.ndarray, scale: float) -> np.ndarray:
@@ -588,6 +593,9 @@ EVALUATION_PIXELS = 1024 * 1024
 #: Side of the evaluation windows, pixels of the evaluation grid. Keras on one window of 256 + 2 x halo px of the
 #: width-128 model peaks at +0.56 GB, on 512 + 2 x halo at +2.1 GB (measured), which kept a full tile over 4 GB.
 EVALUATION_TILE = 256
+
+#: How a scene without a reference is scored (:func:`evaluate_fit`).
+EVALUATIONS = ("auto", "one-scale-down", "spatial-holdout")
 
 
 @dataclass
@@ -603,7 +611,9 @@ class Evaluation:
         What was compared: ``"rr-reference"`` (RR file: sharpened RR cells against ``Xm_im``),
         ``"paper-training-set"`` (the same, but the model was trained on that pair) or
         ``"one-scale-down"`` (a scene without reference: a second model trained two scales down,
-        evaluated one scale down against the observed 20 m bands).
+        evaluated one scale down against the observed 20 m bands) or ``"spatial-holdout"`` (a scene
+        without reference whose fit sampled it: the model itself on the training pair one scale down,
+        on windows clear of its training patches).
     training_set_numbers : bool
         True when the model saw the evaluation target during training (protocol ``paper``).
     fit_seconds : float
@@ -689,6 +699,7 @@ def score_windows(
     pixels: int = EVALUATION_PIXELS,
     tile: int = EVALUATION_TILE,
     progress: ProgressCallback | None = None,
+    exclude: tuple[np.ndarray, int] | None = None,
 ) -> tuple[QualityReport, QualityReport, int, int, bool]:
     """Score a Keras model window by window (the runtime's tiling), against bicubic.
 
@@ -710,6 +721,10 @@ def score_windows(
         if no such window is clean, windows half as large, and so on down to 32 px.
     tile : int
         Window side, pixels.
+    exclude : ((n, 2) int ndarray, int), optional
+        ``(origins, size)``: squares of the grid the model was trained on (``size`` pixels from each
+        ``(row, col)`` origin). Only sampled windows whose network input (the window and its halo)
+        touches none of them are scored: a spatial hold-out, never the whole image.
 
     Returns
     -------
@@ -732,7 +747,14 @@ def score_windows(
         estimate = predict(model, inputs, scale)[inner]
         return reference[inner], estimate, inputs[inner][..., : len(COARSE_BANDS)]
 
-    if height * width <= pixels:
+    def held_out(r0: int, c0: int, r1: int, c1: int) -> bool:
+        if exclude is None:
+            return True
+        origins, size = exclude
+        rows, cols = origins[:, 0], origins[:, 1]
+        return not np.any((rows < r1) & (rows + size > r0) & (cols < c1) & (cols + size > c0))
+
+    if exclude is None and height * width <= pixels:
         plan = plan_tiles(shape, tile=tile, halo=halo)
         arrays = [np.empty((height, width, len(COARSE_BANDS)), np.float32) for _ in range(3)]
         for k, planned in enumerate(plan, 1):
@@ -766,6 +788,8 @@ def score_windows(
             block = blocks[i]
             r0, c0 = max(block.row - halo, 0), max(block.col - halo, 0)
             r1, c1 = min(block.row + block.height + halo, height), min(block.col + block.width + halo, width)
+            if not held_out(r0, c0, r1, c1):
+                continue
             tried += 1
             got = run(Tile(r0, c0, r1 - r0, c1 - c0), block)
             if got is not None:
@@ -775,7 +799,8 @@ def score_windows(
                 break
         side //= 2
     if not parts:
-        raise SceneError("no window of 32x32 px or more free of no-data (0 DN) to evaluate the fit on")
+        held = " and of training patches" if exclude is not None else ""
+        raise SceneError(f"no window of 32x32 px or more free of no-data (0 DN){held} to evaluate the fit on")
     reference, estimate, upsampled = (np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
     return (
         quality_report(reference, estimate, band_names=COARSE_BANDS),
@@ -793,6 +818,7 @@ def evaluate_fit(
     progress: ProgressCallback | None = None,
     read_progress: ProgressCallback | None = None,
     pair: wald.PairModel | None = None,
+    evaluation: str = "auto",
 ) -> Evaluation:
     """Score a fit at reduced resolution, against bicubic upsampling of the same input, window by window.
 
@@ -805,7 +831,18 @@ def evaluate_fit(
     evaluation grid up to :data:`EVALUATION_PIXELS`, else a random sample of whole windows free of
     no-data (:func:`score_windows`),
     with the training pair's ``pair`` (:func:`pair_model_for`).
+
+    ``evaluation`` chooses, for a scene without a reference, between that second fit
+    (``"one-scale-down"``: it tests the transfer across scales, at the cost of a second fit) and a
+    spatial hold-out (``"spatial-holdout"``: ``fit.model`` itself is scored on the training pair one
+    scale down, on a random sample of windows whose network input touches none of its training
+    patches; no second fit). ``"auto"`` (default) takes the hold-out when the fit sampled at most half
+    of the scene's valid patches (a full tile: 512 of about 450,000) and one such window exists, else
+    the second fit; so every RR-sized scene is scored as before. Scenes with a reference are always
+    scored against it.
     """
+    if evaluation not in EVALUATIONS:
+        raise OptionError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
     config = fit.config
     reference = getattr(scene, "reference", None)
     if reference is not None:
@@ -818,9 +855,34 @@ def evaluate_fit(
         source = scene_source(scene)
         if pair is None:
             pair = pair_model_for(source, config)
-        second = fit_sampled(source, config, levels=2, progress=progress, read_progress=read_progress, pair=pair)
         pairs = _training_window_pair(source, config, 1, pair=pair)
-        grid, model, scale = training_grid(source.shape, 1), second.model, second.scale
+        grid = training_grid(source.shape, 1)
+        mode = evaluation
+        if mode == "auto":
+            sampled_half = fit.origins is not None and 2 * fit.patches <= fit.candidates
+            mode = "spatial-holdout" if sampled_half else "one-scale-down"
+        if mode == "spatial-holdout":
+            if fit.origins is None:
+                raise OptionError("a spatial hold-out needs a fit that sampled the scene (fit_sampled)")
+            try:
+                scores = score_windows(
+                    pairs,
+                    grid,
+                    fit.model,
+                    fit.scale,
+                    seed=config.seed,
+                    progress=read_progress,
+                    exclude=(fit.origins, config.patch),
+                )
+            except SceneError:
+                if evaluation != "auto":
+                    raise
+                logger.info("no window clear of the training patches: scoring a second fit two scales down")
+                mode = "one-scale-down"
+            else:
+                return Evaluation(scores[0], scores[1], "spatial-holdout", False, 0.0, *scores[2:], patches=0)
+        second = fit_sampled(source, config, levels=2, progress=progress, read_progress=read_progress, pair=pair)
+        model, scale = second.model, second.scale
         kind, extra, patches = "one-scale-down", second.seconds, second.patches
     model_report, bicubic_report, windows, pixels, sampled = score_windows(
         pairs, grid, model, scale, seed=config.seed, progress=read_progress

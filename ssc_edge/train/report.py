@@ -14,6 +14,9 @@ _KIND_TEXT = {
     "rr-reference": "sharpened reduced-resolution bands against the reference (never seen in training)",
     "paper-training-set": "TRAINING-SET NUMBERS: the model was trained on this very pair (protocol 'paper')",
     "one-scale-down": "a second model trained two scales down, scored one scale down against the observed 20 m bands",
+    "spatial-holdout": "the model itself on its training pair one scale down, scored against the observed 20 m bands "
+    "on windows whose network input touches none of its training patches (a spatial hold-out: it does not test the "
+    "transfer to the finer scale)",
     "60m-one-scale-down": "a second 60 m model trained two scales of 6 down, scored one scale of 6 down against the "
     "observed 60 m bands (never seen by it)",
     "60m-training-pair": "TRAINING-PAIR NUMBERS: the 60 m model scored on its own ratio-6 training pair (the scene is "

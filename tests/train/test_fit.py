@@ -284,3 +284,52 @@ def test_evaluation_on_a_scene_with_no_data_scores_clean_windows_only(scene):
             fit.scale,
             tile=64,
         )
+
+
+def test_spatial_holdout_scores_only_windows_clear_of_the_training_patches():
+    """On a scene with far more patches than the budget the report needs no second fit: the model itself is
+    scored one scale down on windows whose network input touches none of its training patches."""
+    from ssc_edge.train import fit as fit_module
+    from ssc_edge.train.model import receptive_halo
+
+    big = Scene(bands=demo_scene(size=384, seed=2).bands)  # no reference: 529 patches one scale down
+    config = FitConfig(epochs=1, model=TINY, patch_budget=24)
+    fit = fit_sampled(big, config)
+    assert fit.patches == 24 and fit.candidates == 529 and fit.origins.shape == (24, 2)
+    seen: list = []
+    real_score = fit_module.score_windows
+
+    def recording(pair, *args, **kwargs):
+        def spy(tile):
+            seen.append(tile)
+            return pair(tile)
+
+        return real_score(spy, *args, **kwargs)
+
+    fit_module.score_windows = recording
+    try:
+        evaluation = evaluate_fit(big, fit)
+    finally:
+        fit_module.score_windows = real_score
+    assert evaluation.kind == "spatial-holdout" and evaluation.fit_seconds == 0 and evaluation.patches == 0
+    assert evaluation.sampled and evaluation.pixels > 0 and len(seen) > 0
+    size, halo = config.patch, receptive_halo(fit.model)
+    for tile in seen:  # every window read (the scored block and its halo) is clear of every training patch
+        rows, cols = fit.origins[:, 0], fit.origins[:, 1]
+        touches = (rows < tile.row + tile.height) & (rows + size > tile.row)
+        touches &= (cols < tile.col + tile.width) & (cols + size > tile.col)
+        assert not touches.any(), (tile, halo)
+    forced = evaluate_fit(big, fit, evaluation="one-scale-down")
+    assert forced.kind == "one-scale-down" and forced.fit_seconds > 0 and forced.patches == 24
+
+
+def test_spatial_holdout_falls_back_when_the_patches_cover_the_scene(scene):
+    no_reference = Scene(bands=scene.bands)
+    config = FitConfig(epochs=1, model=TINY, patch_budget=4)  # 4 of 9 patches: under half, but no clear window
+    fit = fit_sampled(no_reference, config)
+    assert 2 * fit.patches <= fit.candidates
+    assert evaluate_fit(no_reference, fit).kind == "one-scale-down"
+    with pytest.raises(SceneError, match="free of no-data \\(0 DN\\) and of training patches"):
+        evaluate_fit(no_reference, fit, evaluation="spatial-holdout")
+    with pytest.raises(OptionError, match="evaluation must be one of"):
+        evaluate_fit(no_reference, fit, evaluation="train-set")
