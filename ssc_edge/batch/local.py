@@ -224,7 +224,7 @@ def worker_sharpener(config: BatchConfig):
     return _sharpener(*args) if config.precision is None else _sharpener(*args, config.precision)
 
 
-def prepare_precision_gate(model: Path, scene: Scene, config: BatchConfig) -> None:
+def prepare_precision_gate(model: Path, scene: Scene | Callable[[], Scene], config: BatchConfig) -> None:
     """For ``precision="auto"``: measure and cache the model's bf16 loss on this scene if it is needed and unknown.
 
     Does nothing when the machine does not run bf16 natively, or the model's metadata or the cache already
@@ -245,6 +245,7 @@ def prepare_precision_gate(model: Path, scene: Scene, config: BatchConfig) -> No
         return
     probe = load_model(model, provider="cpu", threads=1, optimization="disabled")
     if probe.contract.precision == "fp32":
+        scene = scene() if callable(scene) else scene  # a streamed scene: its central crop, read only now
         find_verdict(model, probe.gate, "bf16", where, scene=scene, contract=probe.contract,
                      tile=config.tile or 512, threads=_threads(config))  # fmt: skip
 
@@ -317,8 +318,47 @@ def _consistency(image: np.ndarray, scene: Scene, degradation: Any = "mtf") -> d
             "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
 
 
-def _fit(scene: Scene, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
-    """Fit and export a model for one scene (TensorFlow is imported here only)."""
+def _is_streamable(path: Path) -> bool:
+    """A scene read window by window (band rasters, SAFE products): ``.mat``/``.npz`` are read whole."""
+    from ..runtime.infer import _is_streamable as streamable
+
+    return streamable(Path(path))
+
+
+def _central_scene(path: Path) -> Scene:
+    """The central crop of a streamed scene that the precision gate measures on (read by window)."""
+    from ..runtime.infer import _source_gate_scene
+
+    return _source_gate_scene(Path(path))
+
+
+def _stream_scene(sharpener: Any, job: SceneJob, config: BatchConfig) -> tuple[tuple[int, int], dict[str, Any]]:
+    """Sharpen a band-raster or SAFE scene into a GeoTIFF window by window (as ``infer`` does), in memory
+    bounded by the tile and the scene width; the no-reference indexes come from the same pass, on evenly
+    spaced strips of a large scene (:class:`ssc_edge.quality.QualityHook`)."""
+    import rasterio
+
+    from ..io.sources import open_band_source
+    from ..runtime.infer import _quality_hook
+    from ..runtime.stream import sharpen_stream
+
+    hook = _quality_hook(sharpener.contract)
+    with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), open_band_source(Path(job.source)) as source:
+        streamed = sharpen_stream(sharpener, source, job.output, dtype=config.dtype, force=True, on_core=hook)
+    quality = hook.result() if hook is not None else None
+    if quality is None:
+        why = getattr(hook, "skipped", None) or "the model does not output the six 20 m bands"
+        return streamed.shape, {"full_resolution": None, "full_resolution_skipped": why}
+    return streamed.shape, {
+        "consistency_sre_db": dict(zip(COARSE_BANDS, map(float, quality.consistency_sre), strict=True)),
+        "mean_consistency_sre_db": quality.consistency_mean_sre,
+        "full_resolution": quality.to_dict(),
+    }
+
+
+def _fit(scene: Scene | Path, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
+    """Fit and export a model for one scene (TensorFlow is imported here only); a path is fitted window by
+    window (:func:`ssc_edge.train.fit_and_export`), never read whole."""
     from ..train import FitConfig, fit_and_export
 
     options = dict(config.fit_options)
@@ -364,7 +404,14 @@ def process_scene(
     start = time.perf_counter()
     try:
         tick = time.perf_counter()
-        scene = _read_any_scene(job.source)
+        streamed = (
+            sharpen is None
+            and job.output.suffix.lower() in (".tif", ".tiff")
+            and Path(job.source).exists()  # a missing scene: the reader's own one-line error below
+            and _is_streamable(job.source)
+        )
+        scene = None if streamed else _read_any_scene(job.source)  # a streamed scene is never read whole
+        gate_scene = (lambda: _central_scene(job.source)) if streamed else scene
         seconds["read"] = time.perf_counter() - tick
         warning = scene_warning(job, config)
         if warning is not None:
@@ -372,9 +419,9 @@ def process_scene(
         metrics: dict[str, Any] = {}
         if config.mode == "fit-and-infer":
             tick = time.perf_counter()
-            model, metrics = _fit(scene, job, config)
+            model, metrics = _fit(job.source if streamed else scene, job, config)
             seconds["fit"] = time.perf_counter() - tick
-            prepare_precision_gate(model, scene, config)
+            prepare_precision_gate(model, gate_scene, config)
             sharpener = _sharpener.__wrapped__(
                 str(model), config.provider, config.tile, _threads(config), config.precision
             )
@@ -383,21 +430,28 @@ def process_scene(
         else:
             model = Path(config.model)
             if sharpen is None:
-                prepare_precision_gate(model, scene, config)
+                prepare_precision_gate(model, gate_scene, config)
                 sharpener = worker_sharpener(config)
                 sharpen = sharpener.sharpen
                 record["precision"] = getattr(sharpener, "precision", None)  # None: a stand-in without one
         record["model"] = str(model)
         record["model_sha256"] = sha256_file(model)
         tick = time.perf_counter()
-        image = sharpen(scene)
-        seconds["sharpen"] = time.perf_counter() - tick
-        metrics.update(_consistency(image, scene, _model_degradation(model, sharpen)))
-        tick = time.perf_counter()
-        write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype, force=True)
-        seconds["write"] = time.perf_counter() - tick
+        if streamed:
+            shape, quality = _stream_scene(sharpener, job, config)
+            seconds["stream"] = time.perf_counter() - tick  # read, network and write overlapped
+            metrics.update(quality)
+        else:
+            image = sharpen(scene)
+            seconds["sharpen"] = time.perf_counter() - tick
+            metrics.update(_consistency(image, scene, _model_degradation(model, sharpen)))
+            tick = time.perf_counter()
+            write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype,
+                         force=True)  # fmt: skip
+            seconds["write"] = time.perf_counter() - tick
+            shape = scene.shape
         seconds["total"] = time.perf_counter() - start
-        record.update(status="done", shape=list(scene.shape), seconds=seconds, metrics=metrics, error=None,
+        record.update(status="done", shape=list(shape), seconds=seconds, metrics=metrics, error=None,
                       output_sha256=sha256_file(job.output), finished=_now())  # fmt: skip
         with atomic_output(job.report) as tmp:
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

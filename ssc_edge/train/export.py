@@ -528,27 +528,43 @@ def fit_and_export(
     ModelError
         The ONNX model disagrees with Keras beyond :data:`PARITY_TOLERANCE`.
     """
-    from .report import full_resolution_summary, render_markdown, report_dict
-
     config = config or FitConfig()
     paths = output_paths(output)
     for key, path in paths.items():
         if key != "keras" or write_keras:
             check_output_path(path, force=force)
-    phases: dict[str, float] = {}
+    options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
     clock = time.perf_counter()
     if scene is None or isinstance(scene, int):
         from ..demo import demo_scene
 
         scene_obj = demo_scene() if scene is None else demo_scene(size=scene)
-        sha, scene_name = "", scene_obj.name
-    elif isinstance(scene, Scene):
-        scene_obj = scene
-        sha = _scene_sha256(scene.source)
-        scene_name = scene.name
-    else:
-        scene_obj = open_scene(Path(scene))
-        sha, scene_name = _scene_sha256(Path(scene)), getattr(scene_obj, "name", Path(scene).stem)
+        return _fit_and_export(scene_obj, "", scene_obj.name, scene, paths, config, clock, **options)
+    if isinstance(scene, Scene):
+        return _fit_and_export(scene, _scene_sha256(scene.source), scene.name, scene, paths, config, clock, **options)
+    opened = open_scene(Path(scene))
+    sha, name = _scene_sha256(Path(scene)), getattr(opened, "name", Path(scene).stem)
+    with contextlib.closing(opened) if hasattr(opened, "close") else contextlib.nullcontext():  # band files
+        return _fit_and_export(opened, sha, name, scene, paths, config, clock, **options)
+
+
+def _fit_and_export(
+    scene_obj: Any,
+    sha: str,
+    scene_name: str,
+    scene: Any,
+    paths: dict[str, Path],
+    config: FitConfig,
+    clock: float,
+    *,
+    write_keras: bool,
+    progress: ProgressCallback | None,
+    evaluation: str,
+) -> ExportResult:
+    """:func:`fit_and_export` on an opened scene (``scene`` as the caller gave it, for messages)."""
+    from .report import full_resolution_summary, render_markdown, report_dict
+
+    phases: dict[str, float] = {}
     source = scene_source(scene_obj)
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
     has_reference = getattr(source, "reference", None) is not None

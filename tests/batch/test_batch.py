@@ -107,7 +107,9 @@ def test_scene_list_safe_product_and_missing_scene(tmp_path, fake_runtime):
     write_scene(tmp_path / "in" / "a.npz")
     listing = tmp_path / "in" / "scenes.csv"
     listing.write_text(f"path,output\na.npz,sub/first.tif\nmissing.npz,\n{safe_zip},\n")
-    result = run_batch([listing], tmp_path / "out", BatchConfig(mode="infer", model=fake_runtime, in_process=True))
+    # npz for the SAFE: a product to GeoTIFF is streamed through a real sharpener (test_band_folder_to_geotiff...)
+    config = BatchConfig(mode="infer", model=fake_runtime, in_process=True, output_format="npz")
+    result = run_batch([listing], tmp_path / "out", config)
     first, missing, safe = result.records
     assert first["status"] == "done" and Path(first["output"]) == tmp_path / "out" / "sub" / "first.tif"
     assert missing["status"] == "failed" and "missing.npz: no such file" in missing["error"]
@@ -305,3 +307,37 @@ def test_batch_records_full_resolution_indexes(tmp_path, fake_runtime):
     for key in ("consistency_mean_sre", "consistency_q2n", "d_lambda_khan", "d_lambda", "d_s", "qnr", "d_rho"):
         assert recorded[key] == pytest.approx(getattr(expected, key), rel=1e-7), key  # float rounding
     assert metrics["mean_consistency_sre_db"] == pytest.approx(expected.consistency_mean_sre, rel=1e-7)
+
+
+@needs_runtime
+@pytest.mark.parametrize("mode", ["infer", "fit-and-infer"])
+def test_band_folder_to_geotiff_streams_like_infer(tmp_path, shared_data, monkeypatch, mode):
+    """A band folder (the real L1C crop's JP2 files) to GeoTIFF is never read whole: batch streams it as `infer`
+    does, window by window, and writes the same product bit for bit."""
+    import rasterio
+
+    from ssc_edge.runtime.infer import sharpen_file
+
+    crop = shared_data / "real" / "l1c_T31TDH_20150726_crop"
+
+    def refuse(path):
+        raise AssertionError(f"{path} was read whole")
+
+    monkeypatch.setattr(batch_local, "_read_any_scene", refuse)
+    options = {"model": _small_model(tmp_path)} if mode == "infer" else {
+        "epochs": 1, "fit_options": {"batch_size": 16, "patch_budget": 32, "model": {"blocks": 1, "width": 8,
+                                                                                       "skip_width": 4}}}  # fmt: skip
+    if mode == "fit-and-infer":
+        pytest.importorskip("tensorflow")
+    config = BatchConfig(mode=mode, output_format="tif", in_process=True, precision="fp32", **options)
+    record = run_batch([crop], tmp_path / "out", config).records[0]
+    assert record["status"] == "done", record.get("error")
+    assert "stream" in record["seconds"] and "write" not in record["seconds"]
+    assert record["metrics"]["full_resolution"] is not None and len(record["metrics"]["consistency_sre_db"]) == 6
+    written = Path(record["output"])
+    expected = sharpen_file(Path(record["model"]), crop, tmp_path / "infer.tif", threads=1, precision="fp32")
+    assert expected.streamed
+    with rasterio.open(written) as a, rasterio.open(tmp_path / "infer.tif") as b:
+        assert a.descriptions == b.descriptions and a.transform == b.transform and a.crs == b.crs
+        np.testing.assert_array_equal(a.read(), b.read())
+    assert tuple(record["shape"]) == expected.shape
