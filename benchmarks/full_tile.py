@@ -229,10 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _evaluation_text(evaluation: dict) -> str:
     sample = "a sample of windows" if evaluation.get("sampled") else "the whole grid"
-    return (
-        f"{evaluation.get('kind')}, {evaluation.get('pixels')} px scored ({sample}), "
-        f"second fit {evaluation.get('patches')} patches"
-    )
+    second = f", second fit {evaluation.get('patches')} patches" if evaluation.get("kind") == "one-scale-down" else ""
+    return f"{evaluation.get('kind')}, {evaluation.get('pixels')} px scored ({sample}){second}"
 
 
 def render(result: dict) -> str:
@@ -256,7 +254,7 @@ def render(result: dict) -> str:
             f"{fit.get('epochs')} epochs; mean SRE {fit.get('mean_sre')} dB (bicubic {fit.get('bicubic_mean_sre')}) "
             f"[{_evaluation_text(fit.get('evaluation') or {})}] |"
         )
-        for phase in ("read", "fit", "evaluate", "export"):
+        for phase in ("read", "estimate", "fit", "evaluate", "export"):
             if phase in phases:
                 lines.append(f"| - {phase} | {phases[phase]} | | |")
     infer = result.get("infer")
