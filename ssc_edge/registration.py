@@ -358,19 +358,11 @@ def estimate_scene_registration(
     :mod:`ssc_edge.io.sources`): only the crop is read, so a full tile costs the crop's memory. The
     crop's origin is even, so the 20 m grid keeps its phase.
     """
-    from .runtime.tiling import Tile
+    from .io.sources import central_scene
 
-    side = max(32, int(np.sqrt(max_fine_pixels)) // 2 * 2)
-    height, width = scene.shape
-    r0, c0 = max(0, (height - side) // 4 * 2), max(0, (width - side) // 4 * 2)
-    r1, c1 = min(height, r0 + side) // 2 * 2, min(width, c0 + side) // 2 * 2
-    read = scene.read if hasattr(scene, "read") else (lambda band, tile: scene.bands[band][tile.slices])
-    fine_tile = Tile(r0, c0, r1 - r0, c1 - c0)
-    coarse_tile = Tile(r0 // 2, c0 // 2, (r1 - r0) // 2, (c1 - c0) // 2)
-    fine = np.stack([read(b, fine_tile) for b in FINE_BANDS], axis=-1)
-    coarse = np.stack([read(b, coarse_tile) for b in COARSE_BANDS], axis=-1)
+    crop = central_scene(scene, max(32, int(np.sqrt(max_fine_pixels)) // 2 * 2))
     try:
-        return estimate_registration(fine, coarse, max_samples=max_samples)
+        return estimate_registration(crop.fine(), crop.coarse(), max_samples=max_samples)
     except SceneError as exc:
         source = getattr(scene, "source", None) or getattr(getattr(scene, "scene", None), "source", None)
         where = f"{source}: " if source is not None else ""
