@@ -511,7 +511,7 @@ def open_band_source(path: Path) -> BandSource:
     return BandSource.from_scene(read_scene(path))
 
 
-def central_scene(source, side: int) -> Scene:
+def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     """The central window of a scene, at most ``side`` x ``side`` 10 m pixels, as an in-memory Scene.
 
     Parameters
@@ -520,6 +520,10 @@ def central_scene(source, side: int) -> Scene:
         Anything with ``shape`` and ``read(band, tile)``; a :class:`Scene` is wrapped.
     side : int
         Most 10 m pixels a side.
+    with_60m : bool
+        Also read the 60 m bands (B01, B09) the scene has; the window's origin and size are then
+        multiples of 6, so the 60 m grid keeps its phase too. A 60 m band that is all 0 DN in the
+        window is left out, as the readers drop all-zero placeholders.
 
     Returns
     -------
@@ -529,11 +533,20 @@ def central_scene(source, side: int) -> Scene:
     """
     if isinstance(source, Scene):
         source = BandSource.from_scene(source)
-    height, width = (min(n, side) // 2 * 2 for n in source.shape)
-    row, col = (source.shape[0] - height) // 4 * 2, (source.shape[1] - width) // 4 * 2
+    step = 6 if with_60m else 2
+    height, width = (min(n, side) // step * step for n in source.shape)
+    row = (source.shape[0] - height) // (2 * step) * step
+    col = (source.shape[1] - width) // (2 * step) * step
     fine, coarse = Tile(row, col, height, width), Tile(row // 2, col // 2, height // 2, width // 2)
     bands = {b: np.asarray(source.read(b, fine), np.float32) for b in FINE_BANDS}
     bands |= {b: np.asarray(source.read(b, coarse), np.float32) for b in COARSE_BANDS}
+    if with_60m:
+        sixty = Tile(row // 6, col // 6, height // 6, width // 6)
+        for band in VERY_COARSE_BANDS:
+            if band in getattr(source, "bands", ()):
+                values = np.asarray(source.read(band, sixty), np.float32)
+                if np.any(values):
+                    bands[band] = values
     name = getattr(source, "name", None) or "scene"
     return Scene(bands=bands, source=getattr(source, "source", None), name=f"{name}-centre")
 

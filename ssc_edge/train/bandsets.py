@@ -8,6 +8,13 @@ exported as a second ONNX file, ``NAME_60m.onnx`` (contract ``ratio`` 6, its own
 so the 20 m model ``NAME.onnx`` is unchanged; ``infer NAME.onnx --model-60m NAME_60m.onnx`` runs
 both on one tile plan.
 
+Memory and time are bounded on any scene size: the 60 m model is fitted on the central
+:data:`SIXTY_SIDE` x :data:`SIXTY_SIDE` 10 m pixels of a larger scene (read through the band source, never the
+whole scene; its ratio-6 training grid is 360 x 360 px, 1,849 patches), and on at most ``config.patch_budget``
+patches of it (a seeded uniform sample of those whose target holds no 0 DN), as the 20 m fit bounds its
+sample. Scenes of at most that side with at most that many patches (the Coastal scene, the real L1C crop) fit
+on their whole pair, exactly as before.
+
 Evaluation of the 60 m model: held out one more scale down (fit two scales of 6 down, score one
 scale down against the observed 60 m bands) when the scene is large enough (36 x patch pixels a
 side, 576 px for 16-pixel patches); on smaller scenes the report gives the training-pair numbers,
@@ -19,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +36,11 @@ from ..bands import VERY_COARSE_BANDS
 from ..bandset import BAND_SETS, SIXTY_INPUT_BANDS, ratio_training_pair, require_60m_bands, usable_60m_bands
 from ..contract import ModelContract
 from ..errors import OptionError, SceneError
-from ..io import atomic_output, check_output_path, read_scene
+from ..io import atomic_output, check_output_path
+from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback
+from ..sampling import origin_grid, patch_keys
 from ..scene import Scene
 from .export import (
     _LAYOUT_MARGIN,
@@ -40,18 +51,32 @@ from .export import (
     fit_and_export,
     keras_to_onnx,
     measure_layouts,
+    open_scene,
     output_paths,
     pad_concat_channels,
 )
-from .fit import Evaluation, FitConfig, FitResult, fit_model, predict
+from .fit import Evaluation, FitConfig, FitResult, extract_patches, fit_model, fit_patches, predict
 from .model import receptive_halo
 
-__all__ = ["SIXTY_RATIO", "sixty_output_path", "resolve_band_sets", "fit_60m", "evaluate_60m", "fit_and_export_bands"]
+__all__ = [
+    "SIXTY_RATIO",
+    "SIXTY_SIDE",
+    "sixty_scene",
+    "sixty_output_path",
+    "resolve_band_sets",
+    "fit_60m",
+    "evaluate_60m",
+    "fit_and_export_bands",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Resolution ratio of the 60 m bands to the 10 m grid.
 SIXTY_RATIO = 6
+#: Side, 10 m pixels, of the central window the 60 m model is fitted on when the scene is larger (a multiple of
+#: 36: the window's ratio-6 training grid, 360 px, and two scales of 6 down, 60 px, for the held-out report fit).
+#: 2160^2 px of 10 m, 20 m and 60 m bands in float32 take about 100 MB; a full tile read whole would take 6 GB.
+SIXTY_SIDE = 2160
 
 
 def sixty_output_path(output: Path) -> Path:
@@ -119,7 +144,34 @@ def fit_60m(scene: Scene, config: FitConfig, *, progress: ProgressCallback | Non
     if config.protocol != "heldout":
         raise OptionError("the 60 m model is fitted with protocol 'heldout' only (RR files carry no 60 m reference)")
     inputs, target = _pair(scene, config, 1)
-    return fit_model(inputs, target, config, progress=progress)
+    n_rows, n_cols = origin_grid(target.shape[:2], patch=config.patch, stride=config.stride)
+    if n_rows * n_cols <= config.patch_budget:
+        return fit_model(inputs, target, config, progress=progress)
+    scale = float(np.max(target))
+    if not scale > 0:
+        raise SceneError("the 60 m training target is all zeros; cannot normalise it")
+    # the sample as the 20 m fit draws it: a seeded key per origin, the smallest keys among valid patches
+    y = extract_patches(np.asarray(target, np.float32), size=config.patch, stride=config.stride)
+    valid = np.flatnonzero(~np.any(y == 0, axis=(1, 2, 3)))  # 0 DN in an observed 60 m band: no-data
+    if len(valid) == 0:
+        raise SceneError("no 60 m training patch free of no-data (0 DN)")
+    keys = patch_keys(n_rows * n_cols, seed=config.seed)[valid]
+    chosen = np.sort(valid[np.argsort(keys, kind="stable")[: config.patch_budget]])
+    x = extract_patches(np.asarray(inputs, np.float32), size=config.patch, stride=config.stride)[chosen]
+    logger.info("60 m fit: %d of %d valid patches (%d origins)", len(chosen), len(valid), n_rows * n_cols)
+    result = fit_patches(x / np.float32(scale), y[chosen] / np.float32(scale), scale, config, progress=progress)
+    return replace(result, candidates=len(valid))
+
+
+def sixty_scene(scene: Scene | BandSource, side: int = SIXTY_SIDE) -> Scene:
+    """The scene the 60 m model is fitted on: the scene itself when at most ``side`` px a side and in memory,
+    else its central ``side`` x ``side`` window with the 60 m bands (:func:`ssc_edge.io.sources.central_scene`;
+    a band source is read only there)."""
+    if isinstance(scene, Scene) and max(scene.shape) <= side:
+        return scene
+    crop = central_scene(scene, side, with_60m=True)
+    logger.info("60 m model: fitted on the central %dx%d px of the %dx%d px scene", *crop.shape, *scene.shape)
+    return replace(crop, name=getattr(scene, "name", None) or crop.name)  # the report names the scene
 
 
 def evaluate_60m(
@@ -245,14 +297,37 @@ def fit_and_export_bands(
                 scene, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
             )
         }
-    if scene is None or isinstance(scene, int):
-        from ..demo import demo_scene
+    with contextlib.ExitStack() as stack:
+        if scene is None or isinstance(scene, int):
+            from ..demo import demo_scene
 
-        scene_obj, sha = (demo_scene() if scene is None else demo_scene(size=scene)), ""
-    elif isinstance(scene, Scene):
-        scene_obj, sha = scene, _scene_sha256(scene.source)
-    else:
-        scene_obj, sha = read_scene(Path(scene)), _scene_sha256(Path(scene))
+            opened, sha = (demo_scene() if scene is None else demo_scene(size=scene)), ""
+        elif isinstance(scene, Scene):
+            opened, sha = scene, _scene_sha256(scene.source)
+        else:  # a band source is read window by window: only the 60 m model's window is read here
+            opened, sha = open_scene(Path(scene)), _scene_sha256(Path(scene))
+            if hasattr(opened, "close"):
+                stack.callback(opened.close)
+        return _fit_and_export_bands(
+            scene, opened, sha, output, config, bands, force=force, write_keras=write_keras, progress=progress,
+            evaluation=evaluation,
+        )  # fmt: skip
+
+
+def _fit_and_export_bands(
+    scene: Any,
+    opened: Scene | BandSource,
+    sha: str,
+    output: Path,
+    config: FitConfig,
+    bands: str,
+    *,
+    force: bool,
+    write_keras: bool,
+    progress: ProgressCallback | None,
+    evaluation: str,
+) -> dict[str, ExportResult]:
+    scene_obj = sixty_scene(opened)
     for key, path in output_paths(output).items():  # an output error first, before any note on the band sets
         if key != "keras" or write_keras:
             check_output_path(path, force=force)
@@ -264,7 +339,7 @@ def fit_and_export_bands(
                 check_output_path(path, force=force)
     results: dict[str, ExportResult] = {}
     if "20m" in sets:
-        source = scene if isinstance(scene, (str, Path)) else scene_obj  # a path: the bounded, windowed 20 m fit
+        source = scene if isinstance(scene, (str, Path)) else opened  # a path: the bounded, windowed 20 m fit
         results["20m"] = fit_and_export(
             source, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
         )

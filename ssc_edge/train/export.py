@@ -17,6 +17,7 @@ import logging
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -378,11 +379,12 @@ class ExportResult:
     sample_window: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
-def _add_precision_gate(proto, scene: Scene) -> None:
+def _add_precision_gate(proto, scene: Scene | Callable[[], Scene]) -> None:
     """Measure each reduced precision this machine runs natively on the scene's held-out pair; store it.
 
     The runtime's ``--precision auto`` reads it (``ssc_edge.runtime.precision``); nothing is added on a
-    machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs).
+    machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs). ``scene`` may be
+    a function that reads it (a full tile's central crop: read only when the gate is measured).
     """
     from ..runtime.precision import _openvino_runs, bf16_provider, detected_flags, gate_metadata
     from ..runtime.providers import available_providers
@@ -396,7 +398,7 @@ def _add_precision_gate(proto, scene: Scene) -> None:
         with tempfile.TemporaryDirectory(prefix="ssc-edge-gate-") as tmp:
             path = Path(tmp) / "model.onnx"
             path.write_bytes(proto.SerializeToString())
-            gate = gate_metadata(path, scene)
+            gate = gate_metadata(path, scene() if callable(scene) else scene)
     except OSError as exc:  # never lose a finished fit to the gate: infer measures it where it runs
         logger.warning("precision gate not measured at export (%s)", exc)
         return
@@ -623,7 +625,9 @@ def _fit_and_export(
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    _add_precision_gate(proto, scene_obj if isinstance(scene_obj, Scene) else central_scene(source, 2 * GATE_SIZE))
+    _add_precision_gate(
+        proto, scene_obj if isinstance(scene_obj, Scene) else (lambda: central_scene(source, 2 * GATE_SIZE))
+    )
     result = ExportResult(
         paths,
         fit,
