@@ -594,6 +594,27 @@ EVALUATION_PIXELS = 1024 * 1024
 #: width-128 model peaks at +0.56 GB, on 512 + 2 x halo at +2.1 GB (measured), which kept a full tile over 4 GB.
 EVALUATION_TILE = 256
 
+
+def predict_tiled(model, inputs: np.ndarray, scale: float, *, tile: int = EVALUATION_TILE) -> np.ndarray:
+    """:func:`predict` on windows of at most ``tile`` px plus the model's halo (the runtime's tiling), so Keras'
+    memory is set by the window, not by the image; (H, W, 10) DN -> (H, W, 6) float32 DN, equal to the
+    whole-image result up to float rounding (the halo covers the receptive field; borders keep the zero
+    padding of the whole image)."""
+    from ..runtime.tiling import plan_tiles
+    from .model import receptive_halo
+
+    height, width = inputs.shape[:2]
+    if height <= tile and width <= tile:
+        return predict(model, inputs, scale)
+    out = None
+    for planned in plan_tiles((height, width), tile=tile, halo=receptive_halo(model)):
+        part = predict(model, inputs[planned.window.slices], scale)[planned.core.relative_to(planned.window).slices]
+        if out is None:
+            out = np.empty((height, width, part.shape[-1]), np.float32)
+        out[planned.core.slices] = part
+    return out
+
+
 #: How a scene without a reference is scored (:func:`evaluate_fit`).
 EVALUATIONS = ("auto", "one-scale-down", "spatial-holdout")
 

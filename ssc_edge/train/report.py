@@ -176,12 +176,13 @@ def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
     from ..evaluation import bicubic_baseline
     from ..io.sources import central_scene
     from ..quality import full_resolution_quality, pair_degradation
-    from .fit import predict
+    from .fit import predict_tiled
     from .windows import scene_source
 
     crop = central_scene(scene_source(scene), FULL_RESOLUTION_WINDOW)
     inputs = wald.full_scale_input(crop, upsampling=fit.config.upsampling)
-    products = {"SSC-CNN": predict(fit.model, inputs, fit.scale), "bicubic": bicubic_baseline(crop)}
+    # on 256 px windows: Keras on the whole 512 x 512 window alone raised a full tile's peak RSS over 4 GB
+    products = {"SSC-CNN": predict_tiled(fit.model, inputs, fit.scale), "bicubic": bicubic_baseline(crop)}
     degradation = pair_degradation(pair) if pair is not None else fit.config.degradation
     try:
         results = {

@@ -333,3 +333,18 @@ def test_spatial_holdout_falls_back_when_the_patches_cover_the_scene(scene):
         evaluate_fit(no_reference, fit, evaluation="spatial-holdout")
     with pytest.raises(OptionError, match="evaluation must be one of"):
         evaluate_fit(no_reference, fit, evaluation="train-set")
+
+
+def test_predict_tiled_equals_the_whole_image(scene):
+    """Keras on windows with the model's halo (the runtime's tiling) gives the whole-image output: the report's
+    full-scale pass uses it to keep its memory set by the window."""
+    from ssc_edge import wald
+    from ssc_edge.train.fit import predict_tiled
+
+    config = FitConfig(epochs=1, model=TINY)
+    fit = fit_model(*training_data(scene, config), config)
+    inputs = wald.full_scale_input(scene, upsampling="bicubic")[:, :58]  # 64 x 58: uneven windows
+    whole = predict(fit.model, inputs, fit.scale)
+    tiled = predict_tiled(fit.model, inputs, fit.scale, tile=20)
+    assert tiled.shape == whole.shape
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-4 * float(np.ptp(whole)))
