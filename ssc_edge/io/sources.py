@@ -517,7 +517,8 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     Parameters
     ----------
     source : BandSource or Scene
-        Anything with ``shape`` and ``read(band, tile)``; a :class:`Scene` is wrapped.
+        Anything with ``shape`` and ``read(band, tile)`` (or a ``bands`` mapping of whole arrays); a
+        :class:`Scene` is wrapped.
     side : int
         Most 10 m pixels a side.
     with_60m : bool
@@ -533,18 +534,20 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     """
     if isinstance(source, Scene):
         source = BandSource.from_scene(source)
+    # anything else with ``read``, or a scene-like object with only a ``bands`` mapping (whole arrays)
+    read = source.read if hasattr(source, "read") else (lambda band, tile: source.bands[band][tile.slices])
     step = 6 if with_60m else 2
     height, width = (min(n, side) // step * step for n in source.shape)
     row = (source.shape[0] - height) // (2 * step) * step
     col = (source.shape[1] - width) // (2 * step) * step
     fine, coarse = Tile(row, col, height, width), Tile(row // 2, col // 2, height // 2, width // 2)
-    bands = {b: np.asarray(source.read(b, fine), np.float32) for b in FINE_BANDS}
-    bands |= {b: np.asarray(source.read(b, coarse), np.float32) for b in COARSE_BANDS}
+    bands = {b: np.asarray(read(b, fine), np.float32) for b in FINE_BANDS}
+    bands |= {b: np.asarray(read(b, coarse), np.float32) for b in COARSE_BANDS}
     if with_60m:
         sixty = Tile(row // 6, col // 6, height // 6, width // 6)
         for band in VERY_COARSE_BANDS:
             if band in getattr(source, "bands", ()):
-                values = np.asarray(source.read(band, sixty), np.float32)
+                values = np.asarray(read(band, sixty), np.float32)
                 if np.any(values):
                     bands[band] = values
     name = getattr(source, "name", None) or "scene"
