@@ -45,13 +45,12 @@ from ..scene import Scene
 from .export import (
     _LAYOUT_MARGIN,
     ExportResult,
-    _scene_sha256,
     _versions,
     check_parity,
     fit_and_export,
     keras_to_onnx,
     measure_layouts,
-    open_scene,
+    opened_scene,
     output_paths,
     pad_concat_channels,
 )
@@ -297,17 +296,7 @@ def fit_and_export_bands(
                 scene, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
             )
         }
-    with contextlib.ExitStack() as stack:
-        if scene is None or isinstance(scene, int):
-            from ..demo import demo_scene
-
-            opened, sha = (demo_scene() if scene is None else demo_scene(size=scene)), ""
-        elif isinstance(scene, Scene):
-            opened, sha = scene, _scene_sha256(scene.source)
-        else:  # a band source is read window by window: only the 60 m model's window is read here
-            opened, sha = open_scene(Path(scene)), _scene_sha256(Path(scene))
-            if hasattr(opened, "close"):
-                stack.callback(opened.close)
+    with opened_scene(scene) as (opened, sha, _):  # a band source: only the 60 m model's window is read here
         return _fit_and_export_bands(
             scene, opened, sha, output, config, bands, force=force, write_keras=write_keras, progress=progress,
             evaluation=evaluation,

@@ -17,7 +17,7 @@ import logging
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -537,17 +537,28 @@ def fit_and_export(
             check_output_path(path, force=force)
     options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
     clock = time.perf_counter()
+    with opened_scene(scene) as (scene_obj, sha, name):
+        return _fit_and_export(scene_obj, sha, name, scene, paths, config, clock, **options)
+
+
+@contextlib.contextmanager
+def opened_scene(scene: Path | Scene | int | None) -> Iterator[tuple[Any, str, str]]:
+    """``(scene to fit, its identity, its name)`` for :func:`fit_and_export`'s ``scene`` argument.
+
+    None or an int: the demo scene (no identity); a :class:`Scene` as it is; a path through
+    :func:`open_scene` (a band source read window by window, whose files are closed on exit).
+    """
     if scene is None or isinstance(scene, int):
         from ..demo import demo_scene
 
-        scene_obj = demo_scene() if scene is None else demo_scene(size=scene)
-        return _fit_and_export(scene_obj, "", scene_obj.name, scene, paths, config, clock, **options)
-    if isinstance(scene, Scene):
-        return _fit_and_export(scene, _scene_sha256(scene.source), scene.name, scene, paths, config, clock, **options)
-    opened = open_scene(Path(scene))
-    sha, name = _scene_sha256(Path(scene)), getattr(opened, "name", Path(scene).stem)
-    with contextlib.closing(opened) if hasattr(opened, "close") else contextlib.nullcontext():  # band files
-        return _fit_and_export(opened, sha, name, scene, paths, config, clock, **options)
+        demo = demo_scene() if scene is None else demo_scene(size=scene)
+        yield demo, "", demo.name
+    elif isinstance(scene, Scene):
+        yield scene, _scene_sha256(scene.source), scene.name
+    else:
+        opened = open_scene(Path(scene))
+        with contextlib.closing(opened) if hasattr(opened, "close") else contextlib.nullcontext():
+            yield opened, _scene_sha256(Path(scene)), getattr(opened, "name", Path(scene).stem)
 
 
 def _fit_and_export(
