@@ -318,15 +318,8 @@ def _consistency(image: np.ndarray, scene: Scene, degradation: Any = "mtf") -> d
             "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
 
 
-def _is_streamable(path: Path) -> bool:
-    """A scene read window by window (band rasters, SAFE products): ``.mat``/``.npz`` are read whole."""
-    from ..runtime.infer import _is_streamable as streamable
-
-    return streamable(Path(path))
-
-
-def _central_scene(path: Path) -> Scene:
-    """The central crop of a streamed scene that the precision gate measures on (read by window)."""
+def _gate_scene(path: Path) -> Scene:
+    """The central crop of a streamed scene that the precision gate measures on (read only when it measures)."""
     from ..runtime.infer import _source_gate_scene
 
     return _source_gate_scene(Path(path))
@@ -336,15 +329,11 @@ def _stream_scene(sharpener: Any, job: SceneJob, config: BatchConfig) -> tuple[t
     """Sharpen a band-raster or SAFE scene into a GeoTIFF window by window (as ``infer`` does), in memory
     bounded by the tile and the scene width; the no-reference indexes come from the same pass, on evenly
     spaced strips of a large scene (:class:`ssc_edge.quality.QualityHook`)."""
-    import rasterio
-
-    from ..io.sources import open_band_source
     from ..runtime.infer import _quality_hook
     from ..runtime.stream import sharpen_stream
 
-    hook = _quality_hook(sharpener.contract)
-    with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), open_band_source(Path(job.source)) as source:
-        streamed = sharpen_stream(sharpener, source, job.output, dtype=config.dtype, force=True, on_core=hook)
+    hook = _quality_hook(sharpener.contract)  # sharpen_stream opens the source with a bounded GDAL cache
+    streamed = sharpen_stream(sharpener, Path(job.source), job.output, dtype=config.dtype, force=True, on_core=hook)
     quality = hook.result() if hook is not None else None
     if quality is None:
         why = getattr(hook, "skipped", None) or "the model does not output the six 20 m bands"
@@ -404,14 +393,12 @@ def process_scene(
     start = time.perf_counter()
     try:
         tick = time.perf_counter()
-        streamed = (
-            sharpen is None
-            and job.output.suffix.lower() in (".tif", ".tiff")
-            and Path(job.source).exists()  # a missing scene: the reader's own one-line error below
-            and _is_streamable(job.source)
-        )
+        from ..io.sources import streams
+
+        # a missing scene is not streamed: the reader's own one-line error below
+        streamed = sharpen is None and Path(job.source).exists() and streams(job.source, job.output)
         scene = None if streamed else _read_any_scene(job.source)  # a streamed scene is never read whole
-        gate_scene = (lambda: _central_scene(job.source)) if streamed else scene
+        gate_scene = (lambda: _gate_scene(job.source)) if streamed else scene
         seconds["read"] = time.perf_counter() - tick
         warning = scene_warning(job, config)
         if warning is not None:

@@ -511,6 +511,17 @@ def open_band_source(path: Path) -> BandSource:
     return BandSource.from_scene(read_scene(path))
 
 
+def streams(scene: Path | None, output: Path) -> bool:
+    """True when ``scene`` is sharpened into ``output`` window by window (``infer`` and ``batch``): a GeoTIFF
+    output and a scene read by window (rasters, SAFE products); ``.mat``/``.npz`` scenes and ``.npz``/``.mat``
+    outputs are read and written whole."""
+    from . import detect_format
+
+    if scene is None or Path(output).suffix.lower() not in (".tif", ".tiff"):
+        return False
+    return detect_format(Path(scene)) in ("geotiff", "band-folder", "safe")
+
+
 def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     """The central window of a scene, at most ``side`` x ``side`` 10 m pixels, as an in-memory Scene.
 

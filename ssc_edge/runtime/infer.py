@@ -131,13 +131,6 @@ def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: b
         check_output_path(quicklook, force=force)
 
 
-def _is_streamable(scene: Path) -> bool:
-    """Scenes read window by window (rasters and SAFE products); ``.mat``/``.npz`` are read whole."""
-    from ..io import detect_format
-
-    return detect_format(scene) in ("geotiff", "band-folder", "safe")
-
-
 def scene_mismatch(contract, identity: str, scene: object, *, model: object = "the model") -> str | None:
     """The one-line warning for a model meeting a scene it was not fitted on, or None.
 
@@ -232,7 +225,9 @@ def sharpen_file(
     quicklook = Path(quicklook) if quicklook is not None else None
     _check_outputs(output, quicklook, dtype=dtype, force=force)
     start = time.perf_counter()
-    was_streamed = scene is not None and output.suffix.lower() in (".tif", ".tiff") and _is_streamable(Path(scene))
+    from ..io.sources import streams
+
+    was_streamed = streams(scene, output)
     loaded: dict[str, Any] = {}
 
     def scene_value_once():
