@@ -40,7 +40,7 @@ from ..io import atomic_output, check_output_path
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback
-from ..sampling import origin_grid, patch_keys
+from ..sampling import PatchReservoir, origin_grid, patch_keys
 from ..scene import Scene
 from .export import (
     _LAYOUT_MARGIN,
@@ -149,16 +149,18 @@ def fit_60m(scene: Scene, config: FitConfig, *, progress: ProgressCallback | Non
     scale = float(np.max(target))
     if not scale > 0:
         raise SceneError("the 60 m training target is all zeros; cannot normalise it")
-    # the sample as the 20 m fit draws it: a seeded key per origin, the smallest keys among valid patches
+    # the sample as the 20 m fit draws it (sampling.PatchReservoir): the valid patches with the smallest seeded keys
     y = extract_patches(np.asarray(target, np.float32), size=config.patch, stride=config.stride)
     valid = np.flatnonzero(~np.any(y == 0, axis=(1, 2, 3)))  # 0 DN in an observed 60 m band: no-data
     if len(valid) == 0:
         raise SceneError("no 60 m training patch free of no-data (0 DN)")
-    keys = patch_keys(n_rows * n_cols, seed=config.seed)[valid]
-    chosen = np.sort(valid[np.argsort(keys, kind="stable")[: config.patch_budget]])
+    reservoir = PatchReservoir(patch_keys(n_rows * n_cols, seed=config.seed), config.patch_budget)
+    offered = reservoir.candidates(valid)
+    reservoir.add(offered, y[offered])
+    chosen, (y,) = reservoir.result()
     x = extract_patches(np.asarray(inputs, np.float32), size=config.patch, stride=config.stride)[chosen]
     logger.info("60 m fit: %d of %d valid patches (%d origins)", len(chosen), len(valid), n_rows * n_cols)
-    result = fit_patches(x / np.float32(scale), y[chosen] / np.float32(scale), scale, config, progress=progress)
+    result = fit_patches(x / np.float32(scale), y / np.float32(scale), scale, config, progress=progress)
     return replace(result, candidates=len(valid))
 
 
