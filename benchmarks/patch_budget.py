@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--size", type=int, default=2048, help="Side of the mosaic, 10 m pixels.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--xla", action="store_true", help="Compile the training step with XLA (every budget alike; about 1.3x faster)."
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 offered = sampling.origin_grid(training_grid(source.shape, 2), patch=16, stride=8)
                 drawn = min(budget or 10**9, offered[0] * offered[1])
                 epochs = max(1, round(args.steps / -(-drawn // 64)))
-            config = FitConfig(epochs=epochs, ema=0, seed=args.seed, patch_budget=budget or 10**9)
+            config = FitConfig(epochs=epochs, ema=0, seed=args.seed, patch_budget=budget or 10**9, jit_compile=args.xla)
             start = time.perf_counter()
             fit = fit_sampled(source, config, levels=2)
             fit_seconds = time.perf_counter() - start
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 "windows": fit.windows,
                 "epochs": epochs,
                 "steps": epochs * -(-fit.patches // config.batch_size),
+                "xla": args.xla,
                 "mean_sre": round(model.mean_sre, 3),
                 "sam": round(model.sam, 4),
                 "bicubic_mean_sre": round(bicubic.mean_sre, 3),
