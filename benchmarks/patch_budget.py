@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ssc_edge import sampling
     from ssc_edge.io import read_scene
-    from ssc_edge.train.fit import FitConfig, _training_window_pair, fit_sampled, score_windows
+    from ssc_edge.train.fit import FitConfig, _training_window_pair, fit_sampled, pair_model_for, score_windows
     from ssc_edge.train.report import machine_info
     from ssc_edge.train.windows import scene_source, training_grid
 
@@ -82,14 +82,15 @@ def main(argv: list[str] | None = None) -> int:
                 drawn = min(budget or 10**9, offered[0] * offered[1])
                 epochs = max(1, round(args.steps / -(-drawn // 64)))
             config = FitConfig(epochs=epochs, ema=0, seed=args.seed, patch_budget=budget or 10**9, jit_compile=args.xla)
+            pair = pair_model_for(source, config)  # estimated once on the scene, as fit-and-export does
             start = time.perf_counter()
-            fit = fit_sampled(source, config, levels=2)
+            fit = fit_sampled(source, config, levels=2, pair=pair)
             fit_seconds = time.perf_counter() - start
             done_all = fit.patches == fit.candidates  # a larger budget would draw the same patches
             start = time.perf_counter()
-            pair = _training_window_pair(source, config, 1)
+            pairs = _training_window_pair(source, config, 1, pair=pair)
             model, bicubic, _, pixels, sampled = score_windows(
-                pair, training_grid(source.shape, 1), fit.model, fit.scale, seed=args.seed
+                pairs, training_grid(source.shape, 1), fit.model, fit.scale, seed=args.seed
             )
             row = {
                 "scene": name,
