@@ -5,6 +5,7 @@ Usage::
     python benchmarks/faithful_pair.py --estimate                 # every kernel x offset, both scenes (cheap)
     python benchmarks/faithful_pair.py --fit --epochs 200         # default vs told-the-truth fits, FIT_CASES
     python benchmarks/faithful_pair.py --estimate --fit --epochs 20 --out /tmp/fp   # quick check
+    python benchmarks/faithful_pair.py --fit --cases coastal:mtf-0.4:0,0 --epochs 100   # chosen cases
 
 RR scenes are simulated from the full-resolution scenes (the full Coastal cell and the real L1C
 crop of ``../shared/data/real``) with a known kernel, applied to both band groups as the Wald
@@ -137,11 +138,20 @@ def estimate_rows(scenes: dict) -> list[dict]:
     return rows
 
 
-def fit_rows(scenes: dict, epochs: int, seed: int, baseline: bool, done=None) -> list[dict]:
+def parse_case(text: str) -> tuple[str, str, tuple[int, int]]:
+    """``"coastal:mtf-0.4:0,0"`` -> ``("coastal", "mtf-0.4", (0, 0))`` (the shift in source 10 m pixels)."""
+    name, kind, shift = text.split(":")
+    if name not in ("coastal", "real") or kind not in KERNELS:
+        raise argparse.ArgumentTypeError(f"case {text!r}: scene must be coastal or real, kernel one of {KERNELS}")
+    rows, cols = (int(v) for v in shift.split(","))
+    return name, kind, (rows, cols)
+
+
+def fit_rows(scenes: dict, epochs: int, seed: int, baseline: bool, done=None, cases=FIT_CASES) -> list[dict]:
     from ssc_edge.train.fit import FitConfig, evaluate_fit, fit_model, pair_model_for, training_data
 
     rows = []
-    for name, kind, shift in FIT_CASES:
+    for name, kind, shift in cases:
         rr, truth = simulate(scenes[name], kind, shift)
         row = {"scene": name, "kernel": kind, "shift_source_px": list(shift), "truth_offset": list(truth.offset)}
         base = FitConfig(epochs=epochs, seed=seed)
@@ -238,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline", action="store_true", help="also fit the earlier default (bicubic, none)")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        type=parse_case,
+        default=FIT_CASES,
+        metavar="SCENE:KERNEL:SR,SC",
+        help="fit these cases instead of FIT_CASES (shift in source 10 m px), e.g. coastal:mtf-0.4:0,0",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "faithful_pair")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
@@ -264,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pairs:
         result["pairs"] = pair_rows(scenes)
     if args.fit:
-        fit_rows(scenes, args.epochs, args.seed, args.baseline, done=write)
+        fit_rows(scenes, args.epochs, args.seed, args.baseline, done=write, cases=args.cases)
     write()
     print(_markdown(result))
     return 0

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .bands import COARSE_BANDS, FINE_BANDS, GSD, MTF_NYQUIST, VERY_COARSE_BANDS
 from .errors import OptionError, SceneError
 from .scene import Scene
-from .wald import TrainingPair, degrade, upsample
+from .wald import Kernel, TrainingPair, decimate, degrade, upsample
 
 __all__ = [
     "BAND_SETS",
@@ -30,6 +31,7 @@ __all__ = [
     "require_60m_bands",
     "stack_bands",
     "ratio_training_pair",
+    "RatioPairModel",
 ]
 
 #: ``fit-and-export --bands`` choices: the 20 m set, the 60 m set, or both.
@@ -75,6 +77,56 @@ def require_60m_bands(scene: Scene) -> None:
         )
 
 
+@dataclass(frozen=True)
+class RatioPairModel:
+    """How :func:`ratio_training_pair` degrades each band: its kernel, and its grid's offset.
+
+    The ratio-``r`` counterpart of :class:`ssc_edge.wald.PairModel`, band by band, for any band set
+    (made by :func:`ssc_edge.registration.sixty_pair_model` for the 60 m set).
+
+    Attributes
+    ----------
+    kernels : mapping of str to Kernel
+        Every input band's kernel, sigma in pixels of the band's own grid.
+    offsets : mapping of str to (float, float)
+        (rows, cols), 10 m pixels: where a band's grid sits against the 10 m grid (its pixel ``i``
+        centred at ``q i + (q - 1) / 2 + offset``, ``q`` its :func:`band_ratio`); a band not named
+        sits on the nominal grid.
+    """
+
+    kernels: Mapping[str, Kernel]
+    offsets: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    def shift(self, band: str, output_bands: Sequence[str], ratio: int) -> tuple[float, float]:
+        """Shift of ``band``'s decimation by ``ratio``, pixels of its own grid, that keeps every offset.
+
+        Degrading band ``b`` (offset ``d_b``, grid ratio ``q_b``) with its kernel centred
+        ``t_b = (r - 1) (d_b - d_out) / q_b`` from the nominal grid puts it ``d_b - d_out`` pixels of
+        the degraded 10 m grid from where that grid's convention puts it, and the target (the
+        observed output bands, offset ``d_out``) ``d_out`` from the degraded 10 m bands, as the
+        unseen 10 m truth of an output band sits from the observed 10 m bands. For ``r = 2`` and the
+        20 m set this is :func:`ssc_edge.wald.training_pair`'s ``-offset`` on the 10 m bands.
+        """
+        target = self.offsets.get(output_bands[0], (0.0, 0.0))
+        here = self.offsets.get(band, (0.0, 0.0))
+        q = band_ratio(band)
+        return ((ratio - 1) * (here[0] - target[0]) / q, (ratio - 1) * (here[1] - target[1]) / q)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form."""
+        return {
+            "kernels": {b: k.to_dict() for b, k in self.kernels.items()},
+            "offsets": {b: [round(v, 4) for v in d] for b, d in self.offsets.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> RatioPairModel:
+        """Inverse of :meth:`to_dict`."""
+        kernels = {b: Kernel.from_dict(k) for b, k in data["kernels"].items()}  # type: ignore[union-attr]
+        offsets = {b: (float(d[0]), float(d[1])) for b, d in data.get("offsets", {}).items()}  # type: ignore[union-attr]
+        return cls(kernels=kernels, offsets=offsets)
+
+
 def stack_bands(
     bands: Mapping[str, np.ndarray], input_bands: Sequence[str], fine_shape: tuple[int, int], *, upsampling: str
 ) -> np.ndarray:
@@ -114,6 +166,7 @@ def ratio_training_pair(
     upsampling: str = "bicubic",
     mtf: Mapping[str, float] | None = None,
     levels: int = 1,
+    model: RatioPairModel | None = None,
 ) -> TrainingPair:
     """The Wald-protocol training pair of a band set, ``levels`` scales of its ratio below the data.
 
@@ -141,6 +194,11 @@ def ratio_training_pair(
         Overrides of ``bands.MTF_NYQUIST``.
     levels : int
         1: the zero-shot training pair; 2: one more scale down (to evaluate at ``levels=1``).
+    model : RatioPairModel, optional
+        Each band's kernel and grid offset (``degradation`` and ``mtf`` are then unused): every
+        band is decimated with its kernel on its own grid, shifted by :meth:`RatioPairModel.shift`
+        so that the pair keeps the observed offsets at every level (the 60 m counterpart of
+        :func:`ssc_edge.wald.training_pair` with a ``PairModel``).
 
     Returns
     -------
@@ -156,6 +214,9 @@ def ratio_training_pair(
     if missing:
         where = scene.source if scene.source is not None else scene.name
         raise SceneError(f"{where}: the {ratio * 10} m model needs band(s) {', '.join(missing)}, which the scene lacks")
+    lacking = [b for b in input_bands if model is not None and b not in model.kernels]
+    if lacking:
+        raise OptionError(f"the pair model has no kernel for {', '.join(lacking)}")
     multiple = ratio ** (levels + 1)
     height, width = (n - n % multiple for n in scene.shape)
     if height < multiple or width < multiple:
@@ -171,7 +232,13 @@ def ratio_training_pair(
     target = None
     for _ in range(levels):
         target = np.stack([current[b] for b in output_bands], axis=-1)
-        current = {b: degrade(v, ratio=ratio, method=degradation, mtf=gains[b]) for b, v in current.items()}
+        if model is None:
+            current = {b: degrade(v, ratio=ratio, method=degradation, mtf=gains[b]) for b, v in current.items()}
+        else:
+            current = {
+                b: decimate(v, model.kernels[b], ratio=ratio, shift=model.shift(b, output_bands, ratio))
+                for b, v in current.items()
+            }
     fine_shape = (height // ratio**levels, width // ratio**levels)
     inputs = stack_bands(current, input_bands, fine_shape, upsampling=upsampling)
     return TrainingPair(inputs=inputs, target=target.astype(np.float32))

@@ -146,7 +146,7 @@ def model_degradation(training: dict | None, registration: dict | None = None) -
     ``"mtf"`` (the sensor model).
     """
     pair = (registration or {}).get("pair_model") if isinstance(registration, dict) else None
-    if pair:
+    if pair and "coarse" in pair:  # a 20 m model's PairModel (a 60 m model's RatioPairModel has "kernels")
         return pair_degradation(PairModel.from_dict(pair))
     name = (training or {}).get("degradation") if isinstance(training, dict) else None
     return name if name in DEGRADATION_METHODS else "mtf"

@@ -1,9 +1,10 @@
-"""Band registration and relative blur of the 20 m bands, estimated from the scene itself.
+"""Band registration and relative blur of the 20 m and 60 m bands, estimated from the scene itself.
 
 Zero-shot sharpening trains one scale down and assumes that the degraded inputs relate to the
 observed 20 m bands as the observed bands relate to the unseen 10 m truth. This module measures
 that relation on the observed bands, without a reference: for each 20 m band, the sub-pixel
-offset of its grid against the 10 m grid and its blur relative to the 10 m bands.
+offset of its grid against the 10 m grid and its blur relative to the 10 m bands; the same for the
+60 m bands (B01 on B02, B09 on B08) at ratio 6 (``ratio=6``: kernel centred at ``6i + 2.5 + d``).
 
 Method
 ------
@@ -45,20 +46,24 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from .bands import COARSE_BANDS, FINE_BANDS
+from .bands import COARSE_BANDS, FINE_BANDS, MTF_NYQUIST, VERY_COARSE_BANDS
+from .bandset import SIXTY_INPUT_BANDS, RatioPairModel, band_ratio
 from .errors import OptionError, SceneError
 from .scene import Scene
-from .wald import DEGRADATION_METHODS, Kernel, PairModel, _keys_cubic
+from .wald import DEGRADATION_METHODS, Kernel, PairModel, _keys_cubic, mtf_sigma
 
 __all__ = [
     "DEFAULT_MAX_SAMPLES",
+    "DEFAULT_MAX_SAMPLES_60M",
     "DEFAULT_MAX_FINE_PIXELS",
     "PREDICTORS",
+    "PREDICTORS_60M",
     "BandEstimate",
     "RegistrationEstimate",
     "estimate_registration",
     "estimate_scene_registration",
     "pair_model",
+    "sixty_pair_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,15 +77,25 @@ PREDICTORS: Mapping[str, tuple[str, ...]] = {
     "B11": FINE_BANDS,
     "B12": FINE_BANDS,
 }
+#: The 10 m bands each 60 m band is regressed on: B01 (443 nm) on B02 (490 nm), B09 (945 nm) on B08.
+PREDICTORS_60M: Mapping[str, tuple[str, ...]] = {"B01": ("B02",), "B09": ("B08",)}
 #: At most this many 20 m pixels enter the regression (a regular subsample beyond it).
 DEFAULT_MAX_SAMPLES = 1 << 16
+#: At ratio 6 each sample's neighbourhood is 30 x 30 10 m pixels (9x the ratio-2 one): fewer samples.
+DEFAULT_MAX_SAMPLES_60M = 1 << 13
 #: :func:`estimate_scene_registration` uses the central crop of at most this many 10 m pixels.
 DEFAULT_MAX_FINE_PIXELS = 2048 * 2048
-#: Fine-pixel offsets of the neighbourhood from ``2 i``: covers the kernel centre ``2i + 0.5 + d``
-#: +- 4.5 px, enough for |d| <= 1 and Gaussians up to sigma 1.2 (MTF 0.19).
-_TAPS = np.arange(-4, 6)
-_SIGMA_RANGE = (0.2, 3.0)
-_OFFSET_LIMIT = 1.75
+#: Per ratio, fine-pixel offsets of the neighbourhood from ``r i``. Ratio 2: the kernel centre
+#: ``2i + 0.5 + d`` +- 4.5 px, enough for |d| <= 1 and Gaussians up to sigma 1.2 (MTF 0.19). Ratio 6:
+#: ``6i + 2.5 + d`` +- 14.5 px, enough for |d| <= 3 and sigma 3.5 (MTF 0.16 at ratio 6; wider ones are
+#: truncated, the search stops at 7.5), and for
+#: the imresize kernel (support +- 12 px).
+_TAPS = {2: np.arange(-4, 6), 6: np.arange(-12, 18)}
+#: Per ratio: the Gaussian sigma's search range (fine px), the largest offset searched, the starts.
+_SIGMA_RANGE = {2: (0.2, 3.0), 6: (0.6, 7.5)}
+_OFFSET_LIMIT = {2: 1.75, 6: 3.5}
+_SIGMA_STARTS = {2: (0.7, 1.2), 6: (2.0, 3.2)}
+_OFFSET_STARTS = {2: np.arange(-1.0, 1.01, 0.5), 6: np.arange(-2.0, 2.01, 0.5)}
 
 
 @dataclass(frozen=True)
@@ -155,13 +170,16 @@ class RegistrationEstimate:
         every band: per band the estimate is not stable (B05's sigma runs to the search limit on
         Coastal, where its regression on B04 explains least).
     samples : int
-        20 m pixels the regression used.
+        Coarse (20 m or 60 m) pixels the regression used.
+    ratio : int
+        2: the 20 m bands (``COARSE_BANDS``); 6: the 60 m bands (``VERY_COARSE_BANDS``).
     """
 
     bands: tuple[BandEstimate, ...]
     offset: tuple[float, float]
     kernel: Kernel
     samples: int
+    ratio: int = 2
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
@@ -170,6 +188,7 @@ class RegistrationEstimate:
             "kernel": self.kernel.to_dict(),
             "samples": self.samples,
             "bands": [b.to_dict() for b in self.bands],
+            "ratio": self.ratio,
         }
 
     @classmethod
@@ -180,6 +199,7 @@ class RegistrationEstimate:
             offset=tuple(data["offset"]),  # type: ignore[arg-type]
             kernel=Kernel.from_dict(data["kernel"]),  # type: ignore[arg-type]
             samples=int(data["samples"]),  # type: ignore[call-overload]
+            ratio=int(data.get("ratio", 2)),  # type: ignore[call-overload]
         )
 
     def lines(self) -> list[str]:
@@ -189,57 +209,74 @@ class RegistrationEstimate:
             offset = f"{b.offset[0]:+.2f},{b.offset[1]:+.2f}"
             resid = f"{b.residual['gaussian']:.4f}/{b.residual['bicubic']:.4f}"
             out.append(f"{b.band:<5} {'+'.join(b.predictors):<16} {offset:>17}  {b.kernel.describe():<24} {resid:>20}")
+        grid = 10 * self.ratio
         out.append(
-            f"scene: offset of the 20 m grid {self.offset[0]:+.2f} rows, {self.offset[1]:+.2f} cols (10 m px), "
-            f"kernel {self.kernel.describe()} ({self.samples} 20 m px sampled)"
+            f"scene: offset of the {grid} m grid {self.offset[0]:+.2f} rows, {self.offset[1]:+.2f} cols (10 m px), "
+            f"kernel {self.kernel.describe()} ({self.samples} {grid} m px sampled)"
         )
         return out
 
 
-def _kernel_1d(kind: str, sigma: float, offset: float) -> np.ndarray:
-    """Weights at ``_TAPS`` of a kernel centred at ``0.5 + offset`` (sum 1)."""
-    x = _TAPS - 0.5 - offset
-    weights = _keys_cubic(x / 2) if kind == "bicubic" else np.exp(-0.5 * (x / sigma) ** 2)
+def _kernel_1d(kind: str, sigma: float, offset: float, ratio: int = 2) -> np.ndarray:
+    """Weights at ``_TAPS[ratio]`` of a kernel centred at ``(ratio - 1) / 2 + offset`` (sum 1)."""
+    x = _TAPS[ratio] - (ratio - 1) / 2 - offset
+    weights = _keys_cubic(x / ratio) if kind == "bicubic" else np.exp(-0.5 * (x / sigma) ** 2)
     total = weights.sum()
     return weights / total if total > 1e-12 else weights
 
 
 class _Gram:
-    """Second moments of the centred 10 x 10 neighbourhoods of the sampled 20 m pixels."""
+    """Second moments of the centred ``n x n`` fine neighbourhoods of the sampled coarse pixels
+    (``n = len(_TAPS[ratio])``: 10 at ratio 2, 30 at ratio 6), for the fine bands ``used``."""
 
-    def __init__(self, fine: np.ndarray, coarse: np.ndarray, max_samples: int) -> None:
+    def __init__(
+        self,
+        fine: np.ndarray,
+        coarse: np.ndarray,
+        max_samples: int,
+        *,
+        ratio: int = 2,
+        names: Sequence[str] = COARSE_BANDS,
+        used: Sequence[int] = tuple(range(len(FINE_BANDS))),
+    ) -> None:
+        taps = _TAPS[ratio]
+        self.ratio, self.used = ratio, tuple(used)
         height, width = coarse.shape[:2]
-        rows = np.arange(2, (fine.shape[0] - 6) // 2 + 1)
-        cols = np.arange(2, (fine.shape[1] - 6) // 2 + 1)
+        # coarse pixels whose neighbourhood [r i + taps[0], r i + taps[-1]] lies inside the fine grid
+        rows = np.arange(-(taps[0] // ratio), (fine.shape[0] - 1 - taps[-1]) // ratio + 1)
+        cols = np.arange(-(taps[0] // ratio), (fine.shape[1] - 1 - taps[-1]) // ratio + 1)
         rows, cols = rows[rows < height], cols[cols < width]
         stride = max(1, int(np.ceil(np.sqrt(rows.size * cols.size / max_samples))))
         rows, cols = rows[::stride], cols[::stride]
         if rows.size * cols.size < 64:
+            side = 16 * ratio
             raise SceneError(
                 f"scene of {fine.shape[0]}x{fine.shape[1]} px is too small to estimate the band registration "
-                "(needs at least 32x32 px)"
+                f"of the {10 * ratio} m bands (needs at least {side}x{side} px)"
             )
         self.samples = rows.size * cols.size
         blocks = []
-        for p in range(fine.shape[2]):
-            windows = np.lib.stride_tricks.sliding_window_view(fine[..., p], (_TAPS.size, _TAPS.size))
-            block = windows[np.ix_(2 * rows + _TAPS[0], 2 * cols + _TAPS[0])].reshape(self.samples, -1)
+        for p in self.used:
+            windows = np.lib.stride_tricks.sliding_window_view(fine[..., p], (taps.size, taps.size))
+            block = windows[np.ix_(ratio * rows + taps[0], ratio * cols + taps[0])].reshape(self.samples, -1)
             blocks.append(block - block.mean(axis=0))
         design = np.concatenate(blocks, axis=1)
         self.gram = design.T @ design
         target = coarse[np.ix_(rows, cols)].reshape(self.samples, -1).astype(np.float64)
         target = target - target.mean(axis=0)
-        self.cross = design.T @ target  # (4 * 100, bands)
+        self.cross = design.T @ target  # (len(used) * n * n, bands)
         self.energy = np.sum(target**2, axis=0)
-        flat = [COARSE_BANDS[b] for b in range(target.shape[1]) if not self.energy[b] > 0]
-        n = _TAPS.size**2
-        flat += [FINE_BANDS[p] for p in range(fine.shape[2]) if not self.gram[p * n : (p + 1) * n].any()]
+        flat = [names[b] for b in range(target.shape[1]) if not self.energy[b] > 0]
+        n = taps.size**2
+        flat += [FINE_BANDS[p] for i, p in enumerate(self.used) if not self.gram[i * n : (i + 1) * n].any()]
         if flat:
             raise SceneError(f"band(s) {', '.join(flat)} constant: cannot estimate the band registration")
 
     def problem(self, band: int, predictors: Sequence[int]) -> tuple[np.ndarray, np.ndarray, float]:
-        """The Gram block (nP, 100, nP, 100), cross moments (nP, 100) and energy of ``band`` on its predictors."""
-        n = _TAPS.size**2
+        """The Gram block (nP, n², nP, n²), cross moments (nP, n²) and energy of ``band`` on its predictors
+        (``predictors``: indices into ``FINE_BANDS``, each among ``used``)."""
+        n = _TAPS[self.ratio].size ** 2
+        predictors = [self.used.index(p) for p in predictors]
         cols = np.concatenate([np.arange(p * n, (p + 1) * n) for p in predictors])
         k = len(predictors)
         gram = self.gram[np.ix_(cols, cols)].reshape(k, n, k, n)
@@ -247,7 +284,7 @@ class _Gram:
 
 
 def _residual(problem: tuple[np.ndarray, np.ndarray, float], kernel: np.ndarray) -> float:
-    """Relative RMS residual of a band regressed on its predictors, each blurred by ``kernel`` (100,)."""
+    """Relative RMS residual of a band regressed on its predictors, each blurred by ``kernel`` (n²,)."""
     gram, cross, energy = problem
     a = np.tensordot(gram @ kernel, kernel, axes=([1], [0]))  # (nP, nP): kernel' G_pq kernel
     b = cross @ kernel
@@ -258,16 +295,18 @@ def _residual(problem: tuple[np.ndarray, np.ndarray, float], kernel: np.ndarray)
 def _fit_family(gram: _Gram, band: int, predictors: Sequence[int], kind: str) -> tuple[float, float, float, float]:
     """Best (residual, sigma, row offset, col offset) of a kernel family for one band."""
     problem = gram.problem(band, predictors)
+    ratio = gram.ratio
+    low, high = _SIGMA_RANGE[ratio]
 
     def cost(theta: np.ndarray) -> float:
         sigma, dr, dc = theta if kind == "gaussian" else (1.0, *theta)
-        if not _SIGMA_RANGE[0] <= sigma <= _SIGMA_RANGE[1] or max(abs(dr), abs(dc)) > _OFFSET_LIMIT:
+        if not low <= sigma <= high or max(abs(dr), abs(dc)) > _OFFSET_LIMIT[ratio]:
             return 10.0
-        kernel = np.outer(_kernel_1d(kind, sigma, dr), _kernel_1d(kind, sigma, dc)).ravel()
+        kernel = np.outer(_kernel_1d(kind, sigma, dr, ratio), _kernel_1d(kind, sigma, dc, ratio)).ravel()
         return _residual(problem, kernel)
 
-    offsets = np.arange(-1.0, 1.01, 0.5)
-    sigmas = (0.7, 1.2) if kind == "gaussian" else (None,)
+    offsets = _OFFSET_STARTS[ratio]
+    sigmas = _SIGMA_STARTS[ratio] if kind == "gaussian" else (None,)
     grid = [np.array([dr, dc] if s is None else [s, dr, dc]) for s in sigmas for dr in offsets for dc in offsets]
     start = min(grid, key=cost)
     result = optimize.minimize(cost, start, method="Nelder-Mead", options={"xatol": 2e-3, "fatol": 1e-6})
@@ -276,59 +315,76 @@ def _fit_family(gram: _Gram, band: int, predictors: Sequence[int], kind: str) ->
     return float(result.fun), float(sigma), float(dr), float(dc)
 
 
-def _check_arrays(fine: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _band_set(ratio: int) -> tuple[tuple[str, ...], Mapping[str, tuple[str, ...]]]:
+    """The coarse bands and their predictors at ``ratio`` (2: the 20 m bands; 6: the 60 m bands)."""
+    if ratio == 2:
+        return COARSE_BANDS, PREDICTORS
+    if ratio == 6:
+        return VERY_COARSE_BANDS, PREDICTORS_60M
+    raise OptionError(f"ratio must be 2 (20 m bands) or 6 (60 m bands), got {ratio!r}")
+
+
+def _check_arrays(fine: np.ndarray, coarse: np.ndarray, ratio: int) -> tuple[np.ndarray, np.ndarray]:
     fine, coarse = np.asarray(fine, np.float64), np.asarray(coarse, np.float64)
+    names, _ = _band_set(ratio)
     if fine.ndim != 3 or fine.shape[2] != len(FINE_BANDS):
         raise OptionError(f"fine must be (H, W, {len(FINE_BANDS)}), got shape {fine.shape}")
-    if coarse.ndim != 3 or coarse.shape[2] != len(COARSE_BANDS):
-        raise OptionError(f"coarse must be (H/2, W/2, {len(COARSE_BANDS)}), got shape {coarse.shape}")
-    if fine.shape[:2] != (2 * coarse.shape[0], 2 * coarse.shape[1]):
+    if coarse.ndim != 3 or coarse.shape[2] != len(names):
+        raise OptionError(f"coarse must be (H/{ratio}, W/{ratio}, {len(names)}), got shape {coarse.shape}")
+    if fine.shape[:2] != (ratio * coarse.shape[0], ratio * coarse.shape[1]):
         raise SceneError(
-            f"20 m bands are {coarse.shape[0]}x{coarse.shape[1]}, "
-            f"not half the 10 m size {fine.shape[0]}x{fine.shape[1]}"
+            f"{10 * ratio} m bands are {coarse.shape[0]}x{coarse.shape[1]}, "
+            f"not {'half' if ratio == 2 else f'1/{ratio} of'} the 10 m size {fine.shape[0]}x{fine.shape[1]}"
         )
     return fine, coarse
 
 
 def estimate_registration(
-    fine: np.ndarray, coarse: np.ndarray, *, max_samples: int = DEFAULT_MAX_SAMPLES
+    fine: np.ndarray, coarse: np.ndarray, *, max_samples: int | None = None, ratio: int = 2
 ) -> RegistrationEstimate:
-    """Estimate each 20 m band's offset against the 10 m grid and its blur relative to the 10 m bands.
+    """Estimate each coarse band's offset against the 10 m grid and its blur relative to the 10 m bands.
 
     See the module docstring for the method. Memory and time are bounded by ``max_samples``
-    (about ``3.3 kB`` per sampled 20 m pixel, a few seconds at the default) and the size of the
-    arrays the caller passes: give a crop of a large scene (:func:`estimate_scene_registration`
-    takes the central ``DEFAULT_MAX_FINE_PIXELS``).
+    (about ``3.3 kB`` per sampled 20 m pixel, a few seconds at the default; ``14 kB`` per 60 m
+    pixel) and the size of the arrays the caller passes: give a crop of a large scene
+    (:func:`estimate_scene_registration` takes the central ``DEFAULT_MAX_FINE_PIXELS``).
 
     Parameters
     ----------
     fine : (H, W, 4) ndarray
         10 m bands, ``FINE_BANDS`` order, DN.
-    coarse : (H/2, W/2, 6) ndarray
-        20 m bands, ``COARSE_BANDS`` order, DN.
-    max_samples : int
-        Most 20 m pixels used (a regular subsample of the interior beyond it).
+    coarse : (H/r, W/r, C) ndarray
+        ``ratio`` 2: the 20 m bands, ``COARSE_BANDS`` order; 6: the 60 m bands, ``VERY_COARSE_BANDS``
+        order. DN.
+    max_samples : int, optional
+        Most coarse pixels used (a regular subsample of the interior beyond it); default
+        ``DEFAULT_MAX_SAMPLES`` (ratio 2) or ``DEFAULT_MAX_SAMPLES_60M`` (ratio 6).
+    ratio : {2, 6}
 
     Returns
     -------
     RegistrationEstimate
-        Offsets in 10 m pixels from the nominal grid (20 m pixel ``i`` centred at ``2 i + 0.5``);
-        Gaussian sigma in 10 m pixels.
+        Offsets in 10 m pixels from the nominal grid (coarse pixel ``i`` centred at
+        ``r i + (r - 1) / 2``); Gaussian sigma in 10 m pixels.
     """
-    fine, coarse = _check_arrays(fine, coarse)
+    names, table = _band_set(ratio)
+    fine, coarse = _check_arrays(fine, coarse, ratio)
+    if max_samples is None:
+        max_samples = DEFAULT_MAX_SAMPLES if ratio == 2 else DEFAULT_MAX_SAMPLES_60M
     if max_samples < 64:
         raise OptionError(f"max_samples must be at least 64, got {max_samples}")
-    gram = _Gram(fine, coarse, max_samples)
+    used = sorted({FINE_BANDS.index(p) for band in names for p in table[band]})
+    gram = _Gram(fine, coarse, max_samples, ratio=ratio, names=names, used=used)
     estimates = []
-    for c, band in enumerate(COARSE_BANDS):
-        predictors = [FINE_BANDS.index(p) for p in PREDICTORS[band]]
+    for c, band in enumerate(names):
+        predictors = [FINE_BANDS.index(p) for p in table[band]]
         fits = {kind: _fit_family(gram, c, predictors, kind) for kind in ("gaussian", "bicubic")}
         kind = min(fits, key=lambda k: fits[k][0])
         _, sigma, dr, dc = fits[kind]
         estimates.append(
             BandEstimate(
                 band=band,
-                predictors=PREDICTORS[band],
+                predictors=table[band],
                 offset=(dr, dc),
                 kernel=Kernel(kind, sigma),
                 residual={k: v[0] for k, v in fits.items()},
@@ -346,23 +402,33 @@ def estimate_registration(
     else:
         sigmas = np.array([e.sigma_gaussian for e in estimates])
         kernel = Kernel("gaussian", float(weights @ sigmas / weights.sum()))
-    return RegistrationEstimate(bands=tuple(estimates), offset=offset, kernel=kernel, samples=gram.samples)  # type: ignore[arg-type]
+    return RegistrationEstimate(bands=tuple(estimates), offset=offset, kernel=kernel, samples=gram.samples, ratio=ratio)  # type: ignore[arg-type]
 
 
 def estimate_scene_registration(
-    scene: Scene, *, max_fine_pixels: int = DEFAULT_MAX_FINE_PIXELS, max_samples: int = DEFAULT_MAX_SAMPLES
+    scene: Scene,
+    *,
+    max_fine_pixels: int = DEFAULT_MAX_FINE_PIXELS,
+    max_samples: int | None = None,
+    ratio: int = 2,
 ) -> RegistrationEstimate:
     """:func:`estimate_registration` on the central crop of ``scene`` of at most ``max_fine_pixels`` 10 m pixels.
 
     ``scene`` is a :class:`~ssc_edge.scene.Scene` or a band source (``shape`` and ``read(band, tile)``,
     :mod:`ssc_edge.io.sources`): only the crop is read, so a full tile costs the crop's memory. The
-    crop's origin is even, so the 20 m grid keeps its phase.
+    crop's origin is a multiple of ``ratio``, so the coarse grid keeps its phase. ``ratio=6`` needs
+    both 60 m bands with data (:class:`SceneError` otherwise).
     """
     from .io.sources import central_scene
 
-    crop = central_scene(scene, max(32, int(np.sqrt(max_fine_pixels)) // 2 * 2))
+    names, _ = _band_set(ratio)
+    crop = central_scene(scene, max(16 * ratio, int(np.sqrt(max_fine_pixels))), with_60m=ratio == 6)
     try:
-        return estimate_registration(crop.fine(), crop.coarse(), max_samples=max_samples)
+        missing = [b for b in names if b not in crop.bands]
+        if missing:
+            raise SceneError(f"no usable {', '.join(missing)} (missing or all 0 DN): cannot estimate its registration")
+        coarse = crop.coarse() if ratio == 2 else np.stack([crop.bands[b] for b in names], axis=-1)
+        return estimate_registration(crop.fine(), coarse, max_samples=max_samples, ratio=ratio)
     except SceneError as exc:
         source = getattr(scene, "source", None) or getattr(getattr(scene, "scene", None), "source", None)
         where = f"{source}: " if source is not None else ""
@@ -402,3 +468,61 @@ def pair_model(
         model = PairModel.nominal(degradation, mtf=mtf)
     offset = estimate.offset if registration == "auto" else (0.0, 0.0)  # type: ignore[union-attr]
     return PairModel(fine=model.fine, coarse=model.coarse, offset=offset)
+
+
+def _pooled_gaussian_sigma(estimate: RegistrationEstimate) -> float:
+    """The bands' Gaussian sigmas averaged with the weights of :func:`estimate_registration`, 10 m px."""
+    weights = np.array([1.0 / max(b.residual[b.kernel.kind], 1e-3) ** 2 for b in estimate.bands])
+    return float(weights @ np.array([b.sigma_gaussian for b in estimate.bands]) / weights.sum())
+
+
+def sixty_pair_model(
+    estimate60: RegistrationEstimate | None,
+    estimate20: RegistrationEstimate | None,
+    *,
+    degradation: str = "auto",
+    registration: str = "auto",
+    mtf: Mapping[str, float] | None = None,
+) -> RatioPairModel:
+    """The :class:`~ssc_edge.bandset.RatioPairModel` of the 60 m model's ratio-6 training pair.
+
+    Parameters
+    ----------
+    estimate60, estimate20 : RegistrationEstimate or None
+        The scene's 60 m (``ratio=6``) and 20 m estimates; needed when ``degradation`` or
+        ``registration`` is ``"auto"``.
+    degradation : {"auto", "bicubic", "mtf"}
+        ``"auto"``: the pair keeps the relative blur the scene shows, as the 20 m pair does. If the
+        60 m bands' pooled kernel is ``imresize``'s, every band is decimated with it (``imresize(x,
+        1/6)`` of each band). If it is a Gaussian of sigma ``s60`` (10 m px, relative to the 10 m
+        bands), the 10 m bands and the 60 m bands get sigma ``s60`` on their own grids and the 20 m
+        bands ``sqrt((35 s20**2 + s60**2) / 4)`` 20 m px (``s20`` the 20 m bands' pooled Gaussian):
+        for Gaussians, variances add, and these are the widths that make the degraded 60 m and
+        20 m bands stand to the degraded 10 m bands, in degraded pixels, as the observed ones
+        stand in observed pixels (``q_b**2 k_b**2 = (r**2 - 1) s_b**2 + k_10**2`` with
+        ``k_10 = k_60``). ``"mtf"``: each band's nominal MTF Gaussian at ratio 6 (DSen2's pair);
+        ``"bicubic"``: ``imresize(x, 1/6)``.
+    registration : {"auto", "none"}
+        ``"auto"``: the 60 m bands at the 60 m estimate's offset, the 20 m bands at the 20 m one's;
+        ``"none"``: the nominal grids.
+    """
+    if degradation not in ("auto", *DEGRADATION_METHODS):
+        raise OptionError(f"degradation must be one of {('auto', *DEGRADATION_METHODS)}, got {degradation!r}")
+    if registration not in ("auto", "none"):
+        raise OptionError(f"registration must be 'auto' or 'none', got {registration!r}")
+    if (estimate60 is None or estimate20 is None) and "auto" in (degradation, registration):
+        raise OptionError("degradation or registration 'auto' needs the 60 m and 20 m registration estimates")
+    if degradation == "auto" and estimate60.kernel.kind == "gaussian":  # type: ignore[union-attr]
+        s60 = estimate60.kernel.sigma  # type: ignore[union-attr]
+        s20 = float(np.sqrt((35 * _pooled_gaussian_sigma(estimate20) ** 2 + s60**2) / 4))  # type: ignore[arg-type]
+        kernels = {b: Kernel("gaussian", s20 if band_ratio(b) == 2 else s60) for b in SIXTY_INPUT_BANDS}
+    elif degradation in ("auto", "bicubic"):
+        kernels = {b: Kernel("bicubic") for b in SIXTY_INPUT_BANDS}
+    else:
+        gains = {**MTF_NYQUIST, **(mtf or {})}
+        kernels = {b: Kernel("gaussian", mtf_sigma(gains[b], ratio=6)) for b in SIXTY_INPUT_BANDS}
+    offsets: dict[str, tuple[float, float]] = {}
+    if registration == "auto":
+        offsets |= {b: estimate60.offset for b in VERY_COARSE_BANDS}  # type: ignore[union-attr]
+        offsets |= {b: estimate20.offset for b in COARSE_BANDS}  # type: ignore[union-attr]
+    return RatioPairModel(kernels=kernels, offsets=offsets)

@@ -105,3 +105,64 @@ def test_all_zero_60m_band_is_not_usable():
     bands = {b: (np.zeros_like(v) if b == "B09" else v) for b, v in scene.bands.items()}
     assert not usable_60m_bands(Scene(bands=bands, name="zeros"))
     assert set(ALL_BANDS) == set(scene.bands)
+
+
+def _ramp_scene(size: int, offsets: dict, axis: int) -> Scene:
+    """Every band samples the same ramp, ``f(y, x) = y`` (axis 0) or ``x`` (axis 1), at its pixel centres:
+    pixel ``i`` of a band of grid ratio ``q`` and offset ``d`` (10 m px) is centred at ``q i + (q - 1) / 2 + d``."""
+    bands = {}
+    for band in ALL_BANDS:
+        q = band_ratio(band)
+        centres = q * np.arange(size // q) + (q - 1) / 2 + offsets.get(band, (0.0, 0.0))[axis]
+        plane = np.repeat(centres[:, None], size // q, axis=1)
+        bands[band] = plane if axis == 0 else plane.T.copy()
+    return Scene(bands=bands, name="ramp")
+
+
+@pytest.mark.parametrize("kernel", [wald.Kernel("gaussian", 1.6), wald.Kernel("bicubic")])
+def test_the_ratio_pair_keeps_every_band_offset_at_the_training_scale(kernel):
+    """An offset of d 10 m px stays d pixels of the degraded 10 m grid, for every band, at every level.
+
+    On a ramp (exactly reproduced by symmetric kernels and by Keys upsampling, away from the edges), an input
+    channel of a band at offset ``d`` then reads the degraded 10 m channel plus ``r**levels * d`` (the ramp in
+    10 m px), and the target (the observed 60 m bands) ``r * d_60`` more, as the unseen 10 m truth of a 60 m
+    band sits ``d_60`` from the observed 10 m bands. A plain decimation would leave ``d``, not ``r**levels * d``.
+    """
+    from ssc_edge.bandset import RatioPairModel
+
+    d60, d20 = (1.5, -1.0), (0.5, 0.25)
+    offsets = {b: d60 for b in VERY_COARSE_BANDS} | {b: d20 for b in COARSE_BANDS}
+    model = RatioPairModel(kernels={b: kernel for b in SIXTY_INPUT_BANDS}, offsets=offsets)
+    for axis in (0, 1):
+        scene = _ramp_scene(36 * 24, offsets, axis)
+        for levels in (1, 2):
+            pair = ratio_training_pair(scene, VERY_COARSE_BANDS, levels=levels, model=model)
+            n = pair.inputs.shape[0]
+            inner = (slice(n // 3, n - n // 3),) * 2
+            fine = pair.inputs[..., SIXTY_INPUT_BANDS.index("B02")][inner].astype(np.float64)
+            for c, band in enumerate(SIXTY_INPUT_BANDS):
+                if levels == 2 and band_ratio(band) == 6:
+                    continue  # two levels down its grid is 4 px: the reflected edges reach every pixel
+                expected = 6**levels * offsets.get(band, (0.0, 0.0))[axis]
+                got = pair.inputs[..., c][inner] - fine
+                np.testing.assert_allclose(got, expected, atol=0.02, err_msg=f"{band}, levels {levels}, axis {axis}")
+            if levels == 1:
+                np.testing.assert_allclose(pair.target[..., 0][inner] - fine, 6 * d60[axis], atol=0.02)
+
+
+def test_the_ratio_pair_model_at_ratio_2_is_the_20m_pair_model():
+    """The per-band shifts of RatioPairModel reduce to wald.training_pair's PairModel (-offset on the 10 m bands)."""
+    from ssc_edge.bands import FINE_BANDS
+    from ssc_edge.bandset import RatioPairModel
+
+    scene = demo_scene(size=96)
+    kernel = wald.Kernel("gaussian", 0.9)
+    truth = wald.PairModel(fine=(kernel,) * 4, coarse=(kernel,) * 6, offset=(0.4, -0.3))
+    kernels = {b: kernel for b in FINE_BANDS + COARSE_BANDS}
+    ours = RatioPairModel(kernels=kernels, offsets={b: (0.4, -0.3) for b in COARSE_BANDS})
+    for levels in (1, 2):
+        got = ratio_training_pair(scene, COARSE_BANDS, levels=levels, model=ours)
+        want = wald.training_pair(scene, levels=levels, model=truth)
+        np.testing.assert_allclose(got.inputs, want.inputs, rtol=1e-6, atol=1e-3)
+        np.testing.assert_array_equal(got.target, want.target)
+    assert RatioPairModel.from_dict(ours.to_dict()) == ours

@@ -195,3 +195,79 @@ def test_registration_travels_in_the_model_metadata():
     assert wald.PairModel.from_dict(back.registration["pair_model"]) == pair
     del metadata["ssc_edge.registration"]  # a model of an earlier version
     assert ModelContract.from_metadata(metadata).registration == {}
+
+
+def _sixty_bands(scene: Scene, kernel: wald.Kernel, shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The scene's 10 m bands and two simulated 60 m bands whose grid sits ``shift`` 10 m px from the nominal one.
+
+    Truth from construction (:func:`ssc_edge.wald.decimate` centres 60 m pixel ``i`` at ``6 i + 2.5 + shift``),
+    from real texture that is not the predictors': "B01" from B03 (regressed on B02), "B09" from B8A brought to
+    10 m (regressed on B08).
+    """
+    size = min(scene.shape) // 6 * 6
+    b8a = wald.upsample(scene.bands["B8A"][: size // 2, : size // 2].astype(np.float64), ratio=2)
+    b03 = scene.bands["B03"][:size, :size].astype(np.float64)
+    coarse = np.stack([wald.decimate(band, kernel, ratio=6, shift=shift) for band in (b03, b8a)], axis=-1)
+    return scene.fine()[:size, :size], coarse
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (1.5, -1.0), (-3.0, 0.5)])
+@pytest.mark.parametrize("kernel", [wald.Kernel("gaussian", wald.mtf_sigma(0.32, ratio=6)), wald.Kernel("bicubic")])
+def test_60m_offset_of_simulated_bands_is_found_within_a_tenth_of_a_pixel(coastal_full, kernel, shift):
+    """Ratio 6 (B01 on B02, B09 on B08): the scene offset within 0.1 10 m px, the kernel family told apart."""
+    fine, coarse = _sixty_bands(coastal_full, kernel, shift)
+    estimate = registration.estimate_registration(fine, coarse, ratio=6)
+    assert estimate.ratio == 6 and [b.band for b in estimate.bands] == ["B01", "B09"]
+    assert np.max(np.abs(np.subtract(estimate.offset, shift))) < 0.1, estimate.offset
+    assert estimate.kernel.kind == kernel.kind
+    as_json = estimate.to_dict()
+    assert registration.RegistrationEstimate.from_dict(as_json).to_dict() == as_json
+    assert "scene: offset of the 60 m grid" in estimate.lines()[-1]
+
+
+def test_60m_bad_input_messages():
+    fine = np.ones((120, 120, 4))
+    with pytest.raises(SceneError, match="60 m bands are 19x20, not 1/6 of the 10 m size 120x120"):
+        registration.estimate_registration(fine, np.ones((19, 20, 2)), ratio=6)
+    with pytest.raises(SceneError, match="too small to estimate the band registration of the 60 m bands"):
+        registration.estimate_registration(fine[:60, :60], np.ones((10, 10, 2)), ratio=6)
+    with pytest.raises(OptionError, match="ratio must be 2"):
+        registration.estimate_registration(fine, np.ones((30, 30, 2)), ratio=4)
+    no_sixty = Scene(bands={b: np.random.default_rng(0).random((120, 120)) for b in FINE_BANDS} | {
+        b: np.random.default_rng(1).random((60, 60)) for b in COARSE_BANDS})  # fmt: skip
+    with pytest.raises(SceneError, match="no usable B01, B09"):
+        registration.estimate_scene_registration(no_sixty, ratio=6)
+
+
+def test_sixty_pair_model_kernels_and_offsets():
+    """auto keeps the estimate's offsets per band group; Gaussian widths add in variance (see sixty_pair_model)."""
+    b = registration.BandEstimate
+    gauss60 = wald.Kernel("gaussian", 3.0)
+    e60 = registration.RegistrationEstimate(
+        bands=(b("B01", ("B02",), (1.0, -0.5), gauss60, {"gaussian": 0.2, "bicubic": 0.3}, {}, 3.0),),
+        offset=(1.0, -0.5), kernel=gauss60, samples=100, ratio=6)  # fmt: skip
+    gauss20 = wald.Kernel("gaussian", 0.8)
+    e20 = registration.RegistrationEstimate(
+        bands=(b("B05", ("B04",), (0.2, 0.1), gauss20, {"gaussian": 0.1, "bicubic": 0.2}, {}, 0.8),),
+        offset=(0.2, 0.1), kernel=gauss20, samples=100)  # fmt: skip
+    model = registration.sixty_pair_model(e60, e20)
+    assert model.kernels["B02"] == model.kernels["B09"] == gauss60
+    assert model.kernels["B05"].sigma == pytest.approx(np.sqrt((35 * 0.8**2 + 3.0**2) / 4))
+    assert model.offsets["B01"] == (1.0, -0.5) and model.offsets["B12"] == (0.2, 0.1)
+    assert model.shift("B02", ("B01", "B09"), 6) == (-5.0, 2.5)  # the 10 m bands move -(r - 1) d_60
+    nominal = registration.sixty_pair_model(None, None, degradation="mtf", registration="none")
+    assert nominal.offsets == {} and nominal.kernels["B01"].sigma == pytest.approx(wald.mtf_sigma(0.32, ratio=6))
+    with pytest.raises(OptionError, match="needs the 60 m and 20 m registration estimates"):
+        registration.sixty_pair_model(None, e20)
+
+
+@pytest.mark.real_data
+def test_info_prints_the_60m_estimate_where_the_scene_has_60m_bands(run_cli, shared_data):
+    done = run_cli("info", "--json", shared_data / "real" / "l1c_T31TDH_20150726_crop")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["registration_60m"]["ratio"] == 6 and summary["registration"]["ratio"] == 2
+    text = run_cli("info", shared_data / "CoastalA_cell.mat").stdout
+    assert "registration of the 60 m bands" in text and "scene: offset of the 60 m grid" in text
+    assert "60 m" not in run_cli("info", shared_data / "reykjavik_cell_RR.mat").stdout  # placeholders, dropped

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ..bands import VERY_COARSE_BANDS
 from ..errors import SceneError
 from ..registration import estimate_scene_registration
 
@@ -62,8 +63,8 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--registration/--no-registration",
-                help="Estimate each 20 m band's offset against the 10 m grid and its relative blur (central "
-                "crop of at most 2048x2048 px; a few seconds).",
+                help="Estimate each 20 m and 60 m band's offset against the 10 m grid and its relative blur "
+                "(central crop of at most 2048x2048 px; a few seconds).",
             ),
         ] = True,
     ) -> None:
@@ -85,4 +86,16 @@ def register(app: typer.Typer) -> None:
                         "registration of the 20 m bands (estimated from the scene, 10 m pixels):",
                         *estimate.lines(),
                     ]
+                if any(band in getattr(source, "bands", ()) for band in VERY_COARSE_BANDS):
+                    try:
+                        estimate = estimate_scene_registration(source, ratio=6)
+                    except SceneError as exc:  # placeholders (Reykjavik) or too small
+                        summary["registration_60m"] = {"error": str(exc)}
+                        lines.append(f"registration of the 60 m bands: not estimated ({exc})")
+                    else:
+                        summary["registration_60m"] = estimate.to_dict()
+                        lines += [
+                            "registration of the 60 m bands (estimated from the scene, 10 m pixels):",
+                            *estimate.lines(),
+                        ]
         typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join([_text(summary), *lines]))

@@ -33,13 +33,21 @@ from typing import Any
 import numpy as np
 
 from ..bands import VERY_COARSE_BANDS
-from ..bandset import BAND_SETS, SIXTY_INPUT_BANDS, ratio_training_pair, require_60m_bands, usable_60m_bands
+from ..bandset import (
+    BAND_SETS,
+    SIXTY_INPUT_BANDS,
+    RatioPairModel,
+    ratio_training_pair,
+    require_60m_bands,
+    usable_60m_bands,
+)
 from ..contract import ModelContract
 from ..errors import OptionError, SceneError
 from ..io import atomic_output, check_output_path
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback
+from ..registration import estimate_scene_registration, sixty_pair_model
 from ..sampling import PatchReservoir, origin_grid, patch_keys
 from ..scene import Scene
 from .export import (
@@ -64,6 +72,7 @@ __all__ = [
     "sixty_output_path",
     "resolve_band_sets",
     "fit_60m",
+    "sixty_pair_for",
     "evaluate_60m",
     "fit_and_export_bands",
 ]
@@ -110,15 +119,34 @@ def resolve_band_sets(scene: Scene, bands: str, config: FitConfig | None = None)
     return ("20m", "60m")
 
 
-def _degradation(config: FitConfig) -> str:
-    """The ratio-6 kernel: ``auto`` (a kernel estimated on the 20 m grid, issue 14) means the sensor's MTF here."""
-    return "mtf" if config.degradation == "auto" else config.degradation
+def sixty_pair_for(scene: Scene, config: FitConfig) -> tuple[RatioPairModel, dict]:
+    """The ratio-6 training pair's model for ``scene`` under ``config``, and its metadata section.
+
+    ``degradation`` or ``registration`` ``"auto"``: the 60 m bands' and the 20 m bands' registration
+    and relative blur are estimated on the scene (its central crop, bounded;
+    :func:`ssc_edge.registration.estimate_scene_registration` at ratios 6 and 2) and turned into
+    per-band kernels and offsets by :func:`ssc_edge.registration.sixty_pair_model`, as the 20 m pair
+    keeps its scene's relation. Else the nominal kernels at ratio 6, nominal grids.
+
+    Returns
+    -------
+    (RatioPairModel, dict)
+        The model, and ``{"estimate": 60 m estimate, "estimate_20m": ..., "pair_model": ...}`` for the
+        model metadata and the report (empty for a nominal pair).
+    """
+    if "auto" not in (config.degradation, config.registration):
+        return sixty_pair_model(None, None, degradation=config.degradation, registration="none"), {}
+    estimate60 = estimate_scene_registration(scene, ratio=SIXTY_RATIO)
+    estimate20 = estimate_scene_registration(scene)
+    for line in estimate60.lines():
+        logger.info("registration (60 m): %s", line)
+    model = sixty_pair_model(estimate60, estimate20, degradation=config.degradation, registration=config.registration)
+    metadata = {"estimate": estimate60.to_dict(), "estimate_20m": estimate20.to_dict(), "pair_model": model.to_dict()}
+    return model, metadata
 
 
-def _pair(scene: Scene, config: FitConfig, levels: int):
-    pair = ratio_training_pair(
-        scene, VERY_COARSE_BANDS, degradation=_degradation(config), upsampling=config.upsampling, levels=levels
-    )
+def _pair(scene: Scene, config: FitConfig, levels: int, model: RatioPairModel):
+    pair = ratio_training_pair(scene, VERY_COARSE_BANDS, upsampling=config.upsampling, levels=levels, model=model)
     return pair.inputs, pair.target
 
 
@@ -138,11 +166,21 @@ def _check_size(scene: Scene, config: FitConfig) -> None:
         )
 
 
-def fit_60m(scene: Scene, config: FitConfig, *, progress: ProgressCallback | None = None) -> FitResult:
-    """Fit the 60 m model on the scene's ratio-6 training pair (``levels=1``)."""
+def fit_60m(
+    scene: Scene,
+    config: FitConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    pair: RatioPairModel | None = None,
+) -> FitResult:
+    """Fit the 60 m model on the scene's ratio-6 training pair (``levels=1``).
+
+    ``pair``: the pair's model (:func:`sixty_pair_for`); made here when not given.
+    """
     if config.protocol != "heldout":
         raise OptionError("the 60 m model is fitted with protocol 'heldout' only (RR files carry no 60 m reference)")
-    inputs, target = _pair(scene, config, 1)
+    pair = pair or sixty_pair_for(scene, config)[0]
+    inputs, target = _pair(scene, config, 1, pair)
     n_rows, n_cols = origin_grid(target.shape[:2], patch=config.patch, stride=config.stride)
     if n_rows * n_cols <= config.patch_budget:
         return fit_model(inputs, target, config, progress=progress)
@@ -176,21 +214,27 @@ def sixty_scene(scene: Scene | BandSource, side: int = SIXTY_SIDE) -> Scene:
 
 
 def evaluate_60m(
-    scene: Scene, fit: FitResult, *, progress: ProgressCallback | None = None, heldout: bool | None = None
+    scene: Scene,
+    fit: FitResult,
+    *,
+    progress: ProgressCallback | None = None,
+    heldout: bool | None = None,
+    pair: RatioPairModel | None = None,
 ) -> Evaluation:
     """Quality of the 60 m model against the observed 60 m bands, and of bicubic on the same input.
 
     ``heldout`` (default: when the scene is at least ``36 * patch`` px a side): a second model is
     fitted two scales of 6 down and scored one scale down (kind ``"60m-one-scale-down"``). Else the
     fitted model is scored on its own training pair (kind ``"60m-training-pair"``,
-    ``training_set_numbers`` true).
+    ``training_set_numbers`` true). ``pair``: as :func:`fit_60m`.
     """
     config = fit.config
     if heldout is None:
         heldout = min(scene.shape) >= SIXTY_RATIO**2 * config.patch
-    inputs, reference = _pair(scene, config, 1)
+    pair = pair or sixty_pair_for(scene, config)[0]
+    inputs, reference = _pair(scene, config, 1, pair)
     if heldout:
-        second = fit_model(*_pair(scene, config, 2), config, progress=progress)
+        second = fit_model(*_pair(scene, config, 2, pair), config, progress=progress)
         model, scale, kind, extra = second.model, second.scale, "60m-one-scale-down", second.seconds
     else:
         model, scale, kind, extra = fit.model, fit.scale, "60m-training-pair", 0.0
@@ -206,11 +250,19 @@ def evaluate_60m(
 
 
 def _export_60m(
-    scene: Scene, fit: FitResult, evaluation: Evaluation, paths: dict[str, Path], *, sha: str, write_keras: bool
+    scene: Scene,
+    fit: FitResult,
+    evaluation: Evaluation,
+    paths: dict[str, Path],
+    *,
+    sha: str,
+    write_keras: bool,
+    pair: RatioPairModel,
+    registration: dict,
 ) -> ExportResult:
     from .report import render_markdown, report_dict
 
-    sample = _pair(scene, fit.config, 1)[0][None] / np.float32(fit.scale)
+    sample = _pair(scene, fit.config, 1, pair)[0][None] / np.float32(fit.scale)
     protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
     timings = measure_layouts(protos, sample)
     layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
@@ -233,6 +285,7 @@ def _export_60m(
         scene_name=scene.name,
         metrics=evaluation.to_dict(),
         versions=_versions(),
+        registration=registration,
     )
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
@@ -335,7 +388,10 @@ def _fit_and_export_bands(
             source, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
         )
     if "60m" in sets:
-        fit = fit_60m(scene_obj, config, progress=progress)
-        evaluation = evaluate_60m(scene_obj, fit, progress=progress)
-        results["60m"] = _export_60m(scene_obj, fit, evaluation, paths60, sha=sha, write_keras=write_keras)
+        pair, registration = sixty_pair_for(scene_obj, config)  # estimated once, on the window the fit reads
+        fit = fit_60m(scene_obj, config, progress=progress, pair=pair)
+        evaluation = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
+        results["60m"] = _export_60m(
+            scene_obj, fit, evaluation, paths60, sha=sha, write_keras=write_keras, pair=pair, registration=registration
+        )
     return results

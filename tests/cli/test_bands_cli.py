@@ -28,6 +28,12 @@ def test_bands_all_fits_both_models_and_infer_writes_the_12_band_product(run_cli
     assert "training-set numbers" in sixty.with_suffix(".md").read_text()
     contract = Sharpener(sixty, provider="cpu").contract
     assert contract.ratio == 6 and contract.output_bands == VERY_COARSE_BANDS and len(contract.input_bands) == 12
+    # the default pair (auto): the 60 m bands' registration estimated at ratio 6, the pair's kernels and offsets
+    assert contract.registration["estimate"]["ratio"] == 6
+    assert [b["band"] for b in contract.registration["estimate"]["bands"]] == list(VERY_COARSE_BANDS)
+    assert set(contract.registration["pair_model"]["kernels"]) == set(contract.input_bands)
+    assert "registration of the 60 m bands" not in result.stdout  # the report holds it, not the console
+    assert "scene: offset of the 60 m grid" in sixty.with_suffix(".md").read_text()
 
     product = tmp_path / "all.npz"
     args = ("infer", out, "-o", product, "--model-60m", sixty, "--with-fine", "--demo-size", "120", "--provider", "cpu")

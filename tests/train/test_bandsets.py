@@ -11,7 +11,7 @@ from ssc_edge.bands import COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ssc_edge.demo import demo_scene
 from ssc_edge.io import read_scene
 from ssc_edge.io.sources import open_band_source
-from ssc_edge.train.bandsets import _pair, fit_60m, sixty_scene
+from ssc_edge.train.bandsets import _pair, fit_60m, sixty_pair_for, sixty_scene
 from ssc_edge.train.fit import FitConfig, extract_patches, fit_model
 from ssc_edge.train.model import ModelConfig
 
@@ -46,7 +46,7 @@ def test_fit_60m_draws_the_budget_and_leaves_small_scenes_unchanged():
     config = FitConfig(epochs=1, model=TINY, patch_budget=40, batch_size=8)
     fit = fit_60m(scene, config)
     assert fit.patches == 40 and fit.candidates == 121
-    inputs, target = _pair(scene, config, 1)
+    inputs, target = _pair(scene, config, 1, sixty_pair_for(scene, config)[0])
     assert len(extract_patches(target, size=16, stride=8)) == 121
     under = FitConfig(epochs=1, model=TINY, patch_budget=121, batch_size=8)
     a, b = fit_60m(scene, under), fit_model(inputs, target, under)
