@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize
@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_MAX_SAMPLES",
     "DEFAULT_MAX_SAMPLES_60M",
     "DEFAULT_MAX_FINE_PIXELS",
+    "MAX_SPREAD",
     "PREDICTORS",
     "PREDICTORS_60M",
     "BandEstimate",
@@ -83,13 +84,15 @@ PREDICTORS_60M: Mapping[str, tuple[str, ...]] = {"B01": ("B02",), "B09": ("B08",
 DEFAULT_MAX_SAMPLES = 1 << 16
 #: At ratio 6 each sample's neighbourhood is 30 x 30 10 m pixels (9x the ratio-2 one): fewer samples.
 DEFAULT_MAX_SAMPLES_60M = 1 << 13
+#: Largest quadrant-to-whole offset difference (10 m px) of an estimate the training pair uses: half a 10 m
+#: pixel, a twelfth of a 60 m pixel (the simulated 60 m offsets are recovered within 0.03-0.24 px).
+MAX_SPREAD = 0.5
 #: :func:`estimate_scene_registration` uses the central crop of at most this many 10 m pixels.
 DEFAULT_MAX_FINE_PIXELS = 2048 * 2048
 #: Per ratio, fine-pixel offsets of the neighbourhood from ``r i``. Ratio 2: the kernel centre
 #: ``2i + 0.5 + d`` +- 4.5 px, enough for |d| <= 1 and Gaussians up to sigma 1.2 (MTF 0.19). Ratio 6:
 #: ``6i + 2.5 + d`` +- 14.5 px, enough for |d| <= 3 and sigma 3.5 (MTF 0.16 at ratio 6; wider ones are
-#: truncated, the search stops at 7.5), and for
-#: the imresize kernel (support +- 12 px).
+#: truncated, the search stops at 7.5), and for the imresize kernel (support +- 12 px).
 _TAPS = {2: np.arange(-4, 6), 6: np.arange(-12, 18)}
 #: Per ratio: the Gaussian sigma's search range (fine px), the largest offset searched, the starts.
 _SIGMA_RANGE = {2: (0.2, 3.0), 6: (0.6, 7.5)}
@@ -173,6 +176,11 @@ class RegistrationEstimate:
         Coarse (20 m or 60 m) pixels the regression used.
     ratio : int
         2: the 20 m bands (``COARSE_BANDS``); 6: the 60 m bands (``VERY_COARSE_BANDS``).
+    spread : float or None
+        How far the estimate moves between the four quadrants of the crop: the largest |rows| or |cols|
+        difference of a quadrant's scene offset from the whole crop's, 10 m px (``inf`` if a quadrant is
+        too small to estimate); ``None`` when not measured (:func:`estimate_scene_registration` measures it
+        at ratio 6, where a crop holds few 60 m pixels).
     """
 
     bands: tuple[BandEstimate, ...]
@@ -180,6 +188,12 @@ class RegistrationEstimate:
     kernel: Kernel
     samples: int
     ratio: int = 2
+    spread: float | None = None
+
+    @property
+    def stable(self) -> bool:
+        """False when :attr:`spread` exceeds :data:`MAX_SPREAD` (not measured: True)."""
+        return self.spread is None or self.spread <= MAX_SPREAD
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
@@ -189,6 +203,7 @@ class RegistrationEstimate:
             "samples": self.samples,
             "bands": [b.to_dict() for b in self.bands],
             "ratio": self.ratio,
+            "spread": None if self.spread is None else round(self.spread, 4) if np.isfinite(self.spread) else "inf",
         }
 
     @classmethod
@@ -200,6 +215,7 @@ class RegistrationEstimate:
             kernel=Kernel.from_dict(data["kernel"]),  # type: ignore[arg-type]
             samples=int(data["samples"]),  # type: ignore[call-overload]
             ratio=int(data.get("ratio", 2)),  # type: ignore[call-overload]
+            spread=None if data.get("spread") is None else float(data["spread"]),  # type: ignore[arg-type]
         )
 
     def lines(self) -> list[str]:
@@ -214,6 +230,9 @@ class RegistrationEstimate:
             f"scene: offset of the {grid} m grid {self.offset[0]:+.2f} rows, {self.offset[1]:+.2f} cols (10 m px), "
             f"kernel {self.kernel.describe()} ({self.samples} {grid} m px sampled)"
         )
+        if self.spread is not None:
+            verdict = "stable" if self.stable else f"NOT stable (over {MAX_SPREAD} px): not used for the training pair"
+            out.append(f"quadrants of the crop: offsets within {self.spread:.2f} px of the whole's, {verdict}")
         return out
 
 
@@ -428,11 +447,32 @@ def estimate_scene_registration(
         if missing:
             raise SceneError(f"no usable {', '.join(missing)} (missing or all 0 DN): cannot estimate its registration")
         coarse = crop.coarse() if ratio == 2 else np.stack([crop.bands[b] for b in names], axis=-1)
-        return estimate_registration(crop.fine(), coarse, max_samples=max_samples, ratio=ratio)
+        estimate = estimate_registration(crop.fine(), coarse, max_samples=max_samples, ratio=ratio)
+        if ratio == 6:
+            estimate = replace(estimate, spread=_quadrant_spread(crop.fine(), coarse, estimate, max_samples))
+        return estimate
     except SceneError as exc:
         source = getattr(scene, "source", None) or getattr(getattr(scene, "scene", None), "source", None)
         where = f"{source}: " if source is not None else ""
         raise SceneError(f"{where}{exc}") from None
+
+
+def _quadrant_spread(
+    fine: np.ndarray, coarse: np.ndarray, whole: RegistrationEstimate, max_samples: int | None
+) -> float:
+    """Largest |rows| or |cols| difference of the four quadrants' scene offsets from ``whole``'s, 10 m px."""
+    ratio = whole.ratio
+    half_c = (coarse.shape[0] // 2, coarse.shape[1] // 2)
+    spread = 0.0
+    for r, c in ((0, 0), (0, half_c[1]), (half_c[0], 0), half_c):
+        part = coarse[r : r + half_c[0], c : c + half_c[1]]
+        fine_part = fine[ratio * r : ratio * (r + half_c[0]), ratio * c : ratio * (c + half_c[1])]
+        try:
+            offset = estimate_registration(fine_part, part, max_samples=max_samples, ratio=ratio).offset
+        except SceneError:  # a quadrant too small or flat: the estimate's stability is unknown
+            return float("inf")
+        spread = max(spread, *(abs(a - b) for a, b in zip(offset, whole.offset, strict=True)))
+    return float(spread)
 
 
 def pair_model(
@@ -505,6 +545,10 @@ def sixty_pair_model(
     registration : {"auto", "none"}
         ``"auto"``: the 60 m bands at the 60 m estimate's offset, the 20 m bands at the 20 m one's;
         ``"none"``: the nominal grids.
+
+    A 60 m estimate that is not :attr:`~RegistrationEstimate.stable` (its crop's quadrants disagree by more
+    than :data:`MAX_SPREAD`) is not used: ``"auto"`` then gives the nominal MTF kernels and the nominal 60 m
+    grid (the 20 m bands keep their estimated offset).
     """
     if degradation not in ("auto", *DEGRADATION_METHODS):
         raise OptionError(f"degradation must be one of {('auto', *DEGRADATION_METHODS)}, got {degradation!r}")
@@ -512,6 +556,9 @@ def sixty_pair_model(
         raise OptionError(f"registration must be 'auto' or 'none', got {registration!r}")
     if (estimate60 is None or estimate20 is None) and "auto" in (degradation, registration):
         raise OptionError("degradation or registration 'auto' needs the 60 m and 20 m registration estimates")
+    trusted = estimate60 is not None and estimate60.stable
+    if degradation == "auto" and not trusted:
+        degradation = "mtf"
     if degradation == "auto" and estimate60.kernel.kind == "gaussian":  # type: ignore[union-attr]
         s60 = estimate60.kernel.sigma  # type: ignore[union-attr]
         s20 = float(np.sqrt((35 * _pooled_gaussian_sigma(estimate20) ** 2 + s60**2) / 4))  # type: ignore[arg-type]
@@ -523,6 +570,7 @@ def sixty_pair_model(
         kernels = {b: Kernel("gaussian", mtf_sigma(gains[b], ratio=6)) for b in SIXTY_INPUT_BANDS}
     offsets: dict[str, tuple[float, float]] = {}
     if registration == "auto":
-        offsets |= {b: estimate60.offset for b in VERY_COARSE_BANDS}  # type: ignore[union-attr]
+        if trusted:
+            offsets |= {b: estimate60.offset for b in VERY_COARSE_BANDS}  # type: ignore[union-attr]
         offsets |= {b: estimate20.offset for b in COARSE_BANDS}  # type: ignore[union-attr]
     return RatioPairModel(kernels=kernels, offsets=offsets)

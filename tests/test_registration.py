@@ -271,3 +271,31 @@ def test_info_prints_the_60m_estimate_where_the_scene_has_60m_bands(run_cli, sha
     text = run_cli("info", shared_data / "CoastalA_cell.mat").stdout
     assert "registration of the 60 m bands" in text and "scene: offset of the 60 m grid" in text
     assert "60 m" not in run_cli("info", shared_data / "reykjavik_cell_RR.mat").stdout  # placeholders, dropped
+
+
+@pytest.mark.real_data
+def test_60m_estimate_is_used_only_where_the_crop_quadrants_agree(coastal_full):
+    """Simulated 60 m bands with one offset everywhere: the quadrants agree and the pair keeps the estimate.
+    60 m bands of noise, unrelated to the 10 m bands: the offset means nothing, the quadrants disagree, and the
+    60 m pair falls back to the nominal MTF kernels and grid."""
+    fine, coarse = _sixty_bands(coastal_full, wald.Kernel("gaussian", 3.0), (1.5, -1.0))
+    n = fine.shape[0]
+    bands = {b: fine[..., i] for i, b in enumerate(FINE_BANDS)}
+    bands |= {b: coastal_full.bands[b][: n // 2, : n // 2] for b in COARSE_BANDS}
+    simulated = Scene(bands=bands | {"B01": coarse[..., 0], "B09": coarse[..., 1]})
+    estimate = registration.estimate_scene_registration(simulated, ratio=6)
+    assert estimate.stable and estimate.spread < 0.2
+    e20 = registration.estimate_scene_registration(simulated)
+    model = registration.sixty_pair_model(estimate, e20)
+    assert model.offsets["B01"] == estimate.offset
+
+    noise = np.random.default_rng(0).normal(1000, 100, coarse.shape)
+    unrelated = Scene(bands=bands | {"B01": noise[..., 0], "B09": noise[..., 1]})
+    estimate = registration.estimate_scene_registration(unrelated, ratio=6)
+    assert not estimate.stable and estimate.spread > registration.MAX_SPREAD
+    assert "NOT stable" in estimate.lines()[-1]
+    model = registration.sixty_pair_model(estimate, e20)
+    assert "B01" not in model.offsets and model.offsets["B05"] == e20.offset
+    assert model.kernels["B01"].sigma == pytest.approx(wald.mtf_sigma(0.32, ratio=6))
+    as_json = estimate.to_dict()
+    assert registration.RegistrationEstimate.from_dict(as_json).to_dict() == as_json

@@ -140,6 +140,14 @@ def sixty_pair_for(scene: Scene, config: FitConfig) -> tuple[RatioPairModel, dic
     estimate20 = estimate_scene_registration(scene)
     for line in estimate60.lines():
         logger.info("registration (60 m): %s", line)
+    if not estimate60.stable:
+        where = scene.source if getattr(scene, "source", None) is not None else scene.name
+        logger.warning(
+            "note: %s: the 60 m bands' registration estimate is not stable (the crop's quadrants differ by up to "
+            "%.2f px): the 60 m training pair uses the nominal MTF kernels and grid",
+            where,
+            estimate60.spread,
+        )
     model = sixty_pair_model(estimate60, estimate20, degradation=config.degradation, registration=config.registration)
     metadata = {"estimate": estimate60.to_dict(), "estimate_20m": estimate20.to_dict(), "pair_model": model.to_dict()}
     return model, metadata
