@@ -46,6 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 REAL = {"coastal": DATA / "CoastalA_cell.mat", "l1c": DATA / "real" / "l1c_T31TDH_20150726_crop"}
+MAX_SPREAD = 0.5  # ssc_edge.registration.MAX_SPREAD (not imported at module level: the script sets sys.path)
 
 
 def _scores(reference: np.ndarray, estimate: np.ndarray) -> dict:
@@ -125,7 +126,11 @@ def _pair_text(metadata: dict) -> str:
     estimate = metadata["estimate"]
     offset, kernel = estimate["offset"], estimate["kernel"]
     blur = f"gaussian {kernel['sigma']:.2f} px" if kernel["kind"] == "gaussian" else kernel["kind"]
-    return f"60 m offset {offset[0]:+.2f},{offset[1]:+.2f}; {blur}"
+    text = f"60 m offset {offset[0]:+.2f},{offset[1]:+.2f}; {blur}"
+    spread = estimate.get("spread")
+    if spread is not None and not float(spread) <= MAX_SPREAD:
+        text += f"; NOT used (quadrants differ by {float(spread):.2f} px): nominal 60 m pair"
+    return text
 
 
 def shifted_case(config, *, size: int, seed: int, shift: tuple[int, int], pairs: list[str]) -> list[dict]:
