@@ -270,3 +270,13 @@ def test_hook_scores_evenly_spaced_strips_on_a_large_scene():
     assert got.d_rho == pytest.approx(expected.d_rho, rel=1e-6) and got.qnr == pytest.approx(expected.qnr, rel=1e-6)
     whole = full_resolution_quality(fused, fine, coarse, degradation="bicubic")
     assert whole.consistency_mean_sre != pytest.approx(got.consistency_mean_sre, rel=1e-6)
+
+
+def test_a_60m_models_pair_metadata_is_not_read_as_a_20m_pair():
+    """A 60 m model's registration metadata holds a RatioPairModel; the 20 m consistency check falls back to mtf."""
+    from ssc_edge.bandset import SIXTY_INPUT_BANDS, RatioPairModel
+    from ssc_edge.quality import model_degradation
+    from ssc_edge.wald import Kernel
+
+    pair = RatioPairModel(kernels={b: Kernel("gaussian", 3.0) for b in SIXTY_INPUT_BANDS}, offsets={"B01": (1.0, 0.0)})
+    assert model_degradation({"degradation": "auto"}, {"pair_model": pair.to_dict()}) == "mtf"
