@@ -343,6 +343,16 @@ def _band_set(ratio: int) -> tuple[tuple[str, ...], Mapping[str, tuple[str, ...]
     raise OptionError(f"ratio must be 2 (20 m bands) or 6 (60 m bands), got {ratio!r}")
 
 
+def _weights(bands: Sequence[BandEstimate]) -> np.ndarray:
+    """Pooling weights of the bands' estimates, ``1 / residual**2`` of each band's chosen kernel."""
+    return np.array([1.0 / max(b.residual[b.kernel.kind], 1e-3) ** 2 for b in bands])
+
+
+def _pooled_gaussian_sigma(bands: Sequence[BandEstimate]) -> float:
+    """The bands' Gaussian sigmas averaged with :func:`_weights`, 10 m px (whichever family each band chose)."""
+    return float(_weights(bands) @ np.array([b.sigma_gaussian for b in bands]) / _weights(bands).sum())
+
+
 def _check_arrays(fine: np.ndarray, coarse: np.ndarray, ratio: int) -> tuple[np.ndarray, np.ndarray]:
     fine, coarse = np.asarray(fine, np.float64), np.asarray(coarse, np.float64)
     names, _ = _band_set(ratio)
@@ -412,15 +422,11 @@ def estimate_registration(
             )
         )
         logger.debug("registration %s: offset %+.3f %+.3f, %s", band, dr, dc, estimates[-1].kernel.describe())
-    weights = np.array([1.0 / max(e.residual[e.kernel.kind], 1e-3) ** 2 for e in estimates])
+    weights = _weights(estimates)
     offsets = np.array([e.offset for e in estimates])
     offset = tuple(float(v) for v in weights @ offsets / weights.sum())
     bicubic = sum(w for w, e in zip(weights, estimates, strict=True) if e.kernel.kind == "bicubic")
-    if bicubic * 2 > weights.sum():
-        kernel = Kernel("bicubic")
-    else:
-        sigmas = np.array([e.sigma_gaussian for e in estimates])
-        kernel = Kernel("gaussian", float(weights @ sigmas / weights.sum()))
+    kernel = Kernel("bicubic") if bicubic * 2 > weights.sum() else Kernel("gaussian", _pooled_gaussian_sigma(estimates))
     return RegistrationEstimate(bands=tuple(estimates), offset=offset, kernel=kernel, samples=gram.samples, ratio=ratio)  # type: ignore[arg-type]
 
 
@@ -510,12 +516,6 @@ def pair_model(
     return PairModel(fine=model.fine, coarse=model.coarse, offset=offset)
 
 
-def _pooled_gaussian_sigma(estimate: RegistrationEstimate) -> float:
-    """The bands' Gaussian sigmas averaged with the weights of :func:`estimate_registration`, 10 m px."""
-    weights = np.array([1.0 / max(b.residual[b.kernel.kind], 1e-3) ** 2 for b in estimate.bands])
-    return float(weights @ np.array([b.sigma_gaussian for b in estimate.bands]) / weights.sum())
-
-
 def sixty_pair_model(
     estimate60: RegistrationEstimate | None,
     estimate20: RegistrationEstimate | None,
@@ -561,7 +561,7 @@ def sixty_pair_model(
         degradation = "mtf"
     if degradation == "auto" and estimate60.kernel.kind == "gaussian":  # type: ignore[union-attr]
         s60 = estimate60.kernel.sigma  # type: ignore[union-attr]
-        s20 = float(np.sqrt((35 * _pooled_gaussian_sigma(estimate20) ** 2 + s60**2) / 4))  # type: ignore[arg-type]
+        s20 = float(np.sqrt((35 * _pooled_gaussian_sigma(estimate20.bands) ** 2 + s60**2) / 4))  # type: ignore[arg-type]
         kernels = {b: Kernel("gaussian", s20 if band_ratio(b) == 2 else s60) for b in SIXTY_INPUT_BANDS}
     elif degradation in ("auto", "bicubic"):
         kernels = {b: Kernel("bicubic") for b in SIXTY_INPUT_BANDS}
