@@ -180,7 +180,7 @@ class RegistrationEstimate:
         How far the estimate moves between the four quadrants of the crop: the largest |rows| or |cols|
         difference of a quadrant's scene offset from the whole crop's, 10 m px (``inf`` if a quadrant is
         too small to estimate); ``None`` when not measured (:func:`estimate_scene_registration` measures it
-        at ratio 6, where a crop holds few 60 m pixels).
+        at ratio 6, where a crop holds few 60 m pixels, each quadrant on a quarter of ``max_samples``).
     """
 
     bands: tuple[BandEstimate, ...]
@@ -455,7 +455,8 @@ def estimate_scene_registration(
         coarse = crop.coarse() if ratio == 2 else np.stack([crop.bands[b] for b in names], axis=-1)
         estimate = estimate_registration(crop.fine(), coarse, max_samples=max_samples, ratio=ratio)
         if ratio == 6:
-            estimate = replace(estimate, spread=_quadrant_spread(crop.fine(), coarse, estimate, max_samples))
+            quarter = (max_samples or DEFAULT_MAX_SAMPLES_60M) // 4  # the four quadrants cost one more estimate
+            estimate = replace(estimate, spread=_quadrant_spread(crop.fine(), coarse, estimate, max(64, quarter)))
         return estimate
     except SceneError as exc:
         source = getattr(scene, "source", None) or getattr(getattr(scene, "scene", None), "source", None)
@@ -463,9 +464,7 @@ def estimate_scene_registration(
         raise SceneError(f"{where}{exc}") from None
 
 
-def _quadrant_spread(
-    fine: np.ndarray, coarse: np.ndarray, whole: RegistrationEstimate, max_samples: int | None
-) -> float:
+def _quadrant_spread(fine: np.ndarray, coarse: np.ndarray, whole: RegistrationEstimate, max_samples: int) -> float:
     """Largest |rows| or |cols| difference of the four quadrants' scene offsets from ``whole``'s, 10 m px."""
     ratio = whole.ratio
     half_c = (coarse.shape[0] // 2, coarse.shape[1] // 2)
