@@ -46,7 +46,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 REAL = {"coastal": DATA / "CoastalA_cell.mat", "l1c": DATA / "real" / "l1c_T31TDH_20150726_crop"}
-MAX_SPREAD = 0.5  # ssc_edge.registration.MAX_SPREAD (not imported at module level: the script sets sys.path)
 
 
 def _scores(reference: np.ndarray, estimate: np.ndarray) -> dict:
@@ -121,6 +120,8 @@ def simulated_case(config, *, size: int, seed: int) -> list[dict]:
 
 def _pair_text(metadata: dict) -> str:
     """The estimated 60 m offset and kernel of a pair's metadata, or "nominal"."""
+    from ssc_edge.registration import MAX_SPREAD
+
     if not metadata:
         return "nominal"
     estimate = metadata["estimate"]

@@ -480,6 +480,14 @@ def _quadrant_spread(fine: np.ndarray, coarse: np.ndarray, whole: RegistrationEs
     return float(spread)
 
 
+def _check_choices(degradation: str, registration: str) -> None:
+    """Raise :class:`OptionError` unless ``degradation`` and ``registration`` name a training pair's options."""
+    if degradation not in ("auto", *DEGRADATION_METHODS):
+        raise OptionError(f"degradation must be one of {('auto', *DEGRADATION_METHODS)}, got {degradation!r}")
+    if registration not in ("auto", "none"):
+        raise OptionError(f"registration must be 'auto' or 'none', got {registration!r}")
+
+
 def pair_model(
     estimate: RegistrationEstimate | None,
     *,
@@ -500,10 +508,7 @@ def pair_model(
     registration : {"auto", "none"}
         ``"auto"``: the estimated scene offset; ``"none"``: the nominal grid.
     """
-    if degradation not in ("auto", *DEGRADATION_METHODS):
-        raise OptionError(f"degradation must be one of {('auto', *DEGRADATION_METHODS)}, got {degradation!r}")
-    if registration not in ("auto", "none"):
-        raise OptionError(f"registration must be 'auto' or 'none', got {registration!r}")
+    _check_choices(degradation, registration)
     if estimate is None and "auto" in (degradation, registration):
         raise OptionError("degradation or registration 'auto' needs a registration estimate")
     if degradation == "auto":
@@ -549,10 +554,7 @@ def sixty_pair_model(
     than :data:`MAX_SPREAD`) is not used: ``"auto"`` then gives the nominal MTF kernels and the nominal 60 m
     grid (the 20 m bands keep their estimated offset).
     """
-    if degradation not in ("auto", *DEGRADATION_METHODS):
-        raise OptionError(f"degradation must be one of {('auto', *DEGRADATION_METHODS)}, got {degradation!r}")
-    if registration not in ("auto", "none"):
-        raise OptionError(f"registration must be 'auto' or 'none', got {registration!r}")
+    _check_choices(degradation, registration)
     if (estimate60 is None or estimate20 is None) and "auto" in (degradation, registration):
         raise OptionError("degradation or registration 'auto' needs the 60 m and 20 m registration estimates")
     trusted = estimate60 is not None and estimate60.stable
