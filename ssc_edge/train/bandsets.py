@@ -47,7 +47,7 @@ from ..io import atomic_output, check_output_path
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback
-from ..registration import estimate_scene_registration, sixty_pair_model
+from ..registration import RegistrationEstimate, estimate_scene_registration, sixty_pair_model
 from ..sampling import PatchReservoir, origin_grid, patch_keys
 from ..scene import Scene
 from .export import (
@@ -119,14 +119,17 @@ def resolve_band_sets(scene: Scene, bands: str, config: FitConfig | None = None)
     return ("20m", "60m")
 
 
-def sixty_pair_for(scene: Scene, config: FitConfig) -> tuple[RatioPairModel, dict]:
+def sixty_pair_for(
+    scene: Scene, config: FitConfig, *, estimate20: RegistrationEstimate | None = None
+) -> tuple[RatioPairModel, dict]:
     """The ratio-6 training pair's model for ``scene`` under ``config``, and its metadata section.
 
     ``degradation`` or ``registration`` ``"auto"``: the 60 m bands' and the 20 m bands' registration
     and relative blur are estimated on the scene (its central crop, bounded;
     :func:`ssc_edge.registration.estimate_scene_registration` at ratios 6 and 2) and turned into
     per-band kernels and offsets by :func:`ssc_edge.registration.sixty_pair_model`, as the 20 m pair
-    keeps its scene's relation. Else the nominal kernels at ratio 6, nominal grids.
+    keeps its scene's relation. Else the nominal kernels at ratio 6, nominal grids. ``estimate20``: the
+    20 m estimate already made for the scene (the 20 m model's), not made again.
 
     Returns
     -------
@@ -137,7 +140,7 @@ def sixty_pair_for(scene: Scene, config: FitConfig) -> tuple[RatioPairModel, dic
     if "auto" not in (config.degradation, config.registration):
         return sixty_pair_model(None, None, degradation=config.degradation, registration="none"), {}
     estimate60 = estimate_scene_registration(scene, ratio=SIXTY_RATIO)
-    estimate20 = estimate_scene_registration(scene)
+    estimate20 = estimate20 or estimate_scene_registration(scene)
     for line in estimate60.lines():
         logger.info("registration (60 m): %s", line)
     if not estimate60.stable:
@@ -396,7 +399,9 @@ def _fit_and_export_bands(
             source, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
         )
     if "60m" in sets:
-        pair, registration = sixty_pair_for(scene_obj, config)  # estimated once, on the window the fit reads
+        made = results["20m"].contract.registration.get("estimate") if "20m" in results else None
+        estimate20 = RegistrationEstimate.from_dict(made) if made else None  # the 20 m model's, not made twice
+        pair, registration = sixty_pair_for(scene_obj, config, estimate20=estimate20)  # once, for the fit and report
         fit = fit_60m(scene_obj, config, progress=progress, pair=pair)
         evaluation = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
         results["60m"] = _export_60m(
