@@ -7,6 +7,10 @@ Coastal scene, the real L1C crop, the Reykjavik and Coastal RR cells), each exte
 its side, so the texture is continuous inside a square). The 20 m bands use the same mirror on their own grid,
 so they stay the observed 20 m bands of the same ground. An optional no-data wedge (0 DN in every band) covers
 the lower-left corner, as outside the swath on edge-of-swath tiles.
+
+With ``sixty=True`` the source also has the 60 m bands (B01, B09), mirrored on their own grid the same way; only
+the three scenes with real 60 m bands are used then (the Reykjavik cell's B01/B09 are zero placeholders), and
+``block`` must be a multiple of 6 so that a square's edge falls on the 60 m grid too.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
+from ssc_edge.bands import COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ssc_edge.runtime.tiling import Tile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def real_textures(data: Path = DATA) -> list[dict[str, np.ndarray]]:
-    """The fine and 20 m bands of four real scenes, float32 DN."""
+def real_textures(data: Path = DATA, *, sixty: bool = False) -> list[dict[str, np.ndarray]]:
+    """The fine and 20 m bands of four real scenes, float32 DN (``sixty``: and the 60 m bands, of the three
+    scenes that have real ones)."""
     from ssc_edge.io import read_scene
 
     paths = [
@@ -31,13 +36,16 @@ def real_textures(data: Path = DATA) -> list[dict[str, np.ndarray]]:
         data / "reykjavik_cell_RR.mat",
         data / "coastalA_cell_RR.mat",
     ]
+    bands = FINE_BANDS + COARSE_BANDS + (VERY_COARSE_BANDS if sixty else ())
     textures = []
     for path in paths:
         try:
             scene = read_scene(path)
         except Exception:  # a band folder needs the geo extra; skip it rather than fail the benchmark
             continue
-        textures.append({b: np.asarray(scene.bands[b], np.float32) for b in FINE_BANDS + COARSE_BANDS})
+        if not all(b in scene.bands and np.any(scene.bands[b]) for b in bands):
+            continue
+        textures.append({b: np.asarray(scene.bands[b], np.float32) for b in bands})
     return textures
 
 
@@ -59,17 +67,21 @@ class MosaicSource:
         Fraction of the scene's side the no-data wedge spans along the left and bottom edges (0: none).
     """
 
-    def __init__(self, size: int, *, block: int = 1024, wedge: float = 0.0, textures=None) -> None:
+    def __init__(
+        self, size: int, *, block: int = 1024, wedge: float = 0.0, textures=None, sixty: bool = False
+    ) -> None:
+        if sixty and (block % 6 or size % 6):
+            raise ValueError(f"with the 60 m bands, block ({block}) and size ({size}) must be multiples of 6")
         self.shape = (int(size), int(size))
         self.block, self.wedge = int(block), float(wedge)
-        self.textures = textures if textures is not None else real_textures()
-        self.bands = FINE_BANDS + COARSE_BANDS
+        self.textures = textures if textures is not None else real_textures(sixty=sixty)
+        self.bands = FINE_BANDS + COARSE_BANDS + (VERY_COARSE_BANDS if sixty else ())
         self.source = None
         self.name = f"mosaic{size}"
 
     def read(self, band: str, tile: Tile) -> np.ndarray:
         """(h, w) float32 DN of ``tile`` on ``band``'s own grid."""
-        factor = 1 if band in FINE_BANDS else 2
+        factor = 1 if band in FINE_BANDS else 6 if band in VERY_COARSE_BANDS else 2
         block = self.block // factor
         rows = np.arange(tile.row, tile.row + tile.height)
         cols = np.arange(tile.col, tile.col + tile.width)

@@ -5,6 +5,7 @@ Usage (a quiet machine; the full size takes the machine for about half an hour o
     python benchmarks/full_tile.py                                 # 10980 x 10980, default settings
     python benchmarks/full_tile.py --size 2048 --epochs 5          # quick development run
     python benchmarks/full_tile.py --label bf16 --skip-fit --model DIR/model.onnx --infer-args "--precision bf16"
+    python benchmarks/full_tile.py --sixty --block 1020                # the 12-band product (--bands all)
 
 Steps and what is recorded (``benchmarks/results/full_tile_<label>.{json,md}``, with the machine):
 
@@ -22,6 +23,11 @@ Steps and what is recorded (``benchmarks/results/full_tile_<label>.{json,md}``, 
    the network's own GFLOP/s (every window's FLOPs, overlap included, over the network time).
 4. **bare session**: the network alone on one ``--tile`` window of the scene, in the runtime's onnxruntime
    session (median of 5 runs after a warm-up): the throughput ``infer`` is held against (target 80 %).
+
+With ``--sixty`` the folder also has B01 and B09 at 60 m (the mosaic of the three real scenes with real 60 m
+bands; ``--block`` a multiple of 6), ``fit-and-export`` runs with ``--bands all`` (its 60 m report is recorded
+too) and ``infer`` writes the 12-band product (``--model-60m NAME_60m.onnx --with-fine``); the bare session
+is then both networks on the same window, one after the other.
 
 Peak RSS is ``ru_maxrss`` of each child process (``os.wait4``).
 """
@@ -43,11 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parents[1]
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+SIXTY = ("B01", "B09")
 _TIMINGS = re.compile(r"(\d+) tiles in ([\d.]+) s: network ([\d.]+) s, read and input ([\d.]+) s, write ([\d.]+) s")
 
 
-def write_scene(folder: Path, size: int, *, block: int, wedge: float, strip: int = 1024) -> float:
-    """Write the band folder window by window; return the seconds it took."""
+def write_scene(folder: Path, size: int, *, block: int, wedge: float, sixty: bool = False, strip: int = 1020) -> float:
+    """Write the band folder window by window (``sixty``: with B01, B09); return the seconds it took."""
     import numpy as np
     import rasterio
     from _mosaic import MosaicSource
@@ -56,10 +63,10 @@ def write_scene(folder: Path, size: int, *, block: int, wedge: float, strip: int
     from ssc_edge.runtime.tiling import Tile
 
     start = time.perf_counter()
-    mosaic = MosaicSource(size, block=block, wedge=wedge)
+    mosaic = MosaicSource(size, block=block, wedge=wedge, sixty=sixty)
     folder.mkdir(parents=True, exist_ok=True)
-    for band in BANDS:
-        factor = 1 if band in ("B02", "B03", "B04", "B08") else 2
+    for band in BANDS + (SIXTY if sixty else ()):
+        factor = 1 if band in ("B02", "B03", "B04", "B08") else 6 if band in SIXTY else 2
         n = size // factor
         profile = {
             "driver": "GTiff",
@@ -70,8 +77,8 @@ def write_scene(folder: Path, size: int, *, block: int, wedge: float, strip: int
             "crs": "EPSG:32631",
             "transform": from_origin(399960.0, 4900020.0, 10.0 * factor, 10.0 * factor),
             "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
+            "blockxsize": 512 if n > 512 else 256,
+            "blockysize": 512 if n > 512 else 256,
             "compress": "deflate",
             "predictor": 2,
             "BIGTIFF": "IF_SAFER",
@@ -101,8 +108,9 @@ def run_child(command: list[str], log: Path) -> dict:
     }
 
 
-def bare_session(model: Path, folder: Path, *, tile: int, provider: str, repeats: int = 5) -> dict:
-    """The network alone on one ``tile`` window of the scene (its centre), in the runtime's session."""
+def bare_session(models: list[Path], folder: Path, *, tile: int, provider: str, repeats: int = 5) -> dict:
+    """The networks alone on one ``tile`` window of the scene (its centre), in the runtime's session; with two
+    models, both run on the window one after the other (one timed repeat = both)."""
     import numpy as np
 
     from ssc_edge.io.sources import open_band_source
@@ -110,20 +118,23 @@ def bare_session(model: Path, folder: Path, *, tile: int, provider: str, repeats
     from ssc_edge.runtime.sharpen import window_input
     from ssc_edge.runtime.tiling import Tile
 
-    loaded = load_model(model, provider=provider, memory_pattern=False)
+    loaded = [load_model(model, provider=provider, memory_pattern=False) for model in models]
     with open_band_source(folder) as source:
         h, w = source.shape
         window = Tile((h - tile) // 2 // 2 * 2, (w - tile) // 2 // 2 * 2, min(tile, h), min(tile, w))
-        x = window_input(source.read, window, (h, w), loaded.contract)[None]
-    loaded.run(x)
+        inputs = [window_input(source.read, window, (h, w), m.contract)[None] for m in loaded]
+    for m, x in zip(loaded, inputs):
+        m.run(x)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        loaded.run(x)
+        for m, x in zip(loaded, inputs):
+            m.run(x)
         times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
     return {
-        "provider": loaded.provider,
+        "provider": loaded[0].provider,
+        "models": len(loaded),
         "tile": tile,
         "median_seconds": round(seconds, 3),
         "megapixels_per_second": round(window.height * window.width / seconds / 1e6, 4),
@@ -145,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-fit", action="store_true", help="Use --model instead of fitting.")
     parser.add_argument("--model", type=Path, help="Model for --skip-fit.")
     parser.add_argument("--skip-infer", action="store_true")
+    parser.add_argument("--sixty", action="store_true", help="Add B01/B09; fit --bands all; 12-band infer.")
     parser.add_argument("--label", default=None, help="Result name (default: the size).")
     parser.add_argument("--note", default="", help="A line about the conditions (e.g. 'shared machine').")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -152,23 +164,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ssc_edge.runtime.flops import count_flops
+    from ssc_edge.train.bandsets import sixty_output_path
     from ssc_edge.train.report import machine_info
 
     exe = shutil.which("ssc-edge", path=str(Path(sys.executable).parent)) or "ssc-edge"
-    label = args.label or str(args.size)
-    folder = args.work / f"S2_mosaic_{args.size}"
+    label = args.label or (f"{args.size}_all" if args.sixty else str(args.size))
+    folder = args.work / (f"S2_mosaic60_{args.size}_{args.block}" if args.sixty else f"S2_mosaic_{args.size}")
+    bands = BANDS + (SIXTY if args.sixty else ())
     args.work.mkdir(parents=True, exist_ok=True)
     result: dict = {"size": args.size, "wedge": args.wedge, "block": args.block, "note": args.note}
+    result["bands"] = list(bands)
     result["command"] = ("python benchmarks/full_tile.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     result["machine"] = machine_info()
     result["load_average_start"] = [round(v, 1) for v in os.getloadavg()]
-    if not all((folder / f"T31TDH_20260101T000000_{b}.tif").is_file() for b in BANDS):
-        result["generate_seconds"] = round(write_scene(folder, args.size, block=args.block, wedge=args.wedge), 1)
+    if not all((folder / f"T31TDH_20260101T000000_{b}.tif").is_file() for b in bands):
+        seconds = write_scene(folder, args.size, block=args.block, wedge=args.wedge, sixty=args.sixty)
+        result["generate_seconds"] = round(seconds, 1)
     print(json.dumps({"generate_seconds": result.get("generate_seconds", "reused")}), flush=True)
 
     model = args.model or args.work / "model.onnx"
+    model60 = sixty_output_path(model) if args.sixty else None
     if not args.skip_fit:
         command = [exe, "fit-and-export", str(folder), "-o", str(model), "--force"]
+        if args.sixty:
+            command += ["--bands", "all"]
         if args.epochs:
             command += ["--epochs", str(args.epochs)]
         if args.patches:
@@ -190,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 bicubic_mean_sre=round(report["evaluation"]["bicubic"]["mean_sre"], 3),
                 layout=report["export"]["layout"],
             )
+            if model60 is not None and model60.with_suffix(".json").is_file():
+                fit["sixty"] = _sixty_summary(json.loads(model60.with_suffix(".json").read_text()))
         else:
             fit["log_tail"] = (args.work / "fit.log").read_text()[-2000:]
         result["fit_and_export"] = fit
@@ -198,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         output = args.work / "sharpened.tif"
         command = [exe, "infer", str(model), str(folder), "-o", str(output), "--force", "-v", "--tile", str(args.tile)]
         command += ["--provider", args.provider, *shlex.split(args.infer_args)]
+        if model60 is not None:
+            command += ["--model-60m", str(model60), "--with-fine"]
         infer = run_child(command, args.work / "infer.log")
         match = _TIMINGS.search((args.work / "infer.log").read_text())
         if match:
@@ -206,14 +229,19 @@ def main(argv: list[str] | None = None) -> int:
             infer.update(read_seconds=read, write_seconds=write)
         if infer["exit_code"] != 0:
             infer["log_tail"] = (args.work / "infer.log").read_text()[-2000:]
-        flops = count_flops(model, height=args.tile, width=args.tile)
+        models = [model] + ([model60] if model60 is not None else [])
+        counts = [count_flops(m, height=args.tile, width=args.tile) for m in models]
+        per_pixel, total = sum(c.per_pixel for c in counts), sum(c.total for c in counts)
         pixels = args.size * args.size
-        infer["flops_per_pixel"] = round(flops.per_pixel)
-        infer["gflops_floor_per_second"] = round(flops.per_pixel * pixels / infer["seconds"] / 1e9, 1)
+        infer["flops_per_pixel"] = round(per_pixel)
+        infer["gflops_floor_per_second"] = round(per_pixel * pixels / infer["seconds"] / 1e9, 1)
         if match:
-            infer["network_gflops_per_second"] = round(flops.total * int(tiles) / network / 1e9, 1)
+            # the product's windows carry the larger halo; this counts each network on a tile-sized window
+            infer["network_gflops_per_second"] = round(total * int(tiles) / network / 1e9, 1)
         infer["megapixels_per_second"] = round(pixels / infer["seconds"] / 1e6, 4)
-        bare = bare_session(model, folder, tile=args.tile, provider=args.provider)
+        if infer["exit_code"] == 0:
+            infer["output_bands"] = _band_descriptions(output)
+        bare = bare_session(models, folder, tile=args.tile, provider=args.provider)
         infer["bare_session"] = bare
         infer["fraction_of_bare"] = round(infer["megapixels_per_second"] / bare["megapixels_per_second"], 3)
         result["infer"] = infer
@@ -225,6 +253,32 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
+
+
+def _sixty_summary(report: dict) -> dict:
+    """The 60 m model's report, in brief: scores, the pair's estimate, the fit's size."""
+    evaluation = report.get("evaluation", {})
+    summary = {
+        "patches": report.get("fit", {}).get("patches"),
+        "epochs": report.get("fit", {}).get("epochs"),
+        "phases_seconds": report.get("phases_seconds", {}),
+        "evaluation_kind": evaluation.get("kind"),
+        "mean_sre": evaluation.get("model", {}).get("mean_sre"),
+        "bicubic_mean_sre": evaluation.get("bicubic", {}).get("mean_sre"),
+        "sre": evaluation.get("model", {}).get("sre"),
+        "bicubic_sre": evaluation.get("bicubic", {}).get("sre"),
+    }
+    for key in ("estimate", "estimate_20m", "pair_model", "notes"):
+        if key in report:
+            summary[key] = report[key]
+    return summary
+
+
+def _band_descriptions(path: Path) -> list:
+    import rasterio
+
+    with rasterio.open(path) as dataset:
+        return [dataset.count, list(dataset.descriptions), dataset.dtypes[0], str(dataset.crs)]
 
 
 def _evaluation_text(evaluation: dict) -> str:

@@ -564,6 +564,7 @@ def reduced_resolution_scene(
     *,
     degradation: str = "bicubic",
     mtf: Mapping[str, float] | None = None,
+    model: PairModel | None = None,
 ) -> Scene:
     """Simulate the reduced-resolution (RR) scene of a scene: the Wald protocol one scale down.
 
@@ -582,6 +583,9 @@ def reduced_resolution_scene(
         Fine bands (H, W), 20 m bands (H/2, W/2), DN.
     degradation : {"bicubic", "mtf"}
         See :func:`degrade`. ``mtf`` overrides entries of ``bands.MTF_NYQUIST``.
+    model : PairModel, optional
+        An estimated pair (kernels per band, the 20 m grid's offset); ``degradation`` and ``mtf`` are then
+        unused and the RR scene is the one :func:`training_pair` builds with ``model`` (same decimation).
 
     Returns
     -------
@@ -594,9 +598,14 @@ def reduced_resolution_scene(
     height, width = (n - n % 4 for n in scene.shape)
     if height < 4 or width < 4:
         raise SceneError(f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small to degrade by 2 (needs 4x4)")
-    fine = degrade(scene.fine()[:height, :width], method=degradation, mtf=_mtf_gains(FINE_BANDS, mtf))
     observed = scene.coarse()[: height // 2, : width // 2]
-    coarse = degrade(observed, method=degradation, mtf=_mtf_gains(COARSE_BANDS, mtf))
+    if model is not None:
+        shift = (-model.offset[0], -model.offset[1])
+        fine = decimate(scene.fine()[:height, :width].astype(np.float64), model.fine, shift=shift).astype(np.float32)
+        coarse = decimate(observed.astype(np.float64), model.coarse).astype(np.float32)
+    else:
+        fine = degrade(scene.fine()[:height, :width], method=degradation, mtf=_mtf_gains(FINE_BANDS, mtf))
+        coarse = degrade(observed, method=degradation, mtf=_mtf_gains(COARSE_BANDS, mtf))
     bands = {band: fine[..., i] for i, band in enumerate(FINE_BANDS)}
     bands |= {band: coarse[..., i] for i, band in enumerate(COARSE_BANDS)}
     return Scene(

@@ -295,10 +295,22 @@ def central_crop(scene: Scene, size: int = GATE_SIZE) -> Scene:
 
 
 def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
-    """The Wald pair one scale down of the central crop, as a scene whose reference is the observed 20 m bands."""
-    degradation = contract.training.get("degradation", "mtf") if isinstance(contract.training, dict) else "mtf"
+    """The Wald pair one scale down of the central crop, as a scene whose reference is the observed 20 m bands.
+
+    Degraded as the model's own training pair was: its estimated pair (``contract.registration["pair_model"]``)
+    when the fit used one (``--degradation auto``), else its ``training["degradation"]`` method, else ``mtf``.
+    """
+    training = contract.training if isinstance(contract.training, dict) else {}
+    registration = getattr(contract, "registration", None)
+    pair_model = registration.get("pair_model") if isinstance(registration, dict) else None
     no_reference = Scene(bands=dict(scene.bands), fine_pixel_size=scene.fine_pixel_size, name=scene.name)
-    pair = wald.reduced_resolution_scene(central_crop(no_reference, 2 * size), degradation=degradation)
+    crop = central_crop(no_reference, 2 * size)
+    if pair_model and "coarse" in pair_model:  # a 20 m model's PairModel
+        pair = wald.reduced_resolution_scene(crop, model=wald.PairModel.from_dict(pair_model))
+    else:
+        degradation = training.get("degradation")
+        degradation = degradation if degradation in wald.DEGRADATION_METHODS else "mtf"
+        pair = wald.reduced_resolution_scene(crop, degradation=degradation)
     return Scene(bands=dict(pair.bands), reference=pair.reference, fine_pixel_size=pair.fine_pixel_size,
                  name=f"{scene.name} (Wald pair)")  # fmt: skip
 

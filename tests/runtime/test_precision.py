@@ -142,6 +142,30 @@ def test_wald_gate_scene_is_the_central_crop_one_scale_down():
     assert np.array_equal(pair.reference, crop.coarse())  # the target is the observed 20 m bands
 
 
+def test_wald_gate_scene_of_an_auto_model_is_its_own_estimated_pair():
+    # a model fitted with the default --degradation auto records "auto" and its estimated pair; the gate's
+    # Wald pair must be that pair (it once raised "unknown degradation method 'auto'" on every scene without
+    # a reference, i.e. every real product, on a machine with native bf16)
+    from ssc_edge.wald import Kernel, PairModel, training_pair
+
+    scene = random_scene(300, 260, seed=3)
+    crop = central_crop(scene, size=128)
+    model = PairModel(fine=(Kernel("gaussian", 0.9),) * 4, coarse=(Kernel("gaussian", 0.8),) * 6, offset=(0.5, -0.25))
+    contract = SimpleNamespace(training={"degradation": "auto"}, registration={"pair_model": model.to_dict()})
+    pair = wald_gate_scene(scene, contract, size=64)
+    expected = training_pair(crop, model=model)  # fine inputs: the degraded 10 m bands; target: observed 20 m
+    fine = np.stack([pair.bands[b] for b in ("B02", "B03", "B04", "B08")], axis=-1)
+    np.testing.assert_allclose(fine, expected.inputs[..., 6:], rtol=1e-6)
+    assert np.array_equal(pair.reference, expected.target)
+    # the shifted pair differs from the nominal one, so the model's offset was applied
+    assert not np.allclose(pair.bands["B02"], wald_gate_scene(scene, SimpleNamespace(training={}), size=64).bands["B02"])
+
+    # "auto" without a 20 m pair model (a 60 m model's metadata) falls back to the sensor MTF, never raises
+    sixty = SimpleNamespace(training={"degradation": "auto"}, registration={"pair_model": {"kernels": {}}})
+    mtf = SimpleNamespace(training={"degradation": "mtf"})
+    assert np.array_equal(wald_gate_scene(scene, sixty, size=64).bands["B05"], wald_gate_scene(scene, mtf, size=64).bands["B05"])
+
+
 def test_gate_loss_of_identical_runs_is_zero_and_of_bicubic_matches_the_metric():
     scene = demo_scene(size=96)
     sharpener = Sharpener(default_model_path(), provider="cpu", tile=64)
