@@ -67,9 +67,7 @@ class MosaicSource:
         Fraction of the scene's side the no-data wedge spans along the left and bottom edges (0: none).
     """
 
-    def __init__(
-        self, size: int, *, block: int = 1024, wedge: float = 0.0, textures=None, sixty: bool = False
-    ) -> None:
+    def __init__(self, size: int, *, block: int = 1024, wedge: float = 0.0, textures=None, sixty: bool = False) -> None:
         if sixty and (block % 6 or size % 6):
             raise ValueError(f"with the 60 m bands, block ({block}) and size ({size}) must be multiples of 6")
         self.shape = (int(size), int(size))

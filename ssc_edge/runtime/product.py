@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback
 from ..scene import Scene
-from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands
+from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline
 from .tiling import PlannedTile, Tile, check_tile_size, plan_tiles
 
 __all__ = ["CombinedContract", "CombinedSharpener"]
@@ -81,6 +81,7 @@ class CombinedSharpener:
             raise OptionError(f"models write the same band twice ({', '.join(outputs)})")
         self.sharpeners = tuple(sharpeners)
         self.tile = sharpeners[0].tile
+        self.last_timings: dict[str, float] = {}
         inputs = tuple(dict.fromkeys(b for s in sharpeners for b in s.contract.input_bands))
         self.contract = CombinedContract(
             inputs,
@@ -125,20 +126,36 @@ class CombinedSharpener:
         tiles: Sequence[PlannedTile] | None = None,
         progress: ProgressCallback | None = None,
     ) -> int:
-        """As :meth:`Sharpener.sharpen_windows`; each core carries ``contract.output_bands``."""
+        """As :meth:`Sharpener.sharpen_windows`; each core carries ``contract.output_bands``.
+
+        One I/O pipeline for all models (:func:`~ssc_edge.runtime.sharpen.run_pipeline`, the first model's
+        ``prefetch``): each window is read once ahead of the networks (every model's input built from it)
+        and its combined core written behind them, so reading and writing overlap both networks.
+        """
         self.check_size(shape)
         plan = self.plan(shape) if tiles is None else tuple(tiles)
         step = max(s.batch for s in self.sharpeners)
-        for start in range(0, len(plan), step):
-            group = plan[start : start + step]
-            parts: dict[Tile, list[np.ndarray]] = {p.core: [] for p in group}
-            for sharpener in self.sharpeners:
-                sharpener.sharpen_windows(
-                    shape, read_band, lambda core, values, p=parts: p[core].append(values), tiles=group
-                )
-            for planned in group:
-                write_core(planned.core, np.concatenate(parts[planned.core], axis=-1))
-            report(progress, start + len(group), len(plan), self.provider)
+        groups = [plan[start : start + step] for start in range(0, len(plan), step)]
+
+        def build(group: Sequence[PlannedTile]) -> list[np.ndarray]:
+            # the models share most input bands and windows (the 10 m bands, the 20 m bands with the same
+            # margin): each (band, window) is read once per group
+            cache: dict[tuple[str, Tile], np.ndarray] = {}
+
+            def read_once(band: str, window: Tile) -> np.ndarray:
+                if (band, window) not in cache:
+                    cache[band, window] = read_band(band, window)
+                return cache[band, window]
+
+            return [s.window_inputs(group, read_once, shape) for s in self.sharpeners]
+
+        def run(group: Sequence[PlannedTile], inputs: list[np.ndarray]) -> list[np.ndarray]:
+            parts = [s.network_cores(group, x) for s, x in zip(self.sharpeners, inputs, strict=True)]
+            return [np.concatenate(cores, axis=-1) for cores in zip(*parts, strict=True)]
+
+        self.last_timings = run_pipeline(
+            groups, build, run, write_core, prefetch=self.sharpeners[0].prefetch, progress=progress, label=self.provider
+        )
         return len(plan)
 
     def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None, on_core=None) -> np.ndarray:

@@ -33,6 +33,7 @@ from .tiling import PlannedTile, Tile, check_tile_size, coarse_window, plan_tile
 
 __all__ = [
     "Sharpener",
+    "run_pipeline",
     "BandReader",
     "CoreWriter",
     "window_input",
@@ -176,6 +177,94 @@ def _check_finite(array: np.ndarray, what: str) -> None:
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         raise SceneError(f"{what} has {bad} non-finite values (NaN or inf); fill or mask them before sharpening")
+
+
+def run_pipeline(
+    groups: Sequence[Sequence[PlannedTile]],
+    build: Callable[[Sequence[PlannedTile]], Any],
+    run: Callable[[Sequence[PlannedTile], Any], list[np.ndarray]],
+    write_core: CoreWriter,
+    *,
+    prefetch: int = 2,
+    progress: ProgressCallback | None = None,
+    label: str = "",
+) -> dict[str, float]:
+    """The tiled engine's loop: read ahead and write behind in one I/O thread, the network in this one.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of PlannedTile
+        Windows in plan order, one group per network call.
+    build : callable
+        ``build(group) -> inputs``: reads the group's windows (the I/O thread when ``prefetch`` > 0).
+    run : callable
+        ``run(group, inputs) -> cores``: the network(s), one (h, w, C_out) float32 core per window (this thread).
+    write_core : CoreWriter
+        Called once per window, in plan order (the I/O thread when ``prefetch`` > 0).
+    prefetch : int
+        Groups read ahead (0: read, run and write one after the other in this thread).
+
+    Returns
+    -------
+    dict of str to float
+        Seconds: ``read`` (building inputs), ``network``, ``write``, ``wall``.
+
+    Notes
+    -----
+    Every call to ``build`` and ``write_core`` happens in one thread, in plan order, so a source or
+    writer that is not thread-safe sees one caller at a time; at most ``prefetch`` groups are read
+    ahead and ``prefetch`` written behind (bounded memory). One loop for a single model and for
+    several models on one plan (:class:`~ssc_edge.runtime.product.CombinedSharpener`), so both overlap
+    their I/O with the network the same way.
+    """
+    timings = {"read": 0.0, "network": 0.0, "write": 0.0, "wall": 0.0}
+    started = time.perf_counter()
+    total = sum(len(g) for g in groups)
+
+    def timed_build(group: Sequence[PlannedTile]) -> Any:
+        clock = time.perf_counter()
+        inputs = build(group)
+        timings["read"] += time.perf_counter() - clock
+        return inputs
+
+    def write(group: Sequence[PlannedTile], cores: list[np.ndarray]) -> None:
+        clock = time.perf_counter()
+        for planned, core in zip(group, cores, strict=True):
+            write_core(planned.core, core)
+        timings["write"] += time.perf_counter() - clock
+
+    depth = max(int(prefetch), 0)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssc-edge-io") as io:
+        pending: deque = deque()
+        ahead = deque(io.submit(timed_build, g) for g in groups[:depth])
+        done = 0
+        for k, group in enumerate(groups):
+            inputs = ahead.popleft().result() if depth else timed_build(group)
+            if depth and k + depth < len(groups):
+                ahead.append(io.submit(timed_build, groups[k + depth]))
+            clock = time.perf_counter()
+            cores = run(group, inputs)
+            timings["network"] += time.perf_counter() - clock
+            if depth:
+                pending.append(io.submit(write, group, cores))
+                while pending and (pending[0].done() or len(pending) > depth):  # bounded memory
+                    pending.popleft().result()  # raises a write error here
+            else:
+                write(group, cores)
+            done += len(group)
+            report(progress, done, total, label)
+        while pending:
+            pending.popleft().result()
+    timings["wall"] = time.perf_counter() - started
+    logger.debug(
+        "%d tiles in %.1f s: network %.1f s, read and input %.1f s, write %.1f s (overlapped with the network)",
+        total,
+        timings["wall"],
+        timings["network"],
+        timings["read"],
+        timings["write"],
+    )
+    return timings
 
 
 class Sharpener:
@@ -378,74 +467,48 @@ class Sharpener:
         With ``prefetch`` > 0, ``read_band`` and ``write_core`` run in one I/O thread (never at the
         same time, in plan order), overlapped with the network in the calling thread.
         """
-        contract = self.contract
         self.check_size(shape)
         plan = self.plan(shape) if tiles is None else tuple(tiles)
-        scale = np.float32(contract.scale)
-        total = len(plan)
-        groups = [plan[start : start + self.batch] for start in range(0, total, self.batch)]
-        timings = {"read": 0.0, "network": 0.0, "write": 0.0, "wall": 0.0}
-        self.last_timings = timings
-        started = time.perf_counter()
-
-        def build(group: Sequence[PlannedTile]) -> np.ndarray:
-            clock = time.perf_counter()
-            inputs = np.stack([window_input(read_band, p.window, shape, contract) for p in group])
-            timings["read"] += time.perf_counter() - clock
-            return inputs
-
-        def write(group: Sequence[PlannedTile], cores: list[np.ndarray]) -> None:
-            clock = time.perf_counter()
-            for planned, core in zip(group, cores, strict=True):
-                write_core(planned.core, core)
-            timings["write"] += time.perf_counter() - clock
-
-        # One I/O thread reads the next windows and writes the finished cores while the network runs:
-        # every call to read_band and write_core happens in that one thread, in plan order, so a
-        # source or writer that is not thread-safe sees one caller at a time.
-        depth = max(int(self.prefetch), 0)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssc-edge-io") as io:
-            pending: deque = deque()
-            ahead = deque(io.submit(build, g) for g in groups[:depth])
-            done = 0
-            for k, group in enumerate(groups):
-                inputs = ahead.popleft().result() if depth else build(group)
-                if depth and k + depth < len(groups):
-                    ahead.append(io.submit(build, groups[k + depth]))
-                n = inputs.shape[0]
-                if self.provider in STATIC_SHAPE_PROVIDERS and n < self.batch:  # one shape: repeat the last window
-                    inputs = np.concatenate([inputs, np.repeat(inputs[-1:], self.batch - n, axis=0)])
-                clock = time.perf_counter()
-                outputs = self._model_for(inputs.shape[:3]).run(inputs)[:n]
-                timings["network"] += time.perf_counter() - clock
-                cores = []
-                for planned, output in zip(group, outputs, strict=True):
-                    core = output[planned.core.relative_to(planned.window).slices] * scale
-                    if not np.all(np.isfinite(core)):
-                        raise ModelError(
-                            f"{self.model_path}: the model produced non-finite values in tile {planned.core}"
-                        )
-                    cores.append(core)
-                if depth:
-                    pending.append(io.submit(write, group, cores))
-                    while pending and (pending[0].done() or len(pending) > depth):  # bounded memory
-                        pending.popleft().result()  # raises a write error here
-                else:
-                    write(group, cores)
-                done += n
-                report(progress, done, total, f"{self.provider}")
-            while pending:
-                pending.popleft().result()
-        timings["wall"] = time.perf_counter() - started
-        logger.debug(
-            "%d tiles in %.1f s: network %.1f s, read and input %.1f s, write %.1f s (overlapped with the network)",
-            total,
-            timings["wall"],
-            timings["network"],
-            timings["read"],
-            timings["write"],
+        groups = [plan[start : start + self.batch] for start in range(0, len(plan), self.batch)]
+        self.last_timings = run_pipeline(
+            groups,
+            lambda group: self.window_inputs(group, read_band, shape),
+            self.network_cores,
+            write_core,
+            prefetch=self.prefetch,
+            progress=progress,
+            label=self.provider,
         )
-        return total
+        return len(plan)
+
+    def window_inputs(self, group: Sequence[PlannedTile], read_band: BandReader, shape: tuple[int, int]) -> np.ndarray:
+        """(n, h, w, C_in) float32 network inputs of a group of planned windows (:func:`window_input`)."""
+        return np.stack([window_input(read_band, p.window, shape, self.contract) for p in group])
+
+    def network_cores(self, group: Sequence[PlannedTile], inputs: np.ndarray) -> list[np.ndarray]:
+        """Run the network on ``inputs`` (:meth:`window_inputs` of ``group``), ``batch`` windows at a time.
+
+        Returns each window's core, (h, w, C_out) float32 DN, in ``group`` order.
+
+        Raises
+        ------
+        ModelError
+            The model produced a non-finite value in a core.
+        """
+        scale = np.float32(self.contract.scale)
+        cores = []
+        for start in range(0, len(group), self.batch):
+            chunk, x = group[start : start + self.batch], inputs[start : start + self.batch]
+            n = x.shape[0]
+            if self.provider in STATIC_SHAPE_PROVIDERS and n < self.batch:  # one shape: repeat the last window
+                x = np.concatenate([x, np.repeat(x[-1:], self.batch - n, axis=0)])
+            outputs = self._model_for(x.shape[:3]).run(x)[:n]
+            for planned, output in zip(chunk, outputs, strict=True):
+                core = output[planned.core.relative_to(planned.window).slices] * scale
+                if not np.all(np.isfinite(core)):
+                    raise ModelError(f"{self.model_path}: the model produced non-finite values in tile {planned.core}")
+                cores.append(core)
+        return cores
 
     def sharpen_array(
         self, fine: np.ndarray, coarse: np.ndarray, *, progress: ProgressCallback | None = None

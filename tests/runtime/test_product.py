@@ -70,6 +70,39 @@ def test_combined_models_equal_each_whole_image_result(sixty_model, twenty_model
     assert np.array_equal(got[..., 6:], _whole(sixty_model, scene, SIXTY_INPUT_BANDS))
 
 
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_combined_models_share_one_io_thread_and_read_each_window_once(sixty_model, twenty_model, prefetch):
+    import threading
+    from collections import Counter
+
+    scene = scene_with_60m(60, 72, seed=3)
+    sharpeners = [Sharpener(m, provider="cpu", tile=19, prefetch=prefetch) for m in (twenty_model, sixty_model)]
+    combined = CombinedSharpener(sharpeners)
+    out = np.zeros((60, 72, 8), np.float32)
+    callers, reads, cores = set(), Counter(), []
+
+    def read(band, tile):
+        callers.add(threading.get_ident())
+        reads[band, tile] += 1
+        return scene.bands[band][tile.slices]
+
+    def write(core, values):
+        callers.add(threading.get_ident())
+        cores.append(core)
+        out[core.slices] = values
+
+    tiles = combined.sharpen_windows(scene.shape, read, write)
+    assert np.array_equal(out[..., :6], _whole(twenty_model, scene, COARSE_BANDS + FINE_BANDS))
+    assert np.array_equal(out[..., 6:], _whole(sixty_model, scene, SIXTY_INPUT_BANDS))
+    assert cores == [p.core for p in combined.plan(scene.shape)] and len(cores) == tiles
+    # both models need each tile's 10 m and 20 m windows: read once (neighbouring tiles of this small scene
+    # may share a 60 m window, so those may be read by more than one tile)
+    assert max(n for (band, _), n in reads.items() if band not in VERY_COARSE_BANDS) == 1
+    assert {band for band, _ in reads} == set(ALL_BANDS)
+    assert len(callers) == 1 and (threading.get_ident() in callers) == (prefetch == 0)  # one I/O thread
+    assert combined.last_timings["network"] > 0
+
+
 def test_10m_size_not_a_multiple_of_6_is_refused(sixty_model):
     with pytest.raises(SceneError, match=r"62x54 px: the 10 m size must be a multiple of 6 \(the 60 m grid\)"):
         Sharpener(sixty_model, provider="cpu", tile=16).sharpen(scene_with_60m(62, 54))
