@@ -73,6 +73,8 @@ class MosaicSource:
         self.shape = (int(size), int(size))
         self.block, self.wedge = int(block), float(wedge)
         self.textures = textures if textures is not None else real_textures(sixty=sixty)
+        if not self.textures:
+            raise FileNotFoundError(f"no real scene to take texture from under {DATA} (../shared/data beside the repo)")
         self.bands = FINE_BANDS + COARSE_BANDS + (VERY_COARSE_BANDS if sixty else ())
         self.source = None
         self.name = f"mosaic{size}"

@@ -108,21 +108,26 @@ def run_child(command: list[str], log: Path) -> dict:
     }
 
 
-def bare_session(models: list[Path], folder: Path, *, tile: int, provider: str, repeats: int = 5) -> dict:
+def bare_session(
+    models: list[Path], folder: Path, *, tile: int, provider: str, precision: str | None = None, repeats: int = 5
+) -> dict:
     """The networks alone on one ``tile`` window of the scene (its centre), in the runtime's session; with two
     models, both run on the window one after the other (one timed repeat = both)."""
     import numpy as np
 
     from ssc_edge.io.sources import open_band_source
-    from ssc_edge.runtime.session import load_model
+    from ssc_edge.runtime import Sharpener
     from ssc_edge.runtime.sharpen import window_input
     from ssc_edge.runtime.tiling import Tile
 
-    loaded = [load_model(model, provider=provider, memory_pattern=False) for model in models]
+    # the runtime's own sessions, in the precision infer ran in (its --precision), so the ratio compares like with
+    # like; on a static-shape provider (OpenVINO) the network compiled for the window's shape, as infer runs it
+    sharpeners = [Sharpener(m, provider=provider, precision=precision, tile=tile, memory_pattern=False) for m in models]
     with open_band_source(folder) as source:
         h, w = source.shape
         window = Tile((h - tile) // 2 // 2 * 2, (w - tile) // 2 // 2 * 2, min(tile, h), min(tile, w))
-        inputs = [window_input(source.read, window, (h, w), m.contract)[None] for m in loaded]
+        inputs = [window_input(source.read, window, (h, w), s.contract)[None] for s in sharpeners]
+    loaded = [s._model_for(x.shape[:3]) for s, x in zip(sharpeners, inputs, strict=True)]
     for m, x in zip(loaded, inputs, strict=True):
         m.run(x)
     times = []
@@ -134,6 +139,7 @@ def bare_session(models: list[Path], folder: Path, *, tile: int, provider: str, 
     seconds = float(np.median(times))
     return {
         "provider": loaded[0].provider,
+        "precision": loaded[0].precision,
         "models": len(loaded),
         "tile": tile,
         "median_seconds": round(seconds, 3),
@@ -246,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         infer["megapixels_per_second"] = round(pixels / infer["seconds"] / 1e6, 4)
         if infer["exit_code"] == 0:
             infer["output_bands"] = _band_descriptions(output)
-        bare = bare_session(models, folder, tile=args.tile, provider=args.provider)
+        precision = _precision(args.infer_args)
+        bare = bare_session(models, folder, tile=args.tile, provider=args.provider, precision=precision)
         infer["bare_session"] = bare
         infer["fraction_of_bare"] = round(infer["megapixels_per_second"] / bare["megapixels_per_second"], 3)
         result["infer"] = infer
@@ -258,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
+
+
+def _precision(infer_args: str) -> str | None:
+    """The ``--precision`` of the infer options, if a fixed one (``auto`` and none: the model's own)."""
+    words = shlex.split(infer_args)
+    value = words[words.index("--precision") + 1] if "--precision" in words[:-1] else None
+    return None if value in (None, "auto") else value
 
 
 def _sixty_summary(report: dict) -> dict:
