@@ -31,6 +31,7 @@ __all__ = [
     "require_60m_bands",
     "stack_bands",
     "ratio_training_pair",
+    "ratio_reduced_scene",
     "RatioPairModel",
 ]
 
@@ -206,6 +207,56 @@ def ratio_training_pair(
         ``inputs`` (h, w, C_in) and ``target`` (h, w, len(output_bands)), float32 DN,
         ``h = H // r ** levels``.
     """
+    current, target, fine_shape = _degraded_bands(scene, output_bands, degradation, mtf, levels, model)
+    inputs = stack_bands(current, input_bands_for(output_bands), fine_shape, upsampling=upsampling)
+    return TrainingPair(inputs=inputs, target=target.astype(np.float32))
+
+
+def ratio_reduced_scene(
+    scene: Scene,
+    output_bands: Sequence[str],
+    *,
+    degradation: str = "mtf",
+    mtf: Mapping[str, float] | None = None,
+    model: RatioPairModel | None = None,
+) -> tuple[Scene, np.ndarray]:
+    """The reduced-resolution scene of a band set: every band degraded once by the set's ratio ``r``.
+
+    The same degradation as :func:`ratio_training_pair` (``levels=1``), kept as a scene: each input band
+    on its own grid, ``r`` times coarser, so a model of the set can be run on it and scored against the
+    observed ``output_bands`` (the precision gate of a 60 m model). For the 20 m set the scene is
+    :func:`ssc_edge.wald.reduced_resolution_scene`'s.
+
+    Returns
+    -------
+    scene : Scene
+        Float32 DN, no reference (a :class:`Scene`'s reference holds the six 20 m bands); ``fine_pixel_size``
+        multiplied by ``r``; the 10 m grid cropped to a multiple of ``r ** 2`` before degrading, so the
+        reduced 10 m size is a multiple of ``r``.
+    reference : (H / r, W / r, len(output_bands)) float32 ndarray
+        The observed ``output_bands``, DN: what a model run on ``scene`` should reproduce.
+    """
+    current, target, _ = _degraded_bands(scene, output_bands, degradation, mtf, 1, model)
+    ratio = _set_ratio(output_bands)
+    reduced = Scene(
+        bands={b: v.astype(np.float32) for b, v in current.items()},
+        fine_pixel_size=ratio * scene.fine_pixel_size,
+        source=scene.source,
+        name=f"{scene.name}-RR{ratio}",
+    )
+    return reduced, target.astype(np.float32)
+
+
+def _degraded_bands(
+    scene: Scene,
+    output_bands: Sequence[str],
+    degradation: str,
+    mtf: Mapping[str, float] | None,
+    levels: int,
+    model: RatioPairModel | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, int]]:
+    """Every input band degraded ``levels`` times (see :func:`ratio_training_pair`); the last target; the
+    degraded 10 m shape."""
     if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
         raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
     ratio = _set_ratio(output_bands)
@@ -239,6 +290,4 @@ def ratio_training_pair(
                 b: decimate(v, model.kernels[b], ratio=ratio, shift=model.shift(b, output_bands, ratio))
                 for b, v in current.items()
             }
-    fine_shape = (height // ratio**levels, width // ratio**levels)
-    inputs = stack_bands(current, input_bands, fine_shape, upsampling=upsampling)
-    return TrainingPair(inputs=inputs, target=target.astype(np.float32))
+    return current, target, (height // ratio**levels, width // ratio**levels)

@@ -257,10 +257,12 @@ def sharpen_file(
     if model_60m is not None:
         from .product import CombinedSharpener
 
-        # the 60 m model runs at its own stored precision (the precision gate measures a ratio-2 Wald pair)
-        sixty = precision if precision in ("fp32", "fp16", "int8") else None
+        # the 60 m model takes the same --precision; its gate is measured on its own ratio-6 Wald pair
+        # (precision.wald_gate_pair), from a central crop read with the 60 m bands
         options = {"provider": provider, "threads": threads, "tile": tile, "batch": batch, **session_options}
-        sharpener = CombinedSharpener([sharpener, Sharpener(Path(model_60m), precision=sixty, **options)])
+        gate_60m = (lambda: _source_gate_scene(Path(scene), with_60m=True)) if was_streamed else scene_value_once
+        sixty = Sharpener(Path(model_60m), precision=precision, gate_scene=gate_60m, **options)
+        sharpener = CombinedSharpener([sharpener, sixty])
     contract = sharpener.contract
     names = output_band_names(contract.output_bands, with_fine=with_fine)
     hook = _quality_hook(contract) if full_resolution else None
@@ -339,13 +341,14 @@ def sharpen_file(
     )
 
 
-def _source_gate_scene(scene: Path):
-    """The central 2048 x 2048 px of a streamed scene (read by window): what the precision gate measures on."""
+def _source_gate_scene(scene: Path, *, with_60m: bool = False):
+    """The central 2048 x 2048 px of a streamed scene (read by window): what the precision gate measures on
+    (``with_60m``: with B01 and B09, for a 60 m model)."""
     from ..io.sources import central_scene, open_band_source
     from .precision import GATE_SIZE
 
     with open_band_source(scene) as source:
-        return central_scene(source, 2 * GATE_SIZE)
+        return central_scene(source, 2 * GATE_SIZE, with_60m=with_60m)
 
 
 def _quality_hook(contract):

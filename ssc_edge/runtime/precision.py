@@ -72,6 +72,7 @@ __all__ = [
     "gate_loss",
     "central_crop",
     "wald_gate_scene",
+    "wald_gate_pair",
     "measure_verdict",
     "find_verdict",
     "gate_metadata",
@@ -299,10 +300,9 @@ def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
 
     Degraded as the model's own training pair was: its estimated pair (``contract.registration["pair_model"]``)
     when the fit used one (``--degradation auto``), else its ``training["degradation"]`` method, else ``mtf``.
+    A 60 m model's pair is :func:`wald_gate_pair`'s.
     """
-    training = contract.training if isinstance(contract.training, dict) else {}
-    registration = getattr(contract, "registration", None)
-    pair_model = registration.get("pair_model") if isinstance(registration, dict) else None
+    training, pair_model = _training_and_pair(contract)
     no_reference = Scene(bands=dict(scene.bands), fine_pixel_size=scene.fine_pixel_size, name=scene.name)
     crop = central_crop(no_reference, 2 * size)
     if pair_model and "coarse" in pair_model:  # a 20 m model's PairModel
@@ -315,23 +315,53 @@ def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
                  name=f"{scene.name} (Wald pair)")  # fmt: skip
 
 
-def gate_loss(reference_run, candidate_run, scene: Scene) -> float:
-    """``mean SRE(reference) - mean SRE(candidate)`` against ``scene.reference``, dB.
+def _training_and_pair(contract) -> tuple[dict, dict | None]:
+    training = contract.training if isinstance(contract.training, dict) else {}
+    registration = getattr(contract, "registration", None)
+    return training, registration.get("pair_model") if isinstance(registration, dict) else None
+
+
+def wald_gate_pair(scene: Scene, contract, *, size: int = GATE_SIZE) -> tuple[Scene, np.ndarray]:
+    """The scene the gate sharpens and the reference it scores against, for a model of any ratio.
+
+    A 20 m model: :func:`wald_gate_scene` and its reference (the observed 20 m bands). A 60 m model
+    (``contract.ratio`` 6): the central ``2 size`` px read with the 60 m bands, degraded once by 6 as its
+    own training pair was (:func:`ssc_edge.bandset.ratio_reduced_scene`: its estimated
+    ``RatioPairModel`` when the metadata has one, else its method, else ``mtf``), and the observed B01/B09.
+    """
+    if getattr(contract, "ratio", 2) == 2:
+        pair = wald_gate_scene(scene, contract, size=size)
+        return pair, pair.reference
+    from ..bandset import RatioPairModel, ratio_reduced_scene
+    from ..io.sources import central_scene
+
+    training, pair_model = _training_and_pair(contract)
+    crop = central_scene(scene, 2 * size, with_60m=True)
+    model = RatioPairModel.from_dict(pair_model) if pair_model and "kernels" in pair_model else None
+    degradation = training.get("degradation")
+    degradation = degradation if degradation in wald.DEGRADATION_METHODS else "mtf"
+    return ratio_reduced_scene(crop, contract.output_bands, degradation=degradation, model=model)
+
+
+def gate_loss(reference_run, candidate_run, scene: Scene, reference: np.ndarray | None = None) -> float:
+    """``mean SRE(reference) - mean SRE(candidate)`` against ``reference`` (default ``scene.reference``), dB.
 
     Parameters
     ----------
     reference_run, candidate_run : callable
-        ``run(scene) -> (H, W, 6)`` DN (``Sharpener.sharpen``).
+        ``run(scene) -> (H, W, C_out)`` DN (``Sharpener.sharpen``).
     scene : Scene
-        With a reference.
+        With a reference, unless ``reference`` is given.
+    reference : (H, W, C_out) ndarray, optional
+        The model's output bands as they should be (a 60 m model's B01/B09: :func:`wald_gate_pair`).
     """
     from ..metrics import signal_to_reconstruction_error
 
-    if scene.reference is None:
-        raise OptionError(f"{scene.name}: the gate needs a scene with a reference (use wald_gate_scene)")
+    reference = scene.reference if reference is None else reference
+    if reference is None:
+        raise OptionError(f"{scene.name}: the gate needs a scene with a reference (use wald_gate_pair)")
     scores = [
-        float(np.mean(signal_to_reconstruction_error(scene.reference, run(scene))))
-        for run in (reference_run, candidate_run)
+        float(np.mean(signal_to_reconstruction_error(reference, run(scene)))) for run in (reference_run, candidate_run)
     ]
     return scores[0] - scores[1]
 
@@ -360,16 +390,18 @@ def measure_verdict(
     target: str,
     tile: int = 512,
     threads: int | None = None,
+    reference: np.ndarray | None = None,
 ) -> Verdict:
     """Measure the gate of one precision on one scene with a reference, tiled as production runs it.
 
-    ``target`` names what the reference is (``"reference"``, ``"wald-reduced-scale"``) in the verdict.
+    ``target`` names what the reference is (``"reference"``, ``"wald-reduced-scale"``) in the verdict;
+    ``reference`` replaces ``scene.reference`` (see :func:`gate_loss`).
     """
     from .sharpen import Sharpener
 
-    reference = Sharpener(model_path, provider="cpu", precision="fp32", tile=tile, threads=threads)
+    reference_run = Sharpener(model_path, provider="cpu", precision="fp32", tile=tile, threads=threads)
     candidate = Sharpener(model_path, provider=provider, precision=precision, tile=tile, threads=threads)
-    loss = gate_loss(reference.sharpen, candidate.sharpen, scene)
+    loss = gate_loss(reference_run.sharpen, candidate.sharpen, scene, reference)
     return Verdict(round(loss, 4), "measured", target, hardware_key(provider))
 
 
@@ -407,10 +439,10 @@ def find_verdict(
         return None
     start = time.perf_counter()
     try:  # a centre of nodata, a scene smaller than a Wald pair and the receptive field: unknown, so fp32
-        pair = wald_gate_scene(value, contract)
+        pair, reference = wald_gate_pair(value, contract)
         verdict = measure_verdict(
             model_path, pair, precision=precision, provider=provider, target="wald-reduced-scale", tile=tile,
-            threads=threads,
+            threads=threads, reference=reference,
         )  # fmt: skip
     except SscEdgeError as exc:
         logger.warning("cannot measure the %s loss on %s: %s", precision, value.name, exc)
@@ -452,13 +484,15 @@ def gate_metadata(
     if not where:
         logger.info("precision gate not measured at export: %s", why)
         return {}
-    if scene.reference is not None:
-        pair, target = central_crop(scene), "reference"
-    else:
-        contract = load_model(Path(model_path), provider="cpu", threads=1, optimization="disabled").contract
-        pair, target = wald_gate_scene(scene, contract), "wald-reduced-scale"
+    contract = load_model(Path(model_path), provider="cpu", threads=1, optimization="disabled").contract
     try:
-        verdict = measure_verdict(Path(model_path), pair, precision="bf16", provider=where, target=target, tile=tile)
+        if scene.reference is not None and contract.ratio == 2:  # an RR file's reference: the 20 m bands
+            (pair, reference), target = (central_crop(scene), None), "reference"
+        else:
+            (pair, reference), target = wald_gate_pair(scene, contract), "wald-reduced-scale"
+        verdict = measure_verdict(
+            Path(model_path), pair, precision="bf16", provider=where, target=target, tile=tile, reference=reference
+        )
     except SscEdgeError as exc:  # never lose a finished fit to the gate: infer measures it later
         logger.warning("precision gate not measured at export: %s", exc)
         return {}

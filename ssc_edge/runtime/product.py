@@ -97,12 +97,16 @@ class CombinedSharpener:
 
     @property
     def precision(self) -> str | None:
-        """The first model's precision (see :class:`Sharpener`)."""
-        return getattr(self.sharpeners[0], "precision", None)
+        """What the networks compute in (see :class:`Sharpener`): one precision, or each model's joined by
+        ``+`` in model order when they differ (``bf16+fp32``: each model's gate decides for itself)."""
+        return "+".join(dict.fromkeys(str(getattr(s, "precision", None)) for s in self.sharpeners))
 
     @property
     def precision_reason(self) -> str | None:
-        return getattr(self.sharpeners[0], "precision_reason", None)
+        """Each model's reason, named by its grid (``20 m model: ...; 60 m model: ...``)."""
+        return "; ".join(
+            f"{10 * s.contract.ratio} m model: {getattr(s, 'precision_reason', None)}" for s in self.sharpeners
+        )
 
     @property
     def model_path(self) -> Path:

@@ -53,6 +53,7 @@ from ..scene import Scene
 from .export import (
     _LAYOUT_MARGIN,
     ExportResult,
+    _add_precision_gate,
     _versions,
     check_parity,
     fit_and_export,
@@ -301,6 +302,7 @@ def _export_60m(
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    _add_precision_gate(proto, scene)  # on its ratio-6 Wald pair (runtime.precision.wald_gate_pair)
     result = ExportResult(dict(paths), fit, evaluation, contract, timings, parity)
     summary = report_dict(result)
     with contextlib.ExitStack() as stack:  # all files renamed only once all are written, the model last

@@ -33,6 +33,7 @@ from ssc_edge.runtime.precision import (
     gate_loss,
     gate_metadata,
     native_bf16,
+    wald_gate_pair,
     wald_gate_scene,
 )
 from ssc_edge.runtime.providers import provider_options
@@ -166,6 +167,60 @@ def test_wald_gate_scene_of_an_auto_model_is_its_own_estimated_pair():
     mtf = SimpleNamespace(training={"degradation": "mtf"})
     fallback = wald_gate_scene(scene, sixty, size=64)
     assert np.array_equal(fallback.bands["B05"], wald_gate_scene(scene, mtf, size=64).bands["B05"])
+
+
+def test_wald_gate_scene_of_a_60m_model_is_its_ratio_6_pair():
+    # a 60 m model is scored on its own pair: every band degraded once by 6, the observed B01/B09 as the
+    # reference (the 20 m reference of an RR file, or a ratio-2 pair, would not even hold its input bands)
+    from ssc_edge.bands import VERY_COARSE_BANDS
+    from ssc_edge.bandset import SIXTY_INPUT_BANDS, RatioPairModel, ratio_training_pair
+    from ssc_edge.io.sources import central_scene
+    from ssc_edge.wald import Kernel
+
+    from .test_product import scene_with_60m
+
+    scene = scene_with_60m(252, 288, seed=4)
+    contract = SimpleNamespace(ratio=6, output_bands=VERY_COARSE_BANDS, training={"degradation": "auto"})
+    pair, reference = wald_gate_pair(scene, contract, size=72)  # central 144 x 144 px, degraded by 6: 24 x 24
+    crop = central_scene(scene, 144, with_60m=True)
+    assert pair.shape == (24, 24) and pair.bands["B01"].shape == (4, 4) and pair.bands["B05"].shape == (12, 12)
+    assert np.array_equal(reference, np.stack([crop.bands[b] for b in VERY_COARSE_BANDS], axis=-1))
+    expected = ratio_training_pair(crop, VERY_COARSE_BANDS, degradation="mtf")  # "auto" without a pair: mtf
+    assert np.array_equal(pair.bands["B02"], expected.inputs[..., SIXTY_INPUT_BANDS.index("B02")])
+
+    # the model's own pair (kernels and offsets) when its metadata has one
+    model = RatioPairModel(kernels={b: Kernel("gaussian", 1.2) for b in SIXTY_INPUT_BANDS}, offsets={"B01": (1.0, 0.0)})
+    contract.registration = {"pair_model": model.to_dict()}
+    shifted, _ = wald_gate_pair(scene, contract, size=72)
+    expected = ratio_training_pair(crop, VERY_COARSE_BANDS, model=model)
+    assert np.array_equal(shifted.bands["B08"], expected.inputs[..., SIXTY_INPUT_BANDS.index("B08")])
+    assert not np.allclose(shifted.bands["B08"], pair.bands["B08"])
+
+    # a 20 m model's pair is wald_gate_scene's, with its reference
+    twenty = SimpleNamespace(ratio=2, training={"degradation": "bicubic"})
+    pair20, reference20 = wald_gate_pair(scene, twenty, size=64)
+    assert pair20.shape == (64, 64)
+    assert np.array_equal(reference20, wald_gate_scene(scene, twenty, size=64).reference)
+
+
+@needs_bf16
+def test_the_60m_gate_is_measured_on_its_own_pair_and_both_product_models_run_bf16(tmp_path):
+    from ssc_edge.runtime.product import CombinedSharpener
+
+    from ._models import write_model
+    from .test_product import scene_with_60m
+
+    sixty = write_model(tmp_path / "m_60m.onnx", blocks=2, width=8, seed=5, sixty=True)
+    twenty = write_model(tmp_path / "m.onnx", blocks=3, width=8, seed=6)
+    scene = scene_with_60m(216, 216, seed=5)
+    gate = gate_metadata(sixty, scene)
+    assert gate["bf16/openvino"]["target"] == "wald-reduced-scale"
+    models = [Sharpener(m, provider="openvino", precision="bf16", tile=72) for m in (twenty, sixty)]
+    combined = CombinedSharpener(models)
+    assert combined.precision == "bf16" and "60 m model" in combined.precision_reason
+    fp32 = CombinedSharpener([Sharpener(m, provider="cpu", tile=72) for m in (twenty, sixty)]).sharpen(scene)
+    got = combined.sharpen(scene)
+    assert 0 < np.abs(got - fp32).max() <= 0.02 * np.abs(fp32).max()  # really bf16, and close
 
 
 def test_gate_loss_of_identical_runs_is_zero_and_of_bicubic_matches_the_metric():
