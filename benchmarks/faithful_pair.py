@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         help="which fits per case (default: default and truth; bicubic-none = --baseline)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "faithful_pair")
+    parser.add_argument("--note", default="", help="A line about the conditions (e.g. 'shared with other jobs').")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from ssc_edge.train.report import machine_info
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     result = {
         "command": "python benchmarks/faithful_pair.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{machine['cpu']}, {machine['cores']} cores, shared with other jobs",
+        "machine": f"{machine['cpu']}, {machine['cores']} cores. {args.note}".strip(),
         "epochs": args.epochs,
         "seed": args.seed,
     }
