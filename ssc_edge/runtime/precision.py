@@ -437,6 +437,13 @@ def find_verdict(
     value = scene() if callable(scene) else scene
     if value is None:
         return None
+    from .sharpen import check_scene_size  # here: sharpen imports this module
+
+    try:  # a scene the model cannot sharpen at all: its own one-line error follows, no gate warning before it
+        check_scene_size(value.shape, contract, source=value.name)
+    except SscEdgeError as exc:
+        logger.debug("precision gate not measured: %s", exc)
+        return None
     start = time.perf_counter()
     try:  # a centre of nodata, a scene smaller than a Wald pair and the receptive field: unknown, so fp32
         pair, reference = wald_gate_pair(value, contract)

@@ -33,6 +33,7 @@ from ..progress import ProgressCallback
 from ..registration import estimate_scene_registration
 from ..runtime.precision import GATE_SIZE
 from ..scene import Scene
+from ._tensorflow import tensorflow
 from .fit import (
     EVALUATIONS,
     Evaluation,
@@ -89,8 +90,9 @@ def keras_to_onnx(model, *, layout: str = "NHWC"):
         ``batch``, ``height``, ``width``.
     """
     import onnx
-    import tensorflow as tf
     import tf2onnx
+
+    tf = tensorflow()
 
     if layout not in _DIM_NAMES:
         raise OptionError(f"layout must be NHWC or NCHW, got {layout!r}")
@@ -295,10 +297,10 @@ def check_parity(model, proto, sample: np.ndarray, *, layout: str, tolerance: fl
 
 
 def _versions() -> dict[str, str]:
+    tf = tensorflow()  # before keras, which imports it
     import keras
     import onnx
     import onnxruntime
-    import tensorflow as tf
     import tf2onnx
 
     return {
@@ -400,7 +402,8 @@ def _add_precision_gate(proto, scene: Scene | Callable[[], Scene]) -> None:
             path.write_bytes(proto.SerializeToString())
             gate = gate_metadata(path, scene() if callable(scene) else scene)
     except OSError as exc:  # never lose a finished fit to the gate: infer measures it where it runs
-        logger.warning("precision gate not measured at export (%s)", exc)
+        # debug, not a warning: a full disk fails the model's own write next, with the one error line
+        logger.debug("precision gate not measured at export (%s)", exc)
         return
     if gate:
         entry = proto.metadata_props.add()

@@ -43,6 +43,7 @@ from ..errors import OptionError, SceneError
 from ..metrics import QualityReport, quality_report
 from ..progress import ProgressCallback, report
 from ..scene import Scene
+from ._tensorflow import tensorflow
 from .model import PRECISIONS, ModelConfig, build_ssc_cnn
 from .windows import (
     DEFAULT_PATCH_BUDGET,
@@ -286,7 +287,7 @@ def resolve_precision(precision: str) -> str:
     """The Keras compute precision that ``precision`` (``FitConfig.precision``) means on this machine."""
     if precision != "auto":
         return precision
-    import tensorflow as tf
+    tf = tensorflow()
 
     if tf.config.list_physical_devices("GPU"):
         return "float32"
@@ -370,7 +371,7 @@ def _epoch_function(model, optimizer, inputs, target, batch_size: int, jit_compi
 
     ``ops`` holds one dihedral transform (0..7) per batch, used when ``augment`` is true.
     """
-    import tensorflow as tf
+    tf = tensorflow()
 
     count = int(inputs.shape[0])
     batches = -(-count // batch_size)
@@ -468,7 +469,7 @@ def fit_patches(
     -------
     FitResult
     """
-    import tensorflow as tf
+    tf = tensorflow()
 
     config = config or FitConfig()
     start = time.perf_counter()
@@ -486,6 +487,7 @@ def fit_patches(
         )
     logger.info("training on %d patches of %dx%d px (scale %.1f DN)", len(x), config.patch, config.patch, scale)
 
+    tensorflow()  # before keras, which imports it
     import keras
 
     channels = {"input_channels": x.shape[-1], "output_channels": y.shape[-1]}  # 10 -> 6, or 12 -> 2 (60 m)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import OptionError
+from ._tensorflow import tensorflow
 
 __all__ = ["INPUT_CHANNELS", "OUTPUT_CHANNELS", "PRECISIONS", "ModelConfig", "build_ssc_cnn", "receptive_halo"]
 
@@ -131,6 +132,7 @@ def build_ssc_cnn(
         Input ``(batch, height, width, input_channels)`` float32 normalised DN (NHWC, any height and
         width), output ``(batch, height, width, output_channels)`` float32 normalised DN.
     """
+    tensorflow()  # before keras, which imports it
     import keras
     from keras import layers
 
