@@ -302,23 +302,25 @@ def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
     when the fit used one (``--degradation auto``), else its ``training["degradation"]`` method, else ``mtf``.
     A 60 m model's pair is :func:`wald_gate_pair`'s.
     """
-    training, pair_model = _training_and_pair(contract)
+    degradation, pair_model = _model_pair(contract)
     no_reference = Scene(bands=dict(scene.bands), fine_pixel_size=scene.fine_pixel_size, name=scene.name)
     crop = central_crop(no_reference, 2 * size)
     if pair_model and "coarse" in pair_model:  # a 20 m model's PairModel
         pair = wald.reduced_resolution_scene(crop, model=wald.PairModel.from_dict(pair_model))
     else:
-        degradation = training.get("degradation")
-        degradation = degradation if degradation in wald.DEGRADATION_METHODS else "mtf"
         pair = wald.reduced_resolution_scene(crop, degradation=degradation)
     return Scene(bands=dict(pair.bands), reference=pair.reference, fine_pixel_size=pair.fine_pixel_size,
                  name=f"{scene.name} (Wald pair)")  # fmt: skip
 
 
-def _training_and_pair(contract) -> tuple[dict, dict | None]:
+def _model_pair(contract) -> tuple[str, dict | None]:
+    """How the model's training pair degraded: a ``wald.degrade`` method (``mtf`` when the metadata names none,
+    e.g. ``auto``) and the estimated pair model of its metadata, if any."""
     training = contract.training if isinstance(contract.training, dict) else {}
+    degradation = training.get("degradation")
     registration = getattr(contract, "registration", None)
-    return training, registration.get("pair_model") if isinstance(registration, dict) else None
+    pair_model = registration.get("pair_model") if isinstance(registration, dict) else None
+    return (degradation if degradation in wald.DEGRADATION_METHODS else "mtf"), pair_model
 
 
 def wald_gate_pair(scene: Scene, contract, *, size: int = GATE_SIZE) -> tuple[Scene, np.ndarray]:
@@ -335,11 +337,9 @@ def wald_gate_pair(scene: Scene, contract, *, size: int = GATE_SIZE) -> tuple[Sc
     from ..bandset import RatioPairModel, ratio_reduced_scene
     from ..io.sources import central_scene
 
-    training, pair_model = _training_and_pair(contract)
+    degradation, pair_model = _model_pair(contract)
     crop = central_scene(scene, 2 * size, with_60m=True)
     model = RatioPairModel.from_dict(pair_model) if pair_model and "kernels" in pair_model else None
-    degradation = training.get("degradation")
-    degradation = degradation if degradation in wald.DEGRADATION_METHODS else "mtf"
     return ratio_reduced_scene(crop, contract.output_bands, degradation=degradation, model=model)
 
 
@@ -440,7 +440,8 @@ def find_verdict(
     from .sharpen import check_scene_size  # here: sharpen imports this module
 
     try:  # a scene the model cannot sharpen at all: its own one-line error follows, no gate warning before it
-        check_scene_size(value.shape, contract, source=value.name)
+        if contract is not None:
+            check_scene_size(value.shape, contract, source=value.name)
     except SscEdgeError as exc:
         logger.debug("precision gate not measured: %s", exc)
         return None
