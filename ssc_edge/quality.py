@@ -87,6 +87,7 @@ __all__ = [
     "RowAssembler",
     "degradation_function",
     "model_degradation",
+    "training_degradation",
     "pair_degradation",
     "full_resolution_quality",
     "q2n",
@@ -145,11 +146,22 @@ def model_degradation(training: dict | None, registration: dict | None = None) -
     else ``training["degradation"]`` when it names a method of :func:`ssc_edge.wald.degrade`; else
     ``"mtf"`` (the sensor model).
     """
-    pair = (registration or {}).get("pair_model") if isinstance(registration, dict) else None
+    method, pair = training_degradation(training, registration)
     if pair and "coarse" in pair:  # a 20 m model's PairModel (a 60 m model's RatioPairModel has "kernels")
         return pair_degradation(PairModel.from_dict(pair))
-    name = (training or {}).get("degradation") if isinstance(training, dict) else None
-    return name if name in DEGRADATION_METHODS else "mtf"
+    return method
+
+
+def training_degradation(training: dict | None, registration: dict | None = None) -> tuple[str, dict | None]:
+    """What a model's metadata says its training pair was degraded with.
+
+    Returns ``training["degradation"]`` when it names a method of :func:`ssc_edge.wald.degrade`, else
+    ``"mtf"`` (``auto`` names none), and ``registration["pair_model"]`` (a 20 m ``PairModel``'s dict, with
+    ``"coarse"``, or a 60 m ``RatioPairModel``'s, with ``"kernels"``) or None.
+    """
+    pair = registration.get("pair_model") if isinstance(registration, dict) else None
+    name = training.get("degradation") if isinstance(training, dict) else None
+    return (name if name in DEGRADATION_METHODS else "mtf"), pair
 
 
 # ------------------------------------------------------------------------------------------------ Q2n

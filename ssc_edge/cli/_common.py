@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -32,3 +33,12 @@ def echo(message: str, *, quiet: bool = False, err: bool = False) -> None:
     """Print a result line unless quiet (``err=True``: to stderr)."""
     if not quiet:
         typer.echo(message, err=err)
+
+
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's C++ log lines (set before it is imported; not with ``--verbose``).
+
+    Level 3, not 2: on AVX-512 CPUs grappler logs a failed bf16 fusion (``remapper failed``) as a C++ ERROR
+    line on every fit, harmlessly (it falls back); a real failure raises a Python error, which is reported.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

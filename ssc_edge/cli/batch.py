@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import Quiet, Verbose, echo, progress_for, setup_logging
+from ._common import Quiet, Verbose, echo, progress_for, quiet_tensorflow, setup_logging
 
 
 def batch_command(
@@ -74,9 +73,7 @@ def batch_command(
 
     mode = mode or ("infer" if model is not None else "fit-and-infer")
     if mode == "fit-and-infer" and not verbose:  # TensorFlow's C++ start-up chatter, in every worker
-        # 3, not 2: on AVX-512 CPUs grappler logs a failed bf16 fusion ("remapper failed") as a C++ ERROR line on
-        # every fit, harmlessly (it falls back); a real failure raises a Python error, which is reported
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        quiet_tensorflow()
     config = BatchConfig(mode=mode, model=model, workers=workers, output_format=output_format, dtype=dtype,
                          epochs=epochs, split=split, tile=tile,
                          fit_options={"degradation": degradation, "registration": registration}

@@ -6,13 +6,12 @@ TensorFlow is imported only inside the command body, so other commands never loa
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import Force, Quiet, Verbose, echo, progress_for, setup_logging
+from ._common import Force, Quiet, Verbose, echo, progress_for, quiet_tensorflow, setup_logging
 
 _DEFAULT_OUTPUT = Path("models/model.onnx")
 
@@ -106,9 +105,7 @@ def fit_and_export_command(
     """Fit SSC-CNN on SCENE (zero-shot) and export a self-describing ONNX model plus its report."""
     setup_logging(quiet=quiet, verbose=verbose)
     if not verbose:  # TensorFlow's C++ start-up chatter and tf2onnx's INFO lines are noise here
-        # 3, not 2: on AVX-512 CPUs grappler logs a failed bf16 fusion ("remapper failed") as a C++ ERROR line on
-        # every fit, harmlessly (it falls back); a real failure raises a Python error, which is reported
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        quiet_tensorflow()
         logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     from ..train import FitConfig, ModelConfig
     from ..train.bandsets import fit_and_export_bands

@@ -314,13 +314,10 @@ def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
 
 
 def _model_pair(contract) -> tuple[str, dict | None]:
-    """How the model's training pair degraded: a ``wald.degrade`` method (``mtf`` when the metadata names none,
-    e.g. ``auto``) and the estimated pair model of its metadata, if any."""
-    training = contract.training if isinstance(contract.training, dict) else {}
-    degradation = training.get("degradation")
-    registration = getattr(contract, "registration", None)
-    pair_model = registration.get("pair_model") if isinstance(registration, dict) else None
-    return (degradation if degradation in wald.DEGRADATION_METHODS else "mtf"), pair_model
+    """The degradation method and estimated pair model of a model's metadata (:func:`quality.training_degradation`)."""
+    from ..quality import training_degradation
+
+    return training_degradation(contract.training, getattr(contract, "registration", None))
 
 
 def wald_gate_pair(scene: Scene, contract, *, size: int = GATE_SIZE) -> tuple[Scene, np.ndarray]:
