@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
+from ssc_edge.bandset import band_ratio
 from ssc_edge.runtime.tiling import Tile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -81,7 +82,7 @@ class MosaicSource:
 
     def read(self, band: str, tile: Tile) -> np.ndarray:
         """(h, w) float32 DN of ``tile`` on ``band``'s own grid."""
-        factor = 1 if band in FINE_BANDS else 6 if band in VERY_COARSE_BANDS else 2
+        factor = band_ratio(band)
         block = self.block // factor
         rows = np.arange(tile.row, tile.row + tile.height)
         cols = np.arange(tile.col, tile.col + tile.width)

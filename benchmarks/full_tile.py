@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parents[1]
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
-SIXTY = ("B01", "B09")
+SIXTY = ("B01", "B09")  # ssc_edge.bands.VERY_COARSE_BANDS (imported lazily, as everything of ssc_edge here)
 _TIMINGS = re.compile(r"(\d+) tiles in ([\d.]+) s: network ([\d.]+) s, read and input ([\d.]+) s, write ([\d.]+) s")
 
 
@@ -60,13 +60,14 @@ def write_scene(folder: Path, size: int, *, block: int, wedge: float, sixty: boo
     from _mosaic import MosaicSource
     from rasterio.transform import from_origin
 
+    from ssc_edge.bandset import band_ratio
     from ssc_edge.runtime.tiling import Tile
 
     start = time.perf_counter()
     mosaic = MosaicSource(size, block=block, wedge=wedge, sixty=sixty)
     folder.mkdir(parents=True, exist_ok=True)
     for band in BANDS + (SIXTY if sixty else ()):
-        factor = 1 if band in ("B02", "B03", "B04", "B08") else 6 if band in SIXTY else 2
+        factor = band_ratio(band)
         n = size // factor
         profile = {
             "driver": "GTiff",
