@@ -6,6 +6,7 @@ Usage::
     python benchmarks/faithful_pair.py --fit --epochs 200         # default vs told-the-truth fits, FIT_CASES
     python benchmarks/faithful_pair.py --estimate --fit --epochs 20 --out /tmp/fp   # quick check
     python benchmarks/faithful_pair.py --fit --cases coastal:mtf-0.4:0,0 --epochs 100   # chosen cases
+    python benchmarks/faithful_pair.py --blur-sweep               # estimated vs simulated blur (cheap)
 
 RR scenes are simulated from the full-resolution scenes (the full Coastal cell and the real L1C
 crop of ``../shared/data/real``) with a known kernel, applied to both band groups as the Wald
@@ -70,7 +71,8 @@ def full_scene(name: str):
 
 
 def kernels(kind: str):
-    """(fine kernels, coarse kernels) of a simulation kernel name."""
+    """(fine kernels, coarse kernels) of a simulation kernel name (``KERNELS``, or ``gauss-S``: one Gaussian of
+    sigma ``S`` source pixels for all bands, :func:`blur_rows`)."""
     from ssc_edge.wald import Kernel, PairModel, mtf_sigma
 
     if kind == "imresize":
@@ -79,7 +81,8 @@ def kernels(kind: str):
     if kind == "mtf-nominal":
         model = PairModel.nominal("mtf")
         return model.fine, model.coarse
-    kernel = Kernel("gaussian", mtf_sigma(float(kind.split("-")[1])))
+    family, value = kind.split("-")
+    kernel = Kernel("gaussian", float(value) if family == "gauss" else mtf_sigma(float(value)))
     return (kernel,) * 4, (kernel,) * 6
 
 
@@ -177,6 +180,64 @@ def fit_rows(
     return rows
 
 
+#: Gaussian sigmas (source 10 m px) of ``--blur-sweep``: the MTF gains 0.6 ... 0.2 span 0.64 ... 1.14.
+SWEEP_SIGMAS = tuple(round(0.6 + 0.05 * i, 2) for i in range(13))
+
+
+def _scale_consistent(rr, sigma: float) -> float:
+    """The pair sigma ``s`` whose degraded scene shows the RR scene's own estimated relative sigma (secant steps).
+
+    The default pair uses the estimate itself, which assumes that Gaussian variances add exactly; this finds
+    the ``s`` for which the estimator, run again on ``rr`` degraded by ``s``, returns ``sigma``.
+    """
+    from ssc_edge.registration import estimate_scene_registration
+    from ssc_edge.wald import Kernel, PairModel, reduced_resolution_scene
+
+    def gap(s: float) -> float:
+        kernel = Kernel("gaussian", s)
+        reduced = reduced_resolution_scene(rr, model=PairModel(fine=(kernel,) * 4, coarse=(kernel,) * 6))
+        return estimate_scene_registration(reduced).kernel.sigma - sigma
+
+    a, b = sigma, sigma + 0.05
+    ga, gb = gap(a), gap(b)
+    for _ in range(3):
+        a, ga, b = b, gb, b - gb * (b - a) / (gb - ga)
+        gb = gap(b)
+    return b
+
+
+def blur_rows(scenes: dict) -> list[dict]:
+    """Estimated pooled sigma of RR scenes made with one Gaussian of known sigma (no offset), per source scene.
+
+    A reference-free estimate measures the blur of the RR 20 m bands *relative to* the RR 10 m bands. With
+    Gaussians (variances add), a source whose own bands stand at relative sigma ``s_src`` (10 m px) and a
+    simulated kernel ``s_k`` give, in RR fine pixels, ``s_rr**2 = s_src**2 / 4 + 3 s_k**2 / 4``: equal to
+    ``s_k`` only where ``s_src = s_k``. The rows record ``s_src`` (the estimate on the source itself), the
+    estimate on each RR scene and that prediction, and the scale-consistent sigma of :func:`_scale_consistent`
+    (a refinement that was tried and not adopted: RESULTS.md).
+    """
+    from ssc_edge.registration import estimate_scene_registration
+
+    rows = []
+    for name, scene in scenes.items():
+        source = estimate_scene_registration(scene).kernel
+        for sigma in SWEEP_SIGMAS:
+            rr, _ = simulate(scene, f"gauss-{sigma}", (0, 0))
+            est = estimate_scene_registration(rr).kernel
+            row = {
+                "scene": name,
+                "source_sigma": round(source.sigma, 4),
+                "sigma": sigma,
+                "estimated_kind": est.kind,
+                "estimated_sigma": round(est.sigma, 4),
+                "predicted_sigma": round(float(np.sqrt(source.sigma**2 / 4 + 0.75 * sigma**2)), 4),
+                "scale_consistent_sigma": round(_scale_consistent(rr, est.sigma), 4),
+            }
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
 def pair_rows(scenes: dict) -> list[dict]:
     """Without fitting: how close each pair's inputs are to the told-the-truth pair's (SRE, dB, FIT_CASES)."""
     from ssc_edge.metrics import quality_report
@@ -214,6 +275,22 @@ def _markdown(result: dict) -> str:
             )
         errors = [r["error"] for r in result["estimates"]]
         lines += ["", f"{len(errors)} cases: max error {max(errors):.3f} px, median {np.median(errors):.3f} px.", ""]
+    if result.get("blur"):
+        lines += [
+            "Estimated pooled Gaussian sigma (10 m px of the source; RR fine px of the RR scene) against the",
+            "simulated one; predicted: sqrt(source**2 / 4 + 3 sigma**2 / 4) from the source's own estimate:",
+            "",
+            "| scene | source's own sigma | simulated sigma | estimated | predicted | estimated - simulated | "
+            "scale-consistent - simulated |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in result["blur"]:
+            lines.append(
+                f"| {r['scene']} | {r['source_sigma']:.3f} | {r['sigma']:.2f} | {r['estimated_sigma']:.3f} | "
+                f"{r['predicted_sigma']:.3f} | {r['estimated_sigma'] - r['sigma']:+.3f} | "
+                f"{r['scale_consistent_sigma'] - r['sigma']:+.3f} |"
+            )
+        lines.append("")
     if result.get("pairs"):
         lines += [
             "Training-pair inputs against the told-the-truth pair's (mean SRE, dB, of the degraded 10 m channels and",
@@ -251,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimate", action="store_true", help="estimation accuracy over every kernel and offset")
     parser.add_argument("--fit", action="store_true", help="default vs told-the-truth fits on FIT_CASES")
     parser.add_argument("--pairs", action="store_true", help="pair inputs against the truth pair's, no fit")
+    parser.add_argument(
+        "--blur-sweep", action="store_true", help="estimated vs simulated Gaussian sigma, both scenes (cheap)"
+    )
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline", action="store_true", help="also fit the earlier default (bicubic, none)")
@@ -295,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.pairs:
         result["pairs"] = pair_rows(scenes)
+    if args.blur_sweep:
+        result["blur"] = blur_rows(scenes)
     if args.fit:
         fit_rows(scenes, args.epochs, args.seed, args.baseline, done=write, cases=args.cases, runs=args.runs)
     write()
