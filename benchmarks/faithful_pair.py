@@ -219,6 +219,8 @@ def _scale_consistent(rr, sigma: float) -> float:
     a, b = sigma, sigma + 0.05
     ga, gb = gap(a), gap(b)
     for _ in range(3):
+        if gb == ga:  # flat: the estimate no longer moves with s
+            break
         a, ga, b = b, gb, b - gb * (b - a) / (gb - ga)
         gb = gap(b)
     return b
