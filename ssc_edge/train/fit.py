@@ -487,8 +487,7 @@ def fit_patches(
         )
     logger.info("training on %d patches of %dx%d px (scale %.1f DN)", len(x), config.patch, config.patch, scale)
 
-    tensorflow()  # before keras, which imports it
-    import keras
+    import keras  # after tensorflow() above, so its quiet import is the one keras gets
 
     channels = {"input_channels": x.shape[-1], "output_channels": y.shape[-1]}  # 10 -> 6, or 12 -> 2 (60 m)
     model = build_ssc_cnn(config.model, seed=config.seed, precision=config.precision, name="ssc_cnn_train", **channels)
