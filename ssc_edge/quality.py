@@ -104,8 +104,14 @@ DEFAULT_STRIP = 128  # fine rows per strip: a multiple of 2 * 32 so blocks never
 MARGIN_TOP = 16  # fine rows above a strip: degradation and low-pass kernels (bicubic reaches 4, MTF ~6)
 MARGIN_BOTTOM = 2 * QNR_BLOCK + 16  # below: the 32-row windows (and 16 coarse = 32 fine rows) + kernels
 _TINY = 1e-12
-#: Most 10 m pixels :class:`QualityHook` scores by default (about 5 strips of a 10980-px-wide tile).
-HOOK_PIXELS = 8_000_000
+#: Most 10 m pixels :class:`QualityHook` scores by default (2 strips of a 10980-px-wide tile).
+HOOK_PIXELS = 3_000_000
+#: Share of a scene's strips :class:`QualityHook` scores by default (at least one strip). The indexes cost
+#: about 4 us per scored 10 m pixel on one core against about 0.8 us per pixel for the network in bf16 on
+#: 2 AMX cores, and they run in the I/O thread beside the network: scoring every pixel made ``infer`` 3 to 5
+#: times slower than its network on 2 cores (``benchmarks/io_thread.py``). A sample of 1/16 of the rows keeps
+#: the pass under about a third of the bf16 network's time on any scene larger than one strip.
+HOOK_FRACTION = 1 / 16
 
 
 def degradation_function(degradation: Degradation, *, bands: Sequence[str] = COARSE_BANDS) -> Callable:
@@ -809,9 +815,13 @@ class QualityHook:
     degradation : str or callable
         The scene's degradation (:func:`model_degradation` of the model's metadata).
     max_pixels : int, optional
-        Score evenly spaced strips of about this many 10 m pixels in all (:attr:`QualityAccumulator.max_strips`)
-        on a larger scene: the quality pass of a full 10980 x 10980 tile then costs a few of its rows, not a
-        second inference. None: every pixel.
+        Score evenly spaced strips of at most about this many 10 m pixels in all
+        (:attr:`QualityAccumulator.max_strips`): the quality pass of a full 10980 x 10980 tile then costs a
+        few of its rows, not a second inference. None: no pixel cap.
+    fraction : float, optional
+        Score about this share of the scene's strips (evenly spaced, at least one strip); the cheaper of
+        ``fraction`` and ``max_pixels`` applies. None: every strip (with ``max_pixels=None``, every pixel:
+        the whole-image values of :func:`full_resolution_quality`).
 
     Attributes
     ----------
@@ -819,9 +829,18 @@ class QualityHook:
         Why no indexes were computed (a scene smaller than the 32-px windows), else None.
     """
 
-    def __init__(self, *, degradation: Degradation = "mtf", max_pixels: int | None = HOOK_PIXELS) -> None:
+    def __init__(
+        self,
+        *,
+        degradation: Degradation = "mtf",
+        max_pixels: int | None = HOOK_PIXELS,
+        fraction: float | None = HOOK_FRACTION,
+    ) -> None:
+        if fraction is not None and not 0 < fraction <= 1:
+            raise OptionError(f"fraction must be in (0, 1], got {fraction!r}")
         self.degradation = degradation
         self.max_pixels = max_pixels
+        self.fraction = fraction
         self.skipped: str | None = None
         self._assembler: RowAssembler | None = None
 
@@ -830,13 +849,21 @@ class QualityHook:
             return
         if self._assembler is None:
             try:
-                strips = None if self.max_pixels is None else max(1, self.max_pixels // (DEFAULT_STRIP * shape[1]))
-                accumulator = QualityAccumulator(shape, degradation=self.degradation, max_strips=strips)
+                accumulator = QualityAccumulator(shape, degradation=self.degradation, max_strips=self._strips(shape))
             except SceneError as exc:
                 self.skipped = str(exc)
                 return
             self._assembler = RowAssembler(accumulator, read_band)
         self._assembler(core, values)
+
+    def _strips(self, shape: tuple[int, int]) -> int | None:
+        """Most strips to score on an (H, W) grid: the cheaper of ``fraction`` and ``max_pixels``, at least 1."""
+        limits = []
+        if self.fraction is not None:
+            limits.append(round(self.fraction * max(1, shape[0] // DEFAULT_STRIP)))
+        if self.max_pixels is not None:
+            limits.append(self.max_pixels // (DEFAULT_STRIP * shape[1]))
+        return max(1, min(limits)) if limits else None
 
     def result(self) -> FullResolutionQuality | None:
         """The indexes once every core has arrived; None if skipped or nothing arrived."""

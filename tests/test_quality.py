@@ -262,7 +262,7 @@ def test_hook_scores_evenly_spaced_strips_on_a_large_scene():
     def read(band, window):
         return bands[band][window.slices]
 
-    hook = QualityHook(degradation="bicubic", max_pixels=2 * 128 * 64)
+    hook = QualityHook(degradation="bicubic", max_pixels=2 * 128 * 64, fraction=None)
     for planned in plan_tiles((512, 64), tile=96, halo=5):
         hook(planned.core, fused[planned.core.slices], read, (512, 64))
     got = hook.result()
@@ -270,6 +270,20 @@ def test_hook_scores_evenly_spaced_strips_on_a_large_scene():
     assert got.d_rho == pytest.approx(expected.d_rho, rel=1e-6) and got.qnr == pytest.approx(expected.qnr, rel=1e-6)
     whole = full_resolution_quality(fused, fine, coarse, degradation="bicubic")
     assert whole.consistency_mean_sre != pytest.approx(got.consistency_mean_sre, rel=1e-6)
+
+
+def test_hook_sample_is_the_cheaper_of_fraction_and_pixel_cap():
+    """The default sample: 1/16 of the strips (at least one), capped at HOOK_PIXELS; a full tile scores 2 strips."""
+    from ssc_edge.quality import HOOK_FRACTION, HOOK_PIXELS
+
+    assert QualityHook()._strips((10980, 10980)) == 2 == HOOK_PIXELS // (128 * 10980)
+    assert QualityHook()._strips((1024, 1024)) == 1  # 8 strips: 1/16 of them rounds to 0, at least one
+    assert QualityHook()._strips((4096, 1024)) == round(HOOK_FRACTION * 32) == 2
+    assert QualityHook(fraction=None)._strips((4096, 1024)) == HOOK_PIXELS // (128 * 1024)
+    assert QualityHook(fraction=None, max_pixels=None)._strips((4096, 1024)) is None  # every strip
+    assert QualityHook(fraction=0.5, max_pixels=None)._strips((4096, 1024)) == 16
+    with pytest.raises(OptionError, match=r"fraction must be in \(0, 1\]"):
+        QualityHook(fraction=0)
 
 
 def test_a_60m_models_pair_metadata_is_not_read_as_a_20m_pair():
