@@ -46,7 +46,7 @@ from ..errors import OptionError, SceneError
 from ..io import atomic_output, check_output_path
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
-from ..progress import ProgressCallback
+from ..progress import ProgressCallback, stage
 from ..registration import RegistrationEstimate, estimate_scene_registration, sixty_pair_model
 from ..sampling import PatchReservoir, origin_grid, patch_keys
 from ..scene import Scene
@@ -246,7 +246,8 @@ def evaluate_60m(
     pair = pair or sixty_pair_for(scene, config)[0]
     inputs, reference = _pair(scene, config, 1, pair)
     if heldout:
-        second = fit_model(*_pair(scene, config, 2, pair), config, progress=progress)
+        held_out = stage(progress, "60 m held-out fit (two scales of 6 down, scores the report)")
+        second = fit_model(*_pair(scene, config, 2, pair), config, progress=held_out)
         model, scale, kind, extra = second.model, second.scale, "60m-one-scale-down", second.seconds
     else:
         model, scale, kind, extra = fit.model, fit.scale, "60m-training-pair", 0.0
@@ -404,7 +405,7 @@ def _fit_and_export_bands(
         made = results["20m"].contract.registration.get("estimate") if "20m" in results else None
         estimate20 = RegistrationEstimate.from_dict(made) if made else None  # the 20 m model's, not made twice
         pair, registration = sixty_pair_for(scene_obj, config, estimate20=estimate20)  # once, for the fit and report
-        fit = fit_60m(scene_obj, config, progress=progress, pair=pair)
+        fit = fit_60m(scene_obj, config, progress=stage(progress, "60 m model"), pair=pair)
         evaluation = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
         results["60m"] = _export_60m(
             scene_obj, fit, evaluation, paths60, sha=sha, write_keras=write_keras, pair=pair, registration=registration

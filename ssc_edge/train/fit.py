@@ -41,7 +41,7 @@ from .. import wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import OptionError, SceneError
 from ..metrics import QualityReport, quality_report
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, report, stage
 from ..scene import Scene
 from ._tensorflow import tensorflow
 from .model import PRECISIONS, ModelConfig, build_ssc_cnn
@@ -903,7 +903,8 @@ def evaluate_fit(
                 mode = "one-scale-down"
             else:
                 return Evaluation(scores[0], scores[1], "spatial-holdout", False, 0.0, *scores[2:], patches=0)
-        second = fit_sampled(source, config, levels=2, progress=progress, read_progress=read_progress, pair=pair)
+        held_out = stage(progress, "held-out fit (two scales down, scores the report)")
+        second = fit_sampled(source, config, levels=2, progress=held_out, read_progress=read_progress, pair=pair)
         model, scale = second.model, second.scale
         kind, extra, patches = "one-scale-down", second.seconds, second.patches
     model_report, bicubic_report, windows, pixels, sampled = score_windows(

@@ -348,3 +348,14 @@ def test_predict_tiled_equals_the_whole_image(scene):
     tiled = predict_tiled(fit.model, inputs, fit.scale, tile=20)
     assert tiled.shape == whole.shape
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-4 * float(np.ptp(whole)))
+
+
+def test_held_out_fit_reports_its_epochs_under_its_own_label(scene):
+    """The report's second fit counts its epochs on the caller's progress, labelled as the held-out fit."""
+    config = FitConfig(epochs=2, model=TINY)
+    fit = fit_model(*training_data(scene, config), config)
+    seen = []
+    evaluation = evaluate_fit(Scene(bands=scene.bands), fit, progress=lambda d, t, m="": seen.append((d, t, m)))
+    assert evaluation.kind == "one-scale-down"
+    assert [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2)]
+    assert all(m.startswith("held-out fit (two scales down, scores the report): loss ") for _, _, m in seen)
