@@ -13,7 +13,10 @@ from ._common import Quiet, Verbose, echo, progress_for, quiet_tensorflow, setup
 def batch_command(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="Scene files, SAFE products (.SAFE or .zip), folders of scenes, CSV/JSON scene lists."),
+        typer.Argument(
+            help="Scene files (.mat, .npz, multi-band GeoTIFF), SAFE products (.SAFE or .zip), band folders "
+            "(JP2 or GeoTIFF band files), folders of scenes, CSV/JSON scene lists."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (outputs, reports, batch.json).")],
     mode: Annotated[

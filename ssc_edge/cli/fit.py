@@ -20,8 +20,8 @@ def fit_and_export_command(
     scene: Annotated[
         Path | None,
         typer.Argument(
-            help="Scene: SAFE folder or .zip, folder of band rasters (JP2, GeoTIFF), .mat, .npz. "
-            "Default: the synthetic demo scene."
+            help="Scene: a Sentinel-2 SAFE folder or its .zip, a folder of band rasters named by band (JP2, "
+            "GeoTIFF), a multi-band GeoTIFF, .mat or .npz. Default: the synthetic demo scene."
         ),
     ] = None,
     output: Annotated[

@@ -7,7 +7,8 @@
                    [--tile 512] [--batch N] [--threads N] [--dtype float32|uint16] [--with-fine]
                    [--quicklook out.png] [--force] [--quiet]
 
-Without MODEL the shipped ``models/demo.onnx`` runs; without SCENE the synthetic demo scene.
+SCENE: a SAFE folder or ``.zip``, a folder of JP2 or GeoTIFF band files, a multi-band GeoTIFF, ``.mat`` or
+``.npz``. Without MODEL the shipped ``models/demo.onnx`` runs; without SCENE the synthetic demo scene.
 A single positional argument ending in ``.onnx`` is the model, anything else the scene.
 Imports no TensorFlow; onnxruntime is imported only when the command runs.
 """
@@ -56,7 +57,10 @@ def infer_command(
     scene: Annotated[
         Path | None,
         typer.Argument(
-            help="Scene: .mat, .npz, GeoTIFF or folder of GeoTIFFs (default: the demo scene).", show_default=False
+            help="Scene: a Sentinel-2 L1C/L2A SAFE folder or its .zip, a folder of band rasters named by band "
+            "(JP2 as in a granule's IMG_DATA, or GeoTIFF), a multi-band GeoTIFF, MATLAB .mat or .npz "
+            "(default: the synthetic demo scene).",
+            show_default=False,
         ),
     ] = None,
     output: Annotated[

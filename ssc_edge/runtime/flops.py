@@ -105,7 +105,7 @@ def _import_onnx():
         import onnx
     except ImportError:
         raise FlopsUnavailable(
-            "counting FLOPs needs the onnx package: pip install 'ssc-edge[train]' (or pip install onnx)"
+            "counting FLOPs needs the onnx package, a dependency of ssc-edge: pip install onnx"
         ) from None
     return onnx
 

@@ -126,7 +126,7 @@ def _import_onnx():
         import onnx
     except ImportError:
         raise DependencyError(
-            "optimize needs the onnx package: pip install 'ssc-edge[train]' (or pip install onnx)"
+            "optimize needs the onnx package, a dependency of ssc-edge: pip install onnx"
         ) from None
     return onnx
 

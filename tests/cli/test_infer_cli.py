@@ -248,3 +248,14 @@ def test_no_quality_skips_the_full_resolution_line(run_cli, tmp_path, model, sha
     result = run_cli("infer", model, shared_data / "coastalA_cell_RR.mat", "-o", tmp_path / "o.npz", "--no-quality")
     assert result.returncode == 0, result.stderr
     assert "full resolution" not in result.stdout and "against the scene's reference" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["infer", "fit-and-export", "batch"])
+def test_help_names_every_scene_format(run_cli, command):
+    """A new user reading ``--help`` learns that SAFE products, their zips and JP2 band folders are inputs."""
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split()).replace("│", " ")
+    text = " ".join(text.split())
+    for name in ("SAFE", ".zip", "JP2", "GeoTIFF", ".mat", ".npz"):
+        assert name in text, f"{command} --help does not name {name}"
