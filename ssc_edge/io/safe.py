@@ -4,7 +4,17 @@ The band files are found through the product metadata (``MTD_MSIL1C.xml`` or ``M
 whose ``IMAGE_FILE`` entries name every JPEG 2000 file of the granule without its ``.jp2``
 extension), and read with rasterio (``/vsizip/`` inside a zip). L2A products keep each band at
 its native resolution: the 10 m bands come from ``R10m`` (``_B02_10m``), the 20 m bands from
-``R20m`` (``_B05_20m``, ``_B8A_20m``...).
+``R20m`` (``_B05_20m``, ``_B8A_20m``...), the 60 m bands B01 and B09 from ``R60m`` (``_B01_60m``).
+The 60 m bands are optional: a product whose metadata lists none, or whose 60 m files are absent,
+is read without them (a 20 m model needs only the 10 m and 20 m bands).
+
+Safety
+------
+Every ``IMAGE_FILE`` must name a file inside the product (no ``..``, no absolute path). Inside a
+zip, the metadata member and each band member are checked before they are read: declared size at
+most :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` (metadata: :data:`MAX_METADATA_BYTES`) and a
+compression ratio at most :data:`ssc_edge.io.limits.MAX_COMPRESSION_RATIO` (JPEG 2000 files do not
+compress further; a zip bomb does). A band raster's declared size is checked before it is read whole.
 
 Units
 -----
@@ -29,9 +39,11 @@ per band is logged as a warning. A band that is entirely nodata is rejected by :
 from __future__ import annotations
 
 import logging
+import posixpath
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,11 +51,13 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, canonical_band_name
+from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS, canonical_band_name
 from ..errors import SceneReadError
 from ..scene import GeoReference, Scene
+from .limits import MAX_COMPRESSION_RATIO, check_array_size, check_zip_member
 
-__all__ = ["SafeProduct", "is_safe_product", "read_safe_product", "read_safe_scene"]
+__all__ = ["MAX_METADATA_BYTES", "SafeProduct", "is_safe_product", "looks_like_safe_zip", "read_safe_product",
+           "read_safe_scene"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +65,12 @@ _METADATA_NAMES = {"MTD_MSIL1C.xml": "L1C", "MTD_MSIL2A.xml": "L2A"}
 
 #: ``band_id`` of the offset lists, when the product has no Spectral_Information list (PSD 14.9).
 _BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+#: Largest product metadata XML read, bytes (a real ``MTD_MSIL2A.xml`` is about 60 kB).
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+
+#: A Sentinel-2 product name (``S2A_MSIL2A_...``, ``S2B_MSIL1C_...``): how a damaged zip is still known as a SAFE.
+_PRODUCT_NAME = re.compile(r"^S2[A-D]_MSI(L1C|L2A)_", re.IGNORECASE)
 
 _BAND_IN_NAME = re.compile(r"_(B(?:0?\d|1[0-2]|8A))(?:_(\d\d)m)?$", re.IGNORECASE)
 
@@ -76,7 +96,8 @@ class SafeProduct:
         The ``NODATA`` special value, DN (0).
     band_files : mapping of str to str
         Band name to the GDAL path of its JPEG 2000 file (``/vsizip/...`` inside a zip), for the
-        bands ssc-edge uses, each at its native resolution.
+        bands ssc-edge uses, each at its native resolution: the 10 m and 20 m bands always, the
+        60 m bands B01 and B09 when the metadata lists them and their files exist.
     """
 
     path: Path
@@ -120,15 +141,18 @@ def read_safe_scene(path: Path) -> Scene:
     Returns
     -------
     Scene
-        Bands ``B02 B03 B04 B08`` (H, W) and ``B05 B06 B07 B8A B11 B12`` (H/2, W/2) as float32
-        reflectance x 10000 after the radiometric offset; nodata pixels are 0.0. ``georef`` is the
-        10 m grid's (from the B02 file), ``name`` the product name, ``source`` ``path``.
+        Bands ``B02 B03 B04 B08`` (H, W), ``B05 B06 B07 B8A B11 B12`` (H/2, W/2) and, when the
+        product has their files, ``B01 B09`` (H/6, W/6), as float32 reflectance x 10000 after the
+        radiometric offset; nodata pixels are 0.0 (a 60 m band that is all nodata is left out, as
+        the other readers drop all-zero placeholders). ``georef`` is the 10 m grid's (from the B02
+        file), ``name`` the product name, ``source`` ``path``.
 
     Raises
     ------
     SceneReadError
-        Not a SAFE product, metadata missing or unreadable, a band file missing or unreadable, or
-        a 20 m band not aligned with the 10 m grid.
+        Not a SAFE product, metadata missing or unreadable, a band file missing or unreadable, a
+        band larger than :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES`, or a 20 m or 60 m band not
+        aligned with the 10 m grid.
     SceneError
         Bands readable but invalid (an all-nodata band, a 20 m band not half the 10 m size).
     """
@@ -138,14 +162,22 @@ def read_safe_scene(path: Path) -> Scene:
     georef: GeoReference | None = None
     fine_transform = None
     nodata: dict[str, float] = {}
-    for band in FINE_BANDS + COARSE_BANDS:
+    for band in FINE_BANDS + COARSE_BANDS + VERY_COARSE_BANDS:
+        if band not in product.band_files:
+            continue  # a 60 m band the product lacks (the others are required by read_safe_product)
         dn, transform, crs = _read_band(product.band_files[band], path, band)
         if band == FINE_BANDS[0]:
             fine_transform = transform
             georef = GeoReference(tuple(float(v) for v in transform[:6]), crs) if crs else None
         else:
             _check_alignment(transform, fine_transform, GSD[band] / 10, path, band)
-        bands[band], count = _to_reflectance_dn(dn, product, band)
+        if band in VERY_COARSE_BANDS:
+            _check_sixty_size(dn.shape, bands[FINE_BANDS[0]].shape, path, band)
+        values, count = _to_reflectance_dn(dn, product, band)
+        if band in VERY_COARSE_BANDS and count == dn.size:
+            logger.debug("%s: band %s is all nodata; left out", path, band)
+            continue
+        bands[band] = values
         if count:
             nodata[band] = 100 * count / dn.size
     if nodata:
@@ -165,12 +197,14 @@ def read_safe_product(path: Path) -> SafeProduct:
     Raises
     ------
     SceneReadError
-        Not a SAFE product, metadata missing or malformed, a band listed nowhere or its file missing.
+        Not a SAFE product, metadata missing or malformed, a 10 m or 20 m band listed nowhere or
+        its file missing, an ``IMAGE_FILE`` outside the product, a zip member too large (see
+        :mod:`ssc_edge.io.limits`). A 60 m band whose file is missing is left out (logged).
     """
     path = Path(path)
     if not path.exists():
         raise SceneReadError(f"{path}: no such file or folder")
-    xml_bytes, level, root_gdal, name, exists = _locate(path)
+    xml_bytes, level, root_gdal, name, exists, members = _locate(path)
     try:
         tree = ET.fromstring(xml_bytes)
     except ET.ParseError as exc:
@@ -180,6 +214,13 @@ def read_safe_product(path: Path) -> SafeProduct:
     offsets = _offsets(elements, level, path)
     nodata = _nodata(elements)
     band_files = _band_files(elements, level, root_gdal, path)
+    absent_60m = [band for band in VERY_COARSE_BANDS if band in band_files and not exists(band_files[band])]
+    if absent_60m:
+        logger.debug("%s: 60 m band file(s) of %s missing; read without them", path, ", ".join(absent_60m))
+        band_files = {band: f for band, f in band_files.items() if band not in absent_60m}
+    for gdal_path in band_files.values():
+        if gdal_path in members:
+            check_zip_member(members[gdal_path], where=str(path), max_ratio=MAX_COMPRESSION_RATIO)
     missing = [band for band, gdal_path in band_files.items() if not exists(gdal_path)]
     if missing:
         raise SceneReadError(
@@ -208,8 +249,29 @@ def _product_name(folder_name: str) -> str:
     return folder_name[: -len(".SAFE")] if folder_name.upper().endswith(".SAFE") else folder_name
 
 
-def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool]]:
-    """Return (metadata bytes, level, GDAL root of the product, product name, file-exists test)."""
+def looks_like_safe_zip(path: Path) -> bool:
+    """True if ``path`` is named as a zipped SAFE product (``*.SAFE.zip`` or ``S2?_MSIL1C_*.zip`` /
+    ``S2?_MSIL2A_*.zip``) or its first zip member lies in a ``.SAFE`` folder, even when the zip itself is
+    damaged (truncated: no central directory); never raises."""
+    path = Path(path)
+    name = path.name
+    if name.lower().endswith(".zip") and (name.lower().endswith(".safe.zip") or _PRODUCT_NAME.match(name)):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(30 + 1024)
+    except OSError:
+        return False
+    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
+        return False
+    length = int.from_bytes(head[26:28], "little")
+    first = head[30 : 30 + length].decode("utf-8", "replace")
+    return ".SAFE/" in first.upper() or bool(_PRODUCT_NAME.match(first))
+
+
+def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool], dict[str, zipfile.ZipInfo]]:
+    """Return (metadata bytes, level, GDAL root of the product, product name, file-exists test, zip members by
+    GDAL path (empty for a folder))."""
     if path.is_dir() or path.name in _METADATA_NAMES:
         folder = path if path.is_dir() else path.parent
         candidates = [folder / n for n in _METADATA_NAMES if (folder / n).is_file()]
@@ -222,10 +284,13 @@ def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool]]:
             data = xml_path.read_bytes()
         except OSError as exc:
             raise SceneReadError(f"{path}: cannot read {xml_path.name} ({exc.strerror or exc})") from None
-        return data, _METADATA_NAMES[xml_path.name], str(folder), _product_name(folder.resolve().name), _file_exists
+        name = _product_name(folder.resolve().name)
+        return data, _METADATA_NAMES[xml_path.name], str(folder), name, _file_exists, {}
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
+        if looks_like_safe_zip(path):
+            raise SceneReadError(f"{path}: damaged SAFE zip ({exc}); it may be truncated: download it again") from None
         raise SceneReadError(f"{path}: not a Sentinel-2 SAFE product (not a folder or readable zip: {exc})") from None
     with archive:
         names = archive.namelist()
@@ -234,16 +299,19 @@ def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool]]:
             raise SceneReadError(
                 f"{path}: not a Sentinel-2 SAFE product (no MTD_MSIL1C.xml or MTD_MSIL2A.xml in the zip)"
             )
+        check_zip_member(archive.getinfo(member), where=str(path), max_bytes=MAX_METADATA_BYTES)
         try:
             data = archive.read(member)
-        except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
-            raise SceneReadError(f"{path}: cannot read {member} ({exc})") from None
+        except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, zlib.error) as exc:
+            raise SceneReadError(f"{path}: damaged SAFE zip: cannot read {member} ({exc})") from None
+        infos = archive.infolist()
     inner = str(PurePosixPath(member).parent)
     root = f"/vsizip/{path.resolve()}" + ("" if inner == "." else f"/{inner}")
     prefix = f"/vsizip/{path.resolve()}/"
-    members = set(names)
+    members = {prefix + info.filename: info for info in infos}
     name = _product_name(inner if inner != "." else path.stem)
-    return data, _METADATA_NAMES[PurePosixPath(member).name], root, name, lambda p: p[len(prefix) :] in members
+    level = _METADATA_NAMES[PurePosixPath(member).name]
+    return data, level, root, name, members.__contains__, members
 
 
 def _file_exists(gdal_path: str) -> bool:
@@ -302,9 +370,21 @@ def _nodata(elements) -> int:
     return 0
 
 
+def _inside_product(relative: str, path: Path) -> str:
+    """``relative`` normalised, refused when it names a file outside the product (absolute, or ``..``)."""
+    normal = posixpath.normpath(relative.replace("\\", "/"))
+    if relative.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", relative) or normal.split("/")[0] == "..":
+        raise SceneReadError(f"{path}: product metadata IMAGE_FILE {relative!r} points outside the product; refused")
+    return normal
+
+
 def _band_files(elements, level: str, root: str, path: Path) -> dict[str, str]:
-    """Band name to GDAL path of its JP2 file, 20 m bands at 20 m (L2A: from R20m)."""
-    wanted = FINE_BANDS + COARSE_BANDS
+    """Band name to GDAL path of its JP2 file, each band at its native resolution (L2A: R20m, R60m).
+
+    The 10 m and 20 m bands are required; the 60 m bands B01 and B09 are added when listed.
+    """
+    required = FINE_BANDS + COARSE_BANDS
+    wanted = required + VERY_COARSE_BANDS
     files: dict[str, str] = {}
     granules = {(el.get("granuleIdentifier") or "") for tag, el in elements if tag == "Granule"}
     if len(granules) > 1:
@@ -312,7 +392,7 @@ def _band_files(elements, level: str, root: str, path: Path) -> dict[str, str]:
     for tag, el in elements:
         if tag not in ("IMAGE_FILE", "IMAGE_FILE_2A") or not el.text:
             continue
-        relative = el.text.strip()
+        relative = _inside_product(el.text.strip(), path)
         match = _BAND_IN_NAME.search(relative)
         if match is None:
             continue
@@ -326,10 +406,10 @@ def _band_files(elements, level: str, root: str, path: Path) -> dict[str, str]:
         files[band] = f"{root}/{relative}{suffix}"
     if not any(tag in ("IMAGE_FILE", "IMAGE_FILE_2A") for tag, _ in elements):
         raise SceneReadError(f"{path}: product metadata lists no IMAGE_FILE (band files cannot be found)")
-    missing = [band for band in wanted if band not in files]
+    missing = [band for band in required if band not in files]
     if missing:
         raise SceneReadError(f"{path}: product metadata lists no file for band(s) {', '.join(missing)}")
-    return files
+    return {band: files[band] for band in wanted if band in files}
 
 
 def _read_band(gdal_path: str, path: Path, band: str):
@@ -341,6 +421,7 @@ def _read_band(gdal_path: str, path: Path, band: str):
         with rasterio.open(gdal_path) as dataset:
             if dataset.count < 1:
                 raise SceneReadError(f"{path}: band {band} file {gdal_path} holds no raster band")
+            check_array_size((dataset.height, dataset.width), dataset.dtypes[0], where=f"{path}: band {band}")
             dn = dataset.read(1)
             crs = dataset.crs.to_wkt() if dataset.crs is not None else ""
             return dn, tuple(dataset.transform)[:6], crs
@@ -358,6 +439,14 @@ def _check_alignment(transform, fine_transform, factor: float, path: Path, band:
     if any(abs(a - b) > tolerance for a, b in zip(transform, expected, strict=True)):
         raise SceneReadError(
             f"{path}: band {band} grid {tuple(transform)} is not aligned with the 10 m grid (expected {expected})"
+        )
+
+
+def _check_sixty_size(shape: tuple[int, int], fine: tuple[int, int], path: Path, band: str) -> None:
+    """A 60 m band must be exactly a sixth of the 10 m grid (B02's size)."""
+    if (6 * shape[0], 6 * shape[1]) != tuple(fine):
+        raise SceneReadError(
+            f"{path}: 60 m band {band} is {shape[0]}x{shape[1]}, not a sixth of the 10 m size {fine[0]}x{fine[1]}"
         )
 
 
