@@ -106,14 +106,14 @@ def structural_similarity(
 ) -> np.ndarray:
     """Per-band mean SSIM (Wang et al. 2004), dimensionless in [-1, 1].
 
+    Gaussian-weighted statistics (sigma 1.5 px, 11 x 11 window), sample covariance
+    normalisation as in scikit-image; pixels within 5 px of the edge are excluded from the mean.
+
     Parameters
     ----------
     data_range : float or (B,) array, optional
         Dynamic range L in ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``. Default: each reference
         band's ``max - min`` (after the border cut), so the score does not depend on DN scaling.
-
-    Gaussian-weighted statistics (sigma 1.5 px, 11 x 11 window), sample covariance
-    normalisation as in scikit-image; pixels within 5 px of the edge are excluded from the mean.
     """
     reference, estimate = _prepare(reference, estimate, border)
     bands = reference.shape[-1]
