@@ -13,7 +13,7 @@ import typer
 
 from ._common import Force, Quiet, Verbose, echo, progress_for, quiet_tensorflow, setup_logging
 
-_DEFAULT_OUTPUT = Path("models/model.onnx")
+_DEFAULT_OUTPUT = Path("model.onnx")  # the current folder: never the package's models/ (installed data)
 
 
 def fit_and_export_command(
