@@ -265,6 +265,7 @@ def write_geotiff(
     band_names: tuple[str, ...],
     georef: GeoReference | None = None,
     dtype: str = "float32",
+    nodata: float | None = None,
 ) -> None:
     """Write an (H, W, B) image as a tiled, DEFLATE-compressed GeoTIFF with band descriptions.
 
@@ -282,6 +283,8 @@ def write_geotiff(
         Transform and CRS of the image grid; without it the file is not georeferenced.
     dtype : str
         Any dtype GDAL stores (``"float32"``, ``"uint16"``, ...).
+    nodata : float, optional
+        The nodata tag of every band (NaN allowed for float; see :mod:`ssc_edge.nodata`).
     """
     rasterio = _rasterio(path, OptionError)
     from rasterio.transform import Affine
@@ -306,6 +309,8 @@ def write_geotiff(
     }
     if georef is not None:
         profile.update(crs=georef.crs, transform=Affine(*georef.transform))
+    if nodata is not None:
+        profile["nodata"] = nodata
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(path, "w", **profile) as dataset:

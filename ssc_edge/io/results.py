@@ -15,6 +15,7 @@ import numpy as np
 
 from ..bands import COARSE_BANDS, canonical_band_name
 from ..errors import OptionError, SceneError, SceneReadError
+from ..nodata import NODATA_UINT16, output_nodata
 from ..scene import GeoReference
 from ._atomic import atomic_output, check_output_path
 
@@ -32,15 +33,20 @@ _NPY_MAGIC = b"\x93NUMPY"
 
 
 def to_dtype(image: np.ndarray, dtype: str) -> np.ndarray:
-    """Convert DN to the output sample type.
+    """Convert DN to the output sample type; NaN marks no-data (:mod:`ssc_edge.nodata`).
 
-    ``"uint16"`` rounds half to even (``numpy.rint``) and clips to [0, 65535]; ``"float32"``
-    casts. Raises :class:`OptionError` for any other ``dtype``.
+    ``"uint16"`` rounds half to even (``numpy.rint``) and clips valid samples to [1, 65535], so
+    that 0 (the uint16 nodata value) only means no-data: NaN becomes 0. ``"float32"`` casts (NaN
+    stays the float32 nodata value). Raises :class:`OptionError` for any other ``dtype``.
     """
     if dtype not in RESULT_DTYPES:
         raise OptionError(f"unsupported output dtype {dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
     if dtype == "uint16":
-        return np.clip(np.rint(image), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        image = np.asarray(image)
+        out = np.clip(np.rint(image), 1, np.iinfo(np.uint16).max)
+        if image.dtype.kind == "f":
+            out = np.where(np.isnan(image), NODATA_UINT16, out)
+        return out.astype(np.uint16)
     return np.asarray(image, dtype=np.float32)
 
 
@@ -60,14 +66,14 @@ def write_result(
     path : Path
         ``.tif``/``.tiff``, ``.npz`` or ``.mat``.
     image : (H, W, B) ndarray
-        Sharpened bands, DN, finite.
+        Sharpened bands, DN; NaN marks no-data (:mod:`ssc_edge.nodata`), any other value is finite.
     band_names : tuple of B str
         Names of the bands along the last axis (default ``COARSE_BANDS``).
     georef : GeoReference, optional
         Georeferencing of the image grid (GeoTIFF and ``.npz`` store it; ``.mat`` stores
         ``transform`` and ``crs`` variables).
     dtype : {"float32", "uint16"}
-        ``uint16`` is DN rounded to the nearest integer and clipped to [0, 65535].
+        ``uint16`` is DN rounded to the nearest integer and clipped to [1, 65535]; no-data is 0.
     force : bool
         Overwrite an existing ``path``.
 
@@ -75,11 +81,13 @@ def write_result(
     -------
     Path
         ``path``. Nothing is left there, and no temporary file beside it, if writing fails.
+        No-data: a GeoTIFF carries the nodata tag (NaN for float32, 0 for uint16); ``.npz`` and
+        ``.mat`` hold the same samples (NaN in float32, 0 in uint16) and no separate mask.
 
     Raises
     ------
     OptionError
-        Unknown suffix or dtype, an image that is not (H, W, B) with B names, non-finite values.
+        Unknown suffix or dtype, an image that is not (H, W, B) with B names, infinite values.
     OutputError
         ``path`` exists (without ``force``), its folder is missing or not writable, the disk is full.
     """
@@ -95,8 +103,8 @@ def write_result(
             f"{path}: result must be a real (H, W, {len(band_names)}) array for bands {', '.join(band_names)}, "
             f"got {image.dtype} {'x'.join(map(str, image.shape))}"
         )
-    if not np.all(np.isfinite(image)):
-        raise OptionError(f"{path}: result has {_count_non_finite(image)} non-finite values (NaN or inf)")
+    if np.isinf(image).any():
+        raise OptionError(f"{path}: result has {int(np.isinf(image).sum())} infinite values")
     data = to_dtype(image, dtype)
     check_output_path(path, force=force)
     with atomic_output(path) as tmp:
@@ -114,13 +122,9 @@ def write_result(
         else:
             from .geotiff import write_geotiff
 
-            write_geotiff(tmp, data, band_names=band_names, georef=georef, dtype=dtype)
+            write_geotiff(tmp, data, band_names=band_names, georef=georef, dtype=dtype, nodata=output_nodata(dtype))
     logger.debug("wrote %s (%dx%dx%d %s)", path, *data.shape, dtype)
     return path
-
-
-def _count_non_finite(image: np.ndarray) -> int:
-    return int(image.size - np.count_nonzero(np.isfinite(image)))
 
 
 def _format(path: Path) -> str:
@@ -208,7 +212,8 @@ def read_estimate(path: Path) -> np.ndarray:
     Returns
     -------
     (H, W, B) float32 ndarray
-        DN. When the file names its bands and they are exactly ``COARSE_BANDS``, they are
+        DN, NaN at no-data (a GeoTIFF's nodata tag, NaN, and 0 in an integer ``.npz``/``.mat``).
+        When the file names its bands and they are exactly ``COARSE_BANDS``, they are
         returned in ``COARSE_BANDS`` order; otherwise in file order.
 
     Raises
@@ -216,7 +221,7 @@ def read_estimate(path: Path) -> np.ndarray:
     SceneReadError
         Missing, unreadable or corrupt file; no (or several) H x W x B arrays.
     SceneError
-        Unsupported dtype (complex, bool), empty, or non-finite values.
+        Unsupported dtype (complex, bool), empty, or infinite values.
     """
     path = Path(path)
     if not path.is_file():
@@ -227,9 +232,31 @@ def read_estimate(path: Path) -> np.ndarray:
 
         image, descriptions, _ = read_geotiff_image(path)
         names = tuple(d or "" for d in descriptions)
+        image = _nodata_to_nan(image, _geotiff_nodata(path))
     else:
         image, names = _from_arrays(_read_arrays(path, kind), path)
+        if image.dtype.kind in "ui":  # 0 is the integer nodata value (ssc_edge.nodata)
+            image = _nodata_to_nan(image, [NODATA_UINT16] * image.shape[-1])
     return _check_estimate(image, names, path)
+
+
+def _geotiff_nodata(path: Path) -> list[float | None]:
+    """Each band's nodata tag (None without one)."""
+    from .geotiff import _open
+
+    with _open(path) as dataset:
+        return list(dataset.nodatavals)
+
+
+def _nodata_to_nan(image: np.ndarray, nodata: list[float | None]) -> np.ndarray:
+    """(H, W, B) float32 with NaN where a band equals its nodata value (None: no nodata)."""
+    if all(v is None for v in nodata) or image.ndim != 3 or len(nodata) != image.shape[-1]:
+        return image
+    out = image.astype(np.float32)
+    for band, value in enumerate(nodata):
+        if value is not None and not np.isnan(value):
+            out[..., band][image[..., band] == value] = np.nan
+    return out
 
 
 def _check_estimate(image: np.ndarray, names: tuple[str, ...] | None, path: Path) -> np.ndarray:
@@ -240,8 +267,8 @@ def _check_estimate(image: np.ndarray, names: tuple[str, ...] | None, path: Path
     if image.size == 0:
         raise SceneError(f"{path}: estimate is empty ({'x'.join(map(str, image.shape))})")
     image = image.astype(np.float32)
-    if not np.all(np.isfinite(image)):
-        raise SceneError(f"{path}: estimate has {_count_non_finite(image)} non-finite values (NaN or inf)")
+    if np.isinf(image).any():
+        raise SceneError(f"{path}: estimate has {int(np.isinf(image).sum())} infinite values")
     names = _canonical_names(names) if names is not None else None
     if names is not None and len(names) == image.shape[2] and set(names) == set(COARSE_BANDS):
         try:

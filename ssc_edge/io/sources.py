@@ -45,6 +45,7 @@ import logging
 import warnings
 import zipfile
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -249,6 +250,32 @@ class BandSource(ABC):
             raise SceneError(f"{self.where}: window {tile} lies outside band {band}'s {h}x{w} grid")
         return self._read(band, tile)
 
+    def valid(self, band: str, tile: Tile) -> np.ndarray:
+        """Which pixels of one window of one band carry a measurement (:mod:`ssc_edge.nodata`).
+
+        Parameters
+        ----------
+        band : str
+            Canonical band name.
+        tile : Tile
+            On ``band``'s own grid, inside it.
+
+        Returns
+        -------
+        (tile.height, tile.width) bool ndarray
+            False at no-data pixels: a SAFE product's ``NODATA`` DN, a raster's nodata tag or mask
+            (0 DN without either), 0 DN in ``.mat``/``.npz`` files and in-memory scenes. :meth:`read`
+            gives those pixels 0 DN.
+        """
+        h, w = self.band_shape(band)
+        if tile.row < 0 or tile.col < 0 or tile.row + tile.height > h or tile.col + tile.width > w:
+            raise SceneError(f"{self.where}: window {tile} lies outside band {band}'s {h}x{w} grid")
+        return self._valid(band, tile)
+
+    def _valid(self, band: str, tile: Tile) -> np.ndarray:
+        """The 0 DN rule; raster sources override it with the file's own no-data."""
+        return self._read(band, tile) != 0
+
     def read_band(self, band: str) -> np.ndarray:
         """The whole of one band, (h, w) float32 DN (memory: the band's area)."""
         return self.read(band, Tile(0, 0, *self.band_shape(band)))
@@ -267,14 +294,19 @@ class BandSource(ABC):
             raise SceneError(f"{self.where}: {who} needs band(s) {', '.join(missing)}, which the scene lacks")
 
     def check_has_data(self, bands: Iterable[str]) -> None:
-        """Raise :class:`SceneError` if one of ``bands`` holds no data (every pixel 0 DN: nodata).
+        """Raise :class:`SceneError` if one of ``bands`` holds no data (no pixel :meth:`valid`).
 
         Reads strip by strip and stops at the first strip with data, so a normal scene costs one
         strip per band; only an all-nodata band is read through.
         """
         for band in bands:
-            if not any(np.any(values) for _, values in self.strips(band)):
+            if not any(np.any(self.valid(band, tile)) for tile in self._strip_tiles(band)):
                 raise SceneError(f"{self.where}: band {band} is all no-data (every pixel 0 DN); nothing to sharpen")
+
+    def _strip_tiles(self, band: str, rows: int = SCAN_ROWS) -> Iterable[Tile]:
+        h, w = self.band_shape(band)
+        for row in range(0, h, rows):
+            yield Tile(row, 0, min(rows, h - row), w)
 
     @property
     def identity(self) -> str:
@@ -334,8 +366,13 @@ class ArrayBandSource(BandSource):
         return self.scene
 
 
-#: ``convert(samples, band, tile) -> float32 DN``: a band file's samples (of ``tile``) to the scene's DN.
-Converter = Callable[[np.ndarray, str, Tile], np.ndarray]
+#: ``convert(samples, band, tile) -> (float32 DN, valid)``: a band file's samples (of ``tile``) to the scene's DN
+#: (0 at no-data) and the (h, w) bool mask of pixels that carry a measurement.
+Converter = Callable[[np.ndarray, str, Tile], tuple[np.ndarray, np.ndarray]]
+
+#: Validity masks a raster source keeps from its last reads, so that ``valid`` after ``read`` of the
+#: same window costs no second decode.
+_KEPT_MASKS = 32
 
 
 class RasterBandSource(BandSource):
@@ -350,7 +387,7 @@ class RasterBandSource(BandSource):
     files : mapping of str to (str, int)
         Band -> (GDAL path of its file, 1-based band index in it).
     convert : Converter
-        ``convert(samples, band, tile) -> float32 DN``.
+        ``convert(samples, band, tile) -> (float32 DN, valid mask)``.
     name : str
     """
 
@@ -361,6 +398,7 @@ class RasterBandSource(BandSource):
         self._files = dict(files)
         self._convert = convert
         self._datasets: dict[str, Any] = {}
+        self._masks: OrderedDict[tuple[str, Tile], np.ndarray] = OrderedDict()
         path = Path(path)
         try:
             band_shapes: dict[str, tuple[int, int]] = {}
@@ -430,7 +468,32 @@ class RasterBandSource(BandSource):
         except Exception as exc:  # rasterio/GDAL raise several types for corrupt blocks
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise SceneReadError(f"{file}: cannot read band {band} near row {tile.row} ({message})") from None
-        return self._convert(data, band, tile)
+        values, valid = self._convert(data, band, tile)
+        self._masks[band, tile] = valid
+        while len(self._masks) > _KEPT_MASKS:
+            self._masks.popitem(last=False)
+        return values
+
+    def _valid(self, band: str, tile: Tile) -> np.ndarray:
+        if (band, tile) not in self._masks:
+            self._read(band, tile)
+        return self._masks[band, tile]
+
+    def _sample_valid(self, data: np.ndarray, band: str, tile: Tile) -> np.ndarray:
+        """A band file's own no-data: its nodata tag, else its GDAL mask band, else 0 DN."""
+        from rasterio.enums import MaskFlags
+        from rasterio.windows import Window
+
+        file, index = self._files[band]
+        dataset = self._datasets[file]
+        flags = dataset.mask_flag_enums[index - 1]
+        if MaskFlags.nodata in flags:
+            nodata = dataset.nodatavals[index - 1]
+            return ~np.isnan(data) if np.isnan(nodata) else data != np.asarray(nodata).astype(data.dtype)
+        if MaskFlags.all_valid in flags:
+            return data != 0  # no tag, no mask: ESA's NODATA value
+        window = Window(tile.col, tile.row, tile.width, tile.height)
+        return dataset.read_masks(index, window=window) > 0
 
     def close(self) -> None:
         datasets, self._datasets = self._datasets, {}
@@ -446,18 +509,22 @@ class RasterBandSource(BandSource):
         sources = geotiff_band_sources(path)
         files = {band: (str(file), index) for band, (file, index) in sources.items()}
 
-        def convert(data: np.ndarray, band: str, tile: Tile) -> np.ndarray:
+        def convert(data: np.ndarray, band: str, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
             file = files[band][0]
             if data.dtype.kind not in "uif":
                 raise SceneError(f"{file}: band {band} has unsupported dtype {data.dtype} (expected integer or float)")
-            if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+            valid = source._sample_valid(data, band, tile)
+            if data.dtype.kind == "f" and not np.all(np.isfinite(data[valid])):
                 raise SceneError(
                     f"{file}: band {band} has non-finite values (NaN or inf) near row {tile.row}, "
                     f"column {tile.col} ({band} grid); fill or mask them before sharpening"
                 )
-            return data.astype(np.float32, copy=False)
+            values = data.astype(np.float32, copy=True)
+            values[~valid] = 0.0
+            return values, valid
 
-        return cls(path, files, convert, name=path.stem if path.is_file() else path.name)
+        source = cls(path, files, convert, name=path.stem if path.is_file() else path.name)
+        return source
 
     @classmethod
     def safe(cls, path: Path) -> RasterBandSource:
@@ -468,10 +535,10 @@ class RasterBandSource(BandSource):
         product = read_safe_product(path)
         nodata_pixels = dict.fromkeys(product.band_files, 0)
 
-        def convert(data: np.ndarray, band: str, tile: Tile) -> np.ndarray:
+        def convert(data: np.ndarray, band: str, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
             values, count = _to_reflectance_dn(data, product, band)
             nodata_pixels[band] += count
-            return values
+            return values, data != product.nodata  # the raw DN, before the offset (ssc_edge.nodata)
 
         source = cls(path, {b: (f, 1) for b, f in product.band_files.items()}, convert, name=product.name)
         source.product = product

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
+from ..nodata import ValidReader, nonzero_valid
 from ..progress import ProgressCallback
 from ..scene import Scene
 from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline
@@ -129,8 +130,13 @@ class CombinedSharpener:
         *,
         tiles: Sequence[PlannedTile] | None = None,
         progress: ProgressCallback | None = None,
+        read_valid: ValidReader | None = None,
     ) -> int:
         """As :meth:`Sharpener.sharpen_windows`; each core carries ``contract.output_bands``.
+
+        No-data (:mod:`ssc_edge.nodata`): each model fills its own input and marks its own output
+        bands NaN where a band *it* reads is no-data, so a pixel where only a 60 m band is no-data
+        keeps its sharpened 20 m bands.
 
         One I/O pipeline for all models (:func:`~ssc_edge.runtime.sharpen.run_pipeline`, the first model's
         ``prefetch``): each window is read once ahead of the networks (every model's input built from it)
@@ -141,20 +147,26 @@ class CombinedSharpener:
         step = max(s.batch for s in self.sharpeners)
         groups = [plan[start : start + step] for start in range(0, len(plan), step)]
 
-        def build(group: Sequence[PlannedTile]) -> list[np.ndarray]:
+        def build(group: Sequence[PlannedTile]) -> list[tuple[np.ndarray, list[np.ndarray]]]:
             # the models share most input bands and windows (the 10 m bands, the 20 m bands with the same
             # margin): each (band, window) is read once per group
             cache: dict[tuple[str, Tile], np.ndarray] = {}
+            masks: dict[tuple[str, Tile], np.ndarray] = {}
 
             def read_once(band: str, window: Tile) -> np.ndarray:
                 if (band, window) not in cache:
                     cache[band, window] = read_band(band, window)
                 return cache[band, window]
 
-            return [s.window_inputs(group, read_once, shape) for s in self.sharpeners]
+            def valid_once(band: str, window: Tile) -> np.ndarray:
+                if (band, window) not in masks:  # by default the 0 DN rule on the values read once
+                    masks[band, window] = (read_valid or nonzero_valid(read_once))(band, window)
+                return masks[band, window]
 
-        def run(group: Sequence[PlannedTile], inputs: list[np.ndarray]) -> list[np.ndarray]:
-            parts = [s.network_cores(group, x) for s, x in zip(self.sharpeners, inputs, strict=True)]
+            return [s.masked_inputs(group, read_once, shape, read_valid=valid_once) for s in self.sharpeners]
+
+        def run(group: Sequence[PlannedTile], built: list[tuple[np.ndarray, list[np.ndarray]]]) -> list[np.ndarray]:
+            parts = [s.masked_cores(group, *b) for s, b in zip(self.sharpeners, built, strict=True)]
             return [np.concatenate(cores, axis=-1) for cores in zip(*parts, strict=True)]
 
         self.last_timings = run_pipeline(

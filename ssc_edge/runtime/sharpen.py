@@ -23,6 +23,7 @@ import numpy as np
 
 from ..bands import COARSE_BANDS, FINE_BANDS, GSD
 from ..errors import ModelError, OptionError, SceneError
+from ..nodata import ValidReader, fill_margin, mask_invalid, nonzero_valid, read_filled
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from ..wald import upsample
@@ -37,6 +38,7 @@ __all__ = [
     "BandReader",
     "CoreWriter",
     "window_input",
+    "window_input_masked",
     "upsampled_window",
     "check_scene_size",
     "check_scene_bands",
@@ -99,7 +101,19 @@ def upsampled_window(
 
 
 def window_input(read_band: BandReader, window: Tile, fine_shape: tuple[int, int], contract) -> np.ndarray:
-    """Build the normalised network input of one window of the fine grid.
+    """The normalised network input of one window (:func:`window_input_masked` by the 0 DN rule, without its mask)."""
+    return window_input_masked(read_band, window, fine_shape, contract)[0]
+
+
+def window_input_masked(
+    read_band: BandReader,
+    window: Tile,
+    fine_shape: tuple[int, int],
+    contract,
+    *,
+    read_valid: ValidReader | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Build the normalised network input of one window of the fine grid, no-data filled, and its validity.
 
     Parameters
     ----------
@@ -110,25 +124,47 @@ def window_input(read_band: BandReader, window: Tile, fine_shape: tuple[int, int
     fine_shape : (int, int)
         ``(H, W)`` of the fine grid; a 20 m grid is ``(H / 2, W / 2)``, a 60 m one ``(H / 6, W / 6)``.
     contract : ModelContract
+    read_valid : ValidReader, optional
+        Which band pixels carry a measurement (:mod:`ssc_edge.nodata`); default: those not 0 DN.
 
     Returns
     -------
-    (h, w, C_in) float32 ndarray
+    inputs : (h, w, C_in) float32 ndarray
         ``contract.input_bands`` order: 20 m and 60 m bands upsampled with ``contract.upsampling``
         to the window (each by its own ratio, 2 or 6), 10 m bands as read; divided by
-        ``contract.scale``.
+        ``contract.scale``. No-data pixels of each grid are first filled from the nearest valid
+        pixel (:func:`ssc_edge.nodata.read_filled`), so the input equals the same crop of the
+        whole-image input wherever it can reach a valid output pixel.
+    valid : (h, w) bool ndarray
+        True where every band the model reads is valid (a coarse band at the coarse pixel
+        covering the 10 m pixel).
     """
+    read_valid = read_valid if read_valid is not None else nonzero_valid(read_band)
+    margin = COARSE_MARGIN[contract.upsampling]
+    h, w = window.shape
     planes: dict[str, np.ndarray] = {}
+    valid = np.ones((h, w), dtype=bool)
     for ratio in sorted({GSD[b] // 10 for b in contract.input_bands if not _is_fine(b)}):
         # each band by its own ratio: the 60 m model reads 20 m bands (x2) and 60 m bands (x6)
         names = [b for b in contract.input_bands if GSD[b] // 10 == ratio]
-        up = upsampled_window(read_band, window, fine_shape, names, method=contract.upsampling, ratio=ratio)
+        coarse_shape = (fine_shape[0] // ratio, fine_shape[1] // ratio)
+        cwin = coarse_window(window, ratio=ratio, margin=margin, coarse_shape=coarse_shape)
+        reach = -(-contract.halo // ratio) + margin + 1
+        stack, coarse_valid = read_filled(read_band, read_valid, names, cwin, coarse_shape, margin=fill_margin(reach))
+        r0, c0 = window.row - ratio * cwin.row, window.col - ratio * cwin.col
+        up = upsample(stack, ratio=ratio, method=contract.upsampling)[r0 : r0 + h, c0 : c0 + w].astype(np.float32)
         planes.update({b: up[..., i] for i, b in enumerate(names)})
-    for band in contract.input_bands:
-        if _is_fine(band):
-            planes[band] = np.asarray(read_band(band, window), dtype=np.float32)
+        if not coarse_valid.all():
+            valid &= np.repeat(np.repeat(coarse_valid, ratio, axis=0), ratio, axis=1)[r0 : r0 + h, c0 : c0 + w]
+    names = [b for b in contract.input_bands if _is_fine(b)]
+    if names:
+        stack, fine_valid = read_filled(
+            read_band, read_valid, names, window, fine_shape, margin=fill_margin(contract.halo)
+        )
+        planes.update({b: stack[..., i] for i, b in enumerate(names)})
+        valid &= fine_valid
     stacked = np.stack([planes[b] for b in contract.input_bands], axis=-1)
-    return stacked / np.float32(contract.scale)
+    return stacked / np.float32(contract.scale), valid
 
 
 def check_scene_size(shape: tuple[int, int], contract, *, source: object = "scene") -> None:
@@ -440,6 +476,7 @@ class Sharpener:
         *,
         tiles: Sequence[PlannedTile] | None = None,
         progress: ProgressCallback | None = None,
+        read_valid: ValidReader | None = None,
     ) -> int:
         """The tiled engine: read each window, run the network in batches, hand over each core.
 
@@ -456,6 +493,10 @@ class Sharpener:
             when a scene is split across workers); default: the whole plan.
         progress : callable, optional
             ``progress(done, total, message)`` after every batch of tiles.
+        read_valid : ValidReader, optional
+            Which band pixels carry a measurement (a source's ``valid``); default: those not 0 DN.
+            No-data input is filled before the network and no-data output pixels are NaN
+            (:mod:`ssc_edge.nodata`).
 
         Returns
         -------
@@ -472,8 +513,8 @@ class Sharpener:
         groups = [plan[start : start + self.batch] for start in range(0, len(plan), self.batch)]
         self.last_timings = run_pipeline(
             groups,
-            lambda group: self.window_inputs(group, read_band, shape),
-            self.network_cores,
+            lambda group: self.masked_inputs(group, read_band, shape, read_valid=read_valid),
+            lambda group, built: self.masked_cores(group, *built),
             write_core,
             prefetch=self.prefetch,
             progress=progress,
@@ -484,6 +525,29 @@ class Sharpener:
     def window_inputs(self, group: Sequence[PlannedTile], read_band: BandReader, shape: tuple[int, int]) -> np.ndarray:
         """(n, h, w, C_in) float32 network inputs of a group of planned windows (:func:`window_input`)."""
         return np.stack([window_input(read_band, p.window, shape, self.contract) for p in group])
+
+    def masked_inputs(
+        self,
+        group: Sequence[PlannedTile],
+        read_band: BandReader,
+        shape: tuple[int, int],
+        *,
+        read_valid: ValidReader | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The (n, h, w, C_in) inputs of a group (no-data filled) and each window's (h, w) validity
+        (:func:`window_input_masked`)."""
+        built = [window_input_masked(read_band, p.window, shape, self.contract, read_valid=read_valid) for p in group]
+        return np.stack([x for x, _ in built]), [valid for _, valid in built]
+
+    def masked_cores(
+        self, group: Sequence[PlannedTile], inputs: np.ndarray, valids: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """:meth:`network_cores`, with NaN (the float32 nodata) at core pixels that are not valid."""
+        cores = self.network_cores(group, inputs)
+        return [
+            mask_invalid(core, valid[p.core.relative_to(p.window).slices])
+            for p, core, valid in zip(group, cores, valids, strict=True)
+        ]
 
     def network_cores(self, group: Sequence[PlannedTile], inputs: np.ndarray) -> list[np.ndarray]:
         """Run the network on ``inputs`` (:meth:`window_inputs` of ``group``), ``batch`` windows at a time.

@@ -26,6 +26,7 @@ from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_output_path
 from ..io.results import RESULT_DTYPES, to_dtype
 from ..io.sources import BandSource, open_band_source
+from ..nodata import output_nodata
 from ..progress import ProgressCallback
 from ..scene import GeoReference
 from .sharpen import Sharpener
@@ -144,7 +145,7 @@ def _log_nodata(source: BandSource, bands) -> None:
             h, w = source.band_shape(band)
             shares.append(f"{band} {100 * counts[band] / (h * w):.2f}%")
     if shares:
-        logger.warning("%s: nodata pixels set to 0 in %s", source.where, ", ".join(shares))
+        logger.warning("%s: nodata pixels (nodata in the output) in %s", source.where, ", ".join(shares))
 
 
 def sharpen_stream(
@@ -244,6 +245,7 @@ def sharpen_stream(
             "predictor": 3 if dtype == "float32" else 2,
             "interleave": "band",
             "BIGTIFF": "IF_SAFER",
+            "nodata": output_nodata(dtype),  # NaN (float32) or 0 (uint16): see ssc_edge.nodata
         }
         if georef is not None:
             profile.update(crs=georef.crs, transform=Affine(*georef.transform))
@@ -267,11 +269,14 @@ def sharpen_stream(
                         full = np.empty((*core.shape, len(names)), dtype=np.float32)
                         full[..., sharp_positions] = values
                         for position in fine_positions:
-                            full[..., position] = read(names[position], core)
+                            band = names[position]  # a 10 m band as read; nodata where it has none
+                            full[..., position] = np.where(source.valid(band, core), read(band, core), np.nan)
                         writer.add(core, full)
 
                     try:
-                        tiles = sharpener.sharpen_windows(shape, read, write, progress=progress)
+                        tiles = sharpener.sharpen_windows(
+                            shape, read, write, progress=progress, read_valid=source.valid
+                        )
                         writer.close()
                     except rasterio.errors.RasterioIOError as exc:
                         raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc

@@ -60,8 +60,9 @@ def test_npz_and_mat_keep_georef(tmp_path):
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_uint16_rounds_and_clips(tmp_path, suffix):
-    values = np.array([-5.0, 0.4, 0.5, 1.5, 2.6, 65535.4, 70000.0])
-    image = np.broadcast_to(values[:, None, None], (7, 2, 6)).copy()
+    """Valid samples clip to 1..65535: 0 is uint16's nodata value, written for NaN and read back as NaN."""
+    values = np.array([-5.0, 0.4, 0.5, 1.5, 2.6, 65535.4, 70000.0, np.nan])
+    image = np.broadcast_to(values[:, None, None], (8, 2, 6)).copy()
     path = write_result(tmp_path / f"u{suffix}", image, dtype="uint16")
     if suffix == ".tif":
         stored = read_geotiff_image(path)[0]
@@ -70,8 +71,25 @@ def test_uint16_rounds_and_clips(tmp_path, suffix):
     else:
         stored = sio.loadmat(path)["xpr"]
     assert stored.dtype == np.uint16
-    np.testing.assert_array_equal(stored[:, 0, 0], [0, 0, 0, 2, 3, 65535, 65535])  # half to even
-    np.testing.assert_array_equal(read_estimate(path)[:, 0, 0], [0, 0, 0, 2, 3, 65535, 65535])
+    np.testing.assert_array_equal(stored[:, 0, 0], [1, 1, 1, 2, 3, 65535, 65535, 0])  # half to even
+    np.testing.assert_array_equal(read_estimate(path)[:, 0, 0], [1, 1, 1, 2, 3, 65535, 65535, np.nan])
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_float32_nodata_is_nan_in_every_format(tmp_path, suffix):
+    image = _image()
+    image[:3, :5] = np.nan
+    path = write_result(tmp_path / f"n{suffix}", image)
+    np.testing.assert_array_equal(read_estimate(path), image)  # NaN where it was, every other value exact
+
+
+@pytest.mark.filterwarnings("ignore:Dataset has no geotransform")
+@pytest.mark.parametrize(("dtype", "nodata"), [("float32", "nan"), ("uint16", "0.0")])
+def test_geotiff_carries_the_nodata_tag(tmp_path, dtype, nodata):
+    rasterio = pytest.importorskip("rasterio")
+    path = write_result(tmp_path / "t.tif", _image(), dtype=dtype)  # a tag even without no-data pixels
+    with rasterio.open(path) as dataset:
+        assert [str(v) for v in dataset.nodatavals] == [nodata] * 6
 
 
 def test_refuses_existing_output_unless_force(tmp_path):
@@ -90,7 +108,7 @@ def test_refuses_existing_output_unless_force(tmp_path):
         ({"path": "r.png"}, r"r\.png: unsupported output format '\.png'; use \.tif"),
         ({"dtype": "int8"}, r"unsupported output dtype 'int8'"),
         ({"image": np.ones((4, 4, 5))}, r"r\.npz: result must be a real \(H, W, 6\) array .* got float64 4x4x5"),
-        ({"image": np.full((4, 4, 6), np.nan)}, r"r\.npz: result has 96 non-finite values"),
+        ({"image": np.full((4, 4, 6), np.inf)}, r"r\.npz: result has 96 infinite values"),
     ],
 )
 def test_write_result_option_errors(tmp_path, kwargs, message):
@@ -180,7 +198,7 @@ def test_read_estimate_any_name_and_npy(tmp_path):
         ({"a": np.ones((4, 4, 6)), "b": np.ones((4, 4, 6))}, SceneReadError, r"several H x W x B arrays"),
         ({"a": np.ones((4, 4))}, SceneReadError, r"no H x W x B arrays; an estimate file holds exactly one"),
         ({"a": np.ones((4, 4, 6), dtype=complex)}, SceneError, r"estimate has unsupported dtype complex128"),
-        ({"a": np.full((4, 4, 6), np.inf)}, SceneError, r"estimate has 96 non-finite values"),
+        ({"a": np.full((4, 4, 6), np.inf)}, SceneError, r"estimate has 96 infinite values"),
         ({"a": np.ones((0, 4, 6))}, SceneError, r"estimate is empty \(0x4x6\)"),
     ],
 )

@@ -121,6 +121,7 @@ def test_twelve_band_product_streams_with_order_descriptions_and_georeference(tm
     from ssc_edge.runtime.infer import sharpen_file
 
     scene = scene_with_60m(72, 60, seed=3)
+    scene = Scene(bands={b: np.maximum(v, 1) for b, v in scene.bands.items()}, name="valid")  # 0 DN is no-data
     folder = tmp_path / "scene"
     folder.mkdir()
     for group, factor, name in ((FINE_BANDS, 1, "10m"), (COARSE_BANDS, 2, "20m"), (VERY_COARSE_BANDS, 6, "60m")):
