@@ -36,8 +36,10 @@ def detect_format(path: Path) -> str:
     """Return ``"safe"``, ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"band-folder"`` from the content.
 
     A SAFE product (folder, zip or metadata XML) is recognised by its ``MTD_MSIL1C.xml`` /
-    ``MTD_MSIL2A.xml``; any other folder is a band folder (single-band rasters named by band,
-    see :mod:`ssc_edge.io.geotiff`); other files by their first bytes.
+    ``MTD_MSIL2A.xml``, and a zip named as one (``*.SAFE.zip``, ``S2A_MSIL2A_*.zip``) or holding a
+    ``.SAFE`` folder is a SAFE product even when it is damaged (reading it then says so); any other
+    folder is a band folder (single-band rasters named by band, see :mod:`ssc_edge.io.geotiff`);
+    other files by their first bytes.
 
     Raises
     ------
@@ -61,7 +63,11 @@ def detect_format(path: Path) -> str:
     if head.startswith(b"MATLAB") or head[512:520] == b"\x89HDF\r\n\x1a\n" or head[:8] == b"\x89HDF\r\n\x1a\n":
         return "mat"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "npz"
+        from .safe import looks_like_safe_zip
+
+        # a zip named as a SAFE product (or holding a .SAFE folder) that is_safe_product did not accept is a
+        # damaged or incomplete SAFE zip: the SAFE reader says what is wrong with it, not the .npz reader
+        return "safe" if looks_like_safe_zip(path) else "npz"
     if head[:4] in _TIFF_MAGIC:
         return "geotiff"
     raise SceneReadError(f"{path}: unknown file format (not a MATLAB, NumPy .npz or GeoTIFF file)")

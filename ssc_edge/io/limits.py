@@ -73,7 +73,7 @@ def check_array_size(shape: Sequence[int], dtype: np.dtype | str, *, where: str)
 
 
 def check_zip_member(
-    info: zipfile.ZipInfo, *, where: str, max_bytes: int = MAX_ARRAY_BYTES, max_ratio: float | None = None
+    info: zipfile.ZipInfo, *, where: str, max_bytes: int | None = None, max_ratio: float | None = None
 ) -> None:
     """Refuse a zip member whose declared uncompressed size (or compression ratio) is too large.
 
@@ -83,8 +83,8 @@ def check_zip_member(
         The member, from the archive's central directory (nothing is decompressed).
     where : str
         The archive, named in errors.
-    max_bytes : int
-        Largest uncompressed size, bytes.
+    max_bytes : int, optional
+        Largest uncompressed size, bytes; default :data:`MAX_ARRAY_BYTES`.
     max_ratio : float, optional
         Largest ``file_size / compress_size``; None: not checked.
 
@@ -92,6 +92,7 @@ def check_zip_member(
     ------
     SceneReadError
     """
+    max_bytes = MAX_ARRAY_BYTES if max_bytes is None else max_bytes
     if info.file_size > max_bytes:
         raise SceneReadError(
             f"{where}: member {info.filename} declares {_gigabytes(info.file_size)} uncompressed, more than "

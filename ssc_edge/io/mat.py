@@ -11,11 +11,16 @@
 
 HDF5 stores MATLAB arrays column-major, so every array read with h5py is transposed to recover
 MATLAB's index order (see ``../shared/data/README.md``).
+
+Sizes are checked before anything is read (:func:`check_mat_sizes`): every HDF5 dataset's declared
+shape and dtype, and every v5 variable's size (a compressed variable is inflated once in 4 MB
+chunks and counted, never held) against :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES`.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import zlib
 from pathlib import Path
 
@@ -24,8 +29,10 @@ import numpy as np
 from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
 from ..scene import Scene
+from . import limits
+from .limits import check_array_size
 
-__all__ = ["is_hdf5", "read_mat_arrays", "read_mat_scene", "write_mat"]
+__all__ = ["check_mat_sizes", "is_hdf5", "read_mat_arrays", "read_mat_scene", "write_mat"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +70,74 @@ def _read_errors() -> tuple[type[BaseException], ...]:
             OverflowError, zlib.error, MatReadError)  # fmt: skip
 
 
+#: MAT-file v5 data types of a top-level variable (The MathWorks, "MAT-File Format", 2023, table 1-1).
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+#: Bytes inflated at a time when a compressed v5 variable is measured.
+_INFLATE_CHUNK = 1 << 22
+
+
+def check_mat_sizes(path: Path) -> None:
+    """Refuse a MATLAB file holding an array larger than :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES`.
+
+    v7.3 (HDF5): every dataset's declared shape and dtype (cells' ``#refs#`` included), nothing read.
+    v5: each top-level variable's size, from its tag; a compressed one is inflated chunk by chunk
+    and counted (memory: one 4 MB chunk), so a zip bomb stops at the limit.
+
+    Raises
+    ------
+    SceneReadError
+        An array over the limit. A corrupt file raises what the readers would (``OSError``,
+        ``zlib.error``), reported by :func:`read_mat_arrays`.
+    """
+    path = Path(path)
+    if is_hdf5(path):
+        import h5py
+
+        def visit(name: str, item) -> None:
+            if isinstance(item, h5py.Dataset) and item.shape is not None:
+                check_array_size(item.shape, item.dtype, where=f"{path}: dataset {name}")
+
+        with h5py.File(path, "r") as h5:
+            h5.visititems(visit)
+        return
+    with open(path, "rb") as f:
+        header = f.read(128)
+        endian = "<" if header[126:128] == b"IM" else ">"
+        while len(tag := f.read(8)) == 8:
+            mdtype, nbytes = struct.unpack(endian + "II", tag)
+            if mdtype >> 16:  # small data element: 4 bytes of data in the tag itself
+                continue
+            name = f"{path}: variable at byte {f.tell() - 8}"
+            if mdtype == _MI_COMPRESSED:
+                size = _inflated_size(f, nbytes)
+            else:
+                size = nbytes
+                f.seek(nbytes, 1)
+            if size > limits.MAX_ARRAY_BYTES:
+                raise SceneReadError(
+                    f"{name}: holds more than {limits.MAX_ARRAY_BYTES / 1e9:.3g} GB"
+                    f"{' once inflated' if mdtype == _MI_COMPRESSED else ''}, more than a full Sentinel-2 tile "
+                    "can take; refused before reading"
+                )
+
+
+def _inflated_size(f, nbytes: int) -> int:
+    """Inflate the next ``nbytes`` of ``f`` (a zlib stream) in chunks; its size, stopping past the limit."""
+    inflate = zlib.decompressobj()
+    total, remaining = 0, nbytes
+    while remaining > 0 and (chunk := f.read(min(remaining, 1 << 20))):
+        remaining -= len(chunk)
+        data = inflate.decompress(chunk, _INFLATE_CHUNK)
+        while True:
+            total += len(data)
+            if total > limits.MAX_ARRAY_BYTES or not inflate.unconsumed_tail:
+                break
+            data = inflate.decompress(inflate.unconsumed_tail, _INFLATE_CHUNK)
+        if total > limits.MAX_ARRAY_BYTES:
+            break
+    return total
+
+
 def read_mat_arrays(path: Path) -> dict[str, object]:
     """Read every top-level variable of a MATLAB file (v5 or v7.3).
 
@@ -72,6 +147,7 @@ def read_mat_arrays(path: Path) -> dict[str, object]:
     path = Path(path)
     read_errors = _read_errors()
     try:
+        check_mat_sizes(path)
         if is_hdf5(path):
             import h5py
 

@@ -10,6 +10,9 @@ Layout
 - ``fine_pixel_size`` (optional): scalar, metres per fine-grid pixel.
 
 Arrays are read with ``allow_pickle=False``: an object array is an error, never code to run.
+Each member's ``.npy`` header (its declared shape and dtype) is read first, without decompressing
+the data, and an array larger than :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` is refused before
+anything is read (a zip bomb costs nothing).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import numpy as np
 from ..bands import VERY_COARSE_BANDS, canonical_band_name
 from ..errors import OptionError, SceneError, SceneReadError
 from ..scene import GeoReference, Scene
+from . import limits
+from .limits import check_array_size, check_zip_member
 
-__all__ = ["read_npz_arrays", "read_npz_scene", "split_band_arrays", "write_npz"]
+__all__ = ["check_npz_sizes", "read_npz_arrays", "read_npz_scene", "split_band_arrays", "write_npz"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +46,43 @@ def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as archive:
             return {key: np.asarray(archive[key]) for key in archive.files}
+    except SceneReadError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, RuntimeError) as exc:
         raise SceneReadError(f"{path}: cannot read .npz file ({type(exc).__name__}: {exc})") from None
     except AttributeError:  # np.load returned a plain array: an .npy file, not an archive
         raise SceneReadError(f"{path}: not an .npz archive") from None
+
+
+def check_npz_sizes(path: Path) -> None:
+    """Refuse an ``.npz`` whose members declare more than :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES`.
+
+    Reads the zip's central directory and each ``.npy`` member's header (a few hundred bytes of
+    it decompressed), never the array data.
+
+    Raises
+    ------
+    SceneReadError
+        A member's declared array or uncompressed size over the limit. A malformed archive or
+        header raises what :func:`numpy.load` would (``BadZipFile``, ``ValueError``), reported by
+        :func:`read_npz_arrays`.
+    """
+    from numpy.lib import format as npy
+
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as member:
+                    version = npy.read_magic(member)
+                    # 2.0 and 3.0 (UTF-8 field names) share the header layout (a 4-byte length)
+                    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                check_array_size(shape, dtype, where=f"{path}: array {info.filename[: -len('.npy')]!r}")
+            # the uncompressed size: the array plus its header (at most 64 kB of header in any .npy version)
+            check_zip_member(info, where=str(path), max_bytes=limits.MAX_ARRAY_BYTES + (1 << 16))
 
 
 def split_band_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
