@@ -20,7 +20,8 @@ pixels at most) against the same target:
 - the scene's ``reference`` when it has one (reduced-resolution files, the demo scene): full-scale input,
   reference = the observed 20 m bands at the fine grid;
 - otherwise the Wald reduced-scale pair one scale down (:func:`ssc_edge.wald.training_pair`, ``levels=1``,
-  with the model's degradation and upsampling): input = the degraded scene, target = the observed 20 m
+  with the model's training pair: its estimated pair model, else its degradation method; and its upsampling):
+  input = the degraded scene, target = the observed 20 m
   bands. That is the only honest target a scene without reference has.
 
 The loss is measured with onnxruntime's CPU provider; another provider's fp16 arithmetic may round
@@ -125,9 +126,7 @@ def _import_onnx():
     try:
         import onnx
     except ImportError:
-        raise DependencyError(
-            "optimize needs the onnx package, a dependency of ssc-edge: pip install onnx"
-        ) from None
+        raise DependencyError("optimize needs the onnx package, a dependency of ssc-edge: pip install onnx") from None
     return onnx
 
 
@@ -183,8 +182,12 @@ def _evaluation_data(scene: Scene, contract: ModelContract, *, size: int = 1024)
         inputs, target = wald.full_scale_input(scene, upsampling=contract.upsampling), scene.reference
         kind = "reference"
     else:
-        degradation = contract.training.get("degradation", "mtf") if isinstance(contract.training, dict) else "mtf"
-        pair = wald.training_pair(scene, degradation=degradation, upsampling=contract.upsampling)
+        from ..quality import training_degradation
+
+        # The model's own training pair: its estimated pair model (`--degradation auto`, the default), else its method.
+        degradation, pair_model = training_degradation(contract.training, getattr(contract, "registration", None))
+        model = wald.PairModel.from_dict(pair_model) if pair_model and "coarse" in pair_model else None
+        pair = wald.training_pair(scene, degradation=degradation, upsampling=contract.upsampling, model=model)
         inputs, target, kind = pair.inputs, pair.target, "wald-reduced-scale"
     top, left = (max(0, (n - size) // 2) for n in inputs.shape[:2])
     window = (slice(top, top + size), slice(left, left + size))

@@ -103,3 +103,29 @@ def test_nchw_models(tmp_path, scene, precision):
     assert _contract(result.path).layout == "NCHW" and _contract(result.path).precision == precision
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     assert session.run(None, {"bands": np.full((1, 10, 16, 16), 0.2, np.float32)})[0].shape == (1, 6, 16, 16)
+
+
+def test_wald_pair_of_a_model_fitted_with_an_estimated_pair(models, scene):
+    """A model fitted with the default ``--degradation auto`` is scored on its own estimated pair, not refused."""
+    from dataclasses import replace
+
+    from ssc_edge import wald
+    from ssc_edge.runtime.optimize import _evaluation_data
+    from ssc_edge.scene import Scene
+
+    bare = Scene(bands=scene.bands, fine_pixel_size=10.0, name="no-reference")
+    pair_model = wald.PairModel(
+        fine=(wald.Kernel("gaussian", 0.8),) * 4, coarse=(wald.Kernel("bicubic"),) * 6, offset=(0.5, -0.25)
+    )
+    contract = replace(
+        _contract(models["ssc"]),
+        training={"degradation": "auto"},
+        registration={"pair_model": pair_model.to_dict()},
+    )
+    inputs, target, kind = _evaluation_data(bare, contract)
+    expected = wald.training_pair(bare, model=pair_model, upsampling=contract.upsampling)
+    assert kind == "wald-reduced-scale"
+    np.testing.assert_array_equal(inputs, expected.inputs)
+    np.testing.assert_array_equal(target, expected.target)
+    nominal = wald.training_pair(bare, degradation="mtf", upsampling=contract.upsampling)
+    assert not np.array_equal(inputs, nominal.inputs)  # the estimated pair, not the nominal MTF one
