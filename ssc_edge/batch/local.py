@@ -6,6 +6,11 @@ writes the output with :func:`ssc_edge.io.write_result` (atomic) and then its re
 the output's sha256). The parent rewrites the batch manifest atomically after every scene, so a
 kill loses no finished scene and leaves no half-written file. A rerun skips every scene whose
 report says done and whose output still has the reported checksum, and retries the others.
+
+Several runs may share one OUTDIR at once: a worker claims each scene before it starts
+(:mod:`ssc_edge.batch.claims`), a scene another live run holds is skipped and waited for at the
+end (taken over if that run dies first), and every run merges its records into the manifest
+under a lock (:func:`ssc_edge.batch.manifest.update_manifest`).
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from multiprocessing import get_context
@@ -40,7 +46,7 @@ from .manifest import (
     plan_jobs,
     sha256_file,
     source_signature,
-    write_manifest,
+    update_manifest,
 )
 
 __all__ = [
@@ -369,7 +375,50 @@ def _fit(scene: Scene | Path, job: SceneJob, config: BatchConfig) -> tuple[Path,
 def process_scene(
     job: SceneJob, config: BatchConfig, *, sharpen: Callable[[Scene], np.ndarray] | None = None
 ) -> dict[str, Any]:
-    """Sharpen one scene of a batch and write its output and report; never raises for a bad scene.
+    """Claim one scene of a batch, then sharpen it and write its output and report; never raises for a bad scene.
+
+    The scene's claim (:mod:`ssc_edge.batch.claims`) is held from before the scene starts until its
+    output and report are renamed into place, so two runs on one OUTDIR never sharpen a scene twice.
+    Holding it, this process removes the temporary files a killed writer of this scene left (no live
+    writer can own them), and first checks again whether another run finished the scene meanwhile.
+
+    Parameters
+    ----------
+    job : SceneJob
+    config : BatchConfig
+    sharpen : callable, optional
+        ``sharpen(scene) -> (H, W, 6) float32 DN`` in mode ``infer`` instead of this worker's
+        sharpener (the Ray engine passes one that shares the scene out in row bands).
+
+    Returns
+    -------
+    dict
+        The scene's record (see :func:`_sharpen_scene`); ``status`` ``"busy"`` (with ``claimed_by``:
+        ``pid``, ``host``, ``since``) when another live process holds the claim; the report of a
+        scene another run finished meanwhile, with ``skipped`` and ``done_by_other_run`` true.
+    """
+    from .claims import claim_holder, claim_path, try_claim
+
+    path = claim_path(job.output)
+    try:
+        claim = try_claim(path)
+    except OSError as exc:
+        return failed_record(job, config, f"cannot claim the scene: {path}: {exc.strerror or exc}")
+    if claim is None:
+        return {**job.to_dict(), "mode": config.mode, "status": "busy", "claimed_by": claim_holder(path)}
+    with claim:
+        model_sha = sha256_file(config.model) if config.mode == "infer" else None
+        previous = _completed_record(job, config, model_sha)
+        if previous is not None:
+            return {**previous, "skipped": True, "done_by_other_run": True}
+        _remove_leftovers(job)
+        return _sharpen_scene(job, config, sharpen=sharpen)
+
+
+def _sharpen_scene(
+    job: SceneJob, config: BatchConfig, *, sharpen: Callable[[Scene], np.ndarray] | None = None
+) -> dict[str, Any]:
+    """Sharpen one (claimed) scene of a batch and write its output and report; never raises for a bad scene.
 
     Parameters
     ----------
@@ -468,7 +517,11 @@ def _completed_record(job: SceneJob, config: BatchConfig, model_sha: str | None)
 
 
 def _remove_leftovers(job: SceneJob) -> None:
-    """Delete temporary files a killed worker left beside the output or report (never the files themselves)."""
+    """Delete temporary files a killed worker left beside the output or report (never the files themselves).
+
+    Call it only holding the scene's claim: then no live process writes these files (another run's
+    temporary files of the scenes it holds are left alone).
+    """
     for target in (job.output, job.report):
         for leftover in target.parent.glob(f".{target.name}.*"):
             leftover.unlink(missing_ok=True)
@@ -608,17 +661,20 @@ def run_jobs(
 ) -> BatchResult:
     """The bookkeeping every engine shares: plan, skip finished scenes, run the rest, keep the manifest.
 
-    Plans the jobs and refuses bad inputs before anything runs, removes temporary files a killed
-    worker left, skips scenes an earlier run finished (report done, output checksum intact, same
-    source and model), hands the others to ``execute`` and rewrites the manifest atomically after
-    every record. See :func:`run_batch` for ``inputs``, ``out_dir``, ``config`` and ``progress``.
+    Plans the jobs and refuses bad inputs before anything runs, skips scenes an earlier run
+    finished (report done, output checksum intact, same source and model), hands the others to
+    ``execute`` and merges every record into the manifest (atomically, under its lock). Scenes
+    another live run holds (record ``"busy"``) are handed to ``execute`` again once that run releases
+    them; :func:`process_scene` then finds them done or, if that run died, sharpens them. Temporary
+    files a killed worker left are removed by whoever next holds the scene's claim. See
+    :func:`run_batch` for ``inputs``, ``out_dir``, ``config`` and ``progress``.
 
     Parameters
     ----------
     execute : SceneExecutor
         ``execute(jobs, on_record)``: runs the scenes still to do, calls ``on_record`` once per
         scene with its record (from :func:`process_scene`, or a ``"failed"`` one when its worker
-        died). Not called when nothing is left to do.
+        died). Not called when nothing is left to do; called again for scenes that were busy.
     engine : str
         The manifest's ``engine``.
     engine_info : dict, optional
@@ -639,45 +695,108 @@ def run_jobs(
 
         raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror or exc})") from None
     model_sha = sha256_file(config.model) if config.mode == "infer" else None
+    host, started = socket.gethostname(), _now()
+    run_id = f"{host}:{os.getpid()}:{started}"
+    jobs = [replace(job, run=run_id) for job in jobs]
     records: dict[str, dict[str, Any]] = {}
     to_run: list[SceneJob] = []
     for job in jobs:
-        _remove_leftovers(job)
         previous = _completed_record(job, config, model_sha)
         if previous is not None:
             records[job.name] = {**previous, "skipped": True}
+            _clear_stale_claim(job)
         else:
             records[job.name] = {**job.to_dict(), "status": "pending"}
             to_run.append(job)
     manifest = {"format": "ssc-edge batch manifest", "version": 1, "engine": engine, "config": config.to_dict(),
-                "model_sha256": model_sha, "started": _now(), "finished": None}  # fmt: skip
+                "model_sha256": model_sha, "started": started, "finished": None, "run": run_id,
+                "pid": os.getpid(), "host": host}  # fmt: skip
     if engine_info is not None:
         manifest["engine_info"] = engine_info
 
     def save() -> Path:
-        scenes = [records[job.name] for job in jobs]
-        counts = {s: sum(1 for r in scenes if r["status"] == s) for s in ("done", "failed", "pending")}
-        counts["skipped"] = sum(1 for r in scenes if r.get("skipped"))
-        return write_manifest(out_dir, {**manifest, "updated": _now(), "summary": counts, "scenes": scenes})
+        return update_manifest(out_dir, {**manifest, "updated": _now()}, [records[job.name] for job in jobs])
 
     tally = {"done": 0, "failed": 0}
+    busy: dict[str, SceneJob] = {}
+    by_name = {job.name: job for job in jobs}
 
     def on_record(record: dict[str, Any]) -> None:
+        if record["status"] == "busy":  # another run holds it: pending here, taken up below when released
+            busy[record["name"]] = by_name[record["name"]]
+            holder = record.get("claimed_by") or {}
+            records[record["name"]] = {**records[record["name"]], "claimed_by": holder}
+            logger.info("%s: another run is sharpening it (pid %s on %s); waiting for it at the end",
+                        record["source"], holder.get("pid", "?"), holder.get("host", "?"))  # fmt: skip
+            save()
+            return
         records[record["name"]] = record
         tally[record["status"]] += 1
         save()
+        _clear_stale_claim(by_name[record["name"]])  # a worker that died holding it left the file
         if record.get("warning"):
             logger.warning("%s", record["warning"])
         if record["status"] == "failed":
             logger.warning("%s: failed: %s", record["source"], record["error"])
+        by = " (by another run)" if record.get("done_by_other_run") else ""
         report(progress, tally["done"] + tally["failed"], len(to_run),
-               f"{record['name']} {record['status']} ({tally['done']} done, {tally['failed']} failed)")  # fmt: skip
+               f"{record['name']} {record['status']}{by} ({tally['done']} done, {tally['failed']} failed)")  # fmt: skip
 
     path = save()
     logger.info("batch: %d scenes, %d already done, %d to run on %d worker(s)",
                 len(jobs), len(jobs) - len(to_run), len(to_run), config.workers)  # fmt: skip
     if to_run:
         execute(to_run, on_record)
+    while busy:  # scenes another run held: wait until it releases them, then take over those it left undone
+        released = _wait_for_release(list(busy.values()))
+        for job in released:
+            del busy[job.name]
+        execute(released, on_record)
     manifest["finished"] = _now()
     path = save()
     return BatchResult(path, [records[job.name] for job in jobs], time.perf_counter() - start)
+
+
+def _clear_stale_claim(job: SceneJob) -> None:
+    """For a scene found done: remove the claim file and temporary files a killed run left (unless one is held)."""
+    from .claims import claim_path, try_claim
+
+    path = claim_path(job.output)
+    if not path.exists():
+        return
+    try:
+        claim = try_claim(path, write_holder=False)
+    except OSError:
+        return
+    if claim is not None:
+        with claim:
+            _remove_leftovers(job)
+
+
+#: Seconds between two looks at the claims of scenes another run is sharpening.
+CLAIM_POLL_SECONDS = 0.5
+
+
+def _wait_for_release(jobs: list[SceneJob]) -> list[SceneJob]:
+    """Wait until another run releases (finishes, or dies holding) the claim of at least one of ``jobs``.
+
+    Returns the jobs whose claims are free now; :func:`process_scene` then finds each done (the other
+    run's report) or sharpens it.
+    """
+    from .claims import claim_path, try_claim
+
+    while True:
+        free = []
+        for job in jobs:
+            path = claim_path(job.output)
+            try:
+                claim = try_claim(path, write_holder=False)
+            except OSError:  # the scene's own run reports the problem
+                claim = None
+                free.append(job)
+            if claim is not None:
+                claim.release()
+                free.append(job)
+        if free:
+            return free
+        time.sleep(CLAIM_POLL_SECONDS)

@@ -15,6 +15,12 @@ Outputs
 Scene ``NAME`` (the file stem, or the SAFE product name) is written to ``OUTDIR/NAME_sharpened.FORMAT``
 with its report ``OUTDIR/NAME_sharpened.json``. The batch manifest ``OUTDIR/batch.json`` lists every
 scene with its status, timings, metrics, error and output checksum (sha256).
+
+Several runs on one OUTDIR
+--------------------------
+Every run merges its records into the manifest under an exclusive lock (:func:`update_manifest`),
+so two runs at the same time (or one after another with different scene lists) keep each other's
+records: the manifest lists every scene any run recorded there, and each run under ``runs``.
 """
 
 from __future__ import annotations
@@ -39,12 +45,20 @@ __all__ = [
     "plan_jobs",
     "read_manifest",
     "sha256_file",
+    "merge_records",
     "source_signature",
+    "update_manifest",
     "write_manifest",
 ]
 
 #: The batch manifest's file name inside OUTDIR.
 MANIFEST_NAME = "batch.json"
+
+#: The lock file that serializes manifest updates (present only while a run updates the manifest).
+MANIFEST_LOCK = ".batch.json-lock"
+
+#: Scene statuses that end a scene's run (``pending`` does not).
+FINAL_STATUSES = ("done", "failed")
 
 #: Output formats ``write_result`` writes, by suffix.
 OUTPUT_FORMATS = ("tif", "npz", "mat")
@@ -68,15 +82,22 @@ class SceneJob:
         The sharpened (H, W, 6) image, inside OUTDIR.
     report : Path
         The per-scene report (JSON), beside ``output``.
+    run : str, optional
+        The batch run this job belongs to (``HOST:PID:STARTED``), recorded in the scene's record
+        and report; set by the engine (:func:`dataclasses.replace`), not by :func:`plan_jobs`.
     """
 
     name: str
     source: Path
     output: Path
     report: Path
+    run: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "source": str(self.source), "output": str(self.output), "report": str(self.report)}
+        data = {"name": self.name, "source": str(self.source), "output": str(self.output), "report": str(self.report)}
+        if self.run is not None:
+            data["run"] = self.run
+        return data
 
 
 def _is_safe_folder(path: Path) -> bool:
@@ -277,3 +298,79 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
     return path
+
+
+def _newer(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether record ``ours`` should replace ``theirs`` (same scene) in the manifest.
+
+    A final record (done, failed) beats a pending one; of two final records the later ``finished``
+    (UTC, ISO 8601) wins, and a tie goes to ``ours`` (a run that found a scene done keeps the copy
+    of its report, marked ``skipped``, which names the ``run`` that sharpened it). Of two pending
+    records, ``ours``.
+    """
+    ours_final, theirs_final = ours.get("status") in FINAL_STATUSES, theirs.get("status") in FINAL_STATUSES
+    if ours_final != theirs_final:
+        return ours_final
+    return not ours_final or str(ours.get("finished") or "") >= str(theirs.get("finished") or "")
+
+
+def merge_records(on_disk: Sequence[dict[str, Any]], ours: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifest's scene records after a run's update: ``on_disk`` order, this run's new scenes appended.
+
+    Parameters
+    ----------
+    on_disk : sequence of dict
+        The ``scenes`` of the manifest as read (other runs' records and this run's earlier ones).
+    ours : sequence of dict
+        This run's records, each with a ``name``.
+
+    Returns
+    -------
+    list of dict
+        One record per scene name: the one :func:`_newer` picks where both have the scene.
+    """
+    merged = {r["name"]: r for r in on_disk if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    for record in ours:
+        previous = merged.get(record["name"])
+        if previous is None or _newer(record, previous):
+            merged[record["name"]] = record
+    return list(merged.values())
+
+
+def update_manifest(out_dir: Path, fields: dict[str, Any], records: Sequence[dict[str, Any]]) -> Path:
+    """Merge this run's ``records`` into ``OUTDIR/batch.json`` under an exclusive lock, atomically.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The batch's output folder.
+    fields : dict
+        This run's top-level fields (``engine``, ``config``, ``started``...; ``run`` names the run),
+        written at the top and kept, with the other runs', under ``runs``.
+    records : sequence of dict
+        This run's scene records (see :func:`merge_records`).
+
+    Returns
+    -------
+    Path
+        The manifest. Its ``summary`` counts every scene it lists.
+
+    Notes
+    -----
+    The lock is ``flock`` on ``OUTDIR/.batch.json-lock`` (see :mod:`ssc_edge.batch.claims`), so a
+    killed run never leaves it held. A temporary manifest a killed writer left is removed here.
+    """
+    from .claims import exclusive
+
+    out_dir = Path(out_dir)
+    with exclusive(out_dir / MANIFEST_LOCK):
+        for leftover in out_dir.glob(f".{MANIFEST_NAME}.*"):  # no live writer: we hold the lock
+            leftover.unlink(missing_ok=True)
+        previous = read_manifest(out_dir) or {}
+        scenes = merge_records(previous.get("scenes") or [], records)
+        runs = previous.get("runs") if isinstance(previous.get("runs"), dict) else {}
+        this = {k: fields.get(k) for k in ("engine", "started", "finished", "updated", "pid", "host")}
+        runs = {**runs, fields["run"]: {**this, "scenes": len(records)}}
+        counts = {s: sum(1 for r in scenes if r.get("status") == s) for s in (*FINAL_STATUSES, "pending")}
+        counts["skipped"] = sum(1 for r in scenes if r.get("skipped"))
+        return write_manifest(out_dir, {**fields, "summary": counts, "scenes": scenes, "runs": runs})

@@ -4,7 +4,9 @@ Ray (the ``distributed`` extra) is imported only here, and only when the engine 
 bookkeeping is the local engine's (:func:`ssc_edge.batch.local.run_jobs`): the same plan, the same
 per-scene work (:func:`~ssc_edge.batch.local.process_scene`: atomic output, then its report), the
 same resume rule and an atomically rewritten manifest after every scene, with ``"engine": "ray"``
-and the cluster under ``engine_info``.
+and the cluster under ``engine_info``. The per-scene claims are the local engine's too: an actor
+or task claims its scene in :func:`~ssc_edge.batch.local.process_scene`, so Ray runs and local runs
+can share one OUTDIR (a claim taken by an actor is released by the kernel if the actor dies).
 
 How scenes run
 --------------

@@ -70,7 +70,11 @@ def batch_command(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Sharpen every scene of INPUTS into OUT; a rerun skips finished scenes and retries failed ones."""
+    """Sharpen every scene of INPUTS into OUT; a rerun skips finished scenes and retries failed ones.
+
+    Several runs may share one OUT at the same time: each scene is claimed by one of them, the
+    others skip it and, at their end, wait for it (taking it over if its run died).
+    """
     setup_logging(quiet=quiet, verbose=verbose)
     from ..batch import BatchConfig, run_batch
 
@@ -85,7 +89,9 @@ def batch_command(
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")
-    echo(f"{done} done ({skipped} from an earlier run), {failed} failed in {result.seconds:.1f} s; "
+    concurrent = sum(1 for record in result.records if record.get("done_by_other_run"))
+    earlier = f"{skipped - concurrent} from an earlier run" + (f", {concurrent} by another run" if concurrent else "")
+    echo(f"{done} done ({earlier}), {failed} failed in {result.seconds:.1f} s; "
          f"manifest {result.manifest}", quiet=False)  # fmt: skip
     for record in result.records:
         if record["status"] == "failed":

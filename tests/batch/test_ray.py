@@ -211,3 +211,38 @@ def test_worker_resources_from_the_cluster(cluster, workers, expected):
 
     fake = SimpleNamespace(cluster_resources=lambda: cluster, nodes=lambda: [{"Alive": True, "Resources": cluster}])
     assert _resources(fake, workers) == expected
+
+
+@pytest.mark.slow
+def test_ray_workers_take_the_same_claims(tmp_path, ray_cluster, model):
+    """A scene another process holds is skipped by the Ray actors, waited for, and taken over when it dies."""
+    from .test_concurrency import _hold, _listing
+
+    write_scene(tmp_path / "in" / "a.npz", seed=1)
+    write_scene(tmp_path / "in" / "b.npz", seed=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = _hold(out / "a_sharpened.npz", "hold")
+    seen = []
+
+    def release_once_waited_for() -> None:
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline and not seen:
+                scenes = {s["name"]: s for s in (read_manifest(out) or {}).get("scenes", [])}
+                if "claimed_by" in scenes.get("a_sharpened", {}):
+                    seen.append(scenes["a_sharpened"]["claimed_by"]["pid"])
+                time.sleep(0.05)
+        finally:
+            holder.stdin.close()  # the holder exits without finishing a
+
+    watcher = threading.Thread(target=release_once_waited_for, daemon=True)
+    watcher.start()
+    config = BatchConfig(mode="infer", model=model, output_format="npz", workers=2, threads=1)
+    result = run_batch([tmp_path / "in"], out, config, engine="ray")
+    watcher.join()
+    holder.wait(timeout=30)
+    assert seen == [holder.pid]  # the manifest named the holder while the run waited
+    assert [r["status"] for r in result.records] == ["done", "done"]
+    assert all(r["node"] and not r.get("skipped") for r in result.records)  # both sharpened by Ray actors
+    assert sorted(p.name for p in out.iterdir()) == _listing(out, ["a", "b"])

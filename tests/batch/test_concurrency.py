@@ -1,0 +1,232 @@
+"""Several batch runs on one output folder: per-scene claims, the merged manifest, temporary files.
+
+The runs are real processes (``subprocess``): two library runs started at the same instant (a file
+barrier), a process that holds a claim while a run waits for it, and one killed holding a claim.
+The sharpener is the bicubic stand-in of ``test_batch`` (it logs every scene it sharpens, so a
+scene done twice shows); the CLI test runs ``ssc-edge batch`` twice at once with the shipped model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ssc_edge.batch import MANIFEST_NAME, BatchConfig, read_manifest, run_batch
+from ssc_edge.batch.claims import claim_holder, claim_path, try_claim
+from ssc_edge.batch.manifest import merge_records
+
+from .test_batch import fake_runtime, write_scene  # noqa: F401 (fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+
+_RUN_SCRIPT = """
+import json, os, sys, time, types
+from pathlib import Path
+
+from ssc_edge import wald
+
+
+class Sharpener:  # stands in for ssc_edge.runtime.sharpen; logs each scene it sharpens
+    def __init__(self, model, **options):
+        pass
+
+    def sharpen(self, scene):
+        with open(os.environ["SHARPEN_LOG"], "a") as log:
+            log.write(f"{scene.source.name} {os.getpid()}\\n")
+        time.sleep(0.25)
+        return wald.upsample(scene.coarse(), ratio=2)
+
+
+fake = types.ModuleType("ssc_edge.runtime.sharpen")
+fake.Sharpener = Sharpener
+sys.modules["ssc_edge.runtime.sharpen"] = fake
+
+if __name__ == "__main__":
+    from ssc_edge.batch import BatchConfig, run_batch
+
+    folder, out, model, barrier = map(Path, sys.argv[1:5])
+    (barrier / str(os.getpid())).touch()
+    while len(list(barrier.iterdir())) < 2:  # both runs plan and start together
+        time.sleep(0.005)
+    config = BatchConfig(mode="infer", model=model, output_format="npz", in_process=True)
+    result = run_batch([folder], out, config)
+    print(json.dumps(result.records))
+"""
+
+_HOLD_SCRIPT = """
+import os, sys
+from pathlib import Path
+
+from ssc_edge.batch.claims import claim_path, try_claim
+
+claim = try_claim(claim_path(Path(sys.argv[1])))
+print("held" if claim is not None else "busy", flush=True)
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), 9)  # dies holding it: the claim file stays, the kernel drops the lock
+sys.stdin.read()  # holds it until the test closes our stdin, then exits without releasing (as a crash would)
+"""
+
+
+def _scenes(folder: Path, count: int) -> list[str]:
+    names = [f"s{k:02d}" for k in range(count)]
+    for seed, name in enumerate(names):
+        write_scene(folder / f"{name}.npz", seed=seed)
+    return names
+
+
+def _listing(out: Path, names: list[str]) -> list[str]:
+    return sorted([MANIFEST_NAME] + [f"{n}_sharpened.{ext}" for n in names for ext in ("npz", "json")])
+
+
+def test_two_runs_share_one_folder_and_do_every_scene_once(tmp_path):
+    names = _scenes(tmp_path / "in", 10)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"stand-in model")
+    script, barrier, log, out = tmp_path / "run.py", tmp_path / "barrier", tmp_path / "sharpened.log", tmp_path / "out"
+    script.write_text(_RUN_SCRIPT)
+    barrier.mkdir()
+    env = {**os.environ, "SHARPEN_LOG": str(log)}
+    args = [sys.executable, str(script), tmp_path / "in", out, model, barrier]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in "ab"]
+    outcomes = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outcomes]
+
+    sharpened = Counter(line.split()[0] for line in log.read_text().splitlines())
+    assert sharpened == Counter({f"{n}.npz": 1 for n in names})  # every scene exactly once
+    by_pid = Counter(line.split()[1] for line in log.read_text().splitlines())
+    assert set(by_pid) == {str(run.pid) for run in runs}  # both runs did a share of the scenes
+
+    for run, (stdout, _) in zip(runs, outcomes, strict=True):
+        records = json.loads(stdout)
+        assert [r["status"] for r in records] == ["done"] * len(names)  # each run ends knowing every scene
+        mine = [r for r in records if not r.get("skipped")]
+        assert len(mine) == by_pid[str(run.pid)] and all(r["pid"] == run.pid for r in mine)
+    manifest = read_manifest(out)
+    assert manifest["summary"]["done"] == len(names) and manifest["summary"]["pending"] == 0
+    assert sorted(r["pid"] for r in manifest["runs"].values()) == sorted(run.pid for run in runs)
+    sharpened_by = {r["name"]: r["pid"] for r in manifest["scenes"]}  # each record names the run that sharpened it
+    runs_of = {r["name"]: r["run"].split(":")[1] for r in manifest["scenes"]}
+    assert Counter(map(str, sharpened_by.values())) == by_pid and Counter(runs_of.values()) == by_pid
+    assert sorted(p.name for p in out.iterdir()) == _listing(out, names)  # no claim, lock or temporary file left
+
+    # A third run (past the barrier: it holds two files) finds everything done: nothing is sharpened again.
+    rerun = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert all(r.get("skipped") for r in json.loads(rerun.stdout))
+    assert sum(sharpened.values()) == len(log.read_text().splitlines())
+    assert sorted(p.name for p in out.iterdir()) == _listing(out, names)
+
+
+def _hold(output: Path, how: str) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_SCRIPT, str(output), how], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_claim_of_a_dead_process_is_taken_over(tmp_path, fake_runtime):  # noqa: F811
+    scene = write_scene(tmp_path / "in" / "a.npz")
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = _hold(out / "a_sharpened.npz", "kill")
+    assert holder.wait(timeout=30) == -signal.SIGKILL
+    claim = claim_path(out / "a_sharpened.npz")
+    assert claim_holder(claim)["pid"] == holder.pid  # the dead process's claim file is still there
+    leftover = out / ".a_sharpened.npz.dead1.npz"  # and a temporary file it was writing
+    leftover.write_bytes(b"half")
+    config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True)
+    record = run_batch([scene], out, config).records[0]
+    assert record["status"] == "done" and record["pid"] == os.getpid() and not record.get("skipped")
+    assert sorted(p.name for p in out.iterdir()) == _listing(out, ["a"])
+
+
+def test_a_scene_held_by_a_live_run_is_skipped_then_taken_over_when_it_dies(tmp_path, fake_runtime):  # noqa: F811
+    first, second = write_scene(tmp_path / "in" / "a.npz", seed=1), write_scene(tmp_path / "in" / "b.npz", seed=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = _hold(out / "a_sharpened.npz", "hold")
+    theirs = out / ".a_sharpened.npz.live1.npz"  # the other run's temporary file: ours must not touch it
+    theirs.write_bytes(b"being written")
+    config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True)
+    result = {}
+    batch = threading.Thread(target=lambda: result.update(r=run_batch([first, second], out, config)))
+    batch.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # b is done, a is recorded as held by the other process, and this run waits for it
+            scenes = {r["name"]: r for r in (read_manifest(out) or {}).get("scenes", [])}
+            if scenes.get("b_sharpened", {}).get("status") == "done" and "claimed_by" in scenes["a_sharpened"]:
+                break
+            assert time.monotonic() < deadline, scenes
+            time.sleep(0.05)
+        assert scenes["a_sharpened"]["status"] == "pending"
+        assert scenes["a_sharpened"]["claimed_by"]["pid"] == holder.pid
+        time.sleep(2 * 0.5)  # two looks at the claim: still held, still waiting
+        assert batch.is_alive() and theirs.exists() and not (out / "a_sharpened.npz").exists()
+    finally:
+        holder.stdin.close()  # the holder exits without finishing a
+        holder.wait(timeout=30)
+    batch.join(timeout=60)
+    records = result["r"].records
+    assert [r["status"] for r in records] == ["done", "done"] and not any(r.get("skipped") for r in records)
+    assert sorted(p.name for p in out.iterdir()) == _listing(out, ["a", "b"])  # its temporary file was stale
+
+
+def test_claims_are_exclusive_between_processes_and_removed_on_release(tmp_path):
+    output = tmp_path / "x_sharpened.tif"
+    claim = try_claim(claim_path(output))
+    assert claim is not None and claim_holder(claim.path)["pid"] == os.getpid()
+    assert try_claim(claim_path(output)) is None  # a second descriptor, even in this process, is refused
+    probe = subprocess.run([sys.executable, "-c", _HOLD_SCRIPT, str(output), "kill"], capture_output=True,
+                           text=True, cwd=REPO, timeout=60, check=False)  # fmt: skip
+    assert probe.stdout.strip() == "busy"
+    claim.release()
+    assert not claim.path.exists()
+    again = try_claim(claim_path(output))
+    assert again is not None
+    again.release()
+
+
+def test_merge_keeps_final_records_and_both_runs_scenes():
+    old_failed = {"name": "a", "status": "failed", "finished": "2026-01-01T10:00:00+00:00", "run": "1"}
+    pending = {"name": "a", "status": "pending", "run": "2"}
+    done = {"name": "a", "status": "done", "finished": "2026-01-01T11:00:00+00:00", "run": "2"}
+    other = {"name": "b", "status": "done", "finished": "2026-01-01T10:30:00+00:00", "run": "3"}
+    assert merge_records([old_failed, other], [pending]) == [old_failed, other]  # pending never hides a result
+    assert merge_records([old_failed, other], [done]) == [done, other]  # the later result wins
+    assert merge_records([done], [old_failed]) == [done]  # an older result never replaces a newer one
+    assert merge_records([pending], [other]) == [pending, other]  # another run's scenes are kept, order kept
+    copy = {**done, "skipped": True, "run": "2"}
+    assert merge_records([done], [copy]) == [copy]  # a tie goes to the writer (the copy names the same run)
+
+
+@pytest.mark.slow
+def test_two_cli_runs_at_once_with_the_shipped_model(tmp_path, ssc_edge_command):
+    model = REPO / "models" / "demo.onnx"
+    if not model.is_file():
+        pytest.skip("no shipped demo model")
+    names = _scenes(tmp_path / "in", 6)
+    args = [*ssc_edge_command, "batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", str(model),
+            "--format", "npz", "--precision", "fp32", "-q"]  # fmt: skip
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outcomes = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outcomes]
+    sharpened_here = 0
+    for stdout, _ in outcomes:  # "6 done (K from an earlier run[, M by another run]), 0 failed"
+        done, rest = stdout.split(" done (", 1)
+        assert int(done) == len(names) and ", 0 failed in " in rest
+        numbers = [int(part.split()[0]) for part in rest.split(")")[0].split(", ")]
+        sharpened_here += len(names) - sum(numbers)
+    assert sharpened_here == len(names)  # between them the two runs sharpened every scene once
+    manifest = read_manifest(tmp_path / "out")
+    assert len(manifest["runs"]) == 2 and manifest["summary"]["done"] == len(names)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == _listing(tmp_path / "out", names)
