@@ -1,0 +1,265 @@
+"""Cloud-Optimized GeoTIFF outputs: valid COGs (rio-cogeo's validator), overviews that are the mean of
+the valid pixels, everything kept (pixels bit for bit, nodata, band descriptions, CRS, transform),
+no temporary file left on any error or Ctrl-C, and the opt-out (``cog=False``, ``--no-cog``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+rasterio = pytest.importorskip("rasterio")
+cogeo = pytest.importorskip("rio_cogeo.cogeo", reason="the COG validator: pip install rio-cogeo (the test extra)")
+
+from rasterio.transform import Affine  # noqa: E402
+
+from ssc_edge.bands import COARSE_BANDS, FINE_BANDS  # noqa: E402
+from ssc_edge.errors import OptionError, OutputError, SceneReadError  # noqa: E402
+from ssc_edge.io import read_estimate, write_result  # noqa: E402
+from ssc_edge.io.cog import cloud_optimize, cog_creation_options, scratch_geotiff  # noqa: E402
+from ssc_edge.io.geotiff import write_geotiff  # noqa: E402
+from ssc_edge.runtime.infer import sharpen_file  # noqa: E402
+from ssc_edge.scene import GeoReference, Scene  # noqa: E402
+from tests.runtime._models import write_model  # noqa: E402
+
+GEOREF = GeoReference((10.0, 0.0, 399960.0, 0.0, -10.0, 4900020.0), "EPSG:32631")
+SIDE = 1040  # > 2 x 512: the COG gets overviews 2 and 4
+
+
+def _is_cog(path) -> bool:
+    """rio-cogeo's validator (the checks of GDAL's validate_cloud_optimized_geotiff.py) finds no error and no
+    warning, and GDAL recognises the layout its COG driver writes (``LAYOUT=COG``)."""
+    report = cogeo.cog_validate(str(path), quiet=True)
+    with rasterio.open(path) as dataset:
+        layout = dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
+    return report == (True, [], []) and layout == "COG"
+
+
+def _validate(path) -> None:
+    assert cogeo.cog_validate(str(path), quiet=True) == (True, [], [])
+    assert _is_cog(path)
+
+
+def _read(path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as dataset:
+        info = {
+            "descriptions": dataset.descriptions,
+            "crs": dataset.crs.to_epsg() if dataset.crs else None,
+            "transform": tuple(dataset.transform)[:6],
+            "nodata": dataset.nodatavals,
+            "dtypes": dataset.dtypes,
+            "overviews": dataset.overviews(1),
+            "block": dataset.block_shapes[0],
+        }
+        return dataset.read(), info
+
+
+def _plain_geotiff(path, data: np.ndarray, nodata) -> None:
+    """A plain tiled GeoTIFF (256 px blocks, uncompressed), as the streamed writer leaves it: (B, H, W)."""
+    count, height, width = data.shape
+    profile = dict(driver="GTiff", height=height, width=width, count=count, dtype=data.dtype.name, tiled=True,
+                   blockxsize=256, blockysize=256, nodata=nodata, crs="EPSG:32631",
+                   transform=Affine(*GEOREF.transform))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(data)
+        out.descriptions = COARSE_BANDS[:count]
+        out.update_tags(source="ssc-edge test")
+
+
+def _with_nodata(dtype: str, nodata) -> np.ndarray:
+    data = np.random.default_rng(3).uniform(1, 6000, (3, SIDE, SIDE)).astype(dtype)
+    data[:, :300, :200] = nodata  # a no-data corner (edge of swath)
+    data[:, 501, 601] = nodata  # one no-data pixel inside an overview block
+    return data
+
+
+@pytest.mark.parametrize(("dtype", "nodata"), [("float32", float("nan")), ("uint16", 0)])
+def test_cloud_optimize_keeps_pixels_nodata_and_metadata_and_averages_valid_pixels(tmp_path, dtype, nodata):
+    data = _with_nodata(dtype, nodata)
+    _plain_geotiff(tmp_path / "plain.tif", data, nodata)
+    result = cloud_optimize(tmp_path / "plain.tif", tmp_path / "cog.tif")
+    _validate(tmp_path / "cog.tif")
+    got, info = _read(tmp_path / "cog.tif")
+    assert np.array_equal(got, data, equal_nan=True)  # lossless: bit for bit
+    assert info["descriptions"] == COARSE_BANDS[:3] and info["dtypes"] == (dtype,) * 3
+    assert info["crs"] == 32631 and info["transform"] == (10.0, 0.0, 399960.0, 0.0, -10.0, 4900020.0)
+    assert np.array_equal(info["nodata"], (nodata,) * 3, equal_nan=True)
+    assert info["overviews"] == [2, 4] and result.overviews == (2, 4) and info["block"] == (512, 512)
+    with rasterio.open(tmp_path / "cog.tif") as cog:
+        assert cog.tags()["source"] == "ssc-edge test"
+        overview = cog.read(out_shape=(3, SIDE // 2, SIDE // 2)).astype(np.float64)
+    # RESAMPLING=AVERAGE: each overview pixel is the mean of the valid pixels of its 2 x 2 block; nodata only
+    # where all four are nodata (the corner), never where one is (the lone pixel)
+    valid = data.astype(np.float64)
+    valid[np.isnan(valid) | (valid == nodata)] = np.nan
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning, match="Mean of empty slice"):
+        mean = np.nanmean(valid.reshape(3, SIDE // 2, 2, SIDE // 2, 2), axis=(2, 4))
+    overview[np.isnan(overview) | (overview == nodata)] = np.nan
+    assert np.array_equal(np.isnan(overview), np.isnan(mean)) and np.isnan(mean).sum() == 3 * 150 * 100
+    tolerance = 0.5 if dtype == "uint16" else 1e-6 * 6000  # uint16 rounds to the nearest integer
+    assert np.nanmax(np.abs(overview - mean)) <= tolerance
+    assert result.bytes == (tmp_path / "cog.tif").stat().st_size and result.seconds > 0
+
+
+def test_creation_options_are_checked():
+    options = cog_creation_options(threads=2)
+    assert options["BLOCKSIZE"] == "512" and options["RESAMPLING"] == "AVERAGE" and options["NUM_THREADS"] == "2"
+    with pytest.raises(OptionError, match="power of two from 64 to 4096 px, got 300"):
+        cog_creation_options(blocksize=300)
+    with pytest.raises(OptionError, match="DEFLATE level must be 1 to 9, got 0"):
+        cog_creation_options(level=0)
+    with pytest.raises(OptionError, match="COG threads must be positive, got 0"):
+        cog_creation_options(threads=0)
+
+
+def test_missing_source_and_unwritable_destination_are_one_line_errors(tmp_path):
+    with pytest.raises(SceneReadError, match=r"missing\.tif: no such GeoTIFF to cloud-optimize"):
+        cloud_optimize(tmp_path / "missing.tif", tmp_path / "cog.tif")
+    _plain_geotiff(tmp_path / "plain.tif", _with_nodata("uint16", 0)[:, :64, :64], 0)
+    with pytest.raises(OutputError, match=r"cog\.tif: cannot write the Cloud-Optimized GeoTIFF \(.+\)$"):
+        cloud_optimize(tmp_path / "plain.tif", tmp_path / "no-folder" / "cog.tif")
+
+
+def test_scratch_file_is_removed_whatever_happens(tmp_path):
+    with scratch_geotiff(tmp_path / "out.tif") as scratch:
+        assert scratch.parent == tmp_path and scratch.name.startswith(".out.tif.") and scratch.is_file()
+    assert not scratch.exists()
+    with pytest.raises(KeyboardInterrupt), scratch_geotiff(tmp_path / "out.tif") as scratch:
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_memory_result_is_a_cog_equal_to_the_plain_geotiff(tmp_path):
+    image = np.random.default_rng(0).uniform(0, 1e4, (SIDE, 700, 6)).astype(np.float32)
+    image[:40, :50] = np.nan  # no-data
+    cog = write_result(tmp_path / "cog.tif", image, georef=GEOREF)
+    plain = write_result(tmp_path / "plain.tif", image, georef=GEOREF, cog=False)
+    _validate(cog)
+    assert not _is_cog(plain)  # no overviews, not GDAL's COG layout
+    (got, info), (expected, plain_info) = _read(cog), _read(plain)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.array_equal(np.moveaxis(got, 0, -1), image, equal_nan=True)
+    assert info["overviews"] == [2, 4] and plain_info["overviews"] == []
+    for key in ("descriptions", "crs", "transform", "dtypes"):
+        assert info[key] == plain_info[key]
+    assert info["descriptions"] == COARSE_BANDS and np.isnan(info["nodata"]).all()
+    assert np.array_equal(read_estimate(cog), image, equal_nan=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif"]  # no temporary file left
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_model(tmp_path_factory.mktemp("model") / "tiny.onnx", blocks=2, width=8, layout="NHWC", seed=1)
+
+
+def _scene(height: int, width: int) -> Scene:
+    rng = np.random.default_rng(7)
+    bands = {b: rng.uniform(1, 6000, (height, width)).astype(np.float32) for b in FINE_BANDS}
+    bands.update({b: rng.uniform(1, 6000, (height // 2, width // 2)).astype(np.float32) for b in COARSE_BANDS})
+    return Scene(bands=bands, name="random")
+
+
+@pytest.fixture(scope="module")
+def band_folder(tmp_path_factory):
+    """A 10 m and a 20 m multi-band GeoTIFF (uint16 DN) with a no-data corner: streamed by ``infer``."""
+    folder = tmp_path_factory.mktemp("scene")
+    scene = _scene(SIDE, 560)
+    fine, coarse = np.rint(scene.fine()), np.rint(scene.coarse())
+    fine[:64, :64] = coarse[:32, :32] = 0  # ESA's NODATA
+    write_geotiff(folder / "T31TDH_10m.tif", fine, band_names=FINE_BANDS, georef=GEOREF, dtype="uint16", nodata=0)
+    write_geotiff(folder / "T31TDH_20m.tif", coarse, band_names=COARSE_BANDS, georef=GEOREF.scaled(2),
+                  dtype="uint16", nodata=0)  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint16"])
+def test_streamed_product_is_a_cog_equal_to_the_plain_geotiff(tmp_path, model, band_folder, dtype):
+    steps = []
+    cog = sharpen_file(model, band_folder, tmp_path / "cog.tif", provider="cpu", tile=256, dtype=dtype,
+                       full_resolution=False, precision="fp32", progress=lambda *a: steps.append(a))  # fmt: skip
+    plain = sharpen_file(model, band_folder, tmp_path / "plain.tif", provider="cpu", tile=256, dtype=dtype,
+                         full_resolution=False, precision="fp32", cog=False)  # fmt: skip
+    assert cog.streamed and cog.cog_seconds > 0 and plain.cog_seconds is None
+    assert steps[-2][:2] == (0, 1) and steps[-2][2].startswith("COG: ") and steps[-1][:2] == (1, 1)
+    _validate(cog.output)
+    assert not _is_cog(plain.output)
+    (got, info), (expected, plain_info) = _read(cog.output), _read(plain.output)
+    assert np.array_equal(got, expected, equal_nan=True)  # the COG step changes no pixel
+    assert info["overviews"] == [2, 4] and info["block"] == (512, 512) and plain_info["block"] == (256, 256)
+    for key in ("descriptions", "crs", "transform", "dtypes", "nodata"):
+        assert info[key] == plain_info[key] or np.array_equal(info[key], plain_info[key], equal_nan=True)
+    assert info["descriptions"] == COARSE_BANDS and info["crs"] == 32631 and info["transform"] == GEOREF.transform
+    nodata = 0 if dtype == "uint16" else np.nan
+    assert np.array_equal(info["nodata"], (nodata,) * 6, equal_nan=True)
+    assert np.array_equal(got[:, 0, 0], np.full(6, nodata, dtype=dtype), equal_nan=True)  # the no-data corner
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif"]  # no temporary file left
+
+
+def test_ctrl_c_in_the_cog_step_leaves_nothing(tmp_path, model, band_folder):
+    def interrupt_at_cog(done, total, message=""):
+        if message.startswith("COG"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sharpen_file(model, band_folder, tmp_path / "out.tif", provider="cpu", tile=256, full_resolution=False,
+                     precision="fp32", progress=interrupt_at_cog)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # neither the output, nor its temporary file, nor the plain scratch
+
+
+def test_ctrl_c_while_streaming_leaves_nothing(tmp_path, model, band_folder):
+    def interrupt_at_tile_two(done, total, message=""):
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sharpen_file(model, band_folder, tmp_path / "out.tif", provider="cpu", tile=256, full_resolution=False,
+                     precision="fp32", progress=interrupt_at_tile_two)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_memory_npz_product_is_a_cog_equal_to_the_plain_geotiff(tmp_path, model):
+    scene = _scene(SIDE, 600)
+    arrays = {**scene.bands, "transform": np.array(GEOREF.transform), "crs": np.array(GEOREF.crs)}
+    np.savez(tmp_path / "scene.npz", **arrays)
+    options = {"provider": "cpu", "tile": 256, "precision": "fp32", "full_resolution": False}
+    cog = sharpen_file(model, tmp_path / "scene.npz", tmp_path / "cog.tif", **options)
+    plain = sharpen_file(model, tmp_path / "scene.npz", tmp_path / "plain.tif", cog=False, **options)
+    assert not cog.streamed
+    _validate(cog.output)
+    assert not _is_cog(plain.output)
+    (got, info), (expected, plain_info) = _read(cog.output), _read(plain.output)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert info["overviews"] == [2, 4] and info["descriptions"] == COARSE_BANDS
+    assert info["crs"] == 32631 and info["transform"] == GEOREF.transform == plain_info["transform"]
+    assert np.isnan(info["nodata"]).all() and np.isnan(plain_info["nodata"]).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif", "scene.npz"]
+
+
+def test_cli_no_cog_and_quiet(tmp_path, model, band_folder, run_cli):
+    done = run_cli("infer", model, band_folder, "-o", tmp_path / "cog.tif", "--tile", "256", "--no-quality",
+                   "--precision", "fp32")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "COG: overviews and layout" in done.stderr and "COG: written in" in done.stderr  # its own step
+    assert " s of it)" in done.stdout
+    _validate(tmp_path / "cog.tif")
+    quiet = run_cli("infer", model, band_folder, "-o", tmp_path / "plain.tif", "--tile", "256", "--no-quality",
+                    "--precision", "fp32", "--no-cog", "--quiet")  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert "COG" not in quiet.stderr and "COG" not in quiet.stdout
+    assert not _is_cog(tmp_path / "plain.tif")
+    assert np.array_equal(_read(tmp_path / "cog.tif")[0], _read(tmp_path / "plain.tif")[0], equal_nan=True)
+    help_text = run_cli("infer", "--help").stdout
+    assert "--no-cog" in help_text and "Cloud-Optimized" in help_text
+
+
+@pytest.mark.real_data
+def test_real_jp2_folder_streams_into_a_valid_cog(tmp_path, shared_data):
+    folder = shared_data / "real" / "l1c_T31TDH_20150726_crop"
+    result = sharpen_file(None, folder, tmp_path / "real.tif", provider="cpu", precision="fp32")
+    plain = sharpen_file(None, folder, tmp_path / "plain.tif", provider="cpu", precision="fp32", cog=False)
+    assert result.streamed
+    _validate(result.output)
+    (got, info), (expected, plain_info) = _read(result.output), _read(plain.output)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert info["overviews"] == []  # 300 x 300 px fit in one 512 px block: no overview needed
+    assert info["crs"] == 32631 and info["transform"] == plain_info["transform"]
+    assert info["descriptions"] == COARSE_BANDS and np.isnan(info["nodata"]).all()
