@@ -15,6 +15,7 @@ import numpy as np
 from .bands import COARSE_BANDS
 from .errors import SceneError
 from .metrics import QualityReport, quality_report
+from .nodata import scene_valid, valid_pixels
 from .quality import Degradation
 from .scene import Scene
 from .wald import upsample
@@ -41,7 +42,9 @@ def evaluate_estimate(estimate: np.ndarray, scene: Scene, *, border: int = 0) ->
     Returns
     -------
     QualityReport
-        Per-band SRE (dB), RMSE (DN), SSIM, Q; global mean SRE (dB), SAM (degrees), ERGAS.
+        Per-band SRE (dB), RMSE (DN), SSIM, Q; global mean SRE (dB), SAM (degrees), ERGAS; over the
+        valid pixels only (:func:`ssc_edge.nodata.scene_valid`: no band and no reference band 0 DN,
+        and the estimate not NaN, its no-data).
 
     Raises
     ------
@@ -58,7 +61,8 @@ def evaluate_estimate(estimate: np.ndarray, scene: Scene, *, border: int = 0) ->
             f"{_where(scene)}estimate is {'x'.join(map(str, estimate.shape))}, "
             f"but the reference is {'x'.join(map(str, scene.reference.shape))}"
         )
-    return quality_report(scene.reference, estimate, band_names=COARSE_BANDS, ratio=2.0, border=border)
+    valid = scene_valid(scene) & valid_pixels(estimate)
+    return quality_report(scene.reference, estimate, band_names=COARSE_BANDS, ratio=2.0, border=border, valid=valid)
 
 
 def evaluate_full_resolution(estimate: np.ndarray, scene: Scene, *, degradation: Degradation = "bicubic"):

@@ -4,6 +4,11 @@ Every function takes ``reference`` and ``estimate`` as (H, W, B) arrays in the s
 (DN here) and accepts ``border`` to drop that many pixels at each edge before scoring.
 Per-band results are ``(B,)`` float64 arrays in the band order of the inputs.
 
+No-data (:mod:`ssc_edge.nodata`): every function takes ``valid``, an (H, W) bool mask of the pixels
+to score; by default the pixels finite in both images (an output's no-data is NaN). Pixel-wise
+metrics (SRE, SAM, RMSE, ERGAS) are then exactly those of the valid pixels alone; the windowed
+ones (SSIM, Q) average only the windows that lie wholly on valid pixels.
+
 References
 ----------
 SRE and SAM as used by Lanaras et al. (DSen2, 2018) and Nguyen et al. (SSC-CNN, 2020):
@@ -35,7 +40,10 @@ __all__ = [
 ]
 
 
-def _prepare(reference: np.ndarray, estimate: np.ndarray, border: int) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(
+    reference: np.ndarray, estimate: np.ndarray, border: int, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float64 (H, W, B) images cut by ``border`` and the (H, W) mask of pixels to score (no-data set to 0)."""
     reference = np.asarray(reference, dtype=np.float64)
     estimate = np.asarray(estimate, dtype=np.float64)
     if reference.ndim == 2:
@@ -47,27 +55,47 @@ def _prepare(reference: np.ndarray, estimate: np.ndarray, border: int) -> tuple[
         )
     if border < 0 or 2 * border >= min(reference.shape[:2]):
         raise OptionError(f"border of {border} px leaves nothing of a {reference.shape[0]}x{reference.shape[1]} image")
+    finite = np.isfinite(reference).all(axis=-1) & np.isfinite(estimate).all(axis=-1)
+    if valid is None:
+        valid = finite
+    else:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != reference.shape[:2]:
+            raise OptionError(f"valid mask is {'x'.join(map(str, valid.shape))}, images are {reference.shape[0]}x"
+                              f"{reference.shape[1]}")  # fmt: skip
+        valid = valid & finite
+    if not valid.all():  # no-data pixels hold 0 in both, so window filters stay finite
+        reference, estimate = np.where(valid[..., None], reference, 0.0), np.where(valid[..., None], estimate, 0.0)
     if border:
         reference = reference[border:-border, border:-border]
         estimate = estimate[border:-border, border:-border]
-    return reference, estimate
+        valid = valid[border:-border, border:-border]
+    if not valid.any():
+        raise OptionError(f"no valid pixel to score in a {reference.shape[0]}x{reference.shape[1]} image (all no-data)")
+    return reference, estimate, valid
 
 
-def signal_to_reconstruction_error(reference: np.ndarray, estimate: np.ndarray, *, border: int = 0) -> np.ndarray:
-    """Per-band signal to reconstruction error, dB: ``10 log10(sum x^2 / sum (x - x^)^2)``."""
-    reference, estimate = _prepare(reference, estimate, border)
-    signal = np.sum(reference**2, axis=(0, 1))
-    error = np.sum((reference - estimate) ** 2, axis=(0, 1))
+def signal_to_reconstruction_error(
+    reference: np.ndarray, estimate: np.ndarray, *, border: int = 0, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-band signal to reconstruction error, dB: ``10 log10(sum x^2 / sum (x - x^)^2)`` over valid pixels."""
+    reference, estimate, valid = _prepare(reference, estimate, border, valid)
+    reference, estimate = reference[valid], estimate[valid]
+    signal = np.sum(reference**2, axis=0)
+    error = np.sum((reference - estimate) ** 2, axis=0)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(signal / error)
 
 
-def spectral_angle_mapper(reference: np.ndarray, estimate: np.ndarray, *, border: int = 0) -> float:
-    """Mean spectral angle between the B-band vectors of each pixel, degrees.
+def spectral_angle_mapper(
+    reference: np.ndarray, estimate: np.ndarray, *, border: int = 0, valid: np.ndarray | None = None
+) -> float:
+    """Mean spectral angle between the B-band vectors of each valid pixel, degrees.
 
     Pixels where either vector is zero have no angle and are skipped.
     """
-    reference, estimate = _prepare(reference, estimate, border)
+    reference, estimate, valid = _prepare(reference, estimate, border, valid)
+    reference, estimate = reference[valid], estimate[valid]
     dot = np.sum(reference * estimate, axis=-1)
     norms = np.linalg.norm(reference, axis=-1) * np.linalg.norm(estimate, axis=-1)
     valid = norms > 0
@@ -75,21 +103,31 @@ def spectral_angle_mapper(reference: np.ndarray, estimate: np.ndarray, *, border
     return float(np.degrees(np.mean(np.arccos(cosine))))
 
 
-def root_mean_squared_error(reference: np.ndarray, estimate: np.ndarray, *, border: int = 0) -> np.ndarray:
-    """Per-band root mean squared error, in the units of the inputs (DN)."""
-    reference, estimate = _prepare(reference, estimate, border)
-    return np.sqrt(np.mean((reference - estimate) ** 2, axis=(0, 1)))
+def root_mean_squared_error(
+    reference: np.ndarray, estimate: np.ndarray, *, border: int = 0, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-band root mean squared error over valid pixels, in the units of the inputs (DN)."""
+    reference, estimate, valid = _prepare(reference, estimate, border, valid)
+    return np.sqrt(np.mean((reference[valid] - estimate[valid]) ** 2, axis=0))
 
 
-def ergas(reference: np.ndarray, estimate: np.ndarray, *, ratio: float = 2.0, border: int = 0) -> float:
+def ergas(
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    *,
+    ratio: float = 2.0,
+    border: int = 0,
+    valid: np.ndarray | None = None,
+) -> float:
     """Erreur relative globale adimensionnelle de synthese (dimensionless, lower is better).
 
     ``100 / ratio * sqrt(mean_b(MSE_b / mu_b^2))``, ``mu_b`` the reference band mean and
     ``ratio`` the coarse/fine pixel size ratio (2 for 20 m -> 10 m).
     """
-    reference, estimate = _prepare(reference, estimate, border)
-    mse = np.mean((reference - estimate) ** 2, axis=(0, 1))
-    mean = np.mean(reference, axis=(0, 1))
+    reference, estimate, valid = _prepare(reference, estimate, border, valid)
+    reference, estimate = reference[valid], estimate[valid]
+    mse = np.mean((reference - estimate) ** 2, axis=0)
+    mean = np.mean(reference, axis=0)
     return float(100.0 / ratio * np.sqrt(np.mean(mse / mean**2)))
 
 
@@ -102,7 +140,12 @@ def _windowed_moments(x: np.ndarray, y: np.ndarray, smooth) -> tuple[np.ndarray,
 
 
 def structural_similarity(
-    reference: np.ndarray, estimate: np.ndarray, *, data_range: np.ndarray | float | None = None, border: int = 0
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    *,
+    data_range: np.ndarray | float | None = None,
+    border: int = 0,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-band mean SSIM (Wang et al. 2004), dimensionless in [-1, 1].
 
@@ -113,12 +156,15 @@ def structural_similarity(
     ----------
     data_range : float or (B,) array, optional
         Dynamic range L in ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``. Default: each reference
-        band's ``max - min`` (after the border cut), so the score does not depend on DN scaling.
+        band's ``max - min`` (after the border cut, over valid pixels), so the score does not depend on
+        DN scaling.
+    valid : (H, W) bool ndarray, optional
+        Pixels to score (default: finite in both); only windows (11 x 11) wholly on valid pixels count.
     """
-    reference, estimate = _prepare(reference, estimate, border)
+    reference, estimate, valid = _prepare(reference, estimate, border, valid)
     bands = reference.shape[-1]
     if data_range is None:
-        data_range = reference.max(axis=(0, 1)) - reference.min(axis=(0, 1))
+        data_range = reference[valid].max(axis=0) - reference[valid].min(axis=0)
     data_range = np.broadcast_to(np.asarray(data_range, dtype=np.float64), (bands,))
     n = 11 * 11  # effective window size for the unbiased covariance, as scikit-image does
 
@@ -126,25 +172,36 @@ def structural_similarity(
         return ndimage.gaussian_filter(a, sigma=1.5, truncate=3.5, mode="reflect")
 
     pad = 5
+    counted = _whole_windows(valid, 2 * pad + 1, pad)[pad:-pad, pad:-pad]
     scores = np.empty(bands)
     for b in range(bands):
         mx, my, vx, vy, cxy = _windowed_moments(reference[..., b], estimate[..., b], smooth)
         vx, vy, cxy = (v * n / (n - 1) for v in (vx, vy, cxy))
         c1, c2 = (0.01 * data_range[b]) ** 2, (0.03 * data_range[b]) ** 2
         ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-        scores[b] = ssim[pad:-pad, pad:-pad].mean()
+        scores[b] = ssim[pad:-pad, pad:-pad][counted].mean() if counted.any() else np.nan
     return scores
 
 
+def _whole_windows(valid: np.ndarray, size: int, half: int) -> np.ndarray:
+    """(H, W) bool: the ``size`` x ``size`` window placed as the filters place it (``half`` px before the
+    pixel) holds only valid pixels. All True when every pixel is valid."""
+    if valid.all():
+        return valid
+    origin = half - size // 2  # scipy centres even windows one pixel later than ``half`` before
+    return ndimage.binary_erosion(valid, structure=np.ones((size, size), bool), border_value=1, origin=-origin)
+
+
 def universal_image_quality_index(
-    reference: np.ndarray, estimate: np.ndarray, *, window: int = 8, border: int = 0
+    reference: np.ndarray, estimate: np.ndarray, *, window: int = 8, border: int = 0, valid: np.ndarray | None = None
 ) -> np.ndarray:
     """Per-band universal image quality index Q (Wang and Bovik 2002), in [-1, 1].
 
-    Computed in ``window x window`` sliding windows (only windows fully inside the image) and
-    averaged. Windows where both images are constant score 1 if their means agree.
+    Computed in ``window x window`` sliding windows (only windows fully inside the image and, with
+    no-data, wholly on ``valid`` pixels) and averaged. Windows where both images are constant score 1
+    if their means agree.
     """
-    reference, estimate = _prepare(reference, estimate, border)
+    reference, estimate, valid = _prepare(reference, estimate, border, valid)
     if window > min(reference.shape[:2]):
         raise OptionError(f"Q window of {window} px is larger than the {reference.shape[0]}x{reference.shape[1]} image")
     half = window // 2
@@ -154,13 +211,14 @@ def universal_image_quality_index(
 
     lo, hi = half, reference.shape[0] - (window - 1 - half)
     lo_w, hi_w = half, reference.shape[1] - (window - 1 - half)
+    counted = _whole_windows(valid, window, half)[lo:hi, lo_w:hi_w]
     scores = np.empty(reference.shape[-1])
     for b in range(reference.shape[-1]):
         mx, my, vx, vy, cxy = _windowed_moments(reference[..., b], estimate[..., b], smooth)
         num = 4 * cxy * mx * my
         den = (vx + vy) * (mx**2 + my**2)
         q = np.where(den > 1e-12 * np.maximum(mx**2 + my**2, 1) ** 2, num / np.where(den == 0, 1, den), 1.0)
-        scores[b] = q[lo:hi, lo_w:hi_w].mean()
+        scores[b] = q[lo:hi, lo_w:hi_w][counted].mean() if counted.any() else np.nan
     return scores
 
 
@@ -215,17 +273,22 @@ def quality_report(
     band_names: tuple[str, ...],
     ratio: float = 2.0,
     border: int = 0,
+    valid: np.ndarray | None = None,
 ) -> QualityReport:
-    """Compute every metric of this module for (H, W, B) ``estimate`` against ``reference``."""
-    sre = signal_to_reconstruction_error(reference, estimate, border=border)
+    """Compute every metric of this module for (H, W, B) ``estimate`` against ``reference``.
+
+    ``valid`` (H, W) bool: the pixels to score (default: finite in both; see the module notes).
+    """
+    options = {"border": border, "valid": valid}
+    sre = signal_to_reconstruction_error(reference, estimate, **options)
     return QualityReport(
         band_names=tuple(band_names),
         sre=tuple(float(v) for v in sre),
         mean_sre=float(np.mean(sre)),
-        sam=spectral_angle_mapper(reference, estimate, border=border),
-        rmse=tuple(float(v) for v in root_mean_squared_error(reference, estimate, border=border)),
-        ergas=ergas(reference, estimate, ratio=ratio, border=border),
-        ssim=tuple(float(v) for v in structural_similarity(reference, estimate, border=border)),
-        uiqi=tuple(float(v) for v in universal_image_quality_index(reference, estimate, border=border)),
+        sam=spectral_angle_mapper(reference, estimate, **options),
+        rmse=tuple(float(v) for v in root_mean_squared_error(reference, estimate, **options)),
+        ergas=ergas(reference, estimate, ratio=ratio, **options),
+        ssim=tuple(float(v) for v in structural_similarity(reference, estimate, **options)),
+        uiqi=tuple(float(v) for v in universal_image_quality_index(reference, estimate, **options)),
         border=border,
     )

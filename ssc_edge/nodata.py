@@ -54,6 +54,7 @@ __all__ = [
     "nonzero_valid",
     "output_nodata",
     "read_filled",
+    "scene_valid",
     "valid_pixels",
 ]
 
@@ -198,3 +199,30 @@ def mask_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     out = np.array(values, dtype=np.float32, copy=True)
     out[~valid] = np.nan
     return out
+
+
+def scene_valid(scene, bands: Sequence[str] | None = None) -> np.ndarray:
+    """(H, W) bool: the 10 m pixels of an in-memory scene where every band of ``bands`` is valid (0 DN rule).
+
+    Parameters
+    ----------
+    scene : Scene
+    bands : sequence of str, optional
+        Default: the 10 m and 20 m bands (:data:`~ssc_edge.bands.FINE_BANDS`,
+        :data:`~ssc_edge.bands.COARSE_BANDS`). A coarse band counts at the coarse pixel covering the
+        10 m pixel. With a ``reference`` (a reduced-resolution scene), its 0 DN pixels are no-data too.
+    """
+    from .bands import COARSE_BANDS, FINE_BANDS
+
+    height, width = scene.shape
+    valid = np.ones((height, width), dtype=bool)
+    for band in bands if bands is not None else FINE_BANDS + COARSE_BANDS:
+        values = scene.bands[band]
+        ratio = height // values.shape[0]
+        band_valid = values != 0
+        if ratio > 1:
+            band_valid = np.repeat(np.repeat(band_valid, ratio, axis=0), ratio, axis=1)
+        valid &= band_valid[:height, :width]
+    if getattr(scene, "reference", None) is not None:
+        valid &= np.all(scene.reference != 0, axis=-1)
+    return valid

@@ -119,3 +119,29 @@ def test_format_quality_table(rr_scenes):
     assert "| mean | bicubic | 18.57 |" in table
     assert any(line.startswith("| spline | 18.89 | 2.5599 |") for line in lines)
     assert format_quality_table({}) == ""
+
+
+def test_evaluation_leaves_no_data_out(rr_scenes):
+    """0 DN in the scene or NaN in the estimate (an output's no-data) is not scored: the report equals the
+    metrics of the valid pixels alone, and it does not depend on the values there."""
+    from ssc_edge.metrics import quality_report
+    from ssc_edge.nodata import scene_valid
+
+    scene = next(iter(rr_scenes.values()))
+    estimate = bicubic_baseline(scene)
+    bands = dict(scene.bands)
+    bands["B11"] = bands["B11"].copy()
+    bands["B11"][:, :20] = 0  # a no-data border of the 20 m grid: 10 m columns 0..39
+    holed = Scene(bands=bands, reference=scene.reference, name="holed")
+    masked = estimate.copy()
+    masked[-30:, -30:] = np.nan  # and an output no-data corner
+    valid = scene_valid(holed) & np.isfinite(masked).all(axis=-1)
+    assert not valid[:, :40].any() and not valid[-30:, -30:].any() and valid.mean() > 0.5
+    got = evaluate_estimate(masked, holed)
+    assert got == quality_report(scene.reference, estimate, band_names=COARSE_BANDS, valid=valid)
+    garbage = masked.copy()
+    garbage[:, :40] = 1e6  # values under the scene's no-data do not count
+    assert evaluate_estimate(garbage, holed) == quality_report(
+        scene.reference, garbage, band_names=COARSE_BANDS, valid=valid
+    )
+    assert evaluate_estimate(garbage, holed).mean_sre != evaluate_estimate(garbage, scene).mean_sre

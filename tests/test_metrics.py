@@ -268,3 +268,59 @@ def test_quality_report_collects_every_metric_and_round_trips():
     data = report.to_dict()
     assert isinstance(data["sre"], list)
     assert metrics.QualityReport.from_dict(data) == report
+
+
+# -- no-data: scored on the valid pixels only ------------------------------------------------------
+
+
+def _with_nodata(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    reference = rng.uniform(100, 5000, (40, 36, 4))
+    estimate = reference + rng.normal(0, 150, reference.shape)
+    valid = np.ones((40, 36), bool)
+    valid[:, :9] = False  # a no-data border
+    valid[30:, 20:] = False  # and a corner
+    return reference, estimate, valid
+
+
+def test_pixel_wise_metrics_on_valid_pixels_equal_those_of_the_valid_subset():
+    from ssc_edge.metrics import ergas, root_mean_squared_error, signal_to_reconstruction_error, spectral_angle_mapper
+
+    reference, estimate, valid = _with_nodata()
+    subset = (reference[valid][:, None], estimate[valid][:, None])  # (N, 1, B): the valid pixels alone
+    for metric in (signal_to_reconstruction_error, root_mean_squared_error):
+        np.testing.assert_allclose(metric(reference, estimate, valid=valid), metric(*subset), rtol=1e-12)
+    for metric in (spectral_angle_mapper, ergas):
+        assert metric(reference, estimate, valid=valid) == pytest.approx(metric(*subset), rel=1e-12)
+
+
+def test_nan_in_the_estimate_is_no_data_by_default():
+    from ssc_edge.metrics import quality_report
+
+    reference, estimate, valid = _with_nodata(1)
+    masked = np.where(valid[..., None], estimate, np.nan)  # an output's no-data
+    names = ("a", "b", "c", "d")
+    assert quality_report(reference, masked, band_names=names) == quality_report(
+        reference, estimate, band_names=names, valid=valid
+    )
+
+
+def test_windowed_metrics_ignore_every_window_that_touches_no_data():
+    """SSIM and Q do not change when no-data pixels change (only windows wholly on valid pixels count)."""
+    from ssc_edge.metrics import structural_similarity, universal_image_quality_index
+
+    reference, estimate, valid = _with_nodata(2)
+    other = estimate.copy()
+    other[~valid] = np.random.default_rng(3).uniform(-1e4, 1e4, other[~valid].shape)
+    for metric in (structural_similarity, universal_image_quality_index):
+        got = metric(reference, estimate, valid=valid)
+        np.testing.assert_array_equal(got, metric(reference, other, valid=valid))
+        assert not np.array_equal(got, metric(reference, other))  # without the mask they would change
+
+
+def test_all_no_data_is_refused():
+    from ssc_edge.metrics import root_mean_squared_error
+
+    reference, estimate, _ = _with_nodata()
+    with pytest.raises(OptionError, match="no valid pixel to score in a 40x36 image"):
+        root_mean_squared_error(reference, estimate, valid=np.zeros((40, 36), bool))

@@ -99,13 +99,15 @@ def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | N
         return None
     from ..evaluation import bicubic_baseline
     from ..metrics import signal_to_reconstruction_error, spectral_angle_mapper
+    from ..nodata import scene_valid, valid_pixels
 
     quality = {}
+    valid = scene_valid(scene_value) & valid_pixels(sharpened)  # both scored on the same valid pixels
     for name, estimate in (("SSC-CNN", sharpened), ("bicubic", bicubic_baseline(scene_value))):
-        sre = signal_to_reconstruction_error(scene_value.reference, estimate)
+        sre = signal_to_reconstruction_error(scene_value.reference, estimate, valid=valid)
         quality[name] = {
             "mean_sre": float(np.mean(sre)),
-            "sam": spectral_angle_mapper(scene_value.reference, estimate),
+            "sam": spectral_angle_mapper(scene_value.reference, estimate, valid=valid),
         }
     return quality
 
@@ -304,7 +306,8 @@ def sharpen_file(
         product = sharpened
         if with_fine:
             planes = {b: sharpened[..., i] for i, b in enumerate(contract.output_bands)}
-            planes.update({b: scene_value.bands[b] for b in FINE_BANDS})
+            # the 10 m bands as read, NaN (nodata) where 0 DN (ssc_edge.nodata)
+            planes.update({b: np.where(scene_value.bands[b] != 0, scene_value.bands[b], np.nan) for b in FINE_BANDS})
             product = np.stack([planes[b] for b in names], axis=-1)
         write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force)
         quality = _reference_quality(scene_value, sharpened, contract)

@@ -52,7 +52,7 @@ def write_lossless_jp2(path: Path, dn: np.ndarray, like: Path) -> None:
         dataset.write(dn, 1)
 
 
-def build_real_safe(shared_data: Path, dest: Path, *, with_bands: bool = True, bands=None) -> Path:
+def build_real_safe(shared_data: Path, dest: Path, *, with_bands: bool = True, bands=None, edit=None) -> Path:
     """Assemble the real L2A product under ``dest``; return the ``.SAFE`` folder.
 
     Parameters
@@ -62,6 +62,9 @@ def build_real_safe(shared_data: Path, dest: Path, *, with_bands: bool = True, b
         every file of ``TREE.txt`` present (as empty placeholders) but no 10 m/20 m band file.
     bands : iterable of str, optional
         Write only these band files (default: the 10 used ones).
+    edit : callable, optional
+        ``edit(band, dn) -> dn``: changes a band's stored DN (its own grid) before it is written,
+        e.g. a no-data wedge (DN 0).
     """
     metadata = shared_data / "real" / "safe_metadata" / PRODUCT
     product = dest / f"{PRODUCT}.SAFE"
@@ -82,6 +85,8 @@ def build_real_safe(shared_data: Path, dest: Path, *, with_bands: bool = True, b
         res = GSD[band]
         source = crop_folder(shared_data) / f"{CROP_PREFIX}_{band}.jp2"
         dn = crop_band(shared_data, band).astype(np.uint32) + OFFSET_DN
+        if edit is not None:
+            dn = edit(band, dn)
         target = granule / "IMG_DATA" / f"R{res}m" / f"{L2A_PREFIX}_{band}_{res}m.jp2"
         write_lossless_jp2(target, dn.astype(np.uint16), source)
     return product
