@@ -734,7 +734,7 @@ def run_jobs(
         tally[record["status"]] += 1
         save()
         _clear_stale_claim(by_name[record["name"]])  # a worker that died holding it left the file
-        if record.get("warning"):
+        if record.get("warning") and not record.get("skipped"):  # the run that sharpened it warned
             logger.warning("%s", record["warning"])
         if record["status"] == "failed":
             logger.warning("%s: failed: %s", record["source"], record["error"])
