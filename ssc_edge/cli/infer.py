@@ -146,8 +146,9 @@ def infer_command(
         )
     if result.full_resolution is not None:
         fr = result.full_resolution
+        kind = "the model's estimated pair" if fr.degradation == "callable" else f"{fr.degradation} degradation"
         echo(
-            f"full resolution, no reference ({fr.degradation} degradation): consistency SRE "
+            f"full resolution, no reference ({kind}): consistency SRE "
             f"{fr.consistency_mean_sre:.2f} dB, D_lambda(K) {fr.d_lambda_khan:.4f}, D_rho {fr.d_rho:.4f}, "
             f"QNR {fr.qnr:.4f}",
             quiet=quiet,

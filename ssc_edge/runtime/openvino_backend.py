@@ -32,7 +32,7 @@ __all__ = ["INSTALL_HINT", "openvino_available", "openvino_version", "OpenVinoSe
 
 logger = logging.getLogger(__name__)
 
-#: The one command that adds this backend (README, install table).
+#: The one command that adds this backend (docs/install.md, install table).
 INSTALL_HINT = "pip install 'ssc-edge[fast]'"
 
 #: ssc-edge precision -> OpenVINO element type of the inference-precision hint.
