@@ -211,3 +211,16 @@ def test_safe_product_with_a_nodata_wedge(tmp_path, model, shared_data):
     assert np.array_equal(got[far], expected[far])
     in_memory = sharpener.sharpen(read_scene(safe))  # the 0 DN rule of an in-memory scene: the same numbers
     assert np.array_equal(in_memory, got, equal_nan=True)
+
+
+def test_row_bands_with_a_nodata_wedge_stitch_to_the_whole_image_result(model):
+    """Workers hold the rows the no-data fill reads beyond their windows (ssc_edge.runtime.split)."""
+    from ssc_edge.runtime.split import sharpen_in_row_bands, sharpen_row_band
+
+    scene = _with_nodata(random_scene(90, 40, seed=6), lambda shape, ratio: _wedge(shape, ratio=ratio, cut=60.0))
+    sharpener = Sharpener(model, provider="cpu", tile=20)
+    whole = sharpener.sharpen(scene)
+    got = sharpen_in_row_bands(
+        scene, sharpener.contract, count=4, tile=20, run=lambda parts: [sharpen_row_band(sharpener, p) for p in parts]
+    )
+    assert np.array_equal(got, whole, equal_nan=True) and np.isnan(whole).any()

@@ -21,6 +21,7 @@ import numpy as np
 from ..bands import GSD
 from ..contract import ModelContract
 from ..errors import SceneError
+from ..nodata import fill_margin
 from ..scene import Scene
 from .sharpen import COARSE_MARGIN, Sharpener, check_scene_bands
 from .tiling import RowBand, Tile, coarse_window, plan_tiles, split_row_bands, stitch_row_bands
@@ -42,9 +43,10 @@ class RowBandInput:
     shape : (int, int)
         ``(H, W)`` of the whole fine grid, pixels.
     fine_row : int
-        Fine-grid row of the first row held for the 10 m bands (``band.window.row``).
+        Fine-grid row of the first row held for the 10 m bands (``band.window.row``, less the no-data
+        fill margin, :func:`ssc_edge.nodata.fill_margin`).
     coarse_row : int
-        20 m-grid row of the first row held for the 20 m bands.
+        20 m-grid row of the first row held for the 20 m bands (with the upsampling and fill margins).
     bands : mapping of str to (h, w) ndarray
         Full-width row crops of the model's input bands, DN: 10 m bands from ``fine_row``, 20 m
         bands from ``coarse_row``.
@@ -84,15 +86,18 @@ def row_band_inputs(
     coarse_shape = (shape[0] // contract.ratio, shape[1] // contract.ratio)
     margin = COARSE_MARGIN[contract.upsampling]
     parts = []
+    # rows beyond the windows that the no-data fill of a window may read (ssc_edge.nodata)
+    fine_fill = fill_margin(contract.halo)
+    coarse_fill = fill_margin(-(-contract.halo // contract.ratio) + margin + 1)
     for band in split_row_bands(plan_tiles(shape, tile=tile, halo=contract.halo), count):
         rows = coarse_window(band.window, ratio=contract.ratio, margin=margin, coarse_shape=coarse_shape)
+        fine_top, fine_bottom = max(0, band.window.row - fine_fill), band.window.row + band.window.height + fine_fill
+        coarse_top, coarse_bottom = max(0, rows.row - coarse_fill), rows.row + rows.height + coarse_fill
         crops = {
-            name: bands[name][band.window.row : band.window.row + band.window.height]
-            if GSD[name] == 10
-            else bands[name][rows.row : rows.row + rows.height]
+            name: bands[name][fine_top:fine_bottom] if GSD[name] == 10 else bands[name][coarse_top:coarse_bottom]
             for name in contract.input_bands
         }
-        parts.append(RowBandInput(band, shape, band.window.row, rows.row, crops))
+        parts.append(RowBandInput(band, shape, fine_top, coarse_top, crops))
     return tuple(parts)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ssc_edge.errors import OptionError, SceneError
+from ssc_edge.nodata import fill_margin
 from ssc_edge.runtime import Sharpener
 from ssc_edge.runtime.split import row_band_inputs, sharpen_in_row_bands, sharpen_row_band
 from ssc_edge.runtime.tiling import plan_tiles, split_row_bands, stitch_row_bands
@@ -100,13 +101,14 @@ def test_band_crops_hold_only_the_rows_their_windows_read(nhwc_model):
     contract = Sharpener(nhwc_model, provider="cpu").contract
     parts = row_band_inputs(scene.bands, scene.shape, contract, count=3, tile=16)
     assert len(parts) == 3
+    fine_fill, coarse_fill = fill_margin(5), fill_margin(3 + 2 + 1)  # no-data fill margins of halo 5 (9, 10 rows)
     for part in parts:
-        assert part.bands["B02"].shape == (part.band.window.height, 40)
-        assert part.fine_row == part.band.window.row
-        # 20 m rows: the band's rows halved, plus the bicubic margin of 2 (clipped at the edges)
-        assert part.coarse_row == max(part.band.window.row // 2 - 2, 0)
         first, stop = part.band.window.row, part.band.window.row + part.band.window.height
-        assert part.bands["B05"].shape[0] <= -(-stop // 2) - first // 2 + 4  # coarse rows under the window + 2 x 2
+        assert part.fine_row == max(first - fine_fill, 0)
+        assert part.bands["B02"].shape == (min(stop + fine_fill, 96) - part.fine_row, 40)
+        # 20 m rows: the band's rows halved, plus the bicubic margin of 2 and the fill margin (clipped at the edges)
+        assert part.coarse_row == max(first // 2 - 2 - coarse_fill, 0)
+        assert part.bands["B05"].shape[0] <= -(-stop // 2) - first // 2 + 4 + 2 * coarse_fill
         assert part.bands["B05"].shape[0] < 48
 
 
