@@ -259,3 +259,31 @@ def test_help_names_every_scene_format(run_cli, command):
     text = " ".join(text.split())
     for name in ("SAFE", ".zip", "JP2", "GeoTIFF", ".mat", ".npz"):
         assert name in text, f"{command} --help does not name {name}"
+
+
+def test_quality_line_names_the_models_estimated_pair(run_cli, tmp_path):
+    """A model fitted with the default estimated pair: the no-reference line says so (not 'callable')."""
+    from dataclasses import replace
+
+    import onnx
+
+    from ssc_edge import wald
+    from ssc_edge.contract import ModelContract
+    from tests.runtime._models import build_model
+
+    proto = build_model()
+    meta = {p.key: p.value for p in proto.metadata_props}
+    pair = wald.PairModel(fine=(wald.Kernel("gaussian", 0.9),) * 4, coarse=(wald.Kernel("gaussian", 0.9),) * 6)
+    contract = replace(
+        ModelContract.from_metadata(meta),
+        training={"degradation": "auto"},
+        registration={"pair_model": pair.to_dict()},
+    )
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, contract.to_metadata())
+    model = tmp_path / "estimated.onnx"
+    model.write_bytes(proto.SerializeToString())
+    result = run_cli("infer", model, "-o", tmp_path / "out.npz")
+    assert result.returncode == 0, result.stderr
+    assert "full resolution, no reference (the model's estimated pair): consistency SRE" in result.stdout
+    assert "callable" not in result.stdout + result.stderr
