@@ -22,18 +22,29 @@ Metadata keys are flat strings; structured values are JSON.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 from .bands import COARSE_BANDS, FINE_BANDS
 from .errors import ModelError
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "CONTRACT_VERSION", "ModelContract"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "CONTRACT_VERSION", "MAX_HALO", "ModelContract"]
+
+#: Largest halo a model may declare, 10 m pixels: a receptive field of 2001 px (20 km). SSC-CNN's is 6 to
+#: 20 px; a larger value is a corrupt or hostile file (it would make every tile larger than the scene).
+MAX_HALO = 1000
 
 INPUT_NAME = "bands"
 OUTPUT_NAME = "sharpened"
 CONTRACT_VERSION = 1
 _PREFIX = "ssc_edge."
+
+
+def _is_number(value: object) -> bool:
+    """An int or float, not a bool (JSON ``true`` is not a number of pixels)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -99,10 +110,28 @@ class ModelContract:
     def __post_init__(self) -> None:
         if self.layout not in ("NHWC", "NCHW"):
             raise ModelError(f"layout must be NHWC or NCHW, got {self.layout!r}")
-        if int(self.halo) != self.halo or self.halo < 0:
-            raise ModelError(f"halo must be a non-negative integer, got {self.halo!r}")
-        if not self.scale > 0:
-            raise ModelError(f"scale must be positive, got {self.scale!r}")
+        if not _is_number(self.halo) or not math.isfinite(self.halo) or int(self.halo) != self.halo:
+            raise ModelError(f"halo must be a whole number of pixels, got {self.halo!r}")
+        if not 0 <= self.halo <= MAX_HALO:
+            raise ModelError(f"halo must be 0 to {MAX_HALO} pixels, got {self.halo!r}")
+        if not _is_number(self.scale) or not math.isfinite(self.scale) or not self.scale > 0:
+            raise ModelError(f"scale must be a finite positive number, got {self.scale!r}")
+        if not _is_number(self.ratio) or self.ratio not in (2, 6):
+            raise ModelError(f"ratio must be 2 (20 m bands) or 6 (60 m bands), got {self.ratio!r}")
+        if not _is_number(self.quality_loss_db) or not math.isfinite(self.quality_loss_db):
+            raise ModelError(f"quality_loss_db must be a finite number of dB, got {self.quality_loss_db!r}")
+        for name in ("upsampling", "protocol", "scene_sha256", "scene_name", "precision"):
+            if not isinstance(getattr(self, name), str):
+                raise ModelError(f"{name} must be a string, got {getattr(self, name)!r}")
+        for name in ("architecture", "training", "metrics", "versions", "registration"):
+            if not isinstance(getattr(self, name), dict):
+                raise ModelError(f"{name} must be a JSON object, got {type(getattr(self, name)).__name__}")
+        for name in ("input_bands", "output_bands"):
+            bands = getattr(self, name)
+            if not isinstance(bands, (list, tuple)) or not bands or not all(isinstance(b, str) for b in bands):
+                raise ModelError(f"{name} must be a non-empty list of band names, got {bands!r}")
+        object.__setattr__(self, "halo", int(self.halo))
+        object.__setattr__(self, "ratio", int(self.ratio))
         object.__setattr__(self, "input_bands", tuple(self.input_bands))
         object.__setattr__(self, "output_bands", tuple(self.output_bands))
 
@@ -153,3 +182,5 @@ class ModelContract:
             return cls(**values)
         except TypeError as exc:
             raise ModelError(f"{source}: malformed ssc-edge metadata ({exc})") from None
+        except ModelError as exc:
+            raise ModelError(f"{source}: ssc-edge metadata: {exc}") from None

@@ -32,7 +32,16 @@ from ..wald import UPSAMPLING_METHODS
 from .openvino_backend import OpenVinoSession
 from .providers import PROVIDERS, make_session, resolve_provider
 
-__all__ = ["LoadedModel", "load_model", "check_contract", "GATE_KEY", "read_gate", "RUN_PRECISIONS"]
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "check_contract",
+    "check_model_kind",
+    "read_model_contract",
+    "GATE_KEY",
+    "read_gate",
+    "RUN_PRECISIONS",
+]
 
 #: Precisions a model can run in (``auto`` is resolved by :mod:`.precision` before it gets here).
 RUN_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -285,3 +294,31 @@ def _ort_providers() -> list[str]:
     import onnxruntime
 
     return onnxruntime.get_available_providers()
+
+
+def read_model_contract(model_path: Path) -> ModelContract:
+    """The checked contract of a model file, without running it (onnxruntime on the CPU, no graph optimisation).
+
+    Raises
+    ------
+    ModelError
+        As :func:`load_model`: missing, corrupt, no ssc-edge metadata, graph inconsistent with it.
+    """
+    return load_model(Path(model_path), provider="cpu", threads=1, optimization="disabled").contract
+
+
+def check_model_kind(contract: ModelContract, *, ratio: int, source: object = "model") -> None:
+    """Raise :class:`ModelError` unless the model sharpens the bands of ``ratio`` (2: 20 m bands, 6: 60 m bands).
+
+    ``infer`` takes the 20 m model as MODEL and the 60 m model (``NAME_60m.onnx``) as ``--model-60m``; a model
+    given in the other place is named with what it is and where it goes.
+    """
+    if contract.ratio == ratio:
+        return
+    outputs = " ".join(contract.output_bands)
+    if contract.ratio == 6:
+        raise ModelError(f"{source}: is a 60 m model (outputs {outputs}); pass it as --model-60m")
+    raise ModelError(
+        f"{source}: is a {10 * contract.ratio} m model (outputs {outputs}), not a 60 m model; pass it as MODEL "
+        "(the 60 m model is NAME_60m.onnx from fit-and-export --bands all)"
+    )
