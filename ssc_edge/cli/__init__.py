@@ -3,12 +3,18 @@
 Each command lives in its own module with a ``register(app)`` function. Library errors
 (:class:`ssc_edge.errors.SscEdgeError`) become one line on stderr and exit code 2; any other
 exception is a bug and keeps its traceback.
+
+SIGTERM (``kill``, a batch scheduler's time limit, ``docker stop``) is turned into an exit that
+unwinds the stack, as Ctrl-C does: every output being written removes its temporary file
+(:func:`ssc_edge.io.atomic_output`) and the command exits with 143 (128 + 15) and one line.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -49,10 +55,27 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
+class Terminated(SystemExit):
+    """Raised in the main thread by the SIGTERM handler: unwinds like Ctrl-C, exits 128 + signal."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         app(args=argv, prog_name="ssc-edge")
     except SscEdgeError as exc:
         typer.echo(f"ssc-edge: error: {exc}", err=True)
         sys.exit(2)
+    except Terminated as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM while exiting changes nothing
+        typer.echo("ssc-edge: terminated (SIGTERM); outputs being written were removed", err=True)
+        sys.exit(exc.code)
+    finally:
+        if in_main_thread and signal.getsignal(signal.SIGTERM) is _terminate:
+            signal.signal(signal.SIGTERM, previous)

@@ -204,13 +204,16 @@ def scratch_geotiff(beside: Path) -> Iterator[Path]:
     """Yield a temporary ``.tif`` path in the folder of ``beside``; remove it on exit, whatever happens.
 
     The plain GeoTIFF that :func:`cloud_optimize` reads lives here. Its name starts with
-    ``.{beside.name}.`` like the temporary files of :func:`ssc_edge.io.atomic_output`, so the
-    batch engine's clean-up of a killed worker's leftovers finds it too.
+    ``.{beside.name}.ssc-edge-HOST-PID.`` like the temporary files of :func:`ssc_edge.io.atomic_output`
+    (:func:`ssc_edge.io._atomic.temporary_prefix`), so the batch engine's clean-up of a killed worker's
+    leftovers, and the next ``atomic_output`` for the same output after a SIGKILL, find it too.
     """
+    from ._atomic import temporary_prefix
+
     beside = Path(beside)
     folder = beside.parent if str(beside.parent) else Path(".")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".plain.tif", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(beside), suffix=".plain.tif", dir=folder)
     except OSError as exc:
         raise OutputError(f"{beside}: cannot write a temporary file beside it ({exc.strerror or exc})") from exc
     os.close(fd)
