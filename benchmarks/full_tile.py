@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 SIXTY = ("B01", "B09")  # ssc_edge.bands.VERY_COARSE_BANDS (imported lazily, as everything of ssc_edge here)
 _TIMINGS = re.compile(r"(\d+) tiles in ([\d.]+) s: network ([\d.]+) s, read and input ([\d.]+) s, write ([\d.]+) s")
+_COG = re.compile(r"cloud-optimized \S+ in ([\d.]+) s")  # ssc_edge.io.cog's -v line: the COG step after the windows
 
 
 def write_scene(folder: Path, size: int, *, block: int, wedge: float, sixty: bool = False, strip: int = 1020) -> float:
@@ -239,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             tiles, wall, network, read, write = (float(g) for g in match.groups())
             infer.update(tiles=int(tiles), engine_seconds=wall, network_seconds=network)
             infer.update(read_seconds=read, write_seconds=write)
+        cog = _COG.search((args.work / "infer.log").read_text())
+        infer["cog_seconds"] = float(cog.group(1)) if cog else None  # None: --no-cog in --infer-args
         if infer["exit_code"] != 0:
             infer["log_tail"] = (args.work / "infer.log").read_text()[-2000:]
         models = [model] + ([model60] if model60 is not None else [])
@@ -345,6 +348,8 @@ def render(result: dict) -> str:
             if f"{phase}_seconds" in infer:
                 overlapped = " (I/O thread, overlapped)" if phase != "network" else ""
                 lines.append(f"| - {phase}{overlapped} | {infer[f'{phase}_seconds']} | | |")
+        if infer.get("cog_seconds") is not None:
+            lines.append(f"| - Cloud-Optimized GeoTIFF step (after the windows) | {infer['cog_seconds']} | | |")
     return "\n".join(lines) + "\n"
 
 
