@@ -30,9 +30,10 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,13 +167,17 @@ def cloud_optimize(
         raise SceneReadError(f"{source}: no such GeoTIFF to cloud-optimize")
     progress = stage(progress, "COG")
     report(progress, 0, 1, "overviews and layout")
-    start = time.perf_counter()
-    try:
+
+    def copy() -> None:
+        # rasterio's Env is per thread: entered in the thread that runs GDAL
         with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 1024 * 1024), _not_georeferenced_is_fine(rasterio):
             rasterio.shutil.copy(source, destination, driver="COG", **options)
+
+    start = time.perf_counter()
+    try:
+        _run_interruptibly(copy, leaves=(destination, Path(f"{destination}.ovr.tmp")))
     except (rasterio.errors.RasterioError, CPLE_BaseError, OSError) as exc:
-        with contextlib.suppress(OSError):
-            Path(f"{destination}.ovr.tmp").unlink(missing_ok=True)
+        Path(f"{destination}.ovr.tmp").unlink(missing_ok=True)
         raise OutputError(f"{destination}: cannot write the Cloud-Optimized GeoTIFF ({_first_line(exc)})") from exc
     seconds = time.perf_counter() - start
     with _not_georeferenced_is_fine(rasterio), rasterio.open(destination) as dataset:
@@ -181,6 +186,41 @@ def cloud_optimize(
     report(progress, 1, 1, f"written in {seconds:.1f} s")
     logger.debug("cloud-optimized %s in %.2f s (overviews %s, %d bytes)", destination, seconds, overviews, size)
     return CogResult(path=destination, seconds=seconds, overviews=overviews, bytes=size)
+
+
+def _run_interruptibly(function: Callable[[], None], *, leaves: tuple[Path, ...]) -> None:
+    """Run ``function`` (a GDAL call, which releases the GIL) in a daemon thread and wait for it here.
+
+    Python raises ``KeyboardInterrupt`` only in the main thread and only between bytecodes: waiting in
+    short joins here, Ctrl-C stops ``infer`` at once instead of after the whole COG step (a minute on a
+    full tile). On any exception here the thread is told to delete ``leaves`` (the COG and GDAL's
+    temporary overview file) once GDAL returns; they are also deleted now, if they exist yet.
+    """
+    failure: list[BaseException] = []
+    abandoned = threading.Event()
+
+    def target() -> None:
+        try:
+            function()
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+        finally:
+            if abandoned.is_set():
+                for path in leaves:
+                    path.unlink(missing_ok=True)
+
+    thread = threading.Thread(target=target, name="ssc-edge-cog", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except BaseException:
+        abandoned.set()
+        for path in leaves[1:]:  # the destination is the caller's (a temporary file it removes)
+            path.unlink(missing_ok=True)
+        raise
+    if failure:
+        raise failure[0]
 
 
 @contextlib.contextmanager

@@ -128,6 +128,42 @@ def test_scratch_file_is_removed_whatever_happens(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+_INTERRUPTED_CHILD = """
+import sys, threading
+from pathlib import Path
+from ssc_edge.io import atomic_output
+from ssc_edge.io.cog import cloud_optimize
+
+source, output = Path(sys.argv[1]), Path(sys.argv[2])
+try:
+    with atomic_output(output) as tmp:
+        cloud_optimize(source, tmp, level=9, progress=lambda done, total, message="": print(message, flush=True))
+except KeyboardInterrupt:
+    gdal = [t for t in threading.enumerate() if t.name == "ssc-edge-cog"]
+    print("interrupted while GDAL runs" if gdal else "interrupted after GDAL returned", flush=True)
+    for thread in gdal:
+        thread.join()  # let GDAL finish, then look for leftovers
+"""
+
+
+def test_ctrl_c_stops_the_cog_step_at_once_and_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = np.random.default_rng(5).uniform(0, 1e4, (4, 2048, 1024)).astype(np.float32)
+    _plain_geotiff(tmp_path / "plain.tif", data, None)
+    child = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_CHILD, tmp_path / "plain.tif", tmp_path / "o.tif"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout.readline().strip() == "COG: overviews and layout"  # the copy starts now
+    time.sleep(0.3)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert "interrupted while GDAL runs" in out, out + err  # KeyboardInterrupt did not wait for the copy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.tif"]  # nor left any file once GDAL returned
+
+
 def test_in_memory_result_is_a_cog_equal_to_the_plain_geotiff(tmp_path):
     image = np.random.default_rng(0).uniform(0, 1e4, (SIDE, 700, 6)).astype(np.float32)
     image[:40, :50] = np.nan  # no-data
