@@ -224,3 +224,14 @@ def test_row_bands_with_a_nodata_wedge_stitch_to_the_whole_image_result(model):
         scene, sharpener.contract, count=4, tile=20, run=lambda parts: [sharpen_row_band(sharpener, p) for p in parts]
     )
     assert np.array_equal(got, whole, equal_nan=True) and np.isnan(whole).any()
+
+
+def test_an_all_nodata_band_is_refused_naming_the_files_nodata_value(tmp_path, model):
+    from ssc_edge.errors import SceneError
+    from ssc_edge.runtime.stream import sharpen_stream
+
+    scene = random_scene(40, 40, seed=9)
+    folder = _write_folder(tmp_path / "s", scene, nodata_value=65535, border=40)  # every pixel is the tag
+    with pytest.raises(SceneError, match=r"s: band B05 is all no-data \(every pixel the nodata value 65535\)"):
+        sharpen_stream(Sharpener(model, provider="cpu"), folder, tmp_path / "o.tif")
+    assert not (tmp_path / "o.tif").exists()

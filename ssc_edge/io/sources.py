@@ -301,7 +301,12 @@ class BandSource(ABC):
         """
         for band in bands:
             if not any(np.any(self.valid(band, tile)) for tile in self._strip_tiles(band)):
-                raise SceneError(f"{self.where}: band {band} is all no-data (every pixel 0 DN); nothing to sharpen")
+                rule = self._nodata_text(band)
+                raise SceneError(f"{self.where}: band {band} is all no-data (every pixel {rule}); nothing to sharpen")
+
+    def _nodata_text(self, band: str) -> str:
+        """How ``band`` marks no-data, for messages."""
+        return "0 DN"
 
     def _strip_tiles(self, band: str, rows: int = SCAN_ROWS) -> Iterable[Tile]:
         h, w = self.band_shape(band)
@@ -478,6 +483,19 @@ class RasterBandSource(BandSource):
         if (band, tile) not in self._masks:
             self._read(band, tile)
         return self._masks[band, tile]
+
+    def _nodata_text(self, band: str) -> str:
+        from rasterio.enums import MaskFlags
+
+        product = getattr(self, "product", None)
+        if product is not None:
+            return f"{product.nodata} DN"
+        file, index = self._files[band]
+        dataset = self._datasets[file]
+        flags = dataset.mask_flag_enums[index - 1]
+        if MaskFlags.nodata in flags:
+            return f"the nodata value {dataset.nodatavals[index - 1]:g}"
+        return "0 DN" if MaskFlags.all_valid in flags else "masked"
 
     def _sample_valid(self, data: np.ndarray, band: str, tile: Tile) -> np.ndarray:
         """A band file's own no-data: its nodata tag, else its GDAL mask band, else 0 DN."""
