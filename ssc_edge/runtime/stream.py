@@ -134,18 +134,13 @@ def _quiet_gdal_errors():
         rasterio_logger.setLevel(level)
 
 
-def _log_nodata(source: BandSource, bands) -> None:
-    """Warn once which share of each band's pixels was nodata (SAFE products count them while reading)."""
-    counts = getattr(source, "nodata_pixels", None)
-    if not counts:
-        return
-    shares = []
-    for band in bands:
-        if counts.get(band):
-            h, w = source.band_shape(band)
-            shares.append(f"{band} {100 * counts[band] / (h * w):.2f}%")
-    if shares:
-        logger.warning("%s: nodata pixels (nodata in the output) in %s", source.where, ", ".join(shares))
+def _log_nodata(source: BandSource, nodata_pixels: int, dtype: str) -> None:
+    """Warn once which share of the 10 m pixels is no-data in the output (a band the model reads has none)."""
+    if nodata_pixels:
+        share = 100 * nodata_pixels / (source.shape[0] * source.shape[1])
+        value = "NaN" if dtype == "float32" else output_nodata(dtype)
+        logger.warning("%s: %.2f%% of the 10 m pixels are no-data; they are nodata (%s) in the output",
+                       source.where, share, value)  # fmt: skip
 
 
 def sharpen_stream(
@@ -260,7 +255,10 @@ def sharpen_stream(
                         out.set_band_description(index, name)
                     writer = _StripWriter(out, shape, len(names), dtype, tile=sharpener.tile)
 
+                    nodata_pixels = [0]
+
                     def write(core: Tile, values: np.ndarray) -> None:
+                        nodata_pixels[0] += int(np.count_nonzero(np.isnan(values[..., 0])))
                         if on_core is not None:
                             on_core(core, values, read, shape)
                         if not with_fine:
@@ -281,7 +279,7 @@ def sharpen_stream(
                     except rasterio.errors.RasterioIOError as exc:
                         raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc
     logger.debug("wrote %s (%dx%dx%d %s, %d tiles)", output_path, *shape, len(names), dtype, tiles)
-    _log_nodata(source, needed)
+    _log_nodata(source, nodata_pixels[0], dtype)
     return StreamResult(path=output_path, shape=shape, band_names=names, tiles=tiles, georef=georef)
 
 
