@@ -38,11 +38,15 @@ def centre_window(shape: Sequence[int], size: int = 512):
 
 
 def _stretch(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Scale each channel to 0..255 with the 2nd and 98th percentiles of all images together."""
+    """Scale each channel to 0..255 with the 2nd and 98th percentiles of all images together (valid pixels;
+    NaN, the output's no-data, is black)."""
     joined = np.concatenate([im.reshape(-1, im.shape[-1]) for im in images])
+    joined = joined[np.isfinite(joined).all(axis=-1)]
+    if not len(joined):
+        return [np.zeros(im.shape, np.uint8) for im in images]
     low, high = np.percentile(joined, 2, axis=0), np.percentile(joined, 98, axis=0)
     span = np.where(high > low, high - low, 1.0)
-    return [(np.clip((im - low) / span, 0, 1) * 255).astype(np.uint8) for im in images]
+    return [(np.nan_to_num(np.clip((im - low) / span, 0, 1)) * 255).astype(np.uint8) for im in images]
 
 
 def write_quicklook(
