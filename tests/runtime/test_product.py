@@ -147,3 +147,21 @@ def test_twelve_band_product_streams_with_order_descriptions_and_georeference(tm
     twenty = _whole(twenty_model, rounded, COARSE_BANDS + FINE_BANDS)
     assert np.array_equal(np.stack([by_name[b] for b in VERY_COARSE_BANDS], -1), sixty)
     assert np.array_equal(np.stack([by_name[b] for b in COARSE_BANDS], -1), twenty)
+
+
+def test_each_model_marks_its_own_bands_where_a_band_it_reads_is_no_data(sixty_model, twenty_model):
+    """B01 no-data in one 60 m pixel: the 60 m model's B01/B09 are NaN there, the 20 m model's bands are not;
+    the combined tiles equal each model's own whole-image run (fill included) bit for bit."""
+    scene = scene_with_60m(60, 72, seed=4)
+    bands = dict(scene.bands)
+    bands["B01"] = bands["B01"].copy()
+    bands["B01"][3:5, 4:6] = 0  # 10 m rows 18..29, cols 24..35
+    holed = Scene(bands=bands, name="holed", georef=GEOREF)
+    combined = CombinedSharpener(
+        [Sharpener(twenty_model, provider="cpu", tile=19), Sharpener(sixty_model, provider="cpu", tile=19)]
+    )
+    got = combined.sharpen(holed)
+    assert np.isnan(got[18:30, 24:36, 6:]).all() and np.isfinite(got[..., :6]).all()
+    assert np.isnan(got[..., 6:]).sum() == 2 * 12 * 12
+    alone = [Sharpener(m, provider="cpu", tile=72).sharpen(holed) for m in (twenty_model, sixty_model)]
+    assert np.array_equal(got, np.concatenate(alone, axis=-1), equal_nan=True)
