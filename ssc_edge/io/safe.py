@@ -442,6 +442,16 @@ def _check_alignment(transform, fine_transform, factor: float, path: Path, band:
         )
 
 
+def check_sixty_grid(path: Path, band: str, shape, transform, fine_shape, fine_transform) -> None:
+    """A 60 m band (B01, B09) must be exactly a sixth of the 10 m grid and start at its corner.
+
+    ``shape`` / ``fine_shape`` are (rows, cols), ``transform`` / ``fine_transform`` the first six affine
+    coefficients of the band's and of the 10 m grid. Raises :class:`SceneReadError` naming ``path``.
+    """
+    _check_sixty_size(tuple(shape), tuple(fine_shape), path, band)
+    _check_alignment(tuple(transform)[:6], tuple(fine_transform)[:6], 6, path, band)
+
+
 def _check_sixty_size(shape: tuple[int, int], fine: tuple[int, int], path: Path, band: str) -> None:
     """A 60 m band must be exactly a sixth of the 10 m grid (B02's size)."""
     if (6 * shape[0], 6 * shape[1]) != tuple(fine):

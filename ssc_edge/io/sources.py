@@ -547,7 +547,7 @@ class RasterBandSource(BandSource):
     @classmethod
     def safe(cls, path: Path) -> RasterBandSource:
         """A SAFE product: band files and DN conversion from its metadata (:mod:`ssc_edge.io.safe`)."""
-        from .safe import _to_reflectance_dn, read_safe_product
+        from .safe import _to_reflectance_dn, check_sixty_grid, read_safe_product
 
         path = Path(path)
         product = read_safe_product(path)
@@ -559,6 +559,14 @@ class RasterBandSource(BandSource):
             return values, data != product.nodata  # the raw DN, before the offset (ssc_edge.nodata)
 
         source = cls(path, {b: (f, 1) for b, f in product.band_files.items()}, convert, name=product.name)
+        try:  # B01, B09 (from R60m): a sixth of the 10 m grid, from its corner, as read_safe_scene checks
+            fine = source._datasets[product.band_files[FINE_BANDS[0]]]
+            for band in (b for b in VERY_COARSE_BANDS if b in source.bands):
+                dataset = source._datasets[product.band_files[band]]
+                check_sixty_grid(path, band, dataset.shape, dataset.transform, fine.shape, fine.transform)
+        except BaseException:
+            source.close()
+            raise
         source.product = product
         source.nodata_pixels = nodata_pixels
         return source

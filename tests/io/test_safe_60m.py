@@ -98,8 +98,32 @@ def test_60m_band_of_the_wrong_size_is_refused(shared_data, tmp_path):
     b01 = product / "GRANULE" / GRANULE / "IMG_DATA" / "R60m" / f"{L2A_PREFIX}_B01_60m.jp2"
     like = shared_data / "real" / "l1c_T31TDH_20150726_crop" / "T31TDH_20150726T105026_B01.jp2"
     write_lossless_jp2(b01, np.full((40, 40), 2000, np.uint16), like)
-    with pytest.raises(SceneReadError, match=r"\.SAFE: 60 m band B01 is 40x40, not a sixth of the 10 m size 300x300"):
+    message = r"\.SAFE: 60 m band B01 is 40x40, not a sixth of the 10 m size 300x300"
+    with pytest.raises(SceneReadError, match=message):
         read_safe_scene(product)
+    with pytest.raises(SceneReadError, match=message):
+        open_band_source(product)
+
+
+def test_60m_band_off_the_10m_grid_is_refused(shared_data, tmp_path):
+    """B09 written one 60 m pixel east of the 10 m grid's corner: refused whole and by window."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    product = build_real_safe(shared_data, tmp_path, bands=ALL_BANDS)
+    b09 = product / "GRANULE" / GRANULE / "IMG_DATA" / "R60m" / f"{L2A_PREFIX}_B09_60m.jp2"
+    with rasterio.open(b09) as dataset:
+        dn, transform, crs = dataset.read(1), dataset.transform, dataset.crs
+    b09.unlink()
+    profile = dict(driver="JP2OpenJPEG", width=50, height=50, count=1, dtype="uint16", crs=crs,
+                   transform=Affine.translation(60, 0) * transform, QUALITY=100, REVERSIBLE="YES")  # fmt: skip
+    with rasterio.open(b09, "w", **profile) as dataset:
+        dataset.write(dn, 1)
+    message = r"\.SAFE: band B09 grid .* is not aligned with the 10 m grid"
+    with pytest.raises(SceneReadError, match=message):
+        read_safe_scene(product)
+    with pytest.raises(SceneReadError, match=message):
+        open_band_source(product)
 
 
 @pytest.mark.slow
