@@ -125,7 +125,9 @@ def cloud_optimize(
     ``destination.ovr.tmp``, which GDAL removes); it is not atomic by itself: call it on the
     temporary file of :func:`ssc_edge.io.atomic_output`. Pixels, data type, band count, CRS,
     transform, band descriptions, the nodata value (NaN included) and metadata tags are copied;
-    the full-resolution pixels are equal, bit for bit (lossless compression).
+    the full-resolution pixels are equal, bit for bit (lossless compression). GDAL runs in a
+    thread that this one waits for, so Ctrl-C (``KeyboardInterrupt``) stops the wait at once; GDAL's
+    files are then deleted when it returns.
 
     Parameters
     ----------

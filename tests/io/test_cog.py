@@ -270,6 +270,20 @@ def test_in_memory_npz_product_is_a_cog_equal_to_the_plain_geotiff(tmp_path, mod
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif", "scene.npz"]
 
 
+def test_batch_writes_cogs_unless_told_not_to(tmp_path, model):
+    from ssc_edge.batch import BatchConfig, run_batch
+
+    scene = _scene(SIDE // 2, 600)
+    np.savez(tmp_path / "scene.npz", **scene.bands, transform=np.array(GEOREF.transform), crs=np.array(GEOREF.crs))
+    for cog in (True, False):
+        config = BatchConfig(mode="infer", model=model, in_process=True, cog=cog, precision="fp32", provider="cpu")
+        result = run_batch([tmp_path / "scene.npz"], tmp_path / f"out_{cog}", config)
+        assert result.count("done") == 1, result.records
+        assert _is_cog(tmp_path / f"out_{cog}" / "scene_sharpened.tif") == cog
+    cogs, plains = (_read(tmp_path / f"out_{c}" / "scene_sharpened.tif")[0] for c in (True, False))
+    assert np.array_equal(cogs, plains, equal_nan=True)
+
+
 def test_cli_no_cog_and_quiet(tmp_path, model, band_folder, run_cli):
     done = run_cli("infer", model, band_folder, "-o", tmp_path / "cog.tif", "--tile", "256", "--no-quality",
                    "--precision", "fp32")  # fmt: skip
@@ -283,8 +297,9 @@ def test_cli_no_cog_and_quiet(tmp_path, model, band_folder, run_cli):
     assert "COG" not in quiet.stderr and "COG" not in quiet.stdout
     assert not _is_cog(tmp_path / "plain.tif")
     assert np.array_equal(_read(tmp_path / "cog.tif")[0], _read(tmp_path / "plain.tif")[0], equal_nan=True)
-    help_text = run_cli("infer", "--help").stdout
-    assert "--no-cog" in help_text and "Cloud-Optimized" in help_text
+    for command in ("infer", "batch"):
+        help_text = run_cli(command, "--help").stdout
+        assert "--no-cog" in help_text and "Cloud-Optimized" in help_text
 
 
 @pytest.mark.real_data
