@@ -55,6 +55,13 @@ Best-matching 10 m band (as for Sentinel-2 in Ciotola et al.'s toolbox): for eac
 the 10 m band whose degradation to 20 m has the largest correlation coefficient with it over the
 whole scene (observed data only, so an estimate cannot choose its own reference).
 
+No-data
+-------
+No-data never counts (:mod:`ssc_edge.nodata`): a NaN in ``fused`` (the runtime's nodata) and 0 DN in
+``fine`` or ``coarse`` (the readers' no-data) are missing values, which every filter (degradation,
+upsampling, MTF) spreads over its support; a pixel, block or window counts only when every value in it
+is present, and each index averages over those. A scene without no-data scores exactly as before.
+
 Window by window
 ----------------
 Every index is a sum over pixels, sliding windows or blocks, so :class:`QualityAccumulator` takes
@@ -245,7 +252,9 @@ def _q2n_sums(reference: np.ndarray, estimate: np.ndarray, *, block: int, pad_ro
             x = x[top : top + block].reshape(block, nc, block, c).transpose(1, 0, 2, 3)
             return x.reshape(nc, block * block, c)
 
-        values = _q2n_block_values(blocks(reference), blocks(estimate))
+        with np.errstate(invalid="ignore"):  # a block holding no-data (NaN) is NaN: not counted
+            values = _q2n_block_values(blocks(reference), blocks(estimate))
+        values = values[np.isfinite(values)]
         total, count = total + float(values.sum()), count + int(values.size)
     return total, count
 
@@ -284,6 +293,19 @@ def _window_sums(x: np.ndarray, size: int, row_start: int, rows: int) -> np.ndar
     x = ndimage.uniform_filter1d(x, size, axis=0, mode="constant")[lo : lo + rows]
     x = ndimage.uniform_filter1d(x, size, axis=1, mode="constant")[:, lo : lo + x.shape[1] - size + 1]
     return x * (size * size)
+
+
+def _whole_windows(missing: np.ndarray, size: int, row_start: int, rows: int) -> np.ndarray:
+    """Which ``size x size`` windows of :func:`_window_sums` hold no missing (no-data) pixel, as a bool map."""
+    if not missing.any():
+        return np.ones((rows, missing.shape[1] - size + 1), dtype=bool)
+    return _window_sums(missing.astype(np.float64), size, row_start, rows) < 0.5
+
+
+def _missing(observed: np.ndarray) -> np.ndarray:
+    """Observed bands as float64 with their no-data (0 DN, ``ssc_edge.nodata``) as NaN."""
+    observed = np.asarray(observed, dtype=np.float64)
+    return np.where(observed == 0, np.nan, observed) if (observed == 0).any() else observed
 
 
 @dataclass
@@ -515,10 +537,16 @@ class QualityAccumulator:
         if r0 not in table or self._matched is not None:
             raise OptionError(f"row {r0} does not start a quality strip, or the band match is already chosen")
         _, r1, a0, _ = table[r0]
-        fine_lr = np.asarray(self._degrade_fine(np.asarray(fine, dtype=np.float64)), dtype=np.float64)
+        fine_lr = np.asarray(self._degrade_fine(_missing(fine)), dtype=np.float64)
         o, n = (r0 - a0) // 2, (r1 - r0) // 2
-        m = np.asarray(coarse, dtype=np.float64)[o : o + n].reshape(-1, len(COARSE_BANDS))
+        m = _missing(coarse)[o : o + n].reshape(-1, len(COARSE_BANDS))
         p = fine_lr[o : o + n].reshape(-1, len(FINE_BANDS))
+        present = np.isfinite(m).all(axis=1) & np.isfinite(p).all(axis=1)
+        m, p = m[present], p[present]
+        if not len(m):  # a strip of no-data only: nothing to match on
+            nb, nf = len(COARSE_BANDS), len(FINE_BANDS)
+            self._match[r0] = (0.0, np.zeros(nb), np.zeros(nf), np.zeros(nb), np.zeros(nf), np.zeros((nb, nf)))
+            return
         mm, pm = m.mean(axis=0), p.mean(axis=0)
         dm, dp = m - mm, p - pm
         self._match[r0] = (float(m.shape[0]), mm, pm, np.sum(dm**2, axis=0), np.sum(dp**2, axis=0), dm.T @ dp)
@@ -547,7 +575,7 @@ class QualityAccumulator:
         for name, array in (("fused", fused), ("fine", fine), ("coarse", coarse)):
             if np.shape(array) != expect[name]:
                 raise OptionError(f"{name} strip is {np.shape(array)}, expected {expect[name]}")
-        fused, fine, coarse = (np.asarray(x, dtype=np.float64) for x in (fused, fine, coarse))
+        fused, fine, coarse = np.asarray(fused, dtype=np.float64), _missing(fine), _missing(coarse)
         if self._matched is None:
             missing = [t[0] for t in self.strips() if t[0] not in self._match]
             if missing:
@@ -565,15 +593,18 @@ class QualityAccumulator:
         if degraded.shape != coarse.shape:
             raise OptionError(f"the degradation returned {degraded.shape} for {fused.shape}; expected {coarse.shape}")
         degraded = degraded[o : o + n]
+        present = np.isfinite(observed).all(axis=-1) & np.isfinite(degraded).all(axis=-1)  # no no-data under it
+        observed, degraded = np.where(present[..., None], observed, 0.0), np.where(present[..., None], degraded, 0.0)
         s["signal"] += np.sum(observed**2, axis=(0, 1))
         s["error"] += np.sum((observed - degraded) ** 2, axis=(0, 1))
         s["ref_sum"] += np.sum(observed, axis=(0, 1))
-        s["pixels"] += n * observed.shape[1]
+        s["pixels"] += int(np.count_nonzero(present))
         dot = np.sum(observed * degraded, axis=-1)
         norms = np.linalg.norm(observed, axis=-1) * np.linalg.norm(degraded, axis=-1)
-        valid = norms > 0
+        valid = (norms > 0) & present
         s["sam"] += float(np.sum(np.arccos(np.clip(dot[valid] / norms[valid], -1.0, 1.0))))
         s["sam_n"] += float(np.count_nonzero(valid))
+        observed, degraded = (np.where(present[..., None], x, np.nan) for x in (observed, degraded))
         total, count = _q2n_sums(observed, degraded, block=Q2N_BLOCK, pad_rows=last)
         s["q2n"] += total
         s["q2n_n"] += count
@@ -589,54 +620,62 @@ class QualityAccumulator:
 
     def _spatial(self, r0, r1, a0, a1, fused, fine, coarse) -> None:
         s = self._s
-        height, width = self.shape
+        height = self.shape[0]
         fine_lr = np.asarray(self._degrade_fine(fine), dtype=np.float64)
         o = (r0 - a0) // 2
         match = self._matched
+        # no-data (NaN) set to 0 for the running sums; a window counts only when it holds none
+        missing_fine = ~(np.isfinite(fused).all(axis=-1) & np.isfinite(fine).all(axis=-1))
+        missing_coarse = ~(np.isfinite(coarse).all(axis=-1) & np.isfinite(fine_lr).all(axis=-1))
+        fused, fine, coarse, fine_lr = (np.nan_to_num(x, nan=0.0) for x in (fused, fine, coarse, fine_lr))
         # full-resolution windows (S x S for Q, sigma x sigma for rho): anchors in rows r0:r1
         for size, key in ((QNR_BLOCK, "q"), (RATIO, "rho")):
             rows = max(0, min(r1, height - size + 1) - r0)
             if rows == 0:
                 continue
             mf, mp = _Moments.of(fused, size, r0 - a0, rows), _Moments.of(fine, size, r0 - a0, rows)
-            count = rows * (width - size + 1)
+            keep = _whole_windows(missing_fine, size, r0 - a0, rows)
+            count = int(np.count_nonzero(keep))
             if key == "q":
                 for k, (i, j) in enumerate(self._pairs):
                     mx, vx = mf.statistics(i)
                     my, vy = mf.statistics(j)
                     cov = _cross(fused, fused, mf, mf, i, j, r0 - a0, rows)
-                    s["dl_f"][k] += _q_map(mx, vx, my, vy, cov, mf.n).sum()
+                    s["dl_f"][k] += _q_map(mx, vx, my, vy, cov, mf.n)[keep].sum()
                 s["dl_f_n"] += count
             for b, f in enumerate(match):
                 mx, vx = mf.statistics(b)
                 my, vy = mp.statistics(f)
                 cov = _cross(fused, fine, mf, mp, b, f, r0 - a0, rows)
                 if key == "q":
-                    s["ds_f"][b] += _q_map(mx, vx, my, vy, cov, mf.n).sum()
+                    s["ds_f"][b] += _q_map(mx, vx, my, vy, cov, mf.n)[keep].sum()
                 else:
-                    s["rho"][b] += _rho_map(mx, vx, my, vy, cov, mf.n).sum()
+                    s["rho"][b] += _rho_map(mx, vx, my, vy, cov, mf.n)[keep].sum()
             s["ds_f_n" if key == "q" else "rho_n"] += count
         # 20 m windows (S/2): the observed bands among themselves and against the degraded 10 m bands
         size = QNR_BLOCK // RATIO
         rows = max(0, min(r1 // 2, height // 2 - size + 1) - r0 // 2)
         if rows:
             mc, ml = _Moments.of(coarse, size, o, rows), _Moments.of(fine_lr, size, o, rows)
+            keep = _whole_windows(missing_coarse, size, o, rows)
             for k, (i, j) in enumerate(self._pairs):
                 mx, vx = mc.statistics(i)
                 my, vy = mc.statistics(j)
-                s["dl_m"][k] += _q_map(mx, vx, my, vy, _cross(coarse, coarse, mc, mc, i, j, o, rows), mc.n).sum()
+                cov = _cross(coarse, coarse, mc, mc, i, j, o, rows)
+                s["dl_m"][k] += _q_map(mx, vx, my, vy, cov, mc.n)[keep].sum()
             for b, f in enumerate(match):
                 mx, vx = mc.statistics(b)
                 my, vy = ml.statistics(f)
                 cov = _cross(coarse, fine_lr, mc, ml, b, f, o, rows)
-                s["ds_m"][b] += _q_map(mx, vx, my, vy, cov, mc.n).sum()
-            count = rows * (width // 2 - size + 1)
+                s["ds_m"][b] += _q_map(mx, vx, my, vy, cov, mc.n)[keep].sum()
+            count = int(np.count_nonzero(keep))
             s["dl_m_n"] += count
             s["ds_m_n"] += count
 
     def _best_matches(self) -> np.ndarray:
         """Index of the best-matching 10 m band per 20 m band (strips merged as in Chan et al. 1979)."""
-        parts = [self._match[r0] for r0 in sorted(self._match)]
+        parts = [self._match[r0] for r0 in sorted(self._match) if self._match[r0][0] > 0]  # strips with data
+        parts = parts or [self._match[min(self._match)]]
         n, mean_m, mean_p, var_m, var_p, cov = parts[0]
         for n2, mm2, pm2, vm2, vp2, cov2 in parts[1:]:
             total = n + n2

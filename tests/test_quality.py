@@ -294,3 +294,30 @@ def test_a_60m_models_pair_metadata_is_not_read_as_a_20m_pair():
 
     pair = RatioPairModel(kernels={b: Kernel("gaussian", 3.0) for b in SIXTY_INPUT_BANDS}, offsets={"B01": (1.0, 0.0)})
     assert model_degradation({"degradation": "auto"}, {"pair_model": pair.to_dict()}) == "mtf"
+
+
+def test_no_data_is_left_out_of_every_index_strip_by_strip_and_tile_by_tile(shared_data):
+    """A no-data wedge (NaN in the product, 0 DN in the observed bands): every index is finite, strips and
+    tiles equal the whole image, and the consistency stays that of the valid part instead of collapsing."""
+    scene, fine, coarse = _rr(shared_data, "coastalA_cell_RR")
+    estimate = read_estimate(shared_data / "paper_outputs" / "skipnetpanshapen_c.mat")
+    rows, cols = np.mgrid[: coarse.shape[0], : coarse.shape[1]]
+    wedge20 = rows + cols < 60  # 20 m pixels; their 10 m pixels are no-data too
+    wedge10 = np.repeat(np.repeat(wedge20, 2, axis=0), 2, axis=1)
+    holed_fine, holed_coarse = np.where(wedge10[..., None], 0, fine), np.where(wedge20[..., None], 0, coarse)
+    holed = np.where(wedge10[..., None], np.nan, estimate)
+    clean = full_resolution_quality(estimate, fine, coarse, degradation="bicubic")
+    whole = full_resolution_quality(holed, holed_fine, holed_coarse, degradation="bicubic", strip=1024)
+    assert all(np.isfinite(v) for v in whole.to_dict().values() if isinstance(v, float))
+    assert abs(whole.consistency_mean_sre - clean.consistency_mean_sre) < 1.0
+    zeros = full_resolution_quality(np.nan_to_num(holed), holed_fine, holed_coarse, degradation="bicubic")
+    assert zeros.consistency_mean_sre < whole.consistency_mean_sre  # 0 DN in the product is not no-data
+    strips = full_resolution_quality(holed, holed_fine, holed_coarse, degradation="bicubic", strip=64)
+    hook = QualityHook(degradation="bicubic", fraction=None, max_pixels=None)
+    bands = {b: np.where(wedge10 if b in FINE_BANDS else wedge20, 0, scene.bands[b]) for b in FINE_BANDS + COARSE_BANDS}
+    for planned in plan_tiles(holed.shape[:2], tile=60, halo=5):
+        hook(planned.core, holed[planned.core.slices], lambda b, w: bands[b][w.slices], holed.shape[:2])
+    for other in (strips, hook.result()):
+        for key, value in whole.to_dict().items():
+            if isinstance(value, float):
+                assert getattr(other, key) == pytest.approx(value, rel=1e-8, abs=1e-12), key
