@@ -118,6 +118,7 @@ def cloud_optimize(
     threads: int | None = None,
     cache_mb: int = 64,
     progress: ProgressCallback | None = None,
+    name: Path | None = None,
 ) -> CogResult:
     """Copy a finished GeoTIFF into a Cloud-Optimized GeoTIFF with GDAL's COG driver.
 
@@ -143,6 +144,9 @@ def cloud_optimize(
     progress : callable, optional
         ``progress(done, total, message)``: ``0/1`` before the copy, ``1/1`` after it, messages
         prefixed ``COG``.
+    name : Path, optional
+        The file that error messages name (default ``destination``): the final output when
+        ``destination`` is its temporary file.
 
     Returns
     -------
@@ -180,7 +184,8 @@ def cloud_optimize(
         _run_interruptibly(copy, leaves=(destination, Path(f"{destination}.ovr.tmp")))
     except (rasterio.errors.RasterioError, CPLE_BaseError, OSError) as exc:
         Path(f"{destination}.ovr.tmp").unlink(missing_ok=True)
-        raise OutputError(f"{destination}: cannot write the Cloud-Optimized GeoTIFF ({_first_line(exc)})") from exc
+        shown = destination if name is None else Path(name)
+        raise OutputError(f"{shown}: cannot write the Cloud-Optimized GeoTIFF ({_first_line(exc)})") from exc
     seconds = time.perf_counter() - start
     with _not_georeferenced_is_fine(rasterio), rasterio.open(destination) as dataset:
         overviews = tuple(dataset.overviews(1)) if dataset.count else ()

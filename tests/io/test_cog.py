@@ -117,6 +117,9 @@ def test_missing_source_and_unwritable_destination_are_one_line_errors(tmp_path)
     _plain_geotiff(tmp_path / "plain.tif", _with_nodata("uint16", 0)[:, :64, :64], 0)
     with pytest.raises(OutputError, match=r"cog\.tif: cannot write the Cloud-Optimized GeoTIFF \(.+\)$"):
         cloud_optimize(tmp_path / "plain.tif", tmp_path / "no-folder" / "cog.tif")
+    with pytest.raises(OutputError, match=r"^\S+/out\.tif: cannot write the Cloud-Optimized GeoTIFF"):
+        cloud_optimize(tmp_path / "plain.tif", tmp_path / "no-folder" / ".out.tif.x.tif", name=tmp_path / "out.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.tif"]
 
 
 def test_scratch_file_is_removed_whatever_happens(tmp_path):
