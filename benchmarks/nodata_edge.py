@@ -20,7 +20,8 @@ dB, the model's own degradation) of each run on one set of coarse pixels: those 
 ``after`` output is defined (its kernel sees no no-data) and whose observed 20 m pixels are valid. The
 same index is also given on those of the pixels within 8 px (20 m) of the edge. The ``as scored before``
 line is what the quality lines computed before: ``before`` against the holed scene's
-20 m bands, every pixel, no-data included.
+20 m bands, every pixel, no-data included; ``quality line`` is the consistency of ``infer``'s no-reference
+line now (:func:`ssc_edge.quality.full_resolution_quality`, which leaves no-data out).
 
 Writes ``nodata_edge.{json,md}`` with the machine and the command.
 """
@@ -92,15 +93,22 @@ def measure(model: Path, scene_path: Path, *, tile: int, threads: int) -> dict:
     from ssc_edge.io import read_scene
     from ssc_edge.metrics import signal_to_reconstruction_error
     from ssc_edge.nodata import scene_valid
-    from ssc_edge.quality import degradation_function, model_degradation
+    from ssc_edge.quality import degradation_function, full_resolution_quality, model_degradation
     from ssc_edge.runtime import Sharpener
 
     scene = read_scene(scene_path)
     sharpener = Sharpener(model, provider="cpu", tile=tile, threads=threads)
     contract = sharpener.contract
-    degrade = degradation_function(model_degradation(contract.training, contract.registration))
+    degradation = model_degradation(contract.training, contract.registration)
+    degrade = degradation_function(degradation)
     started = time.perf_counter()
     clean = _run(sharpener, scene, zeros_fed=False)
+
+    def quality_line(image, holed):  # what infer's no-reference line reports (every strip scored)
+        result = full_resolution_quality(image, holed.fine(), holed.coarse(), degradation=degradation)
+        return result.consistency_mean_sre
+
+    clean_line = quality_line(clean, scene)
     cases = {}
     for name, geometry in GEOMETRIES.items():
         holed = _holed(scene, geometry(*scene.shape))
@@ -130,6 +138,8 @@ def measure(model: Path, scene_path: Path, *, tile: int, threads: int) -> dict:
                 "after_near_edge": consistency(after, scene.coarse(), near),
                 "clean_whole_scene": consistency(clean, scene.coarse(), None),
                 "before_as_scored_before": consistency(before, holed.coarse(), np.ones(scored.shape, bool)),
+                "quality_line_clean": clean_line,
+                "quality_line_after": quality_line(after, holed),
             },
         }
     return {
@@ -178,7 +188,9 @@ def _markdown(result: dict, machine: dict, command: str) -> str:
             f"after {c['after']:.2f}; on the {c['near_edge_coarse_pixels']} of them within {NEAR} px of the edge: "
             f"clean {c['clean_near_edge']:.2f}, before {c['before_near_edge']:.2f}, after {c['after_near_edge']:.2f}. "
             f"Clean scene, every pixel: {c['clean_whole_scene']:.2f}; the before run as the quality lines scored it "
-            f"(no-data included): {c['before_as_scored_before']:.2f}.",
+            f"(no-data included): {c['before_as_scored_before']:.2f}. The no-reference line of `infer` "
+            f"(`full_resolution_quality`, no-data left out): clean {c['quality_line_clean']:.2f}, "
+            f"after {c['quality_line_after']:.2f}.",
         ]
     return "\n".join(lines) + "\n"
 
