@@ -6,11 +6,13 @@ exception is a bug and keeps its traceback.
 
 SIGTERM (``kill``, a batch scheduler's time limit, ``docker stop``) is turned into an exit that
 unwinds the stack, as Ctrl-C does: every output being written removes its temporary file
-(:func:`ssc_edge.io.atomic_output`) and the command exits with 143 (128 + 15) and one line.
+(:func:`ssc_edge.io.atomic_output`) and the command exits with 143 (128 + 15) and one line. Worker
+processes it started (``batch``'s pool) are terminated first; a second SIGTERM ends it at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import sys
@@ -60,6 +62,14 @@ class Terminated(SystemExit):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: stop the worker processes this one started (a batch's pool: they stop at once, and the next run
+    removes what they were writing), then unwind this one (its outputs' temporary files removed)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(OSError):
+            child.terminate()
     raise Terminated(128 + signum)
 
 
@@ -73,9 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"ssc-edge: error: {exc}", err=True)
         sys.exit(2)
     except Terminated as exc:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM while exiting changes nothing
-        typer.echo("ssc-edge: terminated (SIGTERM); outputs being written were removed", err=True)
+        typer.echo("ssc-edge: terminated (SIGTERM); nothing half-written is left under an output's name", err=True)
         sys.exit(exc.code)
     finally:
-        if in_main_thread and signal.getsignal(signal.SIGTERM) is _terminate:
+        if in_main_thread and signal.getsignal(signal.SIGTERM) in (_terminate, signal.SIG_DFL):
             signal.signal(signal.SIGTERM, previous)

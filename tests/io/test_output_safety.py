@@ -151,7 +151,8 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(ssc_edge_command, slow
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143
-    assert stderr.strip().splitlines()[-1] == "ssc-edge: terminated (SIGTERM); outputs being written were removed"
+    last = stderr.strip().splitlines()[-1]
+    assert last == "ssc-edge: terminated (SIGTERM); nothing half-written is left under an output's name"
     assert list(tmp_path.iterdir()) == []
 
 
