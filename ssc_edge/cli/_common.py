@@ -18,10 +18,14 @@ Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existin
 
 
 def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
-    """Route library logging to stderr at WARNING (quiet), INFO (default) or DEBUG (verbose)."""
+    """Route library logging to stderr at WARNING (quiet), INFO (default) or DEBUG (verbose); rasterio's (GDAL's
+    messages) only with ``verbose``."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", force=True)
     logging.getLogger("ssc_edge").setLevel(level)
+    # GDAL's own error lines (rasterio logs each before raising it): the error reported is the exception, in one
+    # line; a damaged file would otherwise print GDAL's lines above it. --verbose keeps them.
+    logging.getLogger("rasterio").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def progress_for(label: str, *, quiet: bool) -> ProgressCallback | None:

@@ -192,3 +192,23 @@ def test_cli_reports_a_bomb_and_a_damaged_safe_zip_in_one_line(run_cli, real_saf
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"ssc-edge: error: {scene}: ") and message in lines[0]
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.real_data
+def test_cli_reports_a_corrupt_band_member_of_a_safe_zip_in_one_line(run_cli, real_safe, tmp_path):
+    """200 bytes of B03's deflate stream flipped: GDAL's own error lines stay quiet, the error is one line."""
+    archive = _zip_product(real_safe, tmp_path / f"{real_safe.name}.zip")
+    with zipfile.ZipFile(archive) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("_B03_10m.jp2"))
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
+    data[start : start + 200] = bytes(b ^ 0x5A for b in data[start : start + 200])
+    archive.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    model = Path(__file__).resolve().parents[2] / "models" / "demo.onnx"
+    result = run_cli("infer", model, archive, "-o", out / "x.tif", "--provider", "cpu")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"ssc-edge: error: {archive}: cannot read ") and "_B03_10m.jp2" in lines[0]
+    assert list(out.iterdir()) == []
