@@ -196,3 +196,29 @@ def test_remove_stale_temporaries_keeps_live_and_foreign_files(tmp_path):
         assert tmp.name.startswith(temporary_prefix(output)) and tmp.suffix == ".npz"
         tmp.write_bytes(b"done")
     assert output.read_bytes() == b"done" and mine.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_batch_and_its_worker_and_the_rerun_finishes_clean(ssc_edge_command, slow_scene, tmp_path):
+    """The batch stops within seconds (its worker terminated, not awaited); the rerun removes the worker's
+    temporary files and writes the product."""
+    from ssc_edge.runtime.infer import default_model_path
+
+    out = tmp_path / "out"
+    args = [*ssc_edge_command, "batch", str(slow_scene), "-o", str(out), "--model", str(default_model_path()),
+            "--tile", "48"]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output = out / "scene_sharpened.tif"
+    deadline = time.monotonic() + 120
+    while not out.is_dir() or not _temporaries(output):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and time.monotonic() - stopped < 15, stderr
+    assert stderr.strip().splitlines()[-1].startswith("ssc-edge: terminated (SIGTERM)")
+    assert not output.exists()
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert output.is_file() and _temporaries(output) == []
