@@ -112,7 +112,7 @@ def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | N
     return quality
 
 
-def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: bool) -> None:
+def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: bool, inputs=()) -> None:
     from ..io import check_output_path
     from ..io.results import RESULT_DTYPES, RESULT_SUFFIXES
     from .quicklook import check_pillow
@@ -123,14 +123,14 @@ def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: b
         )
     if dtype not in RESULT_DTYPES:
         raise OptionError(f"unsupported output dtype {dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
-    check_output_path(output, force=force)
+    check_output_path(output, force=force, inputs=inputs)
     if quicklook is not None:
         if quicklook.suffix.lower() != ".png":
             raise OptionError(f"{quicklook}: the quicklook is a PNG; name it .png")
         if quicklook.resolve() == output.resolve():
             raise OptionError(f"{quicklook}: the quicklook cannot overwrite the output")
         check_pillow()
-        check_output_path(quicklook, force=force)
+        check_output_path(quicklook, force=force, inputs=inputs)
 
 
 def scene_mismatch(contract, identity: str, scene: object, *, model: object = "the model") -> str | None:
@@ -225,7 +225,7 @@ def sharpen_file(
     """
     output = Path(output)
     quicklook = Path(quicklook) if quicklook is not None else None
-    _check_outputs(output, quicklook, dtype=dtype, force=force)
+    _check_outputs(output, quicklook, dtype=dtype, force=force, inputs=(scene, model, model_60m))
     start = time.perf_counter()
     from ..io.sources import streams
 
@@ -245,8 +245,15 @@ def sharpen_file(
                 loaded["scene"] = read_scene(Path(scene))
         return loaded["scene"]
 
+    from .session import check_model_kind, read_model_contract
+
+    model_path = default_model_path() if model is None else Path(model)
+    # each model in its place, before any gate measures it: MODEL sharpens the 20 m bands, --model-60m B01 and B09
+    check_model_kind(read_model_contract(model_path), ratio=2, source=model_path)
+    if model_60m is not None:
+        check_model_kind(read_model_contract(Path(model_60m)), ratio=6, source=model_60m)
     sharpener = Sharpener(
-        default_model_path() if model is None else Path(model),
+        model_path,
         provider=provider,
         threads=threads,
         tile=tile,
