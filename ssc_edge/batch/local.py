@@ -35,7 +35,7 @@ import numpy as np
 
 from ..bands import COARSE_BANDS
 from ..errors import OptionError
-from ..io._atomic import atomic_output
+from ..io._atomic import atomic_output, check_output_folder
 from ..io.results import RESULT_DTYPES
 from ..progress import ProgressCallback, report
 from ..scene import Scene
@@ -694,6 +694,7 @@ def run_jobs(
         from ..errors import OutputError
 
         raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror or exc})") from None
+    check_output_folder(out_dir)  # exists but cannot be written (read-only mount, permissions): one line, now
     model_sha = sha256_file(config.model) if config.mode == "infer" else None
     host, started = socket.gethostname(), _now()
     run_id = f"{host}:{os.getpid()}:{started}"
