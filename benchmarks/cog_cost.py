@@ -16,8 +16,9 @@ Steps and what is recorded (``benchmarks/results/cog_cost_<size>.{json,md}``, wi
    streamed writer does: uncompressed (what ssc-edge does) and DEFLATE level 1 + predictor (the plain
    output's own settings), each followed by the COG step from it.
 4. **options**: the COG step from the uncompressed file with 256 and 512 px tiles, DEFLATE level 1 and 6.
-5. **memory**: peak RSS of a child process that only runs the COG step (``cloud_optimize``, 64 MiB GDAL cache),
-   on the uncompressed product and on a 2 x 2 mosaic of it (4 x the area): bounded, not growing with the area.
+5. **memory**: RSS of a child process that only runs the COG step (``cloud_optimize``, 64 MiB GDAL cache), before
+   the step and its peak during it (sampled every 5 ms), on the uncompressed product, on a 2 x 2 mosaic of it (4 x
+   the area) and on a strip of it as wide as a full tile (10980 px): what grows with the area or the width.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from full_tile import run_child, write_scene
 
 REPO = Path(__file__).resolve().parents[1]
+FULL_TILE = 10980  # side of a Sentinel-2 tile at 10 m, pixels
 _COG_LINE = re.compile(r"cloud-optimized \S+ in ([\d.]+) s")
 
 
@@ -209,16 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     result["options"] = options
     print(json.dumps(options), flush=True)
 
-    mosaic = work / "plain_mosaic.tif"
-    with rasterio.open(mosaic, "w", **{**profile, "height": 2 * data.shape[1], "width": 2 * data.shape[2]}) as out:
-        for i in range(2):
-            for j in range(2):
-                h, w = data.shape[1:]
-                out.write(data, window=((i * h, (i + 1) * h), (j * w, (j + 1) * w)))
+    h, w = data.shape[1:]
+    sources = {f"{args.size} x {args.size}": work / "plain_uncompressed.tif"}
+    # 4 x the area (a 2 x 2 mosaic), and a strip as wide as a full tile (memory that grows with the width)
+    for name, rows, columns in ((f"{2 * h} x {2 * w}", 2 * h, 2 * w), (f"{h} x {FULL_TILE}", h, FULL_TILE)):
+        path = work / f"plain_{rows}x{columns}.tif"
+        with rasterio.open(path, "w", **{**profile, "height": rows, "width": columns}) as out:
+            for row in range(0, rows, h):
+                for column in range(0, columns, w):
+                    part = data[:, : min(h, rows - row), : min(w, columns - column)]
+                    out.write(part, window=((row, row + part.shape[1]), (column, column + part.shape[2])))
+        sources[name] = path
     del data
     result["memory"] = {
-        f"{args.size}": _cog_child_rss(work / "plain_uncompressed.tif", work / "cog_mem.tif", work / "mem.log"),
-        f"{2 * args.size}": _cog_child_rss(mosaic, work / "cog_mem.tif", work / "mem.log"),
+        name: _cog_child_rss(path, work / "cog_mem.tif", work / "mem.log") for name, path in sources.items()
     }
     print(json.dumps(result["memory"]), flush=True)
     result["load_average_end"] = [round(v, 1) for v in os.getloadavg()]
@@ -269,9 +275,9 @@ def render(result: dict) -> str:
     lines += ["", "## Memory of the COG step alone (child process, 64 MiB GDAL cache)", "",
               "| source | source size (MiB) | RSS before the step (MiB) | peak RSS during it (MiB) | step (s) |",
               "|---|---|---|---|---|"]  # fmt: skip
-    for side, found in result["memory"].items():
+    for name, found in result["memory"].items():
         lines.append(
-            f"| {side} x {side} px | {found['source_bytes'] / mib:.0f} | {found.get('rss_before_mib')} | "
+            f"| {name} px | {found['source_bytes'] / mib:.0f} | {found.get('rss_before_mib')} | "
             f"{found.get('rss_peak_during_mib')} | {found.get('seconds')} |"
         )
     return "\n".join(lines) + "\n"

@@ -4,6 +4,8 @@ no temporary file left on any error or Ctrl-C, and the opt-out (``cog=False``, `
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from rasterio.transform import Affine  # noqa: E402
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS  # noqa: E402
 from ssc_edge.errors import OptionError, OutputError, SceneReadError  # noqa: E402
 from ssc_edge.io import read_estimate, write_result  # noqa: E402
+from ssc_edge.io._atomic import remove_stale_temporaries, temporary_prefix  # noqa: E402
 from ssc_edge.io.cog import cloud_optimize, cog_creation_options, scratch_geotiff  # noqa: E402
 from ssc_edge.io.geotiff import write_geotiff  # noqa: E402
 from ssc_edge.runtime.infer import sharpen_file  # noqa: E402
@@ -124,10 +127,30 @@ def test_missing_source_and_unwritable_destination_are_one_line_errors(tmp_path)
 
 def test_scratch_file_is_removed_whatever_happens(tmp_path):
     with scratch_geotiff(tmp_path / "out.tif") as scratch:
-        assert scratch.parent == tmp_path and scratch.name.startswith(".out.tif.") and scratch.is_file()
+        assert scratch.parent == tmp_path and scratch.name.startswith(temporary_prefix(tmp_path / "out.tif"))
+        assert scratch.is_file()
     assert not scratch.exists()
     with pytest.raises(KeyboardInterrupt), scratch_geotiff(tmp_path / "out.tif") as scratch:
         raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scratch_file_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; from pathlib import Path; from ssc_edge.io.cog import scratch_geotiff\n"
+        "with scratch_geotiff(Path(sys.argv[1])) as scratch:\n    print(scratch, flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, tmp_path / "out.tif"], stdout=subprocess.PIPE, text=True)
+    scratch = Path(child.stdout.readline().strip())
+    child.send_signal(signal.SIGKILL)  # no clean-up can run
+    child.wait(timeout=30)
+    child.stdout.close()
+    assert scratch.is_file()
+    assert remove_stale_temporaries(tmp_path / "out.tif") == [scratch]
     assert list(tmp_path.iterdir()) == []
 
 
