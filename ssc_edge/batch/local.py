@@ -105,6 +105,8 @@ class BatchConfig:
         up to ``split`` bands of whole tile rows, sharpened by different workers with the model's
         halo and stitched (:mod:`ssc_edge.runtime.split`); the result equals the one-worker result.
         1 (default): each scene on one worker.
+    cog : bool
+        ``tif`` outputs are Cloud-Optimized GeoTIFFs (:mod:`ssc_edge.io.cog`); False: plain tiled GeoTIFFs.
     """
 
     mode: str = "infer"
@@ -120,6 +122,7 @@ class BatchConfig:
     threads: int | None = None
     split: int = 1
     precision: str | None = None
+    cog: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -339,7 +342,8 @@ def _stream_scene(sharpener: Any, job: SceneJob, config: BatchConfig) -> tuple[t
     from ..runtime.stream import sharpen_stream
 
     hook = _quality_hook(sharpener.contract)  # sharpen_stream opens the source with a bounded GDAL cache
-    streamed = sharpen_stream(sharpener, Path(job.source), job.output, dtype=config.dtype, force=True, on_core=hook)
+    streamed = sharpen_stream(sharpener, Path(job.source), job.output, dtype=config.dtype, force=True, on_core=hook,
+                              cog=config.cog)  # fmt: skip
     quality = hook.result() if hook is not None else None
     if quality is None:
         why = getattr(hook, "skipped", None) or "the model does not output the six 20 m bands"
@@ -483,7 +487,7 @@ def _sharpen_scene(
             metrics.update(_consistency(image, scene, _model_degradation(model, sharpen)))
             tick = time.perf_counter()
             write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype,
-                         force=True)  # fmt: skip
+                         force=True, cog=config.cog)  # fmt: skip
             seconds["write"] = time.perf_counter() - tick
             shape = scene.shape
         seconds["total"] = time.perf_counter() - start

@@ -67,6 +67,14 @@ def batch_command(
     ] = "auto",
     output_format: Annotated[str, typer.Option("--format", help="Output format: tif, npz or mat.")] = "tif",
     dtype: Annotated[str, typer.Option(help="Output sample type: float32 or uint16 (DN).")] = "float32",
+    cog: Annotated[
+        bool,
+        typer.Option(
+            "--cog/--no-cog",
+            help="Write tif outputs as Cloud-Optimized GeoTIFFs (512 px tiles, DEFLATE, average overviews); "
+            "--no-cog: plain tiled GeoTIFFs without overviews (faster to write).",
+        ),
+    ] = True,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -85,7 +93,7 @@ def batch_command(
                          epochs=epochs, split=split, tile=tile,
                          fit_options={"degradation": degradation, "registration": registration}
                          if mode == "fit-and-infer" else {},
-                         precision=precision)  # fmt: skip
+                         precision=precision, cog=cog)  # fmt: skip
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")

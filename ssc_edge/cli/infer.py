@@ -5,7 +5,7 @@
     ssc-edge infer [MODEL.onnx] [SCENE] -o OUT.(tif|npz|mat) [--provider auto|cpu|cuda|tensorrt|openvino|coreml|dml]
                    [--precision auto|fp32|bf16|fp16|int8]
                    [--tile 512] [--batch N] [--threads N] [--dtype float32|uint16] [--with-fine]
-                   [--quicklook out.png] [--force] [--quiet]
+                   [--quicklook out.png] [--no-cog] [--force] [--quiet]
 
 SCENE: a SAFE folder or ``.zip``, a folder of JP2 or GeoTIFF band files, a multi-band GeoTIFF, ``.mat`` or
 ``.npz``. Without MODEL the shipped ``models/demo.onnx`` runs; without SCENE the synthetic demo scene.
@@ -101,6 +101,14 @@ def infer_command(
             help="Compute the no-reference indexes (consistency SRE, D_lambda(K), D_rho, QNR) while writing.",
         ),
     ] = True,
+    cog: Annotated[
+        bool,
+        typer.Option(
+            "--cog/--no-cog",
+            help="Write a .tif output as a Cloud-Optimized GeoTIFF (512 px tiles, DEFLATE, average overviews; "
+            "validates with rio cogeo); --no-cog: a plain tiled GeoTIFF without overviews (faster to write).",
+        ),
+    ] = True,
     force: Force = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -122,6 +130,7 @@ def infer_command(
         with_fine=with_fine,
         quicklook=quicklook,
         force=force,
+        cog=cog,
         demo_size=demo_size,
         model_60m=model_60m,
         progress=progress_for("tile", quiet=quiet),
@@ -131,9 +140,10 @@ def infer_command(
     echo(f"provider: {result.provider}", quiet=quiet)
     echo(f"precision: {result.precision} ({result.precision_reason})", quiet=quiet, err=True)
     streamed = ", streamed" if result.streamed else ""
+    cog_time = f", COG {result.cog_seconds:.1f} s of it" if result.cog_seconds is not None else ""
     echo(  # the final result: printed even under --quiet
         f"wrote {result.output} ({result.shape[0]}x{result.shape[1]} px, {' '.join(result.band_names)}, {dtype}; "
-        f"{result.tiles} tiles{streamed} on {result.provider} in {result.precision}, {result.seconds:.1f} s)"
+        f"{result.tiles} tiles{streamed} on {result.provider} in {result.precision}, {result.seconds:.1f} s{cog_time})"
     )
     if result.quicklook is not None:
         echo(f"wrote {result.quicklook}")

@@ -58,6 +58,7 @@ def write_result(
     georef: GeoReference | None = None,
     dtype: str = "float32",
     force: bool = False,
+    cog: bool = True,
 ) -> Path:
     """Write a sharpened (H, W, B) image atomically, in the format its suffix names.
 
@@ -76,6 +77,10 @@ def write_result(
         ``uint16`` is DN rounded to the nearest integer and clipped to [1, 65535]; no-data is 0.
     force : bool
         Overwrite an existing ``path``.
+    cog : bool
+        A ``.tif`` is a Cloud-Optimized GeoTIFF (:func:`ssc_edge.io.cog.cloud_optimize`: 512 px
+        tiles, DEFLATE, overviews); False: a plain tiled (256 x 256) DEFLATE GeoTIFF. Ignored for
+        ``.npz`` and ``.mat``.
 
     Returns
     -------
@@ -122,7 +127,16 @@ def write_result(
         else:
             from .geotiff import write_geotiff
 
-            write_geotiff(tmp, data, band_names=band_names, georef=georef, dtype=dtype, nodata=output_nodata(dtype))
+            if cog:
+                from .cog import cloud_optimize, scratch_geotiff
+
+                with scratch_geotiff(path) as plain:
+                    write_geotiff(
+                        plain, data, band_names=band_names, georef=georef, dtype=dtype, nodata=output_nodata(dtype)
+                    )
+                    cloud_optimize(plain, tmp, name=path)
+            else:
+                write_geotiff(tmp, data, band_names=band_names, georef=georef, dtype=dtype, nodata=output_nodata(dtype))
     logger.debug("wrote %s (%dx%dx%d %s)", path, *data.shape, dtype)
     return path
 

@@ -77,6 +77,9 @@ class InferResult:
         The no-reference indexes of the product (:mod:`ssc_edge.quality`), computed window by
         window as it is written, with the model's degradation; None for scenes smaller than the
         32-px windows or models whose outputs are not the six 20 m bands.
+    cog_seconds : float or None
+        Wall time of the Cloud-Optimized GeoTIFF step of a streamed ``.tif`` (part of ``seconds``), s;
+        None for other outputs, ``cog=False`` and in-memory scenes.
     """
 
     output: Path
@@ -91,6 +94,7 @@ class InferResult:
     full_resolution: Any = None
     precision: str = "fp32"
     precision_reason: str = ""
+    cog_seconds: float | None = None
 
 
 def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | None:
@@ -179,6 +183,7 @@ def sharpen_file(
     with_fine: bool = False,
     quicklook: Path | None = None,
     force: bool = False,
+    cog: bool = True,
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
     full_resolution: bool = True,
@@ -211,8 +216,11 @@ def sharpen_file(
         ``.png``: the centre (up to 512 x 512 px) of the result beside bicubic upsampling.
     force : bool
         Overwrite existing outputs.
+    cog : bool
+        A ``.tif`` output is a Cloud-Optimized GeoTIFF (:mod:`ssc_edge.io.cog`: 512 px tiles, DEFLATE,
+        overviews); False: a plain tiled GeoTIFF without overviews (faster to write).
     progress : callable, optional
-        ``progress(done, total, message)`` per batch of tiles.
+        ``progress(done, total, message)`` per batch of tiles, then the COG step as one step.
     full_resolution : bool
         Compute the no-reference indexes (:mod:`ssc_edge.quality`) window by window while writing.
     precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
@@ -297,9 +305,9 @@ def sharpen_file(
         with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), open_band_source(Path(scene)) as source:
             streamed = sharpen_stream(
                 sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress,
-                on_checked=warn_if_another_scene, on_core=hook,
+                on_checked=warn_if_another_scene, on_core=hook, cog=cog,
             )  # fmt: skip
-            shape, tiles = streamed.shape, streamed.tiles
+            shape, tiles, cog_seconds = streamed.shape, streamed.tiles, streamed.cog_seconds
             quality = None
             crops = _source_crops(source, output, names, primary) if quicklook is not None else None
     else:
@@ -316,7 +324,8 @@ def sharpen_file(
             # the 10 m bands as read, NaN (nodata) where 0 DN (ssc_edge.nodata)
             planes.update({b: np.where(scene_value.bands[b] != 0, scene_value.bands[b], np.nan) for b in FINE_BANDS})
             product = np.stack([planes[b] for b in names], axis=-1)
-        write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force)
+        write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force, cog=cog)
+        cog_seconds = None
         quality = _reference_quality(scene_value, sharpened, contract)
         crops = (
             _memory_crops(scene_value, sharpened[..., : len(primary.output_bands)], primary)
@@ -348,6 +357,7 @@ def sharpen_file(
         full_resolution=hook.result() if hook is not None else None,
         precision=sharpener.precision,
         precision_reason=sharpener.precision_reason,
+        cog_seconds=cog_seconds,
     )
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..bands import ALL_BANDS, FINE_BANDS
 from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_output_path
+from ..io.cog import cloud_optimize, scratch_geotiff
 from ..io.results import RESULT_DTYPES, to_dtype
 from ..io.sources import BandSource, open_band_source
 from ..nodata import output_nodata
@@ -54,6 +55,9 @@ class StreamResult:
     tiles : int
         Windows run through the network.
     georef : GeoReference or None
+    cog_seconds : float or None
+        Wall time of the Cloud-Optimized GeoTIFF step (:func:`~ssc_edge.io.cog.cloud_optimize`), s;
+        None when the output is a plain GeoTIFF (``cog=False``).
     """
 
     path: Path
@@ -61,6 +65,7 @@ class StreamResult:
     band_names: tuple[str, ...]
     tiles: int
     georef: GeoReference | None
+    cog_seconds: float | None = None
 
 
 def output_band_names(output_bands: tuple[str, ...], *, with_fine: bool) -> tuple[str, ...]:
@@ -112,6 +117,7 @@ class _StripWriter:
         self._commit(final=True)
         if self.row != self.shape[0]:
             raise RuntimeError(f"wrote {self.row} of {self.shape[0]} rows")  # a bug, not a user error
+        self.buffer = None  # up to ~200 MB on a full tile, freed before the COG step re-reads the file
 
 
 def _root_message(exc: BaseException) -> str:
@@ -151,6 +157,7 @@ def sharpen_stream(
     dtype: str = "float32",
     with_fine: bool = False,
     force: bool = False,
+    cog: bool = True,
     progress: ProgressCallback | None = None,
     gdal_cache_mb: int = 64,
     on_checked: Callable[[BandSource], None] | None = None,
@@ -174,10 +181,16 @@ def sharpen_stream(
         Also write the four 10 m bands: the complete 10-band 10 m product in canonical order.
     force : bool
         Overwrite ``output_path``.
+    cog : bool
+        Write a Cloud-Optimized GeoTIFF (:mod:`ssc_edge.io.cog`: 512 px tiles, DEFLATE, overviews):
+        the windows go into an uncompressed GeoTIFF beside the output, which GDAL's COG driver then
+        copies into the output's temporary file; both temporary files are removed whatever happens.
+        False: the tiled (256 x 256) DEFLATE GeoTIFF is written directly, without overviews.
     progress : callable, optional
-        ``progress(done, total, message)`` per batch of tiles.
+        ``progress(done, total, message)`` per batch of tiles, then the COG step as one step
+        (messages ``COG: ...``).
     gdal_cache_mb : int
-        GDAL block cache while streaming, MiB (GDAL's default is 5 % of RAM).
+        GDAL block cache while streaming and during the COG step, MiB (GDAL's default is 5 % of RAM).
     on_checked : callable, optional
         ``on_checked(source)``, called once the scene passed every check (bands present, size,
         data) and before the first window runs: ``infer`` prints its warnings there, so that bad
@@ -244,13 +257,20 @@ def sharpen_stream(
         }
         if georef is not None:
             profile.update(crs=georef.crs, transform=Affine(*georef.transform))
+        if cog:  # the COG step re-reads this file: uncompressed gives the lowest total time (docs/cog.md)
+            for key in ("compress", "zlevel", "predictor"):
+                profile.pop(key)
         fine_positions = [i for i, b in enumerate(names) if b in FINE_BANDS]
         sharp_positions = [names.index(b) for b in contract.output_bands]
         stack.enter_context(_quiet_gdal_errors())
-        with atomic_output(output_path) as tmp:
+        cog_seconds = None
+        with (
+            atomic_output(output_path) as tmp,
+            scratch_geotiff(output_path) if cog else contextlib.nullcontext(tmp) as plain,
+        ):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                with rasterio.open(tmp, "w", **profile) as out:
+                with rasterio.open(plain, "w", **profile) as out:
                     for index, name in enumerate(names, start=1):
                         out.set_band_description(index, name)
                     writer = _StripWriter(out, shape, len(names), dtype, tile=sharpener.tile)
@@ -278,9 +298,15 @@ def sharpen_stream(
                         writer.close()
                     except rasterio.errors.RasterioIOError as exc:
                         raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc
+            if cog:
+                cog_seconds = cloud_optimize(
+                    plain, tmp, cache_mb=gdal_cache_mb, progress=progress, name=output_path
+                ).seconds
     logger.debug("wrote %s (%dx%dx%d %s, %d tiles)", output_path, *shape, len(names), dtype, tiles)
     _log_nodata(source, nodata_pixels[0], dtype)
-    return StreamResult(path=output_path, shape=shape, band_names=names, tiles=tiles, georef=georef)
+    return StreamResult(
+        path=output_path, shape=shape, band_names=names, tiles=tiles, georef=georef, cog_seconds=cog_seconds
+    )
 
 
 #: The name :func:`sharpen_stream` had when it read GeoTIFF scenes only.
