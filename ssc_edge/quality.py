@@ -49,7 +49,7 @@ code clips the variances at a tiny epsilon, which gives 0).
 
 Flat windows in Q (Wang and Bovik's code, as the pansharpening toolbox's ``qindex.m``): both flat
 with non-zero means give ``2 mu_x mu_y / (mu_x^2 + mu_y^2)``; both flat and zero give 1. No index
-is ever NaN.
+is ever NaN on a scene without no-data.
 
 Best-matching 10 m band (as for Sentinel-2 in Ciotola et al.'s toolbox): for each 20 m band,
 the 10 m band whose degradation to 20 m has the largest correlation coefficient with it over the
@@ -60,7 +60,8 @@ No-data
 No-data never counts (:mod:`ssc_edge.nodata`): a NaN in ``fused`` (the runtime's nodata) and 0 DN in
 ``fine`` or ``coarse`` (the readers' no-data) are missing values, which every filter (degradation,
 upsampling, MTF) spreads over its support; a pixel, block or window counts only when every value in it
-is present, and each index averages over those. A scene without no-data scores exactly as before.
+is present, and each index averages over those (NaN when no-data leaves none, e.g. a scene of a single
+32 x 32 Q2n block holding one no-data pixel). A scene without no-data scores exactly as before.
 
 Window by window
 ----------------
@@ -698,9 +699,13 @@ class QualityAccumulator:
         missing = [r0 for r0, *_ in self.strips() if r0 not in self._done]
         if missing:
             raise OptionError(f"quality strips at rows {missing} were never added")
-        s = self._s
-        with np.errstate(divide="ignore"):
-            sre = 10 * np.log10(s["signal"] / s["error"])
+        # float64 sums: an index that no-data leaves without a pixel, block or window is NaN, not an error
+        s = {key: np.asarray(value, dtype=np.float64) for key, value in self._s.items()}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._indexes(s)
+
+    def _indexes(self, s: dict) -> FullResolutionQuality:
+        sre = 10 * np.log10(s["signal"] / s["error"])
         mean = s["ref_sum"] / s["pixels"]
         ergas = 100 / RATIO * float(np.sqrt(np.mean((s["error"] / s["pixels"]) / mean**2)))
         q_f = s["dl_f"] / s["dl_f_n"]
@@ -717,11 +722,11 @@ class QualityAccumulator:
             consistency_mean_sre=float(np.mean(sre)),
             consistency_sam=float(np.degrees(s["sam"] / s["sam_n"])) if s["sam_n"] else 0.0,
             consistency_ergas=ergas,
-            consistency_q2n=s["q2n"] / s["q2n_n"],
+            consistency_q2n=float(s["q2n"] / s["q2n_n"]),
             d_lambda_khan=float(d_khan),
             d_lambda=d_lambda,
             d_s=d_s,
-            qnr=(1 - d_lambda) * (1 - d_s),
+            qnr=float((1 - d_lambda) * (1 - d_s)),
             hqnr=float((1 - d_khan) * (1 - d_s)),
             d_rho=float(np.mean(d_rho_bands)),
             d_rho_bands=tuple(float(v) for v in d_rho_bands),

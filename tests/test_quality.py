@@ -321,3 +321,13 @@ def test_no_data_is_left_out_of_every_index_strip_by_strip_and_tile_by_tile(shar
         for key, value in whole.to_dict().items():
             if isinstance(value, float):
                 assert getattr(other, key) == pytest.approx(value, rel=1e-8, abs=1e-12), key
+
+
+def test_an_index_with_nothing_left_to_score_is_nan_not_an_error():
+    """64 x 64 px: one Q2n block on the 20 m grid; one no-data pixel leaves it no block to score."""
+    fused, fine, coarse = _one_image_scene(64)
+    fused = np.array(fused, dtype=np.float64)
+    fused[10, 10] = np.nan
+    result = full_resolution_quality(fused, fine, coarse, degradation="bicubic")
+    assert np.isnan(result.consistency_q2n)
+    assert result.consistency_mean_sre == np.inf and np.isfinite(result.d_rho)  # the rest still scores (ideal)
