@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 _TIMINGS = re.compile(r"(\d+) tiles in ([\d.]+) s: network ([\d.]+) s, read and input ([\d.]+) s, write ([\d.]+) s")
 
 
-def run_infer(command: list[str], env: dict, log: Path) -> dict:
+def run_infer(command: list[str], env: dict, log: Path, cwd: Path) -> dict:
     """One ``infer``: wall time, exit code and the engine's timing line (the largest run in the log)."""
     start = time.perf_counter()
     with open(log, "w") as handle:
-        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     row: dict = {"seconds": round(time.perf_counter() - start, 2), "exit_code": code}
     text = log.read_text()
     matches = list(_TIMINGS.finditer(text))
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from ssc_edge.train.report import machine_info
 
     env = dict(os.environ)
+    # run from the scratch folder: ``python -c`` puts the working directory first on sys.path
     exe = [sys.executable, "-c", "from ssc_edge.cli import main; main()"]
     if args.pythonpath is not None:
         env["PYTHONPATH"] = str(args.pythonpath.resolve())
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": ("python benchmarks/io_thread.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip(),
         "note": args.note,
         "machine": machine_info(),
-        "bf16_flags": sorted(detected_flags()),
+        "bf16_flags": sorted(f for f in detected_flags() if f in ("amx_bf16", "amx_tile", "avx512_bf16")),
         "load_average_start": [round(v, 1) for v in os.getloadavg()],
         "sizes": {},
     }
@@ -96,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             model = args.work / f"w128_{size}.onnx"
             if not model.is_file():
                 fit = [*exe, "fit-and-export", str(folder), "-o", str(model), "--epochs", "1", "-q", "--force"]
-                subprocess.run(fit, check=True, env=env, stdout=subprocess.DEVNULL)
+                subprocess.run(fit, check=True, env=env, stdout=subprocess.DEVNULL, cwd=args.work)
         rows: dict[str, list[dict]] = {"fp32": [], "bf16": []}
         for k in range(args.runs):
             for precision in rows:
                 output = args.work / f"out_{size}_{precision}.tif"
                 command = [*exe, "infer", str(model), str(folder), "-o", str(output), "-f", "-v"]
                 command += ["--precision", precision, *shlex.split(args.infer_args)]
-                row = run_infer(command, env, args.work / f"infer_{size}_{precision}_{k}.log")
+                row = run_infer(command, env, args.work / f"infer_{size}_{precision}_{k}.log", args.work)
                 rows[precision].append(row)
                 print(json.dumps({"size": size, "precision": precision, **row}), flush=True)
         summary = {p: {key: median_of(r, key) for key in ("seconds", "network", "read", "write", "engine")}
