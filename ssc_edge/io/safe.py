@@ -182,7 +182,7 @@ def read_safe_scene(path: Path) -> Scene:
             nodata[band] = 100 * count / dn.size
     if nodata:
         shares = ", ".join(f"{band} {share:.2f}%" for band, share in nodata.items())
-        logger.warning("%s: nodata pixels set to 0 in %s", path, shares)
+        logger.warning("%s: nodata pixels (read as 0 DN, left no-data in the product) in %s", path, shares)
     return Scene(bands, georef=georef, source=path, name=product.name)
 
 

@@ -141,7 +141,8 @@ def test_folder_values_after_offset_and_georef(tmp_path, level, caplog):
         assert scene.bands[band].dtype == np.float32
         np.testing.assert_allclose(scene.bands[band], _expected(band), atol=1e-3)
     assert scene.bands["B02"][0, 0] == 0  # nodata -> 0, not -1000
-    assert "nodata pixels set to 0 in B02 0.39%, B03 0.39%" in caplog.text  # 1 of 256 (10 m), 1 of 64 (20 m)
+    # 1 of 256 (10 m), 1 of 64 (20 m)
+    assert "nodata pixels (read as 0 DN, left no-data in the product) in B02 0.39%, B03 0.39%" in caplog.text
     assert "B05 1.56%" in caplog.text
     assert scene.georef.transform == (10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1])
     assert "32632" in scene.georef.crs or "UTM zone 32N" in scene.georef.crs
