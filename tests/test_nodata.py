@@ -100,6 +100,20 @@ def test_tiled_equals_whole_image_with_a_nodata_wedge(model, tile):
     assert 0.1 < np.isnan(whole[..., 0]).mean() < 0.5
 
 
+@pytest.mark.parametrize("tile,batch", [(16, 1), (16, 3), (23, 2)])
+def test_windows_whose_core_is_all_nodata_skip_the_network_and_match_the_whole_image(model, tile, batch):
+    scene = _with_nodata(random_scene(62, 46, seed=3), lambda shape, ratio: _wedge(shape, ratio=ratio, cut=45.0))
+    whole_sharpener = Sharpener(model, provider="cpu", tile=64)
+    whole = whole_sharpener.sharpen(scene)
+    assert whole_sharpener.last_skipped == 0  # one window, with data: the network runs
+    sharpener = Sharpener(model, provider="cpu", tile=tile, batch=batch)
+    tiled = sharpener.sharpen(scene)
+    assert np.array_equal(tiled, whole, equal_nan=True)
+    valid = scene_valid(scene)  # independent of the engine: the cores with no valid 10 m pixel
+    expected = sum(not valid[p.core.slices].any() for p in sharpener.plan(scene.shape))
+    assert expected >= 2 and sharpener.last_skipped == expected
+
+
 def test_nodata_output_is_nan_and_valid_pixels_beyond_the_receptive_field_are_unchanged(model):
     clean = random_scene(62, 46, seed=3)
     scene = _with_nodata(clean, lambda shape, ratio: _wedge(shape, ratio=ratio))

@@ -345,6 +345,9 @@ class Sharpener:
     precision_reason : str
         Why (``auto``'s decision, or ``"asked for"``).
     contract : ModelContract
+    last_skipped : int
+        Windows of the last :meth:`sharpen_windows` whose core was entirely no-data: written as
+        no-data without running the network.
     last_timings : dict of str to float
         Of the last :meth:`sharpen_windows`, s: ``"read"`` (reading and building the inputs),
         ``"network"``, ``"write"`` (handing over the cores) and ``"wall"``; read and write overlap
@@ -387,6 +390,7 @@ class Sharpener:
         self.batch = int(batch)
         self.prefetch = int(prefetch)
         self.last_timings: dict[str, float] = {}
+        self.last_skipped = 0
         self._threads = threads
         self._session_options = session_options
         self._static: dict[tuple[int, int, int], LoadedModel] = {}
@@ -511,6 +515,7 @@ class Sharpener:
         self.check_size(shape)
         plan = self.plan(shape) if tiles is None else tuple(tiles)
         groups = [plan[start : start + self.batch] for start in range(0, len(plan), self.batch)]
+        self.last_skipped = 0
         self.last_timings = run_pipeline(
             groups,
             lambda group: self.masked_inputs(group, read_band, shape, read_valid=read_valid),
@@ -520,6 +525,8 @@ class Sharpener:
             progress=progress,
             label=self.provider,
         )
+        if self.last_skipped:
+            logger.debug("%d of %d windows entirely no-data: not read, network not run", self.last_skipped, len(plan))
         return len(plan)
 
     def window_inputs(self, group: Sequence[PlannedTile], read_band: BandReader, shape: tuple[int, int]) -> np.ndarray:
@@ -536,17 +543,54 @@ class Sharpener:
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The (n, h, w, C_in) inputs of a group (no-data filled) and each window's (h, w) validity
         (:func:`window_input_masked`)."""
-        built = [window_input_masked(read_band, p.window, shape, self.contract, read_valid=read_valid) for p in group]
+        read_valid = read_valid if read_valid is not None else nonzero_valid(read_band)
+        built = [
+            self._no_data_window(p)
+            if self._core_is_no_data(p, read_valid)
+            else window_input_masked(read_band, p.window, shape, self.contract, read_valid=read_valid)
+            for p in group
+        ]
         return np.stack([x for x, _ in built]), [valid for _, valid in built]
+
+    def _core_is_no_data(self, planned: PlannedTile, read_valid: ValidReader) -> bool:
+        """True when the first 10 m input band has no valid pixel in the window's core.
+
+        Such a core is no-data in every output band whatever the network computes (an output pixel
+        is valid only where every input band is), so its input is neither read nor filled and the
+        network does not run on it (:meth:`masked_cores`). One band decides: a sufficient test that
+        costs one band's read of the core, where no-data from the swath edge or a crop is no-data in
+        every band alike. Models without a 10 m input band always read the window.
+        """
+        fine = [b for b in self.contract.input_bands if _is_fine(b)]
+        return bool(fine) and not np.any(read_valid(fine[0], planned.core))
+
+    def _no_data_window(self, planned: PlannedTile) -> tuple[np.ndarray, np.ndarray]:
+        """The placeholder input (zeros, never run) and all-False validity of a no-data window."""
+        h, w = planned.window.shape
+        return np.zeros((h, w, self.contract.channels_in), dtype=np.float32), np.zeros((h, w), dtype=bool)
 
     def masked_cores(
         self, group: Sequence[PlannedTile], inputs: np.ndarray, valids: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
-        """:meth:`network_cores`, with NaN (the float32 nodata) at core pixels that are not valid."""
-        cores = self.network_cores(group, inputs)
+        """:meth:`network_cores`, with NaN (the float32 nodata) at core pixels that are not valid.
+
+        The network runs only on windows whose core has a valid pixel; a core with none is all NaN
+        (the same values the network's output would have been masked to), and is counted in
+        :attr:`last_skipped`.
+        """
+        core_valid = [valid[p.core.relative_to(p.window).slices] for p, valid in zip(group, valids, strict=True)]
+        live = [i for i, valid in enumerate(core_valid) if valid.any()]
+        if len(live) == len(group):
+            ran = self.network_cores(group, inputs)
+        else:
+            ran = self.network_cores([group[i] for i in live], inputs[live]) if live else []
+            self.last_skipped += len(group) - len(live)
+        by_index = dict(zip(live, ran, strict=True))
         return [
-            mask_invalid(core, valid[p.core.relative_to(p.window).slices])
-            for p, core, valid in zip(group, cores, valids, strict=True)
+            mask_invalid(by_index[i], valid)
+            if i in by_index
+            else np.full((*p.core.shape, self.contract.channels_out), np.nan, dtype=np.float32)
+            for i, (p, valid) in enumerate(zip(group, core_valid, strict=True))
         ]
 
     def network_cores(self, group: Sequence[PlannedTile], inputs: np.ndarray) -> list[np.ndarray]:
