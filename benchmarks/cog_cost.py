@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -35,11 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from full_tile import run_child, write_scene
+from full_tile import cog_seconds, run_child, write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_TILE = 10980  # side of a Sentinel-2 tile at 10 m, pixels
-_COG_LINE = re.compile(r"cloud-optimized \S+ in ([\d.]+) s")
 
 
 def _infer(exe: str, model: Path, folder: Path, output: Path, log: Path, *, cog: bool, extra: list[str]) -> dict:
@@ -47,8 +45,7 @@ def _infer(exe: str, model: Path, folder: Path, output: Path, log: Path, *, cog:
     command += extra + ([] if cog else ["--no-cog"])
     run = run_child(command, log)
     text = log.read_text()
-    match = _COG_LINE.search(text)
-    run["cog_seconds"] = float(match.group(1)) if match else None
+    run["cog_seconds"] = cog_seconds(text)
     run["bytes"] = output.stat().st_size if output.is_file() else None
     if run["exit_code"] != 0:
         run["log_tail"] = text[-2000:]

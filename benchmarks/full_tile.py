@@ -51,7 +51,26 @@ REPO = Path(__file__).resolve().parents[1]
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 SIXTY = ("B01", "B09")  # ssc_edge.bands.VERY_COARSE_BANDS (imported lazily, as everything of ssc_edge here)
 _TIMINGS = re.compile(r"(\d+) tiles in ([\d.]+) s: network ([\d.]+) s, read and input ([\d.]+) s, write ([\d.]+) s")
+_SKIPPED = re.compile(r"(\d+) of (\d+) windows entirely no-data")  # Sharpener.sharpen_windows's -v line
 _COG = re.compile(r"cloud-optimized \S+ in ([\d.]+) s")  # ssc_edge.io.cog's -v line: the COG step after the windows
+
+
+def engine_timings(log_text: str) -> dict | None:
+    """The engine's ``-v`` timing line of an ``infer`` log, s (the largest run: a bf16 gate logs its own, smaller
+    one): ``tiles``, ``engine`` (its wall), ``network``, ``read``, ``write``; None without one."""
+    matches = list(_TIMINGS.finditer(log_text))
+    if not matches:
+        return None
+    tiles, wall, network, read, write = (float(g) for g in max(matches, key=lambda m: int(m.group(1))).groups())
+    skipped = [int(m.group(1)) for m in _SKIPPED.finditer(log_text) if int(m.group(2)) == int(tiles)]
+    return {"tiles": int(tiles), "engine": wall, "network": network, "read": read, "write": write,
+            "skipped": skipped[0] if skipped else 0}  # fmt: skip
+
+
+def cog_seconds(log_text: str) -> float | None:
+    """The COG step's seconds in an ``infer -v`` log (None: ``--no-cog``)."""
+    match = _COG.search(log_text)
+    return float(match.group(1)) if match else None
 
 
 def write_scene(folder: Path, size: int, *, block: int, wedge: float, sixty: bool = False, strip: int = 1020) -> float:
@@ -233,15 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         if model60 is not None:
             command += ["--model-60m", str(model60), "--with-fine"]
         infer = run_child(command, args.work / "infer.log")
-        # the engine logs one line per run; a precision gate measured first logs its own, smaller one
-        matches = list(_TIMINGS.finditer((args.work / "infer.log").read_text()))
-        match = max(matches, key=lambda m: int(m.group(1))) if matches else None
-        if match:
-            tiles, wall, network, read, write = (float(g) for g in match.groups())
-            infer.update(tiles=int(tiles), engine_seconds=wall, network_seconds=network)
-            infer.update(read_seconds=read, write_seconds=write)
-        cog = _COG.search((args.work / "infer.log").read_text())
-        infer["cog_seconds"] = float(cog.group(1)) if cog else None  # None: --no-cog in --infer-args
+        log_text = (args.work / "infer.log").read_text()
+        timings = engine_timings(log_text)
+        if timings:
+            infer.update(tiles=timings["tiles"], engine_seconds=timings["engine"])
+            infer.update({f"{key}_seconds": timings[key] for key in ("network", "read", "write")})
+        infer["cog_seconds"] = cog_seconds(log_text)  # None: --no-cog in --infer-args
         if infer["exit_code"] != 0:
             infer["log_tail"] = (args.work / "infer.log").read_text()[-2000:]
         models = [model] + ([model60] if model60 is not None else [])
@@ -250,9 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         pixels = args.size * args.size
         infer["flops_per_pixel"] = round(per_pixel)
         infer["gflops_floor_per_second"] = round(per_pixel * pixels / infer["seconds"] / 1e9, 1)
-        if match:
-            # the product's windows carry the larger halo; this counts each network on a tile-sized window
-            infer["network_gflops_per_second"] = round(total * int(tiles) / network / 1e9, 1)
+        if timings:
+            # the product's windows carry the larger halo; this counts each network on a tile-sized window, and
+            # only the windows it ran on (a window whose core is all no-data is written without the network)
+            ran = timings["tiles"] - (timings["skipped"] or 0)
+            infer["skipped_windows"] = timings["skipped"]
+            infer["network_gflops_per_second"] = round(total * ran / timings["network"] / 1e9, 1)
         infer["megapixels_per_second"] = round(pixels / infer["seconds"] / 1e6, 4)
         if infer["exit_code"] == 0:
             infer["output_bands"] = _band_descriptions(output)
@@ -339,7 +358,8 @@ def render(result: dict) -> str:
         bare = infer["bare_session"]
         lines.append(
             f"| infer (total) | {infer['seconds']} | {infer['peak_rss_mib']} | exit {infer['exit_code']}; "
-            f"{infer.get('tiles')} tiles; {infer['megapixels_per_second']} Mpx/s = {infer['fraction_of_bare']:.0%} "
+            f"{infer.get('tiles')} tiles ({infer.get('skipped_windows') or 0} all no-data, network not run); "
+            f"{infer['megapixels_per_second']} Mpx/s = {infer['fraction_of_bare']:.0%} "
             f"of one window in a bare session ({bare['megapixels_per_second']} Mpx/s); "
             f"{infer['gflops_floor_per_second']} GFLOP/s at the floor of {infer['flops_per_pixel'] / 1e6:.2f} "
             f"MFLOP/px; network {infer.get('network_gflops_per_second')} GFLOP/s |"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -30,8 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from full_tile import engine_timings
+
 REPO = Path(__file__).resolve().parents[1]
-_TIMINGS = re.compile(r"(\d+) tiles in ([\d.]+) s: network ([\d.]+) s, read and input ([\d.]+) s, write ([\d.]+) s")
 
 
 def run_infer(command: list[str], env: dict, log: Path, cwd: Path) -> dict:
@@ -41,11 +41,7 @@ def run_infer(command: list[str], env: dict, log: Path, cwd: Path) -> dict:
         code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     row: dict = {"seconds": round(time.perf_counter() - start, 2), "exit_code": code}
     text = log.read_text()
-    matches = list(_TIMINGS.finditer(text))
-    if matches:
-        match = max(matches, key=lambda m: int(m.group(1)))
-        tiles, wall, network, read, write = (float(g) for g in match.groups())
-        row.update(tiles=int(tiles), engine=wall, network=network, read=read, write=write)
+    row.update(engine_timings(text) or {})
     if code != 0:
         row["log_tail"] = text[-1500:]
     return row

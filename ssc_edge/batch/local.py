@@ -43,6 +43,7 @@ from .manifest import (
     OUTPUT_FORMATS,
     SceneJob,
     collect_scenes,
+    model_sha256,
     plan_jobs,
     sha256_file,
     source_signature,
@@ -411,7 +412,7 @@ def process_scene(
     if claim is None:
         return {**job.to_dict(), "mode": config.mode, "status": "busy", "claimed_by": claim_holder(path)}
     with claim:
-        model_sha = sha256_file(config.model) if config.mode == "infer" else None
+        model_sha = model_sha256(config.model) if config.mode == "infer" else None
         previous = _completed_record(job, config, model_sha)
         if previous is not None:
             return {**previous, "skipped": True, "done_by_other_run": True}
@@ -475,7 +476,7 @@ def _sharpen_scene(
                 sharpen = sharpener.sharpen
                 record["precision"] = getattr(sharpener, "precision", None)  # None: a stand-in without one
         record["model"] = str(model)
-        record["model_sha256"] = sha256_file(model)
+        record["model_sha256"] = model_sha256(model)
         tick = time.perf_counter()
         if streamed:
             shape, quality = _stream_scene(sharpener, job, config)
@@ -699,7 +700,7 @@ def run_jobs(
 
         raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror or exc})") from None
     check_output_folder(out_dir)  # exists but cannot be written (read-only mount, permissions): one line, now
-    model_sha = sha256_file(config.model) if config.mode == "infer" else None
+    model_sha = model_sha256(config.model) if config.mode == "infer" else None
     host, started = socket.gethostname(), _now()
     run_id = f"{host}:{os.getpid()}:{started}"
     jobs = [replace(job, run=run_id) for job in jobs]

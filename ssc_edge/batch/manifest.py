@@ -26,6 +26,7 @@ records: the manifest lists every scene any run recorded there, and each run und
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ __all__ = [
     "plan_jobs",
     "read_manifest",
     "sha256_file",
+    "model_sha256",
     "merge_records",
     "source_signature",
     "update_manifest",
@@ -261,6 +263,21 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_sha256(path: Path) -> str:
+    """:func:`sha256_file` of a model, hashed once per process while its size, mtime and inode stay the same.
+
+    A batch names the one model in every scene's report and checks it against earlier runs' reports;
+    this keeps that to one read of the model per worker, yet a model replaced mid-run is hashed again.
+    """
+    stat = os.stat(path)
+    return _sha256_once(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_once(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    return sha256_file(Path(path))
 
 
 def source_signature(path: Path) -> dict[str, int] | None:

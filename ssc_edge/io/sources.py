@@ -57,6 +57,7 @@ from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
 from ..runtime.tiling import Tile
 from ..scene import GeoReference, Scene
+from .limits import check_array_size
 
 __all__ = [
     "ArrayBandSource",
@@ -412,6 +413,9 @@ class RasterBandSource(BandSource):
                 ds = self._dataset(file, path)
                 if index > ds.count:
                     raise SceneReadError(f"{file}: holds {ds.count} band(s), not band {index} ({band})")
+                # windows are read one at a time, but a grid this large cannot be a Sentinel-2 product: a crafted
+                # header (a sparse file) would otherwise start a run of millions of windows
+                check_array_size((ds.height, ds.width), ds.dtypes[index - 1], where=f"{file}: band {band}")
                 band_shapes[band] = (ds.height, ds.width)
                 transforms[band] = tuple(ds.transform)[:6]
                 crss[band] = ds.crs.to_wkt() if ds.crs is not None else None

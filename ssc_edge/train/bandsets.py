@@ -386,15 +386,16 @@ def _fit_and_export_bands(
     evaluation: str,
 ) -> dict[str, ExportResult]:
     scene_obj = sixty_scene(opened)
+    inputs = (Path(scene),) if isinstance(scene, (str, Path)) else ()  # never overwrite the scene, even with --force
     for key, path in output_paths(output).items():  # an output error first, before any note on the band sets
         if key != "keras" or write_keras:
-            check_output_path(path, force=force)
+            check_output_path(path, force=force, inputs=inputs)
     sets = resolve_band_sets(scene_obj, bands, config)
     paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
     if "60m" in sets:
         for key, path in paths60.items():
             if key != "keras" or write_keras:
-                check_output_path(path, force=force)
+                check_output_path(path, force=force, inputs=inputs)
     results: dict[str, ExportResult] = {}
     if "20m" in sets:
         source = scene if isinstance(scene, (str, Path)) else opened  # a path: the bounded, windowed 20 m fit

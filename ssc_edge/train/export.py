@@ -535,9 +535,10 @@ def fit_and_export(
     """
     config = config or FitConfig()
     paths = output_paths(output)
+    inputs = (Path(scene),) if isinstance(scene, (str, Path)) else ()  # never overwrite the scene, even with --force
     for key, path in paths.items():
         if key != "keras" or write_keras:
-            check_output_path(path, force=force)
+            check_output_path(path, force=force, inputs=inputs)
     options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
     clock = time.perf_counter()
     with opened_scene(scene) as (scene_obj, sha, name):

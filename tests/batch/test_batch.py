@@ -18,7 +18,7 @@ from ssc_edge import wald
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
 from ssc_edge.batch import MANIFEST_NAME, BatchConfig, read_manifest, run_batch
 from ssc_edge.batch import local as batch_local
-from ssc_edge.batch.manifest import sha256_file
+from ssc_edge.batch.manifest import model_sha256, sha256_file
 from ssc_edge.demo import demo_scene
 from ssc_edge.errors import OptionError
 
@@ -341,3 +341,16 @@ def test_band_folder_to_geotiff_streams_like_infer(tmp_path, shared_data, monkey
         assert a.descriptions == b.descriptions and a.transform == b.transform and a.crs == b.crs
         np.testing.assert_array_equal(a.read(), b.read())
     assert tuple(record["shape"]) == expected.shape
+
+
+def test_the_models_hash_is_its_bytes_and_follows_a_replaced_model(tmp_path):
+    import hashlib
+    import os
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"first model")
+    assert model_sha256(model) == hashlib.sha256(b"first model").hexdigest()
+    replacement = tmp_path / "new.onnx"
+    replacement.write_bytes(b"second, longer model")
+    os.replace(replacement, model)  # a new file at the same path: a new hash, not the remembered one
+    assert model_sha256(model) == hashlib.sha256(b"second, longer model").hexdigest() == sha256_file(model)

@@ -212,3 +212,18 @@ def test_cli_reports_a_corrupt_band_member_of_a_safe_zip_in_one_line(run_cli, re
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"ssc-edge: error: {archive}: cannot read ") and "_B03_10m.jp2" in lines[0]
     assert list(out.iterdir()) == []
+
+
+def test_geotiff_band_declaring_a_grid_over_the_limit_is_refused_before_reading(tmp_path):
+    """A 100000 x 100000 float32 band (40 GB declared, a few kB on disk: no tile written) in a band folder."""
+    rasterio = pytest.importorskip("rasterio")
+    from ssc_edge.io.sources import RasterBandSource
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    profile = dict(driver="GTiff", count=1, dtype="float32", tiled=True, blockxsize=512, blockysize=512)
+    with rasterio.open(folder / "B02.tif", "w", width=100_000, height=100_000, SPARSE_OK=True, **profile):
+        pass
+    assert (folder / "B02.tif").stat().st_size < 1_000_000
+    with pytest.raises(SceneReadError, match=r"B02\.tif: band B02: declares a 100000x100000 float32 array of 40 GB"):
+        RasterBandSource.folder(folder)

@@ -47,6 +47,17 @@ def test_output_equal_to_the_input_is_refused_even_with_force(run_cli, npz_scene
     assert npz_scene.read_bytes() == before
 
 
+def test_fit_and_export_refuses_a_model_path_that_is_its_scene_even_with_force(run_cli, npz_scene):
+    """``-o model.onnx`` where model.onnx links to the scene: refused before any training, the scene intact."""
+    pytest.importorskip("tensorflow")
+    link = npz_scene.with_name("model.onnx")
+    link.symlink_to(npz_scene)
+    before = npz_scene.read_bytes()
+    line = _one_error_line(run_cli("fit-and-export", npz_scene, "-o", link, "--force", "--epochs", "1", "--quiet"))
+    assert line == f"ssc-edge: error: {link}: output is the input {npz_scene}; writing it would destroy the input"
+    assert npz_scene.read_bytes() == before and link.is_symlink()
+
+
 def test_output_that_is_the_input_through_a_hard_link_is_refused(npz_scene):
     link = npz_scene.with_name("link.npz")
     os.link(npz_scene, link)
