@@ -56,6 +56,7 @@ __all__ = [
     "BatchConfig",
     "BatchResult",
     "SceneExecutor",
+    "check_models",
     "failed_record",
     "process_scene",
     "run_batch",
@@ -108,6 +109,14 @@ class BatchConfig:
         1 (default): each scene on one worker.
     cog : bool
         ``tif`` outputs are Cloud-Optimized GeoTIFFs (:mod:`ssc_edge.io.cog`); False: plain tiled GeoTIFFs.
+    model_60m : Path, optional
+        Mode ``infer``: a 60 m model (``NAME_60m.onnx`` from ``fit-and-export --bands all``) run on the
+        same tiles as ``model`` (:class:`~ssc_edge.runtime.product.CombinedSharpener`), adding B01 and
+        B09 after the six 20 m bands; as ``ssc-edge infer --model-60m``. Not with ``split`` > 1.
+    with_fine : bool
+        Write the complete 10 m product: the sharpened bands and the four 10 m bands as read (0 DN
+        no-data), in canonical band order (:func:`ssc_edge.runtime.stream.output_band_names`): 10 bands,
+        or 12 (B01..B12 without B10) with ``model_60m``; as ``ssc-edge infer --with-fine``.
     """
 
     mode: str = "infer"
@@ -124,6 +133,8 @@ class BatchConfig:
     split: int = 1
     precision: str | None = None
     cog: bool = True
+    model_60m: Path | None = None
+    with_fine: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -151,10 +162,20 @@ class BatchConfig:
             raise OptionError(f"split must be a positive integer (row bands per scene), got {self.split!r}")
         if self.split > 1 and self.mode != "infer":
             raise OptionError("splitting scenes into row bands needs mode infer (one model for every band)")
+        if not isinstance(self.with_fine, bool):
+            raise OptionError(f"with_fine must be true or false, got {self.with_fine!r}")
+        if self.model_60m is not None:
+            if self.mode != "infer":
+                raise OptionError("--model-60m needs mode infer and --model (fit-and-infer fits 20 m models only)")
+            if not Path(self.model_60m).is_file():
+                raise OptionError(f"{self.model_60m}: no such model file")
+            if self.split > 1:  # runtime.split cuts the 20 m grid only: no 60 m rows, no combined contract
+                raise OptionError("--split cuts scenes for one 20 m model; drop --split or --model-60m")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["model"] = str(self.model) if self.model is not None else None
+        data["model_60m"] = str(self.model_60m) if self.model_60m is not None else None
         data["fit_options"] = dict(self.fit_options)
         return data
 
@@ -225,13 +246,50 @@ def _sharpener(model: str, provider: str | None, tile: int | None, threads: int 
 
 
 def worker_sharpener(config: BatchConfig):
-    """The :class:`~ssc_edge.runtime.sharpen.Sharpener` of mode ``infer``: one session per worker process.
+    """The :class:`~ssc_edge.runtime.sharpen.Sharpener` of mode ``infer``: one session per model per worker process.
 
-    Built on first use with ``config.model``, ``provider``, ``tile`` and the worker's threads, then
-    reused for every scene (and row band) the process runs.
+    Built on first use with ``config.model``, ``provider``, ``tile``, ``precision`` and the worker's threads,
+    then reused for every scene (and row band) the process runs. With ``config.model_60m``: a
+    :class:`~ssc_edge.runtime.product.CombinedSharpener` of the 20 m and the 60 m model (same options, as
+    ``infer --model-60m`` builds it), whose outputs are the six 20 m bands, then B01 and B09.
     """
-    args = (str(config.model), config.provider, config.tile, _threads(config))
-    return _sharpener(*args) if config.precision is None else _sharpener(*args, config.precision)
+    threads = _threads(config)
+
+    def session(model: Path):
+        args = (str(model), config.provider, config.tile, threads)
+        return _sharpener(*args) if config.precision is None else _sharpener(*args, config.precision)
+
+    twenty = session(config.model)
+    if config.model_60m is None:
+        return twenty
+    from ..runtime.product import CombinedSharpener
+
+    return CombinedSharpener([twenty, session(config.model_60m)])
+
+
+def check_models(config: BatchConfig) -> None:
+    """Mode ``infer``: each model in its place, before any scene starts (as ``infer`` checks them).
+
+    ``config.model`` must not be a 60 m model and ``config.model_60m`` must be one
+    (:func:`ssc_edge.runtime.session.check_model_kind`). Without ``model_60m``, a model whose metadata
+    cannot be read is left to each scene to report (as before); with it, both are read here.
+
+    Raises
+    ------
+    ModelError
+        One line naming the misplaced (or, with ``model_60m``, unreadable) model file.
+    """
+    if config.mode != "infer":
+        return
+    from ..runtime.session import check_model_kind, read_model_contract
+
+    if config.model_60m is None:
+        contract = _model_contract(str(config.model))
+        if contract is not None:
+            check_model_kind(contract, ratio=2, source=config.model)
+        return
+    check_model_kind(read_model_contract(Path(config.model)), ratio=2, source=config.model)
+    check_model_kind(read_model_contract(Path(config.model_60m)), ratio=6, source=config.model_60m)
 
 
 def prepare_precision_gate(model: Path, scene: Scene | Callable[[], Scene], config: BatchConfig) -> None:
@@ -275,16 +333,21 @@ def _model_contract(model: str):
 
 
 def scene_warning(job: SceneJob, config: BatchConfig) -> str | None:
-    """Mode ``infer``: the warning line when the scene is not the one ``config.model`` was fitted on."""
+    """Mode ``infer``: the warning line when the scene is not the one ``config.model`` (or ``config.model_60m``)
+    was fitted on; one line per such model."""
     if config.mode != "infer" or config.model is None:
         return None
-    contract = _model_contract(str(config.model))
-    if contract is None:
-        return None
-    from ..io.sources import scene_identity
-    from ..runtime.infer import scene_mismatch
+    warnings = []
+    for model in (config.model, config.model_60m):
+        contract = _model_contract(str(model)) if model is not None else None
+        if contract is not None:
+            from ..io.sources import scene_identity
+            from ..runtime.infer import scene_mismatch
 
-    return scene_mismatch(contract, scene_identity(job.source), job.source, model=config.model)
+            warning = scene_mismatch(contract, scene_identity(job.source), job.source, model=model)
+            if warning is not None:
+                warnings.append(warning)
+    return "\n".join(warnings) or None
 
 
 def _model_degradation(model: Path, sharpen: Callable) -> Any:
@@ -297,7 +360,9 @@ def _model_degradation(model: Path, sharpen: Callable) -> Any:
     from ..quality import model_degradation
     from ..runtime.bench import _read_contract
 
-    contract = getattr(getattr(sharpen, "__self__", None), "contract", None)
+    owner = getattr(sharpen, "__self__", None)
+    owner = getattr(owner, "sharpeners", (owner,))[0]  # a CombinedSharpener: its first, the 20 m model
+    contract = getattr(owner, "contract", None)
     if contract is None:
         try:
             contract = _read_contract(Path(model))
@@ -328,11 +393,29 @@ def _consistency(image: np.ndarray, scene: Scene, degradation: Any = "mtf") -> d
             "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
 
 
-def _gate_scene(path: Path) -> Scene:
-    """The central crop of a streamed scene that the precision gate measures on (read only when it measures)."""
+def _gate_scene(path: Path, *, with_60m: bool = False) -> Scene:
+    """The central crop of a streamed scene that the precision gate measures on (read only when it measures);
+    ``with_60m``: read with B01 and B09, for the 60 m model's gate."""
     from ..runtime.infer import _source_gate_scene
 
-    return _source_gate_scene(Path(path))
+    return _source_gate_scene(Path(path), with_60m=with_60m)
+
+
+def _twenty_metre_bands(image: np.ndarray, output_bands: tuple[str, ...]) -> np.ndarray:
+    """The six sharpened 20 m bands (``COARSE_BANDS`` order) of a sharpener's output, for the quality indexes."""
+    if tuple(output_bands[: len(COARSE_BANDS)]) == COARSE_BANDS:
+        return image[..., : len(COARSE_BANDS)]
+    return image  # a stand-in or another model: scored as it is (its own error if it cannot be)
+
+
+def _band_names(output_bands: tuple[str, ...], *, with_fine: bool) -> tuple[str, ...]:
+    """The output's bands in file order: :func:`ssc_edge.runtime.stream.output_band_names` (imported only
+    with ``with_fine``, so that the in-memory path runs with any ``sharpen`` and no streaming code)."""
+    if not with_fine:
+        return tuple(output_bands)
+    from ..runtime.stream import output_band_names
+
+    return output_band_names(output_bands, with_fine=True)
 
 
 def _stream_scene(sharpener: Any, job: SceneJob, config: BatchConfig) -> tuple[tuple[int, int], dict[str, Any]]:
@@ -342,9 +425,17 @@ def _stream_scene(sharpener: Any, job: SceneJob, config: BatchConfig) -> tuple[t
     from ..runtime.infer import _quality_hook
     from ..runtime.stream import sharpen_stream
 
-    hook = _quality_hook(sharpener.contract)  # sharpen_stream opens the source with a bounded GDAL cache
-    streamed = sharpen_stream(sharpener, Path(job.source), job.output, dtype=config.dtype, force=True, on_core=hook,
-                              cog=config.cog)  # fmt: skip
+    # with a 60 m model too, the indexes are the 20 m model's: the first six bands of each core
+    hook = _quality_hook(getattr(sharpener, "sharpeners", (sharpener,))[0].contract)
+    on_core = hook
+    if hook is not None and tuple(sharpener.contract.output_bands) != COARSE_BANDS:
+
+        def on_core(core, values, read_band, shape):
+            hook(core, _twenty_metre_bands(values, sharpener.contract.output_bands), read_band, shape)
+
+    # sharpen_stream opens the source with a bounded GDAL cache
+    streamed = sharpen_stream(sharpener, Path(job.source), job.output, dtype=config.dtype, with_fine=config.with_fine,
+                              force=True, on_core=on_core, cog=config.cog)  # fmt: skip
     quality = hook.result() if hook is not None else None
     if quality is None:
         why = getattr(hook, "skipped", None) or "the model does not output the six 20 m bands"
@@ -412,8 +503,7 @@ def process_scene(
     if claim is None:
         return {**job.to_dict(), "mode": config.mode, "status": "busy", "claimed_by": claim_holder(path)}
     with claim:
-        model_sha = model_sha256(config.model) if config.mode == "infer" else None
-        previous = _completed_record(job, config, model_sha)
+        previous = _completed_record(job, config, *_model_hashes(config))
         if previous is not None:
             return {**previous, "skipped": True, "done_by_other_run": True}
         _remove_leftovers(job)
@@ -437,7 +527,9 @@ def _sharpen_scene(
     -------
     dict
         The scene's record: ``status`` ``"done"`` (with ``output_sha256``, ``seconds``, ``metrics``,
-        ``shape`` (H, W) of the 10 m grid) or ``"failed"`` (with ``error``).
+        ``shape`` (H, W) of the 10 m grid, ``band_names`` of the output in file order, ``model`` and
+        ``model_sha256``, and ``model_60m`` and ``model_60m_sha256`` with a 60 m model) or ``"failed"``
+        (with ``error``).
     """
     from ..io import write_result
 
@@ -458,6 +550,7 @@ def _sharpen_scene(
         if warning is not None:
             record["warning"] = warning
         metrics: dict[str, Any] = {}
+        sharpener = None  # None: ``sharpen`` was given (row bands), whose outputs are the 20 m model's
         if config.mode == "fit-and-infer":
             tick = time.perf_counter()
             model, metrics = _fit(job.source if streamed else scene, job, config)
@@ -472,11 +565,21 @@ def _sharpen_scene(
             model = Path(config.model)
             if sharpen is None:
                 prepare_precision_gate(model, gate_scene, config)
+                if config.model_60m is not None:  # its own ratio-6 gate, on a crop read with B01 and B09
+                    gate_60m = (lambda: _gate_scene(job.source, with_60m=True)) if streamed else scene
+                    prepare_precision_gate(Path(config.model_60m), gate_60m, config)
                 sharpener = worker_sharpener(config)
                 sharpen = sharpener.sharpen
                 record["precision"] = getattr(sharpener, "precision", None)  # None: a stand-in without one
         record["model"] = str(model)
         record["model_sha256"] = model_sha256(model)
+        if config.model_60m is not None:
+            record["model_60m"] = str(config.model_60m)
+            record["model_60m_sha256"] = model_sha256(config.model_60m)
+        contract = getattr(sharpener, "contract", None)
+        output_bands = tuple(contract.output_bands) if contract is not None else COARSE_BANDS
+        names = _band_names(output_bands, with_fine=config.with_fine)
+        record.update(with_fine=config.with_fine, band_names=list(names))
         tick = time.perf_counter()
         if streamed:
             shape, quality = _stream_scene(sharpener, job, config)
@@ -485,10 +588,16 @@ def _sharpen_scene(
         else:
             image = sharpen(scene)
             seconds["sharpen"] = time.perf_counter() - tick
-            metrics.update(_consistency(image, scene, _model_degradation(model, sharpen)))
+            twenty = _twenty_metre_bands(image, output_bands)
+            metrics.update(_consistency(twenty, scene, _model_degradation(model, sharpen)))
             tick = time.perf_counter()
-            write_result(job.output, image, band_names=COARSE_BANDS, georef=scene.georef, dtype=config.dtype,
-                         force=True, cog=config.cog)  # fmt: skip
+            product = image
+            if tuple(names) != tuple(output_bands):  # imported only then: a stand-in ``sharpen`` needs no runtime
+                from ..runtime.infer import memory_product
+
+                product = memory_product(image, output_bands, names, scene)
+            write_result(job.output, product, band_names=names, georef=scene.georef, dtype=config.dtype, force=True,
+                         cog=config.cog)  # fmt: skip
             seconds["write"] = time.perf_counter() - tick
             shape = scene.shape
         seconds["total"] = time.perf_counter() - start
@@ -503,8 +612,22 @@ def _sharpen_scene(
     return record
 
 
-def _completed_record(job: SceneJob, config: BatchConfig, model_sha: str | None) -> dict[str, Any] | None:
-    """The report of a scene finished by an earlier run, if its output is intact and still current."""
+def _model_hashes(config: BatchConfig) -> tuple[str | None, str | None]:
+    """sha256 of ``config.model`` and of ``config.model_60m`` in mode ``infer`` (None where there is none)."""
+    if config.mode != "infer":
+        return None, None
+    sixty = model_sha256(config.model_60m) if config.model_60m is not None else None
+    return model_sha256(config.model), sixty
+
+
+def _completed_record(
+    job: SceneJob, config: BatchConfig, model_sha: str | None, model_60m_sha: str | None = None
+) -> dict[str, Any] | None:
+    """The report of a scene finished by an earlier run, if its output is intact and still current.
+
+    Current: same mode, same model (``model_sha``) and the same 60 m model or none (``model_60m_sha``),
+    the same ``with_fine``, the same source signature, and an output with the reported checksum.
+    """
     try:
         previous = json.loads(job.report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -512,6 +635,8 @@ def _completed_record(job: SceneJob, config: BatchConfig, model_sha: str | None)
     if not isinstance(previous, dict) or previous.get("status") != "done" or previous.get("mode") != config.mode:
         return None
     if model_sha is not None and previous.get("model_sha256") != model_sha:
+        return None
+    if previous.get("model_60m_sha256") != model_60m_sha or bool(previous.get("with_fine")) != config.with_fine:
         return None
     if previous.get("source_signature") != source_signature(job.source) or not job.output.is_file():
         return None
@@ -621,9 +746,10 @@ def run_batch(
         Scene files, SAFE products, folders of scenes, CSV/JSON scene lists
         (see :mod:`ssc_edge.batch.manifest`).
     out_dir : Path
-        Output folder (created if missing). Holds ``NAME_sharpened.FORMAT`` (the (H, W, 6) DN image,
-        bands ``COARSE_BANDS``) and ``NAME_sharpened.json`` (its report) per scene, ``models/`` in mode
-        ``fit-and-infer``, and the manifest ``batch.json``.
+        Output folder (created if missing). Holds ``NAME_sharpened.FORMAT`` (the (H, W, B) DN image: bands
+        ``COARSE_BANDS``, then B01 B09 with ``config.model_60m``, or every band in canonical order with
+        ``config.with_fine``; the record's ``band_names``) and ``NAME_sharpened.json`` (its report) per scene,
+        ``models/`` in mode ``fit-and-infer``, and the manifest ``batch.json``.
     config : BatchConfig
     progress : callable, optional
         ``progress(finished, to_run, message)`` after each scene; the message counts done and failed.
@@ -638,6 +764,8 @@ def run_batch(
     OptionError
         Before anything runs: a missing input, two scenes with one output, an output escaping
         ``out_dir``, a bad option (``config.split`` > 1 needs the Ray engine).
+    ModelError
+        Before anything runs: a model in the wrong place (:func:`check_models`).
     OutputError
         ``out_dir`` cannot be created or the manifest cannot be written.
     """
@@ -687,6 +815,7 @@ def run_jobs(
         (the Ray engine records its cluster there).
     """
     start = time.perf_counter()
+    check_models(config)  # a model in the wrong place: one line before anything is planned or written
     out_dir = Path(out_dir)
     jobs = plan_jobs(collect_scenes(inputs), out_dir, output_format=config.output_format)
     if not jobs:
@@ -700,14 +829,14 @@ def run_jobs(
 
         raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror or exc})") from None
     check_output_folder(out_dir)  # exists but cannot be written (read-only mount, permissions): one line, now
-    model_sha = model_sha256(config.model) if config.mode == "infer" else None
+    model_sha, model_60m_sha = _model_hashes(config)
     host, started = socket.gethostname(), _now()
     run_id = f"{host}:{os.getpid()}:{started}"
     jobs = [replace(job, run=run_id) for job in jobs]
     records: dict[str, dict[str, Any]] = {}
     to_run: list[SceneJob] = []
     for job in jobs:
-        previous = _completed_record(job, config, model_sha)
+        previous = _completed_record(job, config, model_sha, model_60m_sha)
         if previous is not None:
             records[job.name] = {**previous, "skipped": True}
             _clear_stale_claim(job)
@@ -715,8 +844,8 @@ def run_jobs(
             records[job.name] = {**job.to_dict(), "status": "pending"}
             to_run.append(job)
     manifest = {"format": "ssc-edge batch manifest", "version": 1, "engine": engine, "config": config.to_dict(),
-                "model_sha256": model_sha, "started": started, "finished": None, "run": run_id,
-                "pid": os.getpid(), "host": host}  # fmt: skip
+                "model_sha256": model_sha, "model_60m_sha256": model_60m_sha, "started": started, "finished": None,
+                "run": run_id, "pid": os.getpid(), "host": host}  # fmt: skip
     if engine_info is not None:
         manifest["engine_info"] = engine_info
 

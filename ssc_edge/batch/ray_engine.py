@@ -14,6 +14,9 @@ How scenes run
   at most one scene in flight per actor. An actor asks for the CPUs of the cluster shared out
   between the workers (its onnxruntime threads), and for a GPU (``num_gpus=1``, or an equal share
   when the cluster has fewer GPUs than workers) when Ray reports GPUs.
+- Mode ``infer`` with a 60 m model (``config.model_60m``): each actor holds both sessions, run on the
+  same tiles (:func:`~ssc_edge.batch.local.worker_sharpener`); not with ``config.split > 1`` (the row
+  bands of :mod:`ssc_edge.runtime.split` are cut for one 20 m model), which :class:`BatchConfig` refuses.
 - Mode ``infer`` with ``config.split > 1``: each scene is read by a coordinating task (no CPU of
   its own) that cuts its tile plan into row bands with the model's halo
   (:mod:`ssc_edge.runtime.split`), has the actors sharpen the bands and stitches them; the result

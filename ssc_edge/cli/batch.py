@@ -27,6 +27,21 @@ def batch_command(
         ),
     ] = None,
     model: Annotated[Path | None, typer.Option(help="ONNX model of mode infer.")] = None,
+    model_60m: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-60m",
+            help="Also run this 60 m model (NAME_60m.onnx from fit-and-export --bands all) on the same tiles "
+            "(mode infer): adds B01 and B09; with --with-fine the product has all 12 bands.",
+            show_default=False,
+        ),
+    ] = None,
+    with_fine: Annotated[
+        bool,
+        typer.Option(
+            "--with-fine", help="Write the complete 10 m product (10 m bands + sharpened; 12 bands with --model-60m)."
+        ),
+    ] = False,
     engine: Annotated[
         str, typer.Option(help="local (process pool) or ray (Ray actors and tasks; needs the 'distributed' extra).")
     ] = "local",
@@ -93,7 +108,7 @@ def batch_command(
                          epochs=epochs, split=split, tile=tile,
                          fit_options={"degradation": degradation, "registration": registration}
                          if mode == "fit-and-infer" else {},
-                         precision=precision, cog=cog)  # fmt: skip
+                         precision=precision, cog=cog, model_60m=model_60m, with_fine=with_fine)  # fmt: skip
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")

@@ -318,12 +318,7 @@ def sharpen_file(
         warn_if_another_scene()
         sharpened = sharpener.sharpen(scene_value, progress=progress, on_core=hook)
         shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
-        product = sharpened
-        if with_fine:
-            planes = {b: sharpened[..., i] for i, b in enumerate(contract.output_bands)}
-            # the 10 m bands as read, NaN (nodata) where 0 DN (ssc_edge.nodata)
-            planes.update({b: np.where(scene_value.bands[b] != 0, scene_value.bands[b], np.nan) for b in FINE_BANDS})
-            product = np.stack([planes[b] for b in names], axis=-1)
+        product = memory_product(sharpened, contract.output_bands, names, scene_value)
         write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force, cog=cog)
         cog_seconds = None
         quality = _reference_quality(scene_value, sharpened, contract)
@@ -359,6 +354,32 @@ def sharpen_file(
         precision_reason=sharpener.precision_reason,
         cog_seconds=cog_seconds,
     )
+
+
+def memory_product(sharpened: np.ndarray, output_bands, names, scene_value) -> np.ndarray:
+    """The product of a scene sharpened in memory, with the bands ``names`` in file order.
+
+    Parameters
+    ----------
+    sharpened : (H, W, C) float32 ndarray
+        The sharpener's output, DN, bands ``output_bands``.
+    output_bands : sequence of str
+    names : sequence of str
+        :func:`~ssc_edge.runtime.stream.output_band_names` of ``output_bands``: ``output_bands`` itself, or
+        (``--with-fine``) every band of the product in canonical order.
+    scene_value : Scene
+        Its 10 m bands are copied in as read, NaN (nodata, :mod:`ssc_edge.nodata`) where 0 DN.
+
+    Returns
+    -------
+    (H, W, len(names)) ndarray
+        ``sharpened`` itself when ``names`` is ``output_bands``.
+    """
+    if tuple(names) == tuple(output_bands):
+        return sharpened
+    planes = {b: sharpened[..., i] for i, b in enumerate(output_bands)}
+    planes.update({b: np.where(scene_value.bands[b] != 0, scene_value.bands[b], np.nan) for b in FINE_BANDS})
+    return np.stack([planes[b] for b in names], axis=-1)
 
 
 def _source_gate_scene(scene: Path, *, with_60m: bool = False):
