@@ -5,6 +5,7 @@ Usage (a quiet machine; a CPU with AMX or AVX512-BF16 for the bf16 rows)::
     python benchmarks/io_thread.py                                  # 1024^2 and 2048^2 band folders, 3 runs each
     python benchmarks/io_thread.py --sizes 1024 --runs 1            # quick
     python benchmarks/io_thread.py --pythonpath /tmp/base --label before   # another checkout's ssc_edge
+    python benchmarks/io_thread.py --input npz --label npz          # the same bands in one .npz (in memory)
 
 For each size a folder of single-band GeoTIFFs of real texture is written (``full_tile.write_scene``: the real scenes
 of ``../shared/data`` mirrored in 1024 px squares, no wedge), a width-128 SSC-CNN (the default architecture) is fitted
@@ -47,6 +48,18 @@ def run_infer(command: list[str], env: dict, log: Path, cwd: Path) -> dict:
     return row
 
 
+def _npz_copy(folder: Path) -> Path:
+    """The band folder's ten bands in one ``.npz`` beside it (DN; the in-memory path of ``infer``)."""
+    import numpy as np
+
+    from ssc_edge.io import read_scene
+
+    path = folder.with_suffix(".npz")
+    if not path.is_file():
+        np.savez(path, **read_scene(folder).bands)
+    return path
+
+
 def median_of(rows: list[dict], key: str) -> float | None:
     values = [r[key] for r in rows if key in r and r.get("exit_code") == 0]
     return round(statistics.median(values), 2) if values else None
@@ -59,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="Model to use (default: fit a width-128 model, 1 epoch).")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ssc-edge-io-thread"), help="Scratch folder.")
     parser.add_argument("--infer-args", default="", help="More infer options for every run.")
+    what = "Sharpen the band folder, or the same bands in one .npz (read whole, in memory)."
+    parser.add_argument("--input", choices=("folder", "npz"), default="folder", help=what)
     parser.add_argument("--pythonpath", type=Path, help="Run this checkout's ssc_edge (PYTHONPATH) instead.")
     parser.add_argument("--label", default="amx", help="Result name.")
     parser.add_argument("--note", default="", help="A line about the conditions.")
@@ -88,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.work / f"S2_mosaic_{size}"
         if not (folder / "T31TDH_20260101T000000_B12.tif").is_file():
             write_scene(folder, size, block=1024, wedge=0.0)
+        scene = folder if args.input == "folder" else _npz_copy(folder)
         model = args.model
         if model is None:
             model = args.work / f"w128_{size}.onnx"
@@ -98,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.runs):
             for precision in rows:
                 output = args.work / f"out_{size}_{precision}.tif"
-                command = [*exe, "infer", str(model), str(folder), "-o", str(output), "-f", "-v"]
+                command = [*exe, "infer", str(model), str(scene), "-o", str(output), "-f", "-v"]
                 command += ["--precision", precision, *shlex.split(args.infer_args)]
                 row = run_infer(command, env, args.work / f"infer_{size}_{precision}_{k}.log", args.work)
                 rows[precision].append(row)
