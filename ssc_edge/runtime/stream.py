@@ -24,7 +24,7 @@ import numpy as np
 from ..bands import ALL_BANDS, FINE_BANDS
 from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_output_path
-from ..io.cog import cloud_optimize, scratch_geotiff
+from ..io.cog import OverviewWriter, cloud_optimize, overview_factors, scratch_geotiff
 from ..io.results import RESULT_DTYPES, to_dtype
 from ..io.sources import BandSource, open_band_source
 from ..nodata import output_nodata
@@ -85,8 +85,9 @@ class _StripWriter:
     512 px tile), never with its area.
     """
 
-    def __init__(self, dataset, shape: tuple[int, int], bands: int, dtype: str, *, tile: int) -> None:
+    def __init__(self, dataset, shape: tuple[int, int], bands: int, dtype: str, *, tile: int, overviews=None) -> None:
         self.dataset, self.shape, self.dtype = dataset, shape, dtype
+        self.overviews = overviews  # an ssc_edge.io.cog.OverviewWriter: the strips' 2 x 2 means, as written
         self.buffer = np.empty((min(tile + BLOCK, shape[0]), shape[1], bands), dtype=np.float32)
         self.row = 0  # output row of buffer[0]
         self.filled = 0  # rows of the buffer covered by finished tile rows
@@ -108,6 +109,8 @@ class _StripWriter:
             chunk = to_dtype(self.buffer[start : min(start + BLOCK, rows)], self.dtype)
             window = ((self.row + start, self.row + start + len(chunk)), (0, self.shape[1]))
             self.dataset.write(np.moveaxis(chunk, -1, 0), window=window)
+            if self.overviews is not None:
+                self.overviews.add(self.row + start, chunk)
         left = self.filled - rows
         self.buffer[:left] = self.buffer[rows : rows + left]
         self.row += rows
@@ -210,6 +213,7 @@ def sharpen_stream(
         Output exists, folder not writable, disk full; nothing is left at ``output_path``.
     """
     import rasterio
+    from rasterio._err import CPLE_BaseError  # GDAL's own errors (not exported by rasterio.errors)
     from rasterio.transform import Affine
 
     output_path = Path(output_path)
@@ -270,10 +274,14 @@ def sharpen_stream(
         ):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                with rasterio.open(plain, "w", **profile) as out:
+                with rasterio.open(plain, "w", **profile) as out, contextlib.ExitStack() as open_overviews:
                     for index, name in enumerate(names, start=1):
                         out.set_band_description(index, name)
-                    writer = _StripWriter(out, shape, len(names), dtype, tile=sharpener.tile)
+                    overviews = None
+                    if cog and overview_factors(shape):  # the COG's overviews, made from the strips as written
+                        overviews = OverviewWriter(plain, shape, len(names), dtype, output_nodata(dtype))
+                        open_overviews.callback(overviews.close)
+                    writer = _StripWriter(out, shape, len(names), dtype, tile=sharpener.tile, overviews=overviews)
 
                     nodata_pixels = [0]
 
@@ -296,7 +304,9 @@ def sharpen_stream(
                             shape, read, write, progress=progress, read_valid=source.valid
                         )
                         writer.close()
-                    except rasterio.errors.RasterioIOError as exc:
+                        if overviews is not None:
+                            overviews.finish(cache_mb=gdal_cache_mb)
+                    except (rasterio.errors.RasterioIOError, CPLE_BaseError) as exc:  # the latter: building overviews
                         raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc
             if cog:
                 cog_seconds = cloud_optimize(

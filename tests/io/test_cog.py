@@ -18,7 +18,13 @@ from ssc_edge.bands import COARSE_BANDS, FINE_BANDS  # noqa: E402
 from ssc_edge.errors import OptionError, OutputError, SceneReadError  # noqa: E402
 from ssc_edge.io import read_estimate, write_result  # noqa: E402
 from ssc_edge.io._atomic import remove_stale_temporaries, temporary_prefix  # noqa: E402
-from ssc_edge.io.cog import cloud_optimize, cog_creation_options, scratch_geotiff  # noqa: E402
+from ssc_edge.io.cog import (  # noqa: E402
+    average_2x2,
+    cloud_optimize,
+    cog_creation_options,
+    overview_factors,
+    scratch_geotiff,
+)
 from ssc_edge.io.geotiff import write_geotiff  # noqa: E402
 from ssc_edge.runtime.infer import sharpen_file  # noqa: E402
 from ssc_edge.scene import GeoReference, Scene  # noqa: E402
@@ -254,6 +260,55 @@ def test_streamed_product_is_a_cog_equal_to_the_plain_geotiff(tmp_path, model, b
     assert np.array_equal(info["nodata"], (nodata,) * 6, equal_nan=True)
     assert np.array_equal(got[:, 0, 0], np.full(6, nodata, dtype=dtype), equal_nan=True)  # the no-data corner
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif"]  # no temporary file left
+
+
+@pytest.mark.parametrize("shape", [(300, 300), (1040, 560), (600, 2050), (2100, 1100)])
+def test_overview_factors_are_the_levels_gdals_cog_driver_makes(tmp_path, shape):
+    data = np.zeros((1, *shape), dtype="uint16")
+    _plain_geotiff(tmp_path / "plain.tif", data, 0)
+    assert overview_factors(shape) == cloud_optimize(tmp_path / "plain.tif", tmp_path / "cog.tif").overviews
+
+
+@pytest.mark.parametrize(("dtype", "nodata"), [("float32", float("nan")), ("uint16", 0)])
+def test_average_2x2_is_the_mean_of_each_blocks_valid_pixels(dtype, nodata):
+    data = np.moveaxis(_with_nodata(dtype, nodata)[:, 280:320, 180:240], 0, -1).copy()  # the no-data corner's edge
+    data[31, 41] = nodata  # one no-data pixel in a block of valid ones
+    got = average_2x2(data, nodata)
+    assert got.shape == (20, 30, 3) and got.dtype == dtype
+    reference = data.astype(np.float64)
+    reference[np.isnan(reference) | (reference == nodata)] = np.nan
+    blocks = np.stack([reference[i::2, j::2] for i in (0, 1) for j in (0, 1)])
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning, match="Mean of empty slice"):
+        mean = np.nanmean(blocks, axis=0)
+    values = got.astype(np.float64)
+    values[np.isnan(values) | (values == nodata)] = np.nan
+    assert np.array_equal(np.isnan(values), np.isnan(mean)) and np.isnan(mean).sum() == 3 * 10 * 10
+    assert np.nanmax(np.abs(values - mean)) <= (0.5 if dtype == "uint16" else 1e-6 * 6000)  # uint16 rounds
+    three = np.mean(data[30:32, 40:42, 0].astype(np.float64).ravel()[:3])  # the block with the lone no-data pixel
+    assert values[15, 20, 0] == pytest.approx(three, abs=0.5 if dtype == "uint16" else 1e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint16"])
+def test_streamed_overviews_are_gdals_own_and_leave_no_file(tmp_path, model, band_folder, dtype):
+    """The streamed COG's overviews (2 x 2 means made while writing, the smaller levels by GDAL from them)
+    against those GDAL's COG driver computes itself from the same plain product."""
+    options = dict(provider="cpu", tile=256, dtype=dtype, full_resolution=False, precision="fp32")
+    sharpen_file(model, band_folder, tmp_path / "cog.tif", **options)
+    sharpen_file(model, band_folder, tmp_path / "plain.tif", cog=False, **options)
+    cloud_optimize(tmp_path / "plain.tif", tmp_path / "gdal.tif")  # GDAL's own overviews
+    nodata = 0 if dtype == "uint16" else np.nan
+    with rasterio.open(tmp_path / "cog.tif") as ours, rasterio.open(tmp_path / "gdal.tif") as gdal:
+        assert ours.overviews(1) == gdal.overviews(1) == [2, 4]
+        for factor in (2, 4):
+            shape = (6, -(-SIDE // factor), -(-560 // factor))
+            got = ours.read(out_shape=shape).astype(np.float64)
+            expected = gdal.read(out_shape=shape).astype(np.float64)
+            for values in (got, expected):
+                values[np.isnan(values) | (values == nodata)] = np.nan
+            assert np.array_equal(np.isnan(got), np.isnan(expected))
+            assert np.isnan(got).any() and not np.isnan(got).all()  # the no-data corner stays no-data
+            assert np.nanmax(np.abs(got - expected)) <= (1.0 if dtype == "uint16" else 1e-3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "gdal.tif", "plain.tif"]  # no .ovr left
 
 
 def test_ctrl_c_in_the_cog_step_leaves_nothing(tmp_path, model, band_folder):
