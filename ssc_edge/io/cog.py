@@ -7,7 +7,8 @@ product is written (streamed window by window, or from memory) into a plain tile
 the output, and :func:`cloud_optimize` copies that file into the COG that is then renamed onto
 the output (:func:`ssc_edge.io.atomic_output`). GDAL's driver reads the source block by block
 through its block cache (bounded here by ``cache_mb``), computes the overviews into a temporary
-file beside the destination and writes the COG layout: memory stays bounded on a full tile.
+file beside the destination (unless the source brings its own: a streamed product does, see below)
+and writes the COG layout: memory stays bounded on a full tile.
 
 The choices (measured by ``benchmarks/cog_cost.py``, see ``docs/cog.md``):
 
@@ -413,7 +414,8 @@ class OverviewWriter:
 def scratch_geotiff(beside: Path) -> Iterator[Path]:
     """Yield a temporary ``.tif`` path in the folder of ``beside``; remove it on exit, whatever happens.
 
-    The plain GeoTIFF that :func:`cloud_optimize` reads lives here. Its name starts with
+    The plain GeoTIFF that :func:`cloud_optimize` reads lives here (and its ``.ovr``, written by
+    :class:`OverviewWriter`, is removed with it). Its name starts with
     ``.{beside.name}.ssc-edge-HOST-PID.`` like the temporary files of :func:`ssc_edge.io.atomic_output`
     (:func:`ssc_edge.io._atomic.temporary_prefix`), so the batch engine's clean-up of a killed worker's
     leftovers, and the next ``atomic_output`` for the same output after a SIGKILL, find it too.
