@@ -113,6 +113,10 @@ class BatchConfig:
         Mode ``infer``: a 60 m model (``NAME_60m.onnx`` from ``fit-and-export --bands all``) run on the
         same tiles as ``model`` (:class:`~ssc_edge.runtime.product.CombinedSharpener`), adding B01 and
         B09 after the six 20 m bands; as ``ssc-edge infer --model-60m``. Not with ``split`` > 1.
+    wait : float, optional
+        Seconds this run waits, once it has nothing else to do, for scenes another live run holds
+        (:mod:`ssc_edge.batch.claims`); None (default): until they are released. Scenes still held
+        then stay ``pending`` with ``claimed_by`` in the manifest (a hung or stopped other run).
     with_fine : bool
         Write the complete 10 m product: the sharpened bands and the four 10 m bands as read (0 DN
         no-data), in canonical band order (:func:`ssc_edge.runtime.stream.output_band_names`): 10 bands,
@@ -135,6 +139,7 @@ class BatchConfig:
     cog: bool = True
     model_60m: Path | None = None
     with_fine: bool = False
+    wait: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -162,6 +167,10 @@ class BatchConfig:
             raise OptionError(f"split must be a positive integer (row bands per scene), got {self.split!r}")
         if self.split > 1 and self.mode != "infer":
             raise OptionError("splitting scenes into row bands needs mode infer (one model for every band)")
+        if self.wait is not None and (
+            isinstance(self.wait, bool) or not isinstance(self.wait, (int, float)) or not 0 <= self.wait < float("inf")
+        ):
+            raise OptionError(f"wait must be a number of seconds >= 0, got {self.wait!r}")
         if not isinstance(self.with_fine, bool):
             raise OptionError(f"with_fine must be true or false, got {self.with_fine!r}")
         if self.model_60m is not None:
@@ -882,8 +891,13 @@ def run_jobs(
                 len(jobs), len(jobs) - len(to_run), len(to_run), config.workers)  # fmt: skip
     if to_run:
         execute(to_run, on_record)
+    deadline = None if config.wait is None else time.monotonic() + config.wait
     while busy:  # scenes another run held: wait until it releases them, then take over those it left undone
-        released = _wait_for_release(list(busy.values()))
+        released = _wait_for_release(list(busy.values()), deadline=deadline)
+        if not released:  # config.wait is over: they stay pending, with the run that holds them
+            logger.info("%d scene(s) still held by another run after waiting %g s: left pending (%s)",
+                           len(busy), config.wait, ", ".join(sorted(busy)))  # fmt: skip
+            break
         for job in released:
             del busy[job.name]
         execute(released, on_record)
@@ -912,11 +926,11 @@ def _clear_stale_claim(job: SceneJob) -> None:
 CLAIM_POLL_SECONDS = 0.5
 
 
-def _wait_for_release(jobs: list[SceneJob]) -> list[SceneJob]:
+def _wait_for_release(jobs: list[SceneJob], *, deadline: float | None = None) -> list[SceneJob]:
     """Wait until another run releases (finishes, or dies holding) the claim of at least one of ``jobs``.
 
     Returns the jobs whose claims are free now; :func:`process_scene` then finds each done (the other
-    run's report) or sharpens it.
+    run's report) or sharpens it. ``[]`` once ``time.monotonic()`` passes ``deadline`` (None: never).
     """
     from .claims import claim_path, try_claim
 
@@ -932,6 +946,6 @@ def _wait_for_release(jobs: list[SceneJob]) -> list[SceneJob]:
             if claim is not None:
                 claim.release()
                 free.append(job)
-        if free:
+        if free or (deadline is not None and time.monotonic() >= deadline):
             return free
         time.sleep(CLAIM_POLL_SECONDS)

@@ -90,6 +90,14 @@ def batch_command(
             "--no-cog: plain tiled GeoTIFFs without overviews (faster to write).",
         ),
     ] = True,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds to wait at the end for scenes another live run holds (default: until it releases them); "
+            "scenes still held then are left pending and the exit status is 1.",
+        ),
+    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -108,7 +116,7 @@ def batch_command(
                          epochs=epochs, split=split, tile=tile,
                          fit_options={"degradation": degradation, "registration": registration}
                          if mode == "fit-and-infer" else {},
-                         precision=precision, cog=cog, model_60m=model_60m, with_fine=with_fine)  # fmt: skip
+                         precision=precision, cog=cog, model_60m=model_60m, with_fine=with_fine, wait=wait)  # fmt: skip
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")
@@ -119,7 +127,12 @@ def batch_command(
     for record in result.records:
         if record["status"] == "failed":
             echo(f"failed: {record['source']}: {record['error']}", err=True)
-    if failed:
+    held = [record for record in result.records if record["status"] == "pending"]
+    for record in held:
+        holder = record.get("claimed_by") or {}
+        echo(f"pending: {record['source']}: still held by another run (pid {holder.get('pid', '?')} on "
+             f"{holder.get('host', '?')}) after --wait {wait or 0:g} s; rerun to take it over", err=True)  # fmt: skip
+    if failed or held:
         raise typer.Exit(1)
 
 

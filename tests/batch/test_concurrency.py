@@ -23,6 +23,7 @@ import pytest
 from ssc_edge.batch import MANIFEST_NAME, BatchConfig, read_manifest, run_batch
 from ssc_edge.batch.claims import claim_holder, claim_path, try_claim
 from ssc_edge.batch.manifest import merge_records
+from ssc_edge.errors import OptionError
 
 from .test_batch import fake_runtime, write_scene  # noqa: F401 (fixture)
 
@@ -179,6 +180,53 @@ def test_a_scene_held_by_a_live_run_is_skipped_then_taken_over_when_it_dies(tmp_
     records = result["r"].records
     assert [r["status"] for r in records] == ["done", "done"] and not any(r.get("skipped") for r in records)
     assert sorted(p.name for p in out.iterdir()) == _listing(out, ["a", "b"])  # its temporary file was stale
+
+
+def test_wait_bounds_the_wait_for_a_hung_run_and_leaves_its_scene_pending(tmp_path, fake_runtime):  # noqa: F811
+    first, second = write_scene(tmp_path / "in" / "a.npz", seed=1), write_scene(tmp_path / "in" / "b.npz", seed=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = _hold(out / "a_sharpened.npz", "hold")  # a live run that never finishes a (hung, or SIGSTOPped)
+    try:
+        config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True, wait=1.0)
+        start, outcome = time.monotonic(), {}
+        batch = threading.Thread(target=lambda: outcome.update(r=run_batch([first, second], out, config)))
+        batch.start()
+        batch.join(timeout=60)  # without the bound it would wait for the holder forever
+        assert not batch.is_alive()
+        waited, result = time.monotonic() - start, outcome["r"]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert 1.0 <= waited < 30
+    a, b = result.records
+    assert a["status"] == "pending" and a["claimed_by"]["pid"] == holder.pid and b["status"] == "done"
+    scenes = {r["name"]: r for r in read_manifest(out)["scenes"]}
+    assert scenes["a_sharpened"]["status"] == "pending" and read_manifest(out)["finished"] is not None
+    assert not (out / "a_sharpened.npz").exists()
+    with pytest.raises(OptionError, match="wait must be a number of seconds >= 0, got -1"):
+        BatchConfig(mode="infer", model=fake_runtime, wait=-1)
+
+
+def test_cli_wait_reports_the_held_scene_and_exits_1(tmp_path, ssc_edge_command):
+    model = REPO / "models" / "demo.onnx"
+    if not model.is_file():
+        pytest.skip("no shipped demo model")
+    scenes = _scenes(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = _hold(out / f"{scenes[0]}_sharpened.npz", "hold")
+    try:
+        args = [*ssc_edge_command, "batch", str(tmp_path / "in"), "--out", str(out), "--model", str(model),
+                "--format", "npz", "--precision", "fp32", "--wait", "1", "-q"]  # fmt: skip
+        run = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert run.returncode == 1, run.stderr
+    line = f"pending: {tmp_path / 'in' / scenes[0]}.npz: still held by another run (pid {holder.pid} on "
+    assert line in run.stderr and "after --wait 1 s; rerun to take it over" in run.stderr
+    assert run.stdout.startswith("1 done (0 from an earlier run), 0 failed in ")
 
 
 def test_claims_are_exclusive_between_processes_and_removed_on_release(tmp_path):
