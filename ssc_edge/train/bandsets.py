@@ -43,7 +43,7 @@ from ..bandset import (
 )
 from ..contract import ModelContract
 from ..errors import OptionError, SceneError
-from ..io import atomic_output, check_output_path
+from ..io import atomic_output
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback, stage
@@ -55,6 +55,7 @@ from .export import (
     ExportResult,
     _add_precision_gate,
     _versions,
+    check_export_paths,
     check_parity,
     fit_and_export,
     keras_to_onnx,
@@ -386,16 +387,12 @@ def _fit_and_export_bands(
     evaluation: str,
 ) -> dict[str, ExportResult]:
     scene_obj = sixty_scene(opened)
-    inputs = (Path(scene),) if isinstance(scene, (str, Path)) else ()  # never overwrite the scene, even with --force
-    for key, path in output_paths(output).items():  # an output error first, before any note on the band sets
-        if key != "keras" or write_keras:
-            check_output_path(path, force=force, inputs=inputs)
+    checks = {"scene": scene, "force": force, "write_keras": write_keras}
+    check_export_paths(output_paths(output), **checks)  # an output error first, before any note on the band sets
     sets = resolve_band_sets(scene_obj, bands, config)
     paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
     if "60m" in sets:
-        for key, path in paths60.items():
-            if key != "keras" or write_keras:
-                check_output_path(path, force=force, inputs=inputs)
+        check_export_paths(paths60, **checks)
     results: dict[str, ExportResult] = {}
     if "20m" in sets:
         source = scene if isinstance(scene, (str, Path)) else opened  # a path: the bounded, windowed 20 m fit

@@ -58,6 +58,7 @@ __all__ = [
     "keras_to_onnx",
     "pad_concat_channels",
     "measure_layouts",
+    "check_export_paths",
     "output_paths",
 ]
 
@@ -424,6 +425,15 @@ def output_paths(output: Path) -> dict[str, Path]:
     }
 
 
+def check_export_paths(paths: dict[str, Path], *, scene: object, force: bool, write_keras: bool) -> None:
+    """:func:`~ssc_edge.io.check_output_path` on every file of :func:`output_paths` that will be written
+    (``NAME.keras`` only with ``write_keras``); none may be ``scene`` when it is a path, even with ``force``."""
+    inputs = (Path(scene),) if isinstance(scene, (str, Path)) else ()
+    for key, path in paths.items():
+        if key != "keras" or write_keras:
+            check_output_path(path, force=force, inputs=inputs)
+
+
 def _scene_sha256(path: Path | None) -> str:
     """The scene's identity (:func:`ssc_edge.io.sources.scene_identity`: a file's sha256, or the
     documented hash of a folder's or SAFE product's band files); ``""`` for a generated scene."""
@@ -535,10 +545,7 @@ def fit_and_export(
     """
     config = config or FitConfig()
     paths = output_paths(output)
-    inputs = (Path(scene),) if isinstance(scene, (str, Path)) else ()  # never overwrite the scene, even with --force
-    for key, path in paths.items():
-        if key != "keras" or write_keras:
-            check_output_path(path, force=force, inputs=inputs)
+    check_export_paths(paths, scene=scene, force=force, write_keras=write_keras)
     options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
     clock = time.perf_counter()
     with opened_scene(scene) as (scene_obj, sha, name):
