@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # the runtime imports this module: no import of it at run time
-    from .runtime.tiling import Tile
+    from .tiling import Tile
 
 __all__ = [
     "NODATA_FLOAT32",

@@ -829,7 +829,7 @@ class RowAssembler:
 
     def _inputs(self, a0: int, a1: int) -> tuple[np.ndarray, np.ndarray]:
         """The 10 m bands of rows ``a0:a1`` and the 20 m bands of rows ``a0/2:a1/2``, DN."""
-        from .runtime.tiling import Tile
+        from .tiling import Tile
 
         width = self.accumulator.shape[1]
         fine = np.stack([self._read(b, Tile(a0, 0, a1 - a0, width)) for b in FINE_BANDS], axis=-1)

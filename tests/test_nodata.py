@@ -10,7 +10,7 @@ from scipy import ndimage
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
 from ssc_edge.nodata import fill_margin, fill_nearest, read_filled, scene_valid, valid_pixels
 from ssc_edge.runtime import Sharpener
-from ssc_edge.runtime.tiling import Tile
+from ssc_edge.tiling import Tile
 from ssc_edge.scene import Scene
 
 from .runtime._models import write_model

@@ -25,7 +25,7 @@ from ssc_edge.quality import (
     full_resolution_quality,
     q2n,
 )
-from ssc_edge.runtime.tiling import plan_tiles
+from ssc_edge.tiling import plan_tiles
 
 LOWER_IS_BETTER = ("consistency_sam", "consistency_ergas", "d_lambda_khan", "d_lambda", "d_s", "d_rho")
 HIGHER_IS_BETTER = ("consistency_mean_sre", "consistency_q2n", "qnr", "hqnr")

@@ -55,7 +55,7 @@ import numpy as np
 
 from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
-from ..runtime.tiling import Tile
+from ..tiling import Tile
 from ..scene import GeoReference, Scene
 from .limits import check_array_size
 

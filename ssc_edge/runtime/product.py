@@ -28,7 +28,7 @@ from ..nodata import ValidReader, nonzero_valid
 from ..progress import ProgressCallback
 from ..scene import Scene
 from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline
-from .tiling import PlannedTile, Tile, check_tile_size, plan_tiles
+from ..tiling import PlannedTile, Tile, check_tile_size, plan_tiles
 
 __all__ = ["CombinedContract", "CombinedSharpener"]
 

@@ -31,7 +31,7 @@ def check_pillow() -> None:
 
 def centre_window(shape: Sequence[int], size: int = 512):
     """The centred (at most ``size`` x ``size``) window of an (H, W) grid that the quicklook shows."""
-    from .tiling import Tile
+    from ..tiling import Tile
 
     h, w = min(int(shape[0]), size), min(int(shape[1]), size)
     return Tile((int(shape[0]) - h) // 2, (int(shape[1]) - w) // 2, h, w)

@@ -3,7 +3,7 @@
 Every preprocessing choice comes from the model's metadata (:class:`~ssc_edge.contract.ModelContract`):
 the band order of the input, the normalisation ``scale``, the upsampling method of the 20 m bands,
 the ``halo`` that sets the tile overlap, and the tensor layout. The scene is cut into windows
-(:func:`~ssc_edge.runtime.tiling.plan_tiles`); each window's input is built from that window of
+(:func:`~ssc_edge.tiling.plan_tiles`); each window's input is built from that window of
 the 10 m bands and the 20 m bands around it (with the upsampling kernel's margin), so a window's
 input equals the same crop of the whole-image input, and on the CPU provider the tiled result
 equals whole-image inference bit for bit.
@@ -30,7 +30,7 @@ from ..wald import upsample
 from .precision import Choice
 from .providers import STATIC_SHAPE_PROVIDERS
 from .session import LoadedModel, load_model
-from .tiling import PlannedTile, Tile, check_tile_size, coarse_window, plan_tiles
+from ..tiling import PlannedTile, Tile, check_tile_size, coarse_window, plan_tiles
 
 __all__ = [
     "Sharpener",
@@ -469,7 +469,7 @@ class Sharpener:
         check_scene_size(shape, self.contract, source=source)
 
     def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]:
-        """The tile plan for an (H, W) fine grid (see :func:`~ssc_edge.runtime.tiling.plan_tiles`)."""
+        """The tile plan for an (H, W) fine grid (see :func:`~ssc_edge.tiling.plan_tiles`)."""
         return plan_tiles(shape, tile=self.tile, halo=self.contract.halo)
 
     def sharpen_windows(
@@ -493,7 +493,7 @@ class Sharpener:
         write_core : CoreWriter
             Called once per tile, in row-major order, with the core's (h, w, C_out) float32 DN.
         tiles : sequence of PlannedTile, optional
-            Run only these tiles of :meth:`plan` (a :class:`~ssc_edge.runtime.tiling.RowBand`'s
+            Run only these tiles of :meth:`plan` (a :class:`~ssc_edge.tiling.RowBand`'s
             when a scene is split across workers); default: the whole plan.
         progress : callable, optional
             ``progress(done, total, message)`` after every batch of tiles.

@@ -1,8 +1,8 @@
 """One scene across several workers: bands of whole tile rows, sharpened apart, stitched bit for bit.
 
 The scene's tile plan (:meth:`Sharpener.plan <ssc_edge.runtime.sharpen.Sharpener.plan>`, windows
-overlapping by the model's ``halo``) is cut into :class:`~ssc_edge.runtime.tiling.RowBand` values
-(:func:`~ssc_edge.runtime.tiling.split_row_bands`). Each band travels as a :class:`RowBandInput`:
+overlapping by the model's ``halo``) is cut into :class:`~ssc_edge.tiling.RowBand` values
+(:func:`~ssc_edge.tiling.split_row_bands`). Each band travels as a :class:`RowBandInput`:
 the band and the rows of every input band its windows read (the 20 m rows with the upsampling
 kernel's margin, :data:`~ssc_edge.runtime.sharpen.COARSE_MARGIN`). A worker runs the network on
 exactly the windows the whole plan would (:func:`sharpen_row_band`), so on the CPU provider the
@@ -24,7 +24,7 @@ from ..errors import SceneError
 from ..nodata import fill_margin
 from ..scene import Scene
 from .sharpen import COARSE_MARGIN, Sharpener, check_scene_bands
-from .tiling import RowBand, Tile, coarse_window, plan_tiles, split_row_bands, stitch_row_bands
+from ..tiling import RowBand, Tile, coarse_window, plan_tiles, split_row_bands, stitch_row_bands
 
 __all__ = ["RowBandInput", "row_band_inputs", "sharpen_row_band", "sharpen_in_row_bands"]
 

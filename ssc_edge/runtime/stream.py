@@ -31,7 +31,7 @@ from ..nodata import output_nodata
 from ..progress import ProgressCallback
 from ..scene import GeoReference
 from .sharpen import Sharpener
-from .tiling import Tile
+from ..tiling import Tile
 
 __all__ = ["StreamResult", "sharpen_stream", "sharpen_geotiff", "output_band_names"]
 

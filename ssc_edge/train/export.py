@@ -470,7 +470,7 @@ def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_W
     """
     from ..bands import COARSE_BANDS, FINE_BANDS
     from ..runtime.sharpen import upsampled_window
-    from ..runtime.tiling import Tile
+    from ..tiling import Tile
 
     height, width = source.shape
     h, w = min(side, height), min(side, width)

@@ -601,7 +601,7 @@ def predict_tiled(model, inputs: np.ndarray, scale: float, *, tile: int = EVALUA
     memory is set by the window, not by the image; (H, W, 10) DN -> (H, W, 6) float32 DN, equal to the
     whole-image result up to float rounding (the halo covers the receptive field; borders keep the zero
     padding of the whole image)."""
-    from ..runtime.tiling import plan_tiles
+    from ..tiling import plan_tiles
     from .model import receptive_halo
 
     height, width = inputs.shape[:2]
@@ -679,7 +679,7 @@ class Evaluation:
 def _scene_window_pair(scene: Scene, upsampling: str):
     """``pair(tile) -> (inputs, reference, nodata)`` of an RR scene's own input and its reference, DN."""
     from ..runtime.sharpen import upsampled_window
-    from ..runtime.tiling import Tile
+    from ..tiling import Tile
 
     source = scene_source(scene)
 
@@ -752,7 +752,7 @@ def score_windows(
     -------
     (model report, bicubic report, windows run, pixels scored, sampled)
     """
-    from ..runtime.tiling import Tile, plan_tiles
+    from ..tiling import Tile, plan_tiles
     from .model import receptive_halo
 
     halo = receptive_halo(model)

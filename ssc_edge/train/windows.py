@@ -2,7 +2,7 @@
 
 A scene too large for memory (a 10980 x 10980 Sentinel-2 tile) is read through a *band source*:
 anything with ``shape`` (the fine grid's ``(H, W)``, pixels) and ``read(band, tile)`` returning that
-band's (h, w) DN window (``tile`` a :class:`~ssc_edge.runtime.tiling.Tile` on the band's own grid; the
+band's (h, w) DN window (``tile`` a :class:`~ssc_edge.tiling.Tile` on the band's own grid; the
 runtime's ``BandReader``). :func:`scene_source` wraps an in-memory :class:`~ssc_edge.scene.Scene`.
 
 :func:`window_pair` builds the Wald training pair of a region of the training grid by calling
@@ -25,7 +25,7 @@ from .. import registration, sampling, wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import SceneError
 from ..progress import ProgressCallback, report
-from ..runtime.tiling import Tile
+from ..tiling import Tile
 from ..scene import Scene
 
 __all__ = [

@@ -18,7 +18,7 @@ from ssc_edge.errors import SceneReadError
 from ssc_edge.io import read_scene
 from ssc_edge.io.safe import read_safe_product, read_safe_scene
 from ssc_edge.io.sources import open_band_source, scene_identity
-from ssc_edge.runtime.tiling import Tile
+from ssc_edge.tiling import Tile
 
 from .real_safe import GRANULE, L2A_PREFIX, build_real_safe, crop_band, write_lossless_jp2
 

@@ -20,7 +20,7 @@ from ssc_edge.errors import SceneError, SceneReadError
 from ssc_edge.io import detect_format, read_scene
 from ssc_edge.io.geotiff import band_of_file_name
 from ssc_edge.io.sources import ArrayBandSource, BandSource, open_band_source, scene_identity
-from ssc_edge.runtime.tiling import Tile
+from ssc_edge.tiling import Tile
 
 from .real_safe import CROP_PREFIX, build_real_safe, crop_band, crop_folder
 

@@ -12,7 +12,7 @@ from ssc_edge.errors import OptionError, SceneError
 from ssc_edge.nodata import fill_margin
 from ssc_edge.runtime import Sharpener
 from ssc_edge.runtime.split import row_band_inputs, sharpen_in_row_bands, sharpen_row_band
-from ssc_edge.runtime.tiling import plan_tiles, split_row_bands, stitch_row_bands
+from ssc_edge.tiling import plan_tiles, split_row_bands, stitch_row_bands
 
 from ._models import write_model
 from .conftest import random_scene

@@ -9,7 +9,7 @@ import pytest
 
 from ssc_edge.errors import OptionError
 from ssc_edge.runtime.sharpen import upsampled_window
-from ssc_edge.runtime.tiling import (
+from ssc_edge.tiling import (
     Tile,
     _axis_spans,
     axis_windows,

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import OptionError
+from .errors import OptionError
 
 __all__ = [
     "axis_windows",
