@@ -54,6 +54,7 @@ __all__ = [
     "nonzero_valid",
     "output_nodata",
     "read_filled",
+    "measured",
     "scene_valid",
     "valid_pixels",
 ]
@@ -92,6 +93,17 @@ def valid_pixels(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     finite = np.isfinite(values)
     return finite.all(axis=-1) if values.ndim == 3 else finite
+
+
+def measured(values: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of an (H, W[, C]) DN array where every band carries a measurement.
+
+    The rule of the readers' output and of in-memory scenes: 0 DN (or NaN) in any band is no-data. Every
+    estimate made from a scene's own bands (:mod:`ssc_edge.registration`) leaves those pixels out.
+    """
+    values = np.asarray(values)
+    present = np.isfinite(values) & (values != 0)
+    return present.all(axis=-1) if values.ndim == 3 else present
 
 
 def fill_nearest(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

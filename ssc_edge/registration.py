@@ -49,6 +49,7 @@ from scipy import optimize
 from .bands import COARSE_BANDS, FINE_BANDS, MTF_NYQUIST, VERY_COARSE_BANDS
 from .bandset import SIXTY_INPUT_BANDS, RatioPairModel, band_ratio
 from .errors import OptionError, SceneError
+from .nodata import measured
 from .scene import Scene
 from .wald import DEGRADATION_METHODS, Kernel, PairModel, _keys_cubic, mtf_sigma
 
@@ -244,6 +245,40 @@ def _kernel_1d(kind: str, sigma: float, offset: float, ratio: int = 2) -> np.nda
     return weights / total if total > 1e-12 else weights
 
 
+def _usable(fine: np.ndarray, coarse: np.ndarray, rows: np.ndarray, cols: np.ndarray, ratio: int) -> np.ndarray | None:
+    """(rows, cols) bool: the candidate coarse pixels that enter the regression, or None when all of them do.
+
+    A coarse pixel enters only when it and every 10 m pixel of its ``n x n`` neighbourhood (``_TAPS[ratio]``
+    from ``ratio * i``) are valid in every band (:func:`ssc_edge.nodata.measured`: no 0 DN, no NaN). None
+    (every pixel of both arrays valid) keeps the regular subsample of a scene without no-data unchanged.
+    """
+    fine_ok, coarse_ok = measured(fine), measured(coarse)
+    if fine_ok.all() and coarse_ok.all():
+        return None
+    n = _TAPS[ratio].size
+    # invalid 10 m pixels in each n x n window, from a summed-area table (0 row and column prepended)
+    table = np.pad(np.cumsum(np.cumsum(~fine_ok, axis=0, dtype=np.int64), axis=1), ((1, 0), (1, 0)))
+    top, left = np.ix_(ratio * rows + _TAPS[ratio][0], ratio * cols + _TAPS[ratio][0])
+    invalid = table[top + n, left + n] - table[top, left + n] - table[top + n, left] + table[top, left]
+    return (invalid == 0) & coarse_ok[np.ix_(rows, cols)]
+
+
+def _too_few(shape: tuple[int, ...], ratio: int, samples: int, *, nodata: bool) -> str:
+    """The message of a scene with fewer than 64 usable coarse pixels (too small, or too much no-data)."""
+    grid, n = 10 * ratio, _TAPS[ratio].size
+    if nodata:
+        return (
+            f"only {samples} {grid} m pixels of the {shape[0]}x{shape[1]} px scene are valid with their {n}x{n} "
+            f"neighbourhood of 10 m pixels (no-data: 0 DN or NaN in any band): too few to estimate the band "
+            f"registration of the {grid} m bands (needs 64)"
+        )
+    side = 16 * ratio
+    return (
+        f"scene of {shape[0]}x{shape[1]} px is too small to estimate the band registration "
+        f"of the {grid} m bands (needs at least {side}x{side} px)"
+    )
+
+
 class _Gram:
     """Second moments of the centred ``n x n`` fine neighbourhoods of the sampled coarse pixels
     (``n = len(_TAPS[ratio])``: 10 at ratio 2, 30 at ratio 6), for the fine bands ``used``."""
@@ -265,23 +300,26 @@ class _Gram:
         rows = np.arange(-(taps[0] // ratio), (fine.shape[0] - 1 - taps[-1]) // ratio + 1)
         cols = np.arange(-(taps[0] // ratio), (fine.shape[1] - 1 - taps[-1]) // ratio + 1)
         rows, cols = rows[rows < height], cols[cols < width]
-        stride = max(1, int(np.ceil(np.sqrt(rows.size * cols.size / max_samples))))
+        usable = _usable(fine, coarse, rows, cols, ratio)
+        total = rows.size * cols.size if usable is None else int(np.count_nonzero(usable))
+        stride = max(1, int(np.ceil(np.sqrt(total / max_samples))))
+        while usable is not None and np.count_nonzero(usable[::stride, ::stride]) > max_samples:
+            stride += 1
         rows, cols = rows[::stride], cols[::stride]
-        if rows.size * cols.size < 64:
-            side = 16 * ratio
-            raise SceneError(
-                f"scene of {fine.shape[0]}x{fine.shape[1]} px is too small to estimate the band registration "
-                f"of the {10 * ratio} m bands (needs at least {side}x{side} px)"
-            )
-        self.samples = rows.size * cols.size
+        keep = None if usable is None else usable[::stride, ::stride].ravel()
+        self.samples = rows.size * cols.size if keep is None else int(np.count_nonzero(keep))
+        if self.samples < 64:
+            raise SceneError(_too_few(fine.shape, ratio, self.samples, nodata=keep is not None))
         blocks = []
         for p in self.used:
             windows = np.lib.stride_tricks.sliding_window_view(fine[..., p], (taps.size, taps.size))
-            block = windows[np.ix_(ratio * rows + taps[0], ratio * cols + taps[0])].reshape(self.samples, -1)
+            block = windows[np.ix_(ratio * rows + taps[0], ratio * cols + taps[0])].reshape(rows.size * cols.size, -1)
+            block = block if keep is None else block[keep]
             blocks.append(block - block.mean(axis=0))
         design = np.concatenate(blocks, axis=1)
         self.gram = design.T @ design
-        target = coarse[np.ix_(rows, cols)].reshape(self.samples, -1).astype(np.float64)
+        target = coarse[np.ix_(rows, cols)].reshape(rows.size * cols.size, -1).astype(np.float64)
+        target = target if keep is None else target[keep]
         target = target - target.mean(axis=0)
         self.cross = design.T @ target  # (len(used) * n * n, bands)
         self.energy = np.sum(target**2, axis=0)
