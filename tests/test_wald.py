@@ -519,7 +519,11 @@ def test_pair_margin_makes_windows_exact(scene_256, levels):
 def test_pair_model_json_and_errors():
     model = wald.PairModel.nominal("mtf")
     model = wald.PairModel(fine=model.fine, coarse=model.coarse, offset=(-0.5, 0.25))
-    assert wald.PairModel.from_dict(model.to_dict()) == wald.PairModel.from_dict(model.to_dict())
+    back = wald.PairModel.from_dict(model.to_dict())  # the JSON keeps sigmas to 1e-6 px and offsets to 1e-4
+    assert back.offset == model.offset == (-0.5, 0.25)
+    for read, written in zip(back.fine + back.coarse, model.fine + model.coarse, strict=True):
+        assert read.kind == written.kind and read.sigma == pytest.approx(written.sigma, abs=5e-7)
+    assert wald.PairModel.from_dict(back.to_dict()) == back  # exact once at the JSON's precision
     assert wald.PairModel.from_dict(model.to_dict()).to_dict() == model.to_dict()
     with pytest.raises(OptionError, match="a pair model needs 4 fine and 6 coarse kernels, got 4 and 5"):
         wald.PairModel(fine=model.fine, coarse=model.coarse[:5])

@@ -80,16 +80,22 @@ def test_unavailable_provider_is_a_row_not_a_crash(model):
     assert bf16.status == "not available" and "OpenVINO" in bf16.reason
 
 
-def test_other_precisions_are_made_and_carry_their_loss(model):
+def test_other_precisions_are_made_and_carry_their_loss(model, tmp_path):
+    """The int8 row's loss is the loss of that int8 model against fp32, recomputed here with plain sessions."""
     from ssc_edge.demo import demo_scene
+    from ssc_edge.runtime.optimize import MAX_LOSS_DB, optimize_model
 
-    report = run_benchmark(
-        model, precisions=["fp32", "int8"], tiles=[16], warmup=0, runs=1, calibration_scene=demo_scene(size=32)
-    )
+    from .test_optimize import independent_loss
+
+    scene = demo_scene(size=32)
+    report = run_benchmark(model, precisions=["fp32", "int8"], tiles=[16], warmup=0, runs=1, calibration_scene=scene)
     rows = {row.precision: row for row in report.rows}
     assert rows["fp32"].quality_loss_db == 0.0
-    assert rows["int8"].status == "ok" and rows["int8"].quality_loss_db is not None
-    assert rows["int8"].gate_passed in (True, False)
+    assert rows["int8"].status == "ok"
+    int8 = optimize_model(model, precision="int8", out_path=tmp_path / "int8.onnx", calibration_scene=scene).path
+    loss = independent_loss(model, int8, scene)  # the same calibration, so the same int8 model
+    assert loss > 0 and rows["int8"].quality_loss_db == pytest.approx(loss, abs=1e-6)
+    assert rows["int8"].gate_passed is (loss <= MAX_LOSS_DB) is True
 
 
 def test_machine_info_is_json():

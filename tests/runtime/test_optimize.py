@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -9,7 +11,9 @@ import pytest
 from ssc_edge.contract import ModelContract
 from ssc_edge.demo import demo_scene
 from ssc_edge.errors import ModelError, OptionError, OutputError
-from ssc_edge.runtime.optimize import QualityGateError, optimize_model
+from ssc_edge.runtime.optimize import MAX_LOSS_DB, QualityGateError, optimize_model
+from ssc_edge.wald import model_input
+from tests import _reference as independent
 
 from ._bench_models import cancellation_model, ssc_cnn_model
 
@@ -38,6 +42,7 @@ def test_fp16_passes_the_gate_runs_and_records_its_loss(tmp_path, models, scene)
     assert result.passed and result.path == out and result.target == "reference"
     assert abs(result.quality_loss_db) <= 0.1
     assert result.quality_loss_db == pytest.approx(result.sre_fp32_db - result.sre_optimized_db)
+    assert result.quality_loss_db == pytest.approx(independent_loss(models["ssc"], out, scene), abs=1e-6)
     contract = _contract(out)
     assert contract.precision == "fp16"
     assert contract.quality_loss_db == pytest.approx(result.quality_loss_db, abs=1e-4)
@@ -47,15 +52,31 @@ def test_fp16_passes_the_gate_runs_and_records_its_loss(tmp_path, models, scene)
     assert y.shape == (1, 16, 16, 6) and y.dtype == np.float32  # float32 I/O kept
 
 
-def test_int8_is_real_static_qdq_quantization(tmp_path, models, scene):
+def independent_loss(fp32: Path, optimized: Path, scene) -> float:
+    """mean SRE(fp32) - mean SRE(optimized), dB, against the scene's reference: both NHWC models whole-image in plain
+    onnxruntime sessions, SRE by the data README's formula (tests/_reference.py)."""
+    contract = _contract(fp32)
+    x = model_input(scene.fine(), scene.coarse(), upsampling=contract.upsampling)[None] / np.float32(contract.scale)
+    sre = {}
+    for path in (fp32, optimized):
+        y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"bands": x})[0][0]
+        sre[path] = np.mean(independent.sre(scene.reference, y.astype(np.float64) * contract.scale))
+    return float(sre[fp32] - sre[optimized])
+
+
+def test_int8_is_real_static_qdq_quantization_within_the_gate(tmp_path, models, scene):
     import onnx
 
     out = tmp_path / "int8.onnx"
-    result = optimize_model(models["ssc"], precision="int8", out_path=out, calibration_scene=scene, force=True)
+    result = optimize_model(models["ssc"], precision="int8", out_path=out, calibration_scene=scene)  # no force
     ops = {node.op_type for node in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert result.calibration_tiles >= 1
     assert _contract(out).precision == "int8"
+    loss = independent_loss(models["ssc"], out, scene)
+    assert result.quality_loss_db == pytest.approx(loss, abs=1e-6)
+    assert 0 < loss <= MAX_LOSS_DB and result.passed  # int8 rounds: a real, small loss (0.011 dB when written)
+    assert _contract(out).quality_loss_db == pytest.approx(loss, abs=1e-4)
 
 
 def test_refuses_a_model_that_breaks_the_loss_gate(tmp_path, models, scene):
@@ -67,6 +88,7 @@ def test_refuses_a_model_that_breaks_the_loss_gate(tmp_path, models, scene):
     # the fp32 model itself is exact (its output is the bicubic input), so the loss is the quantization's
     forced = optimize_model(models["lossy"], precision="int8", out_path=out, calibration_scene=scene, force=True)
     assert not forced.passed and forced.quality_loss_db > 1.0
+    assert forced.quality_loss_db == pytest.approx(independent_loss(models["lossy"], out, scene), abs=1e-6)
     assert _contract(out).quality_loss_db == pytest.approx(forced.quality_loss_db, abs=1e-4)
 
 
