@@ -55,6 +55,7 @@ __all__ = [
     "output_nodata",
     "read_filled",
     "measured",
+    "nodata_where_read",
     "scene_valid",
     "valid_pixels",
 ]
@@ -104,6 +105,40 @@ def measured(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     present = np.isfinite(values) & (values != 0)
     return present.all(axis=-1) if values.ndim == 3 else present
+
+
+def nodata_where_read(degraded: np.ndarray, observed: np.ndarray, *, reach: int, ratio: int = 2) -> np.ndarray:
+    """A decimation with 0 DN (no-data) at every pixel whose kernel read a no-data pixel of its input.
+
+    Parameters
+    ----------
+    degraded : (H // ratio, W // ratio[, C]) ndarray
+        ``observed`` blurred and decimated by ``ratio`` (:func:`ssc_edge.wald.decimate`, ``degrade``), DN.
+    observed : (H, W[, C]) ndarray
+        Its input, DN, no-data by :func:`measured`.
+    reach : int
+        The kernel's largest tap offset from ``ratio * i``, pixels of ``observed``
+        (:meth:`ssc_edge.wald.PairModel.reach`): coarse pixel ``i`` reads ``ratio * i - reach ..
+        ratio * i + reach`` on each axis (a mirrored edge reads pixels inside that range).
+
+    Returns
+    -------
+    ndarray
+        ``degraded`` itself when ``observed`` has no no-data; else a copy, 0 where the kernel's support held
+        no-data, so a reduced-resolution scene (the precision gate's sample) is scored on valid pixels only.
+    """
+    valid = measured(observed)
+    if valid.all():
+        return degraded
+    from scipy import ndimage
+
+    size = 2 * reach + 1
+    touched = ndimage.maximum_filter1d(~valid, size, axis=0, mode="constant", cval=False)
+    touched = ndimage.maximum_filter1d(touched, size, axis=1, mode="constant", cval=False)
+    touched = touched[: degraded.shape[0] * ratio : ratio, : degraded.shape[1] * ratio : ratio]
+    out = np.array(degraded, copy=True)
+    out[touched] = 0
+    return out
 
 
 def fill_nearest(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

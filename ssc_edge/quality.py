@@ -57,11 +57,13 @@ whole scene (observed data only, so an estimate cannot choose its own reference)
 
 No-data
 -------
-No-data never counts (:mod:`ssc_edge.nodata`): a NaN in ``fused`` (the runtime's nodata) and 0 DN in
-``fine`` or ``coarse`` (the readers' no-data) are missing values, which every filter (degradation,
-upsampling, MTF) spreads over its support; a pixel, block or window counts only when every value in it
-is present, and each index averages over those (NaN when no-data leaves none, e.g. a scene of a single
-32 x 32 Q2n block holding one no-data pixel). A scene without no-data scores exactly as before.
+No-data never counts (:mod:`ssc_edge.nodata`): a NaN in ``fused`` (the runtime's nodata), 0 DN in
+``fine`` or ``coarse`` (the readers' no-data), and ``fused`` wherever ``fine`` or ``coarse`` is no-data
+(whatever value a product holds there: a model's raw output on 0 DN input) are missing values, which
+every filter (degradation, upsampling, MTF) spreads over its support; a pixel, block or window counts
+only when every value in it is present, and each index averages over those (NaN when no-data leaves
+none, e.g. a scene of a single 32 x 32 Q2n block holding one no-data pixel). A scene without no-data
+scores exactly as before.
 
 Window by window
 ----------------
@@ -307,6 +309,18 @@ def _missing(observed: np.ndarray) -> np.ndarray:
     """Observed bands as float64 with their no-data (0 DN, ``ssc_edge.nodata``) as NaN."""
     observed = np.asarray(observed, dtype=np.float64)
     return np.where(observed == 0, np.nan, observed) if (observed == 0).any() else observed
+
+
+def _unobserved(fused: np.ndarray, fine: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``fused`` with NaN wherever the scene observed nothing: a band of ``fine`` or of ``coarse`` (at the 20 m
+    pixel covering it) missing (NaN, :func:`_missing`). A product that holds values there (a model's raw output
+    on 0 DN input) then scores exactly as the runtime's, which writes no-data there; ``fused`` itself, not a
+    copy, when nothing is missing."""
+    unobserved = ~np.isfinite(fine).all(axis=-1)
+    unobserved |= np.repeat(np.repeat(~np.isfinite(coarse).all(axis=-1), RATIO, axis=0), RATIO, axis=1)
+    if unobserved.any():
+        fused = np.where(unobserved[..., None], np.nan, fused)
+    return fused, fine, coarse
 
 
 @dataclass
@@ -576,7 +590,7 @@ class QualityAccumulator:
         for name, array in (("fused", fused), ("fine", fine), ("coarse", coarse)):
             if np.shape(array) != expect[name]:
                 raise OptionError(f"{name} strip is {np.shape(array)}, expected {expect[name]}")
-        fused, fine, coarse = np.asarray(fused, dtype=np.float64), _missing(fine), _missing(coarse)
+        fused, fine, coarse = _unobserved(np.asarray(fused, dtype=np.float64), _missing(fine), _missing(coarse))
         if self._matched is None:
             missing = [t[0] for t in self.strips() if t[0] not in self._match]
             if missing:

@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from .bands import COARSE_BANDS, FINE_BANDS, MTF_NYQUIST
 from .errors import OptionError, SceneError
+from .nodata import nodata_where_read
 from .scene import Scene
 
 __all__ = [
@@ -593,7 +594,8 @@ def reduced_resolution_scene(
         Fine bands (H/2, W/2) and 20 m bands (H/4, W/4), float32 DN, a fine grid twice as coarse
         (``fine_pixel_size`` doubled, georeference scaled), and ``reference`` = the observed 20 m
         bands, (H/2, W/2, 6) DN in ``COARSE_BANDS`` order. Bands other than the fine and 20 m ones
-        are dropped.
+        are dropped. A pixel whose kernel read a no-data pixel of the scene (0 DN,
+        :func:`ssc_edge.nodata.nodata_where_read`) is 0 DN, no-data, so it is never scored.
     """
     height, width = (n - n % 4 for n in scene.shape)
     if height < 4 or width < 4:
@@ -606,6 +608,9 @@ def reduced_resolution_scene(
     else:
         fine = degrade(scene.fine()[:height, :width], method=degradation, mtf=_mtf_gains(FINE_BANDS, mtf))
         coarse = degrade(observed, method=degradation, mtf=_mtf_gains(COARSE_BANDS, mtf))
+    reach = (model or PairModel.nominal(degradation, mtf=mtf)).reach()  # 0 DN where a kernel read no-data
+    fine = nodata_where_read(fine, scene.fine()[:height, :width], reach=reach)
+    coarse = nodata_where_read(coarse, observed, reach=reach)
     bands = {band: fine[..., i] for i, band in enumerate(FINE_BANDS)}
     bands |= {band: coarse[..., i] for i, band in enumerate(COARSE_BANDS)}
     return Scene(
