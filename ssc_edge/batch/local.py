@@ -8,7 +8,7 @@ kill loses no finished scene and leaves no half-written file. A rerun skips ever
 report says done and whose output still has the reported checksum, and retries the others.
 
 Several runs may share one OUTDIR at once: a worker claims each scene before it starts
-(:mod:`ssc_edge.batch.claims`), a scene another live run holds is skipped and waited for at the
+(:func:`ssc_edge.io.output.claim_output`), a scene another live run holds is skipped and waited for at the
 end (taken over if that run dies first), and every run merges its records into the manifest
 under a lock (:func:`ssc_edge.batch.manifest.update_manifest`).
 """
@@ -35,16 +35,18 @@ import numpy as np
 
 from ..bands import COARSE_BANDS
 from ..errors import OptionError
-from ..io._atomic import atomic_output, check_output_folder
+from ..io.output import atomic_output, check_output_folder, claim_holder, claim_output, claim_path
 from ..io.results import RESULT_DTYPES
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from .manifest import (
+    MANIFEST_NAME,
     OUTPUT_FORMATS,
     SceneJob,
     collect_scenes,
     model_sha256,
     plan_jobs,
+    read_json,
     sha256_file,
     source_signature,
     update_manifest,
@@ -115,7 +117,7 @@ class BatchConfig:
         B09 after the six 20 m bands; as ``ssc-edge infer --model-60m``. Not with ``split`` > 1.
     wait : float, optional
         Seconds this run waits, once it has nothing else to do, for scenes another live run holds
-        (:mod:`ssc_edge.batch.claims`); None (default): until they are released. Scenes still held
+        (:func:`ssc_edge.io.output.claim_output`); None (default): until they are released. Scenes still held
         then stay ``pending`` with ``claimed_by`` in the manifest (a hung or stopped other run).
     with_fine : bool
         Write the complete 10 m product: the sharpened bands and the four 10 m bands as read (0 DN
@@ -482,7 +484,7 @@ def process_scene(
 ) -> dict[str, Any]:
     """Claim one scene of a batch, then sharpen it and write its output and report; never raises for a bad scene.
 
-    The scene's claim (:mod:`ssc_edge.batch.claims`) is held from before the scene starts until its
+    The scene's claim (:func:`ssc_edge.io.output.claim_output`) is held from before the scene starts until its
     output and report are renamed into place, so two runs on one OUTDIR never sharpen a scene twice.
     Holding it, this process removes the temporary files a killed writer of this scene left (no live
     writer can own them), and first checks again whether another run finished the scene meanwhile.
@@ -502,13 +504,12 @@ def process_scene(
         ``pid``, ``host``, ``since``) when another live process holds the claim; the report of a
         scene another run finished meanwhile, with ``skipped`` and ``done_by_other_run`` true.
     """
-    from .claims import claim_holder, claim_path, try_claim
-
     path = claim_path(job.output)
     try:
-        claim = try_claim(path)
-    except OSError as exc:
-        return failed_record(job, config, f"cannot claim the scene: {path}: {exc.strerror or exc}")
+        claim = claim_output(path)
+    except OSError as exc:  # OutputError: a planted link or FIFO, never written through
+        why = str(exc) if exc.strerror is None else f"{path}: {exc.strerror}"
+        return failed_record(job, config, f"cannot claim the scene: {why}")
     if claim is None:
         return {**job.to_dict(), "mode": config.mode, "status": "busy", "claimed_by": claim_holder(path)}
     with claim:
@@ -638,7 +639,7 @@ def _completed_record(
     the same ``with_fine``, the same source signature, and an output with the reported checksum.
     """
     try:
-        previous = json.loads(job.report.read_text(encoding="utf-8"))
+        previous = read_json(job.report)
     except (OSError, ValueError):
         return None
     if not isinstance(previous, dict) or previous.get("status") != "done" or previous.get("mode") != config.mode:
@@ -826,7 +827,8 @@ def run_jobs(
     start = time.perf_counter()
     check_models(config)  # a model in the wrong place: one line before anything is planned or written
     out_dir = Path(out_dir)
-    jobs = plan_jobs(collect_scenes(inputs), out_dir, output_format=config.output_format)
+    jobs = plan_jobs(collect_scenes(inputs), out_dir, output_format=config.output_format,
+                     models=(config.model, config.model_60m))  # fmt: skip
     if not jobs:
         raise OptionError("no scenes to process")
     try:
@@ -858,8 +860,22 @@ def run_jobs(
     if engine_info is not None:
         manifest["engine_info"] = engine_info
 
-    def save() -> Path:
-        return update_manifest(out_dir, {**manifest, "updated": _now()}, [records[job.name] for job in jobs])
+    locked_out = [False]  # another run held the manifest's lock for all of --wait once
+
+    def save(*, final: bool = False) -> Path | None:
+        """Merge the records into the manifest, waiting at most ``config.wait`` s for another run's lock (a stopped
+        run may hold it): once that wait has run out, the saves until the final one only try; the next save writes
+        what one could not, and the final one raises if it cannot."""
+        wait = 0 if locked_out[0] and not final else config.wait
+        records_now = [records[job.name] for job in jobs]
+        saved = update_manifest(out_dir, {**manifest, "updated": _now()}, records_now, wait=wait)
+        locked_out[0] = locked_out[0] or saved is None
+        if saved is None and final:
+            from ..errors import OutputError
+
+            raise OutputError(f"{out_dir / MANIFEST_NAME}: another run held its lock for more than {config.wait:g} s "
+                              "(--wait); this run's records are in the scenes' reports")  # fmt: skip
+        return saved
 
     tally = {"done": 0, "failed": 0}
     busy: dict[str, SceneJob] = {}
@@ -902,19 +918,17 @@ def run_jobs(
             del busy[job.name]
         execute(released, on_record)
     manifest["finished"] = _now()
-    path = save()
+    path = save(final=True)
     return BatchResult(path, [records[job.name] for job in jobs], time.perf_counter() - start)
 
 
 def _clear_stale_claim(job: SceneJob) -> None:
     """For a scene found done: remove the claim file and temporary files a killed run left (unless one is held)."""
-    from .claims import claim_path, try_claim
-
     path = claim_path(job.output)
     if not path.exists():
         return
     try:
-        claim = try_claim(path, write_holder=False)
+        claim = claim_output(path, write_holder=False)
     except OSError:
         return
     if claim is not None:
@@ -932,14 +946,12 @@ def _wait_for_release(jobs: list[SceneJob], *, deadline: float | None = None) ->
     Returns the jobs whose claims are free now; :func:`process_scene` then finds each done (the other
     run's report) or sharpens it. ``[]`` once ``time.monotonic()`` passes ``deadline`` (None: never).
     """
-    from .claims import claim_path, try_claim
-
     while True:
         free = []
         for job in jobs:
             path = claim_path(job.output)
             try:
-                claim = try_claim(path, write_holder=False)
+                claim = claim_output(path, write_holder=False)
             except OSError:  # the scene's own run reports the problem
                 claim = None
                 free.append(job)

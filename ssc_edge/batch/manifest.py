@@ -16,27 +16,39 @@ Scene ``NAME`` (the file stem, or the SAFE product name) is written to ``OUTDIR/
 with its report ``OUTDIR/NAME_sharpened.json``. The batch manifest ``OUTDIR/batch.json`` lists every
 scene with its status, timings, metrics, error and output checksum (sha256).
 
+No output is an input: a scene whose output or report would be one of the batch's inputs (another scene, a
+model) refuses the batch before anything runs; a folder that is also OUTDIR may hold the products of an earlier
+run, which are recognised by their reports and are not taken for scenes.
+
 Several runs on one OUTDIR
 --------------------------
 Every run merges its records into the manifest under an exclusive lock (:func:`update_manifest`),
 so two runs at the same time (or one after another with different scene lists) keep each other's
-records: the manifest lists every scene any run recorded there, and each run under ``runs``.
+records: the manifest lists every scene any run recorded there, and each run under ``runs``. A manifest
+that cannot be read as one (truncated, hand-edited, wrong types, nested deeper than :data:`JSON_MAX_DEPTH`) is
+never overwritten: it is kept aside as ``batch.json.damaged-TIMESTAMP`` with one warning, and the run goes on
+with a fresh one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Iterable, Sequence
+import re
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptionError
-from ..io._atomic import atomic_output
+from ..errors import OptionError, OutputError
+from ..io.output import atomic_output, claim_holder, claim_output, claim_path, same_file
 
 __all__ = [
     "MANIFEST_NAME",
@@ -48,6 +60,7 @@ __all__ = [
     "sha256_file",
     "model_sha256",
     "merge_records",
+    "read_json",
     "source_signature",
     "update_manifest",
     "write_manifest",
@@ -56,8 +69,16 @@ __all__ = [
 #: The batch manifest's file name inside OUTDIR.
 MANIFEST_NAME = "batch.json"
 
-#: The lock file that serializes manifest updates (present only while a run updates the manifest).
-MANIFEST_LOCK = ".batch.json-lock"
+#: Deepest nesting of arrays and objects in a JSON file ssc-edge reads (manifest, reports, scene lists).
+JSON_MAX_DEPTH = 32
+
+#: Largest manifest read, bytes (a scene's record is about 2 KiB).
+MANIFEST_MAX_BYTES = 256 * 1024 * 1024
+
+#: Largest scene report or scene list read, bytes.
+JSON_MAX_BYTES = 16 * 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 #: Scene statuses that end a scene's run (``pending`` does not).
 FINAL_STATUSES = ("done", "failed")
@@ -133,21 +154,77 @@ def _scene_name(path: Path) -> str:
     return Path(name).stem if Path(name).suffix.lower() in _SCENE_SUFFIXES else name
 
 
+def _read_text(path: Path, *, max_bytes: int) -> str:
+    """The UTF-8 text of regular file ``path`` (never through a link, never a FIFO), at most ``max_bytes``.
+
+    Raises
+    ------
+    ValueError
+        Why it cannot be read (``FileNotFoundError`` passes through: a missing file is no damage).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{info.st_size} bytes, more than {max_bytes}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"more than {max_bytes} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def read_json(path: Path, *, max_bytes: int = JSON_MAX_BYTES, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """The JSON value in file ``path``, read with a size and a nesting limit (no RecursionError, no huge read).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a regular file, larger than ``max_bytes``, not UTF-8, not JSON, or arrays and objects nested deeper
+        than ``max_depth``; the message says which.
+    """
+    text = _read_text(Path(path), max_bytes=max_bytes)
+    depth = deepest = 0
+    for bracket in re.findall(r"[\[\]{}]", _JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > max_depth:
+        raise ValueError(f"nested {deepest} levels deep, more than {max_depth}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _read_list(path: Path) -> list[tuple[Path, str | None]]:
     """Entries (scene path, requested output or None) of a CSV or JSON scene list."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OptionError(f"{path}: cannot read scene list ({exc})") from None
     if path.suffix.lower() == ".csv":
+        try:
+            text = _read_text(path, max_bytes=JSON_MAX_BYTES)
+        except ValueError as exc:
+            raise OptionError(f"{path}: cannot read scene list ({exc})") from None
         rows = list(csv.DictReader(text.splitlines()))
         if rows and "path" not in rows[0]:
             raise OptionError(f"{path}: scene list needs a 'path' column (has {', '.join(rows[0])})")
         entries: list[Any] = rows
     else:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = read_json(path, max_bytes=JSON_MAX_BYTES)
+        except ValueError as exc:
             raise OptionError(f"{path}: scene list is not valid JSON ({exc})") from None
         entries = data.get("scenes") if isinstance(data, dict) else data
         if not isinstance(entries, list):
@@ -208,28 +285,77 @@ def _inside(out_dir: Path, requested: str, source: Path) -> Path:
     return out_dir / candidate
 
 
+def _earlier_product(source: Path) -> str | None:
+    """The scene whose product ``source`` is, by the done report beside it (an earlier batch's output), or None."""
+    try:
+        report = read_json(source.with_suffix(".json"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("status") != "done" or not isinstance(report.get("output"), str):
+        return None
+    return str(report.get("source")) if same_file(Path(report["output"]), source) else None
+
+
+def _input_finder(inputs: Sequence[Path]) -> Callable[[Path], Path | None]:
+    """``find(path)``: the input that ``path`` is (same resolved path, or same device and inode), or None."""
+    known: dict[Any, Path] = {}
+    for path in inputs:
+        known.setdefault(path.resolve(), path)
+        with contextlib.suppress(OSError):
+            info = path.stat()
+            known.setdefault((info.st_dev, info.st_ino), path)
+
+    def find(path: Path) -> Path | None:
+        found = known.get(path.resolve())
+        with contextlib.suppress(OSError):
+            info = path.stat()
+            found = found or known.get((info.st_dev, info.st_ino))
+        return found
+
+    return find
+
+
 def plan_jobs(
-    scenes: Sequence[tuple[Path, str | None]], out_dir: Path, *, output_format: str = "tif"
+    scenes: Sequence[tuple[Path, str | None]],
+    out_dir: Path,
+    *,
+    output_format: str = "tif",
+    models: Sequence[Path | None] = (),
 ) -> list[SceneJob]:
     """Give every scene its output and report paths inside ``out_dir``, checking them all first.
 
     Parameters
     ----------
     scenes : sequence of (Path, str or None)
-        From :func:`collect_scenes`.
+        From :func:`collect_scenes`. A file that an earlier batch wrote (its done report beside it names it as
+        the output) is not a scene: it is left out, with an info line.
     out_dir : Path
         The batch's output folder.
     output_format : {"tif", "npz", "mat"}
         Format of outputs without an explicit ``output``.
+    models : sequence of Path or None
+        The models the batch reads; no output or report may be one of them.
 
     Raises
     ------
     OptionError
         Before anything runs: an unknown format, an output escaping ``out_dir``, or two scenes
         mapping to the same output or report (both named), or an output named like the manifest.
+    OutputError
+        Before anything runs: a scene's output or report is one of the inputs (another scene, a model), e.g.
+        ``batch DIR -o DIR`` where DIR holds ``a.npz`` and a scene ``a_sharpened.npz``.
     """
     if output_format not in OUTPUT_FORMATS:
         raise OptionError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    kept = []
+    for source, requested in scenes:
+        made_from = _earlier_product(source) if Path(source).is_file() else None
+        if made_from is None:
+            kept.append((source, requested))
+        else:
+            logger.info("%s: the product of %s written by an earlier batch, not a scene; left out", source, made_from)
+    scenes = kept
+    find_input = _input_finder([Path(p) for p in (*(source for source, _ in scenes), *models) if p is not None])
     jobs: list[SceneJob] = []
     owners: dict[Path, Path] = {}
     names: set[str] = set()
@@ -242,6 +368,9 @@ def plan_jobs(
                 raise OptionError(f"{source}: output {requested!r} must end in .tif, .npz or .mat")
         report = output.with_suffix(".json")
         for path in (output, report):
+            if (taken := find_input(path)) is not None:
+                raise OutputError(f"{path}: the output of {source} would overwrite the input {taken}; refusing "
+                                  "(write to another OUTDIR, or name its output in a scene list)")  # fmt: skip
             key = path.resolve()
             if key == (out_dir / MANIFEST_NAME).resolve():
                 raise OptionError(f"{source}: output {path} would overwrite the batch manifest; refusing")
@@ -296,13 +425,53 @@ def source_signature(path: Path) -> dict[str, int] | None:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    """The batch manifest of ``out_dir``, or None if there is none or it is unreadable."""
+def _manifest_problem(data: Any) -> str | None:
+    """Why ``data`` is not a manifest this module wrote (its records would be lost by merging it), or None."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if not isinstance(data.get("scenes", []), list):
+        return f"'scenes' is a {type(data['scenes']).__name__}, not a list"
+    for number, record in enumerate(data.get("scenes", []), 1):
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+            return f"scene record {number} has no name"
+    if not isinstance(data.get("runs", {}), dict):
+        return f"'runs' is a {type(data['runs']).__name__}, not an object"
+    return None
+
+
+def _load_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(manifest, None)``, ``(None, None)`` when there is none, or ``(None, why it is damaged)``."""
     try:
-        data = json.loads((Path(out_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        data = read_json(path, max_bytes=MANIFEST_MAX_BYTES)
+    except FileNotFoundError:
+        return None, None
+    except ValueError as exc:
+        return None, str(exc)
+    problem = _manifest_problem(data)
+    return (None, problem) if problem else (data, None)
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    """The batch manifest of ``out_dir``, or None if there is none or it is damaged (see module notes)."""
+    return _load_manifest(Path(out_dir) / MANIFEST_NAME)[0]
+
+
+def _keep_aside(path: Path, problem: str) -> Path:
+    """Rename a damaged manifest to ``batch.json.damaged-TIMESTAMP`` (never over another file) with one warning."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for number in range(1000):
+        aside = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{number}" if number else ""))
+        try:
+            os.link(path, aside, follow_symlinks=False)  # fails if ``aside`` exists: nothing is replaced
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"{path}: damaged manifest ({problem}) cannot be kept aside ({exc.strerror})") from None
+        os.unlink(path)
+        logger.warning("warning: %s is damaged (%s); kept as %s, and a fresh manifest started", path, problem,
+                       aside.name)  # fmt: skip
+        return aside
+    raise OutputError(f"{path}: damaged manifest ({problem}) cannot be kept aside: too many copies")
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -354,7 +523,9 @@ def merge_records(on_disk: Sequence[dict[str, Any]], ours: Sequence[dict[str, An
     return list(merged.values())
 
 
-def update_manifest(out_dir: Path, fields: dict[str, Any], records: Sequence[dict[str, Any]]) -> Path:
+def update_manifest(
+    out_dir: Path, fields: dict[str, Any], records: Sequence[dict[str, Any]], *, wait: float | None = None
+) -> Path | None:
     """Merge this run's ``records`` into ``OUTDIR/batch.json`` under an exclusive lock, atomically.
 
     Parameters
@@ -366,26 +537,46 @@ def update_manifest(out_dir: Path, fields: dict[str, Any], records: Sequence[dic
         written at the top and kept, with the other runs', under ``runs``.
     records : sequence of dict
         This run's scene records (see :func:`merge_records`).
+    wait : float, optional
+        Seconds to wait for another run that holds the manifest's lock; None: until it releases it.
 
     Returns
     -------
-    Path
-        The manifest. Its ``summary`` counts every scene it lists.
+    Path or None
+        The manifest (its ``summary`` counts every scene it lists); None when another run held the lock
+        for all of ``wait`` (nothing was written).
+
+    Raises
+    ------
+    OutputError
+        The lock or the manifest cannot be written, or a damaged manifest cannot be kept aside.
 
     Notes
     -----
-    The lock is ``flock`` on ``OUTDIR/.batch.json-lock`` (see :mod:`ssc_edge.batch.claims`), so a
-    killed run never leaves it held. A temporary manifest a killed writer left is removed here.
+    The lock is the manifest's claim (``flock`` on ``OUTDIR/.claim-batch.json``, see
+    :func:`ssc_edge.io.output.claim_output`), so a killed run never leaves it held. A temporary manifest a killed
+    writer left is removed here; a damaged manifest is kept aside (see module notes).
     """
-    from .claims import exclusive
-
     out_dir = Path(out_dir)
-    with exclusive(out_dir / MANIFEST_LOCK):
+    path = out_dir / MANIFEST_NAME
+    try:
+        lock = claim_output(claim_path(path), wait=wait)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot lock the manifest ({exc.strerror or exc})") from None
+    if lock is None:
+        holder = claim_holder(claim_path(path)) or {}
+        logger.debug("%s: another run (pid %s on %s) held its lock for more than %g s; not updated", path,
+                     holder.get("pid", "?"), holder.get("host", "?"), wait)  # fmt: skip
+        return None
+    with lock:
         for leftover in out_dir.glob(f".{MANIFEST_NAME}.*"):  # no live writer: we hold the lock
             leftover.unlink(missing_ok=True)
-        previous = read_manifest(out_dir) or {}
-        scenes = merge_records(previous.get("scenes") or [], records)
-        runs = previous.get("runs") if isinstance(previous.get("runs"), dict) else {}
+        previous, problem = _load_manifest(path)
+        if problem is not None:
+            _keep_aside(path, problem)
+        previous = previous or {}
+        scenes = merge_records(previous.get("scenes", []), records)
+        runs = previous.get("runs", {})
         this = {k: fields.get(k) for k in ("engine", "started", "finished", "updated", "pid", "host")}
         runs = {**runs, fields["run"]: {**this, "scenes": len(records)}}
         counts = {s: sum(1 for r in scenes if r.get("status") == s) for s in (*FINAL_STATUSES, "pending")}

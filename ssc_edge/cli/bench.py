@@ -72,14 +72,14 @@ def bench_command(
     verbose: Verbose = False,
 ) -> None:
     """Time MODEL for every provider x precision x tile x batch; absent providers are 'not available' rows."""
-    from ..io import atomic_output, check_output_path
+    from ..io import atomic_output, check_outputs
     from ..runtime.bench import format_bench_table, plot_bench, run_benchmark
     from ..runtime.optimize import DependencyError
 
     setup_logging(quiet=quiet, verbose=verbose)
     for path in (json_path, plot):
         if path is not None:
-            check_output_path(path, force=force)
+            check_outputs([path], force=force)
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise DependencyError("--plot needs matplotlib: pip install matplotlib")
     result = run_benchmark(

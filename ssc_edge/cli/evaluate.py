@@ -18,7 +18,7 @@ import typer
 
 from ..errors import OptionError
 from ..evaluation import bicubic_baseline, evaluate_estimate, evaluate_full_resolution, format_quality_table
-from ..io import atomic_output, check_output_path, read_estimate, read_scene
+from ..io import atomic_output, check_outputs, read_estimate, read_scene
 from ..quality import format_full_resolution_table
 from ..wald import DEGRADATION_METHODS, UPSAMPLING_METHODS
 from ._common import Force
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         """Score an estimate against a reduced-resolution reference: per-band SRE (dB), RMSE (DN), SSIM, Q;
         mean SRE (dB), SAM (degrees), ERGAS. With --scene instead: full-resolution indexes, no reference."""
         if json_path is not None:
-            check_output_path(json_path, force=force)
+            check_outputs([json_path], force=force)
         if scene is not None:
             if reference is not None:
                 raise OptionError("give --reference (reduced resolution) or --scene (full resolution), not both")

@@ -417,10 +417,10 @@ def scratch_geotiff(beside: Path) -> Iterator[Path]:
     The plain GeoTIFF that :func:`cloud_optimize` reads lives here (and its ``.ovr``, written by
     :class:`OverviewWriter`, is removed with it). Its name starts with
     ``.{beside.name}.ssc-edge-HOST-PID.`` like the temporary files of :func:`ssc_edge.io.atomic_output`
-    (:func:`ssc_edge.io._atomic.temporary_prefix`), so the batch engine's clean-up of a killed worker's
+    (:func:`ssc_edge.io.output.temporary_prefix`), so the batch engine's clean-up of a killed worker's
     leftovers, and the next ``atomic_output`` for the same output after a SIGKILL, find it too.
     """
-    from ._atomic import temporary_prefix
+    from .output import temporary_prefix
 
     beside = Path(beside)
     folder = beside.parent if str(beside.parent) else Path(".")

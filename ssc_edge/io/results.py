@@ -17,7 +17,7 @@ from ..bands import COARSE_BANDS, canonical_band_name
 from ..errors import OptionError, SceneError, SceneReadError
 from ..nodata import NODATA_UINT16, output_nodata
 from ..scene import GeoReference
-from ._atomic import atomic_output, check_output_path
+from .output import atomic_output, check_outputs
 
 __all__ = ["RESULT_DTYPES", "RESULT_SUFFIXES", "read_estimate", "to_dtype", "write_result"]
 
@@ -111,7 +111,7 @@ def write_result(
     if np.isinf(image).any():
         raise OptionError(f"{path}: result has {int(np.isinf(image).sum())} infinite values")
     data = to_dtype(image, dtype)
-    check_output_path(path, force=force)
+    check_outputs([path], force=force)
     with atomic_output(path) as tmp:
         if suffix == ".npz":
             from .npz import write_npz

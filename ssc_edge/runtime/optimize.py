@@ -48,7 +48,7 @@ import numpy as np
 from .. import wald
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, SscEdgeError
-from ..io import atomic_output, check_output_path, read_scene
+from ..io import atomic_output, check_outputs, read_scene
 from ..metrics import signal_to_reconstruction_error
 from ..progress import ProgressCallback, report
 from ..scene import Scene
@@ -318,7 +318,7 @@ def optimize_model(
         raise OptionError(f"calibration_tile must be an integer >= 8 px, got {calibration_tile!r}")
     model_path = Path(model_path)
     if out_path is not None:
-        out_path = check_output_path(Path(out_path), force=force)
+        (out_path,) = check_outputs([out_path], force=force)
     onnx = _import_onnx()
     model = _load_model(model_path, onnx)
     contract = read_contract(model, source=model_path)

@@ -76,9 +76,9 @@ def write_quicklook(
     check_pillow()
     from PIL import Image, ImageDraw
 
-    from ..io import check_output_path
+    from ..io import check_outputs
 
-    check_output_path(Path(path), force=force)
+    check_outputs([path], force=force)
     names = list(band_names)
     rgb = [names.index(b) for b in FALSE_COLOUR]
     zoom = names.index(ZOOM_BAND)

@@ -43,7 +43,7 @@ from ..bandset import (
 )
 from ..contract import ModelContract
 from ..errors import OptionError, SceneError
-from ..io import atomic_output
+from ..io import atomic_output, check_outputs
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback, stage
@@ -55,7 +55,6 @@ from .export import (
     ExportResult,
     _add_precision_gate,
     _versions,
-    check_export_paths,
     check_parity,
     fit_and_export,
     keras_to_onnx,
@@ -63,6 +62,7 @@ from .export import (
     opened_scene,
     output_paths,
     pad_concat_channels,
+    written_paths,
 )
 from .fit import Evaluation, FitConfig, FitResult, extract_patches, fit_model, fit_patches, predict
 from .model import receptive_halo
@@ -387,12 +387,13 @@ def _fit_and_export_bands(
     evaluation: str,
 ) -> dict[str, ExportResult]:
     scene_obj = sixty_scene(opened)
-    checks = {"scene": scene, "force": force, "write_keras": write_keras}
-    check_export_paths(output_paths(output), **checks)  # an output error first, before any note on the band sets
+    inputs = (scene,) if isinstance(scene, (str, Path)) else ()
+    # an output error first, before any note on the band sets
+    check_outputs(written_paths(output_paths(output), write_keras=write_keras), inputs=inputs, force=force)
     sets = resolve_band_sets(scene_obj, bands, config)
     paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
     if "60m" in sets:
-        check_export_paths(paths60, **checks)
+        check_outputs(written_paths(paths60, write_keras=write_keras), inputs=inputs, force=force)
     results: dict[str, ExportResult] = {}
     if "20m" in sets:
         source = scene if isinstance(scene, (str, Path)) else opened  # a path: the bounded, windowed 20 m fit

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ssc_edge.batch import MANIFEST_NAME, BatchConfig, read_manifest, run_batch
-from ssc_edge.batch.claims import claim_holder, claim_path, try_claim
+from ssc_edge.io.output import claim_holder, claim_output, claim_path
 from ssc_edge.batch.manifest import merge_records
 from ssc_edge.errors import OptionError
 
@@ -67,9 +67,9 @@ _HOLD_SCRIPT = """
 import os, sys
 from pathlib import Path
 
-from ssc_edge.batch.claims import claim_path, try_claim
+from ssc_edge.io.output import claim_output, claim_path
 
-claim = try_claim(claim_path(Path(sys.argv[1])))
+claim = claim_output(claim_path(Path(sys.argv[1])))
 print("held" if claim is not None else "busy", flush=True)
 if sys.argv[2] == "kill":
     os.kill(os.getpid(), 9)  # dies holding it: the claim file stays, the kernel drops the lock
@@ -231,15 +231,15 @@ def test_cli_wait_reports_the_held_scene_and_exits_1(tmp_path, ssc_edge_command)
 
 def test_claims_are_exclusive_between_processes_and_removed_on_release(tmp_path):
     output = tmp_path / "x_sharpened.tif"
-    claim = try_claim(claim_path(output))
+    claim = claim_output(claim_path(output))
     assert claim is not None and claim_holder(claim.path)["pid"] == os.getpid()
-    assert try_claim(claim_path(output)) is None  # a second descriptor, even in this process, is refused
+    assert claim_output(claim_path(output)) is None  # a second descriptor, even in this process, is refused
     probe = subprocess.run([sys.executable, "-c", _HOLD_SCRIPT, str(output), "kill"], capture_output=True,
                            text=True, cwd=REPO, timeout=60, check=False)  # fmt: skip
     assert probe.stdout.strip() == "busy"
     claim.release()
     assert not claim.path.exists()
-    again = try_claim(claim_path(output))
+    again = claim_output(claim_path(output))
     assert again is not None
     again.release()
 

@@ -17,7 +17,7 @@ from rasterio.transform import Affine  # noqa: E402
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS  # noqa: E402
 from ssc_edge.errors import OptionError, OutputError, SceneReadError  # noqa: E402
 from ssc_edge.io import read_estimate, write_result  # noqa: E402
-from ssc_edge.io._atomic import remove_stale_temporaries, temporary_prefix  # noqa: E402
+from ssc_edge.io.output import remove_stale_files, temporary_prefix  # noqa: E402
 from ssc_edge.io.cog import (  # noqa: E402
     average_2x2,
     cloud_optimize,
@@ -156,7 +156,7 @@ def test_scratch_file_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
     child.wait(timeout=30)
     child.stdout.close()
     assert scratch.is_file()
-    assert remove_stale_temporaries(tmp_path / "out.tif") == [scratch]
+    assert remove_stale_files(tmp_path) == [scratch]
     assert list(tmp_path.iterdir()) == []
 
 

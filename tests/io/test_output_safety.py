@@ -20,8 +20,8 @@ import pytest
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS, GSD
 from ssc_edge.demo import demo_scene
 from ssc_edge.errors import OutputError
-from ssc_edge.io import atomic_output, check_output_path
-from ssc_edge.io._atomic import check_output_folder, remove_stale_temporaries, temporary_prefix
+from ssc_edge.io import atomic_output, check_outputs
+from ssc_edge.io.output import check_output_folder, remove_stale_files, temporary_prefix
 
 rasterio = pytest.importorskip("rasterio")
 
@@ -62,8 +62,8 @@ def test_output_that_is_the_input_through_a_hard_link_is_refused(npz_scene):
     link = npz_scene.with_name("link.npz")
     os.link(npz_scene, link)
     with pytest.raises(OutputError, match=r"link\.npz: output is the input .*scene\.npz"):
-        check_output_path(link, force=True, inputs=[None, npz_scene])
-    assert check_output_path(npz_scene.with_name("other.npz"), inputs=[npz_scene]).name == "other.npz"
+        check_outputs([link], force=True, inputs=[None, npz_scene])
+    assert check_outputs([npz_scene.with_name("other.npz")], inputs=[npz_scene])[0].name == "other.npz"
 
 
 def test_dangling_symlink_output_needs_force_and_is_replaced_not_written_through(run_cli, npz_scene, tmp_path):

@@ -1,0 +1,449 @@
+"""The one door out: the guard every file ssc-edge writes goes through (``infer``, ``batch``, ``fit-and-export``...).
+
+Rules
+-----
+* **No output is an input** (:func:`check_outputs`): outputs are compared with every input (scene file or folder,
+  model files) by resolved path and by file identity (device and inode: a hard link or a symbolic link to an input
+  is caught), even with ``force``; nor may two outputs of one command be one file.
+* **Existing files** are replaced only with ``force``; a dangling symbolic link likewise (the link is replaced by
+  the rename, never written through). An output name that is not valid UTF-8 is refused (it could not be printed).
+* **One writer per output** (:func:`claim_output`, :func:`output_guard`): an exclusive ``flock`` on the claim file
+  ``.claim-NAME`` beside output ``NAME``, taken before the work starts and held until the output is renamed into
+  place. A second ``infer`` of the same output is refused with one line; a batch run skips a scene another run
+  holds and waits for it at its end (:mod:`ssc_edge.batch.local`). ``infer`` and ``batch`` share these claims.
+* **Nothing created through a link.** Claim files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW``; an existing
+  one is opened with ``O_NOFOLLOW`` and used only if it is a regular file with one name (a planted symbolic link,
+  hard link or FIFO is refused with one line, and its target is never opened). Temporary files are created with
+  ``tempfile.mkstemp`` (``O_CREAT | O_EXCL | O_NOFOLLOW``) in the output's folder.
+* **Atomic** (:func:`atomic_output`): an output is written to a temporary file beside it and renamed into place;
+  any error, Ctrl-C or SIGTERM removes the temporary file.
+* **Killed runs leave nothing for long** (:func:`remove_stale_files`): any later write in a folder removes the
+  temporary files of processes of this host that no longer run (their pid is in the name) and the claim files no
+  live process holds, whatever output they belonged to.
+
+Why ``flock`` for claims and not a file created with ``O_EXCL`` alone: an exclusive file outlives a process that
+is killed (SIGKILL, out of memory, a lost node), so another run would have to guess from the pid in it whether the
+claim is stale; pids are reused, and a pid on another machine of a Ray cluster cannot be checked at all. The
+kernel releases a ``flock`` when its holder dies, so a claim is exactly as alive as its process; on NFS, Linux
+implements ``flock`` with the server's byte-range locks (NFSv4, or NFSv3 with ``lockd``), which every client sees.
+The file itself only names its holder (pid, host, start time; JSON) for messages.
+
+Temporary files
+---------------
+The temporary file of ``OUT.tif`` is ``.OUT.tif.ssc-edge-HOST-PID.XXXXXXXX.tif`` in the same folder: hidden,
+named after its output, and after the host and process that write it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import OutputError, SscEdgeError
+
+__all__ = [
+    "CLAIM_PREFIX",
+    "OutputClaim",
+    "atomic_output",
+    "check_output_folder",
+    "check_outputs",
+    "claim_holder",
+    "claim_output",
+    "claim_path",
+    "output_guard",
+    "printable",
+    "remove_stale_files",
+    "same_file",
+    "temporary_prefix",
+]
+
+logger = logging.getLogger(__name__)
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40] or "host"
+
+#: Prefix of claim files (beside the output they claim).
+CLAIM_PREFIX = ".claim-"
+
+_TEMPORARY = re.compile(r"^\..+\.ssc-edge-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)\.[a-z0-9_]{8}")
+
+
+def printable(path: Path | str) -> str:
+    """``path`` as text any terminal can print: bytes that are not UTF-8 shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def temporary_prefix(path: Path, *, pid: int | None = None) -> str:
+    """``.NAME.ssc-edge-HOST-PID.``: how the temporary files of output ``path`` begin (see module notes)."""
+    return f".{Path(path).name}.ssc-edge-{_HOST}-{os.getpid() if pid is None else pid}."
+
+
+def claim_path(output: Path) -> Path:
+    """The claim file of output ``output``: ``.claim-NAME`` in the same folder (never a temporary file's name)."""
+    output = Path(output)
+    return output.parent / f"{CLAIM_PREFIX}{output.name}"
+
+
+def _folder(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file or folder: the same resolved path, or the same device and inode."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop
+        return False
+
+
+def check_outputs(
+    outputs: Iterable[Path | None], *, inputs: Iterable[Path | None] = (), force: bool = False
+) -> list[Path]:
+    """Check, before any work starts, that every one of ``outputs`` may be written; return them as paths.
+
+    Parameters
+    ----------
+    outputs : iterable of Path or None
+        The files the command writes (None entries are skipped).
+    inputs : iterable of Path or None
+        The files and folders it reads: scene, model(s) (None entries are skipped). No output may be one of
+        them, even with ``force``, nor may two outputs be one file.
+    force : bool
+        Overwrite an existing output (or replace a symbolic link: the link is replaced, never written through).
+
+    Raises
+    ------
+    OutputError
+        An output is an input or another output; its name is not UTF-8; it exists (or is a dangling symbolic
+        link) and ``force`` is false; it is a folder; its folder is missing or takes no files.
+    """
+    paths = [Path(p) for p in outputs if p is not None]
+    sources = [Path(p) for p in inputs if p is not None]
+    for number, path in enumerate(paths):
+        shown = printable(path)
+        if shown != str(path):
+            raise OutputError(f"{shown}: output name is not valid UTF-8; give it a UTF-8 name")
+        for other in sources:
+            if same_file(path, other):
+                raise OutputError(f"{path}: output is the input {other}; writing it would destroy the input")
+        for other in paths[:number]:
+            if same_file(path, other):
+                raise OutputError(f"{path}: is also the output {other}; give each output its own name")
+        if path.is_symlink() and not path.exists() and not force:
+            raise OutputError(
+                f"{path}: output is a dangling symbolic link (to {os.readlink(path)}); pass --force to replace the link"
+            )
+        if path.is_dir():
+            raise OutputError(f"{path}: output is a folder")
+        if path.exists() and not force:
+            raise OutputError(f"{path}: output exists; pass --force to overwrite it")
+        folder = _folder(path)
+        if not folder.is_dir():
+            raise OutputError(f"{path}: folder {folder} does not exist")
+        _probe(folder, temporary_prefix(path), where=f"{path}: cannot write in folder {folder}")
+    return paths
+
+
+def _probe(folder: Path, prefix: str, *, where: str) -> None:
+    """Create and remove a temporary file in ``folder``: what ``os.access`` cannot tell (root, /proc, a
+    read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=prefix, suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{where} ({exc.strerror or exc})") from None
+
+
+def check_output_folder(folder: Path) -> Path:
+    """Check that files can be created in an existing output folder (a batch's OUTDIR); return it.
+
+    Raises
+    ------
+    OutputError
+        Not a folder, or a file cannot be created in it (permissions, a read-only mount, ``/proc``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: output folder does not exist or is not a folder")
+    _probe(folder, f".ssc-edge-{_HOST}-{os.getpid()}.", where=f"{folder}: cannot write in output folder")
+    return folder
+
+
+# -- claims -------------------------------------------------------------------------------------------------
+
+
+class OutputClaim:
+    """A held claim: an open descriptor of a claim file with an exclusive ``flock``; :meth:`release` ends it.
+
+    Attributes
+    ----------
+    path : Path
+        The claim file.
+    holder : dict
+        ``pid``, ``host`` and ``since`` (UTC, ISO 8601) of this process, as written in the file.
+    """
+
+    def __init__(self, fd: int, path: Path, holder: dict[str, Any]) -> None:
+        self._fd: int | None = fd
+        self.path = path
+        self.holder = holder
+
+    def release(self, *, remove: bool = True) -> None:
+        """Remove the claim file (while still holding it, unless ``remove`` is false) and unlock. Idempotent."""
+        if self._fd is None:
+            return
+        try:
+            if remove:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+        finally:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> OutputClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _open_claim_file(path: Path) -> int:
+    """A descriptor of claim file ``path``, created if missing; never through a link, never anything but a regular
+    file with one name (see module notes)."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    while True:
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:  # removed between the two opens: create it
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"{path}: is a symbolic link, not a claim file; remove it") from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            kind = "a file with several names (a hard link)" if stat.S_ISREG(info.st_mode) else "not a regular file"
+            raise OutputError(f"{path}: is {kind}, not a claim file; remove it")
+        return fd
+
+
+def _wait_for_lock(fd: int, wait: float | None) -> bool:
+    """``flock`` ``fd`` exclusively: at once (``wait`` 0), within ``wait`` seconds, or whenever (None)."""
+    if wait is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def claim_output(path: Path, *, wait: float | None = 0, write_holder: bool = True) -> OutputClaim | None:
+    """Take the exclusive claim file ``path`` (created if missing).
+
+    Parameters
+    ----------
+    path : Path
+        The claim file (:func:`claim_path` of an output); its folder must exist.
+    wait : float or None
+        Seconds to wait for a live holder to release it: 0 (default) not at all, None until it does.
+    write_holder : bool
+        Write this process's pid, host and start time into the file.
+
+    Returns
+    -------
+    OutputClaim or None
+        None when a live process still holds it after ``wait``.
+
+    Raises
+    ------
+    OutputError
+        ``path`` is a symbolic link, a hard link or not a regular file (nothing is written through it).
+    OSError
+        The file cannot be created or locked (a read-only folder, a file system without locks).
+    """
+    path = Path(path)
+    while True:
+        fd = _open_claim_file(path)
+        try:
+            locked = _wait_for_lock(fd, wait)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
+            os.close(fd)
+            return None
+        try:  # the holder we waited for removed the file: lock the new one
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
+            os.close(fd)
+            continue
+        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
+        if write_holder:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        return OutputClaim(fd, path, holder)
+
+
+def claim_holder(path: Path) -> dict[str, Any] | None:
+    """Who holds the claim ``path`` (``pid``, ``host``, ``since``) as its file says; None if unknown.
+
+    Informative only (the file may be a dead process's, or half written): :func:`claim_output` decides. Read
+    without following a link and at most 4 KiB.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(4096).decode("utf-8")) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def output_guard(
+    outputs: Iterable[Path | None], *, inputs: Iterable[Path | None] = (), force: bool = False
+) -> Iterator[list[Path]]:
+    """Check ``outputs`` (:func:`check_outputs`) and hold their claims for the ``with`` block: the command's work
+    and the renames of its outputs into place go inside it.
+
+    A second writer of one of them is refused at once; the checks run again once the claims are held (a writer
+    that finished in between made the output exist).
+
+    Raises
+    ------
+    OutputError
+        See :func:`check_outputs`; or another live process (another ``infer``, a batch run) holds a claim.
+    """
+    paths = check_outputs(outputs, inputs=inputs, force=force)
+    with contextlib.ExitStack() as claims:
+        for path in paths:
+            try:
+                claim = claim_output(claim_path(path))
+            except OutputError:
+                raise
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot claim it ({exc.strerror or exc})") from None
+            if claim is None:
+                holder = claim_holder(claim_path(path)) or {}
+                raise OutputError(
+                    f"{path}: another ssc-edge run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) is "
+                    "writing it; wait for it to finish or write elsewhere"
+                )
+            claims.enter_context(claim)
+        check_outputs(paths, inputs=inputs, force=force)
+        yield paths
+
+
+# -- temporary files ----------------------------------------------------------------------------------------
+
+
+def _running(pid: int) -> bool:
+    """True if process ``pid`` exists on this host (or may: no permission to signal it)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's live process
+        return True
+    return True
+
+
+def remove_stale_files(folder: Path) -> list[Path]:
+    """Remove what killed runs left in ``folder``; return the paths removed.
+
+    Temporary files (:func:`temporary_prefix`'s pattern, any output) of this host's processes that no longer run,
+    and claim files no process holds. Other hosts' temporary files, live processes' files and links are kept.
+    Never raises (a folder that cannot be listed has nothing to clean).
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if entry.name.startswith(CLAIM_PREFIX):
+                claim = claim_output(Path(entry.path), write_holder=False) if entry.is_file(follow_symlinks=False) \
+                    else None  # fmt: skip
+                if claim is not None:
+                    claim.release()
+                    removed.append(Path(entry.path))
+                continue
+            match = _TEMPORARY.match(entry.name)
+            if match is None or match["host"] != _HOST or _running(int(match["pid"])):
+                continue
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+                logger.info("removed %s, left by a killed run (pid %s)", printable(entry.path), match["pid"])
+        except OSError:
+            continue
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it to ``path`` on success.
+
+    On any exception (including ``KeyboardInterrupt``, ``SystemExit`` from the CLI's SIGTERM handler, and a full
+    disk) the temporary file is removed and nothing is left at ``path``. ``OSError`` (creating the temporary file
+    included: ``-o /proc/x.tif``) is re-raised as :class:`OutputError` naming ``path``, except ssc-edge's own
+    errors (a scene that fails to read while the output is being written keeps its own message). What killed runs
+    left in the folder is removed first (:func:`remove_stale_files`).
+    """
+    path = Path(path)
+    folder = _folder(path)
+    remove_stale_files(folder)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix or path.suffix, dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, SscEdgeError):
+            raise
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
