@@ -27,7 +27,7 @@ import numpy as np
 from .. import __version__
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
-from ..io import atomic_output, check_output_path, read_scene
+from ..io import atomic_output, output_guard, read_scene
 from ..io.sources import central_scene
 from ..progress import ProgressCallback
 from ..registration import estimate_scene_registration
@@ -58,7 +58,7 @@ __all__ = [
     "keras_to_onnx",
     "pad_concat_channels",
     "measure_layouts",
-    "check_export_paths",
+    "written_paths",
     "output_paths",
 ]
 
@@ -425,13 +425,10 @@ def output_paths(output: Path) -> dict[str, Path]:
     }
 
 
-def check_export_paths(paths: dict[str, Path], *, scene: object, force: bool, write_keras: bool) -> None:
-    """:func:`~ssc_edge.io.check_output_path` on every file of :func:`output_paths` that will be written
-    (``NAME.keras`` only with ``write_keras``); none may be ``scene`` when it is a path, even with ``force``."""
-    inputs = (Path(scene),) if isinstance(scene, (str, Path)) else ()
-    for key, path in paths.items():
-        if key != "keras" or write_keras:
-            check_output_path(path, force=force, inputs=inputs)
+def written_paths(paths: dict[str, Path], *, write_keras: bool) -> list[Path]:
+    """The files of :func:`output_paths` an export writes (``NAME.keras`` only with ``write_keras``), for the
+    output guard (:func:`ssc_edge.io.output_guard`)."""
+    return [path for key, path in paths.items() if key != "keras" or write_keras]
 
 
 def _scene_sha256(path: Path | None) -> str:
@@ -545,10 +542,13 @@ def fit_and_export(
     """
     config = config or FitConfig()
     paths = output_paths(output)
-    check_export_paths(paths, scene=scene, force=force, write_keras=write_keras)
+    inputs = (scene,) if isinstance(scene, (str, Path)) else ()  # no output may be the scene, even with force
     options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
     clock = time.perf_counter()
-    with opened_scene(scene) as (scene_obj, sha, name):
+    with (  # the outputs claimed until renamed into place: a second writer of them is refused
+        output_guard(written_paths(paths, write_keras=write_keras), inputs=inputs, force=force),
+        opened_scene(scene) as (scene_obj, sha, name),
+    ):
         return _fit_and_export(scene_obj, sha, name, scene, paths, config, clock, **options)
 
 
