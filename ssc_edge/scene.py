@@ -10,7 +10,7 @@ reduced-resolution (RR) file every band is already degraded by 2, so the fine gr
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -20,9 +20,52 @@ import numpy as np
 from .bands import COARSE_BANDS, FINE_BANDS, GSD
 from .errors import SceneError
 
-__all__ = ["GeoReference", "Scene"]
+__all__ = ["GeoReference", "Scene", "check_transform"]
 
 logger = logging.getLogger(__name__)
+
+#: Largest pixel side a georeference may state, in CRS units (100 km in metres; more than 360 degrees).
+MAX_PIXEL_SIZE = 1e5
+
+#: Largest grid origin coordinate, in CRS units (no projected CRS on Earth goes past a few 10^7 m).
+MAX_ORIGIN = 1e9
+
+
+def check_transform(transform: Iterable[float], *, where: str) -> tuple[float, float, float, float, float, float]:
+    """A fine grid's affine transform as 6 floats, refused unless finite, north-up and of a usable pixel size.
+
+    Parameters
+    ----------
+    transform : iterable of 6 numbers
+        ``(a, b, c, d, e, f)`` in rasterio/affine order (see :class:`GeoReference`), CRS units.
+    where : str
+        What errors start with (the file, and the band or array).
+
+    Returns
+    -------
+    tuple of 6 float
+
+    Raises
+    ------
+    SceneError
+        Not 6 finite numbers; a rotation or shear term (``b``, ``d``) that is not 0 (only north-up grids are
+        supported); a pixel width ``a`` that is not positive or a pixel height ``e`` that is not negative; a
+        pixel side over :data:`MAX_PIXEL_SIZE` or an origin beyond :data:`MAX_ORIGIN`.
+    """
+    values = tuple(float(v) for v in transform)
+    if len(values) != 6 or not all(np.isfinite(values)):
+        raise SceneError(f"{where}: transform {values} must be 6 finite numbers (a, b, c, d, e, f)")
+    a, b, c, d, e, f = values
+    if b != 0 or d != 0:
+        raise SceneError(f"{where}: transform {values} is rotated or sheared (b={b:g}, d={d:g}); only north-up grids")
+    if not (0 < a <= MAX_PIXEL_SIZE and 0 < -e <= MAX_PIXEL_SIZE):
+        raise SceneError(
+            f"{where}: transform {values} has pixel size {a:g} x {e:g}: needs a width in (0, {MAX_PIXEL_SIZE:g}] "
+            f"and a negative height (north-up) down to -{MAX_PIXEL_SIZE:g}"
+        )
+    if abs(c) > MAX_ORIGIN or abs(f) > MAX_ORIGIN:
+        raise SceneError(f"{where}: transform {values} has its origin beyond {MAX_ORIGIN:g} CRS units")
+    return values  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -36,10 +79,20 @@ class GeoReference:
         ``y = d*col + e*row + f`` for pixel corner coordinates, in CRS units (metres for UTM).
     crs : str
         The coordinate reference system as WKT or ``EPSG:nnnn``.
+
+    Raises
+    ------
+    SceneError
+        A transform :func:`check_transform` refuses, or an empty CRS.
     """
 
     transform: tuple[float, float, float, float, float, float]
     crs: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "transform", check_transform(self.transform, where="georeference"))
+        if not isinstance(self.crs, str) or not self.crs.strip():
+            raise SceneError(f"georeference: CRS {self.crs!r} is not a WKT or EPSG:nnnn string")
 
     def scaled(self, factor: float) -> GeoReference:
         """Return the georeference of a grid whose pixels are ``factor`` times larger."""

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from ..bands import ALL_BANDS
 from ..errors import SceneReadError
 from ..scene import Scene
 from ._atomic import atomic_output, check_output_path
+from .limits import check_regular_file
 from .results import read_estimate, write_result
 
 __all__ = [
     "atomic_output",
     "check_output_path",
-    "describe_scene",
     "detect_format",
     "read_estimate",
     "read_scene",
@@ -44,11 +41,14 @@ def detect_format(path: Path) -> str:
     Raises
     ------
     SceneReadError
-        If the path does not exist, is unreadable, or matches no supported format.
+        If the path does not exist, is not a folder or a regular file (a FIFO, a device), is unreadable, or
+        matches no supported format.
     """
     from .safe import is_safe_product
 
     path = Path(path)
+    if not path.is_dir():
+        check_regular_file(path)  # a FIFO would block the open below forever; a device never ends
     if is_safe_product(path):
         return "safe"
     if path.is_dir():
@@ -74,15 +74,17 @@ def detect_format(path: Path) -> str:
 
 
 def read_scene(path: Path) -> Scene:
-    """Read a Sentinel-2 scene from any supported file or folder.
+    """Read a Sentinel-2 scene from any supported file or folder, whole.
+
+    The scene comes through the one door, :func:`ssc_edge.io.sources.open_band_source`, with every check
+    it makes, and is then read whole (its size added up first: :class:`ssc_edge.io.limits.ReadBudget`).
 
     Parameters
     ----------
     path : Path
         A Sentinel-2 L1C/L2A SAFE product (folder or zip), a MATLAB ``.mat`` (cell or grouped
-        layout, v5 or v7.3), a NumPy ``.npz`` with one
-        array per band, a GeoTIFF (multi-band with band descriptions) or a folder of
-        single-band GeoTIFFs named by band.
+        layout, v5 or v7.3), a NumPy ``.npz`` with one array per band, a GeoTIFF (multi-band with band
+        descriptions) or a folder of single-band rasters named by band.
 
     Returns
     -------
@@ -92,62 +94,11 @@ def read_scene(path: Path) -> Scene:
     Raises
     ------
     SceneReadError
-        Unreadable, corrupt or unknown file.
+        Unreadable, corrupt or unknown file, or one over the limits.
     SceneError
-        Readable, but the bands are missing, of the wrong size, non-finite, ...
+        Readable, but the bands are missing, of the wrong size, non-finite, misaligned, ...
     """
-    path = Path(path)
-    if not path.exists():
-        raise SceneReadError(f"{path}: no such file or folder")
-    kind = detect_format(path)
-    if kind == "mat":
-        from .mat import read_mat_scene
+    from .sources import open_band_source
 
-        return read_mat_scene(path)
-    if kind == "safe":
-        from .safe import read_safe_scene
-
-        return read_safe_scene(path)
-    if kind == "npz":
-        from .npz import read_npz_scene
-
-        return read_npz_scene(path)
-    from .geotiff import read_geotiff_scene
-
-    return read_geotiff_scene(path)
-
-
-def _value_range(array: np.ndarray) -> dict[str, float]:
-    return {"min": float(array.min()), "max": float(array.max()), "mean": float(array.mean())}
-
-
-def describe_scene(scene: Scene) -> dict:
-    """Summarise a scene as plain JSON types (what ``ssc-edge info`` prints).
-
-    Returns
-    -------
-    dict
-        ``source``, ``name``, ``shape`` (H, W of the fine grid, pixels), ``fine_pixel_size`` (m),
-        ``bands``: ``{name: {"shape", "gsd" (m), "min", "max", "mean" (DN)}}`` in canonical band
-        order, ``reference``: ``{"shape", "min", "max", "mean"}`` or None, ``georef``:
-        ``{"transform", "crs"}`` or None.
-    """
-    bands = {}
-    for name in sorted(scene.bands, key=ALL_BANDS.index):
-        array = scene.bands[name]
-        bands[name] = {"shape": list(array.shape), "gsd": scene.gsd(name), **_value_range(array)}
-    reference = None
-    if scene.reference is not None:
-        reference = {"shape": list(scene.reference.shape), **_value_range(scene.reference)}
-    georef = None
-    if scene.georef is not None:
-        georef = {"transform": list(scene.georef.transform), "crs": scene.georef.crs}
-    return {
-        "source": str(scene.source) if scene.source is not None else None,
-        "name": scene.name,
-        "shape": list(scene.shape),
-        "fine_pixel_size": scene.fine_pixel_size,
-        "bands": bands,
-        "reference": reference,
-        "georef": georef,
-    }
+    with open_band_source(path) as source:
+        return source.to_scene()

@@ -1,4 +1,4 @@
-"""GeoTIFF scenes and results, and folders of single-band rasters (needs the ``geo`` extra: rasterio).
+"""GeoTIFF scenes and results, and folders of single-band rasters (read with rasterio, a base dependency).
 
 A scene is either
 
@@ -9,13 +9,17 @@ A scene is either
   descriptions are band names (e.g. one 10 m file with B02, B03, B04, B08 and one 20 m file with
   B05, B06, B07, B8A, B11, B12). A file whose resolution suffix is not its band's native one
   (``_B02_20m``: the 20 m copy of a 10 m band in an L2A ``R20m`` folder) is skipped; two files
-  holding one band are an error. Files naming no band (``_TCI.jp2``, ``B10``) are skipped; or
+  holding one band are an error. Files naming no band (``_TCI.jp2``, ``B10``) are skipped. An L2A
+  granule's ``IMG_DATA`` folder, whose rasters sit in ``R10m``/``R20m``/``R60m``, reads the same way
+  (each band at its native resolution); or
 - **one multi-band GeoTIFF** whose band descriptions are band names. All bands of one file share
   one grid, so such a file alone can hold a scene only if every band is on the fine grid, which
   :class:`~ssc_edge.scene.Scene` refuses for the 20 m bands: use a folder for real scenes.
 
-The georeferencing (transform, CRS as WKT) of the file holding ``B02`` becomes ``Scene.georef``;
-the fine pixel size is its pixel width when the CRS is projected in metres, else 10 m.
+Only regular files are read. The grids are checked and read by :class:`ssc_edge.io.sources.RasterBandSource`
+(:func:`~ssc_edge.io.read_scene` reads a scene whole through it): the georeferencing (transform, CRS as WKT)
+of the file holding ``B02`` becomes ``Scene.georef``; the fine pixel size is its pixel width when the CRS is
+projected in metres, else 10 m.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import FINE_BANDS, GSD, VERY_COARSE_BANDS, canonical_band_name
-from ..errors import OptionError, SceneError, SceneReadError
-from ..scene import GeoReference, Scene
+from ..bands import GSD, canonical_band_name
+from ..errors import OptionError, SceneReadError
+from ..scene import GeoReference
+from .limits import check_regular_file
 
-__all__ = ["band_of_file_name", "geotiff_band_sources", "read_geotiff_image", "read_geotiff_scene", "write_geotiff"]
+__all__ = ["band_of_file_name", "geotiff_band_sources", "read_geotiff_image", "write_geotiff"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ _SUFFIXES = (".tif", ".tiff")
 #: Files in a band folder that are never rasters (sidecars, metadata); everything else is tried.
 _NOT_RASTERS = (".xml", ".aux", ".ovr", ".json", ".txt", ".md", ".csv", ".html", ".prj", ".tfw", ".wld",
                 ".qml", ".msk", ".gml", ".safe", ".py", ".zip", ".npz", ".mat", ".png")  # fmt: skip
+
+#: The subfolders of an L2A granule's ``IMG_DATA`` that hold its rasters, one per resolution.
+_L2A_RESOLUTION_FOLDERS = ("R10m", "R20m", "R60m")
 
 #: A band token at the end of a file stem, with an optional resolution suffix: ``..._B05``, ``..._B8A_20m``.
 _BAND_STEM = re.compile(r"(?:^|_)(B(?:\d{1,2}|8A))(?:_(\d\d)m)?$", re.IGNORECASE)
@@ -64,18 +72,12 @@ def band_of_file_name(path: Path) -> tuple[str, int | None] | None:
     return band, int(match.group(2)) if match.group(2) else None
 
 
-def _rasterio(path: Path, error: type[Exception] = SceneReadError):
-    try:
-        import rasterio
-    except ImportError:
-        raise error(f"{path}: GeoTIFF support needs rasterio: pip install 'ssc-edge[geo]'") from None
-    return rasterio
-
-
 @contextmanager
 def _open(path: Path):
-    """Open a raster for reading; any rasterio failure becomes a one-line SceneReadError."""
-    rasterio = _rasterio(path)
+    """Open a raster (a regular file) for reading; any rasterio failure becomes a one-line SceneReadError."""
+    import rasterio
+
+    check_regular_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -126,8 +128,9 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
     Parameters
     ----------
     path : Path
-        A multi-band GeoTIFF with band descriptions, or a folder of rasters (see module docstring).
-        In a folder, files naming no band (a ``TCI.jp2`` quicklook, say) are skipped, and so are
+        A multi-band GeoTIFF with band descriptions, or a folder of rasters (see module docstring; with an
+        L2A granule's ``R10m``/``R20m``/``R60m`` subfolders, their rasters too). In a folder, files naming
+        no band (a ``TCI.jp2`` quicklook, say) are skipped, and so are
         single-band files whose resolution suffix is not the band's native one (``_B02_20m``).
 
     Returns
@@ -154,7 +157,9 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
         for band, index in _file_bands(path, strict=True).items():
             add(band, path, index)
         return sources
-    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+    folders = [path, *(path / name for name in _L2A_RESOLUTION_FOLDERS if (path / name).is_dir())]
+    files = sorted(p for folder in folders for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    for file in files:
         suffix = file.suffix.lower()
         if suffix in _NOT_RASTERS or file.name.lower().endswith(".aux.xml"):
             continue
@@ -181,61 +186,6 @@ def _georef(dataset) -> GeoReference | None:
         return None
     t = dataset.transform
     return GeoReference((t.a, t.b, t.c, t.d, t.e, t.f), dataset.crs.to_wkt())
-
-
-def _read_band(file: Path, index: int) -> tuple[np.ndarray, GeoReference | None, float | None]:
-    with _open(file) as dataset:
-        try:
-            data = dataset.read(index)
-        except Exception as exc:  # rasterio/GDAL raise several types for corrupt tiles
-            raise SceneReadError(f"{file}: cannot read band {index} ({type(exc).__name__}: {exc})") from None
-        pixel = None
-        if dataset.crs is not None and dataset.crs.is_projected and dataset.crs.linear_units in ("metre", "meter"):
-            pixel = abs(dataset.transform.a)
-        return data, _georef(dataset), pixel
-
-
-def read_geotiff_scene(path: Path) -> Scene:
-    """Read a scene from a folder of GeoTIFFs or one multi-band GeoTIFF.
-
-    Parameters
-    ----------
-    path : Path
-        See :func:`geotiff_band_sources`.
-
-    Returns
-    -------
-    Scene
-        Bands as float32 DN; all-zero 60 m bands dropped; ``georef`` from the file holding B02.
-
-    Raises
-    ------
-    SceneReadError
-        Unreadable file or no band found.
-    SceneError
-        Bands missing, of the wrong size, non-finite, of an unsupported dtype, ...
-    """
-    path = Path(path)
-    sources = geotiff_band_sources(path)
-    bands: dict[str, np.ndarray] = {}
-    georef, fine_pixel_size = None, 10.0
-    for band, (file, index) in sources.items():
-        data, band_georef, pixel = _read_band(file, index)
-        if band == FINE_BANDS[0]:
-            georef = band_georef
-            fine_pixel_size = pixel or 10.0
-        if band in VERY_COARSE_BANDS and data.dtype.kind in "uif" and not np.any(data):
-            logger.debug("%s: dropping all-zero placeholder band %s", path, band)
-            continue
-        bands[band] = data
-    if georef is not None:
-        for band in FINE_BANDS:
-            other = sources.get(band)
-            if other is not None and other[0] != sources[FINE_BANDS[0]][0]:
-                with _open(other[0]) as dataset:
-                    if dataset.crs is not None and dataset.crs.to_wkt() != georef.crs:
-                        raise SceneError(f"{other[0]}: band {band} has a different CRS than {FINE_BANDS[0]}")
-    return Scene(bands=bands, fine_pixel_size=fine_pixel_size, georef=georef, source=path, name=path.stem)
 
 
 def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], GeoReference | None]:
@@ -286,7 +236,7 @@ def write_geotiff(
     nodata : float, optional
         The nodata tag of every band (NaN allowed for float; see :mod:`ssc_edge.nodata`).
     """
-    rasterio = _rasterio(path, OptionError)
+    import rasterio
     from rasterio.transform import Affine
 
     image = np.asarray(image)

@@ -4,28 +4,49 @@ A file names the size of what it holds before it holds it: an ``.npy`` header in
 declares its array's shape and dtype, an HDF5 dataset its shape and dtype, a zip member its
 uncompressed size, a raster its width, height and sample type. A small file can declare a huge
 array (a *zip bomb*: a few kilobytes of deflate that decompress to terabytes, or an HDF5 dataset
-declared 10^6 x 10^6 with no data written). The readers check the declaration against
-:data:`MAX_ARRAY_BYTES` first and refuse with one line (:class:`~ssc_edge.errors.SceneReadError`)
-instead of running out of memory.
+declared 10^6 x 10^6 with no data written). The readers add up what a whole FILE declares (every
+member, dataset and cell reference they will read, each reference counted as often as it is
+followed) in a :class:`ReadBudget` and refuse with one line (:class:`~ssc_edge.errors.SceneReadError`)
+before allocating, instead of running out of memory.
 
 The limit
 ---------
-:data:`MAX_ARRAY_BYTES` is the largest legitimate array of a Sentinel-2 scene: a full tile's
-(10980 x 10980 pixels at 10 m) six sharpened bands in float64, the largest a reference ``Xm_im``
-or an ``(H, W, 6)`` estimate can be: 6 x 10980^2 x 8 bytes = 5.79 GB. Anything larger is not a
-scene ssc-edge can have written or been meant to read.
+:data:`MAX_ARRAY_BYTES` is the most one scene or estimate file may make a reader allocate: a full
+tile's (10980 x 10980 pixels at 10 m) six sharpened bands in float64, the largest a reference
+``Xm_im`` or an ``(H, W, 6)`` estimate can be: 6 x 10980^2 x 8 bytes = 5.79 GB (a full tile's 12
+bands in float64 take 5.36 GB). It holds per file, summed over everything read, and a file must
+also fit in the memory the machine has available (``MemAvailable`` of ``/proc/meminfo``, where the
+system states it). Anything larger is not a scene ssc-edge can have written or been meant to read.
+
+Files
+-----
+Only regular files are opened (:func:`check_regular_file`): a FIFO would block the reader forever,
+a device (``/dev/zero``) never ends.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import SceneReadError
 
-__all__ = ["TILE_SIDE", "MAX_ARRAY_BYTES", "MAX_COMPRESSION_RATIO", "check_array_size", "check_zip_member"]
+__all__ = [
+    "TILE_SIDE",
+    "MAX_ARRAY_BYTES",
+    "MAX_COMPRESSION_RATIO",
+    "MAX_METADATA_BYTES",
+    "ReadBudget",
+    "available_memory",
+    "check_array_size",
+    "check_regular_file",
+    "check_zip_member",
+]
 
 #: Side of a full Sentinel-2 tile at 10 m, pixels (109.8 km).
 TILE_SIDE = 10980
@@ -37,9 +58,118 @@ MAX_ARRAY_BYTES = 6 * TILE_SIDE * TILE_SIDE * 8
 #: compress further (a real product's members are about 1:1); a zip bomb's are 1000:1.
 MAX_COMPRESSION_RATIO = 100
 
+#: Largest metadata file read whole (a SAFE product's ``MTD_MSIL2A.xml`` is about 60 kB), bytes.
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+
 
 def _gigabytes(n: float) -> str:
     return f"{n / 1e9:.3g} GB"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_regular_file(path: Path | str, *, what: str = "") -> int:
+    """Refuse anything but a regular file (links followed) before it is opened; return its size in bytes.
+
+    Parameters
+    ----------
+    path : Path or str
+        The file about to be opened.
+    what : str
+        How errors name it when it is a member of a scene (``"band B05 file"``); errors start with ``path``.
+
+    Raises
+    ------
+    SceneReadError
+        No such file, or a folder, FIFO, device or socket (``os.stat`` and ``stat.S_ISREG``; nothing is opened).
+    """
+    label = f"{path}: {what + ' ' if what else ''}"
+    try:
+        mode = os.stat(path)
+    except FileNotFoundError:
+        raise SceneReadError(f"{label}no such file or folder") from None
+    except OSError as exc:
+        raise SceneReadError(f"{label}cannot open ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode.st_mode):
+        raise SceneReadError(f"{label}is {_file_kind(mode.st_mode)}, not a regular file; refused")
+    return mode.st_size
+
+
+def available_memory() -> int | None:
+    """Bytes the system says it can still allocate (``MemAvailable`` of ``/proc/meminfo``); None where unknown."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class ReadBudget:
+    """What one file makes a reader allocate, added up before anything is read.
+
+    A reader calls :meth:`add` with each array it will read (declared shape and dtype, plus the
+    float32 copy a scene keeps of it) and reads only when every call passed. The total is refused
+    above :data:`MAX_ARRAY_BYTES` or above the memory available.
+
+    Parameters
+    ----------
+    where : str
+        The file, named in errors.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.total = 0
+        self._memory = available_memory()
+
+    def add(self, shape: Sequence[int], dtype: np.dtype | str, *, what: str, as_float32: bool = False) -> int:
+        """Count an array of ``shape`` and ``dtype`` named ``what`` (and its float32 copy); return the total, bytes.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            Declared shape.
+        dtype : numpy dtype or str
+            Declared sample type.
+        what : str
+            How errors name the array (``"array 'B02'"``, ``"dataset im10"``).
+        as_float32 : bool
+            The reader also keeps a float32 copy of it (a scene's band): counted too.
+
+        Raises
+        ------
+        SceneReadError
+            A negative dimension, or the file's total over :data:`MAX_ARRAY_BYTES` or the memory available.
+        """
+        size = check_array_size(shape, dtype, where=f"{self.where}: {what}")
+        self.total += size
+        if as_float32:
+            self.total += size // np.dtype(dtype).itemsize * 4 if np.dtype(dtype).itemsize else 0
+        limit = MAX_ARRAY_BYTES
+        if self.total > limit:
+            raise SceneReadError(
+                f"{self.where}: {what} brings what the file declares to {_gigabytes(self.total)}, more than the "
+                f"{_gigabytes(limit)} a full Sentinel-2 tile can take; refused before reading"
+            )
+        if self._memory is not None and self.total > self._memory:
+            raise SceneReadError(
+                f"{self.where}: {what} brings what the file declares to {_gigabytes(self.total)}, more than the "
+                f"{_gigabytes(self._memory)} of memory available; refused before reading"
+            )
+        return self.total
 
 
 def check_array_size(shape: Sequence[int], dtype: np.dtype | str, *, where: str) -> int:

@@ -12,9 +12,12 @@
 HDF5 stores MATLAB arrays column-major, so every array read with h5py is transposed to recover
 MATLAB's index order (see ``../shared/data/README.md``).
 
-Sizes are checked before anything is read (:func:`check_mat_sizes`): every HDF5 dataset's declared
-shape and dtype, and every v5 variable's size (a compressed variable is inflated once in 4 MB
-chunks and counted, never held) against :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES`.
+Sizes are added up for the whole file before anything is read (:class:`ssc_edge.io.limits.ReadBudget`):
+in a v7.3 file the declared shape and dtype of each variable read (the scene's ``Yim``, ``im10``,
+``im20``, ``im60``, ``Xm_im``; other variables are never read) and of every dataset its cells refer
+to, counted once per reference (a cell of 3000 references to one 32 MB dataset is 96 GB); in a v5
+file every variable's size (a compressed variable is inflated once in 4 MB chunks and counted, never
+held). Each is refused over :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` or the memory available.
 """
 
 from __future__ import annotations
@@ -30,14 +33,17 @@ from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
 from ..scene import Scene
 from . import limits
-from .limits import check_array_size
+from .limits import ReadBudget, check_regular_file
 
-__all__ = ["check_mat_sizes", "is_hdf5", "read_mat_arrays", "read_mat_scene", "write_mat"]
+__all__ = ["is_hdf5", "read_mat_arrays", "read_mat_scene", "write_mat"]
 
 logger = logging.getLogger(__name__)
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _GROUPS = {"im10": FINE_BANDS, "im20": COARSE_BANDS, "im60": VERY_COARSE_BANDS}
+
+#: The variables a scene is read from (cell layout, grouped layout, reference).
+_SCENE_VARIABLES = ("Yim", *_GROUPS, "Xm_im")
 
 
 def is_hdf5(path: Path) -> bool:
@@ -70,36 +76,37 @@ def _read_errors() -> tuple[type[BaseException], ...]:
             OverflowError, zlib.error, MatReadError)  # fmt: skip
 
 
-#: MAT-file v5 data types of a top-level variable (The MathWorks, "MAT-File Format", 2023, table 1-1).
-_MI_MATRIX, _MI_COMPRESSED = 14, 15
+#: MAT-file v5 data type of a compressed top-level variable (The MathWorks, "MAT-File Format", 2023, table 1-1).
+_MI_COMPRESSED = 15
 #: Bytes inflated at a time when a compressed v5 variable is measured.
 _INFLATE_CHUNK = 1 << 22
 
 
-def check_mat_sizes(path: Path) -> None:
-    """Refuse a MATLAB file holding an array larger than :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES`.
+def _h5_budget(h5, item, name: str, budget: ReadBudget, *, as_float32: bool, depth: int = 0) -> None:
+    """Add one HDF5 dataset to the file's budget, and every dataset its references point to, once per reference."""
+    import h5py
 
-    v7.3 (HDF5): every dataset's declared shape and dtype (cells' ``#refs#`` included), nothing read.
-    v5: each top-level variable's size, from its tag; a compressed one is inflated chunk by chunk
-    and counted (memory: one 4 MB chunk), so a zip bomb stops at the limit.
-
-    Raises
-    ------
-    SceneReadError
-        An array over the limit. A corrupt file raises what the readers would (``OSError``,
-        ``zlib.error``), reported by :func:`read_mat_arrays`.
-    """
-    path = Path(path)
-    if is_hdf5(path):
-        import h5py
-
-        def visit(name: str, item) -> None:
-            if isinstance(item, h5py.Dataset) and item.shape is not None:
-                check_array_size(item.shape, item.dtype, where=f"{path}: dataset {name}")
-
-        with h5py.File(path, "r") as h5:
-            h5.visititems(visit)
+    if item.shape is None:  # an empty dataspace
         return
+    if h5py.check_dtype(ref=item.dtype) is None:
+        budget.add(item.shape, item.dtype, what=f"dataset {name}", as_float32=as_float32 and item.dtype.kind in "uif")
+        return
+    budget.add(item.shape, item.dtype, what=f"dataset {name}")
+    if depth:
+        raise SceneReadError(f"{budget.where}: dataset {name} is a cell inside a cell, not a scene layout")
+    for index, ref in enumerate(np.asarray(item[()]).ravel(order="F"), start=1):
+        try:
+            target = h5[ref]
+        except (ValueError, KeyError, OSError, RuntimeError):
+            raise SceneReadError(f"{budget.where}: dataset {name} cell {index} refers to nothing") from None
+        if not isinstance(target, h5py.Dataset):
+            raise SceneReadError(f"{budget.where}: dataset {name} cell {index} refers to a group, not an array")
+        _h5_budget(h5, target, f"{name}{{{index}}}", budget, as_float32=as_float32, depth=depth + 1)
+
+
+def _v5_budget(path: Path, budget: ReadBudget) -> None:
+    """Add every top-level variable of a v5 file to the budget, from its tag; a compressed one is inflated in
+    4 MB chunks and counted (memory: one chunk), so a zip bomb stops at the limit."""
     with open(path, "rb") as f:
         header = f.read(128)
         endian = "<" if header[126:128] == b"IM" else ">"
@@ -107,7 +114,7 @@ def check_mat_sizes(path: Path) -> None:
             mdtype, nbytes = struct.unpack(endian + "II", tag)
             if mdtype >> 16:  # small data element: 4 bytes of data in the tag itself
                 continue
-            name = f"{path}: variable at byte {f.tell() - 8}"
+            name = f"variable at byte {f.tell() - 8}"
             if mdtype == _MI_COMPRESSED:
                 size = _inflated_size(f, nbytes)
             else:
@@ -115,10 +122,11 @@ def check_mat_sizes(path: Path) -> None:
                 f.seek(nbytes, 1)
             if size > limits.MAX_ARRAY_BYTES:
                 raise SceneReadError(
-                    f"{name}: holds more than {limits.MAX_ARRAY_BYTES / 1e9:.3g} GB"
+                    f"{path}: {name}: holds more than {limits.MAX_ARRAY_BYTES / 1e9:.3g} GB"
                     f"{' once inflated' if mdtype == _MI_COMPRESSED else ''}, more than a full Sentinel-2 tile "
                     "can take; refused before reading"
                 )
+            budget.add((size,), np.uint8, what=name)
 
 
 def _inflated_size(f, nbytes: int) -> int:
@@ -138,27 +146,38 @@ def _inflated_size(f, nbytes: int) -> int:
     return total
 
 
-def read_mat_arrays(path: Path) -> dict[str, object]:
-    """Read every top-level variable of a MATLAB file (v5 or v7.3).
+def read_mat_arrays(path: Path, *, names: tuple[str, ...] | None = None, as_float32: bool = False) -> dict[str, object]:
+    """Read the top-level variables ``names`` (all by default) of a MATLAB file (v5 or v7.3).
 
     Cell arrays come back as lists in MATLAB linear (column-major) order; numeric arrays in
-    MATLAB's index order. Raises :class:`SceneReadError` for a file neither reader accepts.
+    MATLAB's index order. What they take is added up first (see module notes; ``as_float32``: the caller
+    keeps a float32 copy of each numeric array, counted too). Raises :class:`SceneReadError` for a file
+    neither reader accepts or one over the limits.
     """
     path = Path(path)
+    check_regular_file(path)
+    budget = ReadBudget(str(path))
     read_errors = _read_errors()
     try:
-        check_mat_sizes(path)
         if is_hdf5(path):
             import h5py
 
             with h5py.File(path, "r") as h5:
-                names = [k for k in h5 if not k.startswith("#") and isinstance(h5[k], h5py.Dataset)]
-                return {k: _h5_value(h5, h5[k]) for k in names}
+                top = [k for k in h5 if not k.startswith("#") and isinstance(h5[k], h5py.Dataset)]
+                chosen = [k for k in top if names is None or k in names]
+                for key in chosen:
+                    _h5_budget(h5, h5[key], key, budget, as_float32=as_float32)
+                return {k: _h5_value(h5, h5[k]) for k in chosen}
         from scipy import io as sio
 
-        raw = sio.loadmat(path)
+        _v5_budget(path, budget)
+        raw = sio.loadmat(path, variable_names=names)
     except SceneReadError:
         raise
+    except MemoryError:
+        raise SceneReadError(
+            f"{path}: not enough memory to read the MATLAB file ({budget.total / 1e9:.3g} GB)"
+        ) from None
     except read_errors as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise SceneReadError(f"{path}: cannot read MATLAB file ({type(exc).__name__}: {detail})") from None
@@ -170,6 +189,21 @@ def read_mat_arrays(path: Path) -> dict[str, object]:
             value = [np.asarray(v) for v in value.ravel(order="F")]
         out[key] = value
     return out
+
+
+def _variable_names(path: Path) -> list[str]:
+    """Names of a MATLAB file's top-level variables, none read (for the message of an unknown layout)."""
+    try:
+        if is_hdf5(path):
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                return sorted(k for k in h5 if not k.startswith("#"))
+        from scipy import io as sio
+
+        return sorted(name for name, _, _ in sio.whosmat(path))
+    except _read_errors():
+        return []
 
 
 def _squeeze_band(value: object, where: str) -> np.ndarray:
@@ -218,7 +252,7 @@ def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene
         All-zero 60 m placeholder bands are dropped; bands are DN, float32.
     """
     path = Path(path)
-    arrays = read_mat_arrays(path)
+    arrays = read_mat_arrays(path, names=_SCENE_VARIABLES, as_float32=True)
     where = f"{path}: "
     bands: dict[str, np.ndarray] = {}
     if "Yim" in arrays:
@@ -235,7 +269,7 @@ def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene
             stack = _group_bands_first(np.asarray(arrays[group]), names, f"{where}{group}")
             bands.update(zip(names, stack, strict=True))
     else:
-        found = ", ".join(sorted(arrays)) or "nothing"
+        found = ", ".join(_variable_names(path)) or "nothing"
         raise SceneReadError(f"{where}unknown MATLAB layout: expected Yim (cell) or im10/im20 (grouped), found {found}")
     for name in VERY_COARSE_BANDS:
         if name in bands and (bands[name].size == 0 or not np.any(bands[name])):

@@ -10,79 +10,117 @@ Layout
 - ``fine_pixel_size`` (optional): scalar, metres per fine-grid pixel.
 
 Arrays are read with ``allow_pickle=False``: an object array is an error, never code to run.
-Each member's ``.npy`` header (its declared shape and dtype) is read first, without decompressing
-the data, and an array larger than :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` is refused before
-anything is read (a zip bomb costs nothing).
+Every member is an ``.npy`` array whether or not its name ends in ``.npy``. The members a read
+uses (for a scene: the bands and the four keys above; others are never decompressed) have their
+``.npy`` headers read first (declared shape and dtype, a few hundred bytes inflated), and their
+sizes, with the float32 copy a scene keeps, are added up for the whole file
+(:class:`ssc_edge.io.limits.ReadBudget`) and refused before anything is read (a zip bomb costs
+nothing).
 """
 
 from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..bands import VERY_COARSE_BANDS, canonical_band_name
 from ..errors import OptionError, SceneError, SceneReadError
-from ..scene import GeoReference, Scene
+from ..scene import GeoReference, Scene, check_transform
 from . import limits
-from .limits import check_array_size, check_zip_member
+from .limits import ReadBudget, check_regular_file, check_zip_member
 
-__all__ = ["check_npz_sizes", "read_npz_arrays", "read_npz_scene", "split_band_arrays", "write_npz"]
+__all__ = ["read_npz_arrays", "read_npz_scene", "split_band_arrays", "write_npz"]
 
 logger = logging.getLogger(__name__)
 
 _META_KEYS = ("reference", "transform", "crs", "fine_pixel_size")
 
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, RuntimeError)
 
-def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` file into memory, in file order.
+
+def _is_scene_key(key: str) -> bool:
+    """A member a scene uses: a band (any spelling) or one of the metadata keys."""
+    if key in _META_KEYS:
+        return True
+    try:
+        canonical_band_name(key)
+    except KeyError:
+        return False
+    return True
+
+
+def read_npz_arrays(
+    path: Path, *, wanted: Callable[[str], bool] | None = None, as_float32: Callable[[str], bool] | None = None
+) -> dict[str, np.ndarray]:
+    """Read the arrays of an ``.npz`` file that ``wanted`` names (all by default), in file order.
+
+    Parameters
+    ----------
+    path : Path
+    wanted : callable, optional
+        ``wanted(key) -> bool`` for each member's key (its name without ``.npy``); members not wanted are
+        never decompressed.
+    as_float32 : callable, optional
+        ``as_float32(key) -> bool``: the caller keeps a float32 copy of that array, counted in the budget.
 
     Raises
     ------
     SceneReadError
-        If the file is not a readable ``.npz`` archive or holds pickled objects.
+        Not a readable ``.npz`` archive, a member that is not an ``.npy`` array, pickled objects, or what the
+        wanted members declare over the file's budget (:class:`~ssc_edge.io.limits.ReadBudget`).
     """
     path = Path(path)
-    try:
-        check_npz_sizes(path)
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: np.asarray(archive[key]) for key in archive.files}
-    except SceneReadError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, RuntimeError) as exc:
-        raise SceneReadError(f"{path}: cannot read .npz file ({type(exc).__name__}: {exc})") from None
-    except AttributeError:  # np.load returned a plain array: an .npy file, not an archive
-        raise SceneReadError(f"{path}: not an .npz archive") from None
-
-
-def check_npz_sizes(path: Path) -> None:
-    """Refuse an ``.npz`` whose members declare more than :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES`.
-
-    Reads the zip's central directory and each ``.npy`` member's header (a few hundred bytes of
-    it decompressed), never the array data.
-
-    Raises
-    ------
-    SceneReadError
-        A member's declared array or uncompressed size over the limit. A malformed archive or
-        header raises what :func:`numpy.load` would (``BadZipFile``, ``ValueError``), reported by
-        :func:`read_npz_arrays`.
-    """
+    check_regular_file(path)
     from numpy.lib import format as npy
 
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if info.filename.endswith(".npy"):
+    budget = ReadBudget(str(path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members: dict[str, zipfile.ZipInfo] = {}
+            for info in archive.infolist():
+                key = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else info.filename
+                if key in members:
+                    raise SceneReadError(f"{path}: members {members[key].filename!r} and {info.filename!r} clash")
+                if wanted is None or wanted(key):
+                    members[key] = info
+            for key, info in members.items():
                 with archive.open(info) as member:
-                    version = npy.read_magic(member)
-                    # 2.0 and 3.0 (UTF-8 field names) share the header layout (a 4-byte length)
-                    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-                    shape, _, dtype = read(member)
-                check_array_size(shape, dtype, where=f"{path}: array {info.filename[: -len('.npy')]!r}")
-            # the uncompressed size: the array plus its header (at most 64 kB of header in any .npy version)
-            check_zip_member(info, where=str(path), max_bytes=limits.MAX_ARRAY_BYTES + (1 << 16))
+                    shape, dtype = _npy_header(member, path, key)
+                float32 = as_float32 is not None and as_float32(key) and dtype != np.float32
+                budget.add(shape, dtype, what=f"array {key!r}", as_float32=float32)
+                # the uncompressed size: the array plus its header (at most 64 kB of header in any .npy version)
+                check_zip_member(info, where=str(path), max_bytes=limits.MAX_ARRAY_BYTES + (1 << 16))
+            out = {}
+            for key, info in members.items():
+                with archive.open(info) as member:
+                    out[key] = npy.read_array(member, allow_pickle=False)
+            return out
+    except SceneReadError:
+        raise
+    except MemoryError:
+        raise SceneReadError(f"{path}: not enough memory to read the .npz file ({budget.total / 1e9:.3g} GB)") from None
+    except _READ_ERRORS as exc:
+        raise SceneReadError(f"{path}: cannot read .npz file ({type(exc).__name__}: {exc})") from None
+
+
+def _npy_header(member, path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of one member's ``.npy`` header; the data is not read."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(member)
+    except ValueError:
+        raise SceneReadError(f"{path}: member {key!r} is not a NumPy .npy array") from None
+    # 2.0 and 3.0 (UTF-8 field names) share the header layout (a 4-byte length)
+    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    shape, _, dtype = read(member)
+    if dtype.hasobject:
+        raise SceneReadError(f"{path}: array {key!r} holds Python objects (pickled); refused")
+    return shape, dtype
 
 
 def split_band_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -120,11 +158,11 @@ def _georef(others: dict[str, np.ndarray], path: Path) -> GeoReference | None:
     if "transform" not in others or "crs" not in others:
         raise SceneError(f"{path}: georeferencing needs both 'transform' (6 floats) and 'crs' (a string)")
     transform, crs = others["transform"], others["crs"]
-    if transform.dtype.kind not in "uif" or transform.size != 6 or not np.all(np.isfinite(transform)):
+    if transform.dtype.kind not in "uif" or transform.size != 6:
         raise SceneError(f"{path}: 'transform' must be 6 finite numbers (a, b, c, d, e, f), got {_describe(transform)}")
-    if crs.dtype.kind != "U" or crs.size != 1:
-        raise SceneError(f"{path}: 'crs' must be one string (WKT or EPSG:nnnn), got dtype {crs.dtype}")
-    return GeoReference(tuple(float(v) for v in transform.ravel()), str(crs.ravel()[0]))  # type: ignore[arg-type]
+    if crs.dtype.kind != "U" or crs.size != 1 or not str(crs.ravel()[0]).strip():
+        raise SceneError(f"{path}: 'crs' must be one string (WKT or EPSG:nnnn), got {_describe(crs)}")
+    return GeoReference(check_transform(transform.ravel(), where=f"{path}: 'transform'"), str(crs.ravel()[0]))
 
 
 def read_npz_scene(path: Path) -> Scene:
@@ -149,14 +187,20 @@ def read_npz_scene(path: Path) -> Scene:
         Bands missing, of the wrong size, non-finite, of an unsupported dtype, ...
     """
     path = Path(path)
-    arrays = read_npz_arrays(path)
+    keys: list[str] = []
+
+    def wanted(key: str) -> bool:
+        keys.append(key)
+        return _is_scene_key(key)
+
+    arrays = read_npz_arrays(path, wanted=wanted, as_float32=lambda key: key not in _META_KEYS or key == "reference")
     bands, others = split_band_arrays(arrays, path)
     if not bands:
-        found = ", ".join(arrays) or "nothing"
+        found = ", ".join(keys) or "nothing"
         raise SceneReadError(f"{path}: unknown .npz layout: expected one array per band (B02, ..., B12), found {found}")
-    ignored = [key for key in others if key not in _META_KEYS]
+    ignored = [key for key in keys if key not in arrays]
     if ignored:
-        logger.debug("%s: ignoring arrays %s", path, ", ".join(ignored))
+        logger.debug("%s: not reading arrays %s (no band uses them)", path, ", ".join(ignored))
     for name in VERY_COARSE_BANDS:
         if name in bands and bands[name].dtype.kind in "uif" and not np.any(bands[name]):
             logger.debug("%s: dropping all-zero placeholder band %s", path, name)

@@ -12,9 +12,11 @@ Safety
 ------
 Every ``IMAGE_FILE`` must name a file inside the product (no ``..``, no absolute path). Inside a
 zip, the metadata member and each band member are checked before they are read: declared size at
-most :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` (metadata: :data:`MAX_METADATA_BYTES`) and a
-compression ratio at most :data:`ssc_edge.io.limits.MAX_COMPRESSION_RATIO` (JPEG 2000 files do not
-compress further; a zip bomb does). A band raster's declared size is checked before it is read whole.
+most :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` (metadata: :data:`~ssc_edge.io.limits.MAX_METADATA_BYTES`)
+and a compression ratio at most :data:`ssc_edge.io.limits.MAX_COMPRESSION_RATIO` (JPEG 2000 files do not
+compress further; a zip bomb does). In a folder the metadata XML must be a regular file of at most
+:data:`~ssc_edge.io.limits.MAX_METADATA_BYTES` (checked with ``os.stat`` before it is read). The band files
+are opened, their grids checked and read by :class:`ssc_edge.io.sources.RasterBandSource`.
 
 Units
 -----
@@ -53,11 +55,10 @@ import numpy as np
 
 from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS, canonical_band_name
 from ..errors import SceneReadError
-from ..scene import GeoReference, Scene
-from .limits import MAX_COMPRESSION_RATIO, check_array_size, check_zip_member
+from ..scene import Scene
+from .limits import MAX_COMPRESSION_RATIO, MAX_METADATA_BYTES, check_regular_file, check_zip_member
 
-__all__ = ["MAX_METADATA_BYTES", "SafeProduct", "is_safe_product", "looks_like_safe_zip", "read_safe_product",
-           "read_safe_scene"]  # fmt: skip
+__all__ = ["SafeProduct", "is_safe_product", "looks_like_safe_zip", "read_safe_product", "read_safe_scene"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,6 @@ _METADATA_NAMES = {"MTD_MSIL1C.xml": "L1C", "MTD_MSIL2A.xml": "L2A"}
 
 #: ``band_id`` of the offset lists, when the product has no Spectral_Information list (PSD 14.9).
 _BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-#: Largest product metadata XML read, bytes (a real ``MTD_MSIL2A.xml`` is about 60 kB).
-MAX_METADATA_BYTES = 64 * 1024 * 1024
 
 #: A Sentinel-2 product name (``S2A_MSIL2A_...``, ``S2B_MSIL1C_...``): how a damaged zip is still known as a SAFE.
 _PRODUCT_NAME = re.compile(r"^S2[A-D]_MSI(L1C|L2A)_", re.IGNORECASE)
@@ -130,60 +128,20 @@ def is_safe_product(path: Path) -> bool:
 
 
 def read_safe_scene(path: Path) -> Scene:
-    """Read the 10 m and 20 m bands of a Sentinel-2 L1C or L2A SAFE product as a :class:`Scene`.
-
-    Parameters
-    ----------
-    path : Path
-        A ``.SAFE`` folder, a ``.zip`` holding one, or the product's ``MTD_MSIL1C.xml`` /
-        ``MTD_MSIL2A.xml``.
+    """Read a SAFE product whole: :func:`ssc_edge.io.read_scene` (through the one door,
+    :func:`ssc_edge.io.sources.open_band_source`), refusing anything that is not a SAFE product.
 
     Returns
     -------
     Scene
-        Bands ``B02 B03 B04 B08`` (H, W), ``B05 B06 B07 B8A B11 B12`` (H/2, W/2) and, when the
-        product has their files, ``B01 B09`` (H/6, W/6), as float32 reflectance x 10000 after the
-        radiometric offset; nodata pixels are 0.0 (a 60 m band that is all nodata is left out, as
-        the other readers drop all-zero placeholders). ``georef`` is the 10 m grid's (from the B02
-        file), ``name`` the product name, ``source`` ``path``.
-
-    Raises
-    ------
-    SceneReadError
-        Not a SAFE product, metadata missing or unreadable, a band file missing or unreadable, a
-        band larger than :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES`, or a 20 m or 60 m band not
-        aligned with the 10 m grid.
-    SceneError
-        Bands readable but invalid (an all-nodata band, a 20 m band not half the 10 m size).
+        Bands ``B02 B03 B04 B08`` (H, W), ``B05 B06 B07 B8A B11 B12`` (H/2, W/2) and, when the product has
+        their files, ``B01 B09`` (H/6, W/6), as float32 reflectance x 10000 after the radiometric offset;
+        nodata pixels are 0.0 (a 60 m band that is all nodata is left out).
     """
-    path = Path(path)
-    product = read_safe_product(path)
-    bands: dict[str, np.ndarray] = {}
-    georef: GeoReference | None = None
-    fine_transform = None
-    nodata: dict[str, float] = {}
-    for band in FINE_BANDS + COARSE_BANDS + VERY_COARSE_BANDS:
-        if band not in product.band_files:
-            continue  # a 60 m band the product lacks (the others are required by read_safe_product)
-        dn, transform, crs = _read_band(product.band_files[band], path, band)
-        if band == FINE_BANDS[0]:
-            fine_transform = transform
-            georef = GeoReference(tuple(float(v) for v in transform[:6]), crs) if crs else None
-        else:
-            _check_alignment(transform, fine_transform, GSD[band] / 10, path, band)
-        if band in VERY_COARSE_BANDS:
-            _check_sixty_size(dn.shape, bands[FINE_BANDS[0]].shape, path, band)
-        values, count = _to_reflectance_dn(dn, product, band)
-        if band in VERY_COARSE_BANDS and count == dn.size:
-            logger.debug("%s: band %s is all nodata; left out", path, band)
-            continue
-        bands[band] = values
-        if count:
-            nodata[band] = 100 * count / dn.size
-    if nodata:
-        shares = ", ".join(f"{band} {share:.2f}%" for band, share in nodata.items())
-        logger.warning("%s: nodata pixels (read as 0 DN, left no-data in the product) in %s", path, shares)
-    return Scene(bands, georef=georef, source=path, name=product.name)
+    from .sources import RasterBandSource
+
+    with RasterBandSource.safe(Path(path)) as source:
+        return source.to_scene()
 
 
 def read_safe_product(path: Path) -> SafeProduct:
@@ -280,6 +238,12 @@ def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool], di
                 f"{path}: not a Sentinel-2 SAFE product (no MTD_MSIL1C.xml or MTD_MSIL2A.xml in {folder})"
             )
         xml_path = path if path.is_file() else candidates[0]
+        size = check_regular_file(xml_path)
+        if size > MAX_METADATA_BYTES:
+            raise SceneReadError(
+                f"{path}: {xml_path.name} is {size / 1e6:.3g} MB, more than the {MAX_METADATA_BYTES / 1e6:.3g} MB a "
+                "product's metadata can take; refused before reading"
+            )
         try:
             data = xml_path.read_bytes()
         except OSError as exc:
@@ -410,54 +374,6 @@ def _band_files(elements, level: str, root: str, path: Path) -> dict[str, str]:
     if missing:
         raise SceneReadError(f"{path}: product metadata lists no file for band(s) {', '.join(missing)}")
     return {band: files[band] for band in wanted if band in files}
-
-
-def _read_band(gdal_path: str, path: Path, band: str):
-    """Read one single-band JP2 as (h, w) uint16-or-other array, its affine transform and CRS WKT."""
-    import rasterio
-    from rasterio.errors import RasterioError
-
-    try:
-        with rasterio.open(gdal_path) as dataset:
-            if dataset.count < 1:
-                raise SceneReadError(f"{path}: band {band} file {gdal_path} holds no raster band")
-            check_array_size((dataset.height, dataset.width), dataset.dtypes[0], where=f"{path}: band {band}")
-            dn = dataset.read(1)
-            crs = dataset.crs.to_wkt() if dataset.crs is not None else ""
-            return dn, tuple(dataset.transform)[:6], crs
-    except RasterioError as exc:
-        raise SceneReadError(f"{path}: cannot read band {band} file {gdal_path} ({exc})") from None
-
-
-def _check_alignment(transform, fine_transform, factor: float, path: Path, band: str) -> None:
-    """A 20 m band must start at the 10 m grid's corner with pixels ``factor`` times larger."""
-    if fine_transform is None:
-        return
-    expected = (fine_transform[0] * factor, fine_transform[1] * factor, fine_transform[2],
-                fine_transform[3] * factor, fine_transform[4] * factor, fine_transform[5])  # fmt: skip
-    tolerance = 1e-6 * max(1.0, *(abs(v) for v in expected))
-    if any(abs(a - b) > tolerance for a, b in zip(transform, expected, strict=True)):
-        raise SceneReadError(
-            f"{path}: band {band} grid {tuple(transform)} is not aligned with the 10 m grid (expected {expected})"
-        )
-
-
-def check_sixty_grid(path: Path, band: str, shape, transform, fine_shape, fine_transform) -> None:
-    """A 60 m band (B01, B09) must be exactly a sixth of the 10 m grid and start at its corner.
-
-    ``shape`` / ``fine_shape`` are (rows, cols), ``transform`` / ``fine_transform`` the first six affine
-    coefficients of the band's and of the 10 m grid. Raises :class:`SceneReadError` naming ``path``.
-    """
-    _check_sixty_size(tuple(shape), tuple(fine_shape), path, band)
-    _check_alignment(tuple(transform)[:6], tuple(fine_transform)[:6], 6, path, band)
-
-
-def _check_sixty_size(shape: tuple[int, int], fine: tuple[int, int], path: Path, band: str) -> None:
-    """A 60 m band must be exactly a sixth of the 10 m grid (B02's size)."""
-    if (6 * shape[0], 6 * shape[1]) != tuple(fine):
-        raise SceneReadError(
-            f"{path}: 60 m band {band} is {shape[0]}x{shape[1]}, not a sixth of the 10 m size {fine[0]}x{fine[1]}"
-        )
 
 
 def _to_reflectance_dn(dn: np.ndarray, product: SafeProduct, band: str) -> tuple[np.ndarray, int]:

@@ -55,9 +55,9 @@ import numpy as np
 
 from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
+from ..scene import GeoReference, Scene, check_transform
 from ..tiling import Tile
-from ..scene import GeoReference, Scene
-from .limits import check_array_size
+from .limits import ReadBudget, check_array_size, check_regular_file
 
 __all__ = [
     "ArrayBandSource",
@@ -113,6 +113,8 @@ def _gdal_file_sha256(gdal_path: str, product_path: Path) -> str:
 def scene_identity(path: Path) -> str:
     """The documented identity of a scene file or folder: a sha256 hex digest (see module notes).
 
+    Prefer :attr:`BandSource.identity` of the scene already opened; this opens it (a single file is only hashed).
+
     Parameters
     ----------
     path : Path
@@ -126,34 +128,15 @@ def scene_identity(path: Path) -> str:
 
     Raises
     ------
-    SceneReadError
-        The path does not exist, a file cannot be read, or a band folder / SAFE product lists no
-        band (or a band file that is missing).
+    SceneReadError, SceneError
+        As :func:`open_band_source` for a SAFE product or a folder; a file that cannot be read.
     """
     from . import detect_format
 
     path = Path(path)
-    if not path.exists():
-        raise SceneReadError(f"{path}: no such file or folder")
-    kind = detect_format(path)
-    if kind == "safe":
-        from .safe import read_safe_product
-
-        product = read_safe_product(path)
-        hashes = {b: _gdal_file_sha256(f, path) for b, f in product.band_files.items() if b in IDENTITY_BANDS}
-        return _band_digest(hashes)
-    if kind == "band-folder":
-        from .geotiff import geotiff_band_sources
-
-        sources = geotiff_band_sources(path)
-        hashes: dict[str, str] = {}
-        by_file: dict[Path, str] = {}
-        for band, (file, _) in sources.items():
-            if band in IDENTITY_BANDS:
-                if file not in by_file:
-                    by_file[file] = _file_sha256(file)
-                hashes[band] = by_file[file]
-        return _band_digest(hashes)
+    if detect_format(path) in ("safe", "band-folder"):
+        with open_band_source(path) as source:
+            return source.identity
     return _file_sha256(path)
 
 
@@ -174,7 +157,15 @@ class BandSource(ABC):
         Scene name (file stem or SAFE product name).
     fine_pixel_size : float
         Metres per fine-grid pixel (10; 20 for reduced-resolution files).
+    format : str
+        ``"safe"``, ``"band-folder"``, ``"geotiff"``, ``"mat"``, ``"npz"`` or ``"in-memory"``: detected once, when
+        the scene was opened.
+    windowed : bool
+        True when windows are read from the files (rasters); False when the scene is held in memory.
     """
+
+    format = "in-memory"
+    windowed = False
 
     def __init__(
         self,
@@ -316,16 +307,34 @@ class BandSource(ABC):
 
     @property
     def identity(self) -> str:
-        """:func:`scene_identity` of :attr:`source` (computed once); ``""`` without a source."""
+        """The scene's identity (see module notes), hashed once from the files opened; ``""`` without a source."""
         if self._identity is None:
-            self._identity = scene_identity(self.source) if self.source is not None else ""
+            self._identity = self._hash() if self.source is not None else ""
         return self._identity
+
+    def _hash(self) -> str:
+        """A single file's identity: the sha256 of its bytes (raster sources of several files override it)."""
+        return _file_sha256(self.source)
+
+    def crop(self, side: int, *, with_60m: bool = False) -> Scene:
+        """The central window of at most ``side`` x ``side`` 10 m pixels as a Scene (:func:`central_scene`):
+        what the precision gate measures on. Only the window is read."""
+        return central_scene(self, side, with_60m=with_60m)
+
+    def _sample_dtype(self, band: str) -> str:
+        """The sample type a band is stored in (what reading it whole allocates besides its float32 copy)."""
+        return "float32"
 
     def to_scene(self) -> Scene:
         """Read every band whole into a validated :class:`Scene` (memory: the scene's area).
 
-        All-zero 60 m placeholder bands are dropped, as the file readers do.
+        All-zero 60 m placeholder bands are dropped, as the file readers do. What the bands take (stored
+        samples and float32 copies) is added up first and refused over the limit or the memory available
+        (:class:`~ssc_edge.io.limits.ReadBudget`), before any band is read.
         """
+        budget = ReadBudget(self.where)
+        for band in self.bands:
+            budget.add(self.band_shape(band), self._sample_dtype(band), what=f"band {band}", as_float32=True)
         bands = {}
         for band in self.bands:
             values = self.read_band(band)
@@ -371,6 +380,71 @@ class ArrayBandSource(BandSource):
     def to_scene(self) -> Scene:
         return self.scene
 
+    def describe_reference(self) -> dict | None:
+        """``{"shape", "min", "max", "mean"}`` of the scene's reference (RR files), or None."""
+        reference = self.scene.reference
+        if reference is None:
+            return None
+        return {"shape": list(reference.shape), **_value_range(reference.ravel())}
+
+
+#: How a band of each ratio to the 10 m grid must relate to its size, for messages.
+_SIZE_RULE = {1: "the 10 m size", 2: "half the 10 m size", 6: "a sixth of the 10 m size"}
+
+#: (rows, cols), affine transform (or None), CRS (or None) of one band file's grid.
+Grid = tuple[tuple[int, int], Any, Any]
+
+
+def check_band_grid(where: str, band: str, grid: Grid, fine: str, fine_grid: Grid) -> None:
+    """One band's grid against the 10 m grid: the one check every raster scene (SAFE, folder, GeoTIFF) passes.
+
+    Parameters
+    ----------
+    where : str
+        The band's file, named in errors.
+    band : str
+        Canonical band name; its ratio to the 10 m grid is ``GSD[band] / 10`` (1, 2 or 6).
+    grid, fine_grid : (shape, transform, crs)
+        ``shape`` (rows, cols) in pixels of the band's own grid; ``transform`` its affine transform (6 numbers,
+        rasterio order, CRS units); ``crs`` the file's CRS (rasterio ``CRS``, compared by meaning) or None.
+    fine : str
+        The 10 m band ``fine_grid`` belongs to.
+
+    Raises
+    ------
+    SceneError
+        The size is not the 10 m size divided by the ratio (for 60 m bands: to within half a 60 m pixel); one
+        band georeferenced and the other not, or in another CRS; a transform :func:`~ssc_edge.scene.check_transform`
+        refuses (NaN, 0, 1e300, rotated); or an edge of the band's extent more than half of the band's pixel from
+        the 10 m grid's.
+    """
+    (h, w), transform, crs = grid
+    (height, width), fine_transform, fine_crs = fine_grid
+    ratio = int(GSD[band] // 10)
+    slack = ratio // 2 - 1 if ratio > 2 else 0  # a 60 m grid: within half a 60 m pixel of a sixth; others exact
+    if abs(ratio * h - height) > slack or abs(ratio * w - width) > slack:
+        what = f"{GSD[band]} m band {band} is {h}x{w}"
+        if ratio == 1:
+            raise SceneError(f"{where}: {what}, but {fine} is {height}x{width}")
+        even = " (the 10 m size must be even)" if ratio == 2 and (height % 2 or width % 2) else ""
+        raise SceneError(f"{where}: {what}, not {_SIZE_RULE[ratio]} {height}x{width}{even}")
+    if crs is None and fine_crs is None:
+        return  # a scene without georeferencing: grids compared by size only
+    if crs is None or fine_crs is None:
+        has, lacks = (fine, band) if crs is None else (band, fine)
+        raise SceneError(f"{where}: band {lacks} has no CRS while {has} has one; every band needs the same CRS")
+    if crs != fine_crs:
+        raise SceneError(f"{where}: band {band} is in another CRS than {fine} ({crs} against {fine_crs})")
+    a, _, c, _, e, f = check_transform(tuple(transform)[:6], where=f"{where}: band {band}")
+    fa, _, fc, _, fe, ff = check_transform(tuple(fine_transform)[:6], where=f"{where}: band {fine}")
+    edges = (c - fc, f - ff, c + a * w - (fc + fa * width), f + e * h - (ff + fe * height))
+    worst = max(abs(v) for v in edges)
+    if worst >= a / 2:
+        raise SceneError(
+            f"{where}: band {band} grid {tuple(transform)[:6]} is not aligned with the 10 m grid "
+            f"{tuple(fine_transform)[:6]}: its extent differs by {worst:g} CRS units, half a pixel or more"
+        )
+
 
 #: ``convert(samples, band, tile) -> (float32 DN, valid)``: a band file's samples (of ``tile``) to the scene's DN
 #: (0 at no-data) and the (h, w) bool mask of pixels that carry a measurement.
@@ -407,8 +481,8 @@ class RasterBandSource(BandSource):
         self._masks: OrderedDict[tuple[str, Tile], np.ndarray] = OrderedDict()
         path = Path(path)
         try:
-            band_shapes: dict[str, tuple[int, int]] = {}
-            transforms, crss = {}, {}
+            grids: dict[str, tuple[tuple[int, int], Any, Any]] = {}
+            self._dtypes: dict[str, str] = {}
             for band, (file, index) in self._files.items():
                 ds = self._dataset(file, path)
                 if index > ds.count:
@@ -416,31 +490,31 @@ class RasterBandSource(BandSource):
                 # windows are read one at a time, but a grid this large cannot be a Sentinel-2 product: a crafted
                 # header (a sparse file) would otherwise start a run of millions of windows
                 check_array_size((ds.height, ds.width), ds.dtypes[index - 1], where=f"{file}: band {band}")
-                band_shapes[band] = (ds.height, ds.width)
-                transforms[band] = tuple(ds.transform)[:6]
-                crss[band] = ds.crs.to_wkt() if ds.crs is not None else None
-            fine = next((b for b in FINE_BANDS if b in band_shapes), None)
+                grids[band] = ((ds.height, ds.width), ds.transform, ds.crs)
+                self._dtypes[band] = ds.dtypes[index - 1]
+            fine = next((b for b in FINE_BANDS if b in grids), None)
             if fine is None:
                 raise SceneError(f"{path}: missing band {FINE_BANDS[0]} (needs {', '.join(FINE_BANDS + COARSE_BANDS)})")
-            shape = band_shapes[fine]
-            self._check_grids(path, band_shapes, transforms, crss, fine)
+            shape, fine_transform, fine_crs = grids[fine]
+            for band, grid in grids.items():
+                check_band_grid(self._files[band][0], band, grid, fine, grids[fine])
             georef = None
             fine_pixel_size = 10.0
-            reference = self._datasets[self._files[fine][0]]
-            if reference.crs is not None:
-                t = reference.transform
-                georef = GeoReference((t.a, t.b, t.c, t.d, t.e, t.f), reference.crs.to_wkt())
-                if reference.crs.is_projected and reference.crs.linear_units in ("metre", "meter"):
-                    fine_pixel_size = abs(t.a)
+            if fine_crs is not None:
+                georef = GeoReference(tuple(fine_transform)[:6], fine_crs.to_wkt())
+                if fine_crs.is_projected and fine_crs.linear_units in ("metre", "meter"):
+                    fine_pixel_size = fine_transform.a
         except BaseException:
             self.close()
             raise
-        super().__init__(shape=shape, band_shapes=band_shapes, georef=georef, source=path, name=name,
-                         fine_pixel_size=fine_pixel_size)  # fmt: skip
+        super().__init__(shape=shape, band_shapes={b: g[0] for b, g in grids.items()}, georef=georef, source=path,
+                         name=name, fine_pixel_size=fine_pixel_size)  # fmt: skip
 
     def _dataset(self, file: str, path: Path):
         if file not in self._datasets:
             rasterio = self._rasterio
+            if not file.startswith("/vsi"):
+                check_regular_file(file)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -450,23 +524,28 @@ class RasterBandSource(BandSource):
                 raise SceneReadError(f"{file}: cannot read raster ({message})") from None
         return self._datasets[file]
 
-    def _check_grids(self, path, band_shapes, transforms, crss, fine: str) -> None:
-        from .safe import _check_alignment
+    windowed = True
 
-        height, width = band_shapes[fine]
-        for band, (h, w) in band_shapes.items():
-            file = self._files[band][0]
-            if band in FINE_BANDS and (h, w) != (height, width):
-                raise SceneError(f"{file}: 10 m band {band} is {h}x{w}, but {fine} is {height}x{width}")
-            if band in COARSE_BANDS and (2 * h, 2 * w) != (height, width):
-                raise SceneError(
-                    f"{file}: 20 m band {band} is {h}x{w}, not half the 10 m size {height}x{width}"
-                    + (" (the 10 m size must be even)" if height % 2 or width % 2 else "")
-                )
-            if crss[band] is not None and crss[fine] is not None and band not in VERY_COARSE_BANDS:
-                if band in FINE_BANDS and crss[band] != crss[fine]:
-                    raise SceneError(f"{file}: band {band} has a different CRS than {fine}")
-                _check_alignment(transforms[band], transforms[fine], GSD[band] / GSD[fine], path, band)
+    def _sample_dtype(self, band: str) -> str:
+        return self._dtypes[band]
+
+    def to_scene(self) -> Scene:
+        scene = super().to_scene()
+        counts = {b: n for b, n in getattr(self, "nodata_pixels", {}).items() if n and b in scene.bands}
+        if counts:
+            shares = ", ".join(f"{b} {100 * n / np.prod(self.band_shape(b)):.2f}%" for b, n in counts.items())
+            logger.warning("%s: nodata pixels (read as 0 DN, left no-data in the product) in %s", self.where, shares)
+        return scene
+
+    def _hash(self) -> str:
+        """A SAFE product's or band folder's identity: over the files of the bands ssc-edge uses."""
+        if self.format == "geotiff":
+            return _file_sha256(self.source)
+        by_file: dict[str, str] = {}
+        for band, (file, _) in self._files.items():
+            if band in IDENTITY_BANDS and file not in by_file:
+                by_file[file] = _gdal_file_sha256(file, self.source)
+        return _band_digest({b: by_file[f] for b, (f, _) in self._files.items() if b in IDENTITY_BANDS})
 
     def _read(self, band: str, tile: Tile) -> np.ndarray:
         from rasterio.windows import Window
@@ -551,7 +630,7 @@ class RasterBandSource(BandSource):
     @classmethod
     def safe(cls, path: Path) -> RasterBandSource:
         """A SAFE product: band files and DN conversion from its metadata (:mod:`ssc_edge.io.safe`)."""
-        from .safe import _to_reflectance_dn, check_sixty_grid, read_safe_product
+        from .safe import _to_reflectance_dn, read_safe_product
 
         path = Path(path)
         product = read_safe_product(path)
@@ -563,59 +642,65 @@ class RasterBandSource(BandSource):
             return values, data != product.nodata  # the raw DN, before the offset (ssc_edge.nodata)
 
         source = cls(path, {b: (f, 1) for b, f in product.band_files.items()}, convert, name=product.name)
-        try:  # B01, B09 (from R60m): a sixth of the 10 m grid, from its corner, as read_safe_scene checks
-            fine = source._datasets[product.band_files[FINE_BANDS[0]]]
-            for band in (b for b in VERY_COARSE_BANDS if b in source.bands):
-                dataset = source._datasets[product.band_files[band]]
-                check_sixty_grid(path, band, dataset.shape, dataset.transform, fine.shape, fine.transform)
-        except BaseException:
-            source.close()
-            raise
         source.product = product
         source.nodata_pixels = nodata_pixels
         return source
 
 
 def open_band_source(path: Path) -> BandSource:
-    """Open any scene for windowed reading.
+    """Open any scene once, validated: the one door every format comes in through.
 
     Parameters
     ----------
     path : Path
-        A SAFE product (``.SAFE`` folder, ``.zip``, metadata XML), a band folder (JP2, GeoTIFF, ...),
-        a multi-band GeoTIFF, a ``.mat`` or an ``.npz``.
+        A SAFE product (``.SAFE`` folder, ``.zip``, metadata XML), a band folder (JP2, GeoTIFF, ...; an L2A
+        granule's ``IMG_DATA`` with its ``R10m``/``R20m``/``R60m`` folders), a multi-band GeoTIFF, a ``.mat``
+        or an ``.npz``.
 
     Returns
     -------
     BandSource
-        Rasters are read window by window; ``.mat`` and ``.npz`` are read whole first.
+        Its :attr:`~BandSource.format` is the format detected here. Rasters are read window by window
+        (:attr:`~BandSource.windowed`); ``.mat`` and ``.npz`` are read whole now.
 
     Raises
     ------
     SceneReadError, SceneError
-        As :func:`ssc_edge.io.read_scene`: unreadable, unknown, misaligned or missing bands.
+        Checked here, before any pixel is read: a path that is not a regular file or folder, an unknown
+        format, what a file declares over the limits (:mod:`ssc_edge.io.limits`: summed over the file), missing
+        bands, grids of the wrong size, georeferencing that is not one CRS, north-up, finite and aligned to
+        within half a pixel (:func:`check_band_grid`).
     """
-    from . import detect_format, read_scene
+    from . import detect_format
 
     path = Path(path)
-    if not path.exists():
-        raise SceneReadError(f"{path}: no such file or folder")
     kind = detect_format(path)
     if kind == "safe":
-        return RasterBandSource.safe(path)
-    if kind in ("band-folder", "geotiff"):
-        return RasterBandSource.folder(path)
-    return BandSource.from_scene(read_scene(path))
+        source: BandSource = RasterBandSource.safe(path)
+    elif kind in ("band-folder", "geotiff"):
+        source = RasterBandSource.folder(path)
+    elif kind == "mat":
+        from .mat import read_mat_scene
+
+        source = ArrayBandSource(read_mat_scene(path))
+    else:
+        from .npz import read_npz_scene
+
+        source = ArrayBandSource(read_npz_scene(path))
+    source.format = kind
+    return source
 
 
-def streams(scene: Path | None, output: Path) -> bool:
+def streams(scene: BandSource | Path | None, output: Path) -> bool:
     """True when ``scene`` is sharpened into ``output`` window by window (``infer`` and ``batch``): a GeoTIFF
     output and a scene read by window (rasters, SAFE products); ``.mat``/``.npz`` scenes and ``.npz``/``.mat``
-    outputs are read and written whole."""
+    outputs are read and written whole. Pass the opened :class:`BandSource` (a path is detected again)."""
     from . import detect_format
 
     if scene is None or Path(output).suffix.lower() not in (".tif", ".tiff"):
         return False
+    if isinstance(scene, BandSource):
+        return scene.windowed
     return detect_format(Path(scene)) in ("geotiff", "band-folder", "safe")
 
 
@@ -662,46 +747,57 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     return Scene(bands=bands, source=getattr(source, "source", None), name=f"{name}-centre")
 
 
-def describe_source(source: BandSource) -> dict:
-    """Summarise a scene as :func:`ssc_edge.io.describe_scene` does, reading rasters strip by strip.
+def _value_range(values: np.ndarray) -> dict[str, float | None]:
+    """min, max, mean (float64 sums) of a 1-D array; None for each when it is empty."""
+    if values.size == 0:
+        return {"min": None, "max": None, "mean": None}
+    return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean(dtype=np.float64))}
 
-    Memory: one strip of :data:`SCAN_ROWS` rows of one band (a full 10980 x 10980 tile is never
-    held whole). Adds ``format`` (``"safe"``, ``"band-folder"``, ``"geotiff"``, ``"mat"``, ``"npz"``
-    or ``"in-memory"``) and ``identity`` (:func:`scene_identity`, ``""`` without a source).
+
+def describe_source(source: BandSource) -> dict:
+    """Summarise an opened scene (what ``ssc-edge info`` prints), reading it strip by strip.
+
+    Memory: one strip of :data:`SCAN_ROWS` rows of one band (a full 10980 x 10980 tile is never held whole).
+    The statistics leave no-data out (:meth:`BandSource.valid`: a SAFE product's ``NODATA``, a raster's
+    nodata tag, NaN or mask, else 0 DN).
 
     Returns
     -------
     dict
-        Plain JSON types; see :func:`ssc_edge.io.describe_scene`.
+        Plain JSON types: ``source``, ``name``, ``shape`` (H, W of the fine grid, pixels),
+        ``fine_pixel_size`` (m), ``bands``: ``{name: {"shape", "gsd" (m), "min", "max", "mean" (DN, of the
+        valid pixels; None when there is none), "nodata" (pixels)}}`` in canonical band order (an all no-data
+        60 m placeholder left out), ``reference``: ``{"shape", "min", "max", "mean"}`` or None, ``georef``:
+        ``{"transform", "crs"}`` or None, ``format`` (:attr:`BandSource.format`) and ``identity``
+        (:attr:`BandSource.identity`, ``""`` without a source).
     """
-    from . import describe_scene, detect_format
-
-    kind = detect_format(source.source) if source.source is not None else "in-memory"
-    if isinstance(source, ArrayBandSource):
-        summary = describe_scene(source.scene)
-    else:
-        bands = {}
-        for band in source.bands:
-            low, high, total, count = np.inf, -np.inf, 0.0, 0
-            for _, values in source.strips(band):
-                low, high = min(low, float(values.min())), max(high, float(values.max()))
-                total += float(values.sum(dtype=np.float64))
-                count += values.size
-            if band in VERY_COARSE_BANDS and low == high == 0.0:
-                continue  # an all-zero 60 m placeholder, dropped as the readers do
-            gsd = source.fine_pixel_size * GSD[band] / 10
-            bands[band] = {"shape": list(source.band_shape(band)), "gsd": gsd, "min": low, "max": high,
-                           "mean": total / count}  # fmt: skip
-        georef = None
-        if source.georef is not None:
-            georef = {"transform": list(source.georef.transform), "crs": source.georef.crs}
-        summary = {
-            "source": str(source.source) if source.source is not None else None,
-            "name": source.name,
-            "shape": list(source.shape),
-            "fine_pixel_size": source.fine_pixel_size,
-            "bands": bands,
-            "reference": None,
-            "georef": georef,
-        }
-    return {**summary, "format": kind, "identity": source.identity}
+    bands = {}
+    for band in source.bands:
+        low, high, total, count, nodata = np.inf, -np.inf, 0.0, 0, 0
+        for tile, values in source.strips(band):
+            valid = values[source.valid(band, tile)]
+            nodata += values.size - valid.size
+            if valid.size:
+                low, high = min(low, float(valid.min())), max(high, float(valid.max()))
+                total += float(valid.sum(dtype=np.float64))
+                count += valid.size
+        if band in VERY_COARSE_BANDS and count == 0:
+            continue  # an all-zero 60 m placeholder, dropped as the readers do
+        stats = {"min": low, "max": high, "mean": total / count} if count else _value_range(np.empty(0))
+        gsd = source.fine_pixel_size * GSD[band] / 10
+        bands[band] = {"shape": list(source.band_shape(band)), "gsd": gsd, **stats, "nodata": nodata}
+    georef = None
+    if source.georef is not None:
+        georef = {"transform": list(source.georef.transform), "crs": source.georef.crs}
+    reference = source.describe_reference() if isinstance(source, ArrayBandSource) else None
+    return {
+        "source": str(source.source) if source.source is not None else None,
+        "name": source.name,
+        "shape": list(source.shape),
+        "fine_pixel_size": source.fine_pixel_size,
+        "bands": bands,
+        "reference": reference,
+        "georef": georef,
+        "format": source.format,
+        "identity": source.identity,
+    }
