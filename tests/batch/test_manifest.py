@@ -90,7 +90,9 @@ def test_cli_batch_over_a_hand_edited_manifest_warns_once_and_runs(tmp_path, run
     result = run_cli("batch", scene, "-o", out, "--model", REPO / "models" / "demo.onnx", "--format", "npz", "-q")
     assert result.returncode == 0, result.stderr
     (aside,) = _asides(out)
-    assert result.stderr.strip().splitlines() == [
+    lines = result.stderr.strip().splitlines()
+    damaged = [line for line in lines if "was fitted on synthetic-demo" not in line]  # the demo model's own warning
+    assert damaged == [
         f"warning: {out / MANIFEST_NAME} is damaged ('scenes' is a int, not a list); kept as {aside.name}, and a "
         "fresh manifest started"
     ]

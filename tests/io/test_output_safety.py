@@ -1,9 +1,10 @@
 """Outputs that must not be written: an input, a dangling link, a folder that cannot take files; and the
 temporary files of a run that is terminated (SIGTERM: removed at once) or killed (SIGKILL: removed by the next
-run for the same output).
+run in the same folder).
 
 The signal tests run the real ``ssc-edge infer`` in a subprocess on a streamed GeoTIFF scene (the output's
-temporary file exists for the whole run) and signal it once that file appears.
+temporary file exists for the whole run), stop it (SIGSTOP) once that file appears and signal it stopped inside
+the write.
 """
 
 from __future__ import annotations
@@ -140,15 +141,21 @@ def _temporaries(output: Path) -> list[Path]:
     return sorted(output.parent.glob(f".{output.name}.*"))
 
 
-def _wait_for_temporary(process: subprocess.Popen, output: Path, timeout: float = 120) -> Path:
+def _stop_while_writing(process: subprocess.Popen, output: Path, timeout: float = 120) -> Path:
+    """Stop (SIGSTOP) ``process`` once its output's temporary file exists, and return that file.
+
+    Checked after the stop: the file is still there and the process has not ended, so the run is stopped inside
+    the write, whatever the machine's speed (a signal sent then arrives mid-write, no race with the rename).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = _temporaries(output)
-        if found:
-            time.sleep(0.3)  # well inside the run: the network is working on the tiles
+        if _temporaries(output):
+            process.send_signal(signal.SIGSTOP)
+            found = _temporaries(output)
+            assert process.poll() is None and found, "the run ended before it could be stopped inside its write"
             return found[0]
         assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.kill()
     pytest.fail("infer wrote no temporary file")
 
@@ -157,9 +164,10 @@ def _wait_for_temporary(process: subprocess.Popen, output: Path, timeout: float 
 def test_sigterm_removes_the_temporary_file_and_exits_143(ssc_edge_command, slow_scene, tmp_path):
     output = tmp_path / "out.tif"
     process = _start_infer(ssc_edge_command, slow_scene, output)
-    temporary = _wait_for_temporary(process, output)
+    temporary = _stop_while_writing(process, output)
     assert temporary.name.startswith(temporary_prefix(output, pid=process.pid))  # named with its owner's pid
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # delivered when it continues, inside the write
+    process.send_signal(signal.SIGCONT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143
     last = stderr.strip().splitlines()[-1]
@@ -171,7 +179,7 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(ssc_edge_command, slow
 def test_temporary_file_of_a_killed_run_is_removed_by_the_next_run(ssc_edge_command, slow_scene, tmp_path):
     output = tmp_path / "out.tif"
     process = _start_infer(ssc_edge_command, slow_scene, output)
-    _wait_for_temporary(process, output)
+    _stop_while_writing(process, output)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     stale = _temporaries(output)  # the output's temporary file, and the COG step's plain GeoTIFF
@@ -187,7 +195,8 @@ def test_temporary_file_of_a_killed_run_is_removed_by_the_next_run(ssc_edge_comm
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert output.is_file() and not any(path.exists() for path in stale)
-    assert _temporaries(output) == sorted([live, foreign]) and other.exists()
+    assert _temporaries(output) == sorted([live, foreign])
+    assert not other.exists()  # a dead process's temporary file of another output in the folder: removed too
     with rasterio.open(output) as dataset:
         assert dataset.count == len(COARSE_BANDS) and dataset.shape == (600, 600)
 
@@ -201,7 +210,7 @@ def test_remove_stale_temporaries_keeps_live_and_foreign_files(tmp_path):
     unrelated = tmp_path / "r.npz.keep"
     for path in (stale, mine, unrelated):
         path.write_bytes(b"x")
-    assert remove_stale_temporaries(output) == [stale]
+    assert remove_stale_files(tmp_path) == [stale]
     assert not stale.exists() and mine.exists() and unrelated.exists()
     with atomic_output(output) as tmp:
         assert tmp.name.startswith(temporary_prefix(output)) and tmp.suffix == ".npz"
