@@ -2,8 +2,9 @@
 
 The runs are real processes (``subprocess``): two library runs started at the same instant (a file
 barrier), a process that holds a claim while a run waits for it, and one killed holding a claim.
-The sharpener is the bicubic stand-in of ``test_batch`` (it logs every scene it sharpens, so a
-scene done twice shows); the CLI test runs ``ssc-edge batch`` twice at once with the shipped model.
+The model is a small real ONNX model (``tests/runtime/_models.py``); every record names the process that
+sharpened its scene, so a scene done twice shows. The CLI test runs ``ssc-edge batch`` twice at once with the
+shipped model.
 """
 
 from __future__ import annotations
@@ -15,52 +16,33 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
 from ssc_edge.batch import MANIFEST_NAME, BatchConfig, read_manifest, run_batch
-from ssc_edge.io.output import claim_holder, claim_output, claim_path
 from ssc_edge.batch.manifest import merge_records
+from ssc_edge.demo import demo_scene
 from ssc_edge.errors import OptionError
-
-from .test_batch import fake_runtime, write_scene  # noqa: F401 (fixture)
+from ssc_edge.io.output import claim_holder, claim_output, claim_path
 
 REPO = Path(__file__).resolve().parents[2]
 
 _RUN_SCRIPT = """
-import json, os, sys, time, types
+import json, os, sys, time
 from pathlib import Path
 
-from ssc_edge import wald
+from ssc_edge.batch import BatchConfig, run_batch
 
-
-class Sharpener:  # stands in for ssc_edge.runtime.sharpen; logs each scene it sharpens
-    def __init__(self, model, **options):
-        pass
-
-    def sharpen(self, scene):
-        with open(os.environ["SHARPEN_LOG"], "a") as log:
-            log.write(f"{scene.source.name} {os.getpid()}\\n")
-        time.sleep(0.25)
-        return wald.upsample(scene.coarse(), ratio=2)
-
-
-fake = types.ModuleType("ssc_edge.runtime.sharpen")
-fake.Sharpener = Sharpener
-sys.modules["ssc_edge.runtime.sharpen"] = fake
-
-if __name__ == "__main__":
-    from ssc_edge.batch import BatchConfig, run_batch
-
-    folder, out, model, barrier = map(Path, sys.argv[1:5])
-    (barrier / str(os.getpid())).touch()
-    while len(list(barrier.iterdir())) < 2:  # both runs plan and start together
-        time.sleep(0.005)
-    config = BatchConfig(mode="infer", model=model, output_format="npz", in_process=True)
-    result = run_batch([folder], out, config)
-    print(json.dumps(result.records))
+folder, out, model, barrier = map(Path, sys.argv[1:5])
+(barrier / str(os.getpid())).touch()
+while len(list(barrier.iterdir())) < 2:  # both runs plan and start together
+    time.sleep(0.005)
+config = BatchConfig(mode="infer", model=model, output_format="npz", in_process=True, precision="fp32")
+result = run_batch([folder], out, config)
+print(json.dumps(result.records))
 """
 
 _HOLD_SCRIPT = """
@@ -77,6 +59,25 @@ sys.stdin.read()  # holds it until the test closes our stdin, then exits without
 """
 
 
+def write_scene(path: Path, *, size: int = 32, seed: int = 0) -> Path:
+    scene = demo_scene(size=size, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{band: scene.bands[band] for band in FINE_BANDS + COARSE_BANDS})
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A small real ssc-edge ONNX model."""
+    from tests.runtime._models import write_model
+
+    return write_model(tmp_path_factory.mktemp("model") / "small.onnx", blocks=1, width=4)
+
+
+def _config(model: Path, **options) -> BatchConfig:
+    return BatchConfig(mode="infer", model=model, output_format="npz", in_process=True, precision="fp32", **options)
+
+
 def _scenes(folder: Path, count: int) -> list[str]:
     names = [f"s{k:02d}" for k in range(count)]
     for seed, name in enumerate(names):
@@ -88,42 +89,38 @@ def _listing(out: Path, names: list[str]) -> list[str]:
     return sorted([MANIFEST_NAME] + [f"{n}_sharpened.{ext}" for n in names for ext in ("npz", "json")])
 
 
-def test_two_runs_share_one_folder_and_do_every_scene_once(tmp_path):
+def test_two_runs_share_one_folder_and_do_every_scene_once(tmp_path, model):
     names = _scenes(tmp_path / "in", 10)
-    model = tmp_path / "model.onnx"
-    model.write_bytes(b"stand-in model")
-    script, barrier, log, out = tmp_path / "run.py", tmp_path / "barrier", tmp_path / "sharpened.log", tmp_path / "out"
+    script, barrier, out = tmp_path / "run.py", tmp_path / "barrier", tmp_path / "out"
     script.write_text(_RUN_SCRIPT)
     barrier.mkdir()
-    env = {**os.environ, "SHARPEN_LOG": str(log)}
     args = [sys.executable, str(script), tmp_path / "in", out, model, barrier]
-    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in "ab"]
-    outcomes = [run.communicate(timeout=120) for run in runs]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) for _ in "ab"]
+    outcomes = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], [err for _, err in outcomes]
 
-    sharpened = Counter(line.split()[0] for line in log.read_text().splitlines())
-    assert sharpened == Counter({f"{n}.npz": 1 for n in names})  # every scene exactly once
-    by_pid = Counter(line.split()[1] for line in log.read_text().splitlines())
-    assert set(by_pid) == {str(run.pid) for run in runs}  # both runs did a share of the scenes
-
+    sharpened_by: dict[str, int] = {}  # scene -> the run that sharpened it, from each run's own records
     for run, (stdout, _) in zip(runs, outcomes, strict=True):
         records = json.loads(stdout)
         assert [r["status"] for r in records] == ["done"] * len(names)  # each run ends knowing every scene
         mine = [r for r in records if not r.get("skipped")]
-        assert len(mine) == by_pid[str(run.pid)] and all(r["pid"] == run.pid for r in mine)
+        assert mine and all(r["pid"] == run.pid for r in mine)  # both runs did a share of the scenes
+        for record in mine:
+            assert record["name"] not in sharpened_by, record["name"]  # no scene sharpened by both
+            sharpened_by[record["name"]] = run.pid
+    assert sorted(sharpened_by) == [f"{n}_sharpened" for n in names]  # every scene exactly once
     manifest = read_manifest(out)
     assert manifest["summary"]["done"] == len(names) and manifest["summary"]["pending"] == 0
     assert sorted(r["pid"] for r in manifest["runs"].values()) == sorted(run.pid for run in runs)
-    sharpened_by = {r["name"]: r["pid"] for r in manifest["scenes"]}  # each record names the run that sharpened it
-    runs_of = {r["name"]: r["run"].split(":")[1] for r in manifest["scenes"]}
-    assert Counter(map(str, sharpened_by.values())) == by_pid and Counter(runs_of.values()) == by_pid
+    assert {r["name"]: r["pid"] for r in manifest["scenes"]} == sharpened_by  # each names the run that sharpened it
+    assert {r["name"]: int(r["run"].split(":")[1]) for r in manifest["scenes"]} == sharpened_by
     assert sorted(p.name for p in out.iterdir()) == _listing(out, names)  # no claim, lock or temporary file left
 
     # A third run (past the barrier: it holds two files) finds everything done: nothing is sharpened again.
-    rerun = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=False)
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
     assert rerun.returncode == 0, rerun.stderr
     assert all(r.get("skipped") for r in json.loads(rerun.stdout))
-    assert sum(sharpened.values()) == len(log.read_text().splitlines())
+    assert {r["name"]: r["pid"] for r in read_manifest(out)["scenes"]} == sharpened_by
     assert sorted(p.name for p in out.iterdir()) == _listing(out, names)
 
 
@@ -134,7 +131,7 @@ def _hold(output: Path, how: str) -> subprocess.Popen:
     return holder
 
 
-def test_a_claim_of_a_dead_process_is_taken_over(tmp_path, fake_runtime):  # noqa: F811
+def test_a_claim_of_a_dead_process_is_taken_over(tmp_path, model):
     scene = write_scene(tmp_path / "in" / "a.npz")
     out = tmp_path / "out"
     out.mkdir()
@@ -144,20 +141,20 @@ def test_a_claim_of_a_dead_process_is_taken_over(tmp_path, fake_runtime):  # noq
     assert claim_holder(claim)["pid"] == holder.pid  # the dead process's claim file is still there
     leftover = out / ".a_sharpened.npz.dead1.npz"  # and a temporary file it was writing
     leftover.write_bytes(b"half")
-    config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True)
+    config = _config(model)
     record = run_batch([scene], out, config).records[0]
     assert record["status"] == "done" and record["pid"] == os.getpid() and not record.get("skipped")
     assert sorted(p.name for p in out.iterdir()) == _listing(out, ["a"])
 
 
-def test_a_scene_held_by_a_live_run_is_skipped_then_taken_over_when_it_dies(tmp_path, fake_runtime):  # noqa: F811
+def test_a_scene_held_by_a_live_run_is_skipped_then_taken_over_when_it_dies(tmp_path, model):
     first, second = write_scene(tmp_path / "in" / "a.npz", seed=1), write_scene(tmp_path / "in" / "b.npz", seed=2)
     out = tmp_path / "out"
     out.mkdir()
     holder = _hold(out / "a_sharpened.npz", "hold")
     theirs = out / ".a_sharpened.npz.live1.npz"  # the other run's temporary file: ours must not touch it
     theirs.write_bytes(b"being written")
-    config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True)
+    config = _config(model)
     result = {}
     batch = threading.Thread(target=lambda: result.update(r=run_batch([first, second], out, config)))
     batch.start()
@@ -182,13 +179,13 @@ def test_a_scene_held_by_a_live_run_is_skipped_then_taken_over_when_it_dies(tmp_
     assert sorted(p.name for p in out.iterdir()) == _listing(out, ["a", "b"])  # its temporary file was stale
 
 
-def test_wait_bounds_the_wait_for_a_hung_run_and_leaves_its_scene_pending(tmp_path, fake_runtime):  # noqa: F811
+def test_wait_bounds_the_wait_for_a_hung_run_and_leaves_its_scene_pending(tmp_path, model):
     first, second = write_scene(tmp_path / "in" / "a.npz", seed=1), write_scene(tmp_path / "in" / "b.npz", seed=2)
     out = tmp_path / "out"
     out.mkdir()
     holder = _hold(out / "a_sharpened.npz", "hold")  # a live run that never finishes a (hung, or SIGSTOPped)
     try:
-        config = BatchConfig(mode="infer", model=fake_runtime, output_format="npz", in_process=True, wait=1.0)
+        config = _config(model, wait=1.0)
         start, outcome = time.monotonic(), {}
         batch = threading.Thread(target=lambda: outcome.update(r=run_batch([first, second], out, config)))
         batch.start()
@@ -205,7 +202,7 @@ def test_wait_bounds_the_wait_for_a_hung_run_and_leaves_its_scene_pending(tmp_pa
     assert scenes["a_sharpened"]["status"] == "pending" and read_manifest(out)["finished"] is not None
     assert not (out / "a_sharpened.npz").exists()
     with pytest.raises(OptionError, match="wait must be a number of seconds >= 0, got -1"):
-        BatchConfig(mode="infer", model=fake_runtime, wait=-1)
+        BatchConfig(mode="infer", model=model, wait=-1)
 
 
 def test_cli_wait_reports_the_held_scene_and_exits_1(tmp_path, ssc_edge_command):
