@@ -14,6 +14,11 @@ scene's estimated offset of the 20 m grid (rows, cols, 10 m px), the pooled Gaus
   did before (emulated: the wedge holds 1e-6 DN, which the no-data rule does not catch);
 - ``left out``: the estimate now (a 20 m pixel enters only when it and its 10 x 10 neighbourhood are valid).
 
+With ``--gate-model M.onnx`` it also measures the precision gate (``mean SRE(fp32) - mean SRE(bf16)`` on the
+Wald pair one scale down, :mod:`ssc_edge.runtime.precision`) on the clean crop, on the 18 % top-left wedge
+with the pair's no-data rim counted (before issue 31.3: the degradation's blends of 0 DN and the scene
+scored) and left out (now: :func:`ssc_edge.nodata.nodata_where_read`). Needs bf16 on ``--provider``.
+
 Writes ``registration_nodata.{json,md}`` with the machine and the command.
 """
 
@@ -68,6 +73,37 @@ def run(shares: list[float]) -> list[dict]:
     return rows
 
 
+def gate(model: Path, provider: str) -> dict[str, float]:
+    """The bf16 gate loss, dB, on the clean crop and the wedged one with the rim counted and left out."""
+    import rasterio
+
+    from ssc_edge import wald
+    from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
+    from ssc_edge.runtime import Sharpener
+    from ssc_edge.runtime.precision import gate_loss, wald_gate_pair
+    from ssc_edge.scene import Scene
+
+    bands = {}
+    for band in FINE_BANDS + COARSE_BANDS:
+        with rasterio.open(CROP / f"T31TDH_20150726T105026_{band}.jp2") as src:
+            bands[band] = src.read(1).astype(np.float32)
+    wedged = {b: np.where(_wedge(v.shape, 0.18, (False, False)), np.float32(0), v) for b, v in bands.items()}
+    fp32 = Sharpener(model, provider="cpu", precision="fp32")
+    bf16 = Sharpener(model, provider=provider, precision="bf16")
+    kept = wald.nodata_where_read
+    losses = {}
+    for name, scene, rim in (
+        ("clean", bands, kept),
+        ("counted", wedged, lambda d, o, **_: d),
+        ("left out", wedged, kept),
+    ):
+        wald.nodata_where_read = rim  # the rim counted: the pair as it was made before
+        pair, reference = wald_gate_pair(Scene(bands=scene, name=name), fp32.contract)
+        losses[name] = round(gate_loss(fp32.sharpen, bf16.sharpen, pair, reference), 4)
+    wald.nodata_where_read = kept
+    return losses
+
+
 def _markdown(rows: list[dict], machine: dict, command: str) -> str:
     clean = rows[0]
     lines = [
@@ -87,22 +123,34 @@ def _markdown(rows: list[dict], machine: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _gate_markdown(losses: dict[str, float], model: str) -> str:
+    return (
+        f"\nPrecision gate (bf16 loss on the Wald pair, dB) of `{model}`: clean crop {losses['clean']:.4f}; "
+        f"18 % top-left wedge, rim counted {losses['counted']:.4f}, left out {losses['left out']:.4f}.\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--share", type=float, action="append", help="wedge share of the crop (repeatable)")
+    parser.add_argument("--gate-model", type=Path, help="also measure the bf16 gate of this model")
+    parser.add_argument("--provider", default="openvino", help="provider of the bf16 run (default openvino)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from ssc_edge.train.report import machine_info
 
     machine = machine_info()
     rows = run(args.share or [0.18, 0.35])
+    losses = gate(args.gate_model, args.provider) if args.gate_model else None
     command = "python benchmarks/registration_nodata.py " + " ".join(sys.argv[1:] if argv is None else argv)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "registration_nodata.json").write_text(
-        json.dumps({"command": command.strip(), "machine": machine, "rows": rows}, indent=2) + "\n"
+        json.dumps({"command": command.strip(), "machine": machine, "rows": rows, "gate_db": losses}, indent=2) + "\n"
     )
     text = _markdown(rows, machine, command.strip())
+    if losses is not None:
+        text += _gate_markdown(losses, str(args.gate_model))
     (args.out / "registration_nodata.md").write_text(text)
     print(text)
     return 0
