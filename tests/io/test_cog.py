@@ -17,7 +17,6 @@ from rasterio.transform import Affine  # noqa: E402
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS  # noqa: E402
 from ssc_edge.errors import OptionError, OutputError, SceneReadError  # noqa: E402
 from ssc_edge.io import read_estimate, write_result  # noqa: E402
-from ssc_edge.io.output import remove_stale_files, temporary_prefix  # noqa: E402
 from ssc_edge.io.cog import (  # noqa: E402
     average_2x2,
     cloud_optimize,
@@ -26,6 +25,7 @@ from ssc_edge.io.cog import (  # noqa: E402
     scratch_geotiff,
 )
 from ssc_edge.io.geotiff import write_geotiff  # noqa: E402
+from ssc_edge.io.output import remove_stale_files, temporary_prefix  # noqa: E402
 from ssc_edge.runtime.infer import sharpen_file  # noqa: E402
 from ssc_edge.scene import GeoReference, Scene  # noqa: E402
 from tests.runtime._models import write_model  # noqa: E402
@@ -162,38 +162,84 @@ def test_scratch_file_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
 
 _INTERRUPTED_CHILD = """
 import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import rasterio
+import rasterio.shutil
+
 from ssc_edge.io import atomic_output
 from ssc_edge.io.cog import cloud_optimize
 
-source, output = Path(sys.argv[1]), Path(sys.argv[2])
+plain, source, output = (Path(a) for a in sys.argv[1:])
+data, gate, told = plain.read_bytes(), threading.Event(), []
+
+
+class Ranges(BaseHTTPRequestHandler):
+    # plain.tif over HTTP with byte ranges; while the gate is closed every read waits for it
+    def log_message(self, *args):
+        pass
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+
+    def do_GET(self):
+        if not gate.is_set() and not told:
+            told.append(True)
+            print("GDAL is reading", flush=True)  # the parent's cue: GDAL is in the copy and cannot leave it
+        gate.wait()
+        first, last = (int(v) for v in self.headers["Range"].split("=")[1].split("-"))
+        last = min(last, len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.end_headers()
+        self.wfile.write(data[first : last + 1])
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Ranges)
+server.daemon_threads = True
+threading.Thread(target=server.serve_forever, daemon=True).start()
+gate.set()
+with rasterio.Env(VSI_CACHE=False, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):  # a VRT of the HTTP copy: a file
+    rasterio.shutil.copy(f"/vsicurl/http://127.0.0.1:{server.server_port}/{plain.name}", source, driver="VRT")
+gate.clear()
 try:
     with atomic_output(output) as tmp:
         cloud_optimize(source, tmp, level=9, progress=lambda done, total, message="": print(message, flush=True))
+    print("GDAL finished before the signal", flush=True)
 except KeyboardInterrupt:
     gdal = [t for t in threading.enumerate() if t.name == "ssc-edge-cog"]
     print("interrupted while GDAL runs" if gdal else "interrupted after GDAL returned", flush=True)
+    gate.set()
     for thread in gdal:
         thread.join()  # let GDAL finish, then look for leftovers
 """
 
 
 def test_ctrl_c_stops_the_cog_step_at_once_and_leaves_nothing(tmp_path):
+    """Deterministic: the child serves its source over HTTP and holds every read until the signal has arrived, so
+    GDAL is inside the copy when SIGINT comes and cannot finish before it (no sleep, no race)."""
     import signal
     import subprocess
     import sys
-    import time
 
-    data = np.random.default_rng(5).uniform(0, 1e4, (4, 2048, 1024)).astype(np.float32)
-    _plain_geotiff(tmp_path / "plain.tif", data, None)
-    child = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_CHILD, tmp_path / "plain.tif", tmp_path / "o.tif"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert child.stdout.readline().strip() == "COG: overviews and layout"  # the copy starts now
-    time.sleep(0.3)
+    data = np.random.default_rng(5).uniform(0, 1e4, (4, 512, 512)).astype(np.float32)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "out").mkdir()
+    _plain_geotiff(tmp_path / "src" / "plain.tif", data, None)
+    args = [tmp_path / "src" / "plain.tif", tmp_path / "src" / "source.vrt", tmp_path / "out" / "o.tif"]
+    child = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_CHILD, *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lines = [child.stdout.readline().strip() for _ in range(2)]
+    assert lines == ["COG: overviews and layout", "GDAL is reading"], [*lines, child.stderr.read()]
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=120)
-    assert "interrupted while GDAL runs" in out, out + err  # KeyboardInterrupt did not wait for the copy
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.tif"]  # nor left any file once GDAL returned
+    assert out == "interrupted while GDAL runs\n", out + err  # KeyboardInterrupt did not wait for the copy
+    assert list((tmp_path / "out").iterdir()) == []  # nor left any file once GDAL returned
 
 
 def test_in_memory_result_is_a_cog_equal_to_the_plain_geotiff(tmp_path):
