@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, OutputError
-from ..io.output import atomic_output, claim_holder, claim_output, claim_path, same_file
+from ..io.output import atomic_output, check_name, claim_holder, claim_output, claim_path, same_file
 
 __all__ = [
     "MANIFEST_NAME",
@@ -342,11 +342,13 @@ def plan_jobs(
         Before anything runs: an unknown format, an output escaping ``out_dir``, or two scenes
         mapping to the same output or report (both named), or an output named like the manifest.
     OutputError
-        Before anything runs: a scene's output or report is one of the inputs (another scene, a model), e.g.
-        ``batch DIR -o DIR`` where DIR holds ``a.npz`` and a scene ``a_sharpened.npz``.
+        Before anything runs: ``out_dir``'s name is not UTF-8; a scene's output or report is one of the inputs
+        (another scene, a model), e.g. ``batch DIR -o DIR`` where DIR holds ``a.npz`` and a scene
+        ``a_sharpened.npz``.
     """
     if output_format not in OUTPUT_FORMATS:
         raise OptionError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    check_name(out_dir)
     kept = []
     for source, requested in scenes:
         made_from = _earlier_product(source) if Path(source).is_file() else None

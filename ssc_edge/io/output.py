@@ -57,6 +57,7 @@ __all__ = [
     "CLAIM_PREFIX",
     "OutputClaim",
     "atomic_output",
+    "check_name",
     "check_output_folder",
     "check_outputs",
     "claim_holder",
@@ -109,6 +110,19 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def check_name(path: Path) -> None:
+    """Refuse an output (file or folder) whose name is not valid UTF-8: it could not be printed or logged.
+
+    Raises
+    ------
+    OutputError
+        Naming it with the bytes that are not UTF-8 as ``\\xNN``.
+    """
+    shown = printable(path)
+    if shown != str(path):
+        raise OutputError(f"{shown}: output name is not valid UTF-8; give it a UTF-8 name")
+
+
 def check_outputs(
     outputs: Iterable[Path | None], *, inputs: Iterable[Path | None] = (), force: bool = False
 ) -> list[Path]:
@@ -133,9 +147,7 @@ def check_outputs(
     paths = [Path(p) for p in outputs if p is not None]
     sources = [Path(p) for p in inputs if p is not None]
     for number, path in enumerate(paths):
-        shown = printable(path)
-        if shown != str(path):
-            raise OutputError(f"{shown}: output name is not valid UTF-8; give it a UTF-8 name")
+        check_name(path)
         for other in sources:
             if same_file(path, other):
                 raise OutputError(f"{path}: output is the input {other}; writing it would destroy the input")

@@ -195,11 +195,17 @@ def test_an_output_name_that_is_not_utf8_is_one_clean_line(ssc_edge_command, tmp
     scene = _scene(tmp_path / "scene.npz")
     output = os.fsencode(tmp_path) + b"/caf\xe9.npz"  # Latin-1, not UTF-8
     args = [*map(os.fsencode, ssc_edge_command), b"infer", os.fsencode(scene), b"-o", output, b"--provider", b"cpu"]
-    result = subprocess.run(args, capture_output=True, timeout=600, check=False)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict UTF-8 output, as many images set it
+    result = subprocess.run(args, capture_output=True, timeout=600, check=False, env=env)
     lines = result.stderr.decode("utf-8").strip().splitlines()
     assert result.returncode == 2 and lines == [
         f"ssc-edge: error: {tmp_path}/caf\\xe9.npz: output name is not valid UTF-8; give it a UTF-8 name"
     ], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.npz"]
+    from ssc_edge.batch import plan_jobs  # the batch's OUTDIR, printed on stdout at its end: refused before any work
+
+    with pytest.raises(OutputError, match=r"/out\\xff: output name is not valid UTF-8; give it a UTF-8 name$"):
+        plan_jobs([(scene, None)], Path(os.fsdecode(os.fsencode(tmp_path) + b"/out\xff")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.npz"]
 
 
