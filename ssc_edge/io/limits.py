@@ -106,15 +106,21 @@ def check_regular_file(path: Path | str, *, what: str = "") -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes the system says it can still allocate (``MemAvailable`` of ``/proc/meminfo``); None where unknown."""
+    """Bytes this process may still allocate, as far as the system says: ``MemAvailable`` of ``/proc/meminfo``,
+    capped by the address-space limit (``ulimit -v``, ``RLIMIT_AS``) where one is set; None where neither is known.
+    """
+    import resource
+
+    known = []
     try:
         with open("/proc/meminfo", "rb") as f:
-            for line in f:
-                if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            known += [int(line.split()[1]) * 1024 for line in f if line.startswith(b"MemAvailable:")]
     except (OSError, ValueError, IndexError):
-        return None
-    return None
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        known.append(soft)
+    return min(known) if known else None
 
 
 class ReadBudget:
@@ -147,7 +153,7 @@ class ReadBudget:
         what : str
             How errors name the array (``"array 'B02'"``, ``"dataset im10"``).
         as_float32 : bool
-            The reader also keeps a float32 copy of it (a scene's band): counted too.
+            The reader also keeps a float32 copy of it (a scene's band): counted too, unless it is float32.
 
         Raises
         ------
@@ -156,8 +162,8 @@ class ReadBudget:
         """
         size = check_array_size(shape, dtype, where=f"{self.where}: {what}")
         self.total += size
-        if as_float32:
-            self.total += size // np.dtype(dtype).itemsize * 4 if np.dtype(dtype).itemsize else 0
+        if as_float32 and np.dtype(dtype) != np.float32 and np.dtype(dtype).itemsize:
+            self.total += size // np.dtype(dtype).itemsize * 4
         limit = MAX_ARRAY_BYTES
         if self.total > limit:
             raise SceneReadError(

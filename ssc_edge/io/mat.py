@@ -89,7 +89,7 @@ def _h5_budget(h5, item, name: str, budget: ReadBudget, *, as_float32: bool, dep
     if item.shape is None:  # an empty dataspace
         return
     if h5py.check_dtype(ref=item.dtype) is None:
-        budget.add(item.shape, item.dtype, what=f"dataset {name}", as_float32=as_float32 and item.dtype.kind in "uif")
+        budget.add(item.shape, item.dtype, what=f"dataset {name}", as_float32=as_float32)
         return
     budget.add(item.shape, item.dtype, what=f"dataset {name}")
     if depth:

@@ -90,7 +90,7 @@ def read_npz_arrays(
             for key, info in members.items():
                 with archive.open(info) as member:
                     shape, dtype = _npy_header(member, path, key)
-                float32 = as_float32 is not None and as_float32(key) and dtype != np.float32
+                float32 = as_float32 is not None and as_float32(key)
                 budget.add(shape, dtype, what=f"array {key!r}", as_float32=float32)
                 # the uncompressed size: the array plus its header (at most 64 kB of header in any .npy version)
                 check_zip_member(info, where=str(path), max_bytes=limits.MAX_ARRAY_BYTES + (1 << 16))

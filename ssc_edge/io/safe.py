@@ -41,6 +41,7 @@ per band is logged as a warning. A band that is entirely nodata is rejected by :
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import re
 import xml.etree.ElementTree as ET
@@ -279,7 +280,8 @@ def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool], di
 
 
 def _file_exists(gdal_path: str) -> bool:
-    return Path(gdal_path).is_file()
+    """True for any entry (a FIFO or a folder too: opening the band then refuses it as not a regular file)."""
+    return os.path.lexists(gdal_path)
 
 
 def _number(text: str | None, what: str, path: Path) -> float:
