@@ -850,7 +850,6 @@ def run_jobs(
         previous = _completed_record(job, config, model_sha, model_60m_sha)
         if previous is not None:
             records[job.name] = {**previous, "skipped": True}
-            _clear_stale_claim(job)
         else:
             records[job.name] = {**job.to_dict(), "status": "pending"}
             to_run.append(job)
@@ -892,8 +891,7 @@ def run_jobs(
             return
         records[record["name"]] = record
         tally[record["status"]] += 1
-        save()
-        _clear_stale_claim(by_name[record["name"]])  # a worker that died holding it left the file
+        save()  # and what a worker that died left in OUTDIR goes (ssc_edge.io.output.remove_stale_files)
         if record.get("warning") and not record.get("skipped"):  # the run that sharpened it warned
             logger.warning("%s", record["warning"])
         if record["status"] == "failed":
@@ -920,20 +918,6 @@ def run_jobs(
     manifest["finished"] = _now()
     path = save(final=True)
     return BatchResult(path, [records[job.name] for job in jobs], time.perf_counter() - start)
-
-
-def _clear_stale_claim(job: SceneJob) -> None:
-    """For a scene found done: remove the claim file and temporary files a killed run left (unless one is held)."""
-    path = claim_path(job.output)
-    if not path.exists():
-        return
-    try:
-        claim = claim_output(path, write_holder=False)
-    except OSError:
-        return
-    if claim is not None:
-        with claim:
-            _remove_leftovers(job)
 
 
 #: Seconds between two looks at the claims of scenes another run is sharpening.
