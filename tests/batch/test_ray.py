@@ -107,17 +107,50 @@ def test_split_scene_on_ray_equals_one_process_sharpen(tmp_path, ray_cluster, mo
     assert np.array_equal(_image(tmp_path / "out" / "big_sharpened.npz"), whole)
 
 
-def _kill_first_busy_worker(method: str, stop: threading.Event, killed: list[int]) -> None:
-    """SIGKILL the first Ray actor process seen running ``method`` (its title is ``ray::SceneWorker.METHOD``)."""
+def _kill_a_worker_inside(method: str, stop: threading.Event, killed: list[int]) -> None:
+    """SIGKILL a Ray actor process that is, for certain, inside ``method`` (title ``ray::SceneWorker.METHOD``).
+
+    Every 2 ms the known actor processes are stopped (SIGSTOP), their titles read while they cannot move, and one
+    inside ``method`` is killed there; the others continue. A method therefore runs unobserved for at most one
+    process-table scan (tens of ms) before it is sampled frozen, far less than its own CPU time (a demo-model
+    scene or row band: hundreds of ms), and the kill lands where the frozen title says, not after a sleep.
+    """
     import psutil
 
+    def title(proc: psutil.Process) -> str:
+        try:
+            return (proc.cmdline() or [""])[0]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return ""
+
+    known: dict[int, psutil.Process] = {}
+    scan = 0.0
     while not stop.is_set() and not killed:
-        for proc in psutil.process_iter(["cmdline"]):
-            cmdline = proc.info["cmdline"] or []
-            if cmdline and cmdline[0].startswith(f"ray::SceneWorker.{method}"):
-                os.kill(proc.pid, signal.SIGKILL)
-                killed.append(proc.pid)
-                return
+        if time.monotonic() - scan > 0.05:  # new actors (and the first ones) join the sampled set
+            for proc in psutil.process_iter():
+                if title(proc).startswith("ray::SceneWorker"):
+                    known.setdefault(proc.pid, proc)
+            scan = time.monotonic()
+        frozen = []
+        for proc in known.values():
+            try:
+                proc.suspend()
+                frozen.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        try:
+            for proc in frozen:
+                if title(proc).startswith(f"ray::SceneWorker.{method}"):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
+                    break
+        finally:
+            for proc in frozen:
+                if proc.pid not in killed:
+                    try:
+                        proc.resume()
+                    except psutil.NoSuchProcess:
+                        pass
         time.sleep(0.002)
 
 
@@ -129,7 +162,7 @@ def test_killed_worker_is_restarted_and_its_work_retried(tmp_path, ray_cluster, 
     for seed in range(2):
         write_scene(tmp_path / "in" / f"s{seed}.npz", size=256, seed=seed)  # ~0.5 s each with the demo model
     stop, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_first_busy_worker, args=(method, stop, killed), daemon=True)
+    killer = threading.Thread(target=_kill_a_worker_inside, args=(method, stop, killed), daemon=True)
     killer.start()
     config = BatchConfig(mode="infer", model=DEMO_MODEL, output_format="npz", workers=2, threads=1, tile=96,
                          split=split)  # fmt: skip
