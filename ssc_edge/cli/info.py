@@ -1,7 +1,8 @@
 """``ssc-edge info SCENE``: what a scene holds (bands, sizes, GSDs, value ranges, reference, georef, identity).
 
-Rasters (SAFE products, band folders, GeoTIFFs) are summarised strip by strip: memory stays small
-for a full 10980 x 10980 tile."""
+The scene is opened once (:func:`ssc_edge.io.sources.open_band_source`) and summarised strip by strip
+(:func:`ssc_edge.io.sources.describe_source`): memory stays small for a full 10980 x 10980 tile, and the
+value ranges leave no-data out."""
 
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ def _text(summary: dict) -> str:
     height, width = summary["shape"]
     lines = [
         f"{summary['source']}: fine grid {height}x{width} px at {summary['fine_pixel_size']:g} m",
-        f"{'band':<5} {'size':>9} {'GSD (m)':>8} {'min (DN)':>10} {'max (DN)':>10} {'mean (DN)':>10}",
+        f"{'band':<5} {'size':>9} {'GSD (m)':>8} {'min (DN)':>10} {'max (DN)':>10} {'mean (DN)':>10} {'no-data':>8}",
     ]
     for name, band in summary["bands"].items():
         size = "x".join(map(str, band["shape"]))
-        lines.append(
-            f"{name:<5} {size:>9} {band['gsd']:>8g} {band['min']:>10.1f} {band['max']:>10.1f} {band['mean']:>10.1f}"
-        )
+        stats = " ".join("-".rjust(10) if band[k] is None else f"{band[k]:>10.1f}" for k in ("min", "max", "mean"))
+        nodata = f"{100 * band['nodata'] / (band['shape'][0] * band['shape'][1]):.1f}%"
+        lines.append(f"{name:<5} {size:>9} {band['gsd']:>8g} {stats} {nodata:>8}")
     reference = summary["reference"]
     if reference is None:
         lines.append("reference: none")
@@ -68,7 +69,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = True,
     ) -> None:
-        """Show a scene's bands, sizes, ground sampling distances, value ranges, reference and georeferencing."""
+        """Show a scene's bands, sizes, ground sampling distances, value ranges (no-data left out), reference and
+        georeferencing."""
         from ..io.sources import describe_source, open_band_source
 
         lines = []
