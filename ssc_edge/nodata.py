@@ -130,14 +130,11 @@ def nodata_where_read(degraded: np.ndarray, observed: np.ndarray, *, reach: int,
     valid = measured(observed)
     if valid.all():
         return degraded
-    from scipy import ndimage
+    from .sampling import valid_origins
 
-    size = 2 * reach + 1
-    touched = ndimage.maximum_filter1d(~valid, size, axis=0, mode="constant", cval=False)
-    touched = ndimage.maximum_filter1d(touched, size, axis=1, mode="constant", cval=False)
-    touched = touched[: degraded.shape[0] * ratio : ratio, : degraded.shape[1] * ratio : ratio]
+    rows, cols = (ratio * np.arange(n) - reach for n in degraded.shape[:2])
     out = np.array(degraded, copy=True)
-    out[touched] = 0
+    out[~valid_origins(~valid, rows, cols, patch=2 * reach + 1, margin=0)] = 0
     return out
 
 

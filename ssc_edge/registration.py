@@ -50,6 +50,7 @@ from .bands import COARSE_BANDS, FINE_BANDS, MTF_NYQUIST, VERY_COARSE_BANDS
 from .bandset import SIXTY_INPUT_BANDS, RatioPairModel, band_ratio
 from .errors import OptionError, SceneError
 from .nodata import measured
+from .sampling import valid_origins
 from .scene import Scene
 from .wald import DEGRADATION_METHODS, Kernel, PairModel, _keys_cubic, mtf_sigma
 
@@ -255,12 +256,9 @@ def _usable(fine: np.ndarray, coarse: np.ndarray, rows: np.ndarray, cols: np.nda
     fine_ok, coarse_ok = measured(fine), measured(coarse)
     if fine_ok.all() and coarse_ok.all():
         return None
-    n = _TAPS[ratio].size
-    # invalid 10 m pixels in each n x n window, from a summed-area table (0 row and column prepended)
-    table = np.pad(np.cumsum(np.cumsum(~fine_ok, axis=0, dtype=np.int64), axis=1), ((1, 0), (1, 0)))
-    top, left = np.ix_(ratio * rows + _TAPS[ratio][0], ratio * cols + _TAPS[ratio][0])
-    invalid = table[top + n, left + n] - table[top, left + n] - table[top + n, left] + table[top, left]
-    return (invalid == 0) & coarse_ok[np.ix_(rows, cols)]
+    taps = _TAPS[ratio]
+    whole = valid_origins(~fine_ok, ratio * rows + taps[0], ratio * cols + taps[0], patch=taps.size, margin=0)
+    return whole & coarse_ok[np.ix_(rows, cols)]
 
 
 def _too_few(shape: tuple[int, ...], ratio: int, samples: int, *, nodata: bool) -> str:
