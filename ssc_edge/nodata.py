@@ -120,6 +120,8 @@ def nodata_where_read(degraded: np.ndarray, observed: np.ndarray, *, reach: int,
         The kernel's largest tap offset from ``ratio * i``, pixels of ``observed``
         (:meth:`ssc_edge.wald.PairModel.reach`): coarse pixel ``i`` reads ``ratio * i - reach ..
         ratio * i + reach`` on each axis (a mirrored edge reads pixels inside that range).
+    ratio : int
+        The decimation factor.
 
     Returns
     -------
