@@ -68,6 +68,12 @@ def test_a_nodata_wedge_gives_the_clean_crops_offset_and_blur(crop_bands, clean_
     # NaN is no-data as 0 DN is
     nan_fine, nan_coarse = (np.where(x == 0, np.nan, x.astype(np.float64)) for x in (fine, coarse))
     assert registration.estimate_registration(nan_fine, nan_coarse) == estimate
+    # the fit's training pair, from the scene as it reads it
+    from ssc_edge.io.sources import BandSource
+    from ssc_edge.train.fit import FitConfig, pair_model_for
+
+    pair = pair_model_for(BandSource.from_scene(Scene(bands=wedged)), FitConfig())
+    assert pair.offset == estimate.offset and set(pair.coarse) == {estimate.kernel}
 
 
 @pytest.mark.real_data
