@@ -36,6 +36,7 @@ import contextlib
 import csv
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -183,7 +184,8 @@ def _read_text(path: Path, *, max_bytes: int) -> str:
         raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+#: JSON strings and runs of characters that are neither brackets nor quotes: what is left are the brackets.
+_NOT_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')
 
 
 def read_json(path: Path, *, max_bytes: int = JSON_MAX_BYTES, max_depth: int = JSON_MAX_DEPTH) -> Any:
@@ -198,10 +200,9 @@ def read_json(path: Path, *, max_bytes: int = JSON_MAX_BYTES, max_depth: int = J
         than ``max_depth``; the message says which.
     """
     text = _read_text(Path(path), max_bytes=max_bytes)
-    depth = deepest = 0
-    for bracket in re.findall(r"[\[\]{}]", _JSON_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
+    brackets = _NOT_NESTING.sub("", text)
+    steps = (1 if c in "[{" else -1 if c in "]}" else 0 for c in brackets)  # a quote left: a broken string
+    deepest = max(itertools.accumulate(steps), default=0)
     if deepest > max_depth:
         raise ValueError(f"nested {deepest} levels deep, more than {max_depth}")
     try:
