@@ -141,6 +141,23 @@ def test_a_second_writer_of_one_output_is_refused_and_writes_nothing(run_cli, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.npz", "x.npz"]  # the claim file removed
 
 
+def test_two_infer_runs_at_once_to_one_output_write_it_once(ssc_edge_command, tmp_path):
+    """Started together on a streamed scene (the output's temporary file lives for the whole run; today both print
+    ``wrote``): whichever comes second is refused (the claim held, or the output there by then)."""
+    pytest.importorskip("rasterio")
+    from tests.io.test_output_safety import _write_band_folder
+
+    scene, output = _write_band_folder(tmp_path / "scene", 200), tmp_path / "x.tif"
+    args = [*ssc_edge_command, "infer", str(scene), "-o", str(output), "--provider", "cpu", "--quiet"]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outcomes = sorted((run.wait(timeout=300), *run.communicate()) for run in runs)
+    (ok, wrote, _), (refused, nothing, error) = outcomes
+    assert (ok, refused) == (0, 2) and wrote.startswith(f"wrote {output} ") and nothing == ""
+    assert error.startswith(f"ssc-edge: error: {output}: ") and len(error.strip().splitlines()) == 1
+    assert "is writing it" in error or "output exists" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene", "x.tif"]
+
+
 def test_a_writer_that_finished_while_the_second_waited_for_its_claim_is_not_overwritten(tmp_path):
     """The checks run again once the claims are held: an output that appeared meanwhile needs ``force``."""
     output = tmp_path / "x.npz"
