@@ -13,14 +13,15 @@ from pathlib import Path
 
 from ..errors import SceneReadError
 from ..scene import Scene
-from ._atomic import atomic_output, check_output_path
 from .limits import check_regular_file
+from .output import atomic_output, check_outputs, output_guard
 from .results import read_estimate, write_result
 
 __all__ = [
     "atomic_output",
-    "check_output_path",
+    "check_outputs",
     "detect_format",
+    "output_guard",
     "read_estimate",
     "read_scene",
     "write_result",
