@@ -23,15 +23,15 @@ import numpy as np
 
 from ..bands import ALL_BANDS, FINE_BANDS
 from ..errors import OptionError, OutputError
-from ..io import atomic_output, check_output_path
+from ..io import atomic_output, check_outputs
 from ..io.cog import OverviewWriter, cloud_optimize, overview_factors, scratch_geotiff
 from ..io.results import RESULT_DTYPES, to_dtype
 from ..io.sources import BandSource, open_band_source
 from ..nodata import output_nodata
 from ..progress import ProgressCallback
 from ..scene import GeoReference
-from .sharpen import Sharpener
 from ..tiling import Tile
+from .sharpen import Sharpener
 
 __all__ = ["StreamResult", "sharpen_stream", "sharpen_geotiff", "output_band_names"]
 
@@ -229,10 +229,10 @@ def sharpen_stream(
         if isinstance(scene, BandSource):
             source = scene
         else:
-            check_output_path(output_path, force=force)
+            check_outputs([output_path], force=force)
             source = stack.enter_context(open_band_source(Path(scene)))
         source.require(needed)
-        check_output_path(output_path, force=force)
+        check_outputs([output_path], force=force)
         shape = source.shape
         sharpener.check_size(shape, source=source.where)
         source.check_has_data(needed)
