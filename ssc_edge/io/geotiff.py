@@ -34,7 +34,7 @@ import numpy as np
 
 from ..bands import GSD, canonical_band_name
 from ..errors import OptionError, SceneReadError
-from ..scene import GeoReference
+from ..scene import GeoReference, check_transform
 from .limits import check_regular_file
 
 __all__ = ["band_of_file_name", "geotiff_band_sources", "read_geotiff_image", "write_geotiff"]
@@ -182,10 +182,10 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
 
 
 def _georef(dataset) -> GeoReference | None:
+    """A raster's georeference, its transform checked (:func:`~ssc_edge.scene.check_transform`) naming the file."""
     if dataset.crs is None:
         return None
-    t = dataset.transform
-    return GeoReference((t.a, t.b, t.c, t.d, t.e, t.f), dataset.crs.to_wkt())
+    return GeoReference(check_transform(tuple(dataset.transform)[:6], where=dataset.name), dataset.crs.to_wkt())
 
 
 def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], GeoReference | None]:

@@ -625,6 +625,7 @@ class RasterBandSource(BandSource):
             return values, valid
 
         source = cls(path, files, convert, name=path.stem if path.is_file() else path.name)
+        source.format = "geotiff" if path.is_file() else "band-folder"
         return source
 
     @classmethod
@@ -642,6 +643,7 @@ class RasterBandSource(BandSource):
             return values, data != product.nodata  # the raw DN, before the offset (ssc_edge.nodata)
 
         source = cls(path, {b: (f, 1) for b, f in product.band_files.items()}, convert, name=product.name)
+        source.format = "safe"
         source.product = product
         source.nodata_pixels = nodata_pixels
         return source

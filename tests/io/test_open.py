@@ -304,3 +304,33 @@ def test_rasterio_is_in_the_base_install():
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
     assert any(dep.startswith("rasterio") for dep in project["dependencies"])
+
+
+def test_the_opened_scene_carries_its_format_identity_and_gate_crop(tmp_path):
+    """What the runtime takes from the one opened object instead of detecting and opening again."""
+    import hashlib
+
+    from ssc_edge.io.sources import streams
+
+    npz = tmp_path / "s.npz"
+    np.savez(npz, **_bands())
+    folder = _folder(tmp_path / "f")
+    single = tmp_path / "one.tif"
+    write_geotiff(single, np.stack([_bands()[b] for b in FINE_BANDS], -1), band_names=FINE_BANDS, georef=GEOREF)
+    file_hashes = {b: hashlib.sha256((folder / f"{b}.tif").read_bytes()).hexdigest() for b in FINE_BANDS + COARSE_BANDS}
+    folder_identity = hashlib.sha256("".join(f"{b} {file_hashes[b]}\n" for b in FINE_BANDS + COARSE_BANDS).encode())
+    with open_band_source(npz) as source:
+        assert (source.format, source.windowed) == ("npz", False)
+        assert source.identity == hashlib.sha256(npz.read_bytes()).hexdigest()
+        assert not streams(source, tmp_path / "out.tif")
+        crop = source.crop(8)
+        assert crop.shape == (8, 8) and crop.bands["B05"].shape == (4, 4)
+        np.testing.assert_array_equal(crop.bands["B02"], _bands()["B02"][4:12, 4:12])
+        np.testing.assert_array_equal(crop.bands["B05"], _bands()["B05"][2:6, 2:6])
+    with open_band_source(folder) as source:
+        assert (source.format, source.windowed) == ("band-folder", True)
+        assert source.identity == folder_identity.hexdigest()
+        assert streams(source, tmp_path / "out.tif") and not streams(source, tmp_path / "out.npz")
+        np.testing.assert_array_equal(source.crop(8).bands["B8A"], _bands()["B8A"][2:6, 2:6])
+    with open_band_source(single) as source:  # 10 m bands only: opens, the identity is the file's bytes
+        assert source.format == "geotiff" and source.identity == hashlib.sha256(single.read_bytes()).hexdigest()
