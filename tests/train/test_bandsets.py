@@ -43,12 +43,12 @@ def test_sixty_scene_reads_only_the_central_window_with_the_60m_phase(shared_dat
 
 def test_fit_60m_draws_the_budget_and_leaves_small_scenes_unchanged():
     scene = demo_scene(size=576, seed=4)  # ratio-6 training grid 96 px: 121 patches
-    config = FitConfig(epochs=1, model=TINY, patch_budget=40, batch_size=8)
+    config = FitConfig(epochs=1, model=TINY, patch_budget=40, batch_size=8, precision="float32")
     fit = fit_60m(scene, config)
     assert fit.patches == 40 and fit.candidates == 121
     inputs, target = _pair(scene, config, 1, sixty_pair_for(scene, config)[0])
     assert len(extract_patches(target, size=16, stride=8)) == 121
-    under = FitConfig(epochs=1, model=TINY, patch_budget=121, batch_size=8)
+    under = FitConfig(epochs=1, model=TINY, patch_budget=121, batch_size=8, precision="float32")
     a, b = fit_60m(scene, under), fit_model(inputs, target, under)
     assert a.patches == b.patches == 121
     assert all(np.array_equal(u, v) for u, v in zip(a.model.get_weights(), b.model.get_weights(), strict=True))

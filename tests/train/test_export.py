@@ -25,7 +25,7 @@ from ssc_edge.train.export import (  # noqa: E402
 from ssc_edge.train.fit import FitConfig  # noqa: E402
 from ssc_edge.train.model import ModelConfig, build_ssc_cnn, receptive_halo  # noqa: E402
 
-TINY = FitConfig(epochs=2, model=ModelConfig(width=8, skip_width=4))
+TINY = FitConfig(epochs=2, model=ModelConfig(width=8, skip_width=4), precision="float32")
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ class _NoReference:
 
 
 def test_heldout_never_reads_the_reference(scene):
-    config = FitConfig(epochs=2, model=TINY)
+    config = FitConfig(epochs=2, model=TINY, precision="float32")
     inputs, target = training_data(_NoReference(scene), config)  # would raise on any access
     garbage = Scene(bands=scene.bands, reference=np.full((*scene.shape, 6), 7.0, np.float32))
     for other in (garbage, Scene(bands=scene.bands)):
@@ -74,7 +74,7 @@ def test_heldout_never_reads_the_reference(scene):
 
 
 def test_heldout_fit_is_identical_with_garbage_or_no_reference(scene):
-    config = FitConfig(epochs=2, model=TINY)
+    config = FitConfig(epochs=2, model=TINY, precision="float32")
     garbage = Scene(bands=scene.bands, reference=np.full((*scene.shape, 6), 7.0, np.float32))
     fits = [fit_model(*training_data(s, config), config) for s in (scene, garbage, Scene(bands=scene.bands))]
     assert fits[0].history == fits[1].history == fits[2].history
@@ -82,17 +82,17 @@ def test_heldout_fit_is_identical_with_garbage_or_no_reference(scene):
 
 
 def test_same_seed_reproduces_and_other_seed_differs(scene):
-    config = FitConfig(epochs=3, model=TINY, seed=4)
+    config = FitConfig(epochs=3, model=TINY, seed=4, precision="float32")
     inputs, target = training_data(scene, config)
     a, b = fit_model(inputs, target, config), fit_model(inputs, target, config)
-    c = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, seed=5))
+    c = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, seed=5, precision="float32"))
     assert a.history == b.history and _weights_equal(a.model, b.model)
     assert a.history != c.history
 
 
 def test_fit_keeps_the_best_weights_and_reports_progress(scene):
     calls = []
-    config = FitConfig(epochs=4, model=TINY, learning_rate=1e-3, ema=0)
+    config = FitConfig(epochs=4, model=TINY, learning_rate=1e-3, ema=0, precision="float32")
     fit = fit_model(*training_data(scene, config), config, progress=lambda d, t, m: calls.append((d, t, m)))
     assert [c[:2] for c in calls] == [(e, 4) for e in range(1, 5)]
     assert calls[-1][2].startswith("loss ")
@@ -108,31 +108,31 @@ def test_bfloat16_training_exports_a_float32_model(scene):
 
 
 def test_augmented_fit_is_reproducible(scene):
-    config = FitConfig(epochs=2, model=TINY, augment=True)
+    config = FitConfig(epochs=2, model=TINY, augment=True, precision="float32")
     inputs, target = training_data(scene, config)
     a, b = fit_model(inputs, target, config), fit_model(inputs, target, config)
     assert a.history == b.history and _weights_equal(a.model, b.model)
-    assert a.history != fit_model(inputs, target, FitConfig(epochs=2, model=TINY)).history
+    assert a.history != fit_model(inputs, target, FitConfig(epochs=2, model=TINY, precision="float32")).history
 
 
 def test_cosine_schedule_changes_the_fit_and_is_reproducible(scene):
-    config = FitConfig(epochs=3, model=TINY, lr_schedule="cosine")
+    config = FitConfig(epochs=3, model=TINY, lr_schedule="cosine", precision="float32")
     inputs, target = training_data(scene, config)
     a, b = fit_model(inputs, target, config), fit_model(inputs, target, config)
     assert a.history == b.history and _weights_equal(a.model, b.model)
-    assert a.history != fit_model(inputs, target, FitConfig(epochs=3, model=TINY)).history
+    assert a.history != fit_model(inputs, target, FitConfig(epochs=3, model=TINY, precision="float32")).history
 
 
 def test_ema_keeps_the_moving_average_of_the_epoch_weights(scene):
     # 9 patches, batch 64: one Adam step per epoch, so the per-step momentum is the per-epoch decay.
     # The plain fits share the EMA fit's trajectory (same seed); their losses fall, so each keeps its last epoch.
-    config = FitConfig(epochs=1, model=TINY)
+    config = FitConfig(epochs=1, model=TINY, precision="float32")
     inputs, target = training_data(scene, config)
-    plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY, ema=0)) for k in (1, 2, 3)]
+    plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY, ema=0, precision="float32")) for k in (1, 2, 3)]
     assert [fit.best_epoch for fit in plain] == [1, 2, 3]
     w1, w2, w3 = (fit.model.get_weights() for fit in plain)
     decay = 0.8
-    averaged = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, ema=decay))
+    averaged = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, ema=decay, precision="float32"))
     expected = [decay * (decay * a + (1 - decay) * b) + (1 - decay) * c for a, b, c in zip(w1, w2, w3, strict=True)]
     for got, want in zip(averaged.model.get_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
@@ -154,7 +154,7 @@ def test_paper_protocol_keeps_the_epoch_with_the_lowest_whole_image_loss(scene):
 
 
 def test_heldout_keeps_the_weight_average_by_default(scene):
-    config = FitConfig(epochs=2, model=TINY)
+    config = FitConfig(epochs=2, model=TINY, precision="float32")
     fit = fit_model(*training_data(scene, config), config)
     assert fit.config.ema == DEFAULT_EMA == 0.98 and fit.best_epoch == 2
     assert fit.config.checkpoint == "patch-loss" and fit.image_history == []
@@ -163,7 +163,7 @@ def test_heldout_keeps_the_weight_average_by_default(scene):
 
 
 def test_too_small_scene_names_the_minimum_size():
-    config = FitConfig(epochs=1, model=TINY)
+    config = FitConfig(epochs=1, model=TINY, precision="float32")
     assert minimum_scene_size(config) == 32
     with pytest.raises(SceneError, match=r"24x24 px is too small.*at least 32x32 px"):
         training_data(demo_scene(size=24), config)
@@ -171,7 +171,7 @@ def test_too_small_scene_names_the_minimum_size():
 
 
 def test_paper_protocol_needs_a_reference(scene):
-    config = FitConfig(protocol="paper", model=TINY)
+    config = FitConfig(protocol="paper", model=TINY, precision="float32")
     inputs, target = training_data(scene, config)
     np.testing.assert_array_equal(target, scene.reference)
     assert inputs.shape == (64, 64, 10)
@@ -180,7 +180,7 @@ def test_paper_protocol_needs_a_reference(scene):
 
 
 def test_evaluation_kinds(scene):
-    config = FitConfig(epochs=1, model=TINY)
+    config = FitConfig(epochs=1, model=TINY, precision="float32")
     fit = fit_model(*training_data(scene, config), config)
     evaluation = evaluate_fit(scene, fit)
     assert evaluation.kind == "rr-reference" and not evaluation.training_set_numbers
@@ -209,7 +209,7 @@ def test_bad_fit_options(options, message):
 
 
 def test_fit_config_round_trip():
-    config = FitConfig(epochs=3, model=ModelConfig(blocks=2))
+    config = FitConfig(epochs=3, model=ModelConfig(blocks=2), precision="float32")
     assert FitConfig.from_dict(config.to_dict()) == config
 
 
@@ -218,7 +218,7 @@ def test_rr_scenes_under_the_budget_fit_bit_for_bit_as_on_the_whole_pair(shared_
     from ssc_edge.io import read_scene
 
     scene = read_scene(shared_data / name)
-    config = FitConfig(epochs=2, model=TINY)
+    config = FitConfig(epochs=2, model=TINY, precision="float32")
     whole = fit_model(*training_data(scene, config), config)
     sampled = fit_sampled(scene, config)
     assert sampled.patches == whole.patches == sampled.candidates and sampled.scale == whole.scale
@@ -226,7 +226,7 @@ def test_rr_scenes_under_the_budget_fit_bit_for_bit_as_on_the_whole_pair(shared_
 
 
 def test_a_budget_bounds_the_patches_and_the_steps(scene):
-    config = FitConfig(epochs=2, model=TINY, patch_budget=5, batch_size=2)
+    config = FitConfig(epochs=2, model=TINY, patch_budget=5, batch_size=2, precision="float32")
     fit = fit_sampled(scene, config)
     assert fit.patches == 5 and fit.candidates == 9 and len(fit.history) == 2
 
@@ -236,7 +236,7 @@ def test_windowed_evaluation_equals_whole_image_scoring(scene):
     from ssc_edge.metrics import quality_report
     from ssc_edge.train.fit import _scene_window_pair, score_windows
 
-    config = FitConfig(epochs=1, model=TINY)
+    config = FitConfig(epochs=1, model=TINY, precision="float32")
     fit = fit_model(*training_data(scene, config), config)
     inputs = wald.full_scale_input(scene)
     bands = ("B05", "B06", "B07", "B8A", "B11", "B12")
@@ -257,7 +257,7 @@ def test_windowed_evaluation_equals_whole_image_scoring(scene):
 
 def test_image_loss_needs_the_whole_pair(scene):
     with pytest.raises(OptionError, match="checkpoint 'image-loss' scores the whole training pair"):
-        fit_sampled(scene, FitConfig(epochs=1, model=TINY, checkpoint="image-loss", ema=0))
+        fit_sampled(scene, FitConfig(epochs=1, model=TINY, checkpoint="image-loss", ema=0, precision="float32"))
 
 
 def test_evaluation_on_a_scene_with_no_data_scores_clean_windows_only(scene):
@@ -268,7 +268,7 @@ def test_evaluation_on_a_scene_with_no_data_scores_clean_windows_only(scene):
         n = array.shape[0]
         array[n * 3 // 4 :, : n // 4] = 0
     wedged = Scene(bands=bands, reference=scene.reference)
-    config = FitConfig(epochs=1, model=TINY)
+    config = FitConfig(epochs=1, model=TINY, precision="float32")
     fit = fit_model(*training_data(scene, config), config)
     model, bicubic, _, pixels, sampled = score_windows(
         _scene_window_pair(wedged, "bicubic"), wedged.shape, fit.model, fit.scale, tile=64
@@ -293,7 +293,7 @@ def test_spatial_holdout_scores_only_windows_clear_of_the_training_patches():
     from ssc_edge.train.model import receptive_halo
 
     big = Scene(bands=demo_scene(size=384, seed=2).bands)  # no reference: 529 patches one scale down
-    config = FitConfig(epochs=1, model=TINY, patch_budget=24)
+    config = FitConfig(epochs=1, model=TINY, patch_budget=24, precision="float32")
     fit = fit_sampled(big, config)
     assert fit.patches == 24 and fit.candidates == 529 and fit.origins.shape == (24, 2)
     seen: list = []
@@ -325,7 +325,9 @@ def test_spatial_holdout_scores_only_windows_clear_of_the_training_patches():
 
 def test_spatial_holdout_falls_back_when_the_patches_cover_the_scene(scene):
     no_reference = Scene(bands=scene.bands)
-    config = FitConfig(epochs=1, model=TINY, patch_budget=4)  # 4 of 9 patches: under half, but no clear window
+    config = FitConfig(
+        epochs=1, model=TINY, patch_budget=4, precision="float32"
+    )  # 4 of 9 patches: under half, but no clear window
     fit = fit_sampled(no_reference, config)
     assert 2 * fit.patches <= fit.candidates
     assert evaluate_fit(no_reference, fit).kind == "one-scale-down"
@@ -341,7 +343,7 @@ def test_predict_tiled_equals_the_whole_image(scene):
     from ssc_edge import wald
     from ssc_edge.train.fit import predict_tiled
 
-    config = FitConfig(epochs=1, model=TINY)
+    config = FitConfig(epochs=1, model=TINY, precision="float32")
     fit = fit_model(*training_data(scene, config), config)
     inputs = wald.full_scale_input(scene, upsampling="bicubic")[:, :58]  # 64 x 58: uneven windows
     whole = predict(fit.model, inputs, fit.scale)
@@ -352,7 +354,7 @@ def test_predict_tiled_equals_the_whole_image(scene):
 
 def test_held_out_fit_reports_its_epochs_under_its_own_label(scene):
     """The report's second fit counts its epochs on the caller's progress, labelled as the held-out fit."""
-    config = FitConfig(epochs=2, model=TINY)
+    config = FitConfig(epochs=2, model=TINY, precision="float32")
     fit = fit_model(*training_data(scene, config), config)
     seen = []
     evaluation = evaluate_fit(Scene(bands=scene.bands), fit, progress=lambda d, t, m="": seen.append((d, t, m)))
