@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         """Score an estimate against a reduced-resolution reference: per-band SRE (dB), RMSE (DN), SSIM, Q;
         mean SRE (dB), SAM (degrees), ERGAS. With --scene instead: full-resolution indexes, no reference."""
         if json_path is not None:
-            check_outputs([json_path], force=force)
+            check_outputs([json_path], inputs=[estimate, reference, scene], force=force)
         if scene is not None:
             if reference is not None:
                 raise OptionError("give --reference (reduced resolution) or --scene (full resolution), not both")

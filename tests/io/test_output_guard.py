@@ -276,3 +276,17 @@ def test_batch_output_that_is_the_model_is_refused(tmp_path, small_model):
     with pytest.raises(OutputError, match=r"a_sharpened\.npz: the output of .*a\.npz would overwrite the input"):
         run_batch([scene], tmp_path, config)
     assert model.read_bytes() == small_model.read_bytes()
+
+
+def test_bench_and_evaluate_never_write_over_their_inputs(run_cli, tmp_path, small_model):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(small_model.read_bytes())
+    line = _one_error_line(run_cli("bench", model, "--json", model, "--force"))
+    assert line == f"ssc-edge: error: {model}: output is the input {model}; writing it would destroy the input"
+    scene = _scene(tmp_path / "scene.npz")
+    line = _one_error_line(run_cli("evaluate", scene, "--scene", scene, "--json", scene, "--force"))
+    assert line == f"ssc-edge: error: {scene}: output is the input {scene}; writing it would destroy the input"
+    assert model.read_bytes() == small_model.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.onnx",
+        "scene.npz",
+    ]
