@@ -77,9 +77,7 @@ def bench_command(
     from ..runtime.optimize import DependencyError
 
     setup_logging(quiet=quiet, verbose=verbose)
-    for path in (json_path, plot):
-        if path is not None:
-            check_outputs([path], force=force)
+    check_outputs([json_path, plot], inputs=[model], force=force)
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise DependencyError("--plot needs matplotlib: pip install matplotlib")
     result = run_benchmark(
