@@ -334,3 +334,54 @@ def test_the_opened_scene_carries_its_format_identity_and_gate_crop(tmp_path):
         np.testing.assert_array_equal(source.crop(8).bands["B8A"], _bands()["B8A"][2:6, 2:6])
     with open_band_source(single) as source:  # 10 m bands only: opens, the identity is the file's bytes
         assert source.format == "geotiff" and source.identity == hashlib.sha256(single.read_bytes()).hexdigest()
+
+
+def _rotated_npz(tmp_path: Path) -> Path:
+    path = tmp_path / "rotated.npz"
+    transform = np.array([10.0, 2.0, 399960.0, 2.0, -10.0, 4693200.0])
+    np.savez(path, **_bands(), transform=transform, crs=np.array("EPSG:32629"))
+    return path
+
+
+def _shifted_folder(tmp_path: Path) -> Path:
+    a, b, c, d, e, f = GEOREF.scaled(2).transform
+    return _folder(tmp_path / "shifted", {"B05": GeoReference((a, b, c + 5_000.0, d, e, f), GEOREF.crs)})
+
+
+def _other_crs_folder(tmp_path: Path) -> Path:
+    return _folder(tmp_path / "utm30", {"B12": GeoReference(GEOREF.scaled(2).transform, "EPSG:32630")})
+
+
+def _plain_named_npz(tmp_path: Path) -> Path:
+    return _npz(tmp_path / "plain.npz", {"B02": _npy((100_000, 100_000), "<f8")})
+
+
+def _fifo(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "pipe.npz")
+    return tmp_path / "pipe.npz"
+
+
+@pytest.mark.parametrize(
+    ("make", "suffix", "line"),
+    [
+        (_rotated_npz, ".tif", r"rotated\.npz: 'transform': transform .* is rotated or sheared"),
+        (_shifted_folder, ".npz", r"shifted/B05\.tif: band B05 grid .* is not aligned with the 10 m grid"),
+        (_shifted_folder, ".tif", r"shifted/B05\.tif: band B05 grid .* is not aligned with the 10 m grid"),
+        (_other_crs_folder, ".npz", r"utm30/B12\.tif: band B12 is in another CRS than B02"),
+        (_plain_named_npz, ".npz", r"plain\.npz: array 'B02': declares a 100000x100000 float64 array"),
+        (_fifo, ".npz", r"pipe\.npz: is a FIFO \(named pipe\), not a regular file; refused"),
+    ],
+)
+def test_infer_refuses_at_open_in_one_line_and_writes_nothing(run_cli, tmp_path, make, suffix, line):
+    """The real command with the shipped model: exit 2, one line naming the file, the output folder left empty."""
+    import re
+
+    scene = make(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    model = Path(__file__).resolve().parents[2] / "models" / "demo.onnx"
+    done = run_cli("infer", model, scene, "-o", out / f"product{suffix}", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert re.search(line, done.stderr), done.stderr
+    assert list(out.iterdir()) == []
