@@ -132,9 +132,9 @@ def check_outputs(
     ----------
     outputs : iterable of Path or None
         The files the command writes (None entries are skipped).
-    inputs : iterable of Path or None
-        The files and folders it reads: scene, model(s) (None entries are skipped). No output may be one of
-        them, even with ``force``, nor may two outputs be one file.
+    inputs : iterable of Path, None or other objects
+        The files and folders it reads: scene, model(s) (entries that are not paths are skipped: None, a scene
+        in memory). No output may be one of them, even with ``force``, nor may two outputs be one file.
     force : bool
         Overwrite an existing output (or replace a symbolic link: the link is replaced, never written through).
 
@@ -145,7 +145,7 @@ def check_outputs(
         link) and ``force`` is false; it is a folder; its folder is missing or takes no files.
     """
     paths = [Path(p) for p in outputs if p is not None]
-    sources = [Path(p) for p in inputs if p is not None]
+    sources = [Path(p) for p in inputs if isinstance(p, (str, os.PathLike))]
     for number, path in enumerate(paths):
         check_name(path)
         for other in sources:

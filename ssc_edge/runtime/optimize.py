@@ -318,7 +318,7 @@ def optimize_model(
         raise OptionError(f"calibration_tile must be an integer >= 8 px, got {calibration_tile!r}")
     model_path = Path(model_path)
     if out_path is not None:
-        (out_path,) = check_outputs([out_path], force=force)
+        (out_path,) = check_outputs([out_path], inputs=[model_path, calibration_scene], force=force)
     onnx = _import_onnx()
     model = _load_model(model_path, onnx)
     contract = read_contract(model, source=model_path)

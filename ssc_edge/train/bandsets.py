@@ -387,13 +387,12 @@ def _fit_and_export_bands(
     evaluation: str,
 ) -> dict[str, ExportResult]:
     scene_obj = sixty_scene(opened)
-    inputs = (scene,) if isinstance(scene, (str, Path)) else ()
     # an output error first, before any note on the band sets
-    check_outputs(written_paths(output_paths(output), write_keras=write_keras), inputs=inputs, force=force)
+    check_outputs(written_paths(output_paths(output), write_keras=write_keras), inputs=[scene], force=force)
     sets = resolve_band_sets(scene_obj, bands, config)
     paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
     if "60m" in sets:
-        check_outputs(written_paths(paths60, write_keras=write_keras), inputs=inputs, force=force)
+        check_outputs(written_paths(paths60, write_keras=write_keras), inputs=[scene], force=force)
     results: dict[str, ExportResult] = {}
     if "20m" in sets:
         source = scene if isinstance(scene, (str, Path)) else opened  # a path: the bounded, windowed 20 m fit

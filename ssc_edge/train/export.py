@@ -542,11 +542,10 @@ def fit_and_export(
     """
     config = config or FitConfig()
     paths = output_paths(output)
-    inputs = (scene,) if isinstance(scene, (str, Path)) else ()  # no output may be the scene, even with force
     options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
     clock = time.perf_counter()
-    with (  # the outputs claimed until renamed into place: a second writer of them is refused
-        output_guard(written_paths(paths, write_keras=write_keras), inputs=inputs, force=force),
+    with (  # no output may be the scene, even with force; claimed until renamed: a second writer is refused
+        output_guard(written_paths(paths, write_keras=write_keras), inputs=[scene], force=force),
         opened_scene(scene) as (scene_obj, sha, name),
     ):
         return _fit_and_export(scene_obj, sha, name, scene, paths, config, clock, **options)

@@ -290,3 +290,11 @@ def test_bench_and_evaluate_never_write_over_their_inputs(run_cli, tmp_path, sma
         "m.onnx",
         "scene.npz",
     ]
+
+
+def test_optimize_never_writes_over_its_fp32_parent(run_cli, tmp_path, small_model):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(small_model.read_bytes())
+    line = _one_error_line(run_cli("optimize", model, "--precision", "fp16", "-o", model, "--force"))
+    assert line == f"ssc-edge: error: {model}: output is the input {model}; writing it would destroy the input"
+    assert model.read_bytes() == small_model.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
