@@ -66,16 +66,9 @@ def _gigabytes(n: float) -> str:
     return f"{n / 1e9:.3g} GB"
 
 
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+#: What a path is when it is not a regular file, by ``stat`` test.
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
 
 def check_regular_file(path: Path | str, *, what: str = "") -> int:
@@ -101,7 +94,8 @@ def check_regular_file(path: Path | str, *, what: str = "") -> int:
     except OSError as exc:
         raise SceneReadError(f"{label}cannot open ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode.st_mode):
-        raise SceneReadError(f"{label}is {_file_kind(mode.st_mode)}, not a regular file; refused")
+        kind = next((name for test, name in _NOT_REGULAR if test(mode.st_mode)), "not a regular file")
+        raise SceneReadError(f"{label}is {kind}, not a regular file; refused")
     return mode.st_size
 
 

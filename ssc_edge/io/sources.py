@@ -93,11 +93,6 @@ def _file_sha256(path: Path | str) -> str:
         raise SceneReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _band_digest(hashes: Mapping[str, str]) -> str:
-    text = "".join(f"{band} {hashes[band]}\n" for band in IDENTITY_BANDS if band in hashes)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _gdal_file_sha256(gdal_path: str, product_path: Path) -> str:
     """sha256 of a band file given by its GDAL path (a plain path or ``/vsizip/ZIP/member``)."""
     prefix = f"/vsizip/{product_path.resolve()}/"
@@ -237,10 +232,7 @@ class BandSource(ABC):
         SceneReadError
             The file cannot be read there.
         """
-        h, w = self.band_shape(band)
-        if tile.row < 0 or tile.col < 0 or tile.row + tile.height > h or tile.col + tile.width > w:
-            raise SceneError(f"{self.where}: window {tile} lies outside band {band}'s {h}x{w} grid")
-        return self._read(band, tile)
+        return self._read(band, self._inside(band, tile))
 
     def valid(self, band: str, tile: Tile) -> np.ndarray:
         """Which pixels of one window of one band carry a measurement (:mod:`ssc_edge.nodata`).
@@ -259,10 +251,13 @@ class BandSource(ABC):
             (0 DN without either), 0 DN in ``.mat``/``.npz`` files and in-memory scenes. :meth:`read`
             gives those pixels 0 DN.
         """
+        return self._valid(band, self._inside(band, tile))
+
+    def _inside(self, band: str, tile: Tile) -> Tile:
         h, w = self.band_shape(band)
         if tile.row < 0 or tile.col < 0 or tile.row + tile.height > h or tile.col + tile.width > w:
             raise SceneError(f"{self.where}: window {tile} lies outside band {band}'s {h}x{w} grid")
-        return self._valid(band, tile)
+        return tile
 
     def _valid(self, band: str, tile: Tile) -> np.ndarray:
         """The 0 DN rule; raster sources override it with the file's own no-data."""
@@ -274,9 +269,7 @@ class BandSource(ABC):
 
     def strips(self, band: str, rows: int = SCAN_ROWS) -> Iterable[tuple[Tile, np.ndarray]]:
         """Full-width strips of ``rows`` rows of one band, top to bottom: ``(tile, values)``."""
-        h, w = self.band_shape(band)
-        for row in range(0, h, rows):
-            tile = Tile(row, 0, min(rows, h - row), w)
+        for tile in self._strip_tiles(band, rows):
             yield tile, self.read(band, tile)
 
     def require(self, bands: Iterable[str], *, who: str = "the model") -> None:
@@ -371,11 +364,6 @@ class ArrayBandSource(BandSource):
 
     def _read(self, band: str, tile: Tile) -> np.ndarray:
         return self.scene.bands[band][tile.slices]
-
-    def check_has_data(self, bands: Iterable[str]) -> None:
-        for band in bands:
-            if not np.any(self.scene.bands[band]):
-                raise SceneError(f"{self.where}: band {band} is all no-data (every pixel 0 DN); nothing to sharpen")
 
     def to_scene(self) -> Scene:
         return self.scene
@@ -545,7 +533,8 @@ class RasterBandSource(BandSource):
         for band, (file, _) in self._files.items():
             if band in IDENTITY_BANDS and file not in by_file:
                 by_file[file] = _gdal_file_sha256(file, self.source)
-        return _band_digest({b: by_file[f] for b, (f, _) in self._files.items() if b in IDENTITY_BANDS})
+        text = "".join(f"{b} {by_file[self._files[b][0]]}\n" for b in IDENTITY_BANDS if b in self._files)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def _read(self, band: str, tile: Tile) -> np.ndarray:
         from rasterio.windows import Window
