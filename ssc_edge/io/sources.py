@@ -1,14 +1,18 @@
-"""Windowed band sources: every scene format read window by window, and a scene's identity.
+"""The one door in: every scene format opened once, validated, and read window by window; a scene's identity.
 
-A :class:`BandSource` serves one band's window at a time, on that band's own grid, as float32 DN
-(the same values :func:`ssc_edge.io.read_scene` gives for the whole scene). It is what lets the
-runtime (and the trainer) work through a full 10980 x 10980 Sentinel-2 tile in memory bounded by
-the window, not the scene::
+:func:`open_band_source` detects a scene's format, checks it (:func:`check_band_grid`, the limits of
+:mod:`ssc_edge.io.limits`) and returns a :class:`BandSource`: the object a run passes on from there, with
+the format, identity, the precision gate's crop and the stream as its attributes, never detected or opened
+again. A :class:`BandSource` serves one band's window at a time, on that band's own grid, as float32 DN
+(:func:`ssc_edge.io.read_scene` is the same door, read whole). It is what lets the runtime (and the trainer)
+work through a full 10980 x 10980 Sentinel-2 tile in memory bounded by the window, not the scene::
 
     with open_band_source("S2A_MSIL2A_....SAFE") as source:
+        source.format, source.identity    # "safe", the sha256 a fitted model records
         source.shape                       # (H, W) of the 10 m grid
         source.bands                       # ("B02", "B03", ..., "B12"), canonical order
         source.read("B05", Tile(0, 0, 256, 256))   # (256, 256) float32 DN of B05's 20 m grid
+        source.crop(2048)                  # the central 2048 x 2048 px as a Scene (the precision gate)
 
 Implementations
 ---------------
@@ -21,8 +25,9 @@ Implementations
   read in windows, so they are read whole with the existing readers) and in-memory
   :class:`~ssc_edge.scene.Scene` values (:meth:`BandSource.from_scene`).
 
-Every source checks its grids when opened: the 10 m bands share one (H, W) grid, the 20 m bands
-are exactly (H/2, W/2) and, when georeferenced, start at the 10 m grid's corner.
+Every raster source checks its grids when opened (:func:`check_band_grid`): the 10 m bands share one
+(H, W) grid, the 20 m bands are exactly (H/2, W/2), the 60 m bands a sixth; one CRS or none; finite,
+north-up transforms; each band's extent the 10 m grid's to within half of the band's pixel.
 
 Scene identity
 --------------
