@@ -24,13 +24,24 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
-from .bands import COARSE_BANDS, FINE_BANDS
-from .errors import ModelError
+from .bands import COARSE_BANDS, FINE_BANDS, GSD
+from .errors import ModelError, SceneError
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "CONTRACT_VERSION", "MAX_HALO", "ModelContract"]
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "CONTRACT_VERSION",
+    "MAX_HALO",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "ModelContract",
+    "parse_json",
+    "check_scene_size",
+]
 
 #: Largest halo a model may declare, 10 m pixels: a receptive field of 2001 px (20 km). SSC-CNN's is 6 to
 #: 20 px; a larger value is a corrupt or hostile file (it would make every tile larger than the scene).
@@ -40,6 +51,46 @@ INPUT_NAME = "bands"
 OUTPUT_NAME = "sharpened"
 CONTRACT_VERSION = 1
 _PREFIX = "ssc_edge."
+#: Longest JSON text a metadata value may hold, bytes (an exported model's largest, the fit report, is ~10 kB).
+MAX_JSON_BYTES = 1 << 20
+#: Deepest nesting of arrays and objects a metadata value may have (an exported model's is 4).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def parse_json(text: str, *, what: str, source: object = "model", error: type[Exception] = ModelError) -> object:
+    """Parse a JSON text from a file we did not write, within :data:`MAX_JSON_BYTES` and :data:`MAX_JSON_DEPTH`.
+
+    Parameters
+    ----------
+    text : str
+    what : str
+        Named in the message (``metadata ssc_edge.training``).
+    source : object
+        Named in the message (the file).
+    error : type
+        The exception raised (one of :mod:`ssc_edge.errors`).
+
+    Raises
+    ------
+    error
+        Too long, nested too deep (which would otherwise be a ``RecursionError``) or not JSON: one line.
+    """
+    if len(text) > MAX_JSON_BYTES:
+        raise error(f"{source}: {what} is {len(text)} characters of JSON, more than {MAX_JSON_BYTES}")
+    depth = level = 0
+    for char in _JSON_STRING.sub("", text):  # brackets inside strings do not nest
+        if char in "[{":
+            level += 1
+            depth = max(depth, level)
+        elif char in "]}":
+            level -= 1
+    if depth > MAX_JSON_DEPTH:
+        raise error(f"{source}: {what} nests JSON {depth} levels deep, more than {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise error(f"{source}: {what} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
 
 
 def _is_number(value: object) -> bool:
@@ -130,6 +181,23 @@ class ModelContract:
             bands = getattr(self, name)
             if not isinstance(bands, (list, tuple)) or not bands or not all(isinstance(b, str) for b in bands):
                 raise ModelError(f"{name} must be a non-empty list of band names, got {bands!r}")
+        for name in ("input_bands", "output_bands"):
+            unknown = [b for b in getattr(self, name) if GSD.get(b) not in (10, 20, 60)]
+            if unknown:
+                raise ModelError(
+                    f"{name[:-1].replace('_', ' ')} {unknown[0]!r} is not a Sentinel-2 10 m, 20 m or 60 m band"
+                )
+        if {GSD[b] // 10 for b in self.output_bands} != {self.ratio}:
+            raise ModelError(
+                f"ratio {self.ratio} for output bands {', '.join(self.output_bands)}; this runtime sharpens 20 m "
+                "bands (ratio 2) or 60 m bands (ratio 6) to 10 m"
+            )
+        coarser = [b for b in self.input_bands if GSD[b] > 10 * self.ratio]
+        if coarser:  # a 20 m model reads 10 m and 20 m bands: a 60 m band would need a grid it does not check
+            raise ModelError(
+                f"a {10 * self.ratio} m model (ratio {self.ratio}) cannot read the {GSD[coarser[0]]} m band "
+                f"{coarser[0]}; only a 60 m model (ratio 6) reads 60 m bands"
+            )
         object.__setattr__(self, "halo", int(self.halo))
         object.__setattr__(self, "ratio", int(self.ratio))
         object.__setattr__(self, "input_bands", tuple(self.input_bands))
@@ -174,13 +242,35 @@ class ModelContract:
             if f.type == "str":
                 values[f.name] = raw
                 continue
-            try:
-                values[f.name] = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ModelError(f"{source}: metadata {_PREFIX}{f.name} is not valid JSON ({exc.msg})") from None
+            values[f.name] = parse_json(raw, what=f"metadata {_PREFIX}{f.name}", source=source)
         try:
             return cls(**values)
         except TypeError as exc:
             raise ModelError(f"{source}: malformed ssc-edge metadata ({exc})") from None
         except ModelError as exc:
             raise ModelError(f"{source}: ssc-edge metadata: {exc}") from None
+
+
+def check_scene_size(shape: tuple[int, int], contract, *, source: object = "scene") -> None:
+    """Raise :class:`SceneError` unless an (H, W) fine grid is large enough and divisible for the model.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)`` of the fine (10 m) grid, pixels.
+    contract : ModelContract
+        Gives the ``halo`` (pixels) and the bands it reads: the grid must be at least ``2 halo + 1`` px a
+        side and a multiple of the coarsest input band's ratio (2 for 20 m bands, 6 for 60 m bands).
+    source : object
+        Named in the message (the scene's file).
+    """
+    need = 2 * contract.halo + 1
+    if min(shape) < need:
+        raise SceneError(
+            f"{source} of {shape[0]}x{shape[1]} px is smaller than the model's receptive field "
+            f"(2 x halo {contract.halo} + 1 = {need} px a side)"
+        )
+    ratio = max([contract.ratio, *(GSD.get(b, 10) // 10 for b in contract.input_bands)])
+    if shape[0] % ratio or shape[1] % ratio:
+        what = "even" if ratio == 2 else f"a multiple of {ratio} (the 60 m grid)"
+        raise SceneError(f"{source} of {shape[0]}x{shape[1]} px: the 10 m size must be {what}")

@@ -21,7 +21,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
@@ -29,14 +29,11 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..bands import COARSE_BANDS
 from ..errors import OptionError
 from ..io.output import atomic_output, check_output_folder, claim_holder, claim_output, claim_path
-from ..io.results import RESULT_DTYPES
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from .manifest import (
@@ -65,6 +62,12 @@ __all__ = [
     "run_jobs",
     "worker_sharpener",
 ]
+
+if TYPE_CHECKING:
+    from ..io.sources import BandSource
+    from ..runtime.options import OutputOptions, RunOptions
+    from ..runtime.session import ModelFile
+    from ..runtime.sharpen import SharpenerLike
 
 logger = logging.getLogger(__name__)
 
@@ -157,14 +160,9 @@ class BatchConfig:
         if self.output_format not in OUTPUT_FORMATS:
             choices = ", ".join(OUTPUT_FORMATS)
             raise OptionError(f"unknown output format {self.output_format!r}; choose one of {choices}")
-        if self.dtype not in RESULT_DTYPES:
-            raise OptionError(f"unknown output dtype {self.dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
         if self.epochs is not None and self.epochs < 1:
             raise OptionError(f"epochs must be positive, got {self.epochs}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise OptionError(f"threads must be a positive integer, got {self.threads!r}")
-        if self.precision is not None and self.precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
-            raise OptionError(f"unknown precision {self.precision!r}; choose one of auto, fp32, bf16, fp16, int8")
+        self.run_options(), self.output_options()  # provider, precision, threads, tile; dtype, with_fine, cog
         if not isinstance(self.split, int) or self.split < 1:
             raise OptionError(f"split must be a positive integer (row bands per scene), got {self.split!r}")
         if self.split > 1 and self.mode != "infer":
@@ -173,8 +171,6 @@ class BatchConfig:
             isinstance(self.wait, bool) or not isinstance(self.wait, (int, float)) or not 0 <= self.wait < float("inf")
         ):
             raise OptionError(f"wait must be a number of seconds >= 0, got {self.wait!r}")
-        if not isinstance(self.with_fine, bool):
-            raise OptionError(f"with_fine must be true or false, got {self.with_fine!r}")
         if self.model_60m is not None:
             if self.mode != "infer":
                 raise OptionError("--model-60m needs mode infer and --model (fit-and-infer fits 20 m models only)")
@@ -182,6 +178,19 @@ class BatchConfig:
                 raise OptionError(f"{self.model_60m}: no such model file")
             if self.split > 1:  # runtime.split cuts the 20 m grid only: no 60 m rows, no combined contract
                 raise OptionError("--split cuts scenes for one 20 m model; drop --split or --model-60m")
+
+    def run_options(self, *, threads: int | None = None) -> RunOptions:
+        """How each scene's model(s) run, as ``infer`` takes it (``threads``: default ``self.threads``)."""
+        from ..runtime.options import DEFAULT_TILE, RunOptions
+
+        threads = self.threads if threads is None else threads
+        return RunOptions(self.provider or "auto", self.precision, threads, self.tile or DEFAULT_TILE)
+
+    def output_options(self) -> OutputOptions:
+        """What each scene's product is, as ``infer`` takes it; a batch replaces its own outputs."""
+        from ..runtime.options import OutputOptions
+
+        return OutputOptions(dtype=self.dtype, with_fine=self.with_fine, cog=self.cog, force=True)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -220,16 +229,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _read_any_scene(path: Path) -> Scene:
-    """Any scene :func:`ssc_edge.io.read_scene` reads, and SAFE products."""
-    from ..io import read_scene
-    from ..io.safe import is_safe_product, read_safe_scene
-
-    if is_safe_product(path):
-        return read_safe_scene(path)
-    return read_scene(path)
-
-
 def _threads(config: BatchConfig) -> int | None:
     """onnxruntime threads per worker: ``config.threads``, else the cores shared out (None in-process)."""
     if config.threads is not None:
@@ -240,222 +239,45 @@ def _threads(config: BatchConfig) -> int | None:
 
 
 @lru_cache(maxsize=2)
-def _sharpener(model: str, provider: str | None, tile: int | None, threads: int | None, precision: str | None = None):
-    """One onnxruntime session per model per worker process, reused across its scenes.
+def _model_file(model: str) -> ModelFile:
+    """A model read once per worker process; its sessions stay with it for every scene the worker runs."""
+    from ..runtime.session import open_model
 
-    ``precision="auto"`` decides from the model's metadata or the gate cache (see
-    :func:`prepare_precision_gate`), as :class:`~ssc_edge.runtime.sharpen.Sharpener` does.
+    return open_model(Path(model))
+
+
+def worker_sharpener(config: BatchConfig, source: BandSource | None = None, models: Sequence[ModelFile] = ()):
+    """The sharpener of one scene (:func:`ssc_edge.runtime.infer.build_sharpener`), as ``infer`` builds it.
+
+    ``models`` (a model fitted for the scene), else ``config.model`` and ``config.model_60m``, each read once per
+    worker process with its sessions (:func:`_model_file`); ``--precision auto`` measures on ``source`` if it
+    must. With ``config.model_60m``: the 20 m and the 60 m model on one plan, the six 20 m bands then B01, B09.
     """
-    from ..runtime.sharpen import Sharpener
+    from ..runtime.infer import build_sharpener
 
-    options: dict[str, Any] = {"threads": threads, "precision": precision}
-    if provider is not None:
-        options["provider"] = provider
-    if tile is not None:
-        options["tile"] = tile
-    return Sharpener(Path(model), **options)
-
-
-def worker_sharpener(config: BatchConfig):
-    """The :class:`~ssc_edge.runtime.sharpen.Sharpener` of mode ``infer``: one session per model per worker process.
-
-    Built on first use with ``config.model``, ``provider``, ``tile``, ``precision`` and the worker's threads,
-    then reused for every scene (and row band) the process runs. With ``config.model_60m``: a
-    :class:`~ssc_edge.runtime.product.CombinedSharpener` of the 20 m and the 60 m model (same options, as
-    ``infer --model-60m`` builds it), whose outputs are the six 20 m bands, then B01 and B09.
-    """
-    threads = _threads(config)
-
-    def session(model: Path):
-        args = (str(model), config.provider, config.tile, threads)
-        return _sharpener(*args) if config.precision is None else _sharpener(*args, config.precision)
-
-    twenty = session(config.model)
-    if config.model_60m is None:
-        return twenty
-    from ..runtime.product import CombinedSharpener
-
-    return CombinedSharpener([twenty, session(config.model_60m)])
+    if not models:
+        models = [_model_file(str(config.model))]
+        if config.model_60m is not None:
+            models.append(_model_file(str(config.model_60m)))
+    return build_sharpener(models, config.run_options(threads=_threads(config)), source)
 
 
 def check_models(config: BatchConfig) -> None:
     """Mode ``infer``: each model in its place, before any scene starts (as ``infer`` checks them).
 
-    ``config.model`` must not be a 60 m model and ``config.model_60m`` must be one
-    (:func:`ssc_edge.runtime.session.check_model_kind`). Without ``model_60m``, a model whose metadata
-    cannot be read is left to each scene to report (as before); with it, both are read here.
+    Both are read and checked (:func:`ssc_edge.runtime.infer.open_models`): ``config.model`` must not be a
+    60 m model and ``config.model_60m`` must be one.
 
     Raises
     ------
     ModelError
-        One line naming the misplaced (or, with ``model_60m``, unreadable) model file.
+        One line naming the unreadable or misplaced model file.
     """
     if config.mode != "infer":
         return
-    from ..runtime.session import check_model_kind, read_model_contract
+    from ..runtime.infer import open_models
 
-    if config.model_60m is None:
-        contract = _model_contract(str(config.model))
-        if contract is not None:
-            check_model_kind(contract, ratio=2, source=config.model)
-        return
-    check_model_kind(read_model_contract(Path(config.model)), ratio=2, source=config.model)
-    check_model_kind(read_model_contract(Path(config.model_60m)), ratio=6, source=config.model_60m)
-
-
-def prepare_precision_gate(model: Path, scene: Scene | Callable[[], Scene], config: BatchConfig) -> None:
-    """For ``precision="auto"``: measure and cache the model's bf16 loss on this scene if it is needed and unknown.
-
-    Does nothing when the machine does not run bf16 natively, or the model's metadata or the cache already
-    has the verdict (:func:`ssc_edge.runtime.precision.find_verdict`), so the sharpener built next decides
-    from it.
-    """
-    if config.precision != "auto":
-        return
-    from ..runtime.openvino_backend import openvino_available
-    from ..runtime.precision import bf16_provider, detected_flags, find_verdict
-    from ..runtime.providers import available_providers
-    from ..runtime.session import load_model
-
-    available = available_providers()
-    where, _ = bf16_provider(config.provider or "auto", available, openvino=openvino_available() or
-                             "openvino" in available, flags=detected_flags())  # fmt: skip
-    if not where:
-        return
-    probe = load_model(model, provider="cpu", threads=1, optimization="disabled")
-    if probe.contract.precision == "fp32":
-        scene = scene() if callable(scene) else scene  # a streamed scene: its central crop, read only now
-        find_verdict(model, probe.gate, "bf16", where, scene=scene, contract=probe.contract,
-                     tile=config.tile or 512, threads=_threads(config))  # fmt: skip
-
-
-@lru_cache(maxsize=2)
-def _model_contract(model: str):
-    """The contract in a model's metadata, or None if it cannot be read (sharpening then reports why)."""
-    try:
-        from ..runtime.providers import make_session
-        from ..runtime.session import _read_contract
-
-        session, _ = make_session(Path(model), provider="cpu", threads=1, optimization="disabled")
-        return _read_contract(session, model)
-    except Exception:  # the model's real problem is reported by the sharpening step
-        logger.debug("cannot read the contract of %s", model, exc_info=True)
-        return None
-
-
-def scene_warning(job: SceneJob, config: BatchConfig) -> str | None:
-    """Mode ``infer``: the warning line when the scene is not the one ``config.model`` (or ``config.model_60m``)
-    was fitted on; one line per such model."""
-    if config.mode != "infer" or config.model is None:
-        return None
-    warnings = []
-    for model in (config.model, config.model_60m):
-        contract = _model_contract(str(model)) if model is not None else None
-        if contract is not None:
-            from ..io.sources import scene_identity
-            from ..runtime.infer import scene_mismatch
-
-            warning = scene_mismatch(contract, scene_identity(job.source), job.source, model=model)
-            if warning is not None:
-                warnings.append(warning)
-    return "\n".join(warnings) or None
-
-
-def _model_degradation(model: Path, sharpen: Callable) -> Any:
-    """The degradation a model was fitted with (its metadata), for the full-resolution indexes.
-
-    Taken from the sharpener's contract when ``sharpen`` is a :class:`Sharpener` method, else read from
-    the model file; ``"mtf"`` (the sensor model) when neither says.
-    """
-    from ..errors import ModelError
-    from ..quality import model_degradation
-    from ..runtime.bench import _read_contract
-
-    owner = getattr(sharpen, "__self__", None)
-    owner = getattr(owner, "sharpeners", (owner,))[0]  # a CombinedSharpener: its first, the 20 m model
-    contract = getattr(owner, "contract", None)
-    if contract is None:
-        try:
-            contract = _read_contract(Path(model))
-        except ModelError:
-            logger.debug("%s: no metadata to read the degradation from; using mtf", model)
-            return "mtf"
-    return model_degradation(contract.training, getattr(contract, "registration", None))
-
-
-def _consistency(image: np.ndarray, scene: Scene, degradation: Any = "mtf") -> dict[str, Any]:
-    """Wald's consistency SRE (dB, the sharpened bands degraded back to 20 m) and every no-reference index
-    of :mod:`ssc_edge.quality` (under ``full_resolution``), with the model's degradation."""
-    from ..errors import SceneError
-    from ..quality import full_resolution_quality
-
-    try:
-        quality = full_resolution_quality(image, scene.fine(), scene.coarse(), degradation=degradation)
-    except SceneError as exc:  # smaller than the quality windows: consistency SRE only
-        from ..metrics import signal_to_reconstruction_error
-        from ..quality import degradation_function
-
-        sre = signal_to_reconstruction_error(scene.coarse(), degradation_function(degradation)(image))
-        return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
-                "mean_consistency_sre_db": float(np.mean(sre)), "full_resolution": None,
-                "full_resolution_skipped": str(exc)}  # fmt: skip
-    sre = quality.consistency_sre
-    return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, sre), strict=True)),
-            "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
-
-
-def _gate_scene(path: Path, *, with_60m: bool = False) -> Scene:
-    """The central crop of a streamed scene that the precision gate measures on (read only when it measures);
-    ``with_60m``: read with B01 and B09, for the 60 m model's gate."""
-    from ..runtime.infer import _source_gate_scene
-
-    return _source_gate_scene(Path(path), with_60m=with_60m)
-
-
-def _twenty_metre_bands(image: np.ndarray, output_bands: tuple[str, ...]) -> np.ndarray:
-    """The six sharpened 20 m bands (``COARSE_BANDS`` order) of a sharpener's output, for the quality indexes."""
-    if tuple(output_bands[: len(COARSE_BANDS)]) == COARSE_BANDS:
-        return image[..., : len(COARSE_BANDS)]
-    return image  # a stand-in or another model: scored as it is (its own error if it cannot be)
-
-
-def _band_names(output_bands: tuple[str, ...], *, with_fine: bool) -> tuple[str, ...]:
-    """The output's bands in file order: :func:`ssc_edge.runtime.stream.output_band_names` (imported only
-    with ``with_fine``, so that the in-memory path runs with any ``sharpen`` and no streaming code)."""
-    if not with_fine:
-        return tuple(output_bands)
-    from ..runtime.stream import output_band_names
-
-    return output_band_names(output_bands, with_fine=True)
-
-
-def _stream_scene(sharpener: Any, job: SceneJob, config: BatchConfig) -> tuple[tuple[int, int], dict[str, Any]]:
-    """Sharpen a band-raster or SAFE scene into a GeoTIFF window by window (as ``infer`` does), in memory
-    bounded by the tile and the scene width; the no-reference indexes come from the same pass, on evenly
-    spaced strips of a large scene (:class:`ssc_edge.quality.QualityHook`)."""
-    from ..runtime.infer import _quality_hook
-    from ..runtime.stream import sharpen_stream
-
-    # with a 60 m model too, the indexes are the 20 m model's: the first six bands of each core
-    hook = _quality_hook(getattr(sharpener, "sharpeners", (sharpener,))[0].contract)
-    on_core = hook
-    if hook is not None and tuple(sharpener.contract.output_bands) != COARSE_BANDS:
-
-        def on_core(core, values, read_band, shape):
-            hook(core, _twenty_metre_bands(values, sharpener.contract.output_bands), read_band, shape)
-
-    # sharpen_stream opens the source with a bounded GDAL cache
-    streamed = sharpen_stream(sharpener, Path(job.source), job.output, dtype=config.dtype, with_fine=config.with_fine,
-                              force=True, on_core=on_core, cog=config.cog)  # fmt: skip
-    quality = hook.result() if hook is not None else None
-    if quality is None:
-        why = getattr(hook, "skipped", None) or "the model does not output the six 20 m bands"
-        return streamed.shape, {"full_resolution": None, "full_resolution_skipped": why}
-    return streamed.shape, {
-        "consistency_sre_db": dict(zip(COARSE_BANDS, map(float, quality.consistency_sre), strict=True)),
-        "mean_consistency_sre_db": quality.consistency_mean_sre,
-        "full_resolution": quality.to_dict(),
-    }
+    open_models(config.model, config.model_60m)
 
 
 def _fit(scene: Scene | Path, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
@@ -479,9 +301,7 @@ def _fit(scene: Scene | Path, job: SceneJob, config: BatchConfig) -> tuple[Path,
     return model_path, metrics
 
 
-def process_scene(
-    job: SceneJob, config: BatchConfig, *, sharpen: Callable[[Scene], np.ndarray] | None = None
-) -> dict[str, Any]:
+def process_scene(job: SceneJob, config: BatchConfig, *, sharpen: SharpenerLike | None = None) -> dict[str, Any]:
     """Claim one scene of a batch, then sharpen it and write its output and report; never raises for a bad scene.
 
     The scene's claim (:func:`ssc_edge.io.output.claim_output`) is held from before the scene starts until its
@@ -493,9 +313,8 @@ def process_scene(
     ----------
     job : SceneJob
     config : BatchConfig
-    sharpen : callable, optional
-        ``sharpen(scene) -> (H, W, 6) float32 DN`` in mode ``infer`` instead of this worker's
-        sharpener (the Ray engine passes one that shares the scene out in row bands).
+    sharpen : SharpenerLike, optional
+        Mode ``infer``: the sharpener instead of this worker's (the Ray engine's shares the scene out in row bands).
 
     Returns
     -------
@@ -520,99 +339,62 @@ def process_scene(
         return _sharpen_scene(job, config, sharpen=sharpen)
 
 
-def _sharpen_scene(
-    job: SceneJob, config: BatchConfig, *, sharpen: Callable[[Scene], np.ndarray] | None = None
-) -> dict[str, Any]:
+def _sharpen_scene(job: SceneJob, config: BatchConfig, *, sharpen: SharpenerLike | None = None) -> dict[str, Any]:
     """Sharpen one (claimed) scene of a batch and write its output and report; never raises for a bad scene.
+
+    The scene is opened once and goes through the pipeline ``infer`` runs
+    (:func:`ssc_edge.runtime.infer.sharpen_scene`): the same product, bit for bit.
 
     Parameters
     ----------
     job : SceneJob
     config : BatchConfig
-    sharpen : callable, optional
-        ``sharpen(scene) -> (H, W, 6) float32 DN`` in mode ``infer`` instead of this worker's
-        sharpener (the Ray engine passes one that shares the scene out in row bands).
+    sharpen : SharpenerLike, optional
+        Mode ``infer``: the sharpener instead of this worker's (the Ray engine's shares the scene out in row bands).
 
     Returns
     -------
     dict
         The scene's record: ``status`` ``"done"`` (with ``output_sha256``, ``seconds``, ``metrics``,
         ``shape`` (H, W) of the 10 m grid, ``band_names`` of the output in file order, ``model`` and
-        ``model_sha256``, and ``model_60m`` and ``model_60m_sha256`` with a 60 m model) or ``"failed"``
-        (with ``error``).
+        ``model_sha256``, and ``model_60m`` and ``model_60m_sha256`` with a 60 m model, ``precision``, and
+        ``warning`` when a model was fitted on another scene) or ``"failed"`` (with ``error``).
     """
-    from ..io import write_result
+    from ..io.sources import open_band_source
+    from ..runtime.infer import sharpen_scene
 
     record: dict[str, Any] = {**job.to_dict(), "mode": config.mode, "started": _now(), "pid": os.getpid(),
                               "source_signature": source_signature(job.source)}  # fmt: skip
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    warnings: list[str] = []
     try:
-        tick = time.perf_counter()
-        from ..io.sources import streams
+        with open_band_source(job.source) as source:
+            seconds["read"] = time.perf_counter() - start
+            metrics: dict[str, Any] = {}
+            models: list[ModelFile] = []
+            if config.mode == "fit-and-infer":
+                from ..runtime.session import open_model
 
-        # a missing scene is not streamed: the reader's own one-line error below
-        streamed = sharpen is None and Path(job.source).exists() and streams(job.source, job.output)
-        scene = None if streamed else _read_any_scene(job.source)  # a streamed scene is never read whole
-        gate_scene = (lambda: _gate_scene(job.source)) if streamed else scene
-        seconds["read"] = time.perf_counter() - tick
-        warning = scene_warning(job, config)
-        if warning is not None:
-            record["warning"] = warning
-        metrics: dict[str, Any] = {}
-        sharpener = None  # None: ``sharpen`` was given (row bands), whose outputs are the 20 m model's
-        if config.mode == "fit-and-infer":
-            tick = time.perf_counter()
-            model, metrics = _fit(job.source if streamed else scene, job, config)
-            seconds["fit"] = time.perf_counter() - tick
-            prepare_precision_gate(model, gate_scene, config)
-            sharpener = _sharpener.__wrapped__(
-                str(model), config.provider, config.tile, _threads(config), config.precision
-            )
-            sharpen = sharpener.sharpen
-            record["precision"] = getattr(sharpener, "precision", None)
-        else:
-            model = Path(config.model)
-            if sharpen is None:
-                prepare_precision_gate(model, gate_scene, config)
-                if config.model_60m is not None:  # its own ratio-6 gate, on a crop read with B01 and B09
-                    gate_60m = (lambda: _gate_scene(job.source, with_60m=True)) if streamed else scene
-                    prepare_precision_gate(Path(config.model_60m), gate_60m, config)
-                sharpener = worker_sharpener(config)
-                sharpen = sharpener.sharpen
-                record["precision"] = getattr(sharpener, "precision", None)  # None: a stand-in without one
-        record["model"] = str(model)
-        record["model_sha256"] = model_sha256(model)
-        if config.model_60m is not None:
-            record["model_60m"] = str(config.model_60m)
-            record["model_60m_sha256"] = model_sha256(config.model_60m)
-        contract = getattr(sharpener, "contract", None)
-        output_bands = tuple(contract.output_bands) if contract is not None else COARSE_BANDS
-        names = _band_names(output_bands, with_fine=config.with_fine)
-        record.update(with_fine=config.with_fine, band_names=list(names))
-        tick = time.perf_counter()
-        if streamed:
-            shape, quality = _stream_scene(sharpener, job, config)
-            seconds["stream"] = time.perf_counter() - tick  # read, network and write overlapped
-            metrics.update(quality)
-        else:
-            image = sharpen(scene)
-            seconds["sharpen"] = time.perf_counter() - tick
-            twenty = _twenty_metre_bands(image, output_bands)
-            metrics.update(_consistency(twenty, scene, _model_degradation(model, sharpen)))
-            tick = time.perf_counter()
-            product = image
-            if tuple(names) != tuple(output_bands):  # imported only then: a stand-in ``sharpen`` needs no runtime
-                from ..runtime.infer import memory_product
-
-                product = memory_product(image, output_bands, names, scene)
-            write_result(job.output, product, band_names=names, georef=scene.georef, dtype=config.dtype, force=True,
-                         cog=config.cog)  # fmt: skip
-            seconds["write"] = time.perf_counter() - tick
-            shape = scene.shape
+                tick = time.perf_counter()
+                model, metrics = _fit(job.source if source.windowed else source.to_scene(), job, config)
+                seconds["fit"] = time.perf_counter() - tick
+                models.append(open_model(model))
+            else:
+                model = Path(config.model)
+            sharpener = sharpen or worker_sharpener(config, source, models)
+            record.update(model=str(model), model_sha256=model_sha256(model), precision=sharpener.precision)
+            if config.model_60m is not None:
+                record.update(model_60m=str(config.model_60m), model_60m_sha256=model_sha256(config.model_60m))
+            result = sharpen_scene(sharpener, source, job.output, out=config.output_options(), warn=warnings.append)
+        seconds["stream" if result.streamed else "sharpen"] = result.seconds  # read, network and write overlapped
+        metrics.update(_quality_metrics(result))
         seconds["total"] = time.perf_counter() - start
-        record.update(status="done", shape=list(shape), seconds=seconds, metrics=metrics, error=None,
+        record.update(status="done", shape=list(result.shape), with_fine=config.with_fine,
+                      band_names=list(result.band_names), seconds=seconds, metrics=metrics, error=None,
                       output_sha256=sha256_file(job.output), finished=_now())  # fmt: skip
+        if warnings:
+            record["warning"] = "\n".join(warnings)
         with atomic_output(job.report) as tmp:
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     except Exception as exc:  # one bad scene never stops the batch; the error is recorded
@@ -620,6 +402,16 @@ def _sharpen_scene(
         record.update(status="failed", seconds=seconds, error=f"{type(exc).__name__}: {exc}", finished=_now())
         logger.debug("scene %s failed", job.name, exc_info=True)
     return record
+
+
+def _quality_metrics(result: Any) -> dict[str, Any]:
+    """The record's no-reference indexes (the 20 m model's bands) from the pipeline's result."""
+    quality = result.full_resolution
+    if quality is None:
+        return {"full_resolution": None, "full_resolution_skipped": "the scene is smaller than the quality windows "
+                "or the model does not output the six 20 m bands"}  # fmt: skip
+    return {"consistency_sre_db": dict(zip(COARSE_BANDS, map(float, quality.consistency_sre), strict=True)),
+            "mean_consistency_sre_db": quality.consistency_mean_sre, "full_resolution": quality.to_dict()}  # fmt: skip
 
 
 def _model_hashes(config: BatchConfig) -> tuple[str | None, str | None]:

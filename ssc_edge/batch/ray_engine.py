@@ -49,8 +49,7 @@ import numpy as np
 from ..contract import ModelContract
 from ..errors import OptionError
 from ..progress import ProgressCallback
-from ..runtime.split import RowBandInput, sharpen_in_row_bands, sharpen_row_band
-from ..scene import Scene
+from ..runtime.split import RowBandInput, RowBandSharpener, sharpen_row_band
 from .local import WORKER_DIED, BatchConfig, BatchResult, failed_record, process_scene, run_jobs, worker_sharpener
 from .manifest import SceneJob
 
@@ -134,9 +133,7 @@ def _split_scene(
         except ray.exceptions.RayTaskError as exc:  # the band's own error (ModelError...), not Ray's wrapper
             raise (exc.cause or exc) from None
 
-    def sharpen(scene: Scene) -> np.ndarray:
-        return sharpen_in_row_bands(scene, contract, count=config.split, tile=tile, run=run)
-
+    sharpen = RowBandSharpener(contract, config.model, count=config.split, tile=tile, run=run, provider="ray")
     record = process_scene(job, config, sharpen=sharpen)
     return {**record, "node": _node(ray), "row_bands": bands["count"]}
 
@@ -210,10 +207,10 @@ def _drive(
 
 def _split_layout(config: BatchConfig) -> tuple[ModelContract, int]:
     """The model's contract (read here, on the CPU) and the workers' tile side, to plan row bands."""
-    from ..runtime.session import load_model
-    from ..runtime.sharpen import DEFAULT_TILE
+    from ..runtime.options import DEFAULT_TILE
+    from ..runtime.session import open_model
 
-    return load_model(Path(config.model), provider="cpu", threads=1).contract, config.tile or DEFAULT_TILE
+    return open_model(Path(config.model)).contract, config.tile or DEFAULT_TILE
 
 
 def run_batch(

@@ -4,17 +4,84 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..progress import ProgressCallback, TerminalProgress
 
-__all__ = ["Quiet", "Verbose", "Force", "setup_logging", "progress_for", "echo"]
+__all__ = [
+    "Quiet",
+    "Verbose",
+    "Force",
+    "Provider",
+    "Precision",
+    "Threads",
+    "Tile",
+    "Dtype",
+    "WithFine",
+    "Model60m",
+    "Cog",
+    "setup_logging",
+    "progress_for",
+    "echo",
+]
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the final result.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail.")]
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")]
+
+# -- the options infer and batch share (each declared once; ssc_edge.runtime.options holds their values) --------
+Provider = Annotated[
+    str,
+    typer.Option(
+        "--provider",
+        "-p",
+        help="Execution provider: auto (TensorRT > CUDA > OpenVINO > CoreML > DirectML > CPU), cpu, cuda, "
+        "tensorrt, openvino, coreml or dml.",
+    ),
+]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="auto (bf16 on a CPU with AMX or AVX512-BF16 when OpenVINO is installed and the model loses <= 0.1 dB "
+        "in it, else fp32; says why on stderr), fp32, bf16 (the fp32 model in OpenVINO's bf16 / TensorRT's fp16 "
+        "mode), fp16 or int8 (models made by ssc-edge optimize)."
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads per model (default: onnxruntime's choice; batch: the cores shared out between the workers).",
+        show_default=False,
+    ),
+]
+Tile = Annotated[int, typer.Option(help="Tile side fed to the network, 10 m pixels (>= 2 x halo + 1).")]
+Dtype = Annotated[str, typer.Option(help="Output samples: float32 or uint16 DN.")]
+WithFine = Annotated[
+    bool,
+    typer.Option(
+        "--with-fine", help="Write the complete 10 m product (10 m bands + sharpened; 12 bands with --model-60m)."
+    ),
+]
+Model60m = Annotated[
+    Path | None,
+    typer.Option(
+        "--model-60m",
+        help="Also run this 60 m model (NAME_60m.onnx from fit-and-export --bands all) on the same tiles: "
+        "adds B01 and B09; with --with-fine the product has all 12 bands.",
+        show_default=False,
+    ),
+]
+Cog = Annotated[
+    bool,
+    typer.Option(
+        "--cog/--no-cog",
+        help="Write .tif outputs as Cloud-Optimized GeoTIFFs (512 px tiles, DEFLATE, average overviews; validates "
+        "with rio cogeo); --no-cog: plain tiled GeoTIFFs without overviews (faster to write).",
+    ),
+]
 
 
 def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:

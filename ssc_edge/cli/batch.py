@@ -7,7 +7,21 @@ from typing import Annotated
 
 import typer
 
-from ._common import Quiet, Verbose, echo, progress_for, quiet_tensorflow, setup_logging
+from ._common import (
+    Cog,
+    Dtype,
+    Model60m,
+    Precision,
+    Provider,
+    Quiet,
+    Threads,
+    Verbose,
+    WithFine,
+    echo,
+    progress_for,
+    quiet_tensorflow,
+    setup_logging,
+)
 
 
 def batch_command(
@@ -27,21 +41,10 @@ def batch_command(
         ),
     ] = None,
     model: Annotated[Path | None, typer.Option(help="ONNX model of mode infer.")] = None,
-    model_60m: Annotated[
-        Path | None,
-        typer.Option(
-            "--model-60m",
-            help="Also run this 60 m model (NAME_60m.onnx from fit-and-export --bands all) on the same tiles "
-            "(mode infer): adds B01 and B09; with --with-fine the product has all 12 bands.",
-            show_default=False,
-        ),
-    ] = None,
-    with_fine: Annotated[
-        bool,
-        typer.Option(
-            "--with-fine", help="Write the complete 10 m product (10 m bands + sharpened; 12 bands with --model-60m)."
-        ),
-    ] = False,
+    model_60m: Model60m = None,
+    with_fine: WithFine = False,
+    provider: Provider = "auto",
+    threads: Threads = None,
     engine: Annotated[
         str, typer.Option(help="local (process pool) or ray (Ray actors and tasks; needs the 'distributed' extra).")
     ] = "local",
@@ -73,23 +76,10 @@ def batch_command(
     registration: Annotated[
         str, typer.Option(help="Training pair registration (mode fit-and-infer): auto (estimated per scene) or none.")
     ] = "auto",
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="auto (bf16 where the CPU runs it natively, OpenVINO is installed and the model loses <= 0.1 dB; "
-            "else fp32), fp32, bf16, fp16 or int8 (models made by ssc-edge optimize)."
-        ),
-    ] = "auto",
+    precision: Precision = "auto",
     output_format: Annotated[str, typer.Option("--format", help="Output format: tif, npz or mat.")] = "tif",
-    dtype: Annotated[str, typer.Option(help="Output sample type: float32 or uint16 (DN).")] = "float32",
-    cog: Annotated[
-        bool,
-        typer.Option(
-            "--cog/--no-cog",
-            help="Write tif outputs as Cloud-Optimized GeoTIFFs (512 px tiles, DEFLATE, average overviews); "
-            "--no-cog: plain tiled GeoTIFFs without overviews (faster to write).",
-        ),
-    ] = True,
+    dtype: Dtype = "float32",
+    cog: Cog = True,
     wait: Annotated[
         float | None,
         typer.Option(
@@ -116,7 +106,8 @@ def batch_command(
                          epochs=epochs, split=split, tile=tile,
                          fit_options={"degradation": degradation, "registration": registration}
                          if mode == "fit-and-infer" else {},
-                         precision=precision, cog=cog, model_60m=model_60m, with_fine=with_fine, wait=wait)  # fmt: skip
+                         precision=precision, cog=cog, model_60m=model_60m, with_fine=with_fine, wait=wait,
+                         provider=provider, threads=threads)  # fmt: skip
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,
                        progress=progress_for("scene", quiet=quiet))  # fmt: skip
     done, failed, skipped = result.count("done"), result.count("failed"), result.count("skipped")

@@ -21,21 +21,24 @@ from typing import Annotated
 import typer
 
 from ..errors import OptionError
-from ._common import Force, Quiet, Verbose, echo, progress_for, setup_logging
+from ._common import (
+    Cog,
+    Dtype,
+    Force,
+    Model60m,
+    Precision,
+    Provider,
+    Quiet,
+    Threads,
+    Tile,
+    Verbose,
+    WithFine,
+    echo,
+    progress_for,
+    setup_logging,
+)
 
 __all__ = ["register", "split_positionals"]
-
-_PROVIDER_HELP = (
-    "Execution provider: auto (TensorRT > CUDA > OpenVINO > CoreML > DirectML > CPU), cpu, cuda, "
-    "tensorrt, openvino, coreml or dml."
-)
-
-
-_PRECISION_HELP = (
-    "auto (bf16 on a CPU with AMX or AVX512-BF16 when OpenVINO is installed and this model loses <= 0.1 dB in it, "
-    "else fp32; says why on stderr), fp32, bf16 (the fp32 model in OpenVINO's bf16 / TensorRT's fp16 mode), "
-    "fp16 or int8 (models made by ssc-edge optimize)."
-)
 
 
 def split_positionals(first: Path | None, second: Path | None) -> tuple[Path | None, Path | None]:
@@ -66,29 +69,14 @@ def infer_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Product to write: .tif (GeoTIFF), .npz or .mat.")
     ] = ...,  # type: ignore[assignment]
-    provider: Annotated[str, typer.Option("--provider", "-p", help=_PROVIDER_HELP)] = "auto",
-    precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = "auto",
-    tile: Annotated[int, typer.Option(help="Tile side fed to the network, 10 m pixels (>= 2 x halo + 1).")] = 512,
+    provider: Provider = "auto",
+    precision: Precision = "auto",
+    tile: Tile = 512,
     batch: Annotated[int, typer.Option(help="Tiles per network run.")] = 1,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads (default: onnxruntime's choice).", show_default=False)
-    ] = None,
-    dtype: Annotated[str, typer.Option(help="Output samples: float32 or uint16 DN.")] = "float32",
-    with_fine: Annotated[
-        bool,
-        typer.Option(
-            "--with-fine", help="Write the complete 10 m product (10 m bands + sharpened; 12 bands with --model-60m)."
-        ),
-    ] = False,
-    model_60m: Annotated[
-        Path | None,
-        typer.Option(
-            "--model-60m",
-            help="Also run this 60 m model (NAME_60m.onnx from fit-and-export --bands all) on the same tiles: "
-            "adds B01 and B09; with --with-fine the product has all 12 bands.",
-            show_default=False,
-        ),
-    ] = None,
+    threads: Threads = None,
+    dtype: Dtype = "float32",
+    with_fine: WithFine = False,
+    model_60m: Model60m = None,
     quicklook: Annotated[
         Path | None,
         typer.Option(help="Also write a PNG: the result beside bicubic (needs Pillow).", show_default=False),
@@ -101,20 +89,14 @@ def infer_command(
             help="Compute the no-reference indexes (consistency SRE, D_lambda(K), D_rho, QNR) while writing.",
         ),
     ] = True,
-    cog: Annotated[
-        bool,
-        typer.Option(
-            "--cog/--no-cog",
-            help="Write a .tif output as a Cloud-Optimized GeoTIFF (512 px tiles, DEFLATE, average overviews; "
-            "validates with rio cogeo); --no-cog: a plain tiled GeoTIFF without overviews (faster to write).",
-        ),
-    ] = True,
+    cog: Cog = True,
     force: Force = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Sharpen the 20 m bands of SCENE to 10 m with MODEL (onnxruntime; no TensorFlow)."""
     from ..runtime.infer import sharpen_file
+    from ..runtime.options import OutputOptions, RunOptions
 
     setup_logging(quiet=quiet, verbose=verbose)
     model_path, scene_path = split_positionals(model, scene)
@@ -122,20 +104,12 @@ def infer_command(
         model_path,
         scene_path,
         output,
-        provider=provider,
-        tile=tile,
-        batch=batch,
-        threads=threads,
-        dtype=dtype,
-        with_fine=with_fine,
-        quicklook=quicklook,
-        force=force,
-        cog=cog,
-        demo_size=demo_size,
+        run=RunOptions(provider=provider, precision=precision, threads=threads, tile=tile, batch=batch),
+        out=OutputOptions(dtype=dtype, with_fine=with_fine, cog=cog, quality=quality, force=force),
         model_60m=model_60m,
+        quicklook=quicklook,
+        demo_size=demo_size,
         progress=progress_for("tile", quiet=quiet),
-        full_resolution=quality,
-        precision=precision,
     )
     echo(f"provider: {result.provider}", quiet=quiet)
     echo(f"precision: {result.precision} ({result.precision_reason})", quiet=quiet, err=True)

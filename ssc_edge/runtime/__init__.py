@@ -10,10 +10,10 @@ trainer.
 
 from __future__ import annotations
 
+from ..tiling import PlannedTile, Tile, plan_tiles, stitch
 from .providers import AUTO_ORDER, PROVIDERS, available_providers, make_session, resolve_provider
 from .session import LoadedModel, load_model
 from .sharpen import Sharpener
-from ..tiling import PlannedTile, Tile, plan_tiles, stitch
 
 __all__ = [
     "Sharpener",

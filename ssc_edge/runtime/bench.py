@@ -34,8 +34,6 @@ import json
 import logging
 import os
 import platform
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -48,9 +46,11 @@ import numpy as np
 
 from .. import __version__
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
-from ..errors import ModelError, OptionError, SscEdgeError
+from ..errors import OptionError, SscEdgeError
 from ..progress import ProgressCallback, report
 from ..scene import Scene
+from .hardware import machine_info
+from .session import open_model
 
 __all__ = [
     "PROVIDER_NAMES",
@@ -146,119 +146,6 @@ class BenchReport:
             "settings": self.settings,
             "rows": [row.to_dict() for row in self.rows],
         }
-
-
-# --------------------------------------------------------------------------------------------- machine
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    if platform.system() == "Darwin":
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5, check=False
-            ).stdout.strip()
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> list[str]:
-    wanted = (
-        "avx2",
-        "fma",
-        "avx512f",
-        "avx512_vnni",
-        "avx_vnni",
-        "avx512_bf16",
-        "avx512_fp16",
-        "amx_bf16",
-        "amx_int8",
-        "amx_tile",
-    )
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return [flag for flag in wanted if flag in present]
-    return []
-
-
-def _gpus() -> list[dict[str, str]]:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"name": parts[0], "memory": parts[1], "driver": parts[2]})
-    return gpus
-
-
-def _physical_cores() -> int | None:
-    """Distinct (physical id, core id) pairs of /proc/cpuinfo, else psutil, else None."""
-    with contextlib.suppress(OSError):
-        cores = set()
-        for block in Path("/proc/cpuinfo").read_text().split("\n\n"):
-            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-            fields = {k.strip(): v.strip() for k, v in fields.items()}
-            if "core id" in fields:
-                cores.add((fields.get("physical id", "0"), fields["core id"]))
-        if cores:
-            return len(cores)
-    with contextlib.suppress(ImportError):
-        import psutil
-
-        return psutil.cpu_count(logical=False)
-    return None
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores and flags, GPUs (nvidia-smi), memory, OS and library versions.
-
-    Returns
-    -------
-    dict
-        Plain JSON.
-    """
-    import onnxruntime as ort
-
-    versions = {
-        "ssc_edge": __version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-    with contextlib.suppress(ImportError):
-        import onnx
-
-        versions["onnx"] = onnx.__version__
-    memory_gb = None
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    return {
-        "cpu": _cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "physical_cores": _physical_cores(),
-        "cpu_flags": _cpu_flags(),
-        "memory_gib": memory_gb,
-        "gpus": _gpus(),
-        "os": platform.platform(),
-        "versions": versions,
-        "onnxruntime_providers": list(ort.get_available_providers()),
-    }
 
 
 # --------------------------------------------------------------------------------------------- memory
@@ -436,21 +323,6 @@ def _positive_ints(values: Sequence[int], what: str, minimum: int = 1) -> tuple[
     return tuple(out)
 
 
-def _read_contract(model_path: Path) -> ModelContract:
-    import onnxruntime as ort
-
-    if not model_path.is_file():
-        raise ModelError(f"{model_path}: model file not found")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})") from None
-    return ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, source=model_path)
-
-
 @contextlib.contextmanager
 def _precision_models(
     model_path: Path, contract: ModelContract, precisions: Sequence[str], calibration_scene: Path | Scene | None
@@ -549,7 +421,7 @@ def run_benchmark(
     (warmup,) = _positive_ints([warmup], "warmup", minimum=0)
     if threads is not None:
         (threads,) = _positive_ints([threads], "threads")
-    contract = _read_contract(model_path)
+    contract = open_model(model_path).contract
     small = [t for t in tiles if t < 2 * contract.halo + 1]
     if small:
         raise OptionError(f"tile(s) {small} smaller than 2 x halo + 1 = {2 * contract.halo + 1} px of this model")

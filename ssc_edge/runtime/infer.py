@@ -1,32 +1,51 @@
-"""``ssc-edge infer`` as one library call: model + scene file (or the demo scene) -> product file(s).
+"""The pipeline: models read once, a scene opened once, one sharpener, one product (``infer`` and ``batch``).
 
-GeoTIFF scenes written to a GeoTIFF are streamed window by window (:mod:`.stream`); every other
-combination is read into memory (:func:`ssc_edge.io.read_scene`) and written with
-:func:`ssc_edge.io.write_result`. Both paths give the same numbers.
+:func:`open_models` reads each model once and checks it is in its place; :func:`build_sharpener` chooses each
+model's precision (measuring on the opened scene if it must) and builds the sharpener; :func:`sharpen_scene`
+runs it on the opened scene into the product: streamed window by window for rasters written to a GeoTIFF
+(:mod:`.stream`), in memory otherwise (:func:`ssc_edge.io.write_result`), with the same numbers.
+:func:`sharpen_file` is ``ssc-edge infer``: all three, inside the output guard, and a quicklook.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import ModelError, OptionError
 from ..progress import ProgressCallback
-from .sharpen import Sharpener, check_scene_bands, upsampled_window
+from .options import OutputOptions, RunOptions
+from .session import ModelFile
+from .sharpen import Sharpener, SharpenerLike, check_scene_bands, upsampled_window
 from .stream import output_band_names
 
-__all__ = ["DEMO_MODEL_NAME", "InferResult", "default_model_path", "sharpen_file"]
+if TYPE_CHECKING:
+    from ..io.sources import BandSource
+
+__all__ = [
+    "DEMO_MODEL_NAME",
+    "InferResult",
+    "build_sharpener",
+    "default_model_path",
+    "open_models",
+    "sharpen_file",
+    "sharpen_scene",
+]
 
 logger = logging.getLogger(__name__)
 
 #: File name of the shipped demo model.
 DEMO_MODEL_NAME = "demo.onnx"
+#: The options of a run and of its output when none are given.
+DEFAULT_RUN, DEFAULT_OUTPUT = RunOptions(), OutputOptions()
 
 
 def default_model_path() -> Path:
@@ -116,25 +135,19 @@ def _reference_quality(scene_value, sharpened: np.ndarray, contract) -> dict | N
     return quality
 
 
-def _check_outputs(output: Path, quicklook: Path | None, *, dtype: str, force: bool, inputs=()) -> None:
-    from ..io import check_output_path
-    from ..io.results import RESULT_DTYPES, RESULT_SUFFIXES
+def _check_outputs(output: Path, quicklook: Path | None) -> None:
+    """The output's format and the quicklook's; the files themselves are the output guard's."""
+    from ..io.results import RESULT_SUFFIXES
     from .quicklook import check_pillow
 
     if output.suffix.lower() not in RESULT_SUFFIXES:
         raise OptionError(
             f"{output}: unsupported output format {output.suffix or '(no suffix)'!r}; use {', '.join(RESULT_SUFFIXES)}"
         )
-    if dtype not in RESULT_DTYPES:
-        raise OptionError(f"unsupported output dtype {dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
-    check_output_path(output, force=force, inputs=inputs)
     if quicklook is not None:
         if quicklook.suffix.lower() != ".png":
             raise OptionError(f"{quicklook}: the quicklook is a PNG; name it .png")
-        if quicklook.resolve() == output.resolve():
-            raise OptionError(f"{quicklook}: the quicklook cannot overwrite the output")
         check_pillow()
-        check_output_path(quicklook, force=force, inputs=inputs)
 
 
 def scene_mismatch(contract, identity: str, scene: object, *, model: object = "the model") -> str | None:
@@ -166,8 +179,136 @@ def scene_mismatch(contract, identity: str, scene: object, *, model: object = "t
         fitted += f" (scene sha256 {contract.scene_sha256[:12]}...)"
     return (
         f"warning: {model} was fitted on {fitted}, not on {scene}; its quality here is unknown "
-        f"(fit one for this scene: ssc-edge fit-and-export {scene} -o MODEL.onnx)"
+        f"(fit one for this scene: ssc-edge fit-and-export {shlex.quote(str(scene))} -o MODEL.onnx)"
     )
+
+
+def build_sharpener(models: Sequence[ModelFile], run: RunOptions, source: BandSource | None = None) -> SharpenerLike:
+    """The sharpener of one model, or of a 20 m and a 60 m model on one plan, each in its chosen precision.
+
+    Parameters
+    ----------
+    models : sequence of ModelFile
+        The 20 m model, then optionally the 60 m model (``NAME_60m.onnx``), each read once
+        (:func:`~ssc_edge.runtime.session.open_model`) and checked to be in its place.
+    run : RunOptions
+    source : BandSource, optional
+        The opened scene: ``--precision auto`` measures an unknown bf16 loss on the Wald pair of its centre
+        (only then is the crop read; the 60 m model's read with B01 and B09). Sessions stay with the models.
+
+    Returns
+    -------
+    Sharpener or CombinedSharpener
+    """
+    from .precision import GATE_SIZE
+
+    sharpeners = []
+    for model in models:
+        with_60m = model.contract.ratio == 6
+        gate_scene = None if source is None else (lambda w=with_60m: source.crop(2 * GATE_SIZE, with_60m=w))
+        sharpeners.append(Sharpener(model, gate_scene=gate_scene, **run.sharpener_options()))
+    if len(sharpeners) == 1:
+        return sharpeners[0]
+    from .product import CombinedSharpener
+
+    return CombinedSharpener(sharpeners)
+
+
+def open_models(model: Path | None, model_60m: Path | None = None) -> tuple[ModelFile, ...]:
+    """Read the 20 m model (None: the shipped demo model) and the optional 60 m model once; each in its place.
+
+    Raises
+    ------
+    ModelError
+        As :func:`~ssc_edge.runtime.session.open_model`; a 60 m model given as MODEL or a 20 m one as
+        ``--model-60m`` (:func:`~ssc_edge.runtime.session.check_model_kind`).
+    """
+    from .session import check_model_kind, open_model
+
+    models = [open_model(default_model_path() if model is None else Path(model))]
+    if model_60m is not None:
+        models.append(open_model(Path(model_60m)))
+    for one, ratio in zip(models, (2, 6), strict=False):
+        check_model_kind(one.contract, ratio=ratio, source=one.path)
+    return tuple(models)
+
+
+def sharpen_scene(
+    sharpener: SharpenerLike,
+    source: BandSource,
+    output: Path,
+    *,
+    out: OutputOptions = DEFAULT_OUTPUT,
+    progress: ProgressCallback | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> InferResult:
+    """The pipeline ``infer`` and ``batch`` share: one opened scene through one sharpener into one product.
+
+    A scene read by window (rasters, SAFE) into a ``.tif`` is streamed
+    (:func:`~ssc_edge.runtime.stream.sharpen_stream`); every other combination is sharpened in memory and
+    written with :func:`ssc_edge.io.write_result`. Both give the same numbers. The output must already be
+    guarded (:func:`ssc_edge.io.output.output_guard`).
+
+    Parameters
+    ----------
+    sharpener : SharpenerLike
+        :func:`build_sharpener`'s.
+    source : BandSource
+        The scene, opened once (:func:`ssc_edge.io.sources.open_band_source`); left open.
+    output : Path
+        ``.tif``, ``.npz`` or ``.mat``.
+    out : OutputOptions
+    progress : callable, optional
+        ``progress(done, total, message)`` per batch of tiles, then the COG step as one step.
+    warn : callable, optional
+        Receives the warning line of each model fitted on another scene, once the scene passed its checks
+        and before the first window runs (default: logged).
+
+    Returns
+    -------
+    InferResult
+        With the no-reference indexes of the 20 m model's bands (``out.quality``) and, for a scene with a
+        reference, the reference scores; no quicklook.
+    """
+    from ..io.sources import streams
+
+    start = time.perf_counter()
+    contract = sharpener.contract
+    names = output_band_names(contract.output_bands, with_fine=out.with_fine)
+    hook, on_core = _quality_hook(sharpener) if out.quality else (None, None)
+
+    def warn_if_another_scene(*_: object) -> None:
+        """Once the scene passed its checks: the one warning line per model fitted on another scene."""
+        if source.source is not None:
+            for one in sharpener.sharpeners:
+                warning = scene_mismatch(one.contract, source.identity, source.source, model=one.model_path)
+                if warning is not None:
+                    (warn or logger.warning)(warning)
+
+    quality, cog_seconds, streamed = None, None, sharpener.windowed and streams(source, output)
+    if streamed:
+        from .stream import sharpen_stream
+
+        result = sharpen_stream(sharpener, source, output, dtype=out.dtype, with_fine=out.with_fine,
+                                force=out.force, progress=progress, on_checked=warn_if_another_scene,
+                                on_core=on_core, cog=out.cog)  # fmt: skip
+        shape, tiles, cog_seconds = result.shape, result.tiles, result.cog_seconds
+    else:
+        from ..io import write_result
+
+        scene = source.to_scene()
+        check_scene_bands(scene.bands, scene.shape, contract, source=source.where)
+        warn_if_another_scene()
+        sharpened = sharpener.sharpen(scene, progress=progress, on_core=on_core)
+        shape, tiles = scene.shape, len(sharpener.plan(scene.shape))
+        product = memory_product(sharpened, contract.output_bands, names, scene)
+        write_result(output, product, band_names=names, georef=scene.georef, dtype=out.dtype, force=out.force,
+                     cog=out.cog)  # fmt: skip
+        quality = _reference_quality(scene, sharpened[..., : len(COARSE_BANDS)], sharpener.sharpeners[0].contract)
+    return InferResult(output, sharpener.provider, tuple(shape), names, tiles, time.perf_counter() - start,
+                       streamed=streamed, quality=quality, full_resolution=hook.result() if hook is not None else None,
+                       precision=sharpener.precision, precision_reason=sharpener.precision_reason,
+                       cog_seconds=cog_seconds)  # fmt: skip
 
 
 def sharpen_file(
@@ -175,185 +316,73 @@ def sharpen_file(
     scene: Path | None,
     output: Path,
     *,
-    provider: str = "auto",
-    tile: int = 512,
-    batch: int = 1,
-    threads: int | None = None,
-    dtype: str = "float32",
-    with_fine: bool = False,
+    run: RunOptions = DEFAULT_RUN,
+    out: OutputOptions = DEFAULT_OUTPUT,
+    model_60m: Path | None = None,
     quicklook: Path | None = None,
-    force: bool = False,
-    cog: bool = True,
     demo_size: int = 256,
     progress: ProgressCallback | None = None,
-    full_resolution: bool = True,
-    precision: str | None = None,
-    model_60m: Path | None = None,
-    **session_options: Any,
 ) -> InferResult:
-    """Sharpen a scene file with an ONNX model and write the product (and optionally a quicklook PNG).
+    """``ssc-edge infer``: sharpen a scene file with an ONNX model and write the product (and a quicklook PNG).
 
     Parameters
     ----------
     model : Path or None
         ONNX model; None: the shipped demo model (:func:`default_model_path`).
     scene : Path or None
-        Scene file or folder (``.mat``, ``.npz``, GeoTIFF); None: the synthetic demo scene
-        (:func:`ssc_edge.demo.demo_scene` of ``demo_size``).
+        Scene file or folder (SAFE, band folder, GeoTIFF, ``.mat``, ``.npz``); None: the synthetic demo scene
+        (:func:`ssc_edge.demo.demo_scene` of ``demo_size`` pixels a side).
     output : Path
-        ``.tif``, ``.npz`` or ``.mat``; checked before any work starts.
-    provider, tile, batch, threads
-        See :class:`Sharpener`.
-    dtype : {"float32", "uint16"}
-        Output samples, DN.
-    with_fine : bool
-        Write the complete 10 m product (the 10 m bands as read, the sharpened bands) in canonical
-        band order: 10 bands with the 20 m model, 12 (B01..B12 without B10) with ``model_60m`` too.
+        ``.tif``, ``.npz`` or ``.mat``; checked and claimed before any work starts.
+    run : RunOptions
+        Provider, precision, threads, tile, batch (with ``auto``, an unknown bf16 loss is measured on this
+        scene's Wald pair, its central 2048 x 2048 pixels one scale down, and cached).
+    out : OutputOptions
+        dtype, ``with_fine`` (10 bands, or 12 with ``model_60m``), COG, quality indexes, ``force``.
     model_60m : Path, optional
-        A 60 m model (``NAME_60m.onnx`` from ``fit-and-export --bands all``) run on the same tiles
-        as ``model`` (:class:`~ssc_edge.runtime.product.CombinedSharpener`): B01 and B09 are added.
+        A 60 m model (``NAME_60m.onnx`` from ``fit-and-export --bands all``) run on the same tiles as
+        ``model`` (:class:`~ssc_edge.runtime.product.CombinedSharpener`): B01 and B09 are added.
     quicklook : Path, optional
         ``.png``: the centre (up to 512 x 512 px) of the result beside bicubic upsampling.
-    force : bool
-        Overwrite existing outputs.
-    cog : bool
-        A ``.tif`` output is a Cloud-Optimized GeoTIFF (:mod:`ssc_edge.io.cog`: 512 px tiles, DEFLATE,
-        overviews); False: a plain tiled GeoTIFF without overviews (faster to write).
+    demo_size : int
+        Side of the demo scene, pixels.
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles, then the COG step as one step.
-    full_resolution : bool
-        Compute the no-reference indexes (:mod:`ssc_edge.quality`) window by window while writing.
-    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
-        See :class:`Sharpener`; with ``auto`` an unknown bf16 loss is measured on this scene's Wald pair
-        (its central 1024 x 1024 pixels one scale down) and cached.
 
     Returns
     -------
     InferResult
     """
+    from ..io.output import output_guard
+
     output = Path(output)
     quicklook = Path(quicklook) if quicklook is not None else None
-    _check_outputs(output, quicklook, dtype=dtype, force=force, inputs=(scene, model, model_60m))
-    start = time.perf_counter()
-    from ..io.sources import streams
+    _check_outputs(output, quicklook)
+    # the outputs checked and claimed until renamed into place: no output is an input, a second writer is refused
+    with output_guard((output, quicklook), inputs=(scene, model, model_60m), force=out.force):
+        models = open_models(model, model_60m)
+        with _open_scene(scene, demo_size) as source:
+            sharpener = build_sharpener(models, run, source)
+            result = sharpen_scene(sharpener, source, output, out=out, progress=progress)
+            if quicklook is not None:
+                from .quicklook import write_quicklook
 
-    was_streamed = streams(scene, output)
-    loaded: dict[str, Any] = {}
+                primary = sharpener.sharpeners[0].contract  # the 20 m model's bands
+                sharpened, up = _quicklook_crops(source, output, result.band_names, primary)
+                write_quicklook(quicklook, sharpened, up, band_names=primary.output_bands,
+                                label=f"SSC-CNN ({sharpener.provider})", force=out.force)  # fmt: skip
+    return replace(result, quicklook=quicklook)
 
-    def scene_value_once():
-        """The scene in memory, read once (the gate may need it before sharpening)."""
-        if "scene" not in loaded:
-            from ..io import read_scene
 
-            if scene is None:
-                from ..demo import demo_scene
+def _open_scene(scene: Path | None, demo_size: int) -> BandSource:
+    """The scene opened once (:func:`ssc_edge.io.sources.open_band_source`), or the synthetic demo scene."""
+    from ..io.sources import BandSource, open_band_source
 
-                loaded["scene"] = demo_scene(size=demo_size)
-            else:
-                loaded["scene"] = read_scene(Path(scene))
-        return loaded["scene"]
+    if scene is not None:
+        return open_band_source(Path(scene))
+    from ..demo import demo_scene
 
-    from .session import check_model_kind, read_model_contract
-
-    model_path = default_model_path() if model is None else Path(model)
-    # each model in its place, before any gate measures it: MODEL sharpens the 20 m bands, --model-60m B01 and B09
-    check_model_kind(read_model_contract(model_path), ratio=2, source=model_path)
-    if model_60m is not None:
-        check_model_kind(read_model_contract(Path(model_60m)), ratio=6, source=model_60m)
-    sharpener = Sharpener(
-        model_path,
-        provider=provider,
-        threads=threads,
-        tile=tile,
-        batch=batch,
-        precision=precision,
-        gate_scene=(lambda: _source_gate_scene(Path(scene))) if was_streamed else scene_value_once,
-        **session_options,
-    )
-    primary = sharpener.contract  # what the quicklook shows: the first model's bands
-    if model_60m is not None:
-        from .product import CombinedSharpener
-
-        # the 60 m model takes the same --precision; its gate is measured on its own ratio-6 Wald pair
-        # (precision.wald_gate_pair), from a central crop read with the 60 m bands
-        options = {"provider": provider, "threads": threads, "tile": tile, "batch": batch, **session_options}
-        gate_60m = (lambda: _source_gate_scene(Path(scene), with_60m=True)) if was_streamed else scene_value_once
-        sixty = Sharpener(Path(model_60m), precision=precision, gate_scene=gate_60m, **options)
-        sharpener = CombinedSharpener([sharpener, sixty])
-    contract = sharpener.contract
-    names = output_band_names(contract.output_bands, with_fine=with_fine)
-    hook = _quality_hook(contract) if full_resolution else None
-
-    def warn_if_another_scene(*_: object) -> None:
-        """Once the scene passed its checks: the one warning line when the model was fitted on another scene."""
-        if scene is not None:
-            from ..io.sources import scene_identity
-
-            identity = scene_identity(Path(scene))
-            for one in getattr(sharpener, "sharpeners", (sharpener,)):
-                warning = scene_mismatch(one.contract, identity, scene, model=one.model_path)
-                if warning is not None:
-                    logger.warning("%s", warning)
-
-    if was_streamed:
-        import rasterio
-
-        from ..io.sources import open_band_source
-        from .stream import sharpen_stream
-
-        # GDAL's block cache is bounded before any band file is opened (its default is 5 % of RAM)
-        with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), open_band_source(Path(scene)) as source:
-            streamed = sharpen_stream(
-                sharpener, source, output, dtype=dtype, with_fine=with_fine, force=force, progress=progress,
-                on_checked=warn_if_another_scene, on_core=hook, cog=cog,
-            )  # fmt: skip
-            shape, tiles, cog_seconds = streamed.shape, streamed.tiles, streamed.cog_seconds
-            quality = None
-            crops = _source_crops(source, output, names, primary) if quicklook is not None else None
-    else:
-        from ..io import write_result
-
-        scene_value = scene_value_once()
-        check_scene_bands(scene_value.bands, scene_value.shape, contract, source=scene or scene_value.name)
-        warn_if_another_scene()
-        sharpened = sharpener.sharpen(scene_value, progress=progress, on_core=hook)
-        shape, tiles = scene_value.shape, len(sharpener.plan(scene_value.shape))
-        product = memory_product(sharpened, contract.output_bands, names, scene_value)
-        write_result(output, product, band_names=names, georef=scene_value.georef, dtype=dtype, force=force, cog=cog)
-        cog_seconds = None
-        quality = _reference_quality(scene_value, sharpened, contract)
-        crops = (
-            _memory_crops(scene_value, sharpened[..., : len(primary.output_bands)], primary)
-            if quicklook is not None
-            else None
-        )
-    if quicklook is not None and crops is not None:
-        from .quicklook import write_quicklook
-
-        write_quicklook(
-            quicklook,
-            crops[0],
-            crops[1],
-            band_names=primary.output_bands,
-            label=f"SSC-CNN ({sharpener.provider})",
-            force=force,
-        )
-    seconds = time.perf_counter() - start
-    return InferResult(
-        output,
-        sharpener.provider,
-        tuple(shape),
-        names,
-        tiles,
-        seconds,
-        streamed=was_streamed,
-        quicklook=quicklook,
-        quality=quality,
-        full_resolution=hook.result() if hook is not None else None,
-        precision=sharpener.precision,
-        precision_reason=sharpener.precision_reason,
-        cog_seconds=cog_seconds,
-    )
+    return BandSource.from_scene(demo_scene(size=demo_size))
 
 
 def memory_product(sharpened: np.ndarray, output_bands, names, scene_value) -> np.ndarray:
@@ -382,54 +411,36 @@ def memory_product(sharpened: np.ndarray, output_bands, names, scene_value) -> n
     return np.stack([planes[b] for b in names], axis=-1)
 
 
-def _source_gate_scene(scene: Path, *, with_60m: bool = False):
-    """The central 2048 x 2048 px of a streamed scene (read by window): what the precision gate measures on
-    (``with_60m``: with B01 and B09, for a 60 m model)."""
-    from ..io.sources import central_scene, open_band_source
-    from .precision import GATE_SIZE
-
-    with open_band_source(scene) as source:
-        return central_scene(source, 2 * GATE_SIZE, with_60m=with_60m)
-
-
-def _quality_hook(contract):
-    """The full-resolution quality hook for a model whose outputs are the six 20 m bands, with its degradation."""
+def _quality_hook(sharpener: SharpenerLike):
+    """``(hook, on_core)``: the no-reference indexes of the 20 m model's six bands (the first of each core, with a
+    60 m model too), with its degradation; ``(None, None)`` for a model whose outputs are not the six 20 m bands."""
+    contract = sharpener.sharpeners[0].contract
     if tuple(contract.output_bands) != COARSE_BANDS:
-        return None
+        return None, None
     from ..quality import QualityHook, model_degradation
 
-    return QualityHook(degradation=model_degradation(contract.training, contract.registration))
+    hook = QualityHook(degradation=model_degradation(contract.training, contract.registration))
+    count = len(COARSE_BANDS)
+    return hook, lambda core, values, read_band, shape: hook(core, values[..., :count], read_band, shape)
 
 
-def _memory_crops(scene_value, sharpened: np.ndarray, contract) -> tuple[np.ndarray, np.ndarray]:
+def _quicklook_crops(source: BandSource, output: Path, names, contract) -> tuple[np.ndarray, np.ndarray]:
+    """The centre (up to 512 px) of the written product's bands of ``contract``, and bicubic of the same window."""
     from .quicklook import centre_window
 
-    window = centre_window(scene_value.shape)
-    bands = dict(scene_value.bands)
-    up = upsampled_window(
-        lambda b, w: bands[b][w.slices],
-        window,
-        scene_value.shape,
-        list(contract.output_bands),
-        method="bicubic",
-        ratio=contract.ratio,
-    )
-    return sharpened[window.slices], up
+    window = centre_window(source.shape)
+    indexes = [names.index(b) for b in contract.output_bands]
+    if output.suffix.lower() in (".tif", ".tiff"):
+        import rasterio
+        from rasterio.windows import Window
 
+        with rasterio.open(output) as product:
+            rw = Window(window.col, window.row, window.width, window.height)
+            sharpened = np.moveaxis(product.read([i + 1 for i in indexes], window=rw), 0, -1).astype(np.float32)
+    else:
+        from ..io.results import read_estimate
 
-def _source_crops(source, output: Path, names, contract) -> tuple[np.ndarray, np.ndarray]:
-    """The quicklook's centre crop of the written product and the bicubic upsampling of the same window."""
-    import rasterio
-    from rasterio.windows import Window
-
-    from .quicklook import centre_window
-
-    with rasterio.open(output) as product:
-        window = centre_window((product.height, product.width))
-        rw = Window(window.col, window.row, window.width, window.height)
-        indexes = [names.index(b) + 1 for b in contract.output_bands]
-        sharpened = np.moveaxis(product.read(indexes, window=rw), 0, -1).astype(np.float32)
-    up = upsampled_window(
-        source.read, window, source.shape, list(contract.output_bands), method="bicubic", ratio=contract.ratio
-    )
+        sharpened = read_estimate(output)[window.slices][..., indexes]
+    up = upsampled_window(source.read, window, source.shape, list(contract.output_bands), method="bicubic",
+                          ratio=contract.ratio)  # fmt: skip
     return sharpened, up

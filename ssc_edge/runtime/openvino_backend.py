@@ -7,8 +7,8 @@ The measurements behind the choice are in ``benchmarks/RESULTS.md`` ("Precision 
 
 :class:`OpenVinoSession` mimics the one method of ``onnxruntime.InferenceSession`` that
 :class:`~ssc_edge.runtime.session.LoadedModel` calls (``run``), so tiling, batching and the model contract
-stay where they are. The model's contract is read with onnxruntime (:func:`~ssc_edge.runtime.session.load_model`
-does that before it gets here): OpenVINO does not expose ONNX metadata.
+stay where they are. The model's contract comes from the file's bytes, read once
+(:func:`~ssc_edge.runtime.session.open_model`); OpenVINO compiles the same bytes.
 
 Precision: ``bf16`` sets the CPU plugin's ``INFERENCE_PRECISION_HINT`` on the fp32 graph. OpenVINO
 silently computes in f32 on a CPU that lacks bf16 instructions, so the hint is read back from the
@@ -69,8 +69,10 @@ class OpenVinoSession:
 
     Parameters
     ----------
-    model_path : Path
-        ONNX file.
+    model : bytes
+        The ONNX file's bytes (:attr:`~ssc_edge.runtime.session.ModelFile.data`).
+    name : object
+        Named in messages (the model's path).
     precision : {"fp32", "bf16"}
         Inference precision of the CPU plugin (the model stays fp32).
     threads : int, optional
@@ -94,8 +96,9 @@ class OpenVinoSession:
 
     def __init__(
         self,
-        model_path: Path,
+        model: bytes,
         *,
+        name: object = "model",
         precision: str = "fp32",
         threads: int | None = None,
         input_shape: Sequence[int] | None = None,
@@ -109,24 +112,26 @@ class OpenVinoSession:
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            model = core.read_model(str(model_path))
+            import openvino
+
+            graph = core.read_model(bytes(model), openvino.Tensor(np.empty(0, dtype=np.uint8)))
             if input_shape is not None:
-                model.reshape([int(n) for n in input_shape])
-            self._compiled = core.compile_model(model, "CPU", config)
+                graph.reshape([int(n) for n in input_shape])
+            self._compiled = core.compile_model(graph, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{model_path}: OpenVINO cannot compile this model ({message})") from None
+            raise ModelError(f"{name}: OpenVINO cannot compile this model ({message})") from None
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type: f32, bf16, f16
         effective = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
         self.precision = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(effective, effective)
         if self.precision != precision:
             raise ProviderError(
-                f"OpenVINO compiled {Path(model_path).name} in {self.precision}, not {precision}: this CPU does not "
+                f"OpenVINO compiled {Path(str(name)).name} in {self.precision}, not {precision}: this CPU does not "
                 "run it (bf16 needs AVX512-BF16 or AMX)"
             )
         self._output = self._compiled.output(OUTPUT_NAME)
         self._request = self._compiled.create_infer_request()
-        logger.debug("OpenVINO %s on %s, input %s", self.precision, model_path, input_shape or "dynamic")
+        logger.debug("OpenVINO %s on %s, input %s", self.precision, name, input_shape or "dynamic")
 
     def run(self, output_names: Sequence[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """``onnxruntime.InferenceSession.run`` for the one output :data:`~ssc_edge.contract.OUTPUT_NAME`."""

@@ -41,31 +41,31 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import wald
+from ..contract import check_scene_size
 from ..errors import OptionError, ProviderError, SscEdgeError
 from ..scene import Scene
-from .openvino_backend import INSTALL_HINT, openvino_available, openvino_version
+from .hardware import RECORDED_FLAGS, cpu_name, detected_flags, native_bf16
+from .openvino_backend import INSTALL_HINT, openvino_version
+
+if TYPE_CHECKING:
+    from .session import ModelFile
 
 __all__ = [
     "PRECISIONS",
     "GATE_DB",
     "GATE_SIZE",
-    "BF16_FLAGS",
     "Choice",
     "Verdict",
-    "cpu_flags",
-    "detected_flags",
-    "cpu_name",
-    "native_bf16",
+    "GateMeasure",
     "hardware_key",
     "bf16_provider",
     "choose",
@@ -73,9 +73,8 @@ __all__ = [
     "central_crop",
     "wald_gate_scene",
     "wald_gate_pair",
-    "measure_verdict",
     "find_verdict",
-    "gate_metadata",
+    "openvino_runs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,52 +85,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 GATE_DB = 0.1
 #: Side of the central crop the gate is measured on, fine-grid pixels (the Wald pair is half of it).
 GATE_SIZE = 1024
-#: CPU flags (``/proc/cpuinfo``) that run bf16 natively, best first.
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-#: CPU flags recorded with every measurement.
-RECORDED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none: macOS, Windows)."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else :func:`platform.processor`."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def detected_flags() -> frozenset[str]:
-    """:func:`cpu_flags`; without ``/proc/cpuinfo``, ``avx512_bf16`` when OpenVINO's CPU plugin reports BF16."""
-    flags = cpu_flags()
-    if flags or not openvino_available():
-        return flags
-    try:
-        from .openvino_backend import _core
-
-        capabilities = _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    except Exception:  # no CPU plugin: nothing known
-        return flags
-    return frozenset({"avx512_bf16"}) if "BF16" in capabilities else flags
-
-
-def native_bf16(flags: Iterable[str]) -> str | None:
-    """The flag that makes bf16 native on this CPU (``amx_bf16`` or ``avx512_bf16``), or None."""
-    present = set(flags)
-    return next((flag for flag in BF16_FLAGS if flag in present), None)
+#: ``measure(scene, reference) -> loss_db``: the loss of one reduced precision on a Wald pair, dB, measured
+#: by the caller with sessions it keeps (:func:`ssc_edge.runtime.sharpen.choose_precision`).
+GateMeasure = Callable[[Scene, np.ndarray], float]
 
 
 def hardware_key(provider: str, flags: Iterable[str] | None = None) -> str:
@@ -363,104 +319,73 @@ def gate_loss(reference_run, candidate_run, scene: Scene, reference: np.ndarray 
     return scores[0] - scores[1]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _cache_file(model_path: Path, precision: str, provider: str, hardware: str) -> Path:
+def _cache_file(model_sha256: str, precision: str, provider: str, hardware: str) -> Path:
     base = os.environ.get("XDG_CACHE_HOME")
     root = (Path(base) if base else Path.home() / ".cache") / "ssc-edge" / "precision"
     machine = hashlib.sha256(hardware.encode()).hexdigest()[:12]
-    return root / f"{_sha256(model_path)[:32]}-{precision}-{provider}-{machine}.json"
-
-
-def measure_verdict(
-    model_path: Path,
-    scene: Scene,
-    *,
-    precision: str,
-    provider: str,
-    target: str,
-    tile: int = 512,
-    threads: int | None = None,
-    reference: np.ndarray | None = None,
-) -> Verdict:
-    """Measure the gate of one precision on one scene with a reference, tiled as production runs it.
-
-    ``target`` names what the reference is (``"reference"``, ``"wald-reduced-scale"``) in the verdict;
-    ``reference`` replaces ``scene.reference`` (see :func:`gate_loss`).
-    """
-    from .sharpen import Sharpener
-
-    reference_run = Sharpener(model_path, provider="cpu", precision="fp32", tile=tile, threads=threads)
-    candidate = Sharpener(model_path, provider=provider, precision=precision, tile=tile, threads=threads)
-    loss = gate_loss(reference_run.sharpen, candidate.sharpen, scene, reference)
-    return Verdict(round(loss, 4), "measured", target, hardware_key(provider))
+    return root / f"{model_sha256[:32]}-{precision}-{provider}-{machine}.json"
 
 
 def find_verdict(
-    model_path: Path,
-    gate: dict[str, Any],
+    model: ModelFile,
     precision: str,
     provider: str,
     *,
+    measure: GateMeasure,
     scene: Scene | Callable[[], Scene | None] | None = None,
-    contract=None,
-    tile: int = 512,
-    threads: int | None = None,
 ) -> Verdict | None:
     """The loss of ``precision`` on ``provider`` for this model: metadata, else cache, else measured on ``scene``.
 
-    ``scene`` (or a callable returning it, called only when needed) is the scene to be sharpened: the
-    loss is measured on the Wald pair one scale down of its centre and cached. None when nothing is known
-    and there is no scene.
+    Parameters
+    ----------
+    model : ModelFile
+        The model read once (its gate metadata, contract and sha256: no file is opened here).
+    precision, provider : str
+    measure : GateMeasure
+        Runs the model in fp32 and in ``precision`` on a Wald pair and returns the loss, dB.
+    scene : Scene or callable, optional
+        The scene to be sharpened (or a callable returning it, called only when needed): the loss is
+        measured on the Wald pair one scale down of its centre (:func:`wald_gate_pair`) and cached.
+
+    Returns
+    -------
+    Verdict or None
+        None when nothing is known and there is no scene, or the scene cannot give a pair.
     """
     key = f"{precision}/{provider}"
-    if key in gate and isinstance(gate[key], dict) and "loss_db" in gate[key]:
-        entry = gate[key]
-        return Verdict(float(entry["loss_db"]), "metadata", entry.get("target", ""), entry.get("hardware", ""))
+    entry = model.gate.get(key)
+    if isinstance(entry, dict) and "loss_db" in entry:
+        try:
+            return Verdict(float(entry["loss_db"]), "metadata", str(entry.get("target", "")),
+                           str(entry.get("hardware", "")))  # fmt: skip
+        except (TypeError, ValueError):
+            logger.warning("%s: unreadable %s gate in the metadata, measuring again", model.path, key)
     hardware = hardware_key(provider)
-    cache = _cache_file(Path(model_path), precision, provider, hardware)
+    cache = _cache_file(model.sha256, precision, provider, hardware)
     if cache.is_file():
         try:
-            data = json.loads(cache.read_text())
+            data = json.loads(cache.read_text()[:65536])
             return Verdict(float(data["loss_db"]), "cache", data.get("target", ""), data.get("hardware", ""))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError, OSError):
             logger.warning("%s: unreadable gate cache, measuring again", cache)
     value = scene() if callable(scene) else scene
     if value is None:
         return None
-    from .sharpen import check_scene_size  # here: sharpen imports this module
-
     try:  # a scene the model cannot sharpen at all: its own one-line error follows, no gate warning before it
-        if contract is not None:
-            check_scene_size(value.shape, contract, source=value.name)
+        check_scene_size(value.shape, model.contract, source=value.name)
     except SscEdgeError as exc:
         logger.debug("precision gate not measured: %s", exc)
         return None
     start = time.perf_counter()
     try:  # a centre of nodata, a scene smaller than a Wald pair and the receptive field: unknown, so fp32
-        pair, reference = wald_gate_pair(value, contract)
-        verdict = measure_verdict(
-            model_path, pair, precision=precision, provider=provider, target="wald-reduced-scale", tile=tile,
-            threads=threads, reference=reference,
-        )  # fmt: skip
+        pair, reference = wald_gate_pair(value, model.contract)
+        check_scene_size(pair.shape, model.contract, source=pair.name)
+        verdict = Verdict(round(measure(pair, reference), 4), "measured", "wald-reduced-scale", hardware)
     except SscEdgeError as exc:
         logger.warning("cannot measure the %s loss on %s: %s", precision, value.name, exc)
         return None
-    logger.info(
-        "%s on %s loses %.3f dB on the Wald pair of %s (%.1f s); cached in %s",
-        precision,
-        provider,
-        verdict.loss_db,
-        value.name,
-        time.perf_counter() - start,
-        cache,
-    )
+    logger.info("%s on %s loses %.3f dB on the Wald pair of %s (%.1f s); cached in %s", precision, provider,
+                verdict.loss_db, value.name, time.perf_counter() - start, cache)  # fmt: skip
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         temporary = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -471,40 +396,9 @@ def find_verdict(
     return verdict
 
 
-def gate_metadata(
-    model_path: Path, scene: Scene, *, flags: Iterable[str] | None = None, tile: int = 512
-) -> dict[str, dict[str, Any]]:
-    """The gate of every reduced precision this machine runs natively, measured on ``scene``, for the metadata.
-
-    ``scene`` is the held-out pair: a scene with a reference (an RR file), else its Wald pair one scale
-    down is used. Returns ``{"bf16/openvino": {"loss_db", "target", "hardware"}}`` (empty when the machine
-    runs no reduced precision natively); the exporter stores it under
-    :data:`~ssc_edge.runtime.session.GATE_KEY`.
-    """
-    from .providers import available_providers
-    from .session import load_model
-
-    flags = detected_flags() if flags is None else frozenset(flags)
-    where, why = bf16_provider("auto", available_providers(), openvino=_openvino_runs(), flags=flags)
-    if not where:
-        logger.info("precision gate not measured at export: %s", why)
-        return {}
-    contract = load_model(Path(model_path), provider="cpu", threads=1, optimization="disabled").contract
-    try:
-        if scene.reference is not None and contract.ratio == 2:  # an RR file's reference: the 20 m bands
-            (pair, reference), target = (central_crop(scene), None), "reference"
-        else:
-            (pair, reference), target = wald_gate_pair(scene, contract), "wald-reduced-scale"
-        verdict = measure_verdict(
-            Path(model_path), pair, precision="bf16", provider=where, target=target, tile=tile, reference=reference
-        )
-    except SscEdgeError as exc:  # never lose a finished fit to the gate: infer measures it later
-        logger.warning("precision gate not measured at export: %s", exc)
-        return {}
-    return {f"bf16/{where}": {"loss_db": verdict.loss_db, "target": verdict.target, "hardware": verdict.hardware}}
-
-
-def _openvino_runs() -> bool:
+def openvino_runs() -> bool:
+    """OpenVINO can run here: its own runtime is installed, or onnxruntime has its provider."""
+    from .openvino_backend import openvino_available
     from .providers import available_providers
 
     return openvino_available() or "openvino" in available_providers()

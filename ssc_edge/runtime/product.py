@@ -27,8 +27,8 @@ from ..errors import OptionError
 from ..nodata import ValidReader, nonzero_valid
 from ..progress import ProgressCallback
 from ..scene import Scene
-from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline
 from ..tiling import PlannedTile, Tile, check_tile_size, plan_tiles
+from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline
 
 __all__ = ["CombinedContract", "CombinedSharpener"]
 
@@ -74,6 +74,8 @@ class CombinedSharpener:
         Fewer than two models, or two models writing the same band.
     """
 
+    windowed = True
+
     def __init__(self, sharpeners: Sequence[Sharpener]) -> None:
         if len(sharpeners) < 2:
             raise OptionError("a combined sharpener needs at least two models")
@@ -100,14 +102,12 @@ class CombinedSharpener:
     def precision(self) -> str | None:
         """What the networks compute in (see :class:`Sharpener`): one precision, or each model's joined by
         ``+`` in model order when they differ (``bf16+fp32``: each model's gate decides for itself)."""
-        return "+".join(dict.fromkeys(str(getattr(s, "precision", None)) for s in self.sharpeners))
+        return "+".join(dict.fromkeys(str(s.precision) for s in self.sharpeners))
 
     @property
     def precision_reason(self) -> str | None:
         """Each model's reason, named by its grid (``20 m model: ...; 60 m model: ...``)."""
-        return "; ".join(
-            f"{10 * s.contract.ratio} m model: {getattr(s, 'precision_reason', None)}" for s in self.sharpeners
-        )
+        return "; ".join(f"{10 * s.contract.ratio} m model: {s.precision_reason}" for s in self.sharpeners)
 
     @property
     def model_path(self) -> Path:

@@ -198,6 +198,7 @@ def make_session(
     optimization: str = "all",
     memory_pattern: bool = True,
     extra_options: Mapping[str, Any] | None = None,
+    name: object = None,
 ):
     """Create an onnxruntime session on one execution provider and check that it really runs there.
 
@@ -222,6 +223,8 @@ def make_session(
         1.1 GB without, same speed); :class:`~ssc_edge.runtime.Sharpener` turns it off.
     extra_options : mapping, optional
         Extra provider options, merged over :func:`provider_options`.
+    name : object, optional
+        Named in messages (default: the path, or ``model`` for bytes).
 
     Returns
     -------
@@ -238,6 +241,7 @@ def make_session(
         onnxruntime cannot load the model.
     """
     ort = _ort()
+    shown = name if name is not None else "model" if isinstance(model_path, bytes) else str(model_path)
     name = resolve_provider(provider)
     if name == "openvino" and PROVIDERS[name] not in ort.get_available_providers():
         raise ProviderError(
@@ -278,7 +282,6 @@ def make_session(
     if name != "cpu":
         chain.append((PROVIDERS["cpu"], {}))
     source = model_path if isinstance(model_path, bytes) else str(model_path)
-    shown = "model" if isinstance(model_path, bytes) else str(model_path)
     try:
         with warnings.catch_warnings():  # the fallback warning is replaced by the check below
             warnings.simplefilter("ignore", UserWarning)

@@ -1,12 +1,17 @@
-"""Load an ssc-edge ONNX model, check it against its contract, and run it on (N, H, W, C) batches.
+"""Read an ssc-edge ONNX model once, check it against its contract, and run it on (N, H, W, C) batches.
+
+:func:`open_model` reads the file once into a :class:`ModelFile`: its bytes, the graph's operators and
+input and output (read from the protobuf here, without the ``onnx`` package), the contract and the
+precision gate of its metadata, all checked before any session exists. Graphs with operators an exported
+SSC-CNN never has (control flow: ``Loop``, ``If``, ``Scan``; any operator outside the default ONNX domain;
+model-local functions) are refused there: a ``Loop`` of 10^12 trips would otherwise run for ever.
+:meth:`ModelFile.load` builds sessions from those bytes, one per provider and precision, and keeps them,
+so the precision gate and the run share them and no file is opened twice.
 
 This is the only place in the library that changes tensor layout: callers hand in and get back
 (N, H, W, C) arrays of normalised DN; a model exported as NCHW sees (N, C, H, W).
-
-Only onnxruntime is needed (the ``onnx`` package is not): metadata comes from
-``session.get_modelmeta().custom_metadata_map``. With ``provider="openvino"`` and no onnxruntime
-OpenVINO provider, the model runs in OpenVINO's own runtime (:mod:`.openvino_backend`); its contract is
-still read and checked with onnxruntime.
+With ``provider="openvino"`` and no onnxruntime OpenVINO provider, the model runs in OpenVINO's own
+runtime (:mod:`.openvino_backend`) from the same bytes.
 
 Precision (``precision=``): ``fp32`` runs an fp32 model as it is; ``bf16`` runs it in the provider's
 reduced-precision mode (OpenVINO's bf16 inference-precision hint on the CPU, TensorRT's fp16 mode on a
@@ -16,31 +21,33 @@ metadata. Choosing a precision (``auto``) is :mod:`.precision`'s job.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..bands import GSD
-from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract, parse_json
 from ..errors import ModelError, OptionError, ProviderError
 from ..wald import UPSAMPLING_METHODS
 from .openvino_backend import OpenVinoSession
 from .providers import PROVIDERS, make_session, resolve_provider
 
 __all__ = [
+    "ModelFile",
+    "open_model",
     "LoadedModel",
     "load_model",
     "check_contract",
     "check_model_kind",
-    "read_model_contract",
     "GATE_KEY",
-    "read_gate",
     "RUN_PRECISIONS",
+    "MAX_MODEL_BYTES",
+    "REFUSED_OPS",
 ]
 
 #: Precisions a model can run in (``auto`` is resolved by :mod:`.precision` before it gets here).
@@ -49,78 +56,254 @@ RUN_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 GATE_KEY = "ssc_edge.precision_gate"
 #: Providers with a reduced-precision mode for fp32 graphs: bf16 runs as this.
 _REDUCED_MODES = {"openvino": "bf16 inference-precision hint", "tensorrt": "fp16 engine"}
+#: Largest model file read, bytes (a width-128 SSC-CNN is about 7 MB; protobuf's own limit is 2 GiB).
+MAX_MODEL_BYTES = 512 << 20
+#: Operators an exported SSC-CNN never has: control flow, whose trip count the file chooses.
+REFUSED_OPS = frozenset({"Loop", "If", "Scan", "SequenceMap"})
+#: ONNX TensorProto element type of float32.
+_FLOAT = 1
 
 logger = logging.getLogger(__name__)
 
 
-def _channel_axis(layout: str) -> int:
-    return 3 if layout == "NHWC" else 1
+# -- the ONNX protobuf, read without the onnx package ------------------------------------------------------
+# field numbers of onnx.proto: ModelProto graph 7, metadata_props 14, functions 25; GraphProto node 1,
+# initializer 5, input 11, output 12; NodeProto op_type 4, attribute 5, domain 7; AttributeProto g 6,
+# graphs 11; ValueInfoProto name 1, type 2; TypeProto tensor_type 1; Tensor elem_type 1, shape 2;
+# TensorShapeProto dim 1; Dimension dim_value 1; StringStringEntryProto key 1, value 2; TensorProto name 8.
 
 
-def _describe_shape(shape: Sequence[Any]) -> str:
-    return "(" + ", ".join(str(d) if d is not None else "?" for d in shape) + ")"
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """``(field, wire type, value)`` of one protobuf message: an int (varint, fixed) or a memoryview (bytes)."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > end:
+                raise ValueError("a field runs past the end")
+            value, pos = buf[pos : pos + size], pos + size
+        elif wire in (1, 5):
+            value, pos = 0, pos + (8 if wire == 1 else 4)
+        else:
+            raise ValueError(f"wire type {wire}")
+        if pos > end:
+            raise ValueError("a field runs past the end")
+        yield number, wire, value
 
 
-def check_contract(session, contract: ModelContract, *, source: object = "model") -> None:
-    """Check that a session's graph keeps the promises of its contract.
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("a truncated number")
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _all(buf: memoryview, number: int) -> list[Any]:
+    return [value for n, _, value in _fields(buf) if n == number]
+
+
+def _one(buf: memoryview, number: int, default: Any = None) -> Any:
+    found = _all(buf, number)
+    return found[-1] if found else default
+
+
+def _text(buf: memoryview, number: int) -> str:
+    value = _one(buf, number)
+    return bytes(value).decode("utf-8", "replace") if isinstance(value, memoryview) else ""
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """A graph input or output as the file declares it: name, element type, dimensions (None: free)."""
+
+    name: str
+    elem_type: int
+    shape: tuple[int | None, ...] | None
+
+    @staticmethod
+    def read(value_info: memoryview) -> _Tensor:
+        tensor = _one(_one(value_info, 2, memoryview(b"")), 1, memoryview(b""))
+        shape = _one(tensor, 2)
+        dims = None if shape is None else tuple(_one(d, 1) if _all(d, 1) else None for d in _all(shape, 1))
+        return _Tensor(_text(value_info, 1), _one(tensor, 1, 0), dims)
+
+
+def _operators(graph: memoryview) -> Iterator[tuple[str, str, bool]]:
+    """``(op_type, domain, has a subgraph)`` of every node of a graph."""
+    for node in _all(graph, 1):
+        subgraph = any(_all(attribute, 6) or _all(attribute, 11) for attribute in _all(node, 5))
+        yield _text(node, 4), _text(node, 7), subgraph
+
+
+def _scan(data: bytes, source: object) -> tuple[dict[str, str], list[_Tensor], list[_Tensor]]:
+    """Metadata, graph inputs (initializers left out) and outputs of an ONNX file; refuses foreign operators."""
+    try:
+        model = memoryview(data)
+        graph = _one(model, 7)
+        if not isinstance(graph, memoryview):
+            raise ValueError("no graph")
+        if _all(model, 25):
+            raise ModelError(f"{source}: the model defines its own functions; an exported SSC-CNN has none")
+        for op, domain, subgraph in _operators(graph):
+            if op in REFUSED_OPS or subgraph:
+                raise ModelError(
+                    f"{source}: the graph has a {op} node (control flow); an exported SSC-CNN has none, so it is "
+                    "refused before it runs"
+                )
+            if domain not in ("", "ai.onnx"):
+                raise ModelError(
+                    f"{source}: the graph has a {op} node of domain {domain!r}; an exported SSC-CNN uses only "
+                    "standard ONNX operators"
+                )
+        metadata = {_text(entry, 1): _text(entry, 2) for entry in _all(model, 14)}
+        constants = {_text(tensor, 8) for tensor in _all(graph, 5)}
+        inputs = [t for t in map(_Tensor.read, _all(graph, 11)) if t.name not in constants]
+        outputs = [_Tensor.read(value) for value in _all(graph, 12)]
+    except ModelError:
+        raise
+    except (ValueError, IndexError) as exc:
+        raise ModelError(f"{source}: not an ONNX model (damaged protobuf: {exc})") from None
+    return metadata, inputs, outputs
+
+
+def _describe_shape(shape: Sequence[Any] | None) -> str:
+    return "(" + ", ".join(str(d) if d is not None else "?" for d in shape or ()) + ")"
+
+
+def check_contract(inputs: Sequence[Any], outputs: Sequence[Any], contract: ModelContract, *, source: object) -> None:
+    """Check that a graph's declared input and output keep the promises of its contract.
+
+    ``inputs`` and ``outputs`` have ``name``, ``elem_type`` (ONNX element type, 1 = float32) and ``shape``.
 
     Raises
     ------
     ModelError
-        Input or output missing or misnamed, not float32, not rank 4, or with a channel count
-        other than the contract's band lists; bands that are not Sentinel-2 10/20/60 m bands;
-        a ratio other than 2 (20 m outputs) or 6 (60 m outputs); an unknown upsampling method.
+        Input or output missing or misnamed, not float32, not rank 4, or with a channel count other than
+        the contract's band lists; an unknown upsampling method.
     """
-    inputs, outputs = session.get_inputs(), session.get_outputs()
     names = [i.name for i in inputs]
     if names != [INPUT_NAME]:
         raise ModelError(f"{source}: expected one input named {INPUT_NAME!r}, found {names}")
-    if OUTPUT_NAME not in [o.name for o in outputs]:
+    output = next((o for o in outputs if o.name == OUTPUT_NAME), None)
+    if output is None:
         raise ModelError(f"{source}: no output named {OUTPUT_NAME!r} (found {[o.name for o in outputs]})")
-    output = next(o for o in outputs if o.name == OUTPUT_NAME)
-    axis = _channel_axis(contract.layout)
-    for value, channels, bands in (
-        (inputs[0], contract.channels_in, contract.input_bands),
-        (output, contract.channels_out, contract.output_bands),
-    ):
-        if value.type != "tensor(float)":
-            raise ModelError(f"{source}: {value.name!r} is {value.type}, expected tensor(float) (float32)")
-        shape = list(value.shape)
-        layout = "(batch, height, width, channels)" if contract.layout == "NHWC" else "(batch, channels, height, width)"
+    axis = 3 if contract.layout == "NHWC" else 1
+    layout = "(batch, height, width, channels)" if contract.layout == "NHWC" else "(batch, channels, height, width)"
+    for value, bands in ((inputs[0], contract.input_bands), (output, contract.output_bands)):
+        if value.elem_type != _FLOAT:
+            raise ModelError(f"{source}: {value.name!r} has ONNX element type {value.elem_type}, expected float32")
+        shape = list(value.shape or ())
         if len(shape) != 4:
             raise ModelError(
                 f"{source}: {value.name!r} has rank {len(shape)} {_describe_shape(shape)}, "
                 f"expected rank 4 {layout} ({contract.layout})"
             )
-        if isinstance(shape[axis], int) and shape[axis] != channels:
+        if shape[axis] is not None and shape[axis] != len(bands):
             raise ModelError(
                 f"{source}: {value.name!r} has {shape[axis]} channels {_describe_shape(shape)} but its metadata "
-                f"lists {channels} bands ({', '.join(bands)}) in {contract.layout}"
+                f"lists {len(bands)} bands ({', '.join(bands)}) in {contract.layout}"
             )
-    ratios = {GSD.get(b, 0) // 10 for b in contract.output_bands}
-    if contract.ratio not in (2, 6) or ratios != {contract.ratio}:
-        raise ModelError(
-            f"{source}: resolution ratio {contract.ratio} for output bands {', '.join(contract.output_bands)}; "
-            "this runtime sharpens 20 m bands (ratio 2) or 60 m bands (ratio 6) to 10 m"
-        )
     if contract.upsampling not in UPSAMPLING_METHODS:
         raise ModelError(
             f"{source}: unknown upsampling method {contract.upsampling!r} (known: {', '.join(UPSAMPLING_METHODS)})"
         )
-    for band in contract.input_bands:
-        if band not in GSD or GSD[band] not in (10, 20, 60):
-            raise ModelError(f"{source}: input band {band!r} is not a Sentinel-2 10 m, 20 m or 60 m band")
+
+
+def open_model(model_path: Path) -> ModelFile:
+    """Read an ssc-edge ONNX file once and check everything about it that needs no session.
+
+    Parameters
+    ----------
+    model_path : Path
+        ONNX file exported by ``ssc-edge fit-and-export`` (or anything keeping the contract).
+
+    Returns
+    -------
+    ModelFile
+
+    Raises
+    ------
+    ModelError
+        Missing, not a regular file, empty, larger than :data:`MAX_MODEL_BYTES`, not ONNX; a graph with an
+        operator of :data:`REFUSED_OPS`, a custom domain or its own functions; no ssc-edge metadata, metadata
+        JSON too long or nested too deep (:func:`ssc_edge.contract.parse_json`); a graph inconsistent with it.
+    """
+    path = Path(model_path)
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise ModelError(f"{path}: no such model file" if not path.exists() else f"{path}: not a regular file")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_MODEL_BYTES + 1)
+    if not data:
+        raise ModelError(f"{path}: model file is empty")
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelError(f"{path}: larger than {MAX_MODEL_BYTES >> 20} MiB; an SSC-CNN model is a few MB")
+    metadata, inputs, outputs = _scan(data, path)
+    contract = ModelContract.from_metadata(metadata, source=path)
+    check_contract(inputs, outputs, contract, source=path)
+    gate = parse_json(metadata[GATE_KEY], what=f"metadata {GATE_KEY}", source=path) if metadata.get(GATE_KEY) else {}
+    if not isinstance(gate, dict):
+        raise ModelError(f"{path}: metadata {GATE_KEY} is not a JSON object")
+    return ModelFile(path, data, contract, gate)
 
 
 @dataclass(frozen=True, eq=False)
-class LoadedModel:
-    """An onnxruntime session on one provider with its checked :class:`ModelContract`.
+class ModelFile:
+    """An ssc-edge model read once (:func:`open_model`): its bytes, checked contract and gate, and its sessions.
 
     Attributes
     ----------
     path : Path
-    session : onnxruntime.InferenceSession
+    data : bytes
+        The file's bytes; every session is built from them.
     contract : ModelContract
+    gate : dict
+        Quality losses stored in the metadata (:data:`GATE_KEY`), ``{}`` when none.
+    """
+
+    path: Path
+    data: bytes = field(repr=False)
+    contract: ModelContract
+    gate: Mapping[str, Any] = field(default_factory=dict)
+    _sessions: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def sessions(self) -> tuple[LoadedModel, ...]:
+        """The sessions built so far, in the order they were built."""
+        return tuple(self._sessions.values())
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hex SHA-256 of :attr:`data`."""
+        return hashlib.sha256(self.data).hexdigest()
+
+    def load(self, *, provider: str = "auto", threads: int | None = None, precision: str | None = None,
+             **session_options: Any) -> LoadedModel:  # fmt: skip
+        """A session of this model (:func:`load_model`), built on the first request and kept for later ones."""
+        key = (resolve_provider(provider), threads, precision, repr(sorted(session_options.items())))
+        if key not in self._sessions:
+            self._sessions[key] = load_model(
+                self, provider=provider, threads=threads, precision=precision, **session_options
+            )
+        return self._sessions[key]
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A session on one provider of a :class:`ModelFile`.
+
+    Attributes
+    ----------
+    model : ModelFile
+    session : onnxruntime.InferenceSession or OpenVinoSession
     provider : str
         Short name of the provider that runs the session (``"cpu"``, ``"cuda"``...).
     precision : str
@@ -128,17 +311,28 @@ class LoadedModel:
         reduced-precision mode), ``"fp16"`` or ``"int8"`` (models made by ``ssc-edge optimize``).
     backend : str
         ``"onnxruntime"`` or ``"openvino"`` (OpenVINO's own runtime).
-    gate : dict
-        Quality losses stored in the model's metadata (:data:`GATE_KEY`), ``{}`` when none.
+    input_shape : tuple of int or None
+        The one input shape the session was built for (static-shape providers), None when dynamic.
     """
 
-    path: Path
+    model: ModelFile
     session: Any
-    contract: ModelContract
     provider: str
     precision: str = "fp32"
     backend: str = "onnxruntime"
-    gate: Mapping[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.model.path
+
+    @property
+    def contract(self) -> ModelContract:
+        return self.model.contract
+
+    @property
+    def gate(self) -> Mapping[str, Any]:
+        return self.model.gate
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a batch.
@@ -169,25 +363,6 @@ class LoadedModel:
         return out.transpose(0, 2, 3, 1) if nchw else out
 
 
-def _read_contract(session, source: object) -> ModelContract:
-    metadata: Mapping[str, str] = session.get_modelmeta().custom_metadata_map
-    return ModelContract.from_metadata(metadata, source=source)
-
-
-def read_gate(session, *, source: object = "model") -> dict[str, Any]:
-    """The per-precision quality losses in a session's model metadata (:data:`GATE_KEY`); ``{}`` if none."""
-    raw = session.get_modelmeta().custom_metadata_map.get(GATE_KEY)
-    if not raw:
-        return {}
-    try:
-        gate = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{source}: metadata {GATE_KEY} is not valid JSON ({exc.msg})") from None
-    if not isinstance(gate, dict):
-        raise ModelError(f"{source}: metadata {GATE_KEY} is not a JSON object")
-    return gate
-
-
 def _check_precision(precision: str, contract: ModelContract, source: object) -> None:
     """Raise unless ``precision`` can run this model."""
     if precision not in RUN_PRECISIONS:
@@ -205,19 +380,19 @@ def _check_precision(precision: str, contract: ModelContract, source: object) ->
 
 
 def load_model(
-    model_path: Path,
+    model: Path | ModelFile,
     *,
     provider: str = "auto",
     threads: int | None = None,
     precision: str | None = None,
     **session_options: Any,
 ) -> LoadedModel:
-    """Open an ssc-edge ONNX model on an execution provider and check it.
+    """Build a session of an ssc-edge ONNX model on an execution provider.
 
     Parameters
     ----------
-    model_path : Path
-        ONNX file exported by ``ssc-edge fit-and-export`` (or anything keeping the contract).
+    model : Path or ModelFile
+        A path is read with :func:`open_model`; a :class:`ModelFile` is used as it is (no file opened).
     provider : str
         ``"auto"`` or a short provider name, see :mod:`ssc_edge.runtime.providers`.
     threads : int, optional
@@ -232,79 +407,44 @@ def load_model(
     Raises
     ------
     ModelError
-        Missing, corrupt or non-ONNX file; no ssc-edge metadata; graph inconsistent with it.
+        As :func:`open_model`; onnxruntime or OpenVINO cannot build the graph.
     ProviderError
         Provider unknown, unavailable, or not really used by the session; bf16 on a provider without
         a reduced-precision mode or on a CPU that does not run it.
     OptionError
         ``precision`` does not match the model (fp16/int8 name models made by ``optimize``).
     """
-    path = Path(model_path)
     if precision is not None and precision not in RUN_PRECISIONS:
         raise OptionError(f"unknown precision {precision!r}; choose auto or one of {', '.join(RUN_PRECISIONS)}")
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file" if not path.exists() else f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise ModelError(f"{path}: model file is empty")
+    model = model if isinstance(model, ModelFile) else open_model(model)
     name = resolve_provider(provider)
     if precision == "bf16" and name not in _REDUCED_MODES:
         raise ProviderError(
             f"{PROVIDERS[name]} has no reduced-precision mode for an fp32 model; bf16 runs on openvino "
             "(a CPU with AVX512-BF16 or AMX) or tensorrt (fp16 engine)"
         )
+    if precision is not None:
+        _check_precision(precision, model.contract, model.path)
+    running = precision or model.contract.precision
     own_openvino = name == "openvino" and PROVIDERS[name] not in _ort_providers()
-    if own_openvino:  # OpenVINO's own runtime; onnxruntime (no graph optimisation: cheap) reads the contract
-        meta_session, _ = make_session(path, provider="cpu", threads=1, optimization="disabled")
+    if own_openvino:
+        session = OpenVinoSession(model.data, name=model.path, precision=running, threads=threads,
+                                  input_shape=session_options.get("input_shape"))  # fmt: skip
     else:
         if precision == "bf16":  # the provider's reduced-precision mode on the fp32 graph
             session_options = {**session_options, ("bf16" if name == "openvino" else "fp16"): True}
-        meta_session, name = make_session(path, provider=name, threads=threads, **session_options)
-    contract = _read_contract(meta_session, path)
-    check_contract(meta_session, contract, source=path)
-    gate = read_gate(meta_session, source=path)
-    if precision is not None:
-        _check_precision(precision, contract, path)
-    running = precision or contract.precision
-    session = meta_session
-    if own_openvino:
-        session = OpenVinoSession(
-            path, precision=running, threads=threads, input_shape=session_options.get("input_shape")
-        )
-    logger.debug(
-        "%s: halo %d px, scale %g, layout %s, on %s in %s",
-        path,
-        contract.halo,
-        contract.scale,
-        contract.layout,
-        name,
-        running,
-    )
-    return LoadedModel(
-        path=path,
-        session=session,
-        contract=contract,
-        provider=name,
-        precision=running,
-        backend="openvino" if own_openvino else "onnxruntime",
-        gate=gate,
-    )
+        session, name = make_session(model.data, provider=name, threads=threads, name=model.path, **session_options)
+    logger.debug("%s: halo %d px, scale %g, layout %s, on %s in %s", model.path, model.contract.halo,
+                 model.contract.scale, model.contract.layout, name, running)  # fmt: skip
+    shape = session_options.get("input_shape")
+    return LoadedModel(model, session, name, running, "openvino" if own_openvino else "onnxruntime",
+                       None if shape is None else tuple(shape))  # fmt: skip
 
 
 def _ort_providers() -> list[str]:
     import onnxruntime
 
     return onnxruntime.get_available_providers()
-
-
-def read_model_contract(model_path: Path) -> ModelContract:
-    """The checked contract of a model file, without running it (onnxruntime on the CPU, no graph optimisation).
-
-    Raises
-    ------
-    ModelError
-        As :func:`load_model`: missing, corrupt, no ssc-edge metadata, graph inconsistent with it.
-    """
-    return load_model(Path(model_path), provider="cpu", threads=1, optimization="disabled").contract
 
 
 def check_model_kind(contract: ModelContract, *, ratio: int, source: object = "model") -> None:

@@ -14,34 +14,40 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..bands import COARSE_BANDS, FINE_BANDS, GSD
-from ..errors import ModelError, OptionError, SceneError
+from ..contract import check_scene_size
+from ..errors import ModelError, OptionError, SceneError, SscEdgeError
 from ..nodata import ValidReader, fill_margin, mask_invalid, nonzero_valid, read_filled
 from ..progress import ProgressCallback, report
 from ..scene import Scene
-from ..wald import upsample
-from .precision import Choice
-from .providers import STATIC_SHAPE_PROVIDERS
-from .session import LoadedModel, load_model
 from ..tiling import PlannedTile, Tile, check_tile_size, coarse_window, plan_tiles
+from ..wald import upsample
+from . import precision as gate
+from .hardware import detected_flags
+from .options import DEFAULT_TILE
+from .providers import STATIC_SHAPE_PROVIDERS, available_providers
+from .session import LoadedModel, ModelFile, open_model
 
 __all__ = [
     "Sharpener",
+    "SharpenerLike",
     "run_pipeline",
     "BandReader",
     "CoreWriter",
     "window_input",
     "window_input_masked",
     "upsampled_window",
-    "check_scene_size",
     "check_scene_bands",
+    "choose_precision",
+    "gate_measure",
+    "gate_metadata",
     "COARSE_MARGIN",
     "DEFAULT_TILE",
 ]
@@ -59,9 +65,6 @@ CoreHook = Callable[[Tile, np.ndarray, BandReader, tuple[int, int]], None]
 #: support of 2 coarse pixels (exact); the cubic B-spline's prefilter is global but decays as
 #: 0.268^n, so 32 pixels put the window's error below 1e-18 of the signal (exact in float32).
 COARSE_MARGIN = {"bicubic": 2, "spline": 32}
-
-#: Default window side of :class:`Sharpener`, 10 m pixels.
-DEFAULT_TILE = 512
 
 
 def _is_fine(band: str) -> bool:
@@ -165,29 +168,6 @@ def window_input_masked(
         valid &= fine_valid
     stacked = np.stack([planes[b] for b in contract.input_bands], axis=-1)
     return stacked / np.float32(contract.scale), valid
-
-
-def check_scene_size(shape: tuple[int, int], contract, *, source: object = "scene") -> None:
-    """Raise :class:`SceneError` unless an (H, W) fine grid is even and at least the model's receptive field.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        ``(H, W)`` of the fine grid, pixels.
-    contract : ModelContract
-        Gives the ``halo`` (pixels) and the resolution ``ratio``.
-    source : object
-        Named in the message (the scene's file).
-    """
-    need = 2 * contract.halo + 1
-    if min(shape) < need:
-        raise SceneError(
-            f"{source} of {shape[0]}x{shape[1]} px is smaller than the model's receptive field "
-            f"(2 x halo {contract.halo} + 1 = {need} px a side)"
-        )
-    if shape[0] % contract.ratio or shape[1] % contract.ratio:
-        what = "even" if contract.ratio == 2 else f"a multiple of {contract.ratio} (the 60 m grid)"
-        raise SceneError(f"{source} of {shape[0]}x{shape[1]} px: the 10 m size must be {what}")
 
 
 def check_scene_bands(bands: Mapping[str, Any], shape: tuple[int, int], contract, *, source: object = "scene") -> None:
@@ -303,6 +283,44 @@ def run_pipeline(
     return timings
 
 
+class SharpenerLike(Protocol):
+    """What the pipeline (:func:`~ssc_edge.runtime.infer.sharpen_scene`) needs of a sharpener: one model's
+    :class:`Sharpener`, or several models on one plan (:class:`~ssc_edge.runtime.product.CombinedSharpener`)."""
+
+    tile: int
+    last_timings: dict[str, float]
+    #: False for a sharpener that needs the whole scene in memory (row bands shared out between workers).
+    windowed: bool
+
+    @property
+    def contract(self) -> Any:
+        """Bands read and written, halo and ratio (a ModelContract, or the models' together)."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def precision(self) -> str | None: ...
+
+    @property
+    def precision_reason(self) -> str | None: ...
+
+    @property
+    def sharpeners(self) -> tuple[Sharpener, ...]:
+        """Each model's own :class:`Sharpener`, the 20 m model first."""
+
+    def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None: ...
+
+    def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]: ...
+
+    def sharpen_windows(self, shape: tuple[int, int], read_band: BandReader, write_core: CoreWriter, *,
+                        tiles: Sequence[PlannedTile] | None = None, progress: ProgressCallback | None = None,
+                        read_valid: ValidReader | None = None) -> int: ...  # fmt: skip
+
+    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None,
+                on_core: CoreHook | None = None) -> np.ndarray: ...  # fmt: skip
+
+
 class Sharpener:
     """Sharpen Sentinel-2 20 m bands to 10 m with an ssc-edge ONNX model, tile by tile.
 
@@ -364,9 +382,11 @@ class Sharpener:
     >>> sharpened = sharpener.sharpen(scene)  # (H, W, 6) float32 DN, B05 B06 B07 B8A B11 B12
     """
 
+    windowed = True
+
     def __init__(
         self,
-        model_path: Path,
+        model: Path | ModelFile,
         *,
         provider: str = "auto",
         threads: int | None = None,
@@ -379,13 +399,14 @@ class Sharpener:
     ) -> None:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
             raise OptionError(f"batch must be a positive integer, got {batch!r}")
+        model = model if isinstance(model, ModelFile) else open_model(model)
+        check_tile_size(tile, model.contract.halo)
         session_options.setdefault("memory_pattern", False)  # halves peak memory on the CPU, same speed
-        choice = self._choose_precision(Path(model_path), precision, provider, gate_scene, tile, threads)
-        self._model = load_model(
-            Path(model_path), provider=choice.provider, threads=threads, precision=choice.precision, **session_options
-        )
+        choice = choose_precision(model, precision, provider=provider, threads=threads, tile=tile,
+                                  gate_scene=gate_scene, **session_options)  # fmt: skip
+        self._model = model.load(provider=choice.provider, threads=threads, precision=choice.precision,
+                                 **session_options)  # fmt: skip
         self.precision_reason = choice.reason
-        check_tile_size(tile, self._model.contract.halo)
         self.tile = int(tile)
         self.batch = int(batch)
         self.prefetch = int(prefetch)
@@ -393,35 +414,6 @@ class Sharpener:
         self.last_skipped = 0
         self._threads = threads
         self._session_options = session_options
-        self._static: dict[tuple[int, int, int], LoadedModel] = {}
-
-    @staticmethod
-    def _choose_precision(path: Path, precision, provider, gate_scene, tile, threads) -> Choice:
-        """Resolve ``precision`` (see :func:`~ssc_edge.runtime.precision.choose`); None keeps the model's own."""
-        if precision in (None, "fp32", "fp16", "int8"):
-            return Choice(precision, provider, "asked for" if precision else "the model's own precision")
-        from .openvino_backend import openvino_available
-        from .precision import choose, detected_flags, find_verdict
-        from .providers import available_providers
-
-        available = available_providers()
-        probe = None
-        if precision == "auto":  # the model's precision and stored gate (onnxruntime, no graph optimisation)
-            probe = load_model(path, provider="cpu", threads=1, optimization="disabled")
-        choice = choose(
-            precision,
-            model_precision=probe.contract.precision if probe else "fp32",
-            model_loss_db=probe.contract.quality_loss_db if probe else 0.0,
-            provider=provider,
-            available=available,
-            openvino=openvino_available() or "openvino" in available,
-            flags=detected_flags(),
-            verdict_for=lambda p, where: find_verdict(
-                path, probe.gate, p, where, scene=gate_scene, contract=probe.contract, tile=tile, threads=threads
-            ),
-        )
-        logger.debug("precision %s: %s", choice.precision, choice.reason)
-        return choice
 
     @property
     def provider(self) -> str:
@@ -442,27 +434,29 @@ class Sharpener:
     def model_path(self) -> Path:
         return self._model.path
 
+    @property
+    def sharpeners(self) -> tuple[Sharpener, ...]:
+        """``(self,)``: this one model (see :class:`SharpenerLike`)."""
+        return (self,)
+
+    @property
+    def model(self) -> ModelFile:
+        """The model file, read once; its sessions are shared by every sharpener built from it."""
+        return self._model.model
+
     def _model_for(self, shape: tuple[int, int, int]) -> LoadedModel:
         """The session for one input shape: the shared dynamic one, or a static one for providers that want it."""
         if self.provider not in STATIC_SHAPE_PROVIDERS:
             return self._model
-        if shape not in self._static:
-            n, h, w = shape
-            layout_shape = (
-                (n, h, w, self.contract.channels_in)
-                if self.contract.layout == "NHWC"
-                else (n, self.contract.channels_in, h, w)
-            )
-            self._static[shape] = load_model(
-                self._model.path,
-                provider=self.provider,
-                threads=self._threads,
-                precision=self.precision,
-                input_shape=layout_shape,
-                dimension_names={"batch": n, "height": h, "width": w},
-                **self._session_options,
-            )
-        return self._static[shape]
+        n, h, w = shape
+        layout = (
+            (n, h, w, self.contract.channels_in)
+            if self.contract.layout == "NHWC"
+            else (n, self.contract.channels_in, h, w)
+        )
+        return self.model.load(provider=self.provider, threads=self._threads, precision=self.precision,
+                               input_shape=layout, dimension_names={"batch": n, "height": h, "width": w},
+                               **self._session_options)  # fmt: skip
 
     def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None:
         """Raise :class:`SceneError` if an (H, W) fine grid is smaller than the receptive field."""
@@ -691,3 +685,81 @@ class Sharpener:
 
         self.sharpen_windows(shape, read, write, progress=progress)
         return out
+
+
+def choose_precision(
+    model: ModelFile,
+    requested: str | None,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+    tile: int = DEFAULT_TILE,
+    gate_scene: Scene | Callable[[], Scene | None] | None = None,
+    **session_options: Any,
+) -> gate.Choice:
+    """Resolve ``--precision`` for one model before its :class:`Sharpener` is built (:func:`.precision.choose`).
+
+    None keeps the model's own precision. For ``auto`` an unknown bf16 loss is measured on ``gate_scene``'s
+    Wald pair with sessions of ``model`` (:meth:`ModelFile.load`), which the sharpener built next reuses.
+    """
+    if requested in (None, "fp32", "fp16", "int8"):
+        return gate.Choice(requested, provider, "asked for" if requested else "the model's own precision")
+    session_options.setdefault("memory_pattern", False)
+
+    def verdict_for(precision: str, where: str) -> gate.Verdict | None:
+        measure = gate_measure(model, precision, where, tile=tile, threads=threads, **session_options)
+        return gate.find_verdict(model, precision, where, measure=measure, scene=gate_scene)
+
+    choice = gate.choose(requested, model_precision=model.contract.precision,
+                         model_loss_db=model.contract.quality_loss_db, provider=provider,
+                         available=available_providers(), openvino=gate.openvino_runs(), flags=detected_flags(),
+                         verdict_for=verdict_for)  # fmt: skip
+    logger.debug("%s: precision %s: %s", model.path, choice.precision, choice.reason)
+    return choice
+
+
+def gate_measure(
+    model: ModelFile,
+    precision: str,
+    provider: str,
+    *,
+    tile: int = DEFAULT_TILE,
+    threads: int | None = None,
+    **session_options: Any,
+) -> gate.GateMeasure:
+    """The gate's measurement of ``precision`` on ``provider`` (:data:`~.precision.GateMeasure`): the model tiled
+    as production runs it, in fp32 on the CPU and in ``precision``, with sessions ``model`` keeps."""
+
+    def run(precision: str, where: str) -> Callable[[Scene], np.ndarray]:
+        return Sharpener(model, provider=where, precision=precision, tile=tile, threads=threads,
+                         **session_options).sharpen  # fmt: skip
+
+    return lambda pair, reference: gate.gate_loss(run("fp32", "cpu"), run(precision, provider), pair, reference)
+
+
+def gate_metadata(
+    model_path: Path, scene: Scene, *, flags: Iterable[str] | None = None, tile: int = DEFAULT_TILE
+) -> dict[str, dict[str, Any]]:
+    """The gate of every reduced precision this machine runs natively, measured on ``scene``, for the metadata.
+
+    ``scene`` is the held-out pair: a scene with a reference (an RR file), else its Wald pair one scale
+    down is used (:func:`~.precision.wald_gate_pair`). Returns ``{"bf16/openvino": {"loss_db", "target",
+    "hardware"}}`` (empty when the machine runs no reduced precision natively, or on ``flags``: CPU flags,
+    default this CPU's); the exporter stores it under :data:`~ssc_edge.runtime.session.GATE_KEY`.
+    """
+    flags = detected_flags() if flags is None else frozenset(flags)
+    where, why = gate.bf16_provider("auto", available_providers(), openvino=gate.openvino_runs(), flags=flags)
+    if not where:
+        logger.info("precision gate not measured at export: %s", why)
+        return {}
+    model = open_model(model_path)
+    try:
+        if scene.reference is not None and model.contract.ratio == 2:  # an RR file's reference: the 20 m bands
+            (pair, reference), target = (gate.central_crop(scene), None), "reference"
+        else:
+            (pair, reference), target = gate.wald_gate_pair(scene, model.contract), "wald-reduced-scale"
+        loss = round(gate_measure(model, "bf16", where, tile=tile)(pair, reference), 4)
+    except SscEdgeError as exc:  # never lose a finished fit to the gate: infer measures it later
+        logger.warning("precision gate not measured at export: %s", exc)
+        return {}
+    return {f"bf16/{where}": {"loss_db": loss, "target": target, "hardware": gate.hardware_key(where)}}

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bands import GSD
-from ..contract import ModelContract
+from ..contract import ModelContract, check_scene_size
 from ..errors import SceneError
 from ..nodata import fill_margin
 from ..scene import Scene
-from .sharpen import COARSE_MARGIN, Sharpener, check_scene_bands
 from ..tiling import RowBand, Tile, coarse_window, plan_tiles, split_row_bands, stitch_row_bands
+from .sharpen import COARSE_MARGIN, Sharpener, check_scene_bands
 
-__all__ = ["RowBandInput", "row_band_inputs", "sharpen_row_band", "sharpen_in_row_bands"]
+__all__ = ["RowBandInput", "RowBandSharpener", "row_band_inputs", "sharpen_row_band", "sharpen_in_row_bands"]
 
 #: Sharpens a sequence of row bands (anywhere) and returns their outputs in the same order.
 RowBandRunner = Callable[[Sequence["RowBandInput"]], Iterable[np.ndarray]]
@@ -177,3 +177,51 @@ def sharpen_in_row_bands(
     check_scene_bands(scene.bands, scene.shape, contract, source=scene.source or scene.name)
     parts = row_band_inputs(scene.bands, scene.shape, contract, count=count, tile=tile)
     return stitch_row_bands(run(parts), [p.band for p in parts], scene.shape)
+
+
+class RowBandSharpener:
+    """:func:`sharpen_in_row_bands` as the pipeline's sharpener (:class:`~ssc_edge.runtime.sharpen.SharpenerLike`).
+
+    The scene is sharpened in memory (``windowed`` is False: the pipeline never streams it) and handed to
+    ``on_core`` as one core covering the whole grid.
+
+    Parameters
+    ----------
+    contract : ModelContract
+        The contract of the model the workers run.
+    model_path : Path
+    count, tile, run
+        See :func:`sharpen_in_row_bands`.
+    provider, precision : str
+        What the workers run on and in (reported only).
+    """
+
+    windowed = False
+
+    def __init__(self, contract: ModelContract, model_path, *, count: int, tile: int, run: RowBandRunner,
+                 provider: str = "row bands", precision: str | None = None) -> None:  # fmt: skip
+        self.contract, self.model_path, self.tile = contract, model_path, int(tile)
+        self.provider, self.precision, self.precision_reason = provider, precision, "the workers' own"
+        self.last_timings: dict[str, float] = {}
+        self._count, self._run = int(count), run
+
+    @property
+    def sharpeners(self) -> tuple[RowBandSharpener, ...]:
+        return (self,)
+
+    def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None:
+        check_scene_size(shape, self.contract, source=source)
+
+    def plan(self, shape: tuple[int, int]) -> tuple:
+        return plan_tiles(shape, tile=self.tile, halo=self.contract.halo)
+
+    def sharpen_windows(self, *args: object, **kwargs: object) -> int:
+        raise NotImplementedError("a scene shared out in row bands is sharpened whole (sharpen)")
+
+    def sharpen(self, scene: Scene, *, progress=None, on_core=None) -> np.ndarray:
+        """The stitched row bands, (H, W, C_out) float32 DN; ``on_core`` gets them as one core."""
+        image = sharpen_in_row_bands(scene, self.contract, count=self._count, tile=self.tile, run=self._run)
+        if on_core is not None:
+            shape = (int(scene.shape[0]), int(scene.shape[1]))
+            on_core(Tile(0, 0, *shape), image, lambda band, window: scene.bands[band][window.slices], shape)
+        return image

@@ -389,11 +389,13 @@ def _add_precision_gate(proto, scene: Scene | Callable[[], Scene]) -> None:
     machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs). ``scene`` may be
     a function that reads it (a full tile's central crop: read only when the gate is measured).
     """
-    from ..runtime.precision import _openvino_runs, bf16_provider, detected_flags, gate_metadata
+    from ..runtime.hardware import detected_flags
+    from ..runtime.precision import bf16_provider, openvino_runs
     from ..runtime.providers import available_providers
     from ..runtime.session import GATE_KEY
+    from ..runtime.sharpen import gate_metadata
 
-    where, why = bf16_provider("auto", available_providers(), openvino=_openvino_runs(), flags=detected_flags())
+    where, why = bf16_provider("auto", available_providers(), openvino=openvino_runs(), flags=detected_flags())
     if not where:  # checked before the model is written to a temporary file (a full disk is then no concern)
         logger.info("precision gate not measured at export: %s", why)
         return

@@ -25,6 +25,7 @@ pytest.importorskip("onnx")
 
 from ssc_edge.io.geotiff import write_geotiff  # noqa: E402  (needs rasterio)
 from ssc_edge.runtime.infer import sharpen_file  # noqa: E402
+from ssc_edge.runtime.options import OutputOptions, RunOptions  # noqa: E402
 from tests.runtime._models import write_model  # noqa: E402
 
 GEOREF = GeoReference((10.0, 0.0, 399960.0, 0.0, -10.0, 7200000.0), "EPSG:32627")
@@ -91,8 +92,8 @@ def test_batch_writes_the_12_band_product_of_infer_bit_for_bit_streamed(tmp_path
     result = run_batch([tmp_path / "in"], tmp_path / "out", config)
     assert [r["status"] for r in result.records] == ["done", "done"], [r.get("error") for r in result.records]
     for scene, record in zip(scenes, result.records, strict=True):
-        reference = sharpen_file(twenty, scene, tmp_path / f"{scene.name}_infer.tif", with_fine=True,
-                                 model_60m=sixty, **OPTIONS)  # fmt: skip
+        reference = sharpen_file(twenty, scene, tmp_path / f"{scene.name}_infer.tif", run=RunOptions(**OPTIONS),
+                                 out=OutputOptions(with_fine=True), model_60m=sixty)  # fmt: skip
         assert reference.streamed and reference.band_names == TWELVE
         got, names = _tif(Path(record["output"]))
         expected, expected_names = _tif(reference.output)
@@ -123,8 +124,8 @@ def test_batch_in_memory_outputs_equal_infer_in_memory(tmp_path, twenty, sixty, 
     result = run_batch([tmp_path / "in"], tmp_path / "out", config)
     assert [r["status"] for r in result.records] == ["done", "done"], [r.get("error") for r in result.records]
     for scene, record in zip(scenes, result.records, strict=True):
-        reference = sharpen_file(twenty, scene, tmp_path / f"{scene.stem}_infer.npz", with_fine=with_fine,
-                                 model_60m=sixty, **OPTIONS)  # fmt: skip
+        reference = sharpen_file(twenty, scene, tmp_path / f"{scene.stem}_infer.npz", run=RunOptions(**OPTIONS),
+                                 out=OutputOptions(with_fine=with_fine), model_60m=sixty)  # fmt: skip
         assert not reference.streamed and reference.band_names == bands
         got_names, got = _npz(Path(record["output"]))
         expected_names, expected = _npz(reference.output)
@@ -142,8 +143,8 @@ def test_cli_batch_with_model_60m_on_two_workers_equals_infer(tmp_path, run_cli,
     assert completed.returncode == 0, completed.stderr
     assert "2 done (0 from an earlier run), 0 failed" in completed.stdout
     for scene in scenes:
-        reference = sharpen_file(twenty, scene, tmp_path / f"{scene.name}.tif", with_fine=True, model_60m=sixty,
-                                 **OPTIONS)  # fmt: skip
+        reference = sharpen_file(twenty, scene, tmp_path / f"{scene.name}.tif", run=RunOptions(**OPTIONS),
+                                 out=OutputOptions(with_fine=True), model_60m=sixty)  # fmt: skip
         got, names = _tif(out / f"{scene.name}_sharpened.tif")
         expected, _ = _tif(reference.output)
         assert names == TWELVE and np.array_equal(got, expected)

@@ -25,7 +25,8 @@ from ssc_edge.batch import BatchConfig, read_manifest, run_batch
 from ssc_edge.demo import demo_scene
 from ssc_edge.runtime import Sharpener
 
-from .test_batch import _small_model, three_scenes, write_scene
+from ..runtime._models import write_model
+from .test_batch import three_scenes, write_scene
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_MODEL = REPO / "models" / "demo.onnx"
@@ -52,7 +53,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return _small_model(tmp_path_factory.mktemp("model"))
+    return write_model(tmp_path_factory.mktemp("model") / "small.onnx")
 
 
 def _image(path: Path) -> np.ndarray:

@@ -161,7 +161,7 @@ def test_corrupt_model(run_cli, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 50)
     result = run_cli("infer", bad, "-o", tmp_path / "o.npz")
-    _one_error_line(result, r"bad\.onnx: onnxruntime cannot load this model")
+    _one_error_line(result, r"bad\.onnx: not an ONNX model \(damaged protobuf: wire type 7\)")
     assert not (tmp_path / "o.npz").exists()
 
 

@@ -27,6 +27,7 @@ from ssc_edge.io.cog import (  # noqa: E402
 from ssc_edge.io.geotiff import write_geotiff  # noqa: E402
 from ssc_edge.io.output import remove_stale_files, temporary_prefix  # noqa: E402
 from ssc_edge.runtime.infer import sharpen_file  # noqa: E402
+from ssc_edge.runtime.options import OutputOptions, RunOptions  # noqa: E402
 from ssc_edge.scene import GeoReference, Scene  # noqa: E402
 from tests.runtime._models import write_model  # noqa: E402
 
@@ -288,10 +289,11 @@ def band_folder(tmp_path_factory):
 @pytest.mark.parametrize("dtype", ["float32", "uint16"])
 def test_streamed_product_is_a_cog_equal_to_the_plain_geotiff(tmp_path, model, band_folder, dtype):
     steps = []
-    cog = sharpen_file(model, band_folder, tmp_path / "cog.tif", provider="cpu", tile=256, dtype=dtype,
-                       full_resolution=False, precision="fp32", progress=lambda *a: steps.append(a))  # fmt: skip
-    plain = sharpen_file(model, band_folder, tmp_path / "plain.tif", provider="cpu", tile=256, dtype=dtype,
-                         full_resolution=False, precision="fp32", cog=False)  # fmt: skip
+    run = RunOptions(provider="cpu", tile=256, precision="fp32")
+    cog = sharpen_file(model, band_folder, tmp_path / "cog.tif", run=run, out=OutputOptions(dtype=dtype, quality=False),
+                       progress=lambda *a: steps.append(a))  # fmt: skip
+    plain = sharpen_file(model, band_folder, tmp_path / "plain.tif", run=run,
+                         out=OutputOptions(dtype=dtype, quality=False, cog=False))  # fmt: skip
     assert cog.streamed and cog.cog_seconds > 0 and plain.cog_seconds is None
     assert steps[-2][:2] == (0, 1) and steps[-2][2].startswith("COG: ") and steps[-1][:2] == (1, 1)
     _validate(cog.output)
@@ -338,9 +340,10 @@ def test_average_2x2_is_the_mean_of_each_blocks_valid_pixels(dtype, nodata):
 def test_streamed_overviews_are_gdals_own_and_leave_no_file(tmp_path, model, band_folder, dtype):
     """The streamed COG's overviews (2 x 2 means made while writing, the smaller levels by GDAL from them)
     against those GDAL's COG driver computes itself from the same plain product."""
-    options = dict(provider="cpu", tile=256, dtype=dtype, full_resolution=False, precision="fp32")
-    sharpen_file(model, band_folder, tmp_path / "cog.tif", **options)
-    sharpen_file(model, band_folder, tmp_path / "plain.tif", cog=False, **options)
+    run = RunOptions(provider="cpu", tile=256, precision="fp32")
+    sharpen_file(model, band_folder, tmp_path / "cog.tif", run=run, out=OutputOptions(dtype=dtype, quality=False))
+    sharpen_file(model, band_folder, tmp_path / "plain.tif", run=run,
+                 out=OutputOptions(dtype=dtype, quality=False, cog=False))  # fmt: skip
     cloud_optimize(tmp_path / "plain.tif", tmp_path / "gdal.tif")  # GDAL's own overviews
     nodata = 0 if dtype == "uint16" else np.nan
     with rasterio.open(tmp_path / "cog.tif") as ours, rasterio.open(tmp_path / "gdal.tif") as gdal:
@@ -363,8 +366,8 @@ def test_ctrl_c_in_the_cog_step_leaves_nothing(tmp_path, model, band_folder):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        sharpen_file(model, band_folder, tmp_path / "out.tif", provider="cpu", tile=256, full_resolution=False,
-                     precision="fp32", progress=interrupt_at_cog)  # fmt: skip
+        sharpen_file(model, band_folder, tmp_path / "out.tif", run=RunOptions(provider="cpu", tile=256,
+                     precision="fp32"), out=OutputOptions(quality=False), progress=interrupt_at_cog)  # fmt: skip
     assert list(tmp_path.iterdir()) == []  # neither the output, nor its temporary file, nor the plain scratch
 
 
@@ -374,8 +377,8 @@ def test_ctrl_c_while_streaming_leaves_nothing(tmp_path, model, band_folder):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        sharpen_file(model, band_folder, tmp_path / "out.tif", provider="cpu", tile=256, full_resolution=False,
-                     precision="fp32", progress=interrupt_at_tile_two)  # fmt: skip
+        sharpen_file(model, band_folder, tmp_path / "out.tif", run=RunOptions(provider="cpu", tile=256,
+                     precision="fp32"), out=OutputOptions(quality=False), progress=interrupt_at_tile_two)  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 
 
@@ -383,9 +386,10 @@ def test_in_memory_npz_product_is_a_cog_equal_to_the_plain_geotiff(tmp_path, mod
     scene = _scene(SIDE, 600)
     arrays = {**scene.bands, "transform": np.array(GEOREF.transform), "crs": np.array(GEOREF.crs)}
     np.savez(tmp_path / "scene.npz", **arrays)
-    options = {"provider": "cpu", "tile": 256, "precision": "fp32", "full_resolution": False}
-    cog = sharpen_file(model, tmp_path / "scene.npz", tmp_path / "cog.tif", **options)
-    plain = sharpen_file(model, tmp_path / "scene.npz", tmp_path / "plain.tif", cog=False, **options)
+    run = RunOptions(provider="cpu", tile=256, precision="fp32")
+    cog = sharpen_file(model, tmp_path / "scene.npz", tmp_path / "cog.tif", run=run, out=OutputOptions(quality=False))
+    plain = sharpen_file(model, tmp_path / "scene.npz", tmp_path / "plain.tif", run=run,
+                         out=OutputOptions(quality=False, cog=False))  # fmt: skip
     assert not cog.streamed
     _validate(cog.output)
     assert not _is_cog(plain.output)
@@ -432,8 +436,9 @@ def test_cli_no_cog_and_quiet(tmp_path, model, band_folder, run_cli):
 @pytest.mark.real_data
 def test_real_jp2_folder_streams_into_a_valid_cog(tmp_path, shared_data):
     folder = shared_data / "real" / "l1c_T31TDH_20150726_crop"
-    result = sharpen_file(None, folder, tmp_path / "real.tif", provider="cpu", precision="fp32")
-    plain = sharpen_file(None, folder, tmp_path / "plain.tif", provider="cpu", precision="fp32", cog=False)
+    run = RunOptions(provider="cpu", precision="fp32")
+    result = sharpen_file(None, folder, tmp_path / "real.tif", run=run)
+    plain = sharpen_file(None, folder, tmp_path / "plain.tif", run=run, out=OutputOptions(cog=False))
     assert result.streamed
     _validate(result.output)
     (got, info), (expected, plain_info) = _read(result.output), _read(plain.output)

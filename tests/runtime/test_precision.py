@@ -7,6 +7,7 @@ AMX or AVX512-BF16 and skip with the reason elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from ssc_edge.demo import demo_scene
 from ssc_edge.errors import OptionError, ProviderError
 from ssc_edge.metrics import signal_to_reconstruction_error
 from ssc_edge.runtime import Sharpener
+from ssc_edge.runtime.hardware import cpu_flags, detected_flags, native_bf16
 from ssc_edge.runtime.infer import default_model_path
 from ssc_edge.runtime.openvino_backend import INSTALL_HINT, openvino_available
 from ssc_edge.runtime.precision import (
@@ -27,16 +29,14 @@ from ssc_edge.runtime.precision import (
     Verdict,
     central_crop,
     choose,
-    cpu_flags,
-    detected_flags,
     find_verdict,
     gate_loss,
-    gate_metadata,
-    native_bf16,
     wald_gate_pair,
     wald_gate_scene,
 )
 from ssc_edge.runtime.providers import provider_options
+from ssc_edge.runtime.session import open_model
+from ssc_edge.runtime.sharpen import gate_measure, gate_metadata
 
 from .conftest import random_scene
 
@@ -237,12 +237,12 @@ def test_gate_loss_of_identical_runs_is_zero_and_of_bicubic_matches_the_metric()
 
 def test_find_verdict_prefers_metadata_then_measures_once_and_caches(tmp_path, monkeypatch, nhwc_model):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = open_model(nhwc_model)
     stored = {"bf16/openvino": {"loss_db": 0.021, "target": "reference", "hardware": "x"}}
-    verdict = find_verdict(nhwc_model, stored, "bf16", "openvino")
+    verdict = find_verdict(dataclasses.replace(model, gate=stored), "bf16", "openvino", measure=_never)
     assert (verdict.loss_db, verdict.source) == (0.021, "metadata")
-    assert find_verdict(nhwc_model, {}, "fp32", "cpu") is None  # nothing known, no scene
+    assert find_verdict(model, "fp32", "cpu", measure=_never) is None  # nothing known, no scene
     scene = random_scene(128, 128, seed=5)
-    contract = Sharpener(nhwc_model, provider="cpu").contract
     calls = []
 
     def lazily():
@@ -250,9 +250,9 @@ def test_find_verdict_prefers_metadata_then_measures_once_and_caches(tmp_path, m
         return scene
 
     # fp32 on the CPU provider against itself: the same windows, so exactly no loss
-    measured = find_verdict(nhwc_model, {}, "fp32", "cpu", scene=lazily, contract=contract, tile=40)
+    measured = find_verdict(model, "fp32", "cpu", measure=gate_measure(model, "fp32", "cpu", tile=40), scene=lazily)
     assert (measured.loss_db, measured.source, measured.target) == (0.0, "measured", "wald-reduced-scale")
-    cached = find_verdict(nhwc_model, {}, "fp32", "cpu", scene=lazily, contract=contract, tile=40)
+    cached = find_verdict(model, "fp32", "cpu", measure=_never, scene=lazily)
     assert (cached.loss_db, cached.source) == (0.0, "cache") and calls == [1]
     files = list((tmp_path / "cache" / "ssc-edge" / "precision").glob("*-fp32-cpu-*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["loss_db"] == 0.0
@@ -319,7 +319,8 @@ def test_openvino_fp32_compiles_once_per_tile_shape_and_matches_onnxruntime(nhwc
     tiled = sharpener.sharpen(scene)
     assert sharpener.provider == "openvino" and sharpener._model.backend == "openvino"
     window = sharpener.plan(scene.shape)[0].window  # the plan's one window shape (at most 48 px a side)
-    assert list(sharpener._static) == [(1, window.height, window.width)]  # one compiled network for every window
+    static = [m.input_shape for m in sharpener.model.sessions if m.input_shape]  # one compiled network
+    assert static == [(1, window.height, window.width, 10)]  # for every window
     reference = Sharpener(nhwc_model, provider="cpu", tile=48).sharpen(scene)
     assert np.abs(tiled - reference).max() <= 1e-5 * np.abs(reference).max()
     whole = Sharpener(nhwc_model, provider="openvino", tile=130, precision="fp32").sharpen(scene)
@@ -344,8 +345,8 @@ def test_bf16_runs_and_tiles_consistently(tmp_path):
     assert bf16.precision == "bf16"
     tiled, whole = bf16.sharpen(scene), Sharpener(default_model_path(), precision="bf16", tile=192).sharpen(scene)
     # one network compiled per window shape of the plan (here one shape: every window the same size)
-    assert set(bf16._static) == {(1, p.window.height, p.window.width) for p in bf16.plan(scene.shape)}
-    assert len(bf16._static) == 1
+    static = {m.input_shape for m in bf16.model.sessions if m.input_shape and m.precision == "bf16"}
+    assert static == {(1, *p.window.shape, 10) for p in bf16.plan(scene.shape)} and len(static) == 1
     assert np.abs(tiled - whole).max() <= 0.02 * np.abs(whole).max()  # bf16 has an 8-bit mantissa
     assert 0 < np.abs(tiled - fp32.sharpen(scene)).max() <= 0.02 * np.abs(whole).max()  # really not fp32
 
@@ -375,9 +376,8 @@ def test_batch_records_the_precision_that_ran(tmp_path, nhwc_model):
 
 def test_a_scene_too_small_for_the_gate_leaves_the_loss_unknown_and_uncached(tmp_path, monkeypatch, nhwc_model):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    contract = Sharpener(nhwc_model, provider="cpu").contract
     tiny = random_scene(16, 16, seed=7)  # its Wald pair (8 x 8) is smaller than the receptive field (11 px)
-    assert find_verdict(nhwc_model, {}, "fp32", "cpu", scene=tiny, contract=contract) is None
+    assert find_verdict(open_model(nhwc_model), "fp32", "cpu", measure=_never, scene=tiny) is None
     assert not (tmp_path / "cache").exists()
 
 

@@ -119,6 +119,7 @@ def test_twelve_band_product_streams_with_order_descriptions_and_georeference(tm
     rasterio = pytest.importorskip("rasterio")
     from ssc_edge.io.geotiff import write_geotiff
     from ssc_edge.runtime.infer import sharpen_file
+    from ssc_edge.runtime.options import OutputOptions, RunOptions
 
     scene = scene_with_60m(72, 60, seed=3)
     scene = Scene(bands={b: np.maximum(v, 1) for b, v in scene.bands.items()}, name="valid")  # 0 DN is no-data
@@ -128,9 +129,8 @@ def test_twelve_band_product_streams_with_order_descriptions_and_georeference(tm
         stack = np.stack([np.rint(scene.bands[b]) for b in group], axis=-1)
         georef = GEOREF.scaled(factor) if factor > 1 else GEOREF
         write_geotiff(folder / f"T27WVM_{name}.tif", stack, band_names=group, georef=georef, dtype="uint16")
-    result = sharpen_file(
-        twenty_model, folder, tmp_path / "all.tif", provider="cpu", tile=20, with_fine=True, model_60m=sixty_model
-    )
+    result = sharpen_file(twenty_model, folder, tmp_path / "all.tif", run=RunOptions(provider="cpu", tile=20),
+                          out=OutputOptions(with_fine=True), model_60m=sixty_model)  # fmt: skip
     assert result.streamed
     expected_names = tuple(b for b in ALL_BANDS)  # B01..B12 without B10 (never in ALL_BANDS)
     assert result.band_names == expected_names and len(expected_names) == 12

@@ -136,8 +136,8 @@ def test_static_shape_sessions_give_the_same_result(nhwc_model, monkeypatch):
     assert len(sharpener.plan(scene.shape)) % 3 != 0  # the last batch is short
     assert np.array_equal(sharpener.sharpen(scene), dynamic)
     height, width = sharpener.plan(scene.shape)[0].window.shape  # (20, 18): 4 x 4 windows cover 50 x 42
-    assert list(sharpener._static) == [(3, height, width)]
-    (static,) = sharpener._static.values()
+    (static,) = [m for m in sharpener.model.sessions if m.input_shape]
+    assert static.input_shape == (3, height, width, 10)
     assert static.session.get_inputs()[0].shape == [3, height, width, 10]
 
 
