@@ -89,6 +89,17 @@ def fit_and_export_command(
         ),
     ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, patch order and patch sample.")] = 0,
+    stage_iterations: Annotated[
+        int,
+        typer.Option(help="Steps of the full-resolution stage on the scene's own 10 m grid (0: off; heldout only)."),
+    ] = 100,  # FitConfig.stage_iterations
+    stage_kernel: Annotated[
+        str,
+        typer.Option(
+            help="Blur of the 20 m bands in the stage: auto (nominal MTF, or the estimate when it is imresize's), "
+            "nominal, estimated or wider."
+        ),
+    ] = "auto",
     bands: Annotated[
         str,
         typer.Option(
@@ -129,6 +140,8 @@ def fit_and_export_command(
         augment=augment,
         checkpoint=checkpoint,
         ema=ema,
+        stage_iterations=stage_iterations if protocol == "heldout" else 0,
+        stage_kernel=stage_kernel,
         model=ModelConfig(
             blocks=blocks,
             width=width,
@@ -153,10 +166,13 @@ def fit_and_export_command(
     for result in results.values():
         evaluation = result.evaluation
         label = " (TRAINING-SET numbers)" if evaluation.training_set_numbers else ""
+        stage = result.fit.stage
+        staged = f" + full-resolution stage {stage['iterations']} steps {stage['seconds']:.1f} s" if stage else ""
         echo(
             f"wrote {result.paths['onnx']} ({' '.join(result.contract.output_bands)}, {result.contract.layout}, "
             f"halo {result.contract.halo} px), fit {result.fit.seconds:.1f} s on {result.fit.patches} of "
-            f"{result.fit.candidates} patches from {result.fit.windows} window(s), best epoch {result.fit.best_epoch}",
+            f"{result.fit.candidates} patches from {result.fit.windows} window(s), "
+            f"best epoch {result.fit.best_epoch}{staged}",
             quiet=False,
         )
         echo(

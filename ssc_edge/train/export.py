@@ -41,7 +41,7 @@ from .fit import (
     FitResult,
     evaluate_fit,
     fit_model,
-    fit_sampled,
+    fit_scene,
     pair_model_for,
     training_data,
 )
@@ -615,8 +615,10 @@ def _fit_and_export(
     if config.protocol == "paper":
         fit = fit_model(*training_data(scene_obj, config), config, progress=progress)
     else:
-        fit = fit_sampled(source, config, progress=progress, pair=pair)
+        fit = fit_scene(source, config, progress=progress, pair=pair)
     phases["fit"] = time.perf_counter() - clock
+    if fit.stage is not None:
+        phases["stage"] = fit.stage["seconds"]
     clock = time.perf_counter()
     evaluation = evaluate_fit(scene_obj, fit, progress=progress, pair=pair, evaluation=evaluation)
     phases["evaluate"] = time.perf_counter() - clock

@@ -64,6 +64,7 @@ __all__ = [
     "PatchSample",
     "fit_patches",
     "fit_sampled",
+    "fit_scene",
     "score_windows",
     "EVALUATION_PIXELS",
     "pair_margin",
@@ -90,6 +91,9 @@ DEGRADATIONS = ("auto", *wald.DEGRADATION_METHODS)
 REGISTRATIONS = ("auto", "none")
 LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINTS = ("auto", "patch-loss", "image-loss")
+#: Adam steps of the full-resolution stage by default (``FitConfig.stage_iterations``).
+DEFAULT_STAGE_ITERATIONS = 100
+STAGE_KERNEL_CHOICES = ("auto", "nominal", "estimated", "wider")
 #: Per-epoch decay of the weight average that protocol ``heldout`` keeps by default (see ``FitConfig.ema``).
 DEFAULT_EMA = 0.98
 
@@ -160,6 +164,11 @@ class FitConfig:
         the valid patches when the scene has more, all of them otherwise. The same budget bounds the
         report's second fit (two scales down) on a scene without a reference. Default chosen by
         measurement (``benchmarks/patch_budget.py``).
+    stage_iterations : int
+        Adam steps of the full-resolution stage that refines the fit on the scene's own grid
+        (:mod:`ssc_edge.train.full_resolution`); 0 turns it off. Protocol ``heldout`` only.
+    stage_kernel : {"auto", "nominal", "estimated", "wider"}
+        The blur of each 20 m band that the stage's consistency uses (:func:`stage_kernel_choice`).
     model : ModelConfig
         The architecture.
     """
@@ -181,9 +190,15 @@ class FitConfig:
     checkpoint: str = "auto"
     ema: float | None = None
     patch_budget: int = DEFAULT_PATCH_BUDGET
+    stage_iterations: int = DEFAULT_STAGE_ITERATIONS
+    stage_kernel: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
+        if int(self.stage_iterations) != self.stage_iterations or self.stage_iterations < 0:
+            raise OptionError(f"stage_iterations must be a non-negative integer, got {self.stage_iterations!r}")
+        if self.stage_kernel not in STAGE_KERNEL_CHOICES:
+            raise OptionError(f"stage_kernel must be one of {STAGE_KERNEL_CHOICES}, got {self.stage_kernel!r}")
         for name in ("epochs", "batch_size", "patch", "stride", "patch_budget"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
@@ -258,6 +273,11 @@ class FitResult:
     origins : (n, 2) int ndarray or None
         ``(row, col)`` of each training patch's origin on the training grid, pixels, when the fit
         sampled the scene (:func:`fit_sampled`); the report keeps its held-out windows clear of them.
+    stage : dict or None
+        What the full-resolution stage did (:func:`fit_scene`): iterations, kernels, pixels, seconds and
+        the loss before and after; None without the stage.
+    before_stage : FitResult or None
+        The fit before the stage, when :func:`fit_scene` was asked to keep it (benchmarks).
     """
 
     model: Any
@@ -271,6 +291,8 @@ class FitResult:
     candidates: int = 0
     windows: int = 1
     origins: np.ndarray | None = None
+    stage: dict[str, Any] | None = None
+    before_stage: Any = None
 
     @property
     def weights_kept(self) -> str:
@@ -581,6 +603,113 @@ def fit_sampled(
     x, y = drawn.inputs / scale, drawn.target / scale
     fit = fit_patches(x, y, drawn.scale, config, progress=progress, candidates=drawn.candidates, windows=drawn.windows)
     return replace(fit, origins=drawn.origins_drawn)
+
+
+#: Side of the central crop the full-resolution stage samples its windows from, 10 m pixels (a full tile is
+#: never read whole for it).
+STAGE_CROP = 1024
+
+
+def fit_scene(
+    scene: Any,
+    config: FitConfig | None = None,
+    *,
+    levels: int = 1,
+    pair: wald.PairModel | None = None,
+    progress: ProgressCallback | None = None,
+    read_progress: ProgressCallback | None = None,
+    keep_before_stage: bool = False,
+) -> FitResult:
+    """The default fit of a scene: the reduced-resolution fit, then the full-resolution stage.
+
+    Protocol ``heldout`` trains ``levels`` scales down (:func:`fit_sampled`) and, with
+    ``config.stage_iterations``, refines the model on the scene ``levels - 1`` scales down, i.e. at the
+    scale it will run on (:mod:`ssc_edge.train.full_resolution`): at ``levels == 1`` the scene's own 10 m
+    grid with the stage's kernel (``config.stage_kernel``); deeper, the grid this package degraded itself,
+    so with the pair's own kernels. Protocol ``paper`` fits the RR pair (:func:`fit_model`), no stage.
+
+    Parameters
+    ----------
+    scene : Scene or band source
+    config : FitConfig, optional
+    levels : int
+        1 for the model that is exported, 2 for the report's held-out fit.
+    pair : wald.PairModel, optional
+        The training pair (:func:`pair_model_for`); estimated from the scene when not given.
+    keep_before_stage : bool
+        Keep a copy of the fit before the stage in ``FitResult.before_stage``.
+    """
+    config = config or FitConfig()
+    if config.protocol == "paper":
+        return fit_model(*training_data(scene, config), config, progress=progress)
+    source = scene_source(scene)
+    if pair is None:
+        pair = pair_model_for(source, config)
+    first = progress if not config.stage_iterations else stage(progress, "reduced-resolution fit")
+    fit = fit_sampled(source, config, levels=levels, progress=first, read_progress=read_progress, pair=pair)
+    if not config.stage_iterations:
+        return fit
+    before = None
+    if keep_before_stage:
+        copy = build_ssc_cnn(
+            fit.config.model, seed=None, precision="float32", input_channels=10, output_channels=len(COARSE_BANDS)
+        )
+        copy.set_weights(fit.model.get_weights())
+        before = replace(fit, model=copy)
+    record = _full_resolution_stage(fit, source, pair, levels=levels, progress=stage(progress, "full-resolution stage"))
+    return replace(fit, stage=record, before_stage=before)
+
+
+def _full_resolution_stage(fit: FitResult, source: Any, pair, *, levels: int, progress) -> dict[str, Any]:
+    """Refine ``fit.model`` in place on the scene ``levels - 1`` scales down; what was done, as a dict."""
+    from ..io.sources import central_scene
+    from .full_resolution import StageConfig, refine_full_resolution, stage_kernels, stage_sample
+
+    config = fit.config
+    start = time.perf_counter()
+    crop = central_scene(source, STAGE_CROP)
+    if levels > 1:  # the grids below the scene are this package's own degradation: the pair's kernels are true
+        for _ in range(levels - 1):
+            crop = wald.reduced_resolution_scene(crop, degradation=config.degradation, model=pair)
+        kernels, choice = list(pair.coarse) if pair is not None else stage_kernels(None, "nominal"), "pair"
+    else:
+        choice = stage_kernel_choice(config.stage_kernel, pair)
+        kernels = stage_kernels(pair, choice)
+    offset = pair.offset if pair is not None else (0.0, 0.0)
+    settings = StageConfig(iterations=config.stage_iterations)
+    sample = stage_sample(crop.fine(), crop.coarse(), fit.scale, kernels, settings, upsampling=config.upsampling)
+    trainable = fit.model
+    if config.precision == "mixed_bfloat16":  # the stage trains in the fit's precision; the kept model stays float32
+        trainable = build_ssc_cnn(
+            config.model, seed=None, precision=config.precision, input_channels=10, output_channels=len(kernels)
+        )
+        trainable.set_weights(fit.model.get_weights())
+    history = refine_full_resolution(trainable, sample, kernels, settings, offset=offset, progress=progress)
+    if trainable is not fit.model:
+        fit.model.set_weights(trainable.get_weights())
+    return {
+        "iterations": settings.iterations,
+        "kernel": choice,
+        "kernels": [k.to_dict() for k in kernels],
+        "windows": int(sample.inputs.shape[0]),
+        "pixels": int(np.prod(sample.inputs.shape[:3])),
+        "loss": [round(history[0], 6), round(history[-1], 6)],
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def stage_kernel_choice(choice: str, pair: wald.PairModel | None) -> str:
+    """The stage kernel that ``FitConfig.stage_kernel`` means for a scene's pair.
+
+    ``"auto"``: ``"estimated"`` when the scene's own relative blur is MATLAB's ``imresize`` kernel (the
+    estimate's bicubic family wins: a product degraded by software, such as the paper's RR files, whose true
+    kernel that is), else ``"nominal"``, the sensor's MTF, which every band of a real product carries.
+    """
+    if choice != "auto":
+        return choice
+    if pair is not None and all(k.kind == "bicubic" for k in pair.coarse):
+        return "estimated"
+    return "nominal"
 
 
 def predict(model, inputs: np.ndarray, scale: float) -> np.ndarray:
@@ -904,9 +1033,10 @@ def evaluate_fit(
             else:
                 return Evaluation(scores[0], scores[1], "spatial-holdout", False, 0.0, *scores[2:], patches=0)
         held_out = stage(progress, "held-out fit (two scales down, scores the report)")
-        second = fit_sampled(source, config, levels=2, progress=held_out, read_progress=read_progress, pair=pair)
+        second = fit_scene(source, config, levels=2, progress=held_out, read_progress=read_progress, pair=pair)
         model, scale = second.model, second.scale
-        kind, extra, patches = "one-scale-down", second.seconds, second.patches
+        extra = second.seconds + (second.stage or {}).get("seconds", 0.0)
+        kind, patches = "one-scale-down", second.patches
     model_report, bicubic_report, windows, pixels, sampled = score_windows(
         pairs, grid, model, scale, seed=config.seed, progress=read_progress
     )

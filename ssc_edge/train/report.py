@@ -79,6 +79,7 @@ def report_dict(result) -> dict[str, Any]:
             "patch_budget": fit.config.patch_budget,
             "loss_history": fit.history,
             "image_loss_history": fit.image_history,
+            "full_resolution_stage": fit.stage,
         },
         "config": fit.config.to_dict(),
         "registration": contract.registration,
@@ -175,12 +176,16 @@ def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
     from ..errors import SceneError
     from ..evaluation import bicubic_baseline
     from ..io.sources import central_scene
+    from ..nodata import fill_nearest, measured
     from ..quality import full_resolution_quality, pair_degradation
     from .fit import predict_tiled
     from .windows import scene_source
 
     crop = central_scene(scene_source(scene), FULL_RESOLUTION_WINDOW)
-    inputs = wald.full_scale_input(crop, upsampling=fit.config.upsampling)
+    fine, coarse = crop.fine(), crop.coarse()  # no-data filled as infer fills it, so the halo near it is infer's
+    inputs = wald.model_input(
+        fill_nearest(fine, measured(fine)), fill_nearest(coarse, measured(coarse)), upsampling=fit.config.upsampling
+    )
     # on 256 px windows: Keras on the whole 512 x 512 window alone raised a full tile's peak RSS over 4 GB
     products = {"SSC-CNN": predict_tiled(fit.model, inputs, fit.scale), "bicubic": bicubic_baseline(crop)}
     degradation = pair_degradation(pair) if pair is not None else fit.config.degradation

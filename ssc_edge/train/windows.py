@@ -25,8 +25,8 @@ from .. import registration, sampling, wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import SceneError
 from ..progress import ProgressCallback, report
-from ..tiling import Tile
 from ..scene import Scene
+from ..tiling import Tile
 
 __all__ = [
     "DEFAULT_PATCH_BUDGET",
