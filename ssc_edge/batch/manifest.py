@@ -32,7 +32,6 @@ with a fresh one.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import hashlib
@@ -42,14 +41,22 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, OutputError
-from ..io.output import atomic_output, check_name, claim_holder, claim_output, claim_path, same_file
+from ..io.output import (
+    atomic_output,
+    check_name,
+    claim_holder,
+    claim_output,
+    claim_path,
+    input_finder,
+    same_file,
+)
 
 __all__ = [
     "MANIFEST_NAME",
@@ -297,25 +304,6 @@ def _earlier_product(source: Path) -> str | None:
     return str(report.get("source")) if same_file(Path(report["output"]), source) else None
 
 
-def _input_finder(inputs: Sequence[Path]) -> Callable[[Path], Path | None]:
-    """``find(path)``: the input that ``path`` is (same resolved path, or same device and inode), or None."""
-    known: dict[Any, Path] = {}
-    for path in inputs:
-        known.setdefault(path.resolve(), path)
-        with contextlib.suppress(OSError):
-            info = path.stat()
-            known.setdefault((info.st_dev, info.st_ino), path)
-
-    def find(path: Path) -> Path | None:
-        found = known.get(path.resolve())
-        with contextlib.suppress(OSError):
-            info = path.stat()
-            found = found or known.get((info.st_dev, info.st_ino))
-        return found
-
-    return find
-
-
 def plan_jobs(
     scenes: Sequence[tuple[Path, str | None]],
     out_dir: Path,
@@ -358,7 +346,7 @@ def plan_jobs(
         else:
             logger.info("%s: the product of %s written by an earlier batch, not a scene; left out", source, made_from)
     scenes = kept
-    find_input = _input_finder([Path(p) for p in (*(source for source, _ in scenes), *models) if p is not None])
+    find_input = input_finder([*(source for source, _ in scenes), *models])
     jobs: list[SceneJob] = []
     owners: dict[Path, Path] = {}
     names: set[str] = set()
@@ -371,9 +359,11 @@ def plan_jobs(
                 raise OptionError(f"{source}: output {requested!r} must end in .tif, .npz or .mat")
         report = output.with_suffix(".json")
         for path in (output, report):
-            if (taken := find_input(path)) is not None:
-                raise OutputError(f"{path}: the output of {source} would overwrite the input {taken}; refusing "
-                                  "(write to another OUTDIR, or name its output in a scene list)")  # fmt: skip
+            taken, inside = find_input(path)
+            if taken is not None:
+                what = "be written inside the input folder" if inside else "overwrite the input"
+                raise OutputError(f"{path}: the output of {source} would {what} {taken}; refusing (write to another "
+                                  "OUTDIR, or name its output in a scene list)")  # fmt: skip
             key = path.resolve()
             if key == (out_dir / MANIFEST_NAME).resolve():
                 raise OptionError(f"{source}: output {path} would overwrite the batch manifest; refusing")

@@ -46,7 +46,7 @@ import re
 import socket
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ __all__ = [
     "claim_holder",
     "claim_output",
     "claim_path",
+    "input_finder",
     "output_guard",
     "printable",
     "remove_stale_files",
@@ -110,6 +111,39 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def input_finder(inputs: Iterable[object]) -> Callable[[Path], tuple[Path | None, bool]]:
+    """``find(path)``: ``(the input path is, False)``, ``(the input folder it lies in, True)`` or ``(None, False)``.
+
+    Compared by resolved path and by device and inode (a hard or symbolic link to an input is caught); entries of
+    ``inputs`` that are not paths (None, a scene in memory) are skipped. Built once for many outputs (a batch).
+    """
+    by_path: dict[Path, Path] = {}
+    by_inode: dict[tuple[int, int], Path] = {}
+    for raw in inputs:
+        if isinstance(raw, (str, os.PathLike)):
+            with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a symbolic link loop
+                by_path.setdefault(Path(raw).resolve(), Path(raw))
+                info = os.stat(raw)
+                by_inode.setdefault((info.st_dev, info.st_ino), Path(raw))
+    folders = {key: path for key, path in by_path.items() if key.is_dir()}
+
+    def find(path: Path) -> tuple[Path | None, bool]:
+        try:
+            resolved = Path(path).resolve()
+        except (OSError, RuntimeError):
+            return None, False
+        same = by_path.get(resolved)
+        if same is None:
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                same = by_inode.get((info.st_dev, info.st_ino))
+        if same is not None:
+            return same, False
+        return next(((folders[p], True) for p in resolved.parents if p in folders), (None, False))
+
+    return find
+
+
 def check_name(path: Path) -> None:
     """Refuse an output (file or folder) whose name is not valid UTF-8: it could not be printed or logged.
 
@@ -145,12 +179,14 @@ def check_outputs(
         link) and ``force`` is false; it is a folder; its folder is missing or takes no files.
     """
     paths = [Path(p) for p in outputs if p is not None]
-    sources = [Path(p) for p in inputs if isinstance(p, (str, os.PathLike))]
+    find_input = input_finder(inputs)
     for number, path in enumerate(paths):
         check_name(path)
-        for other in sources:
-            if same_file(path, other):
-                raise OutputError(f"{path}: output is the input {other}; writing it would destroy the input")
+        other, inside = find_input(path)
+        if other is not None and inside:
+            raise OutputError(f"{path}: output is inside the input folder {other}; writing it would change the input")
+        if other is not None:
+            raise OutputError(f"{path}: output is the input {other}; writing it would destroy the input")
         for other in paths[:number]:
             if same_file(path, other):
                 raise OutputError(f"{path}: is also the output {other}; give each output its own name")

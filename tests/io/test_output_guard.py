@@ -298,3 +298,22 @@ def test_optimize_never_writes_over_its_fp32_parent(run_cli, tmp_path, small_mod
     line = _one_error_line(run_cli("optimize", model, "--precision", "fp16", "-o", model, "--force"))
     assert line == f"ssc-edge: error: {model}: output is the input {model}; writing it would destroy the input"
     assert model.read_bytes() == small_model.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_infer_never_writes_into_its_band_folder(run_cli, tmp_path):
+    """The scene is a folder: an output inside it (here one of its band files) would change the input."""
+    pytest.importorskip("rasterio")
+    from tests.io.test_output_safety import _write_band_folder
+
+    scene = _write_band_folder(tmp_path / "scene", 40)
+    before = {p.name: p.read_bytes() for p in scene.iterdir()}
+    band = scene / "T32TQM_B05.tif"
+    line = _one_error_line(run_cli("infer", scene, "-o", band, "--provider", "cpu", "--force"))
+    assert line == (
+        f"ssc-edge: error: {band}: output is inside the input folder {scene}; writing it would change the input"
+    )
+    assert {p.name: p.read_bytes() for p in scene.iterdir()} == before
+    from ssc_edge.batch import plan_jobs  # batch: an OUTDIR inside a scene folder is refused the same way
+
+    with pytest.raises(OutputError, match=r"scene_sharpened\.tif: the output of .*/scene would be written inside the"):
+        plan_jobs([(scene, None)], scene / "out")
