@@ -55,11 +55,18 @@ _PREFIX = "ssc_edge."
 MAX_JSON_BYTES = 1 << 20
 #: Deepest nesting of arrays and objects a metadata value may have (an exported model's is 4).
 MAX_JSON_DEPTH = 32
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')  # strings, and runs without brackets
 
 
-def parse_json(text: str, *, what: str, source: object = "model", error: type[Exception] = ModelError) -> object:
-    """Parse a JSON text from a file we did not write, within :data:`MAX_JSON_BYTES` and :data:`MAX_JSON_DEPTH`.
+def parse_json(
+    text: str,
+    *,
+    what: str,
+    source: object = "model",
+    error: type[Exception] = ModelError,
+    max_bytes: int = MAX_JSON_BYTES,
+) -> object:
+    """Parse a JSON text from a file we did not write, within ``max_bytes`` and :data:`MAX_JSON_DEPTH`.
 
     Parameters
     ----------
@@ -70,14 +77,16 @@ def parse_json(text: str, *, what: str, source: object = "model", error: type[Ex
         Named in the message (the file).
     error : type
         The exception raised (one of :mod:`ssc_edge.errors`).
+    max_bytes : int
+        Longest text accepted, characters (a batch manifest may be longer than model metadata).
 
     Raises
     ------
     error
         Too long, nested too deep (which would otherwise be a ``RecursionError``) or not JSON: one line.
     """
-    if len(text) > MAX_JSON_BYTES:
-        raise error(f"{source}: {what} is {len(text)} characters of JSON, more than {MAX_JSON_BYTES}")
+    if len(text) > max_bytes:
+        raise error(f"{source}: {what} is {len(text)} characters of JSON, more than {max_bytes}")
     depth = level = 0
     for char in _JSON_STRING.sub("", text):  # brackets inside strings do not nest
         if char in "[{":

@@ -431,7 +431,7 @@ def _completed_record(
     the same ``with_fine``, the same source signature, and an output with the reported checksum.
     """
     try:
-        previous = read_json(job.report)
+        previous = read_json(job.report, what="scene report")
     except (OSError, ValueError):
         return None
     if not isinstance(previous, dict) or previous.get("status") != "done" or previous.get("mode") != config.mode:

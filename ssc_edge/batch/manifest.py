@@ -25,7 +25,7 @@ Several runs on one OUTDIR
 Every run merges its records into the manifest under an exclusive lock (:func:`update_manifest`),
 so two runs at the same time (or one after another with different scene lists) keep each other's
 records: the manifest lists every scene any run recorded there, and each run under ``runs``. A manifest
-that cannot be read as one (truncated, hand-edited, wrong types, nested deeper than :data:`JSON_MAX_DEPTH`) is
+that cannot be read as one (truncated, hand-edited, wrong types, nested too deep) is
 never overwritten: it is kept aside as ``batch.json.damaged-TIMESTAMP`` with one warning, and the run goes on
 with a fresh one.
 """
@@ -35,11 +35,9 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..contract import parse_json
 from ..errors import OptionError, OutputError
 from ..io.output import (
     atomic_output,
@@ -76,9 +75,6 @@ __all__ = [
 
 #: The batch manifest's file name inside OUTDIR.
 MANIFEST_NAME = "batch.json"
-
-#: Deepest nesting of arrays and objects in a JSON file ssc-edge reads (manifest, reports, scene lists).
-JSON_MAX_DEPTH = 32
 
 #: Largest manifest read, bytes (a scene's record is about 2 KiB).
 MANIFEST_MAX_BYTES = 256 * 1024 * 1024
@@ -191,31 +187,24 @@ def _read_text(path: Path, *, max_bytes: int) -> str:
         raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-#: JSON strings and runs of characters that are neither brackets nor quotes: what is left are the brackets.
-_NOT_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')
+def read_json(path: Path, *, what: str, max_bytes: int = JSON_MAX_BYTES, error: type[Exception] = ValueError) -> Any:
+    """The JSON value in file ``path`` (``what`` names it in messages), read with a size and a nesting limit.
 
-
-def read_json(path: Path, *, max_bytes: int = JSON_MAX_BYTES, max_depth: int = JSON_MAX_DEPTH) -> Any:
-    """The JSON value in file ``path``, read with a size and a nesting limit (no RecursionError, no huge read).
+    The text as :func:`_read_text` reads it, parsed by :func:`ssc_edge.contract.parse_json` (at most
+    :data:`~ssc_edge.contract.MAX_JSON_DEPTH` levels deep: no ``RecursionError``).
 
     Raises
     ------
     FileNotFoundError
         No such file.
-    ValueError
-        Not a regular file, larger than ``max_bytes``, not UTF-8, not JSON, or arrays and objects nested deeper
-        than ``max_depth``; the message says which.
+    error
+        Not a regular file, larger than ``max_bytes``, not UTF-8, not JSON or nested too deep: one line.
     """
-    text = _read_text(Path(path), max_bytes=max_bytes)
-    brackets = _NOT_NESTING.sub("", text)
-    steps = (1 if c in "[{" else -1 if c in "]}" else 0 for c in brackets)  # a quote left: a broken string
-    deepest = max(itertools.accumulate(steps), default=0)
-    if deepest > max_depth:
-        raise ValueError(f"nested {deepest} levels deep, more than {max_depth}")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(str(exc)) from None
+        text = _read_text(Path(path), max_bytes=max_bytes)
+    except ValueError as exc:
+        raise error(f"{path}: {what} cannot be read ({exc})") from None
+    return parse_json(text, what=what, source=path, error=error, max_bytes=max_bytes)
 
 
 def _read_list(path: Path) -> list[tuple[Path, str | None]]:
@@ -230,10 +219,7 @@ def _read_list(path: Path) -> list[tuple[Path, str | None]]:
             raise OptionError(f"{path}: scene list needs a 'path' column (has {', '.join(rows[0])})")
         entries: list[Any] = rows
     else:
-        try:
-            data = read_json(path, max_bytes=JSON_MAX_BYTES)
-        except ValueError as exc:
-            raise OptionError(f"{path}: scene list is not valid JSON ({exc})") from None
+        data = read_json(path, what="scene list", error=OptionError)
         entries = data.get("scenes") if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise OptionError(f"{path}: scene list must be a JSON list (or an object with a 'scenes' list)")
@@ -296,7 +282,7 @@ def _inside(out_dir: Path, requested: str, source: Path) -> Path:
 def _earlier_product(source: Path) -> str | None:
     """The scene whose product ``source`` is, by the done report beside it (an earlier batch's output), or None."""
     try:
-        report = read_json(source.with_suffix(".json"))
+        report = read_json(source.with_suffix(".json"), what="scene report")
     except (OSError, ValueError):
         return None
     if not isinstance(report, dict) or report.get("status") != "done" or not isinstance(report.get("output"), str):
@@ -433,15 +419,16 @@ def _manifest_problem(data: Any) -> str | None:
 
 
 def _load_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """``(manifest, None)``, ``(None, None)`` when there is none, or ``(None, why it is damaged)``."""
+    """``(manifest, None)``, ``(None, None)`` when there is none, or ``(None, why it is damaged)`` (one line that
+    names ``path``)."""
     try:
-        data = read_json(path, max_bytes=MANIFEST_MAX_BYTES)
+        data = read_json(path, what="the batch manifest", max_bytes=MANIFEST_MAX_BYTES)
     except FileNotFoundError:
         return None, None
     except ValueError as exc:
         return None, str(exc)
     problem = _manifest_problem(data)
-    return (None, problem) if problem else (data, None)
+    return (None, f"{path}: the batch manifest is damaged ({problem})") if problem else (data, None)
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any] | None:
@@ -459,12 +446,11 @@ def _keep_aside(path: Path, problem: str) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise OutputError(f"{path}: damaged manifest ({problem}) cannot be kept aside ({exc.strerror})") from None
+            raise OutputError(f"{problem}; it cannot be kept aside ({exc.strerror})") from None
         os.unlink(path)
-        logger.warning("warning: %s is damaged (%s); kept as %s, and a fresh manifest started", path, problem,
-                       aside.name)  # fmt: skip
+        logger.warning("warning: %s; kept as %s, and a fresh manifest started", problem, aside.name)
         return aside
-    raise OutputError(f"{path}: damaged manifest ({problem}) cannot be kept aside: too many copies")
+    raise OutputError(f"{problem}; it cannot be kept aside: too many copies")
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:

@@ -20,7 +20,8 @@ import pytest
 
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS
 from ssc_edge.batch import MANIFEST_NAME, BatchConfig, read_manifest, run_batch
-from ssc_edge.batch.manifest import JSON_MAX_DEPTH, collect_scenes, read_json, update_manifest
+from ssc_edge.batch.manifest import collect_scenes, read_json, update_manifest
+from ssc_edge.contract import MAX_JSON_DEPTH
 from ssc_edge.demo import demo_scene
 from ssc_edge.errors import OptionError, OutputError
 
@@ -35,7 +36,7 @@ DAMAGED = {
     "a list": (b"[1, 2]", "a JSON list, not an object"),
     "record without a name": (b'{"scenes": [{"status": "done"}]}', "scene record 1 has no name"),
     "runs not an object": (b'{"scenes": [], "runs": [1]}', "'runs' is a list, not an object"),
-    "nested too deep": (b"[" * 100_000 + b"]" * 100_000, f"nested 100000 levels deep, more than {JSON_MAX_DEPTH}"),
+    "nested too deep": (b"[" * 100_000 + b"]" * 100_000, f"nests JSON 100000 levels deep, more than {MAX_JSON_DEPTH}"),
     "not UTF-8": (b'{"scenes": [{"name": "caf\xe9"}]}', "not UTF-8 text"),
 }
 
@@ -54,8 +55,8 @@ def test_a_damaged_manifest_is_kept_aside_with_one_warning_and_a_fresh_one_writt
     (aside,) = _asides(tmp_path)
     assert aside.read_bytes() == content  # every byte kept, for a person to repair
     (warning,) = [r.getMessage() for r in caplog.records]
-    assert warning.startswith(f"warning: {manifest} is damaged (") and why in warning
-    assert warning.endswith(f"); kept as {aside.name}, and a fresh manifest started")
+    assert warning.startswith(f"warning: {manifest}: the batch manifest ") and why in warning
+    assert warning.endswith(f"; kept as {aside.name}, and a fresh manifest started")
     fresh = read_manifest(tmp_path)
     assert fresh["scenes"] == [_RECORD] and fresh["summary"]["done"] == 1
     update_manifest(tmp_path, _FIELDS, [{**_RECORD, "name": "second"}])  # the fresh one is merged from now on
@@ -93,27 +94,27 @@ def test_cli_batch_over_a_hand_edited_manifest_warns_once_and_runs(tmp_path, run
     lines = result.stderr.strip().splitlines()
     damaged = [line for line in lines if "was fitted on synthetic-demo" not in line]  # the demo model's own warning
     assert damaged == [
-        f"warning: {out / MANIFEST_NAME} is damaged ('scenes' is a int, not a list); kept as {aside.name}, and a "
-        "fresh manifest started"
+        f"warning: {out / MANIFEST_NAME}: the batch manifest is damaged ('scenes' is a int, not a list); kept as "
+        f"{aside.name}, and a fresh manifest started"
     ]
     assert aside.read_text() == '{"scenes": 5}' and read_manifest(out)["summary"]["done"] == 1
 
 
 def test_read_json_limits_size_and_depth(tmp_path):
     path = tmp_path / "x.json"
-    path.write_text("[" * (JSON_MAX_DEPTH + 1) + "]" * (JSON_MAX_DEPTH + 1))
-    with pytest.raises(ValueError, match=f"^nested {JSON_MAX_DEPTH + 1} levels deep, more than {JSON_MAX_DEPTH}$"):
-        read_json(path)
+    path.write_text("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
+    with pytest.raises(ValueError, match=rf"x\.json: a list nests JSON {MAX_JSON_DEPTH + 1} levels deep, more than"):
+        read_json(path, what="a list")
     path.write_text('["[[[[", {"a": "}}}}\\"]]"}]')  # brackets inside strings are no nesting
-    assert read_json(path, max_depth=2) == ["[[[[", {"a": '}}}}"]]'}]
-    with pytest.raises(ValueError, match=r"^27 bytes, more than 10$"):
-        read_json(path, max_bytes=10)
+    assert read_json(path, what="a list") == ["[[[[", {"a": '}}}}"]]'}]
+    with pytest.raises(ValueError, match=r"x\.json: a list cannot be read \(27 bytes, more than 10\)$"):
+        read_json(path, what="a list", max_bytes=10)
 
 
 def test_a_deeply_nested_scene_list_is_one_line(tmp_path):
     listing = tmp_path / "scenes.json"
     listing.write_text("[" * 50_000 + "]" * 50_000)  # a RecursionError before
-    with pytest.raises(OptionError, match=r"scenes\.json: scene list is not valid JSON \(nested 50000 levels deep"):
+    with pytest.raises(OptionError, match=r"scenes\.json: scene list nests JSON 50000 levels deep, more than 32$"):
         collect_scenes([listing])
 
 
