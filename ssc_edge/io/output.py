@@ -51,6 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..contract import parse_json
 from ..errors import OutputError, SscEdgeError
 
 __all__ = [
@@ -372,7 +373,8 @@ def claim_holder(path: Path) -> dict[str, Any] | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(4096).decode("utf-8")) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            text = f.read(4096).decode("utf-8") if stat.S_ISREG(os.fstat(fd).st_mode) else "null"
+        data = parse_json(text, what="claim", source=path, error=ValueError)  # no RecursionError from a planted file
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -317,3 +317,17 @@ def test_infer_never_writes_into_its_band_folder(run_cli, tmp_path):
 
     with pytest.raises(OutputError, match=r"scene_sharpened\.tif: the output of .*/scene would be written inside the"):
         plan_jobs([(scene, None)], scene / "out")
+
+
+def test_a_claim_file_with_hostile_content_is_one_line(tmp_path):
+    """What a claim file says is only read for the message, within 4 KiB and 32 levels of JSON."""
+    output = tmp_path / "x.tif"
+    claim = claim_output(claim_path(output), write_holder=False)
+    try:
+        claim_path(output).write_text("[" * 4000 + "]" * 4000)  # a RecursionError in json.loads
+        with pytest.raises(OutputError, match=r"x\.tif: another ssc-edge run \(pid \? on \?\) is writing it"):
+            with output_guard([output]):
+                pass  # pragma: no cover (never entered)
+    finally:
+        claim.release()
+    assert list(tmp_path.iterdir()) == []
