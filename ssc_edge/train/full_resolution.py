@@ -243,6 +243,55 @@ def stage_sample(
     return StageSample(np.stack(inputs), np.stack(lows), np.stack(details))
 
 
+def stage_losses(
+    sample: StageSample,
+    kernels: Sequence[wald.Kernel],
+    *,
+    offset: tuple[float, float] = (0.0, 0.0),
+    border: int = 8,
+):
+    """The stage's two losses as a TensorFlow function of a sharpened batch.
+
+    Returns
+    -------
+    callable
+        ``losses(y)`` with ``y`` the (n, h, w, 6) sharpened sample (normalised DN, float32 tensor) returns
+        ``(L_spec, L_struct)``: the mean absolute error of ``decimate_2(h * y)`` against the observed 20 m
+        bands and of ``y - h * y`` against the detail target, both without ``border`` 10 m pixels at each
+        window edge (the coarse pixels whose kernel reaches into it are left out).
+    """
+    tf = tensorflow()
+    filt, t0 = _decimation_filter(kernels, offset)
+    size = filt.shape[0]
+    height, width = sample.inputs.shape[1:3]
+    # coarse pixels i with 2 i + t0 >= border and 2 i + t0 + size - 1 < side - border
+    i0 = max(0, -(-(border - t0) // 2))
+    i1 = (height - border - size - t0) // 2 + 1
+    j1 = (width - border - size - t0) // 2 + 1
+    if i1 <= i0 or j1 <= i0:
+        raise OptionError(f"full-resolution windows of {height}x{width} px are too small for the stage's kernels")
+    first = 2 * i0 + t0
+    rows, cols = slice(first, first + 2 * (i1 - i0 - 1) + size), slice(first, first + 2 * (j1 - i0 - 1) + size)
+    y_low = tf.constant(sample.coarse[:, i0:i1, i0:j1])
+    detail = tf.constant(sample.detail[:, border : height - border, border : width - border])
+    filt = tf.constant(filt)
+    reach = max(len(_centred_taps(k)) for k in kernels)
+    centred = np.zeros((reach, reach, len(kernels), 1), np.float32)
+    for c, k in enumerate(kernels):
+        taps = _centred_taps(k)
+        pad = (reach - len(taps)) // 2
+        centred[pad : pad + len(taps), pad : pad + len(taps), c, 0] = np.outer(taps, taps)
+    centred = tf.constant(centred)
+
+    def losses(y):
+        low = tf.nn.depthwise_conv2d(y[:, rows, cols], filt, strides=[1, 2, 2, 1], padding="VALID")
+        blurred = tf.nn.depthwise_conv2d(y, centred, strides=[1, 1, 1, 1], padding="SAME")
+        high = (y - blurred)[:, border : height - border, border : width - border]
+        return tf.reduce_mean(tf.abs(low - y_low)), tf.reduce_mean(tf.abs(high - detail))
+
+    return losses
+
+
 def refine_full_resolution(
     model,
     sample: StageSample,
@@ -253,7 +302,7 @@ def refine_full_resolution(
     border: int = 8,
     progress: ProgressCallback | None = None,
 ) -> list[float]:
-    """Refine ``model`` (a float32 Keras SSC-CNN, normalised DN in and out) in place on ``sample``.
+    """Refine ``model`` (a Keras SSC-CNN, normalised DN in and out) in place on ``sample``.
 
     Parameters
     ----------
@@ -267,7 +316,7 @@ def refine_full_resolution(
     Returns
     -------
     list of float
-        The loss before each step.
+        The loss ``L_spec + structure_weight * L_struct`` before each step.
     """
     if config.iterations == 0:
         return []
@@ -275,43 +324,15 @@ def refine_full_resolution(
     import keras
 
     start = time.perf_counter()
-    filt, t0 = _decimation_filter(kernels, offset)
-    size = filt.shape[0]
-    n, height, width = sample.inputs.shape[:3]
-    # coarse rows i with 2 i + t0 >= border and 2 i + t0 + size - 1 < height - border
-    i0 = max(0, -(-(border - t0) // 2))
-    i1 = (height - border - size - t0) // 2 + 1
-    j1 = (width - border - size - t0) // 2 + 1
-    if i1 <= i0 or j1 <= i0:
-        raise OptionError(f"full-resolution windows of {height}x{width} px are too small for the stage's kernels")
-    start_r = 2 * i0 + t0
+    losses = stage_losses(sample, kernels, offset=offset, border=border)
     x = tf.constant(sample.inputs)
-    y_low = tf.constant(sample.coarse[:, i0:i1, i0:j1])
-    detail = tf.constant(sample.detail[:, border : height - border, border : width - border])
-    filt = tf.constant(filt)
-    centred = np.zeros((max(len(_centred_taps(k)) for k in kernels),) * 2 + (len(kernels), 1), np.float32)
-    for c, k in enumerate(kernels):
-        taps = _centred_taps(k)
-        pad = (centred.shape[0] - len(taps)) // 2
-        centred[pad : pad + len(taps), pad : pad + len(taps), c, 0] = np.outer(taps, taps)
-    centred = tf.constant(centred)
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
     weight = tf.constant(config.structure_weight, tf.float32)
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            y = tf.cast(model(x, training=True), tf.float32)
-            low = tf.nn.depthwise_conv2d(
-                y[:, start_r : start_r + 2 * (i1 - i0) + size - 2, start_r : start_r + 2 * (j1 - i0) + size - 2],
-                filt,
-                strides=[1, 2, 2, 1],
-                padding="VALID",
-            )
-            spectral = tf.reduce_mean(tf.abs(low - y_low))
-            blurred = tf.nn.depthwise_conv2d(y, centred, strides=[1, 1, 1, 1], padding="SAME")
-            high = (y - blurred)[:, border : height - border, border : width - border]
-            structural = tf.reduce_mean(tf.abs(high - detail))
+            spectral, structural = losses(tf.cast(model(x, training=True), tf.float32))
             loss = spectral + weight * structural
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -321,6 +342,7 @@ def refine_full_resolution(
     for it in range(1, config.iterations + 1):
         history.append(float(step()))
         report(progress, it, config.iterations, f"loss {history[-1]:.3e}")
+    n, height, width = sample.inputs.shape[:3]
     logger.info(
         "full-resolution stage: %d iterations on %d window(s) of %dx%d px in %.1f s, loss %.3e -> %.3e",
         config.iterations,
