@@ -28,7 +28,7 @@ from ..nodata import ValidReader, nonzero_valid
 from ..progress import ProgressCallback
 from ..scene import Scene
 from ..tiling import PlannedTile, Tile, check_tile_size, plan_tiles
-from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline
+from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline, sharpen_in_memory
 
 __all__ = ["CombinedContract", "CombinedSharpener"]
 
@@ -183,15 +183,4 @@ class CombinedSharpener:
         shape = (int(scene.shape[0]), int(scene.shape[1]))
         for sharpener in self.sharpeners:
             check_scene_bands(scene.bands, shape, sharpener.contract, source=source)
-        out = np.empty((*shape, self.contract.channels_out), dtype=np.float32)
-
-        def read(band: str, window: Tile) -> np.ndarray:
-            return scene.bands[band][window.slices]
-
-        def write(core: Tile, values: np.ndarray) -> None:
-            out[core.slices] = values
-            if on_core is not None:
-                on_core(core, values, read, shape)
-
-        self.sharpen_windows(shape, read, write, progress=progress)
-        return out
+        return sharpen_in_memory(self, scene.bands, shape, progress=progress, on_core=on_core)

@@ -47,6 +47,7 @@ __all__ = [
     "check_scene_bands",
     "choose_precision",
     "gate_measure",
+    "sharpen_in_memory",
     "gate_metadata",
     "COARSE_MARGIN",
     "DEFAULT_TILE",
@@ -326,8 +327,10 @@ class Sharpener:
 
     Parameters
     ----------
-    model_path : Path
-        ONNX model carrying the ssc-edge contract in its metadata.
+    model : Path or ModelFile
+        ONNX model carrying the ssc-edge contract in its metadata; a path is read once
+        (:func:`~ssc_edge.runtime.session.open_model`), a :class:`~ssc_edge.runtime.session.ModelFile` shares
+        its bytes and sessions with every sharpener built from it.
     provider : str
         ``"auto"`` (TensorRT > CUDA > OpenVINO > CoreML > DirectML > CPU), or one of ``cpu``,
         ``cuda``, ``tensorrt``, ``openvino``, ``coreml``, ``dml``.
@@ -523,10 +526,6 @@ class Sharpener:
             logger.debug("%d of %d windows entirely no-data: not read, network not run", self.last_skipped, len(plan))
         return len(plan)
 
-    def window_inputs(self, group: Sequence[PlannedTile], read_band: BandReader, shape: tuple[int, int]) -> np.ndarray:
-        """(n, h, w, C_in) float32 network inputs of a group of planned windows (:func:`window_input`)."""
-        return np.stack([window_input(read_band, p.window, shape, self.contract) for p in group])
-
     def masked_inputs(
         self,
         group: Sequence[PlannedTile],
@@ -588,7 +587,7 @@ class Sharpener:
         ]
 
     def network_cores(self, group: Sequence[PlannedTile], inputs: np.ndarray) -> list[np.ndarray]:
-        """Run the network on ``inputs`` (:meth:`window_inputs` of ``group``), ``batch`` windows at a time.
+        """Run the network on the (n, h, w, C_in) ``inputs`` of ``group``, ``batch`` windows at a time.
 
         Returns each window's core, (h, w, C_out) float32 DN, in ``group`` order.
 
@@ -673,18 +672,34 @@ class Sharpener:
     def _sharpen_bands(self, bands: dict[str, np.ndarray], shape, *, progress, source, on_core=None) -> np.ndarray:
         shape = (int(shape[0]), int(shape[1]))
         check_scene_bands(bands, shape, self.contract, source=source)
-        out = np.empty((*shape, self.contract.channels_out), dtype=np.float32)
+        return sharpen_in_memory(self, bands, shape, progress=progress, on_core=on_core)
 
-        def read(band: str, window: Tile) -> np.ndarray:
-            return bands[band][window.slices]
 
-        def write(core: Tile, values: np.ndarray) -> None:
-            out[core.slices] = values
-            if on_core is not None:
-                on_core(core, values, read, shape)
+def sharpen_in_memory(
+    sharpener: SharpenerLike,
+    bands: Mapping[str, np.ndarray],
+    shape: tuple[int, int],
+    *,
+    progress: ProgressCallback | None = None,
+    on_core: CoreHook | None = None,
+) -> np.ndarray:
+    """Run a sharpener's windows over whole in-memory bands (checked by the caller) into one array.
 
-        self.sharpen_windows(shape, read, write, progress=progress)
-        return out
+    Returns the (H, W, C_out) float32 DN image in ``sharpener.contract.output_bands`` order; ``on_core``, if
+    given, also receives every core as it is written, with the band reader and the grid.
+    """
+    out = np.empty((*shape, sharpener.contract.channels_out), dtype=np.float32)
+
+    def read(band: str, window: Tile) -> np.ndarray:
+        return bands[band][window.slices]
+
+    def write(core: Tile, values: np.ndarray) -> None:
+        out[core.slices] = values
+        if on_core is not None:
+            on_core(core, values, read, shape)
+
+    sharpener.sharpen_windows(shape, read, write, progress=progress)
+    return out
 
 
 def choose_precision(

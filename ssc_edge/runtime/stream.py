@@ -33,7 +33,7 @@ from ..scene import GeoReference
 from ..tiling import Tile
 from .sharpen import Sharpener
 
-__all__ = ["StreamResult", "sharpen_stream", "sharpen_geotiff", "output_band_names"]
+__all__ = ["StreamResult", "sharpen_stream", "output_band_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ BLOCK = 256
 
 @dataclass(frozen=True)
 class StreamResult:
-    """What :func:`sharpen_geotiff` wrote.
+    """What :func:`sharpen_stream` wrote.
 
     Attributes
     ----------
@@ -317,7 +317,3 @@ def sharpen_stream(
     return StreamResult(
         path=output_path, shape=shape, band_names=names, tiles=tiles, georef=georef, cog_seconds=cog_seconds
     )
-
-
-#: The name :func:`sharpen_stream` had when it read GeoTIFF scenes only.
-sharpen_geotiff = sharpen_stream
