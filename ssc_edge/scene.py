@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .bands import COARSE_BANDS, FINE_BANDS, GSD
+from .bands import COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS
 from .errors import SceneError
 
 __all__ = ["GeoReference", "Scene", "check_transform"]
@@ -94,6 +94,24 @@ class GeoReference:
         if not isinstance(self.crs, str) or not self.crs.strip():
             raise SceneError(f"georeference: CRS {self.crs!r} is not a WKT or EPSG:nnnn string")
 
+    @classmethod
+    def stored(cls, arrays: Mapping[str, object], *, where: str) -> GeoReference | None:
+        """The georeference an ``.npz`` or ``.mat`` scene stores beside its bands: a ``transform`` array (6
+        numbers, the order above) and a ``crs`` (one string); None when it stores neither. Errors start with
+        ``where`` (the file)."""
+        if "transform" not in arrays and "crs" not in arrays:
+            return None
+        if "transform" not in arrays or "crs" not in arrays:
+            raise SceneError(f"{where}: georeferencing needs both 'transform' (6 floats) and 'crs' (a string)")
+        transform, crs = np.asarray(arrays["transform"]), np.asarray(arrays["crs"])
+        if transform.dtype.kind not in "uif" or transform.size != 6:
+            raise SceneError(
+                f"{where}: 'transform' must be 6 finite numbers (a, b, c, d, e, f), got {_kind(transform)}"
+            )
+        if crs.dtype.kind != "U" or crs.size != 1 or not str(crs.ravel()[0]).strip():
+            raise SceneError(f"{where}: 'crs' must be one string (WKT or EPSG:nnnn), got {_kind(crs)}")
+        return cls(check_transform(transform.ravel(), where=f"{where}: 'transform'"), str(crs.ravel()[0]).strip())
+
     def scaled(self, factor: float) -> GeoReference:
         """Return the georeference of a grid whose pixels are ``factor`` times larger."""
         a, b, c, d, e, f = self.transform
@@ -112,7 +130,8 @@ class Scene:
     ----------
     bands : mapping of str to (h, w) ndarray
         Band name (``B02``...) to DN array. Fine bands are (H, W), 20 m bands (H/2, W/2).
-        Stored as C-contiguous float32; other real dtypes are converted.
+        Stored as C-contiguous float32; other real dtypes are converted. A 60 m band (B01, B09) that is
+        empty or all zeros is a placeholder (the Reykjavik file has them) and is left out.
     fine_pixel_size : float
         Ground sampling distance of the fine grid, metres (10 for a normal scene, 20 for RR).
     reference : (H, W, 6) ndarray, optional
@@ -141,6 +160,9 @@ class Scene:
         where = _describe(self.source)
         clean = {}
         for band, array in self.bands.items():
+            if band in VERY_COARSE_BANDS and _is_placeholder(array):
+                logger.debug("%sdropping all-zero placeholder band %s", where, band)
+                continue
             clean[band] = _as_band_array(array, f"{where}band {band}")
         for band in FINE_BANDS + COARSE_BANDS:
             if band not in clean:
@@ -191,6 +213,16 @@ class Scene:
     def is_reduced_resolution(self) -> bool:
         """True for a scene whose fine grid is 20 m (an RR file) or that carries a reference."""
         return self.fine_pixel_size != 10.0 or self.reference is not None
+
+
+def _kind(array: np.ndarray) -> str:
+    return f"a {array.dtype} array of shape {_size(array.shape) or '()'}"
+
+
+def _is_placeholder(array: object) -> bool:
+    """An empty or all-zero numeric array: a 60 m band a file holds only to keep its layout."""
+    array = np.asarray(array)
+    return array.dtype.kind in "uif" and (array.size == 0 or not np.any(array))
 
 
 def _size(shape: tuple[int, ...]) -> str:

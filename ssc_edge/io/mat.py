@@ -31,7 +31,7 @@ import numpy as np
 
 from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
-from ..scene import Scene
+from ..scene import GeoReference, Scene
 from . import limits
 from .limits import ReadBudget, check_regular_file
 
@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _GROUPS = {"im10": FINE_BANDS, "im20": COARSE_BANDS, "im60": VERY_COARSE_BANDS}
 
-#: The variables a scene is read from (cell layout, grouped layout, reference).
-_SCENE_VARIABLES = ("Yim", *_GROUPS, "Xm_im")
+#: The variables a scene is read from (cell layout, grouped layout, reference, georeference).
+_SCENE_VARIABLES = ("Yim", *_GROUPS, "Xm_im", "transform", "crs")
 
 
 def is_hdf5(path: Path) -> bool:
@@ -63,6 +63,8 @@ def _h5_value(h5file, item) -> object:
     if matlab_class == "cell" or (isinstance(data, np.ndarray) and data.dtype == h5py.ref_dtype):
         cells = [_h5_value(h5file, h5file[ref]) for ref in np.asarray(data).ravel(order="F")]
         return cells
+    if matlab_class == "char" and isinstance(data, np.ndarray):  # UTF-16 code units, column-major
+        return np.array("".join(map(chr, data.T.ravel())))
     if isinstance(data, np.ndarray) and data.ndim >= 2:
         return data.T  # column-major storage: reverse the axes to get MATLAB's order
     return data
@@ -249,7 +251,8 @@ def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene
     Returns
     -------
     Scene
-        All-zero 60 m placeholder bands are dropped; bands are DN, float32.
+        All-zero 60 m placeholder bands are dropped; bands are DN, float32. ``georef`` from ``transform`` (6
+        numbers) and ``crs`` (a string) variables when the file has them (what ``write_result`` stores).
     """
     path = Path(path)
     arrays = read_mat_arrays(path, names=_SCENE_VARIABLES, as_float32=True)
@@ -271,14 +274,12 @@ def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene
     else:
         found = ", ".join(_variable_names(path)) or "nothing"
         raise SceneReadError(f"{where}unknown MATLAB layout: expected Yim (cell) or im10/im20 (grouped), found {found}")
-    for name in VERY_COARSE_BANDS:
-        if name in bands and (bands[name].size == 0 or not np.any(bands[name])):
-            logger.debug("%s: dropping all-zero placeholder band %s", path, name)
-            del bands[name]
     reference = arrays.get("Xm_im")
     if fine_pixel_size is None:
         fine_pixel_size = 20.0 if reference is not None else 10.0
-    return Scene(bands=bands, reference=reference, fine_pixel_size=fine_pixel_size, source=path, name=path.stem)
+    georef = GeoReference.stored(arrays, where=str(path))
+    return Scene(bands=bands, reference=reference, fine_pixel_size=fine_pixel_size, georef=georef, source=path,
+                 name=path.stem)  # fmt: skip
 
 
 def write_mat(path: Path, image: np.ndarray, *, name: str = "xpr", extra: dict | None = None) -> None:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import VERY_COARSE_BANDS, canonical_band_name
+from ..bands import canonical_band_name
 from ..errors import OptionError, SceneError, SceneReadError
-from ..scene import GeoReference, Scene, check_transform
+from ..scene import GeoReference, Scene
 from . import limits
 from .limits import ReadBudget, check_regular_file, check_zip_member
 
@@ -152,19 +152,6 @@ def _describe(array: np.ndarray) -> str:
     return f"a {array.dtype} array of shape {'x'.join(map(str, array.shape)) or '()'}"
 
 
-def _georef(others: dict[str, np.ndarray], path: Path) -> GeoReference | None:
-    if "transform" not in others and "crs" not in others:
-        return None
-    if "transform" not in others or "crs" not in others:
-        raise SceneError(f"{path}: georeferencing needs both 'transform' (6 floats) and 'crs' (a string)")
-    transform, crs = others["transform"], others["crs"]
-    if transform.dtype.kind not in "uif" or transform.size != 6:
-        raise SceneError(f"{path}: 'transform' must be 6 finite numbers (a, b, c, d, e, f), got {_describe(transform)}")
-    if crs.dtype.kind != "U" or crs.size != 1 or not str(crs.ravel()[0]).strip():
-        raise SceneError(f"{path}: 'crs' must be one string (WKT or EPSG:nnnn), got {_describe(crs)}")
-    return GeoReference(check_transform(transform.ravel(), where=f"{path}: 'transform'"), str(crs.ravel()[0]))
-
-
 def read_npz_scene(path: Path) -> Scene:
     """Read a scene stored as one array per band in a NumPy ``.npz`` file.
 
@@ -201,10 +188,6 @@ def read_npz_scene(path: Path) -> Scene:
     ignored = [key for key in keys if key not in arrays]
     if ignored:
         logger.debug("%s: not reading arrays %s (no band uses them)", path, ", ".join(ignored))
-    for name in VERY_COARSE_BANDS:
-        if name in bands and bands[name].dtype.kind in "uif" and not np.any(bands[name]):
-            logger.debug("%s: dropping all-zero placeholder band %s", path, name)
-            del bands[name]
     reference = others.get("reference")
     fine_pixel_size = 20.0 if reference is not None else 10.0
     if "fine_pixel_size" in others:
@@ -216,7 +199,7 @@ def read_npz_scene(path: Path) -> Scene:
         bands=bands,
         reference=reference,
         fine_pixel_size=fine_pixel_size,
-        georef=_georef(others, path),
+        georef=GeoReference.stored(others, where=str(path)),
         source=path,
         name=path.stem,
     )

@@ -326,19 +326,14 @@ class BandSource(ABC):
     def to_scene(self) -> Scene:
         """Read every band whole into a validated :class:`Scene` (memory: the scene's area).
 
-        All-zero 60 m placeholder bands are dropped, as the file readers do. What the bands take (stored
+        All-zero 60 m placeholder bands are dropped (by :class:`Scene`). What the bands take (stored
         samples and float32 copies) is added up first and refused over the limit or the memory available
         (:class:`~ssc_edge.io.limits.ReadBudget`), before any band is read.
         """
         budget = ReadBudget(self.where)
         for band in self.bands:
             budget.add(self.band_shape(band), self._sample_dtype(band), what=f"band {band}", as_float32=True)
-        bands = {}
-        for band in self.bands:
-            values = self.read_band(band)
-            if band in VERY_COARSE_BANDS and not np.any(values):
-                continue
-            bands[band] = values
+        bands = {band: self.read_band(band) for band in self.bands}
         return Scene(bands, fine_pixel_size=self.fine_pixel_size, georef=self.georef, source=self.source,
                      name=self.name)  # fmt: skip
 

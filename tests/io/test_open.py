@@ -385,3 +385,33 @@ def test_infer_refuses_at_open_in_one_line_and_writes_nothing(run_cli, tmp_path,
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert re.search(line, done.stderr), done.stderr
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("version", ["v5", "v7.3"])
+def test_mat_georeference_is_read_and_checked(tmp_path, version):
+    """A .mat scene's ``transform`` and ``crs`` (what write_result stores) pass the same checks as an .npz's."""
+    from scipy import io as sio
+
+    bands = _bands()
+    cells = np.empty((1, 12), dtype=object)
+    for i, band in enumerate(("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")):
+        cells[0, i] = bands.get(band, np.zeros((SIZE // 6, SIZE // 6), np.float32))
+
+    def write(path: Path, transform: tuple[float, ...]) -> Path:
+        if version == "v5":
+            sio.savemat(path, {"Yim": cells, "transform": np.array(transform), "crs": GEOREF.crs})
+            return path
+        with h5py.File(path, "w") as h5:  # MATLAB v7.3: column-major arrays, cells as references, char as uint16
+            refs = [h5.create_dataset(f"#refs#/{i}", data=np.asarray(c).T) for i, c in enumerate(cells[0])]
+            yim = h5.create_dataset("Yim", shape=(12, 1), dtype=h5py.ref_dtype)
+            yim[:, 0] = [r.ref for r in refs]
+            yim.attrs["MATLAB_class"] = np.bytes_("cell")
+            h5.create_dataset("transform", data=np.array(transform)[:, None])
+            crs = h5.create_dataset("crs", data=np.array([ord(c) for c in GEOREF.crs], np.uint16)[:, None])
+            crs.attrs["MATLAB_class"] = np.bytes_("char")
+        return path
+
+    assert read_scene(write(tmp_path / "ok.mat", GEOREF.transform)).georef == GEOREF
+    rotated = (10.0, 1.0, 399960.0, 0.0, -10.0, 4693200.0)
+    with pytest.raises(SceneError, match=r"bad\.mat: 'transform': transform .* is rotated or sheared"):
+        read_scene(write(tmp_path / "bad.mat", rotated))
