@@ -171,6 +171,24 @@ def test_tile_too_small(run_cli, tmp_path, model):
     assert not (tmp_path / "o.npz").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--tile", "0", r"tile must be a positive integer, got 0$"),
+        ("--batch", "0", r"batch must be a positive integer, got 0$"),
+        ("--threads", "0", r"threads must be a positive integer, got 0$"),
+        ("--provider", "tpu", r"unknown execution provider 'tpu'; choose auto or one of tensorrt, cuda"),
+        ("--precision", "fp8", r"unknown precision 'fp8'; choose one of auto, fp32, bf16, fp16, int8$"),
+        ("--dtype", "int8", r"unknown output dtype 'int8'; choose one of float32, uint16$"),
+    ],
+)
+def test_bad_run_or_output_option_is_one_line_before_any_work(run_cli, tmp_path, model, option, value, message):
+    """The options are checked as values (RunOptions, OutputOptions) before a file is opened or claimed."""
+    result = run_cli("infer", model, "-o", tmp_path / "o.npz", option, value)
+    _one_error_line(result, message)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_existing_output_is_kept(run_cli, tmp_path, model):
     out = tmp_path / "o.npz"
     out.write_bytes(b"keep")
