@@ -84,8 +84,9 @@ def batch_command(
         float | None,
         typer.Option(
             min=0,
-            help="Seconds to wait at the end for scenes another live run holds (default: until it releases them); "
-            "scenes still held then are left pending and the exit status is 1.",
+            help="Seconds to wait for another live run: for the scenes it holds, at the end (default: until it "
+            "releases them; scenes still held then are left pending and the exit status is 1), and for the manifest's "
+            "lock at each update (one line and exit status 2 if the last update cannot take it).",
         ),
     ] = None,
     quiet: Quiet = False,
