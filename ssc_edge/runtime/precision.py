@@ -28,11 +28,15 @@ provider), on the central :data:`GATE_SIZE` pixels of a scene:
 - at export (``fit-and-export``): the scene's own held-out pair (an RR file's reference; else the Wald
   pair one scale down), stored in the model's metadata under
   :data:`~ssc_edge.runtime.session.GATE_KEY` as ``{"bf16/openvino": {"loss_db": ..., ...}}``, for every
-  reduced precision the exporting machine runs natively (:func:`gate_metadata`);
+  reduced precision the exporting machine runs natively (:func:`ssc_edge.runtime.sharpen.gate_metadata`);
 - where the metadata lacks it, at the first ``infer`` on a machine that runs it: the Wald pair one scale
   down of the scene being sharpened (:func:`wald_gate_scene`); the verdict is cached in
   ``$XDG_CACHE_HOME/ssc-edge/precision/`` keyed by the model's sha256, the precision and backend, and
   the hardware (:func:`hardware_key`).
+
+This module decides and keeps the verdicts; it never builds a sharpener. The measurement is handed in
+(:data:`GateMeasure`, made by :func:`ssc_edge.runtime.sharpen.gate_measure` with the sessions the run reuses),
+so the precision is chosen before the :class:`~ssc_edge.runtime.Sharpener` that runs in it is built.
 """
 
 from __future__ import annotations
