@@ -708,7 +708,7 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     with_60m : bool
         Also read the 60 m bands (B01, B09) the scene has; the window's origin and size are then
         multiples of 6, so the 60 m grid keeps its phase too. A 60 m band that is all 0 DN in the
-        window is left out, as the readers drop all-zero placeholders.
+        window is left out (by :class:`Scene`, as every all-zero 60 m placeholder).
 
     Returns
     -------
@@ -729,11 +729,8 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     bands |= {b: np.asarray(read(b, coarse), np.float32) for b in COARSE_BANDS}
     if with_60m:
         sixty = Tile(row // 6, col // 6, height // 6, width // 6)
-        for band in VERY_COARSE_BANDS:
-            if band in getattr(source, "bands", ()):
-                values = np.asarray(read(band, sixty), np.float32)
-                if np.any(values):
-                    bands[band] = values
+        # a 60 m band all 0 DN in the window is a placeholder there, and Scene leaves it out
+        bands |= {b: np.asarray(read(b, sixty), np.float32) for b in VERY_COARSE_BANDS if b in source.bands}
     name = getattr(source, "name", None) or "scene"
     return Scene(bands=bands, source=getattr(source, "source", None), name=f"{name}-centre")
 
