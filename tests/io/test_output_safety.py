@@ -10,6 +10,7 @@ the write.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -218,6 +219,12 @@ def test_remove_stale_temporaries_keeps_live_and_foreign_files(tmp_path):
     assert output.read_bytes() == b"done" and mine.exists()
 
 
+def _pending(pid: int) -> int:
+    """The signals pending for process ``pid`` (Linux ``/proc``: the shared mask, bit n - 1 for signal n)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^ShdPnd:\s*([0-9a-f]+)$", status, re.MULTILINE)[1], 16)
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_batch_and_its_worker_and_the_rerun_finishes_clean(ssc_edge_command, slow_scene, tmp_path):
     """The batch stops within seconds (its worker terminated, not awaited); the rerun removes the worker's
@@ -232,9 +239,16 @@ def test_sigterm_stops_a_batch_and_its_worker_and_the_rerun_finishes_clean(ssc_e
     deadline = time.monotonic() + 120
     while not out.is_dir() or not _temporaries(output):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.1)
+        time.sleep(0.02)
+    worker = int(re.search(r"\.ssc-edge-[A-Za-z0-9]+-(\d+)\.", _temporaries(output)[0].name)[1])  # its pid
+    os.kill(worker, signal.SIGSTOP)  # stopped inside its write: no race between the signal and the rename
+    assert _temporaries(output) and not output.exists(), "the worker finished before it could be stopped"
     process.send_signal(signal.SIGTERM)
     stopped = time.monotonic()
+    while not _pending(worker) & (1 << (signal.SIGTERM - 1)):  # the batch has terminated its stopped worker
+        assert time.monotonic() < stopped + 15 and process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    os.kill(worker, signal.SIGCONT)  # the pending SIGTERM ends it before it runs another instruction
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143 and time.monotonic() - stopped < 15, stderr
     assert stderr.strip().splitlines()[-1].startswith("ssc-edge: terminated (SIGTERM)")
