@@ -56,10 +56,9 @@ import numpy as np
 
 from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS, canonical_band_name
 from ..errors import SceneReadError
-from ..scene import Scene
 from .limits import MAX_COMPRESSION_RATIO, MAX_METADATA_BYTES, check_regular_file, check_zip_member
 
-__all__ = ["SafeProduct", "is_safe_product", "looks_like_safe_zip", "read_safe_product", "read_safe_scene"]
+__all__ = ["SafeProduct", "is_safe_product", "looks_like_safe_zip", "read_safe_product"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,23 +125,6 @@ def is_safe_product(path: Path) -> bool:
     except OSError:
         return False
     return False
-
-
-def read_safe_scene(path: Path) -> Scene:
-    """Read a SAFE product whole: :func:`ssc_edge.io.read_scene` (through the one door,
-    :func:`ssc_edge.io.sources.open_band_source`), refusing anything that is not a SAFE product.
-
-    Returns
-    -------
-    Scene
-        Bands ``B02 B03 B04 B08`` (H, W), ``B05 B06 B07 B8A B11 B12`` (H/2, W/2) and, when the product has
-        their files, ``B01 B09`` (H/6, W/6), as float32 reflectance x 10000 after the radiometric offset;
-        nodata pixels are 0.0 (a 60 m band that is all nodata is left out).
-    """
-    from .sources import RasterBandSource
-
-    with RasterBandSource.safe(Path(path)) as source:
-        return source.to_scene()
 
 
 def read_safe_product(path: Path) -> SafeProduct:

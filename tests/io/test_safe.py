@@ -16,7 +16,8 @@ import pytest
 
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS, GSD
 from ssc_edge.errors import SceneError, SceneReadError
-from ssc_edge.io.safe import is_safe_product, read_safe_product, read_safe_scene
+from ssc_edge.io import read_scene
+from ssc_edge.io.safe import is_safe_product, read_safe_product
 
 rasterio = pytest.importorskip("rasterio")
 from rasterio.transform import from_origin  # noqa: E402
@@ -135,7 +136,7 @@ def _expected(band: str, *, offset: float = OFFSET, quant: float = QUANT) -> np.
 def test_folder_values_after_offset_and_georef(tmp_path, level, caplog):
     product = make_safe(tmp_path, level)
     with caplog.at_level(logging.WARNING, logger="ssc_edge.io.safe"):
-        scene = read_safe_scene(product)
+        scene = read_scene(product)
     assert scene.shape == (SIZE, SIZE)
     for band in FINE_BANDS + COARSE_BANDS:
         assert scene.bands[band].dtype == np.float32
@@ -160,11 +161,11 @@ def test_product_metadata(tmp_path):
 
 def test_zip_equals_folder(tmp_path):
     product = make_safe(tmp_path, "L2A")
-    from_folder = read_safe_scene(product)
+    from_folder = read_scene(product)
     archive = zip_safe(product)
     shutil.rmtree(product)
     assert is_safe_product(archive)
-    from_zip = read_safe_scene(archive)
+    from_zip = read_scene(archive)
     assert from_zip.name == from_folder.name
     assert from_zip.georef == from_folder.georef
     for band in FINE_BANDS + COARSE_BANDS:
@@ -173,7 +174,7 @@ def test_zip_equals_folder(tmp_path):
 
 def test_metadata_xml_path_and_other_quantification(tmp_path):
     product = make_safe(tmp_path, "L1C", quant=2000, offset=0)
-    scene = read_safe_scene(product / "MTD_MSIL1C.xml")
+    scene = read_scene(product / "MTD_MSIL1C.xml")
     np.testing.assert_allclose(scene.bands["B11"], _expected("B11", offset=0, quant=2000), atol=1e-3)
 
 
@@ -188,18 +189,18 @@ def test_not_a_safe_product(tmp_path):
     empty = tmp_path / "empty.SAFE"
     empty.mkdir()
     with pytest.raises(SceneReadError, match=r"empty\.SAFE: not a Sentinel-2 SAFE product \(no MTD_MSIL1C"):
-        read_safe_scene(empty)
+        read_safe_product(empty)
     plain = tmp_path / "plain.zip"
     with zipfile.ZipFile(plain, "w") as zf:
         zf.writestr("readme.txt", "hello")
     with pytest.raises(SceneReadError, match=r"plain\.zip: not a Sentinel-2 SAFE product \(no MTD_MSIL1C\.xml"):
-        read_safe_scene(plain)
+        read_safe_product(plain)
     text = tmp_path / "text.zip"
     text.write_text("not a zip")
     with pytest.raises(SceneReadError, match=r"text\.zip: not a Sentinel-2 SAFE product"):
-        read_safe_scene(text)
+        read_safe_product(text)
     with pytest.raises(SceneReadError, match=r"nothing\.SAFE: no such file or folder"):
-        read_safe_scene(tmp_path / "nothing.SAFE")
+        read_safe_product(tmp_path / "nothing.SAFE")
 
 
 def test_metadata_errors(tmp_path):
@@ -208,20 +209,20 @@ def test_metadata_errors(tmp_path):
     text = xml.read_text()
     xml.write_text(text.replace('<QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>', ""))
     with pytest.raises(SceneReadError, match=r"\.SAFE: product metadata has no QUANTIFICATION_VALUE"):
-        read_safe_scene(product)
+        read_scene(product)
     xml.write_text(text[:200])
     with pytest.raises(SceneReadError, match=r"\.SAFE: product metadata is not valid XML"):
-        read_safe_scene(product)
+        read_scene(product)
     xml.write_text(text.replace("_B12</IMAGE_FILE>", "_XX</IMAGE_FILE>"))
     with pytest.raises(SceneReadError, match=r"\.SAFE: product metadata lists no file for band\(s\) B12"):
-        read_safe_scene(product)
+        read_scene(product)
 
 
 def test_band_file_missing(tmp_path):
     product = make_safe(tmp_path, "L2A")
     (next(product.rglob("*_B8A_20m.jp2"))).unlink()
     with pytest.raises(SceneReadError, match=r"\.SAFE: band B8A file .*_B8A_20m\.jp2 is missing"):
-        read_safe_scene(product)
+        read_scene(product)
     archive = zip_safe(make_safe(tmp_path / "z", "L1C"))
     with zipfile.ZipFile(archive) as zf:
         members = [m for m in zf.namelist() if not m.endswith("_B04.jp2")]
@@ -230,21 +231,21 @@ def test_band_file_missing(tmp_path):
         for member, content in data.items():
             zf.writestr(member, content)
     with pytest.raises(SceneReadError, match=r"\.zip: band B04 file /vsizip/.*_B04\.jp2 is missing"):
-        read_safe_scene(archive)
+        read_scene(archive)
 
 
 def test_corrupt_band_file(tmp_path):
     product = make_safe(tmp_path, "L1C")
     next(product.rglob("*_B06.jp2")).write_bytes(b"garbage")
     with pytest.raises(SceneReadError, match=r"\.SAFE/.*_B06\.jp2: cannot read raster"):
-        read_safe_scene(product)
+        read_scene(product)
 
 
 def test_all_nodata_band_is_rejected(tmp_path):
     product = make_safe(tmp_path, "L1C")
     _write_jp2(next(product.rglob("*_B07.jp2")), np.zeros((SIZE // 2, SIZE // 2), np.uint16), 20.0)
     with pytest.raises(SceneError, match=r"\.SAFE: band B07 is all zeros"):
-        read_safe_scene(product)
+        read_scene(product)
 
 
 def test_misaligned_20m_band(tmp_path):
@@ -257,7 +258,7 @@ def test_misaligned_20m_band(tmp_path):
     with pytest.raises(
         SceneError, match=r"_B05\.jp2: band B05 grid .* is not aligned with the 10 m grid .*: its extent"
     ):
-        read_safe_scene(product)
+        read_scene(product)
 
 
 def test_product_before_baseline_4_has_no_offset(tmp_path):
@@ -267,15 +268,15 @@ def test_product_before_baseline_4_has_no_offset(tmp_path):
     start, end = text.index("<Radiometric_Offset_List>"), text.index("</Radiometric_Offset_List>")
     xml.write_text(text[:start] + text[end + len("</Radiometric_Offset_List>") :])
     assert read_safe_product(product).offsets["B02"] == 0
-    np.testing.assert_allclose(read_safe_scene(product).bands["B02"], _expected("B02", offset=0), atol=1e-3)
+    np.testing.assert_allclose(read_scene(product).bands["B02"], _expected("B02", offset=0), atol=1e-3)
 
 
 def test_read_scene_and_detect_format_dispatch_to_the_safe_reader(tmp_path):
-    from ssc_edge.io import detect_format, read_scene
+    from ssc_edge.io import detect_format
 
     product = make_safe(tmp_path)
     archive = zip_safe(product)
     assert detect_format(product) == "safe"
     assert detect_format(archive) == "safe"  # a zip, yet not taken for an .npz
     scene = read_scene(archive)
-    np.testing.assert_array_equal(scene.bands["B05"], read_safe_scene(product).bands["B05"])
+    np.testing.assert_array_equal(scene.bands["B05"], read_scene(product).bands["B05"])

@@ -16,7 +16,7 @@ import pytest
 from ssc_edge.bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ssc_edge.errors import SceneError
 from ssc_edge.io import read_scene
-from ssc_edge.io.safe import read_safe_product, read_safe_scene
+from ssc_edge.io.safe import read_safe_product
 from ssc_edge.io.sources import open_band_source, scene_identity
 from ssc_edge.tiling import Tile
 
@@ -54,7 +54,7 @@ def test_product_lists_the_60m_files_from_R60m(safe_12):
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
 def test_read_gives_the_crop_60m_bands(shared_data, safe_12, safe_12_zip, as_zip):
-    scene = read_safe_scene(safe_12_zip if as_zip else safe_12)
+    scene = read_scene(safe_12_zip if as_zip else safe_12)
     assert sorted(scene.bands) == sorted(ALL_BANDS)
     for band in (*VERY_COARSE_BANDS, "B02", "B05"):
         # stored DN + 1000 with BOA_ADD_OFFSET -1000: the crop's own values, exactly
@@ -90,7 +90,7 @@ def test_all_nodata_60m_band_is_left_out(shared_data, tmp_path):
     b09 = product / "GRANULE" / GRANULE / "IMG_DATA" / "R60m" / f"{L2A_PREFIX}_B09_60m.jp2"
     like = shared_data / "real" / "l1c_T31TDH_20150726_crop" / "T31TDH_20150726T105026_B09.jp2"
     write_lossless_jp2(b09, np.zeros((50, 50), np.uint16), like)  # NODATA everywhere
-    assert "B09" not in read_safe_scene(product).bands and "B01" in read_safe_scene(product).bands
+    assert "B09" not in read_scene(product).bands and "B01" in read_scene(product).bands
 
 
 def test_60m_band_of_the_wrong_size_is_refused(shared_data, tmp_path):
@@ -100,7 +100,7 @@ def test_60m_band_of_the_wrong_size_is_refused(shared_data, tmp_path):
     write_lossless_jp2(b01, np.full((40, 40), 2000, np.uint16), like)
     message = r"_B01_60m\.jp2: 60 m band B01 is 40x40, not a sixth of the 10 m size 300x300"
     with pytest.raises(SceneError, match=message):
-        read_safe_scene(product)
+        read_scene(product)
     with pytest.raises(SceneError, match=message):
         open_band_source(product)
 
@@ -121,7 +121,7 @@ def test_60m_band_off_the_10m_grid_is_refused(shared_data, tmp_path):
         dataset.write(dn, 1)
     message = r"_B09_60m\.jp2: band B09 grid .* is not aligned with the 10 m grid .*: its extent differs by 60 CRS"
     with pytest.raises(SceneError, match=message):
-        read_safe_scene(product)
+        read_scene(product)
     with pytest.raises(SceneError, match=message):
         open_band_source(product)
 
@@ -151,7 +151,7 @@ def test_fit_all_and_infer_the_12_band_product_from_a_safe_folder_and_its_zip(ru
             assert dataset.descriptions == ALL_BANDS
             products.append(dataset.read())
     np.testing.assert_array_equal(products[0], products[1])
-    b02 = read_safe_scene(safe_12).bands["B02"]
+    b02 = read_scene(safe_12).bands["B02"]
     np.testing.assert_array_equal(products[0][ALL_BANDS.index("B02")], b02)
     assert np.all(np.isfinite(products[0])) and products[0][ALL_BANDS.index("B01")].std() > 0
     shutil.rmtree(tmp_path)
