@@ -682,17 +682,11 @@ def open_band_source(path: Path) -> BandSource:
     return source
 
 
-def streams(scene: BandSource | Path | None, output: Path) -> bool:
-    """True when ``scene`` is sharpened into ``output`` window by window (``infer`` and ``batch``): a GeoTIFF
-    output and a scene read by window (rasters, SAFE products); ``.mat``/``.npz`` scenes and ``.npz``/``.mat``
-    outputs are read and written whole. Pass the opened :class:`BandSource` (a path is detected again)."""
-    from . import detect_format
-
-    if scene is None or Path(output).suffix.lower() not in (".tif", ".tiff"):
-        return False
-    if isinstance(scene, BandSource):
-        return scene.windowed
-    return detect_format(Path(scene)) in ("geotiff", "band-folder", "safe")
+def streams(source: BandSource, output: Path) -> bool:
+    """True when the opened scene is sharpened into ``output`` window by window (``infer`` and ``batch``): a
+    GeoTIFF output and a scene read by window (:attr:`BandSource.windowed`: rasters, SAFE products); ``.mat`` and
+    ``.npz`` scenes and ``.npz``/``.mat`` outputs are read and written whole."""
+    return source.windowed and Path(output).suffix.lower() in (".tif", ".tiff")
 
 
 def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
