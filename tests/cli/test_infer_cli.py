@@ -355,3 +355,34 @@ def test_quality_line_names_the_models_estimated_pair(run_cli, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "full resolution, no reference (the model's estimated pair): consistency SRE" in result.stdout
     assert "callable" not in result.stdout + result.stderr
+
+
+_COUNT_OPENS = """
+import json, sys
+opened = []
+sys.addaudithook(lambda event, args: opened.append(str(args[0]))
+                 if event == "open" and str(args[0]).endswith(".onnx") else None)
+from ssc_edge.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "opened": opened}))
+"""
+
+
+@pytest.mark.real_data
+def test_each_model_file_is_read_once_even_when_the_gate_measures(tmp_path, model, shared_data):
+    """``--precision auto`` with a 20 m and a 60 m model on the real crop: every open of a model file (Python's
+    audit hook sees them all; the sessions get the bytes, never the path) is one per model, gate included."""
+    import json
+
+    sixty = write_model(tmp_path / "m60.onnx", sixty=True)
+    crop = shared_data / "real" / "l1c_T31TDH_20150726_crop"
+    args = ["infer", str(model), str(crop), "--model-60m", str(sixty), "-o", str(tmp_path / "o.tif"), "-q"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # nothing cached: measured where it can be
+    completed = subprocess.run([sys.executable, "-c", _COUNT_OPENS, *args], capture_output=True, text=True,
+                               timeout=300, check=False, env=env)  # fmt: skip
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["code"] in (0, None), completed.stderr
+    assert sorted(result["opened"]) == sorted([str(model), str(sixty)])
