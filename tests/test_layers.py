@@ -37,9 +37,10 @@ LAYERS = {
 #: Packages only ``ssc_edge.train`` may import.
 HEAVY = ("tensorflow", "tf2onnx", "keras")
 
-#: Circles that exist today, each to be removed by the owner of its modules (the test fails when one
-#: disappears, so that its entry goes too): the format readers import the package's ``detect_format`` and
-#: each other (``io.sources`` <-> ``io.safe``). Empty is the goal.
+#: Circles that exist today, each to be removed by the owner of its modules: a circle found passes only inside
+#: one of these sets of modules (it may shrink, never grow or appear elsewhere), and the test fails once a set
+#: holds no circle, so that its entry goes too. Today: the format readers import the package's ``detect_format``
+#: and the package imports them. Empty is the goal.
 KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
     {frozenset({"ssc_edge.io", "ssc_edge.io.results", "ssc_edge.io.safe", "ssc_edge.io.sources"})}
 )
@@ -143,9 +144,9 @@ def test_every_module_has_a_layer():
 
 def test_no_import_circle():
     circles = _circles()
-    new = sorted(sorted(c) for c in circles - KNOWN_CIRCLES)
+    new = sorted(sorted(c) for c in circles if not any(c <= known for known in KNOWN_CIRCLES))
     assert new == [], f"import circles: {new}"
-    gone = sorted(sorted(c) for c in KNOWN_CIRCLES - circles)
+    gone = sorted(sorted(known) for known in KNOWN_CIRCLES if not any(c <= known for c in circles))
     assert gone == [], f"circles fixed: remove them from KNOWN_CIRCLES: {gone}"
 
 
