@@ -21,7 +21,7 @@ import numpy as np
 
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ssc_edge.bandset import band_ratio
-from ssc_edge.runtime.tiling import Tile
+from ssc_edge.tiling import Tile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

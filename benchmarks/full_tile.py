@@ -81,7 +81,7 @@ def write_scene(folder: Path, size: int, *, block: int, wedge: float, sixty: boo
     from rasterio.transform import from_origin
 
     from ssc_edge.bandset import band_ratio
-    from ssc_edge.runtime.tiling import Tile
+    from ssc_edge.tiling import Tile
 
     start = time.perf_counter()
     mosaic = MosaicSource(size, block=block, wedge=wedge, sixty=sixty)
@@ -139,7 +139,7 @@ def bare_session(
     from ssc_edge.io.sources import open_band_source
     from ssc_edge.runtime import Sharpener
     from ssc_edge.runtime.sharpen import window_input
-    from ssc_edge.runtime.tiling import Tile
+    from ssc_edge.tiling import Tile
 
     # the runtime's own sessions, in the precision infer ran in (its --precision), so the ratio compares like with
     # like; on a static-shape provider (OpenVINO) the network compiled for the window's shape, as infer runs it

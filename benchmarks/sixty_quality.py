@@ -181,7 +181,7 @@ def shifted_case(config, *, size: int, seed: int, shift: tuple[int, int], pairs:
 
 def _predict_tiled(model, image: np.ndarray, scale: float, *, tile: int = 180, halo: int = 8) -> np.ndarray:
     """Keras prediction window by window (bounded memory); exact for halo >= the receptive radius."""
-    from ssc_edge.runtime.tiling import plan_tiles
+    from ssc_edge.tiling import plan_tiles
     from ssc_edge.train.fit import predict
 
     out = np.empty((*image.shape[:2], 2), np.float32)

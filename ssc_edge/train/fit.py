@@ -698,18 +698,32 @@ def _full_resolution_stage(fit: FitResult, source: Any, pair, *, levels: int, pr
     }
 
 
+#: Most difference, 10 m px, between the scene's estimated (pooled) Gaussian blur and the mean nominal MTF sigma of
+#: the 20 m bands for which ``stage_kernel="auto"`` takes the nominal kernels (benchmarks/full_resolution_stage.py:
+#: MTF-made scenes estimate 0.86-0.99 px against a nominal mean of 0.98; narrower Gaussians 0.66-0.81).
+NOMINAL_MATCH = 0.15
+
+
 def stage_kernel_choice(choice: str, pair: wald.PairModel | None) -> str:
     """The stage kernel that ``FitConfig.stage_kernel`` means for a scene's pair.
 
-    ``"auto"``: ``"estimated"`` when the scene's own relative blur is MATLAB's ``imresize`` kernel (the
-    estimate's bicubic family wins: a product degraded by software, such as the paper's RR files, whose true
-    kernel that is), else ``"nominal"``, the sensor's MTF, which every band of a real product carries.
+    ``"auto"``: ``"nominal"`` (each band's nominal MTF, which every band of a real product carries) when the
+    scene's estimated relative blur is a Gaussian within :data:`NOMINAL_MATCH` of the nominal one, else
+    ``"estimated"``: the scene shows another kernel (MATLAB ``imresize``, with which the paper's RR files were
+    made, or a sharper or blurrier sensor) and the stage must be consistent with that one, since a stage
+    kernel wrong by a tenth of a pixel costs more than the stage gains (``docs/method.md``).
     """
     if choice != "auto":
         return choice
-    if pair is not None and all(k.kind == "bicubic" for k in pair.coarse):
-        return "estimated"
-    return "nominal"
+    if pair is None:
+        return "nominal"
+    from ..bands import MTF_NYQUIST
+
+    nominal = float(np.mean([wald.mtf_sigma(MTF_NYQUIST[b]) for b in COARSE_BANDS]))
+    gaussian = all(k.kind == "gaussian" for k in pair.coarse)
+    if gaussian and abs(float(np.mean([k.sigma for k in pair.coarse])) - nominal) <= NOMINAL_MATCH:
+        return "nominal"
+    return "estimated"
 
 
 def predict(model, inputs: np.ndarray, scale: float) -> np.ndarray:

@@ -53,9 +53,16 @@ def test_the_stages_strided_decimation_is_walds_decimate(offset):
 def test_stage_kernels_nominal_is_the_sensor_mtf_and_auto_follows_the_estimates_family():
     nominal = stage_kernels(None, "nominal")
     assert [k.sigma for k in nominal] == pytest.approx([wald.mtf_sigma(MTF_NYQUIST[b]) for b in COARSE_BANDS])
-    gauss = wald.PairModel(fine=[wald.Kernel("gaussian", 0.5)] * 4, coarse=[wald.Kernel("gaussian", 1.5)] * 6)
-    imresize = wald.PairModel.nominal("bicubic")
-    assert stage_kernel_choice("auto", gauss) == "nominal"
+
+    def gaussian(sigma):
+        return wald.PairModel(fine=[wald.Kernel("gaussian", 0.5)] * 4, coarse=[wald.Kernel("gaussian", sigma)] * 6)
+
+    gauss, imresize = gaussian(1.5), wald.PairModel.nominal("bicubic")
+    mean_nominal = np.mean([k.sigma for k in nominal])
+    assert stage_kernel_choice("auto", gaussian(mean_nominal - 0.12)) == "nominal"
+    assert stage_kernel_choice("auto", gaussian(mean_nominal + 0.12)) == "nominal"
+    assert stage_kernel_choice("auto", gaussian(mean_nominal - 0.2)) == "estimated"
+    assert stage_kernel_choice("auto", gauss) == "estimated"
     assert stage_kernel_choice("auto", imresize) == "estimated"
     assert stage_kernels(imresize, "estimated") == list(imresize.coarse)
     assert [k.sigma for k in stage_kernels(gauss, "wider")] == [1.5] * 6  # wider than every nominal sigma

@@ -8,8 +8,8 @@ import pytest
 from ssc_edge import wald
 from ssc_edge.errors import SceneError
 from ssc_edge.io import read_scene
-from ssc_edge.tiling import Tile
 from ssc_edge.scene import Scene
+from ssc_edge.tiling import Tile
 from ssc_edge.train.fit import FitConfig, extract_patches, training_data
 from ssc_edge.train.windows import sample_patches, scene_source, training_grid, window_pair
 
