@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SceneReadError
 from ..scene import Scene
-from .limits import check_regular_file
 from .output import atomic_output, check_outputs, output_guard
 from .results import read_estimate, write_result
+from .sources import detect_format, open_band_source
 
 __all__ = [
     "atomic_output",
@@ -26,52 +25,6 @@ __all__ = [
     "read_scene",
     "write_result",
 ]
-
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-
-def detect_format(path: Path) -> str:
-    """Return ``"safe"``, ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"band-folder"`` from the content.
-
-    A SAFE product (folder, zip or metadata XML) is recognised by its ``MTD_MSIL1C.xml`` /
-    ``MTD_MSIL2A.xml``, and a zip named as one (``*.SAFE.zip``, ``S2A_MSIL2A_*.zip``) or holding a
-    ``.SAFE`` folder is a SAFE product even when it is damaged (reading it then says so); any other
-    folder is a band folder (single-band rasters named by band, see :mod:`ssc_edge.io.geotiff`);
-    other files by their first bytes.
-
-    Raises
-    ------
-    SceneReadError
-        If the path does not exist, is not a folder or a regular file (a FIFO, a device), is unreadable, or
-        matches no supported format.
-    """
-    from .safe import is_safe_product
-
-    path = Path(path)
-    if not path.is_dir():
-        check_regular_file(path)  # a FIFO would block the open below forever; a device never ends
-    if is_safe_product(path):
-        return "safe"
-    if path.is_dir():
-        return "band-folder"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(528)
-    except OSError as exc:
-        raise SceneReadError(f"{path}: cannot open ({exc.strerror or exc})") from None
-    if not head:
-        raise SceneReadError(f"{path}: file is empty")
-    if head.startswith(b"MATLAB") or head[512:520] == b"\x89HDF\r\n\x1a\n" or head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "mat"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        from .safe import looks_like_safe_zip
-
-        # a zip named as a SAFE product (or holding a .SAFE folder) that is_safe_product did not accept is a
-        # damaged or incomplete SAFE zip: the SAFE reader says what is wrong with it, not the .npz reader
-        return "safe" if looks_like_safe_zip(path) else "npz"
-    if head[:4] in _TIFF_MAGIC:
-        return "geotiff"
-    raise SceneReadError(f"{path}: unknown file format (not a MATLAB, NumPy .npz or GeoTIFF file)")
 
 
 def read_scene(path: Path) -> Scene:
@@ -99,7 +52,5 @@ def read_scene(path: Path) -> Scene:
     SceneError
         Readable, but the bands are missing, of the wrong size, non-finite, misaligned, ...
     """
-    from .sources import open_band_source
-
     with open_band_source(path) as source:
         return source.to_scene()

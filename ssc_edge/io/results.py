@@ -142,7 +142,7 @@ def write_result(
 
 
 def _format(path: Path) -> str:
-    from . import detect_format
+    from .sources import detect_format
 
     with open(path, "rb") as f:
         if f.read(6) == _NPY_MAGIC:

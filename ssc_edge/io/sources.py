@@ -131,13 +131,58 @@ def scene_identity(path: Path) -> str:
     SceneReadError, SceneError
         As :func:`open_band_source` for a SAFE product or a folder; a file that cannot be read.
     """
-    from . import detect_format
-
     path = Path(path)
     if detect_format(path) in ("safe", "band-folder"):
         with open_band_source(path) as source:
             return source.identity
     return _file_sha256(path)
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def detect_format(path: Path) -> str:
+    """Return ``"safe"``, ``"mat"``, ``"npz"``, ``"geotiff"`` or ``"band-folder"`` from the content.
+
+    A SAFE product (folder, zip or metadata XML) is recognised by its ``MTD_MSIL1C.xml`` /
+    ``MTD_MSIL2A.xml``, and a zip named as one (``*.SAFE.zip``, ``S2A_MSIL2A_*.zip``) or holding a
+    ``.SAFE`` folder is a SAFE product even when it is damaged (reading it then says so); any other
+    folder is a band folder (single-band rasters named by band, see :mod:`ssc_edge.io.geotiff`);
+    other files by their first bytes.
+
+    Raises
+    ------
+    SceneReadError
+        If the path does not exist, is not a folder or a regular file (a FIFO, a device), is unreadable, or
+        matches no supported format.
+    """
+    from .safe import is_safe_product
+
+    path = Path(path)
+    if not path.is_dir():
+        check_regular_file(path)  # a FIFO would block the open below forever; a device never ends
+    if is_safe_product(path):
+        return "safe"
+    if path.is_dir():
+        return "band-folder"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(528)
+    except OSError as exc:
+        raise SceneReadError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if not head:
+        raise SceneReadError(f"{path}: file is empty")
+    if head.startswith(b"MATLAB") or head[512:520] == b"\x89HDF\r\n\x1a\n" or head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "mat"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        from .safe import looks_like_safe_zip
+
+        # a zip named as a SAFE product (or holding a .SAFE folder) that is_safe_product did not accept is a
+        # damaged or incomplete SAFE zip: the SAFE reader says what is wrong with it, not the .npz reader
+        return "safe" if looks_like_safe_zip(path) else "npz"
+    if head[:4] in _TIFF_MAGIC:
+        return "geotiff"
+    raise SceneReadError(f"{path}: unknown file format (not a MATLAB, NumPy .npz or GeoTIFF file)")
 
 
 class BandSource(ABC):
@@ -662,8 +707,6 @@ def open_band_source(path: Path) -> BandSource:
         bands, grids of the wrong size, georeferencing that is not one CRS, north-up, finite and aligned to
         within half a pixel (:func:`check_band_grid`).
     """
-    from . import detect_format
-
     path = Path(path)
     kind = detect_format(path)
     if kind == "safe":
