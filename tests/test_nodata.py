@@ -174,16 +174,23 @@ def _write_folder(folder, scene, *, nodata_value=None, border=0):
     return folder
 
 
-@pytest.mark.parametrize("dtype", ["float32", "uint16"])
-def test_geotiff_folder_with_a_tagged_nodata_border(tmp_path, model, dtype):
+def _stream(sharpener, scene, output, **options):
+    """:func:`~ssc_edge.runtime.stream.sharpen_stream` of the scene at ``scene``, opened through the one door."""
+    from ssc_edge.io.sources import open_band_source
     from ssc_edge.runtime.stream import sharpen_stream
 
+    with open_band_source(scene) as source:
+        return sharpen_stream(sharpener, source, output, **options)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint16"])
+def test_geotiff_folder_with_a_tagged_nodata_border(tmp_path, model, dtype):
     scene = random_scene(60, 50, seed=8)
     bordered = _write_folder(tmp_path / "bordered", scene, nodata_value=65535, border=12)
     clean = _write_folder(tmp_path / "clean", scene)
     sharpener = Sharpener(model, provider="cpu", tile=24)
-    out = sharpen_stream(sharpener, bordered, tmp_path / "b.tif", dtype=dtype, with_fine=True).path
-    ref = sharpen_stream(sharpener, clean, tmp_path / "c.tif", dtype=dtype, with_fine=True).path
+    out = _stream(sharpener, bordered, tmp_path / "b.tif", dtype=dtype, with_fine=True).path
+    ref = _stream(sharpener, clean, tmp_path / "c.tif", dtype=dtype, with_fine=True).path
     with rasterio.open(out) as a, rasterio.open(ref) as b:
         got, expected = np.moveaxis(a.read(), 0, -1), np.moveaxis(b.read(), 0, -1)
         nodata = a.nodatavals
@@ -202,7 +209,6 @@ def test_geotiff_folder_with_a_tagged_nodata_border(tmp_path, model, dtype):
 def test_safe_product_with_a_nodata_wedge(tmp_path, model, shared_data):
     from ssc_edge.io import read_scene
     from ssc_edge.io.sources import open_band_source
-    from ssc_edge.runtime.stream import sharpen_stream
 
     from .io.real_safe import build_real_safe
 
@@ -218,8 +224,8 @@ def test_safe_product_with_a_nodata_wedge(tmp_path, model, shared_data):
         assert np.array_equal(valid, ~_wedge((150, 150), ratio=2, slope=1.3, cut=160.0))
         assert (source.read("B05", tile)[~valid] == 0).all()  # no-data reads as 0 DN, not offset to -1000
     sharpener = Sharpener(model, provider="cpu", tile=64)
-    got_path = sharpen_stream(sharpener, safe, tmp_path / "w.tif").path
-    ref_path = sharpen_stream(sharpener, clean, tmp_path / "c.tif").path
+    got_path = _stream(sharpener, safe, tmp_path / "w.tif").path
+    ref_path = _stream(sharpener, clean, tmp_path / "c.tif").path
     with rasterio.open(got_path) as a, rasterio.open(ref_path) as b:
         got, expected = np.moveaxis(a.read(), 0, -1), np.moveaxis(b.read(), 0, -1)
         assert np.isnan(a.nodatavals[0])
@@ -247,10 +253,9 @@ def test_row_bands_with_a_nodata_wedge_stitch_to_the_whole_image_result(model):
 
 def test_an_all_nodata_band_is_refused_naming_the_files_nodata_value(tmp_path, model):
     from ssc_edge.errors import SceneError
-    from ssc_edge.runtime.stream import sharpen_stream
 
     scene = random_scene(40, 40, seed=9)
     folder = _write_folder(tmp_path / "s", scene, nodata_value=65535, border=40)  # every pixel is the tag
     with pytest.raises(SceneError, match=r"s: band B05 is all no-data \(every pixel the nodata value 65535\)"):
-        sharpen_stream(Sharpener(model, provider="cpu"), folder, tmp_path / "o.tif")
+        _stream(Sharpener(model, provider="cpu"), folder, tmp_path / "o.tif")
     assert not (tmp_path / "o.tif").exists()

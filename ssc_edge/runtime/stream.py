@@ -26,7 +26,7 @@ from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_outputs
 from ..io.cog import OverviewWriter, cloud_optimize, overview_factors, scratch_geotiff
 from ..io.results import RESULT_DTYPES, to_dtype
-from ..io.sources import BandSource, open_band_source
+from ..io.sources import BandSource
 from ..nodata import output_nodata
 from ..progress import ProgressCallback
 from ..scene import GeoReference
@@ -154,7 +154,7 @@ def _log_nodata(source: BandSource, nodata_pixels: int, dtype: str) -> None:
 
 def sharpen_stream(
     sharpener: Sharpener,
-    scene: Path | BandSource,
+    source: BandSource,
     output_path: Path,
     *,
     dtype: str = "float32",
@@ -171,10 +171,8 @@ def sharpen_stream(
     Parameters
     ----------
     sharpener : Sharpener
-    scene : Path or BandSource
-        Any scene :func:`~ssc_edge.io.sources.open_band_source` opens: a SAFE product (folder or
-        zip), a folder of band rasters (JP2, GeoTIFF), a multi-band GeoTIFF (read window by window),
-        or a ``.mat``/``.npz`` (read whole first); or an open source (left open).
+    source : BandSource
+        The scene, opened once (:func:`~ssc_edge.io.sources.open_band_source`); left open.
     output_path : Path
         ``.tif``/``.tiff`` to write: tiled (256 x 256), DEFLATE, BigTIFF when needed, the 10 m
         grid's transform and CRS, band descriptions ``B05 ... B12``.
@@ -226,11 +224,6 @@ def sharpen_stream(
     names = output_band_names(contract.output_bands, with_fine=with_fine)
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb) * 1024 * 1024))
-        if isinstance(scene, BandSource):
-            source = scene
-        else:
-            check_outputs([output_path], force=force)
-            source = stack.enter_context(open_band_source(Path(scene)))
         source.require(needed)
         check_outputs([output_path], force=force)
         shape = source.shape

@@ -11,7 +11,7 @@ rasterio = pytest.importorskip("rasterio")
 
 from ssc_edge.bands import COARSE_BANDS, FINE_BANDS  # noqa: E402
 from ssc_edge.errors import OutputError, SceneError  # noqa: E402
-from ssc_edge.io import read_scene  # noqa: E402
+from ssc_edge.io import open_band_source, read_scene  # noqa: E402
 from ssc_edge.io.geotiff import write_geotiff  # noqa: E402
 from ssc_edge.runtime import Sharpener  # noqa: E402
 from ssc_edge.runtime import stream as stream_module  # noqa: E402
@@ -21,6 +21,12 @@ from ssc_edge.scene import GeoReference  # noqa: E402
 from .conftest import random_scene  # noqa: E402
 
 GEOREF = GeoReference((10.0, 0.0, 399960.0, 0.0, -10.0, 7200000.0), "EPSG:32627")
+
+
+def stream(sharpener, scene, output, **options):
+    """:func:`sharpen_stream` of the scene at ``scene``, opened through the one door."""
+    with open_band_source(scene) as source:
+        return sharpen_stream(sharpener, source, output, **options)
 
 
 def write_scene_folder(folder, scene, *, georef=GEOREF, dtype="uint16"):
@@ -41,7 +47,7 @@ def scene_folder(tmp_path):
 @pytest.mark.parametrize("tile", [16, 29, 512])
 def test_stream_equals_in_memory_and_keeps_georeferencing(tmp_path, scene_folder, nhwc_model, tile):
     sharpener = Sharpener(nhwc_model, provider="cpu", tile=tile, batch=2)
-    result = sharpen_stream(sharpener, scene_folder, tmp_path / "out.tif")
+    result = stream(sharpener, scene_folder, tmp_path / "out.tif")
     expected = Sharpener(nhwc_model, provider="cpu", tile=512).sharpen(read_scene(scene_folder))
     with rasterio.open(result.path) as out:
         got = np.moveaxis(out.read(), 0, -1)
@@ -56,7 +62,7 @@ def test_stream_equals_in_memory_and_keeps_georeferencing(tmp_path, scene_folder
 
 def test_with_fine_writes_the_ten_band_product_in_uint16(tmp_path, scene_folder, nhwc_model):
     sharpener = Sharpener(nhwc_model, provider="cpu", tile=24)
-    result = sharpen_stream(sharpener, scene_folder, tmp_path / "full.tif", with_fine=True, dtype="uint16")
+    result = stream(sharpener, scene_folder, tmp_path / "full.tif", with_fine=True, dtype="uint16")
     scene = read_scene(scene_folder)
     sharpened = sharpener.sharpen(scene)
     with rasterio.open(result.path) as out:
@@ -80,7 +86,7 @@ def test_full_disk_leaves_nothing_behind(tmp_path, scene_folder, nhwc_model, mon
     out = tmp_path / "out" / "full.tif"
     out.parent.mkdir()
     with pytest.raises(OutputError, match=r"full\.tif: cannot write \(No space left on device\)"):
-        sharpen_stream(Sharpener(nhwc_model, provider="cpu", tile=32), scene_folder, out)
+        stream(Sharpener(nhwc_model, provider="cpu", tile=32), scene_folder, out)
     assert list(out.parent.iterdir()) == []
 
 
@@ -92,21 +98,21 @@ def test_nan_in_a_geotiff_band_is_refused(tmp_path, nhwc_model):
         data[5, 6] = np.nan
         dataset.write(data, 2)
     with pytest.raises(SceneError, match=r"T27WVM_20m\.tif: band B06 has non-finite values"):
-        sharpen_stream(Sharpener(nhwc_model, provider="cpu", tile=16), folder, tmp_path / "o.tif")
+        stream(Sharpener(nhwc_model, provider="cpu", tile=16), folder, tmp_path / "o.tif")
     assert not (tmp_path / "o.tif").exists()
 
 
 def test_existing_output_is_refused(tmp_path, scene_folder, nhwc_model):
     (tmp_path / "o.tif").write_bytes(b"keep")
     with pytest.raises(OutputError, match="output exists; pass --force"):
-        sharpen_stream(Sharpener(nhwc_model, provider="cpu"), scene_folder, tmp_path / "o.tif")
+        stream(Sharpener(nhwc_model, provider="cpu"), scene_folder, tmp_path / "o.tif")
     assert (tmp_path / "o.tif").read_bytes() == b"keep"
 
 
 def test_tall_scene_flushes_whole_blocks_and_still_matches(tmp_path, nhwc_model):
     """580 rows: two 256-row blocks are flushed mid-stream, the rest at the end."""
     folder = write_scene_folder(tmp_path / "tall", random_scene(580, 30, seed=11))
-    result = sharpen_stream(Sharpener(nhwc_model, provider="cpu", tile=64, batch=3), folder, tmp_path / "o.tif")
+    result = stream(Sharpener(nhwc_model, provider="cpu", tile=64, batch=3), folder, tmp_path / "o.tif")
     expected = Sharpener(nhwc_model, provider="cpu", tile=600).sharpen(read_scene(folder))
     with rasterio.open(result.path) as out:
         assert np.array_equal(np.moveaxis(out.read(), 0, -1), expected, equal_nan=True)  # 0 DN pixels: NaN
@@ -119,4 +125,4 @@ def test_scene_lacking_a_model_band_is_refused(tmp_path, nhwc_model):
     write_geotiff(folder / "T_10m.tif", scene.fine(), band_names=FINE_BANDS, georef=GEOREF)
     write_geotiff(folder / "T_20m.tif", scene.coarse()[..., :5], band_names=COARSE_BANDS[:5], georef=GEOREF.scaled(2))
     with pytest.raises(SceneError, match=r"five: the model needs band\(s\) B12, which the scene lacks"):
-        sharpen_stream(Sharpener(nhwc_model, provider="cpu"), folder, tmp_path / "o.tif")
+        stream(Sharpener(nhwc_model, provider="cpu"), folder, tmp_path / "o.tif")
