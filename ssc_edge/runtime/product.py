@@ -28,7 +28,7 @@ from ..nodata import ValidReader, nonzero_valid
 from ..progress import ProgressCallback
 from ..scene import Scene
 from ..tiling import PlannedTile, Tile, check_tile_size, plan_tiles
-from .sharpen import BandReader, CoreWriter, Sharpener, check_scene_bands, run_pipeline, sharpen_in_memory
+from .sharpen import BandReader, CoreWriter, Sharpener, run_pipeline, sharpen_in_memory
 
 __all__ = ["CombinedContract", "CombinedSharpener"]
 
@@ -179,8 +179,5 @@ class CombinedSharpener:
 
         ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is written.
         """
-        source = scene.source or scene.name
-        shape = (int(scene.shape[0]), int(scene.shape[1]))
-        for sharpener in self.sharpeners:
-            check_scene_bands(scene.bands, shape, sharpener.contract, source=source)
-        return sharpen_in_memory(self, scene.bands, shape, progress=progress, on_core=on_core)
+        return sharpen_in_memory(self, scene.bands, scene.shape, progress=progress, on_core=on_core,
+                                 source=scene.source or scene.name)  # fmt: skip

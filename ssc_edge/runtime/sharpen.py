@@ -651,7 +651,7 @@ class Sharpener:
         _check_finite(coarse, "20 m input")
         bands = {b: fine[..., i] for i, b in enumerate(FINE_BANDS)}
         bands.update({b: coarse[..., i] for i, b in enumerate(COARSE_BANDS)})
-        return self._sharpen_bands(bands, fine.shape[:2], progress=progress, source="input")
+        return sharpen_in_memory(self, bands, fine.shape[:2], progress=progress, source="input")
 
     def sharpen(
         self, scene: Scene, *, progress: ProgressCallback | None = None, on_core: CoreHook | None = None
@@ -666,13 +666,8 @@ class Sharpener:
         (H, W, C_out) float32 ndarray
             The sharpened bands in ``contract.output_bands`` order on the scene's fine grid, DN.
         """
-        source = scene.source or scene.name
-        return self._sharpen_bands(dict(scene.bands), scene.shape, progress=progress, source=source, on_core=on_core)
-
-    def _sharpen_bands(self, bands: dict[str, np.ndarray], shape, *, progress, source, on_core=None) -> np.ndarray:
-        shape = (int(shape[0]), int(shape[1]))
-        check_scene_bands(bands, shape, self.contract, source=source)
-        return sharpen_in_memory(self, bands, shape, progress=progress, on_core=on_core)
+        return sharpen_in_memory(self, scene.bands, scene.shape, progress=progress, on_core=on_core,
+                                 source=scene.source or scene.name)  # fmt: skip
 
 
 def sharpen_in_memory(
@@ -682,12 +677,17 @@ def sharpen_in_memory(
     *,
     progress: ProgressCallback | None = None,
     on_core: CoreHook | None = None,
+    source: object = "scene",
 ) -> np.ndarray:
-    """Run a sharpener's windows over whole in-memory bands (checked by the caller) into one array.
+    """Run a sharpener's windows over whole in-memory bands into one array, once every model's bands and size
+    are checked (:func:`check_scene_bands`; ``source`` is named in the errors).
 
     Returns the (H, W, C_out) float32 DN image in ``sharpener.contract.output_bands`` order; ``on_core``, if
     given, also receives every core as it is written, with the band reader and the grid.
     """
+    shape = (int(shape[0]), int(shape[1]))
+    for model in sharpener.sharpeners:
+        check_scene_bands(bands, shape, model.contract, source=source)
     out = np.empty((*shape, sharpener.contract.channels_out), dtype=np.float32)
 
     def read(band: str, window: Tile) -> np.ndarray:
