@@ -343,14 +343,8 @@ def _sharpen_scene(job: SceneJob, config: BatchConfig, *, sharpen: SharpenerLike
     """Sharpen one (claimed) scene of a batch and write its output and report; never raises for a bad scene.
 
     The scene is opened once and goes through the pipeline ``infer`` runs
-    (:func:`ssc_edge.runtime.infer.sharpen_scene`): the same product, bit for bit.
-
-    Parameters
-    ----------
-    job : SceneJob
-    config : BatchConfig
-    sharpen : SharpenerLike, optional
-        Mode ``infer``: the sharpener instead of this worker's (the Ray engine's shares the scene out in row bands).
+    (:func:`ssc_edge.runtime.infer.sharpen_scene`): the same product, bit for bit. Parameters as
+    :func:`process_scene`.
 
     Returns
     -------

@@ -414,17 +414,15 @@ def load_model(
     OptionError
         ``precision`` does not match the model (fp16/int8 name models made by ``optimize``).
     """
-    if precision is not None and precision not in RUN_PRECISIONS:
-        raise OptionError(f"unknown precision {precision!r}; choose auto or one of {', '.join(RUN_PRECISIONS)}")
     model = model if isinstance(model, ModelFile) else open_model(model)
+    if precision is not None:
+        _check_precision(precision, model.contract, model.path)
     name = resolve_provider(provider)
     if precision == "bf16" and name not in _REDUCED_MODES:
         raise ProviderError(
             f"{PROVIDERS[name]} has no reduced-precision mode for an fp32 model; bf16 runs on openvino "
             "(a CPU with AVX512-BF16 or AMX) or tensorrt (fp16 engine)"
         )
-    if precision is not None:
-        _check_precision(precision, model.contract, model.path)
     running = precision or model.contract.precision
     own_openvino = name == "openvino" and PROVIDERS[name] not in _ort_providers()
     if own_openvino:

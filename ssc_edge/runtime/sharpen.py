@@ -331,24 +331,10 @@ class Sharpener:
         ONNX model carrying the ssc-edge contract in its metadata; a path is read once
         (:func:`~ssc_edge.runtime.session.open_model`), a :class:`~ssc_edge.runtime.session.ModelFile` shares
         its bytes and sessions with every sharpener built from it.
-    provider : str
-        ``"auto"`` (TensorRT > CUDA > OpenVINO > CoreML > DirectML > CPU), or one of ``cpu``,
-        ``cuda``, ``tensorrt``, ``openvino``, ``coreml``, ``dml``.
-    threads : int, optional
-        CPU intra-op threads (default: onnxruntime's choice).
-    tile : int
-        Side of the windows fed to the network, 10 m pixels (>= 2 x halo + 1). Each keeps a core
-        of ``tile - 2 * halo`` pixels.
-    batch : int
-        Windows per network run. 1 keeps memory lowest on the CPU; GPUs gain from 4-16.
-    prefetch : int
-        Batches of windows read ahead by one I/O thread while the network runs (which also writes
-        the finished cores); 0 reads, runs and writes in turn in the calling thread.
-    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, optional
-        What the network computes in (:mod:`~ssc_edge.runtime.precision`): ``bf16`` runs the fp32 model in
-        the provider's reduced-precision mode (OpenVINO on a CPU with AMX or AVX512-BF16, TensorRT fp16);
-        ``fp16``/``int8`` name models made by ``ssc-edge optimize``; ``auto`` takes bf16 where it is native
-        and this model's bf16 loss is within 0.1 dB, else fp32. None (default): the model as it is stored.
+    provider, threads, tile, batch, prefetch, precision
+        As :class:`~ssc_edge.runtime.options.RunOptions` (``precision`` None, the default: the model as stored;
+        ``auto``: bf16 where it is native and this model's bf16 loss is within 0.1 dB, else fp32). Each window
+        keeps a core of ``tile - 2 * halo`` pixels; a batch of 1 keeps memory lowest on the CPU.
     gate_scene : Scene or callable, optional
         For ``auto``: the scene to be sharpened (or a function returning it, called only if needed), on
         whose Wald pair the bf16 loss is measured once and cached when neither the model's metadata nor the

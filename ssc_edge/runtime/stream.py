@@ -183,13 +183,10 @@ def sharpen_stream(
     force : bool
         Overwrite ``output_path``.
     cog : bool
-        Write a Cloud-Optimized GeoTIFF (:mod:`ssc_edge.io.cog`: 512 px tiles, DEFLATE, overviews):
-        the windows go into an uncompressed GeoTIFF beside the output, which GDAL's COG driver then
-        copies into the output's temporary file; both temporary files are removed whatever happens.
-        False: the tiled (256 x 256) DEFLATE GeoTIFF is written directly, without overviews.
+        Write a Cloud-Optimized GeoTIFF (:mod:`ssc_edge.io.cog`, from an uncompressed scratch GeoTIFF beside the
+        output); False: the tiled (256 x 256) DEFLATE GeoTIFF is written directly, without overviews.
     progress : callable, optional
-        ``progress(done, total, message)`` per batch of tiles, then the COG step as one step
-        (messages ``COG: ...``).
+        ``progress(done, total, message)`` per batch of tiles, then the COG step as one (``COG: ...``).
     gdal_cache_mb : int
         GDAL block cache while streaming and during the COG step, MiB (GDAL's default is 5 % of RAM).
     on_checked : callable, optional
