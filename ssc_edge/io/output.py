@@ -251,14 +251,13 @@ class OutputClaim:
         self.path = path
         self.holder = holder
 
-    def release(self, *, remove: bool = True) -> None:
-        """Remove the claim file (while still holding it, unless ``remove`` is false) and unlock. Idempotent."""
+    def release(self) -> None:
+        """Remove the claim file (while still holding it) and unlock. Idempotent."""
         if self._fd is None:
             return
         try:
-            if remove:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
         finally:
             os.close(self._fd)  # closing the only descriptor releases the flock
             self._fd = None

@@ -322,11 +322,11 @@ class BandSource(ABC):
         for tile in self._strip_tiles(band, rows):
             yield tile, self.read(band, tile)
 
-    def require(self, bands: Iterable[str], *, who: str = "the model") -> None:
-        """Raise :class:`SceneError` naming every band of ``bands`` the scene lacks."""
+    def require(self, bands: Iterable[str]) -> None:
+        """Raise :class:`SceneError` naming every band of ``bands`` (the model's) the scene lacks."""
         missing = [b for b in bands if b not in self._band_shapes]
         if missing:
-            raise SceneError(f"{self.where}: {who} needs band(s) {', '.join(missing)}, which the scene lacks")
+            raise SceneError(f"{self.where}: the model needs band(s) {', '.join(missing)}, which the scene lacks")
 
     def check_has_data(self, bands: Iterable[str]) -> None:
         """Raise :class:`SceneError` if one of ``bands`` holds no data (no pixel :meth:`valid`).

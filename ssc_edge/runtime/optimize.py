@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp16", "int8")
 #: Largest accepted mean-SRE loss against the fp32 model, dB.
 MAX_LOSS_DB = 0.1
+#: int8 calibration: tile side (10 m pixels) and most tiles, spread evenly over the scene.
+CALIBRATION_TILE, CALIBRATION_TILES = 128, 32
 
 
 class DependencyError(SscEdgeError, ImportError):
@@ -266,8 +268,6 @@ def optimize_model(
     calibration_scene: Path | Scene | None = None,
     force: bool = False,
     max_loss_db: float = MAX_LOSS_DB,
-    calibration_tile: int = 128,
-    calibration_tiles: int = 32,
     progress: ProgressCallback | None = None,
 ) -> OptimizeResult:
     """Convert an fp32 ssc-edge model to fp16 or int8, measure its quality loss, and write it if it passes.
@@ -282,15 +282,11 @@ def optimize_model(
     calibration_scene : Path, Scene or None
         Scene whose tiles calibrate int8 and on which the loss is measured (see the module docstring for
         the target). None: the synthetic demo scene (:func:`ssc_edge.demo.demo_scene`), which is a weak
-        stand-in for int8 calibration: pass the scene the model was fitted on.
+        stand-in for int8 calibration: pass the scene the model was fitted on (:data:`CALIBRATION_TILES` tiles).
     force : bool
         Overwrite ``out_path`` and write the model even if it fails the gate (the loss is still recorded).
     max_loss_db : float
         The gate: largest accepted ``mean SRE(fp32) - mean SRE(optimized)``, dB.
-    calibration_tile : int
-        Side of the int8 calibration tiles, pixels of the fine grid.
-    calibration_tiles : int
-        Largest number of calibration tiles (spread evenly over the scene).
     progress : callable, optional
         Called after each step (convert, measure, write).
 
@@ -314,8 +310,6 @@ def optimize_model(
         raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not max_loss_db >= 0:
         raise OptionError(f"max_loss_db must be >= 0 dB, got {max_loss_db!r}")
-    if isinstance(calibration_tile, bool) or int(calibration_tile) != calibration_tile or calibration_tile < 8:
-        raise OptionError(f"calibration_tile must be an integer >= 8 px, got {calibration_tile!r}")
     model_path = Path(model_path)
     if out_path is not None:
         (out_path,) = check_outputs([out_path], inputs=[model_path, calibration_scene], force=force)
@@ -334,12 +328,8 @@ def optimize_model(
         if precision == "fp16":
             candidate_path.write_bytes(_convert_fp16(model).SerializeToString())
         else:
-            tiles = _calibration_tiles(
-                wald.full_scale_input(scene, upsampling=contract.upsampling),
-                contract,
-                int(calibration_tile),
-                int(calibration_tiles),
-            )
+            inputs_full = wald.full_scale_input(scene, upsampling=contract.upsampling)
+            tiles = _calibration_tiles(inputs_full, contract, CALIBRATION_TILE, CALIBRATION_TILES)
             _quantize_int8(model_path, candidate_path, tiles)
         report(progress, 1, steps, "measuring the quality loss")
         sre_fp32 = float(

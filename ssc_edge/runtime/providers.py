@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..contract import INPUT_NAME
 from ..errors import ModelError, OptionError, ProviderError
 from .openvino_backend import INSTALL_HINT, openvino_available
 
@@ -122,8 +123,6 @@ def provider_options(
     fp16: bool = False,
     cache_dir: Path | None = None,
     input_shape: Sequence[int] | None = None,
-    input_name: str = "bands",
-    device_id: int = 0,
     bf16: bool = False,
 ) -> dict[str, Any]:
     """Sensible onnxruntime options for one provider.
@@ -140,11 +139,8 @@ def provider_options(
         engine takes tens of seconds, loading one from the cache well under one.
     input_shape : sequence of int, optional
         The one input shape the session will see (batch, then the model's layout). TensorRT then
-        builds a single optimisation profile for exactly that shape.
-    input_name : str
-        Name of the model input (for the TensorRT profile).
-    device_id : int
-        GPU index for CUDA and TensorRT.
+        builds a single optimisation profile for exactly that shape (of input ``bands``). CUDA and TensorRT run on
+        GPU 0.
     bf16 : bool
         OpenVINO: compute the fp32 graph in bfloat16 (the CPU plugin's inference-precision hint;
         fast on CPUs with AVX512-BF16 or AMX).
@@ -157,7 +153,7 @@ def provider_options(
     if provider == "tensorrt":
         cache = Path(cache_dir) if cache_dir is not None else _cache_root() / "tensorrt"
         options: dict[str, Any] = {
-            "device_id": device_id,
+            "device_id": 0,
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True,
@@ -165,13 +161,13 @@ def provider_options(
             "trt_fp16_enable": bool(fp16),
         }
         if input_shape is not None:
-            shape = f"{input_name}:{'x'.join(str(int(n)) for n in input_shape)}"
+            shape = f"{INPUT_NAME}:{'x'.join(str(int(n)) for n in input_shape)}"
             options.update(trt_profile_min_shapes=shape, trt_profile_opt_shapes=shape, trt_profile_max_shapes=shape)
         return options
     if provider == "cuda":
         # EXHAUSTIVE cuDNN search costs a little once per shape; tiles share one shape.
         return {
-            "device_id": device_id,
+            "device_id": 0,
             "cudnn_conv_algo_search": "EXHAUSTIVE",
             "arena_extend_strategy": "kSameAsRequested",
         }

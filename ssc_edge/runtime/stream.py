@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows and columns of the output's internal GeoTIFF blocks; strips are flushed in whole blocks.
 BLOCK = 256
+#: GDAL block cache while streaming and during the COG step, MiB (GDAL's default is 5 % of RAM).
+GDAL_CACHE_MB = 64
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,6 @@ def sharpen_stream(
     force: bool = False,
     cog: bool = True,
     progress: ProgressCallback | None = None,
-    gdal_cache_mb: int = 64,
     on_checked: Callable[[BandSource], None] | None = None,
     on_core=None,
 ) -> StreamResult:
@@ -187,8 +188,6 @@ def sharpen_stream(
         output); False: the tiled (256 x 256) DEFLATE GeoTIFF is written directly, without overviews.
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles, then the COG step as one (``COG: ...``).
-    gdal_cache_mb : int
-        GDAL block cache while streaming and during the COG step, MiB (GDAL's default is 5 % of RAM).
     on_checked : callable, optional
         ``on_checked(source)``, called once the scene passed every check (bands present, size,
         data) and before the first window runs: ``infer`` prints its warnings there, so that bad
@@ -220,7 +219,7 @@ def sharpen_stream(
     needed = tuple(dict.fromkeys((*contract.input_bands, *(FINE_BANDS if with_fine else ()))))
     names = output_band_names(contract.output_bands, with_fine=with_fine)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb) * 1024 * 1024))
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20))
         source.require(needed)
         check_outputs([output_path], force=force)
         shape = source.shape
@@ -295,12 +294,12 @@ def sharpen_stream(
                         )
                         writer.close()
                         if overviews is not None:
-                            overviews.finish(cache_mb=gdal_cache_mb)
+                            overviews.finish(cache_mb=GDAL_CACHE_MB)
                     except (rasterio.errors.RasterioIOError, CPLE_BaseError) as exc:  # the latter: building overviews
                         raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc
             if cog:
                 cog_seconds = cloud_optimize(
-                    plain, tmp, cache_mb=gdal_cache_mb, progress=progress, name=output_path
+                    plain, tmp, cache_mb=GDAL_CACHE_MB, progress=progress, name=output_path
                 ).seconds
     logger.debug("wrote %s (%dx%dx%d %s, %d tiles)", output_path, *shape, len(names), dtype, tiles)
     _log_nodata(source, nodata_pixels[0], dtype)

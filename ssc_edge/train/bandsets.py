@@ -231,19 +231,17 @@ def evaluate_60m(
     fit: FitResult,
     *,
     progress: ProgressCallback | None = None,
-    heldout: bool | None = None,
     pair: RatioPairModel | None = None,
 ) -> Evaluation:
     """Quality of the 60 m model against the observed 60 m bands, and of bicubic on the same input.
 
-    ``heldout`` (default: when the scene is at least ``36 * patch`` px a side): a second model is
+    When the scene is at least ``36 * patch`` px a side, a second model is
     fitted two scales of 6 down and scored one scale down (kind ``"60m-one-scale-down"``). Else the
     fitted model is scored on its own training pair (kind ``"60m-training-pair"``,
     ``training_set_numbers`` true). ``pair``: as :func:`fit_60m`.
     """
     config = fit.config
-    if heldout is None:
-        heldout = min(scene.shape) >= SIXTY_RATIO**2 * config.patch
+    heldout = min(scene.shape) >= SIXTY_RATIO**2 * config.patch
     pair = pair or sixty_pair_for(scene, config)[0]
     inputs, reference = _pair(scene, config, 1, pair)
     if heldout:

@@ -128,8 +128,9 @@ def keras_to_onnx(model, *, layout: str = "NHWC"):
 NCHWC_BLOCK = 16
 
 
-def pad_concat_channels(proto, *, multiple: int = NCHWC_BLOCK):
-    """Pad the skip branches so that every concatenation feeds a convolution a multiple of ``multiple`` channels.
+def pad_concat_channels(proto):
+    """Pad the skip branches so that every concatenation feeds a convolution a multiple of :data:`NCHWC_BLOCK`
+    channels.
 
     SSC-CNN's output blocks convolve ``concat(previous, skip)``: 128 + 25 = 153 channels with the paper's
     widths, which keeps those convolutions off onnxruntime's NCHWc kernels (measured: a skip width of 32
@@ -144,8 +145,6 @@ def pad_concat_channels(proto, *, multiple: int = NCHWC_BLOCK):
     ----------
     proto : onnx.ModelProto
         A graph from :func:`keras_to_onnx`; modified in place and returned.
-    multiple : int
-        Channel multiple to pad the concat outputs to.
 
     Returns
     -------
@@ -188,7 +187,7 @@ def pad_concat_channels(proto, *, multiple: int = NCHWC_BLOCK):
         ):
             continue
         widths = [initializers[conv.input[1]].dims[0] for conv in convs]
-        extra = -sum(widths) % multiple
+        extra = -sum(widths) % NCHWC_BLOCK
         if extra == 0 or len({conv.output[0] for conv in convs}) != len(convs):  # one branch concatenated twice
             continue
         # Pad the last branch (the skip, in SSC-CNN's concat(previous, skip)) at its end.
@@ -237,26 +236,24 @@ def _from_layout(y: np.ndarray, layout: str) -> np.ndarray:
     return y.transpose(0, 2, 3, 1) if layout == "NCHW" else y
 
 
-def measure_layouts(protos: dict[str, Any], sample: np.ndarray, *, repeats: int = 5) -> dict[str, float]:
+def measure_layouts(protos: dict[str, Any], sample: np.ndarray) -> dict[str, float]:
     """Fastest onnxruntime (CPU) run time of each layout's model on one input, seconds.
 
-    The layouts' runs are interleaved and the minimum is kept, so that load from other
-    processes on a shared machine biases neither layout.
+    After one warm-up run each, the layouts' 5 timed runs are interleaved and the minimum is kept, so that load
+    from other processes on a shared machine biases neither layout.
 
     Parameters
     ----------
     protos : dict of layout to onnx.ModelProto
     sample : (1, H, W, 10) float32 ndarray
         NHWC input, normalised DN.
-    repeats : int
-        Timed runs per layout (after one warm-up run each).
     """
     sessions = {layout: _session(proto) for layout, proto in protos.items()}
     feeds = {layout: {INPUT_NAME: _to_layout(sample, layout)} for layout in protos}
     for layout, session in sessions.items():
         session.run(None, feeds[layout])  # warm-up
     timings = {layout: float("inf") for layout in protos}
-    for _ in range(repeats):
+    for _ in range(5):
         for layout, session in sessions.items():
             start = time.perf_counter()
             session.run(None, feeds[layout])
@@ -264,8 +261,9 @@ def measure_layouts(protos: dict[str, Any], sample: np.ndarray, *, repeats: int 
     return timings
 
 
-def check_parity(model, proto, sample: np.ndarray, *, layout: str, tolerance: float = PARITY_TOLERANCE) -> float:
-    """Compare Keras and onnxruntime on one input; raise :class:`ModelError` beyond ``tolerance``.
+def check_parity(model, proto, sample: np.ndarray, *, layout: str) -> float:
+    """Compare Keras and onnxruntime on one input; raise :class:`ModelError` beyond :data:`PARITY_TOLERANCE` (the
+    largest accepted max |difference| as a fraction of the Keras output range).
 
     Parameters
     ----------
@@ -275,8 +273,6 @@ def check_parity(model, proto, sample: np.ndarray, *, layout: str, tolerance: fl
         NHWC input, normalised DN (a real scene input).
     layout : {"NHWC", "NCHW"}
         Layout of ``proto``.
-    tolerance : float
-        Largest accepted max |difference| as a fraction of the Keras output range.
 
     Returns
     -------
@@ -289,10 +285,10 @@ def check_parity(model, proto, sample: np.ndarray, *, layout: str, tolerance: fl
         raise ModelError(f"ONNX output shape {got.shape} differs from the Keras output shape {expected.shape}")
     spread = float(expected.max() - expected.min()) or 1.0
     relative = float(np.max(np.abs(got - expected))) / spread
-    if not relative <= tolerance:
+    if not relative <= PARITY_TOLERANCE:
         raise ModelError(
             f"exported ONNX model disagrees with Keras: max |difference| is {relative:.2e} of the output range "
-            f"(tolerance {tolerance:.0e})"
+            f"(tolerance {PARITY_TOLERANCE:.0e})"
         )
     return relative
 

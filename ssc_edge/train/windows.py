@@ -256,12 +256,11 @@ def sample_patches(
     config: Any,
     *,
     levels: int = 1,
-    budget: int | None = None,
     window: int = TRAINING_WINDOW,
     progress: ProgressCallback | None = None,
     pair: wald.PairModel | None = None,
 ) -> PatchSample:
-    """Draw at most ``budget`` valid training patches from a scene, reading it window by window.
+    """Draw at most ``config.patch_budget`` valid training patches from a scene, reading it window by window.
 
     Parameters
     ----------
@@ -270,8 +269,6 @@ def sample_patches(
         ``patch``, ``stride``, ``seed``, ``degradation``, ``upsampling``, ``patch_budget``.
     levels : int
         Scales below the fine grid (1 for the fit, 2 for the report's evaluation fit).
-    budget : int, optional
-        Default ``config.patch_budget``.
     window : int
         Side of the windows read, pixels of the training grid.
     progress : callable, optional
@@ -282,7 +279,7 @@ def sample_patches(
     Returns
     -------
     PatchSample
-        All valid patches when there are at most ``budget``: with no no-data, the patches of
+        All valid patches when there are at most ``config.patch_budget``: with no no-data, the patches of
         :func:`~ssc_edge.train.fit.extract_patches` on the whole-image pair, same order, same values.
 
     Raises
@@ -290,7 +287,7 @@ def sample_patches(
     SceneError
         A scene too small for one patch, or without one patch free of no-data.
     """
-    budget = int(config.patch_budget if budget is None else budget)
+    budget = int(config.patch_budget)
     patch, stride = int(config.patch), int(config.stride)
     check_training_size(source.shape, patch, levels=levels, where=_where(source))
     grid = training_grid(source.shape, levels)
