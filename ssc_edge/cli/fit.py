@@ -27,12 +27,16 @@ def fit_and_export_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="ONNX model to write; .keras, .json and .md go beside it.")
     ] = _DEFAULT_OUTPUT,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs [default: 50; 200 with --protocol paper].")
+    ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 5e-4,
     lr_schedule: Annotated[
         str, typer.Option(help="Learning-rate schedule: constant or cosine (decay to 1 % over all steps).")
     ] = "constant",
-    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 64,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Patches per step [default: 16; 64 with --protocol paper].")
+    ] = None,
     patch: Annotated[int, typer.Option(help="Training patch side, pixels.")] = 16,
     stride: Annotated[int, typer.Option(help="Distance between patches, pixels.")] = 8,
     protocol: Annotated[
@@ -124,10 +128,10 @@ def fit_and_export_command(
 
     config = FitConfig(
         patch_budget=DEFAULT_PATCH_BUDGET if patches is None else patches,
-        epochs=epochs,
+        epochs=epochs if epochs is not None else (200 if protocol == "paper" else 50),
         learning_rate=lr,
         lr_schedule=lr_schedule,
-        batch_size=batch_size,
+        batch_size=batch_size if batch_size is not None else (64 if protocol == "paper" else 16),
         patch=patch,
         stride=stride,
         protocol=protocol,

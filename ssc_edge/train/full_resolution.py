@@ -69,8 +69,8 @@ class StageConfig:
     learning_rate: float = 1e-4
     structure_weight: float = 0.01
     kernel: str = "nominal"
-    pixels: int = 384 * 384
-    window: int = 192
+    pixels: int = 2 * 128 * 128
+    window: int = 128
 
     def __post_init__(self) -> None:
         if int(self.iterations) != self.iterations or self.iterations < 0:

@@ -154,11 +154,14 @@ def test_paper_protocol_keeps_the_epoch_with_the_lowest_whole_image_loss(scene):
 
 
 def test_heldout_keeps_the_weight_average_by_default(scene):
-    config = FitConfig(epochs=2, model=TINY, precision="float32")
+    config = FitConfig(epochs=2, model=TINY, precision="float32", stage_iterations=0)
     fit = fit_model(*training_data(scene, config), config)
-    assert fit.config.ema == DEFAULT_EMA == 0.98 and fit.best_epoch == 2
+    # 0.98 per epoch of 64-patch steps, the same per step at the default batch of 16: 0.98 ** 4
+    assert DEFAULT_EMA == 0.98 and config.batch_size == 16
+    assert fit.config.ema == pytest.approx(0.98**4) and fit.best_epoch == 2
+    assert fit_model(*training_data(scene, config), replace(config, batch_size=64)).config.ema == 0.98
     assert fit.config.checkpoint == "patch-loss" and fit.image_history == []
-    assert fit.weights_kept == "ema 0.98"
+    assert fit.weights_kept == "ema 0.922368"
     assert not _weights_equal(fit.model, fit_model(*training_data(scene, config), replace(config, ema=0)).model)
 
 
