@@ -200,6 +200,7 @@ def stage_sample(
     kernels: Sequence[wald.Kernel],
     config: StageConfig,
     *,
+    offset: tuple[float, float] = (0.0, 0.0),
     upsampling: str = "bicubic",
     seed: int = 0,
 ) -> StageSample:
@@ -211,6 +212,9 @@ def stage_sample(
         10 m bands, DN (0 DN or NaN: no-data).
     coarse : (H/2, W/2, 6) ndarray
         20 m bands, DN.
+    offset : (float, float)
+        The 20 m grid's offset from its nominal place, 10 m px (``PairModel.offset``): the sharpened bands lie
+        on that grid, so the detail target is taken from the 10 m bands resampled there (cubic spline).
     """
     fine = np.asarray(fine, np.float32)
     coarse = np.asarray(coarse, np.float32)
@@ -239,17 +243,13 @@ def stage_sample(
         x = wald.model_input(f, low, upsampling=upsampling)
         inputs.append(x)
         lows.append(low.astype(np.float32))
+        if any(offset):  # the 10 m bands where the sharpened 20 m band's pixels are: f(j + d)
+            f = ndimage.shift(f, (-offset[0], -offset[1], 0), order=3, mode="nearest")
         details.append(detail_target(x[..., :6], f, kernels))
     return StageSample(np.stack(inputs), np.stack(lows), np.stack(details))
 
 
-def stage_losses(
-    sample: StageSample,
-    kernels: Sequence[wald.Kernel],
-    *,
-    offset: tuple[float, float] = (0.0, 0.0),
-    border: int = 8,
-):
+def stage_losses(sample: StageSample, kernels: Sequence[wald.Kernel], *, border: int = 8):
     """The stage's two losses as a TensorFlow function of a sharpened batch.
 
     Returns
@@ -261,7 +261,9 @@ def stage_losses(
         window edge (the coarse pixels whose kernel reaches into it are left out).
     """
     tf = tensorflow()
-    filt, t0 = _decimation_filter(kernels, offset)
+    # The sharpened band lies on its own band's grid (the training pair keeps the 20 m grid's offset in its
+    # target), so it decimates to the observed 20 m band with no offset.
+    filt, t0 = _decimation_filter(kernels, (0.0, 0.0))
     size = filt.shape[0]
     height, width = sample.inputs.shape[1:3]
     # coarse pixels i with 2 i + t0 >= border and 2 i + t0 + size - 1 < side - border
@@ -298,7 +300,6 @@ def refine_full_resolution(
     kernels: Sequence[wald.Kernel],
     config: StageConfig,
     *,
-    offset: tuple[float, float] = (0.0, 0.0),
     border: int = 8,
     progress: ProgressCallback | None = None,
 ) -> list[float]:
@@ -308,8 +309,6 @@ def refine_full_resolution(
     ----------
     kernels : sequence of 6 Kernels
         Each 20 m band's blur relative to the 10 m product (:func:`stage_kernels`).
-    offset : (float, float)
-        The 20 m grid's offset from its nominal place, 10 m px (the training pair's ``PairModel.offset``).
     border : int
         10 m pixels left out of both losses at each window edge (the net's zero padding).
 
@@ -324,7 +323,7 @@ def refine_full_resolution(
     import keras
 
     start = time.perf_counter()
-    losses = stage_losses(sample, kernels, offset=offset, border=border)
+    losses = stage_losses(sample, kernels, border=border)
     x = tf.constant(sample.inputs)
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
     weight = tf.constant(config.structure_weight, tf.float32)
