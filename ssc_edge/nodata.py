@@ -247,22 +247,16 @@ def mask_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def scene_valid(scene, bands: Sequence[str] | None = None) -> np.ndarray:
-    """(H, W) bool: the 10 m pixels of an in-memory scene where every band of ``bands`` is valid (0 DN rule).
-
-    Parameters
-    ----------
-    scene : Scene
-    bands : sequence of str, optional
-        Default: the 10 m and 20 m bands (:data:`~ssc_edge.bands.FINE_BANDS`,
-        :data:`~ssc_edge.bands.COARSE_BANDS`). A coarse band counts at the coarse pixel covering the
-        10 m pixel. With a ``reference`` (a reduced-resolution scene), its 0 DN pixels are no-data too.
+def scene_valid(scene) -> np.ndarray:
+    """(H, W) bool: the 10 m pixels of an in-memory :class:`~ssc_edge.scene.Scene` where every 10 m and 20 m band is
+    valid (0 DN rule). A 20 m band counts at the coarse pixel covering the 10 m pixel. With a ``reference`` (a
+    reduced-resolution scene), its 0 DN pixels are no-data too.
     """
     from .bands import COARSE_BANDS, FINE_BANDS
 
     height, width = scene.shape
     valid = np.ones((height, width), dtype=bool)
-    for band in bands if bands is not None else FINE_BANDS + COARSE_BANDS:
+    for band in FINE_BANDS + COARSE_BANDS:
         values = scene.bands[band]
         ratio = height // values.shape[0]
         band_valid = values != 0

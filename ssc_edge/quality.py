@@ -262,16 +262,14 @@ def _q2n_sums(reference: np.ndarray, estimate: np.ndarray, *, block: int, pad_ro
     return total, count
 
 
-def q2n(reference: np.ndarray, estimate: np.ndarray, *, block: int = Q2N_BLOCK) -> float:
-    """Q2n of an (H, W, C) estimate against an (H, W, C) reference (Garzelli and Nencini 2009).
+def q2n(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Q2n of an (H, W, C) estimate against an (H, W, C) reference (Garzelli and Nencini 2009), over non-overlapping
+    blocks of :data:`Q2N_BLOCK` (32, the toolbox default) pixels a side; the images are mirrored to a multiple of it.
 
     Parameters
     ----------
     reference, estimate : (H, W, C) ndarray
         Same units (DN); C is padded with zero bands to a power of 2 (6 -> 8).
-    block : int
-        Side of the non-overlapping blocks, pixels (32, the toolbox default); the images are
-        mirrored to a multiple of it.
 
     Returns
     -------
@@ -281,7 +279,7 @@ def q2n(reference: np.ndarray, estimate: np.ndarray, *, block: int = Q2N_BLOCK) 
     reference, estimate = np.asarray(reference, dtype=np.float64), np.asarray(estimate, dtype=np.float64)
     if reference.shape != estimate.shape or reference.ndim != 3:
         raise OptionError(f"q2n needs two (H, W, C) images of one shape, got {reference.shape} and {estimate.shape}")
-    total, count = _q2n_sums(reference, estimate, block=block, pad_rows=True)
+    total, count = _q2n_sums(reference, estimate, block=Q2N_BLOCK, pad_rows=True)
     return total / count
 
 
@@ -479,10 +477,9 @@ class QualityAccumulator:
     shape : (int, int)
         ``(H, W)`` of the 10 m grid, pixels; both even.
     degradation : str or callable
-        The scene's degradation for the consistency check (see :func:`degradation_function`).
-    fine_degradation : str, optional
-        How the 10 m bands are degraded to 20 m for D_s and band matching; default: the same method
-        name, or ``"bicubic"`` (the toolbox's ``imresize``) when ``degradation`` is a callable.
+        The scene's degradation for the consistency check (see :func:`degradation_function`); the 10 m bands are
+        degraded to 20 m (D_s, band matching) by the same method name, or ``"bicubic"`` (the toolbox's
+        ``imresize``) when it is a callable.
     strip : int
         Fine rows per strip, a multiple of 64.
     max_strips : int, optional
@@ -495,7 +492,6 @@ class QualityAccumulator:
         shape: tuple[int, int],
         *,
         degradation: Degradation = "bicubic",
-        fine_degradation: str | None = None,
         strip: int = DEFAULT_STRIP,
         max_strips: int | None = None,
     ) -> None:
@@ -511,7 +507,7 @@ class QualityAccumulator:
         self.max_strips = max_strips
         self.degradation_name = degradation if isinstance(degradation, str) else "callable"
         self._degrade = degradation_function(degradation)
-        fine_method = fine_degradation or (degradation if isinstance(degradation, str) else "bicubic")
+        fine_method = degradation if isinstance(degradation, str) else "bicubic"
         self._degrade_fine = degradation_function(fine_method, bands=FINE_BANDS)
         nb = len(COARSE_BANDS)
         self._pairs = [(i, j) for i in range(nb) for j in range(i + 1, nb)]
@@ -754,7 +750,6 @@ def full_resolution_quality(
     coarse: np.ndarray,
     *,
     degradation: Degradation = "bicubic",
-    fine_degradation: str | None = None,
     strip: int = DEFAULT_STRIP,
 ) -> FullResolutionQuality:
     """Every no-reference index of this module for one sharpened product.
@@ -770,8 +765,6 @@ def full_resolution_quality(
     degradation : str or callable
         The scene's degradation (the one the model was fitted with: the model metadata's
         ``training["degradation"]``), see :func:`degradation_function`.
-    fine_degradation : str, optional
-        See :class:`QualityAccumulator`.
     strip : int
         Rows per strip (memory: a few arrays of ``strip + 96`` rows x W x 6 float64).
 
@@ -786,8 +779,7 @@ def full_resolution_quality(
         raise SceneError(f"10 m bands are {fine.shape}, the sharpened product {fused.shape}: they must share (H, W)")
     if coarse.shape != (fused.shape[0] // 2, fused.shape[1] // 2, len(COARSE_BANDS)):
         raise SceneError(f"20 m bands are {coarse.shape}, not half the sharpened product's {fused.shape[:2]}")
-    accumulator = QualityAccumulator(fused.shape[:2], degradation=degradation, fine_degradation=fine_degradation,
-                                     strip=strip)  # fmt: skip
+    accumulator = QualityAccumulator(fused.shape[:2], degradation=degradation, strip=strip)
     for r0, _, a0, a1 in accumulator.strips():
         accumulator.add_match_strip(r0, fine[a0:a1], coarse[a0 // 2 : a1 // 2])
     for r0, _, a0, a1 in accumulator.strips():

@@ -71,22 +71,20 @@ _NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)
                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
 
-def check_regular_file(path: Path | str, *, what: str = "") -> int:
+def check_regular_file(path: Path | str) -> int:
     """Refuse anything but a regular file (links followed) before it is opened; return its size in bytes.
 
     Parameters
     ----------
     path : Path or str
         The file about to be opened.
-    what : str
-        How errors name it when it is a member of a scene (``"band B05 file"``); errors start with ``path``.
 
     Raises
     ------
     SceneReadError
         No such file, or a folder, FIFO, device or socket (``os.stat`` and ``stat.S_ISREG``; nothing is opened).
     """
-    label = f"{path}: {what + ' ' if what else ''}"
+    label = f"{path}: "
     try:
         mode = os.stat(path)
     except FileNotFoundError:

@@ -238,20 +238,18 @@ def _group_bands_first(stack: np.ndarray, names: tuple[str, ...], where: str) ->
     raise SceneError(f"{where} must be H x W x {count} (or {count} x H x W) for bands {', '.join(names)}, got {shape}")
 
 
-def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene:
+def read_mat_scene(path: Path) -> Scene:
     """Read a MATLAB scene file in the cell or grouped layout.
 
     Parameters
     ----------
     path : Path
-    fine_pixel_size : float, optional
-        Metres per fine-grid pixel. Default: 20 for a file with a reference ``Xm_im`` (an RR
-        file), else 10.
 
     Returns
     -------
     Scene
-        All-zero 60 m placeholder bands are dropped; bands are DN, float32. ``georef`` from ``transform`` (6
+        ``fine_pixel_size`` 20 m for a file with a reference ``Xm_im`` (an RR file), else 10. All-zero 60 m
+        placeholder bands are dropped; bands are DN, float32. ``georef`` from ``transform`` (6
         numbers) and ``crs`` (a string) variables when the file has them (what ``write_result`` stores).
     """
     path = Path(path)
@@ -275,8 +273,7 @@ def read_mat_scene(path: Path, *, fine_pixel_size: float | None = None) -> Scene
         found = ", ".join(_variable_names(path)) or "nothing"
         raise SceneReadError(f"{where}unknown MATLAB layout: expected Yim (cell) or im10/im20 (grouped), found {found}")
     reference = arrays.get("Xm_im")
-    if fine_pixel_size is None:
-        fine_pixel_size = 20.0 if reference is not None else 10.0
+    fine_pixel_size = 20.0 if reference is not None else 10.0
     georef = GeoReference.stored(arrays, where=str(path))
     return Scene(bands=bands, reference=reference, fine_pixel_size=fine_pixel_size, georef=georef, source=path,
                  name=path.stem)  # fmt: skip

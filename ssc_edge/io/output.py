@@ -464,7 +464,7 @@ def remove_stale_files(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path, *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
 
     On any exception (including ``KeyboardInterrupt``, ``SystemExit`` from the CLI's SIGTERM handler, and a full
@@ -477,7 +477,7 @@ def atomic_output(path: Path, *, suffix: str | None = None) -> Iterator[Path]:
     folder = _folder(path)
     remove_stale_files(folder)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix or path.suffix, dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=path.suffix, dir=folder)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
