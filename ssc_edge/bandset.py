@@ -165,7 +165,6 @@ def ratio_training_pair(
     *,
     degradation: str = "mtf",
     upsampling: str = "bicubic",
-    mtf: Mapping[str, float] | None = None,
     levels: int = 1,
     model: RatioPairModel | None = None,
 ) -> TrainingPair:
@@ -188,15 +187,13 @@ def ratio_training_pair(
         ``COARSE_BANDS`` or ``VERY_COARSE_BANDS``.
     degradation : {"mtf", "bicubic"}
         :func:`ssc_edge.wald.degrade` method, with ``ratio=r`` (for ``mtf`` the Gaussian sigma is
-        ``r sqrt(-2 ln G) / pi`` pixels of each band's own grid).
+        ``r sqrt(-2 ln G) / pi`` pixels of each band's own grid, ``G`` from ``bands.MTF_NYQUIST``).
     upsampling : str
         :func:`ssc_edge.wald.upsample` method.
-    mtf : mapping, optional
-        Overrides of ``bands.MTF_NYQUIST``.
     levels : int
         1: the zero-shot training pair; 2: one more scale down (to evaluate at ``levels=1``).
     model : RatioPairModel, optional
-        Each band's kernel and grid offset (``degradation`` and ``mtf`` are then unused): every
+        Each band's kernel and grid offset (``degradation`` is then unused): every
         band is decimated with its kernel on its own grid, shifted by :meth:`RatioPairModel.shift`
         so that the pair keeps the observed offsets at every level (the 60 m counterpart of
         :func:`ssc_edge.wald.training_pair` with a ``PairModel``).
@@ -207,7 +204,7 @@ def ratio_training_pair(
         ``inputs`` (h, w, C_in) and ``target`` (h, w, len(output_bands)), float32 DN,
         ``h = H // r ** levels``.
     """
-    current, target, fine_shape = _degraded_bands(scene, output_bands, degradation, mtf, levels, model)
+    current, target, fine_shape = _degraded_bands(scene, output_bands, degradation, levels, model)
     inputs = stack_bands(current, input_bands_for(output_bands), fine_shape, upsampling=upsampling)
     return TrainingPair(inputs=inputs, target=target.astype(np.float32))
 
@@ -217,7 +214,6 @@ def ratio_reduced_scene(
     output_bands: Sequence[str],
     *,
     degradation: str = "mtf",
-    mtf: Mapping[str, float] | None = None,
     model: RatioPairModel | None = None,
 ) -> tuple[Scene, np.ndarray]:
     """The reduced-resolution scene of a band set: every band degraded once by the set's ratio ``r``.
@@ -236,7 +232,7 @@ def ratio_reduced_scene(
     reference : (H / r, W / r, len(output_bands)) float32 ndarray
         The observed ``output_bands``, DN: what a model run on ``scene`` should reproduce.
     """
-    current, target, _ = _degraded_bands(scene, output_bands, degradation, mtf, 1, model)
+    current, target, _ = _degraded_bands(scene, output_bands, degradation, 1, model)
     ratio = _set_ratio(output_bands)
     reduced = Scene(
         bands={b: v.astype(np.float32) for b, v in current.items()},
@@ -251,7 +247,6 @@ def _degraded_bands(
     scene: Scene,
     output_bands: Sequence[str],
     degradation: str,
-    mtf: Mapping[str, float] | None,
     levels: int,
     model: RatioPairModel | None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, int]]:
@@ -275,7 +270,6 @@ def _degraded_bands(
             f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small for {levels} level(s) of degradation by "
             f"{ratio} (needs at least {multiple}x{multiple})"
         )
-    gains = {**MTF_NYQUIST, **(mtf or {})}
     current = {
         b: np.asarray(scene.bands[b], np.float64)[: height // band_ratio(b), : width // band_ratio(b)]
         for b in input_bands
@@ -284,7 +278,7 @@ def _degraded_bands(
     for _ in range(levels):
         target = np.stack([current[b] for b in output_bands], axis=-1)
         if model is None:
-            current = {b: degrade(v, ratio=ratio, method=degradation, mtf=gains[b]) for b, v in current.items()}
+            current = {b: degrade(v, ratio=ratio, method=degradation, mtf=MTF_NYQUIST[b]) for b, v in current.items()}
         else:
             current = {
                 b: decimate(v, model.kernels[b], ratio=ratio, shift=model.shift(b, output_bands, ratio))

@@ -529,7 +529,6 @@ def pair_model(
     *,
     degradation: str = "auto",
     registration: str = "auto",
-    mtf: Mapping[str, float] | None = None,
 ) -> PairModel:
     """The :class:`~ssc_edge.wald.PairModel` of a training pair from an estimate and the user's choices.
 
@@ -551,7 +550,7 @@ def pair_model(
         kernel = estimate.kernel  # type: ignore[union-attr]
         model = PairModel(fine=(kernel,) * len(FINE_BANDS), coarse=(kernel,) * len(COARSE_BANDS))
     else:
-        model = PairModel.nominal(degradation, mtf=mtf)
+        model = PairModel.nominal(degradation)
     offset = estimate.offset if registration == "auto" else (0.0, 0.0)  # type: ignore[union-attr]
     return PairModel(fine=model.fine, coarse=model.coarse, offset=offset)
 
@@ -562,7 +561,6 @@ def sixty_pair_model(
     *,
     degradation: str = "auto",
     registration: str = "auto",
-    mtf: Mapping[str, float] | None = None,
 ) -> RatioPairModel:
     """The :class:`~ssc_edge.bandset.RatioPairModel` of the 60 m model's ratio-6 training pair.
 
@@ -603,8 +601,7 @@ def sixty_pair_model(
     elif degradation in ("auto", "bicubic"):
         kernels = {b: Kernel("bicubic") for b in SIXTY_INPUT_BANDS}
     else:
-        gains = {**MTF_NYQUIST, **(mtf or {})}
-        kernels = {b: Kernel("gaussian", mtf_sigma(gains[b], ratio=6)) for b in SIXTY_INPUT_BANDS}
+        kernels = {b: Kernel("gaussian", mtf_sigma(MTF_NYQUIST[b], ratio=6)) for b in SIXTY_INPUT_BANDS}
     offsets: dict[str, tuple[float, float]] = {}
     if registration == "auto":
         if trusted:

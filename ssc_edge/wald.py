@@ -384,15 +384,15 @@ class PairModel:
         object.__setattr__(self, "offset", offset)
 
     @classmethod
-    def nominal(cls, method: str, *, mtf: Mapping[str, float] | None = None, ratio: int = 2) -> PairModel:
-        """The kernels of :func:`degrade` ``method`` (``"bicubic"`` or ``"mtf"``), no offset."""
+    def nominal(cls, method: str) -> PairModel:
+        """The kernels of :func:`degrade` ``method`` (``"bicubic"`` or ``"mtf"``: ``bands.MTF_NYQUIST``), no offset."""
         if method not in DEGRADATION_METHODS:
             raise OptionError(f"unknown degradation method {method!r}; choose one of {DEGRADATION_METHODS}")
 
         def kernels(bands: Sequence[str]) -> tuple[Kernel, ...]:
             if method == "bicubic":
                 return tuple(Kernel("bicubic") for _ in bands)
-            return tuple(Kernel("gaussian", mtf_sigma(g, ratio=ratio)) for g in _mtf_gains(bands, mtf))
+            return tuple(Kernel("gaussian", mtf_sigma(MTF_NYQUIST[b])) for b in bands)
 
         return cls(fine=kernels(FINE_BANDS), coarse=kernels(COARSE_BANDS))
 
@@ -564,7 +564,6 @@ def reduced_resolution_scene(
     scene: Scene,
     *,
     degradation: str = "bicubic",
-    mtf: Mapping[str, float] | None = None,
     model: PairModel | None = None,
 ) -> Scene:
     """Simulate the reduced-resolution (RR) scene of a scene: the Wald protocol one scale down.
@@ -583,9 +582,9 @@ def reduced_resolution_scene(
     scene : Scene
         Fine bands (H, W), 20 m bands (H/2, W/2), DN.
     degradation : {"bicubic", "mtf"}
-        See :func:`degrade`. ``mtf`` overrides entries of ``bands.MTF_NYQUIST``.
+        See :func:`degrade` (``mtf``: the gains of ``bands.MTF_NYQUIST``).
     model : PairModel, optional
-        An estimated pair (kernels per band, the 20 m grid's offset); ``degradation`` and ``mtf`` are then
+        An estimated pair (kernels per band, the 20 m grid's offset); ``degradation`` is then
         unused and the RR scene is the one :func:`training_pair` builds with ``model`` (same decimation).
 
     Returns
@@ -606,9 +605,9 @@ def reduced_resolution_scene(
         fine = decimate(scene.fine()[:height, :width].astype(np.float64), model.fine, shift=shift).astype(np.float32)
         coarse = decimate(observed.astype(np.float64), model.coarse).astype(np.float32)
     else:
-        fine = degrade(scene.fine()[:height, :width], method=degradation, mtf=_mtf_gains(FINE_BANDS, mtf))
-        coarse = degrade(observed, method=degradation, mtf=_mtf_gains(COARSE_BANDS, mtf))
-    reach = (model or PairModel.nominal(degradation, mtf=mtf)).reach()  # 0 DN where a kernel read no-data
+        fine = degrade(scene.fine()[:height, :width], method=degradation, mtf=[MTF_NYQUIST[b] for b in FINE_BANDS])
+        coarse = degrade(observed, method=degradation, mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])
+    reach = (model or PairModel.nominal(degradation)).reach()  # 0 DN where a kernel read no-data
     fine = nodata_where_read(fine, scene.fine()[:height, :width], reach=reach)
     coarse = nodata_where_read(coarse, observed, reach=reach)
     bands = {band: fine[..., i] for i, band in enumerate(FINE_BANDS)}
