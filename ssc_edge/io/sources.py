@@ -317,9 +317,9 @@ class BandSource(ABC):
         """The whole of one band, (h, w) float32 DN (memory: the band's area)."""
         return self.read(band, Tile(0, 0, *self.band_shape(band)))
 
-    def strips(self, band: str, rows: int = SCAN_ROWS) -> Iterable[tuple[Tile, np.ndarray]]:
-        """Full-width strips of ``rows`` rows of one band, top to bottom: ``(tile, values)``."""
-        for tile in self._strip_tiles(band, rows):
+    def strips(self, band: str) -> Iterable[tuple[Tile, np.ndarray]]:
+        """Full-width strips of :data:`SCAN_ROWS` rows of one band, top to bottom: ``(tile, values)``."""
+        for tile in self._strip_tiles(band):
             yield tile, self.read(band, tile)
 
     def require(self, bands: Iterable[str]) -> None:
@@ -343,10 +343,10 @@ class BandSource(ABC):
         """How ``band`` marks no-data, for messages."""
         return "0 DN"
 
-    def _strip_tiles(self, band: str, rows: int = SCAN_ROWS) -> Iterable[Tile]:
+    def _strip_tiles(self, band: str) -> Iterable[Tile]:
         h, w = self.band_shape(band)
-        for row in range(0, h, rows):
-            yield Tile(row, 0, min(rows, h - row), w)
+        for row in range(0, h, SCAN_ROWS):
+            yield Tile(row, 0, min(SCAN_ROWS, h - row), w)
 
     @property
     def identity(self) -> str:

@@ -94,10 +94,9 @@ GATE_SIZE = 1024
 GateMeasure = Callable[[Scene, np.ndarray], float]
 
 
-def hardware_key(provider: str, flags: Iterable[str] | None = None) -> str:
+def hardware_key(provider: str) -> str:
     """What a cached gate verdict depends on besides the model: CPU, its bf16 flags, the backend version."""
-    flags = detected_flags() if flags is None else frozenset(flags)
-    recorded = "+".join(f for f in RECORDED_FLAGS if f in flags)
+    recorded = "+".join(f for f in RECORDED_FLAGS if f in detected_flags())
     backend = f"openvino {openvino_version()}" if provider == "openvino" else provider
     return f"{cpu_name()} [{recorded}] {backend}"
 

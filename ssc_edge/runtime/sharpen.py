@@ -738,9 +738,7 @@ def gate_measure(
     return lambda pair, reference: gate.gate_loss(run("fp32", "cpu"), run(precision, provider), pair, reference)
 
 
-def gate_metadata(
-    model_path: Path, scene: Scene, *, flags: Iterable[str] | None = None, tile: int = DEFAULT_TILE
-) -> dict[str, dict[str, Any]]:
+def gate_metadata(model_path: Path, scene: Scene, *, flags: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
     """The gate of every reduced precision this machine runs natively, measured on ``scene``, for the metadata.
 
     ``scene`` is the held-out pair: a scene with a reference (an RR file), else its Wald pair one scale
@@ -759,7 +757,7 @@ def gate_metadata(
             (pair, reference), target = (gate.central_crop(scene), None), "reference"
         else:
             (pair, reference), target = gate.wald_gate_pair(scene, model.contract), "wald-reduced-scale"
-        loss = round(gate_measure(model, "bf16", where, tile=tile)(pair, reference), 4)
+        loss = round(gate_measure(model, "bf16", where)(pair, reference), 4)
     except SscEdgeError as exc:  # never lose a finished fit to the gate: infer measures it later
         logger.warning("precision gate not measured at export: %s", exc)
         return {}
