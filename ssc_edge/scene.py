@@ -209,11 +209,6 @@ class Scene:
         """The 20 m bands as one (H/2, W/2, 6) float32 DN array in ``COARSE_BANDS`` order."""
         return np.stack([self.bands[b] for b in COARSE_BANDS], axis=-1)
 
-    @property
-    def is_reduced_resolution(self) -> bool:
-        """True for a scene whose fine grid is 20 m (an RR file) or that carries a reference."""
-        return self.fine_pixel_size != 10.0 or self.reference is not None
-
 
 def _kind(array: np.ndarray) -> str:
     return f"a {array.dtype} array of shape {_size(array.shape) or '()'}"

@@ -303,7 +303,7 @@ def test_reduced_resolution_scene_of_a_synthetic_scene():
     scene = Scene(bands=base.bands, reference=base.reference, georef=georef, name="demo")
     rr = wald.reduced_resolution_scene(scene)
     assert rr.shape == (50, 50) and rr.coarse().shape == (25, 25, 6)
-    assert rr.fine_pixel_size == 20.0 and rr.is_reduced_resolution
+    assert rr.fine_pixel_size == 20.0 and rr.reference is not None
     assert rr.georef == GeoReference((20.0, 0.0, 500000.0, 0.0, -20.0, 7100000.0), "EPSG:32627")
     assert rr.name == "demo-RR"
     np.testing.assert_array_equal(rr.reference, scene.coarse()[:50, :50])  # the observed 20 m bands

@@ -64,7 +64,6 @@ def test_coastal_full_resolution_has_no_reference(shared_data):
     assert scene.shape == (408, 408)
     assert set(scene.bands) == set(ALL_BANDS)
     assert scene.reference is None and scene.fine_pixel_size == 10.0
-    assert not scene.is_reduced_resolution
 
 
 def test_v73_transpose_matches_readme_fact(shared_data):
