@@ -39,6 +39,22 @@ def _resolve(estimate: Path | None, reference: Path | None, method: str | None) 
     raise OptionError("evaluate needs ESTIMATE --reference SCENE, or --method METHOD SCENE")
 
 
+def _scores(estimate: Path | None, scene, method: str | None, score) -> dict:
+    """``score(image)`` of the estimate (named by its file's stem) and of plain upsampling by ``method``."""
+    results = {}
+    if estimate is not None:
+        results[estimate.stem] = score(read_estimate(estimate))
+    if method is not None:
+        results[method] = score(bicubic_baseline(scene, method=method))
+    return results
+
+
+def _write_json(json_path: Path | None, document: dict) -> None:
+    if json_path is not None:
+        with atomic_output(json_path) as tmp:
+            tmp.write_text(json.dumps(document, indent=2) + "\n")
+
+
 def _full_resolution(
     estimate: Path | None, scene_path: Path, method: str | None, degradation: str, json_path: Path | None
 ) -> None:
@@ -48,24 +64,14 @@ def _full_resolution(
     if estimate is None and method is None:
         raise OptionError("nothing to evaluate: give an ESTIMATE file or --method METHOD with --scene")
     scene = read_scene(scene_path)
-    results = {}
-    if estimate is not None:
-        results[estimate.stem] = evaluate_full_resolution(read_estimate(estimate), scene, degradation=degradation)
-    if method is not None:
-        results[method] = evaluate_full_resolution(
-            bicubic_baseline(scene, method=method), scene, degradation=degradation
-        )
+    results = _scores(
+        estimate, scene, method, lambda image: evaluate_full_resolution(image, scene, degradation=degradation)
+    )
     typer.echo(f"Full-resolution quality without a reference ({degradation} degradation):\n")
     typer.echo(format_full_resolution_table(results))
-    if json_path is not None:
-        document = {
-            "scene": str(scene_path),
-            "estimate": str(estimate) if estimate is not None else None,
-            "degradation": degradation,
-            "full_resolution": {name: r.to_dict() for name, r in results.items()},
-        }
-        with atomic_output(json_path) as tmp:
-            tmp.write_text(json.dumps(document, indent=2) + "\n")
+    _write_json(json_path, {"scene": str(scene_path), "estimate": str(estimate) if estimate is not None else None,
+                            "degradation": degradation,
+                            "full_resolution": {name: r.to_dict() for name, r in results.items()}})  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -127,20 +133,10 @@ def register(app: typer.Typer) -> None:
             return
         estimate_path, scene_path = _resolve(estimate, reference, method)
         scene_value = read_scene(scene_path)
-        reports = {}
-        if estimate_path is not None:
-            reports[estimate_path.stem] = evaluate_estimate(read_estimate(estimate_path), scene_value, border=border)
-        if method is not None:
-            reports[method] = evaluate_estimate(
-                bicubic_baseline(scene_value, method=method), scene_value, border=border
-            )
+        reports = _scores(estimate_path, scene_value, method,
+                          lambda image: evaluate_estimate(image, scene_value, border=border))  # fmt: skip
         typer.echo(format_quality_table(reports))
-        if json_path is not None:
-            document = {
-                "reference": str(scene_path),
-                "estimate": str(estimate_path) if estimate_path is not None else None,
-                "border": border,
-                "reports": {name: report.to_dict() for name, report in reports.items()},
-            }
-            with atomic_output(json_path) as tmp:
-                tmp.write_text(json.dumps(document, indent=2) + "\n")
+        _write_json(json_path, {"reference": str(scene_path),
+                                "estimate": str(estimate_path) if estimate_path is not None else None,
+                                "border": border,
+                                "reports": {name: report.to_dict() for name, report in reports.items()}})  # fmt: skip
