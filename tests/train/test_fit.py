@@ -356,11 +356,14 @@ def test_predict_tiled_equals_the_whole_image(scene):
 
 
 def test_held_out_fit_reports_its_epochs_under_its_own_label(scene):
-    """The report's second fit counts its epochs on the caller's progress, labelled as the held-out fit."""
-    config = FitConfig(epochs=2, model=TINY, precision="float32")
+    """The report's second fit counts its epochs, then its full-resolution stage's steps, on the caller's
+    progress, each labelled as the held-out fit's."""
+    config = FitConfig(epochs=2, model=TINY, precision="float32", stage_iterations=3)
     fit = fit_model(*training_data(scene, config), config)
     seen = []
     evaluation = evaluate_fit(Scene(bands=scene.bands), fit, progress=lambda d, t, m="": seen.append((d, t, m)))
     assert evaluation.kind == "one-scale-down"
-    assert [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2)]
-    assert all(m.startswith("held-out fit (two scales down, scores the report): loss ") for _, _, m in seen)
+    assert [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2), (1, 3), (2, 3), (3, 3)]
+    label = "held-out fit (two scales down, scores the report): "
+    assert all(m.startswith(f"{label}reduced-resolution fit: loss ") for _, _, m in seen[:2])
+    assert all(m.startswith(f"{label}full-resolution stage: loss ") for _, _, m in seen[2:])
