@@ -209,7 +209,7 @@ def cloud_optimize(
     except (rasterio.errors.RasterioError, CPLE_BaseError, OSError) as exc:
         Path(f"{destination}.ovr.tmp").unlink(missing_ok=True)
         shown = destination if name is None else Path(name)
-        raise OutputError(f"{shown}: cannot write the Cloud-Optimized GeoTIFF ({_first_line(exc)})") from exc
+        raise OutputError(f"{shown}: cannot write the Cloud-Optimized GeoTIFF ({root_message(exc)})") from exc
     seconds = time.perf_counter() - start
     with _not_georeferenced_is_fine(rasterio), rasterio.open(destination) as dataset:
         overviews = tuple(dataset.overviews(1)) if dataset.count else ()
@@ -262,12 +262,12 @@ def _not_georeferenced_is_fine(rasterio) -> Iterator[None]:
         yield
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first message of an exception chain (GDAL's own, under rasterio's wrapper)."""
+def root_message(exc: BaseException) -> str:
+    """The first line of the innermost exception of a chain (GDAL's own, under rasterio's 'See previous
+    exception')."""
     while (exc.__cause__ or exc.__context__) is not None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
+    return (str(exc) or type(exc).__name__).splitlines()[0]
 
 
 def overview_factors(shape: tuple[int, int], *, blocksize: int = COG_BLOCKSIZE) -> tuple[int, ...]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from ..errors import OptionError, SceneReadError
 from ..scene import GeoReference, check_transform
 from .limits import check_regular_file
 
-__all__ = ["band_of_file_name", "geotiff_band_sources", "read_geotiff_image", "write_geotiff"]
+__all__ = ["band_of_file_name", "geotiff_band_sources", "open_raster", "read_geotiff_image", "write_geotiff"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,26 +71,25 @@ def band_of_file_name(path: Path) -> tuple[str, int | None] | None:
     return band, int(match.group(2)) if match.group(2) else None
 
 
-@contextmanager
-def _open(path: Path):
-    """Open a raster (a regular file) for reading; any rasterio failure becomes a one-line SceneReadError."""
+def open_raster(path: Path | str):
+    """Open a raster for reading (a regular file, or a GDAL ``/vsi...`` path); any rasterio failure becomes a
+    one-line :class:`SceneReadError`. The dataset is a context manager."""
     import rasterio
 
-    check_regular_file(path)
+    if not str(path).startswith("/vsi"):
+        check_regular_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            dataset = rasterio.open(path)
+            return rasterio.open(path)
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SceneReadError(f"{path}: cannot read raster ({message})") from None
-    with dataset:
-        yield dataset
 
 
 def _file_bands(path: Path, *, strict: bool) -> dict[str, int]:
     """Band name -> 1-based index for one GeoTIFF, from its name (single band) or band descriptions."""
-    with _open(path) as dataset:
+    with open_raster(path) as dataset:
         descriptions = dataset.descriptions
         count = dataset.count
     names: dict[str, int] = {}
@@ -200,7 +198,7 @@ def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], 
     georef : GeoReference or None
     """
     path = Path(path)
-    with _open(path) as dataset:
+    with open_raster(path) as dataset:
         try:
             data = dataset.read()
         except Exception as exc:  # rasterio/GDAL raise several types for corrupt tiles

@@ -256,9 +256,9 @@ def read_estimate(path: Path) -> np.ndarray:
 
 def _geotiff_nodata(path: Path) -> list[float | None]:
     """Each band's nodata tag (None without one)."""
-    from .geotiff import _open
+    from .geotiff import open_raster
 
-    with _open(path) as dataset:
+    with open_raster(path) as dataset:
         return list(dataset.nodatavals)
 
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
 import zipfile
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -505,9 +504,6 @@ class RasterBandSource(BandSource):
     """
 
     def __init__(self, path: Path, files: Mapping[str, tuple[str, int]], convert: Converter, *, name: str) -> None:
-        import rasterio
-
-        self._rasterio = rasterio
         self._files = dict(files)
         self._convert = convert
         self._datasets: dict[str, Any] = {}
@@ -517,7 +513,7 @@ class RasterBandSource(BandSource):
             grids: dict[str, tuple[tuple[int, int], Any, Any]] = {}
             self._dtypes: dict[str, str] = {}
             for band, (file, index) in self._files.items():
-                ds = self._dataset(file, path)
+                ds = self._dataset(file)
                 if index > ds.count:
                     raise SceneReadError(f"{file}: holds {ds.count} band(s), not band {index} ({band})")
                 # windows are read one at a time, but a grid this large cannot be a Sentinel-2 product: a crafted
@@ -543,18 +539,11 @@ class RasterBandSource(BandSource):
         super().__init__(shape=shape, band_shapes={b: g[0] for b, g in grids.items()}, georef=georef, source=path,
                          name=name, fine_pixel_size=fine_pixel_size)  # fmt: skip
 
-    def _dataset(self, file: str, path: Path):
+    def _dataset(self, file: str):
         if file not in self._datasets:
-            rasterio = self._rasterio
-            if not file.startswith("/vsi"):
-                check_regular_file(file)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                    self._datasets[file] = rasterio.open(file)
-            except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise SceneReadError(f"{file}: cannot read raster ({message})") from None
+            from .geotiff import open_raster
+
+            self._datasets[file] = open_raster(file)
         return self._datasets[file]
 
     windowed = True

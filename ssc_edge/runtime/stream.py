@@ -24,7 +24,7 @@ import numpy as np
 from ..bands import ALL_BANDS, FINE_BANDS
 from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_outputs
-from ..io.cog import OverviewWriter, cloud_optimize, overview_factors, scratch_geotiff
+from ..io.cog import OverviewWriter, cloud_optimize, overview_factors, root_message, scratch_geotiff
 from ..io.results import RESULT_DTYPES, to_dtype
 from ..io.sources import BandSource
 from ..nodata import output_nodata
@@ -123,13 +123,6 @@ class _StripWriter:
         if self.row != self.shape[0]:
             raise RuntimeError(f"wrote {self.row} of {self.shape[0]} rows")  # a bug, not a user error
         self.buffer = None  # up to ~200 MB on a full tile, freed before the COG step re-reads the file
-
-
-def _root_message(exc: BaseException) -> str:
-    """The first message in an exception chain (GDAL's own, under rasterio's 'See previous exception')."""
-    while (exc.__cause__ or exc.__context__) is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -296,7 +289,7 @@ def sharpen_stream(
                         if overviews is not None:
                             overviews.finish(cache_mb=GDAL_CACHE_MB)
                     except (rasterio.errors.RasterioIOError, CPLE_BaseError) as exc:  # the latter: building overviews
-                        raise OutputError(f"{output_path}: cannot write GeoTIFF ({_root_message(exc)})") from exc
+                        raise OutputError(f"{output_path}: cannot write GeoTIFF ({root_message(exc)})") from exc
             if cog:
                 cog_seconds = cloud_optimize(
                     plain, tmp, cache_mb=GDAL_CACHE_MB, progress=progress, name=output_path
