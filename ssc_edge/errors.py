@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "ProviderError",
     "OptionError",
+    "check_positive",
 ]
 
 
@@ -46,3 +47,11 @@ class ProviderError(SscEdgeError, RuntimeError):
 
 class OptionError(SscEdgeError, ValueError):
     """An option value is out of range or inconsistent with the input."""
+
+
+def check_positive(value: object, what: str, *, zero: bool = False) -> None:
+    """Raise :class:`OptionError` unless ``value`` is an integer (not a bool) >= 1 (>= 0 with ``zero``)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if zero else 1):
+        raise OptionError(f"{what} must be a {'non-negative' if zero else 'positive'} integer, got {value!r}")

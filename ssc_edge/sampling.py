@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OptionError
+from .errors import OptionError, check_positive
 
 __all__ = [
     "OriginBlock",
@@ -153,8 +153,7 @@ class PatchReservoir:
     """
 
     def __init__(self, keys: np.ndarray, budget: int) -> None:
-        if int(budget) < 1:
-            raise OptionError(f"the patch budget must be a positive integer, got {budget}")
+        check_positive(budget, "the patch budget")
         self.keys, self.budget = keys, int(budget)
         self.index = np.empty(0, dtype=np.int64)
         self.arrays: list[np.ndarray] | None = None

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import OptionError
+from .errors import OptionError, check_positive
 
 __all__ = [
     "axis_windows",
@@ -289,8 +289,7 @@ def split_row_bands(plan: Sequence[PlannedTile], count: int) -> tuple[RowBand, .
     OptionError
         ``count`` < 1 or an empty plan.
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise OptionError(f"row bands must be a positive integer, got {count!r}")
+    check_positive(count, "row bands")
     if not plan:
         raise OptionError("cannot split an empty tile plan")
     rows: list[list[PlannedTile]] = []

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..bands import COARSE_BANDS
-from ..errors import OptionError
+from ..errors import OptionError, check_positive
 from ..io.output import atomic_output, check_output_folder, claim_holder, claim_output, claim_path
 from ..progress import ProgressCallback, report
 from ..scene import Scene
@@ -155,8 +155,7 @@ class BatchConfig:
             raise OptionError(f"{self.model}: no such model file")
         if self.mode == "fit-and-infer" and self.model is not None:
             raise OptionError("mode fit-and-infer fits one model per scene; drop --model or use --mode infer")
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise OptionError(f"workers must be a positive integer, got {self.workers!r}")
+        check_positive(self.workers, "workers")
         if self.output_format not in OUTPUT_FORMATS:
             choices = ", ".join(OUTPUT_FORMATS)
             raise OptionError(f"unknown output format {self.output_format!r}; choose one of {choices}")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..contract import ModelContract
-from ..errors import ModelError, OptionError, SscEdgeError
+from ..errors import ModelError, SscEdgeError, check_positive
 
 __all__ = ["FlopCount", "FlopsUnavailable", "count_flops"]
 
@@ -208,8 +208,7 @@ def count_flops(model: Path | Any, *, batch: int = 1, height: int, width: int) -
         If a size is not a positive integer.
     """
     for name, value in (("batch", batch), ("height", height), ("width", width)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise OptionError(f"{name} must be a positive integer, got {value!r}")
+        check_positive(value, name)
     onnx = _import_onnx()
     inferred = _fixed_input(_load(model, onnx), onnx, int(batch), int(height), int(width))
     shapes = _shapes(inferred)

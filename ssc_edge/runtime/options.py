@@ -5,10 +5,9 @@ Both are frozen and check themselves when made, so a bad value is one line befor
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
-from ..errors import OptionError
+from ..errors import OptionError, check_positive
 from ..io.results import RESULT_DTYPES
 from .precision import PRECISIONS
 from .providers import PROVIDERS
@@ -17,11 +16,6 @@ __all__ = ["DEFAULT_TILE", "RunOptions", "OutputOptions"]
 
 #: Default window side of the sharpener, 10 m pixels.
 DEFAULT_TILE = 512
-
-
-def _positive(value: object, what: str, *, zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if zero else 1):
-        raise OptionError(f"{what} must be a {'non-negative' if zero else 'positive'} integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -62,10 +56,10 @@ class RunOptions:
         if self.precision is not None and self.precision not in PRECISIONS:
             raise OptionError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.threads is not None:
-            _positive(self.threads, "threads")
-        _positive(self.tile, "tile")
-        _positive(self.batch, "batch")
-        _positive(self.prefetch, "prefetch", zero=True)
+            check_positive(self.threads, "threads")
+        check_positive(self.tile, "tile")
+        check_positive(self.batch, "batch")
+        check_positive(self.prefetch, "prefetch", zero=True)
 
     def sharpener_options(self) -> dict[str, object]:
         """The keywords of :class:`~ssc_edge.runtime.sharpen.Sharpener` these options set."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import INPUT_NAME
-from ..errors import ModelError, OptionError, ProviderError
+from ..errors import ModelError, OptionError, ProviderError, check_positive
 from .openvino_backend import INSTALL_HINT, openvino_available
 
 __all__ = [
@@ -252,8 +252,8 @@ def make_session(
     }
     if optimization not in levels:
         raise OptionError(f"unknown graph optimisation level {optimization!r}; choose one of {', '.join(levels)}")
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
-        raise OptionError(f"threads must be a positive integer, got {threads!r}")
+    if threads is not None:
+        check_positive(threads, "threads")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = levels[optimization]

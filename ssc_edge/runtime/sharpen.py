@@ -23,7 +23,7 @@ import numpy as np
 
 from ..bands import COARSE_BANDS, FINE_BANDS, GSD
 from ..contract import check_scene_size
-from ..errors import ModelError, OptionError, SceneError, SscEdgeError
+from ..errors import ModelError, SceneError, SscEdgeError, check_positive
 from ..nodata import ValidReader, fill_margin, mask_invalid, nonzero_valid, read_filled
 from ..progress import ProgressCallback, report
 from ..scene import Scene
@@ -386,8 +386,7 @@ class Sharpener:
         gate_scene: Scene | Callable[[], Scene | None] | None = None,
         **session_options: Any,
     ) -> None:
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise OptionError(f"batch must be a positive integer, got {batch!r}")
+        check_positive(batch, "batch")
         model = model if isinstance(model, ModelFile) else open_model(model)
         check_tile_size(tile, model.contract.halo)
         session_options.setdefault("memory_pattern", False)  # halves peak memory on the CPU, same speed
