@@ -13,7 +13,7 @@ from ssc_edge.bands import ALL_BANDS, VERY_COARSE_BANDS
 from ssc_edge.demo import demo_scene
 from ssc_edge.runtime import Sharpener
 
-TINY = ["--epochs", "2", "--width", "8", "--skip-width", "4", "--no-keras"]
+TINY = ["--epochs", "2", "--width", "8", "--skip-width", "4", "--stage-iterations", "0", "--no-keras"]
 
 
 def test_bands_all_fits_both_models_and_infer_writes_the_12_band_product(run_cli, tmp_path):

@@ -17,7 +17,7 @@ from ssc_edge.train.model import ModelConfig
 
 def test_report_has_full_resolution_indexes(tmp_path):
     scene = demo_scene(size=64)
-    config = FitConfig(epochs=2, model=ModelConfig(width=8, skip_width=4), precision="float32")
+    config = FitConfig(epochs=2, model=ModelConfig(width=8, skip_width=4), precision="float32", stage_iterations=0)
     result = fit_and_export(scene, tmp_path / "m.onnx", config, write_keras=False)
     report = json.loads(result.paths["json"].read_text())
     section = report["full_resolution"]
