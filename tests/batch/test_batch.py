@@ -231,7 +231,7 @@ def test_infer_path_imports_no_tensorflow():
 def test_fit_and_infer_tiny(tmp_path):
     pytest.importorskip("tensorflow")
     scene = write_scene(tmp_path / "a.npz", size=64)  # the fit evaluation trains 2 scales down: 64 px at least
-    tiny = {"batch_size": 16, "model": {"blocks": 1, "width": 8, "skip_width": 4}}
+    tiny = {"batch_size": 16, "stage_iterations": 0, "model": {"blocks": 1, "width": 8, "skip_width": 4}}
     config = BatchConfig(mode="fit-and-infer", epochs=2, output_format="npz", fit_options=tiny, in_process=True)
     result = run_batch([scene], tmp_path / "out", config)
     record = result.records[0]
@@ -294,7 +294,7 @@ def test_band_folder_to_geotiff_streams_like_infer(tmp_path, shared_data, monkey
 
     monkeypatch.setattr(RasterBandSource, "to_scene", refuse)
     options = {"model": write_model(tmp_path / "small.onnx")} if mode == "infer" else {
-        "epochs": 1, "fit_options": {"batch_size": 16, "patch_budget": 32, "model": {"blocks": 1, "width": 8,
+        "epochs": 1, "fit_options": {"batch_size": 16, "patch_budget": 32, "stage_iterations": 0, "model": {"blocks": 1, "width": 8,
                                                                                        "skip_width": 4}}}  # fmt: skip
     if mode == "fit-and-infer":
         pytest.importorskip("tensorflow")

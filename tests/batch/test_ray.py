@@ -219,7 +219,7 @@ def test_cli_starts_and_stops_its_own_local_ray(tmp_path, run_cli, model):
 def test_fit_and_infer_as_ray_tasks(tmp_path, ray_cluster):
     pytest.importorskip("tensorflow")
     scene = write_scene(tmp_path / "a.npz", size=64)  # the fit evaluation trains 2 scales down: 64 px at least
-    tiny = {"batch_size": 16, "model": {"blocks": 1, "width": 8, "skip_width": 4}}
+    tiny = {"batch_size": 16, "stage_iterations": 0, "model": {"blocks": 1, "width": 8, "skip_width": 4}}
     config = BatchConfig(mode="fit-and-infer", epochs=2, output_format="npz", fit_options=tiny)
     record = run_batch([scene], tmp_path / "out", config, engine="ray").records[0]
     assert record["status"] == "done", record.get("error")

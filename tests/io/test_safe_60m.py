@@ -134,7 +134,7 @@ def test_fit_all_and_infer_the_12_band_product_from_a_safe_folder_and_its_zip(ru
     import rasterio
 
     model = tmp_path / "m.onnx"
-    tiny = ("--epochs", "2", "--width", "8", "--skip-width", "4", "--no-keras", "--quiet")
+    tiny = ("--epochs", "2", "--width", "8", "--skip-width", "4", "--stage-iterations", "0", "--no-keras", "--quiet")
     result = run_cli("fit-and-export", safe_12, "-o", model, *tiny, "--bands", "all")
     assert result.returncode == 0, result.stderr
     assert "no usable 60 m bands" not in result.stderr and "wrote" in result.stdout and "B01 B09" in result.stdout
