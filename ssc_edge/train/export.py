@@ -27,7 +27,7 @@ import numpy as np
 from .. import __version__
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
-from ..io import atomic_output, output_guard, read_scene
+from ..io import atomic_output, output_guard
 from ..io.sources import central_scene
 from ..progress import ProgressCallback
 from ..registration import estimate_scene_registration
@@ -485,15 +485,6 @@ def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_W
     return (stacked / np.float32(scale))[None], window
 
 
-def open_scene(path: Path):
-    """The scene at ``path`` for fitting: in memory for ``.mat``/``.npz`` (small, may carry a reference),
-    else a band source read window by window when the I/O layer offers one (``ssc_edge.io.sources``)."""
-    from ..io.sources import open_band_source
-
-    path = Path(path)
-    return read_scene(path) if path.suffix.lower() in (".mat", ".npz") else open_band_source(path)
-
-
 def fit_and_export(
     scene: Path | Scene | int | None,
     output: Path,
@@ -553,8 +544,9 @@ def fit_and_export(
 def opened_scene(scene: Path | Scene | int | None) -> Iterator[tuple[Any, str, str]]:
     """``(scene to fit, its identity, its name)`` for :func:`fit_and_export`'s ``scene`` argument.
 
-    None or an int: the demo scene (no identity); a :class:`Scene` as it is; a path through
-    :func:`open_scene` (a band source read window by window, whose files are closed on exit).
+    None or an int: the demo scene (no identity); a :class:`Scene` as it is; a path opened once
+    (:func:`~ssc_edge.io.sources.open_band_source`; closed on exit): rasters read window by window, a ``.mat`` or
+    ``.npz`` (small, may carry a reference) in memory.
     """
     if scene is None or isinstance(scene, int):
         from ..demo import demo_scene
@@ -564,9 +556,10 @@ def opened_scene(scene: Path | Scene | int | None) -> Iterator[tuple[Any, str, s
     elif isinstance(scene, Scene):
         yield scene, _scene_sha256(scene.source), scene.name
     else:
-        opened = open_scene(Path(scene))
-        with contextlib.closing(opened) if hasattr(opened, "close") else contextlib.nullcontext():
-            yield opened, _scene_sha256(Path(scene)), getattr(opened, "name", Path(scene).stem)
+        from ..io.sources import open_band_source
+
+        with open_band_source(Path(scene)) as source:
+            yield (source if source.windowed else source.to_scene()), source.identity, source.name
 
 
 def _fit_and_export(
