@@ -60,7 +60,8 @@ def test_stage_kernels_nominal_is_the_sensor_mtf_and_auto_follows_the_estimates_
     gauss, imresize = gaussian(1.5), wald.PairModel.nominal("bicubic")
     mean_nominal = np.mean([k.sigma for k in nominal])
     assert stage_kernel_choice("auto", gaussian(mean_nominal - 0.12)) == "nominal"
-    assert stage_kernel_choice("auto", gaussian(mean_nominal + 0.12)) == "nominal"
+    assert stage_kernel_choice("auto", gaussian(mean_nominal + 0.02)) == "nominal"
+    assert stage_kernel_choice("auto", gaussian(mean_nominal + 0.06)) == "estimated"  # wider than nominal
     assert stage_kernel_choice("auto", gaussian(mean_nominal - 0.2)) == "estimated"
     assert stage_kernel_choice("auto", gauss) == "estimated"
     assert stage_kernel_choice("auto", imresize) == "estimated"
