@@ -495,7 +495,7 @@ def estimate_scene_registration(
             estimate = replace(estimate, spread=_quadrant_spread(crop.fine(), coarse, estimate, max(64, quarter)))
         return estimate
     except SceneError as exc:
-        source = getattr(scene, "source", None) or getattr(getattr(scene, "scene", None), "source", None)
+        source = getattr(scene, "source", None)
         where = f"{source}: " if source is not None else ""
         raise SceneError(f"{where}{exc}") from None
 

@@ -581,7 +581,7 @@ def _fit_and_export(
     phases: dict[str, float] = {}
     source = scene_source(scene_obj)
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
-    has_reference = getattr(source, "reference", None) is not None
+    has_reference = getattr(scene_obj, "reference", None) is not None
     if hasattr(source, "check_has_data"):  # a band source read window by window: refuse an all no-data band now
         from ..bands import COARSE_BANDS, FINE_BANDS
 

@@ -24,6 +24,7 @@ import numpy as np
 from .. import registration, sampling, wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import SceneError
+from ..io.sources import ArrayBandSource
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from ..tiling import Tile
@@ -59,28 +60,11 @@ class BandSource(Protocol):
     def read(self, band: str, tile: Tile) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class _SceneSource:
-    """A :class:`Scene` as a band source (its arrays, sliced)."""
-
-    scene: Scene
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.scene.shape
-
-    def read(self, band: str, tile: Tile) -> np.ndarray:
-        return self.scene.bands[band][tile.slices]
-
-    @property
-    def reference(self) -> np.ndarray | None:
-        return self.scene.reference
-
-
 def scene_source(scene: Any) -> BandSource:
-    """A band source for ``scene``: a :class:`Scene` is wrapped, anything with ``shape`` and ``read`` is returned."""
+    """A band source for ``scene``: a :class:`Scene` is served by :class:`~ssc_edge.io.sources.ArrayBandSource`,
+    anything with ``shape`` and ``read`` is returned."""
     if isinstance(scene, Scene):
-        return _SceneSource(scene)
+        return ArrayBandSource(scene)
     if hasattr(scene, "read") and hasattr(scene, "shape"):
         return scene
     raise TypeError(f"not a Scene or band source: {type(scene).__name__}")
@@ -340,5 +324,5 @@ def _patches(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -
 
 
 def _where(source: Any) -> str:
-    name = getattr(source, "source", None) or getattr(getattr(source, "scene", None), "source", None)
+    name = getattr(source, "source", None)
     return f"{name}: " if name is not None else ""
