@@ -727,8 +727,7 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     Parameters
     ----------
     source : BandSource or Scene
-        Anything with ``shape`` and ``read(band, tile)`` (or a ``bands`` mapping of whole arrays); a
-        :class:`Scene` is wrapped.
+        Anything with ``shape`` and ``read(band, tile)``; a :class:`Scene` is wrapped.
     side : int
         Most 10 m pixels a side.
     with_60m : bool
@@ -744,8 +743,7 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     """
     if isinstance(source, Scene):
         source = BandSource.from_scene(source)
-    # anything else with ``read``, or a scene-like object with only a ``bands`` mapping (whole arrays)
-    read = source.read if hasattr(source, "read") else (lambda band, tile: source.bands[band][tile.slices])
+    read = source.read
     step = 6 if with_60m else 2
     height, width = (min(n, side) // step * step for n in source.shape)
     row = (source.shape[0] - height) // (2 * step) * step
