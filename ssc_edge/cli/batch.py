@@ -76,6 +76,10 @@ def batch_command(
     registration: Annotated[
         str, typer.Option(help="Training pair registration (mode fit-and-infer): auto (estimated per scene) or none.")
     ] = "auto",
+    stage_iterations: Annotated[
+        int | None,
+        typer.Option(min=0, help="Full-resolution stage steps per scene (mode fit-and-infer; 0: off; default 100)."),
+    ] = None,
     precision: Precision = "auto",
     output_format: Annotated[str, typer.Option("--format", help="Output format: tif, npz or mat.")] = "tif",
     dtype: Dtype = "float32",
@@ -101,12 +105,14 @@ def batch_command(
     from ..batch import BatchConfig, run_batch
 
     mode = mode or ("infer" if model is not None else "fit-and-infer")
+    fit_options = {"degradation": degradation, "registration": registration}
+    if stage_iterations is not None:
+        fit_options["stage_iterations"] = stage_iterations
     if mode == "fit-and-infer" and not verbose:  # TensorFlow's C++ start-up chatter, in every worker
         quiet_tensorflow()
     config = BatchConfig(mode=mode, model=model, workers=workers, output_format=output_format, dtype=dtype,
                          epochs=epochs, split=split, tile=tile,
-                         fit_options={"degradation": degradation, "registration": registration}
-                         if mode == "fit-and-infer" else {},
+                         fit_options=fit_options if mode == "fit-and-infer" else {},
                          precision=precision, cog=cog, model_60m=model_60m, with_fine=with_fine, wait=wait,
                          provider=provider, threads=threads)  # fmt: skip
     result = run_batch(inputs, out, config, engine=engine, ray_address=ray_address, retries=retries,

@@ -293,9 +293,9 @@ def test_band_folder_to_geotiff_streams_like_infer(tmp_path, shared_data, monkey
         raise AssertionError(f"{source.where} was read whole")
 
     monkeypatch.setattr(RasterBandSource, "to_scene", refuse)
-    options = {"model": write_model(tmp_path / "small.onnx")} if mode == "infer" else {
-        "epochs": 1, "fit_options": {"batch_size": 16, "patch_budget": 32, "stage_iterations": 0, "model": {"blocks": 1, "width": 8,
-                                                                                       "skip_width": 4}}}  # fmt: skip
+    model = {"blocks": 1, "width": 8, "skip_width": 4}
+    tiny = {"batch_size": 16, "patch_budget": 32, "stage_iterations": 0, "model": model}
+    options = {"model": write_model(tmp_path / "small.onnx")} if mode == "infer" else {"epochs": 1, "fit_options": tiny}
     if mode == "fit-and-infer":
         pytest.importorskip("tensorflow")
     config = BatchConfig(mode=mode, output_format="tif", in_process=True, precision="fp32", **options)

@@ -24,7 +24,7 @@ from tests.runtime._models import write_model
 
 pytest.importorskip("rasterio")
 
-FIT = ["--epochs", "1", "--width", "8", "--skip-width", "4", "--no-keras", "--quiet"]
+FIT = ["--epochs", "1", "--width", "8", "--skip-width", "4", "--stage-iterations", "0", "--no-keras", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +165,14 @@ def test_batch_fit_and_infer_on_a_safe(run_cli, safe, tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "out"
     result = run_cli("batch", safe, "--out", out, "--mode", "fit-and-infer", "--epochs", "1", "--workers", "1",
-                     "--format", "npz", timeout=900)  # fmt: skip
+                     "--stage-iterations", "0", "--format", "npz", timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "batch.json").read_text())
     assert manifest["summary"]["done"] == 1, manifest
     model = out / "models" / f"{safe.stem}_sharpened.onnx"
     report = json.loads(model.with_suffix(".json").read_text())
     assert report["scene_sha256"] == scene_identity(safe)
+    assert report["config"]["stage_iterations"] == 0 and report["fit"]["full_resolution_stage"] is None
 
 
 # -- bad input: one line, exit 2, no partial output (the model's scene warning never adds a line) -----
