@@ -50,12 +50,15 @@ def test_reykjavik_sized_training_grid_gives_225_patches():
 
 
 class _NoReference:
-    """A scene stand-in whose reference cannot be read."""
+    """A scene stand-in (a band source: ``shape`` and ``read``) whose reference cannot be read."""
 
     def __init__(self, scene: Scene) -> None:
+        from ssc_edge.io.sources import BandSource
+
         self._scene = scene
         self.shape, self.source, self.name = scene.shape, scene.source, scene.name
         self.fine, self.coarse, self.bands = scene.fine, scene.coarse, scene.bands
+        self.read = BandSource.from_scene(Scene(bands=scene.bands)).read
 
     @property
     def reference(self):
