@@ -40,10 +40,12 @@ import numpy as np
 from .. import wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import OptionError, SceneError
-from ..metrics import QualityReport, quality_report
+from ..metrics import QualityReport, quality_report, signal_to_reconstruction_error
+from ..nodata import measured
 from ..progress import ProgressCallback, report, stage
 from ..scene import Scene
 from ._tensorflow import tensorflow
+from .full_resolution import STAGE_KERNELS, stage_kernels
 from .model import PRECISIONS, ModelConfig, build_ssc_cnn
 from .windows import (
     DEFAULT_PATCH_BUDGET,
@@ -93,7 +95,7 @@ LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINTS = ("auto", "patch-loss", "image-loss")
 #: Adam steps of the full-resolution stage by default (``FitConfig.stage_iterations``).
 DEFAULT_STAGE_ITERATIONS = 100
-STAGE_KERNEL_CHOICES = ("auto", "nominal", "estimated", "wider")
+STAGE_KERNEL_CHOICES = ("auto", *STAGE_KERNELS)
 #: Per-epoch decay of the weight average that protocol ``heldout`` keeps by default (see ``FitConfig.ema``).
 DEFAULT_EMA = 0.98
 
@@ -676,7 +678,7 @@ def fit_scene(
 def _full_resolution_stage(fit: FitResult, source: Any, pair, *, levels: int, progress) -> dict[str, Any]:
     """Refine ``fit.model`` in place on the scene ``levels - 1`` scales down; what was done, as a dict."""
     from ..io.sources import central_scene
-    from .full_resolution import StageConfig, refine_full_resolution, stage_kernels, stage_sample
+    from .full_resolution import StageConfig, refine_full_resolution, stage_sample
 
     config = fit.config
     start = time.perf_counter()
@@ -696,7 +698,13 @@ def _full_resolution_stage(fit: FitResult, source: Any, pair, *, levels: int, pr
     pair_images = wald.training_pair(
         crop, degradation=config.degradation, upsampling=config.upsampling, levels=1, model=pair
     )
-    guard_before = _mean_sre(pair_images.target, predict_tiled(fit.model, pair_images.inputs, fit.scale))
+    target, valid = pair_images.target, measured(pair_images.target)
+
+    def one_scale_down() -> float:  # mean SRE, dB, of the model on the training pair's valid pixels
+        estimate = predict_tiled(fit.model, pair_images.inputs, fit.scale)
+        return float(np.mean(signal_to_reconstruction_error(target, estimate, valid=valid)))
+
+    guard_before = one_scale_down()
     weights_before = fit.model.get_weights()
     trainable = fit.model
     if config.precision == "mixed_bfloat16":  # the stage trains in the fit's precision; the kept model stays float32
@@ -707,7 +715,7 @@ def _full_resolution_stage(fit: FitResult, source: Any, pair, *, levels: int, pr
     history = refine_full_resolution(trainable, sample, kernels, settings, progress=progress)
     if trainable is not fit.model:
         fit.model.set_weights(trainable.get_weights())
-    guard_after = _mean_sre(pair_images.target, predict_tiled(fit.model, pair_images.inputs, fit.scale))
+    guard_after = one_scale_down()
     kept = guard_after >= guard_before - STAGE_GUARD_DB
     if not kept:  # the stage broke what the scene shows one scale down: its kernel does not fit this scene
         fit.model.set_weights(weights_before)
@@ -747,13 +755,6 @@ NOMINAL_BELOW, NOMINAL_ABOVE = 0.15, 0.03
 STAGE_GUARD_DB = 6.0
 
 
-def _mean_sre(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Mean over bands of 10 log10(sum ref**2 / sum (ref - est)**2), dB, over pixels where no band is 0 DN."""
-    valid = np.all(reference != 0, axis=-1)
-    ref, est = reference[valid].astype(np.float64), np.asarray(estimate)[valid].astype(np.float64)
-    return float(np.mean(10 * np.log10(np.sum(ref**2, axis=0) / np.maximum(np.sum((ref - est) ** 2, axis=0), 1e-12))))
-
-
 def stage_kernel_choice(choice: str, pair: wald.PairModel | None) -> str:
     """The stage kernel that ``FitConfig.stage_kernel`` means for a scene's pair.
 
@@ -768,9 +769,7 @@ def stage_kernel_choice(choice: str, pair: wald.PairModel | None) -> str:
         return choice
     if pair is None:
         return "nominal"
-    from ..bands import MTF_NYQUIST
-
-    nominal = float(np.mean([wald.mtf_sigma(MTF_NYQUIST[b]) for b in COARSE_BANDS]))
+    nominal = float(np.mean([k.sigma for k in stage_kernels(None, "nominal")]))
     gaussian = all(k.kind == "gaussian" for k in pair.coarse)
     if gaussian and -NOMINAL_BELOW <= float(np.mean([k.sigma for k in pair.coarse])) - nominal <= NOMINAL_ABOVE:
         return "nominal"

@@ -57,8 +57,6 @@ class StageConfig:
         Adam step size (R-FUSE: 1e-4).
     structure_weight : float
         Weight of ``L_struct`` against ``L_spec`` (R-FUSE: 0.01).
-    kernel : {"nominal", "estimated", "wider"}
-        The blur ``h`` of each 20 m band relative to the 10 m product (:func:`stage_kernels`).
     pixels : int
         Most 10 m pixels the stage trains on: a larger scene is sampled as square windows.
     window : int
@@ -68,7 +66,6 @@ class StageConfig:
     iterations: int = 50
     learning_rate: float = 1e-4
     structure_weight: float = 0.01
-    kernel: str = "nominal"
     pixels: int = 2 * 128 * 128
     window: int = 128
 
@@ -77,8 +74,6 @@ class StageConfig:
             raise OptionError(f"full-resolution iterations must be a non-negative integer, got {self.iterations!r}")
         if not self.learning_rate > 0 or not self.structure_weight >= 0:
             raise OptionError("full-resolution learning rate must be positive and structure weight non-negative")
-        if self.kernel not in STAGE_KERNELS:
-            raise OptionError(f"full-resolution kernel must be one of {STAGE_KERNELS}, got {self.kernel!r}")
         if self.window < 32 or self.window % 2 or self.pixels < self.window**2:
             raise OptionError("full-resolution window must be even and >= 32 px and pixels >= window**2")
 
@@ -146,8 +141,11 @@ def detail_target(
         return ndimage.uniform_filter(a, size=size, mode="reflect")
 
     out = np.zeros(upsampled.shape, np.float32)
+    lows: dict[wald.Kernel, np.ndarray] = {}  # a pooled estimate gives all six bands one kernel: blur once
     for b, kernel in enumerate(kernels):
-        low = _blur(fine, [kernel] * fine.shape[-1])
+        if kernel not in lows:
+            lows[kernel] = _blur(fine, [kernel] * fine.shape[-1])
+        low = lows[kernel]
         high = fine - low
         band = upsampled[..., b]
         mean_b = local(band)
