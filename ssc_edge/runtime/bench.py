@@ -30,7 +30,7 @@ to start, is a 'not available' row.
 from __future__ import annotations
 
 import contextlib
-import json
+import itertools
 import logging
 import os
 import platform
@@ -38,22 +38,22 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import __version__
-from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..contract import INPUT_NAME, OUTPUT_NAME
 from ..errors import OptionError, SscEdgeError
 from ..progress import ProgressCallback, report
 from ..scene import Scene
 from .hardware import machine_info
-from .session import open_model
+from .providers import PROVIDERS, STATIC_SHAPE_PROVIDERS, make_session
+from .session import ModelFile, open_model
 
 __all__ = [
-    "PROVIDER_NAMES",
     "BENCH_PRECISIONS",
     "BenchRow",
     "BenchReport",
@@ -65,19 +65,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Short provider names and the onnxruntime execution providers they stand for.
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "dml": "DmlExecutionProvider",
-}
 #: Precisions :func:`run_benchmark` accepts.
 BENCH_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
-#: OpenVINO's CPU plugin computes in bfloat16 under this hint (fast on CPUs with AVX512-BF16 or AMX).
-_OPENVINO_BF16 = {"load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}
 _OK, _NOT_AVAILABLE, _FAILED = "ok", "not available", "failed"
 
 
@@ -191,58 +180,21 @@ class _PeakRss:
 # --------------------------------------------------------------------------------------------- sessions
 
 
-def _make_session(
-    model_path: Path,
-    provider: str,
-    threads: int | None,
-    shape: tuple[int, ...] | None,
-    *,
-    trt_fp16: bool = False,
-    extra_options: dict | None = None,
-):
-    """A session that really runs on ``provider``; :class:`SscEdgeError` when it cannot be had here.
+def _make_session(model: ModelFile, provider: str, threads: int | None, shape: tuple[int, ...] | None, *,
+                  fp16: bool = False, bf16: bool = False):  # fmt: skip
+    """A session from the model's bytes that really runs on ``provider``; :class:`SscEdgeError` when it cannot.
 
-    Uses :func:`ssc_edge.runtime.providers.make_session` (fixed input shape for the providers that build
-    per-shape engines); falls back to a plain onnxruntime session if that module is absent.
+    Providers that build per-shape engines get the one input ``shape``
+    (:func:`~ssc_edge.runtime.providers.make_session`).
     """
-    try:
-        from . import providers as runtime_providers
-    except ImportError:
-        runtime_providers = None
-    if runtime_providers is not None:
-        static = provider in runtime_providers.STATIC_SHAPE_PROVIDERS
-        session, _ = runtime_providers.make_session(
-            model_path,
-            provider=provider,
-            threads=threads,
-            fp16=trt_fp16,
-            input_shape=shape if static else None,
-            extra_options=extra_options,
-        )
-        return session
-    import onnxruntime as ort
-
-    name = PROVIDER_NAMES[provider]
-    if name not in ort.get_available_providers():
-        raise SscEdgeError(f"{provider} is not in this onnxruntime ({', '.join(ort.get_available_providers())})")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    chain = [(name, extra_options or {})] + ([] if name == "CPUExecutionProvider" else [("CPUExecutionProvider", {})])
-    session = ort.InferenceSession(str(model_path), options, providers=chain)
-    if session.get_providers()[0] != name:
-        raise SscEdgeError(f"onnxruntime fell back from {provider} to {session.get_providers()[0]}")
+    static = provider in STATIC_SHAPE_PROVIDERS
+    session, _ = make_session(model.data, provider=provider, threads=threads, fp16=fp16, bf16=bf16,
+                              input_shape=shape if static else None, name=model.path)  # fmt: skip
     return session
 
 
-def _percentile(times: np.ndarray, q: float) -> float:
-    return float(np.percentile(times, q))
-
-
 def _bench_one(
-    model_path: Path,
-    contract: ModelContract,
+    model: ModelFile,
     provider: str,
     precision: str,
     tile: int,
@@ -254,20 +206,17 @@ def _bench_one(
     flops: float | None,
     rng: np.random.Generator,
     trt_fp16: bool = False,
-    extra_options: dict | None = None,
 ) -> BenchRow:
+    contract = model.contract
     shape = (batch, tile, tile, contract.channels_in)
     if contract.layout == "NCHW":
         shape = (batch, contract.channels_in, tile, tile)
-    x = rng.uniform(0.0, 0.5, shape).astype(np.float32)
-    feed = {INPUT_NAME: x}
+    feed = {INPUT_NAME: rng.uniform(0.0, 0.5, shape).astype(np.float32)}
     base = {"provider": provider, "precision": precision, "tile": tile, "batch": batch}
     with _PeakRss() as rss:
         start = time.perf_counter()
         try:
-            session = _make_session(
-                model_path, provider, threads, shape, trt_fp16=trt_fp16, extra_options=extra_options
-            )
+            session = _make_session(model, provider, threads, shape, fp16=trt_fp16, bf16=precision == "bf16")
         except (SscEdgeError, RuntimeError, ValueError) as exc:  # onnxruntime raises RuntimeError subclasses
             return BenchRow(**base, status=_NOT_AVAILABLE, reason=str(exc).splitlines()[0][:300])
         session_s = time.perf_counter() - start
@@ -283,15 +232,11 @@ def _bench_one(
                 session.run([OUTPUT_NAME], feed)
                 times[i] = time.perf_counter() - start
         except Exception as exc:  # a provider that starts and then cannot run this shape is a result, not a crash
-            return BenchRow(
-                **base,
-                status=_FAILED,
-                reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                session_s=session_s,
-            )
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            return BenchRow(**base, status=_FAILED, reason=reason, session_s=session_s)
         finally:
             del session
-    p50 = _percentile(times, 50)
+    p50, p90, p99 = (float(np.percentile(times, q)) for q in (50, 90, 99))
     gflop = None if flops is None else flops / 1e9
     return BenchRow(
         **base,
@@ -299,8 +244,8 @@ def _bench_one(
         session_s=session_s,
         first_run_s=first,
         p50_s=p50,
-        p90_s=_percentile(times, 90),
-        p99_s=_percentile(times, 99),
+        p90_s=p90,
+        p99_s=p99,
         megapixels_per_s=batch * tile * tile / p50 / 1e6,
         gflop=gflop,
         gflop_per_s=None if gflop is None else gflop / p50,
@@ -325,39 +270,31 @@ def _positive_ints(values: Sequence[int], what: str, minimum: int = 1) -> tuple[
 
 @contextlib.contextmanager
 def _precision_models(
-    model_path: Path, contract: ModelContract, precisions: Sequence[str], calibration_scene: Path | Scene | None
-) -> Iterator[dict[str, tuple[Path | None, dict]]]:
-    """``{precision: (model path or None, info)}``; made models live in a temporary folder for the block."""
+    model: ModelFile, precisions: Sequence[str], calibration_scene: Path | Scene | None
+) -> Iterator[dict[str, tuple[ModelFile | None, dict]]]:
+    """``{precision: (model or None, info)}``; made models live in a temporary folder for the block."""
     from .optimize import MAX_LOSS_DB, optimize_model
 
+    contract = model.contract
     with tempfile.TemporaryDirectory(prefix="ssc-edge-bench-") as tmp:
-        models: dict[str, tuple[Path | None, dict]] = {}
+        models: dict[str, tuple[ModelFile | None, dict]] = {}
         for precision in precisions:
             if precision == "bf16" and contract.precision == "fp32":  # an OpenVINO hint on the fp32 graph
-                models[precision] = (model_path, {})
+                models[precision] = (model, {})
             elif precision == contract.precision:
-                models[precision] = (
-                    model_path,
-                    {
-                        "quality_loss_db": contract.quality_loss_db,
-                        "gate_passed": contract.quality_loss_db <= MAX_LOSS_DB,
-                    },
-                )
+                loss = contract.quality_loss_db
+                models[precision] = (model, {"quality_loss_db": loss, "gate_passed": loss <= MAX_LOSS_DB})
             elif contract.precision != "fp32":
                 models[precision] = (None, {"reason": f"the model is {contract.precision}; bench its fp32 parent"})
             else:
                 try:
-                    made = optimize_model(
-                        model_path,
-                        precision=precision,
-                        out_path=Path(tmp) / f"{precision}.onnx",
-                        calibration_scene=calibration_scene,
-                        force=True,
-                    )
+                    made = optimize_model(model, precision=precision, out_path=Path(tmp) / f"{precision}.onnx",
+                                          calibration_scene=calibration_scene, force=True)  # fmt: skip
                 except SscEdgeError as exc:
                     models[precision] = (None, {"reason": f"cannot make {precision}: {exc}"})
                     continue
-                models[precision] = (made.path, {"quality_loss_db": made.quality_loss_db, "gate_passed": made.passed})
+                info = {"quality_loss_db": made.quality_loss_db, "gate_passed": made.passed}
+                models[precision] = (open_model(made.path), info)
         yield models
 
 
@@ -380,10 +317,11 @@ def run_benchmark(
     Parameters
     ----------
     model_path : Path
-        An ssc-edge ONNX model.
+        An ssc-edge ONNX model, read once (:func:`~ssc_edge.runtime.session.open_model`): every session, the
+        FLOP count and the made precisions come from its bytes.
     providers : sequence of str
-        Short names (:data:`PROVIDER_NAMES`); absent ones give 'not available' rows.
-    precisions : sequence of {"fp32", "fp16", "int8"}
+        Short names (:data:`~ssc_edge.runtime.providers.PROVIDERS`); absent ones give 'not available' rows.
+    precisions : sequence of {"fp32", "fp16", "int8", "bf16"}
         See the module docstring for how other precisions than the model's own are made.
     tiles : sequence of int
         Square tile sides, pixels of the fine grid (halo included); each must be at least ``2 * halo + 1``.
@@ -406,11 +344,9 @@ def run_benchmark(
     """
     model_path = Path(model_path)
     providers = tuple(providers)
-    unknown = [p for p in providers if p not in PROVIDER_NAMES]
+    unknown = [p for p in providers if p not in PROVIDERS]
     if unknown or not providers:
-        raise OptionError(
-            f"unknown provider(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PROVIDER_NAMES)}"
-        )
+        raise OptionError(f"unknown provider(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PROVIDERS)}")
     bad = [p for p in precisions if p not in BENCH_PRECISIONS]
     if bad or not precisions:
         raise OptionError(
@@ -421,11 +357,12 @@ def run_benchmark(
     (warmup,) = _positive_ints([warmup], "warmup", minimum=0)
     if threads is not None:
         (threads,) = _positive_ints([threads], "threads")
-    contract = open_model(model_path).contract
+    model = open_model(model_path)
+    contract = model.contract
     small = [t for t in tiles if t < 2 * contract.halo + 1]
     if small:
         raise OptionError(f"tile(s) {small} smaller than 2 x halo + 1 = {2 * contract.halo + 1} px of this model")
-    flops = _flops_per_shape(model_path, tiles, batches)
+    flops = _flops_per_shape(model, tiles, batches)
     if calibration_scene is None:
         calibration_name = "synthetic demo scene"
     elif isinstance(calibration_scene, Scene):
@@ -454,61 +391,30 @@ def run_benchmark(
     )
     total = len(providers) * len(precisions) * len(tiles) * len(batches)
     rng = np.random.default_rng(seed)
-    with _precision_models(model_path, contract, precisions, calibration_scene) as models:
-        for provider in providers:
-            for precision in precisions:
-                path, info = models[precision]
-                for tile in tiles:
-                    for batch in batches:
-                        trt_fp16 = provider == "tensorrt" and precision == "fp16" and contract.precision == "fp32"
-                        if trt_fp16:  # TensorRT makes fp16 engines from the fp32 graph itself
-                            path = model_path
-                        extra = _OPENVINO_BF16 if precision == "bf16" else None
-                        if path is None:
-                            row = BenchRow(provider, precision, tile, batch, _NOT_AVAILABLE, reason=info["reason"])
-                        elif precision == "bf16" and provider != "openvino":
-                            row = BenchRow(
-                                provider,
-                                precision,
-                                tile,
-                                batch,
-                                _NOT_AVAILABLE,
-                                reason="bf16 is OpenVINO's CPU inference-precision hint; use --providers openvino",
-                            )
-                        else:
-                            row = _bench_one(
-                                path,
-                                contract,
-                                provider,
-                                precision,
-                                tile,
-                                batch,
-                                warmup=warmup,
-                                runs=runs,
-                                threads=threads,
-                                flops=flops.get((tile, batch)),
-                                rng=rng,
-                                trt_fp16=trt_fp16,
-                                extra_options=extra,
-                            )
-                            if precision == "bf16" and row.status == _OK and "quality_loss_db" not in info:
-                                info.update(_provider_loss(model_path, contract, provider, extra, calibration_scene))
-                            row = _with_quality(row, info)
-                        bench.rows.append(row)
-                        report(
-                            progress, len(bench.rows), total, f"{provider} {precision} {tile} x{batch}: {row.status}"
-                        )
+    with _precision_models(model, precisions, calibration_scene) as models:
+        for provider, precision, tile, batch in itertools.product(providers, precisions, tiles, batches):
+            made, info = models[precision]
+            trt_fp16 = provider == "tensorrt" and precision == "fp16" and contract.precision == "fp32"
+            if trt_fp16:  # TensorRT makes fp16 engines from the fp32 graph itself
+                made = model
+            if made is None:
+                row = BenchRow(provider, precision, tile, batch, _NOT_AVAILABLE, reason=info["reason"])
+            elif precision == "bf16" and provider != "openvino":
+                reason = "bf16 is OpenVINO's CPU inference-precision hint; use --providers openvino"
+                row = BenchRow(provider, precision, tile, batch, _NOT_AVAILABLE, reason=reason)
+            else:
+                row = _bench_one(made, provider, precision, tile, batch, warmup=warmup, runs=runs, threads=threads,
+                                 flops=flops.get((tile, batch)), rng=rng, trt_fp16=trt_fp16)  # fmt: skip
+                if precision == "bf16" and row.status == _OK and "quality_loss_db" not in info:
+                    info.update(_provider_loss(model, provider, calibration_scene))
+                row = replace(row, quality_loss_db=info.get("quality_loss_db"), gate_passed=info.get("gate_passed"))
+            bench.rows.append(row)
+            report(progress, len(bench.rows), total, f"{provider} {precision} {tile} x{batch}: {row.status}")
     return bench
 
 
-def _provider_loss(
-    model_path: Path,
-    contract: ModelContract,
-    provider: str,
-    extra_options: dict | None,
-    calibration_scene: Path | Scene | None,
-) -> dict[str, Any]:
-    """Mean-SRE loss of ``provider`` (with ``extra_options``) against fp32 on the CPU, as optimize measures it.
+def _provider_loss(model: ModelFile, provider: str, calibration_scene: Path | Scene | None) -> dict[str, Any]:
+    """Mean-SRE loss of bf16 on ``provider`` against fp32 on the CPU, as optimize measures it.
 
     Whole-image runs on the central 256 x 256 pixels of the calibration scene (see
     :mod:`ssc_edge.runtime.optimize` for the target).
@@ -516,30 +422,23 @@ def _provider_loss(
     from ..metrics import signal_to_reconstruction_error
     from .optimize import MAX_LOSS_DB, _evaluation_data, _predict, _scene
 
-    inputs, target, _ = _evaluation_data(_scene(calibration_scene), contract, size=256)
-    reference = _make_session(model_path, "cpu", None, None)
-    candidate = _make_session(model_path, provider, None, None, extra_options=extra_options)
+    inputs, target, _ = _evaluation_data(_scene(calibration_scene), model.contract, size=256)
+    reference = _make_session(model, "cpu", None, None)
+    candidate = _make_session(model, provider, None, None, bf16=True)
     sre = [
-        float(np.mean(signal_to_reconstruction_error(target, _predict(s, inputs, contract))))
+        float(np.mean(signal_to_reconstruction_error(target, _predict(s, inputs, model.contract))))
         for s in (reference, candidate)
     ]
     loss = sre[0] - sre[1]
     return {"quality_loss_db": loss, "gate_passed": loss <= MAX_LOSS_DB}
 
 
-def _with_quality(row: BenchRow, info: dict) -> BenchRow:
-    values = row.to_dict()
-    values["quality_loss_db"] = info.get("quality_loss_db")
-    values["gate_passed"] = info.get("gate_passed")
-    return BenchRow(**values)
-
-
-def _flops_per_shape(model_path: Path, tiles: Sequence[int], batches: Sequence[int]) -> dict[tuple[int, int], float]:
+def _flops_per_shape(model: ModelFile, tiles: Sequence[int], batches: Sequence[int]) -> dict[tuple[int, int], float]:
     """FLOPs per (tile, batch); empty when ``onnx`` is missing (FLOPs are linear in pixels: count once)."""
     from .flops import FlopsUnavailable, count_flops
 
     try:
-        probe = count_flops(model_path, batch=1, height=tiles[0], width=tiles[0])
+        probe = count_flops(model.data, batch=1, height=tiles[0], width=tiles[0])
     except FlopsUnavailable:
         logger.warning("FLOPs not counted: onnx is not installed")
         return {}

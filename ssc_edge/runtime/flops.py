@@ -19,7 +19,7 @@ Shapes come from ``onnx.shape_inference`` after fixing the input's ``batch``, ``
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +30,10 @@ from ..errors import ModelError, SscEdgeError, check_positive
 
 __all__ = ["FlopCount", "FlopsUnavailable", "count_flops"]
 
-_ELEMENTWISE = frozenset(
-    {
-        "Add",
-        "Sub",
-        "Mul",
-        "Div",
-        "Relu",
-        "LeakyRelu",
-        "PRelu",
-        "Sigmoid",
-        "Tanh",
-        "Clip",
-        "Max",
-        "Min",
-        "Abs",
-        "Neg",
-        "Sqrt",
-        "Exp",
-        "Log",
-        "Pow",
-        "Elu",
-        "Selu",
-        "HardSigmoid",
-        "Softplus",
-        "Erf",
-    }
-)
+#: Operators that cost 1 FLOP per output element.
+_ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Clip", "Max",
+                          "Min", "Abs", "Neg", "Sqrt", "Exp", "Log", "Pow", "Elu", "Selu", "HardSigmoid", "Softplus",
+                          "Erf"})  # fmt: skip
 
 
 class FlopsUnavailable(SscEdgeError, ImportError):
@@ -89,15 +66,8 @@ class FlopCount:
         return self.total / (self.batch * self.height * self.width)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {
-            "total": self.total,
-            "per_pixel": self.per_pixel,
-            "batch": self.batch,
-            "height": self.height,
-            "width": self.width,
-            "by_op": dict(self.by_op),
-        }
+        """Plain-JSON form (the fields and ``per_pixel``)."""
+        return {**asdict(self), "per_pixel": self.per_pixel}
 
 
 def _import_onnx():
@@ -113,6 +83,8 @@ def _import_onnx():
 def _load(model: Any, onnx) -> Any:
     if isinstance(model, onnx.ModelProto):
         return model
+    if isinstance(model, bytes):  # a file read once (ModelFile.data)
+        return onnx.load_from_string(model)
     path = Path(model)
     try:
         return onnx.load(str(path))
@@ -181,13 +153,14 @@ def _node_flops(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
     return elements * (per_output + int(has_bias))
 
 
-def count_flops(model: Path | Any, *, batch: int = 1, height: int, width: int) -> FlopCount:
+def count_flops(model: Path | bytes | Any, *, batch: int = 1, height: int, width: int) -> FlopCount:
     """Count the FLOPs of one run of an ONNX model on an input of ``batch`` x ``height`` x ``width`` pixels.
 
     Parameters
     ----------
-    model : Path or onnx.ModelProto
-        An ssc-edge model (layout read from its contract) or any single-input rank-4 image model.
+    model : Path, bytes or onnx.ModelProto
+        An ssc-edge model (layout read from its contract) or any single-input rank-4 image model; bytes are a
+        file's contents (:attr:`~ssc_edge.runtime.session.ModelFile.data`).
     batch : int
         Images per run.
     height, width : int

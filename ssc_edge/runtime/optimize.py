@@ -52,6 +52,7 @@ from ..io import atomic_output, check_outputs, read_scene
 from ..metrics import signal_to_reconstruction_error
 from ..progress import ProgressCallback, report
 from ..scene import Scene
+from .session import ModelFile
 
 __all__ = [
     "PRECISIONS",
@@ -132,7 +133,10 @@ def _import_onnx():
     return onnx
 
 
-def _load_model(path: Path, onnx) -> Any:
+def _load_model(model: Path | ModelFile, onnx) -> Any:
+    if isinstance(model, ModelFile):  # read and checked once (open_model)
+        return onnx.load_from_string(model.data)
+    path = model
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     try:
@@ -224,7 +228,7 @@ def _convert_fp16(model: Any) -> Any:
     return convert_float_to_float16(model, keep_io_types=True)
 
 
-def _quantize_int8(source: Path, target: Path, tiles: list[np.ndarray]) -> None:
+def _quantize_int8(source: Any, target: Path, tiles: list[np.ndarray]) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -238,7 +242,7 @@ def _quantize_int8(source: Path, target: Path, tiles: list[np.ndarray]) -> None:
 
     # ONNX shape inference and onnxruntime's basic graph optimisations first, as onnxruntime recommends
     prepared = target.with_name(f"{target.stem}.prepared.onnx")
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    quant_pre_process(source, str(prepared), skip_symbolic_shape=True)
     quantize_static(
         str(prepared),
         str(target),
@@ -261,7 +265,7 @@ def _scene(calibration_scene: Path | Scene | None) -> Scene:
 
 
 def optimize_model(
-    model_path: Path,
+    model_path: Path | ModelFile,
     *,
     precision: str,
     out_path: Path | None,
@@ -274,8 +278,8 @@ def optimize_model(
 
     Parameters
     ----------
-    model_path : Path
-        An fp32 ssc-edge ONNX model.
+    model_path : Path or ModelFile
+        An fp32 ssc-edge ONNX model; a :class:`~ssc_edge.runtime.session.ModelFile` is not read again.
     precision : {"fp16", "int8"}
     out_path : Path or None
         Where to write the new model (atomically). None: measure only, write nothing.
@@ -310,11 +314,12 @@ def optimize_model(
         raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not max_loss_db >= 0:
         raise OptionError(f"max_loss_db must be >= 0 dB, got {max_loss_db!r}")
-    model_path = Path(model_path)
+    opened = model_path if isinstance(model_path, ModelFile) else None
+    model_path = opened.path if opened is not None else Path(model_path)
     if out_path is not None:
         (out_path,) = check_outputs([out_path], inputs=[model_path, calibration_scene], force=force)
     onnx = _import_onnx()
-    model = _load_model(model_path, onnx)
+    model = _load_model(opened or model_path, onnx)
     contract = read_contract(model, source=model_path)
     if contract.precision != "fp32":
         raise ModelError(f"{model_path}: model is already {contract.precision}; optimize its fp32 parent")
@@ -330,24 +335,16 @@ def optimize_model(
         else:
             inputs_full = wald.full_scale_input(scene, upsampling=contract.upsampling)
             tiles = _calibration_tiles(inputs_full, contract, CALIBRATION_TILE, CALIBRATION_TILES)
-            _quantize_int8(model_path, candidate_path, tiles)
+            _quantize_int8(model, candidate_path, tiles)
         report(progress, 1, steps, "measuring the quality loss")
-        sre_fp32 = float(
-            np.mean(signal_to_reconstruction_error(target, _predict(_session(str(model_path)), inputs, contract)))
-        )
-        sre_opt = float(
-            np.mean(signal_to_reconstruction_error(target, _predict(_session(str(candidate_path)), inputs, contract)))
+        sre_fp32, sre_opt = (
+            float(np.mean(signal_to_reconstruction_error(target, _predict(_session(m), inputs, contract))))
+            for m in (opened.data if opened is not None else str(model_path), str(candidate_path))
         )
         loss = sre_fp32 - sre_opt
         passed = bool(loss <= max_loss_db)
-        logger.info(
-            "%s: mean SRE %.3f dB (fp32 %.3f dB) against the %s: loss %.3f dB",
-            precision,
-            sre_opt,
-            sre_fp32,
-            target_kind,
-            loss,
-        )
+        logger.info("%s: mean SRE %.3f dB (fp32 %.3f dB) against the %s: loss %.3f dB", precision, sre_opt, sre_fp32,
+                    target_kind, loss)  # fmt: skip
         if not passed and not force:
             raise QualityGateError(
                 f"{model_path}: {precision} loses {loss:.3f} dB of mean SRE on {scene.name} (limit {max_loss_db} dB); "
