@@ -10,7 +10,6 @@ Layout: H x W x C, DN, bands in the order given.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ import numpy as np
 from .bands import COARSE_BANDS, FINE_BANDS, GSD, MTF_NYQUIST, VERY_COARSE_BANDS
 from .errors import OptionError, SceneError
 from .scene import Scene
-from .wald import Kernel, TrainingPair, decimate, degrade, upsample
+from .wald import Kernel, TrainingPair, _cropped_shape, decimate, degrade, upsample
 
 __all__ = [
     "BAND_SETS",
@@ -252,8 +251,6 @@ def _degraded_bands(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, int]]:
     """Every input band degraded ``levels`` times (see :func:`ratio_training_pair`); the last target; the
     degraded 10 m shape."""
-    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
-        raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
     ratio = _set_ratio(output_bands)
     input_bands = input_bands_for(output_bands)
     missing = [b for b in input_bands if b not in scene.bands]
@@ -263,13 +260,7 @@ def _degraded_bands(
     lacking = [b for b in input_bands if model is not None and b not in model.kernels]
     if lacking:
         raise OptionError(f"the pair model has no kernel for {', '.join(lacking)}")
-    multiple = ratio ** (levels + 1)
-    height, width = (n - n % multiple for n in scene.shape)
-    if height < multiple or width < multiple:
-        raise SceneError(
-            f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small for {levels} level(s) of degradation by "
-            f"{ratio} (needs at least {multiple}x{multiple})"
-        )
+    height, width = _cropped_shape(scene.shape, levels, ratio)
     current = {
         b: np.asarray(scene.bands[b], np.float64)[: height // band_ratio(b), : width // band_ratio(b)]
         for b in input_bands

@@ -52,7 +52,7 @@ from .errors import OptionError, SceneError
 from .nodata import measured
 from .sampling import valid_origins
 from .scene import Scene
-from .wald import DEGRADATION_METHODS, Kernel, PairModel, _keys_cubic, mtf_sigma
+from .wald import DEGRADATION_METHODS, Kernel, PairModel, _check_grids, _keys_cubic, mtf_sigma
 
 __all__ = [
     "DEFAULT_MAX_SAMPLES",
@@ -396,11 +396,7 @@ def _check_arrays(fine: np.ndarray, coarse: np.ndarray, ratio: int) -> tuple[np.
         raise OptionError(f"fine must be (H, W, {len(FINE_BANDS)}), got shape {fine.shape}")
     if coarse.ndim != 3 or coarse.shape[2] != len(names):
         raise OptionError(f"coarse must be (H/{ratio}, W/{ratio}, {len(names)}), got shape {coarse.shape}")
-    if fine.shape[:2] != (ratio * coarse.shape[0], ratio * coarse.shape[1]):
-        raise SceneError(
-            f"{10 * ratio} m bands are {coarse.shape[0]}x{coarse.shape[1]}, "
-            f"not {'half' if ratio == 2 else f'1/{ratio} of'} the 10 m size {fine.shape[0]}x{fine.shape[1]}"
-        )
+    _check_grids(fine, coarse, ratio)
     return fine, coarse
 
 
@@ -516,12 +512,15 @@ def _quadrant_spread(fine: np.ndarray, coarse: np.ndarray, whole: RegistrationEs
     return float(spread)
 
 
-def _check_choices(degradation: str, registration: str) -> None:
-    """Raise :class:`OptionError` unless ``degradation`` and ``registration`` name a training pair's options."""
+def _check_choices(degradation: str, registration: str, *, estimated: bool, needs: str) -> None:
+    """Raise :class:`OptionError` unless ``degradation`` and ``registration`` name a training pair's options, and
+    unless ``"auto"`` has its estimates (``estimated``; ``needs`` names them)."""
     if degradation not in ("auto", *DEGRADATION_METHODS):
         raise OptionError(f"degradation must be one of {('auto', *DEGRADATION_METHODS)}, got {degradation!r}")
     if registration not in ("auto", "none"):
         raise OptionError(f"registration must be 'auto' or 'none', got {registration!r}")
+    if not estimated and "auto" in (degradation, registration):
+        raise OptionError(f"degradation or registration 'auto' needs {needs}")
 
 
 def pair_model(
@@ -543,9 +542,7 @@ def pair_model(
     registration : {"auto", "none"}
         ``"auto"``: the estimated scene offset; ``"none"``: the nominal grid.
     """
-    _check_choices(degradation, registration)
-    if estimate is None and "auto" in (degradation, registration):
-        raise OptionError("degradation or registration 'auto' needs a registration estimate")
+    _check_choices(degradation, registration, estimated=estimate is not None, needs="a registration estimate")
     if degradation == "auto":
         kernel = estimate.kernel  # type: ignore[union-attr]
         model = PairModel(fine=(kernel,) * len(FINE_BANDS), coarse=(kernel,) * len(COARSE_BANDS))
@@ -588,9 +585,8 @@ def sixty_pair_model(
     than :data:`MAX_SPREAD`) is not used: ``"auto"`` then gives the nominal MTF kernels and the nominal 60 m
     grid (the 20 m bands keep their estimated offset).
     """
-    _check_choices(degradation, registration)
-    if (estimate60 is None or estimate20 is None) and "auto" in (degradation, registration):
-        raise OptionError("degradation or registration 'auto' needs the 60 m and 20 m registration estimates")
+    both = estimate60 is not None and estimate20 is not None
+    _check_choices(degradation, registration, estimated=both, needs="the 60 m and 20 m registration estimates")
     trusted = estimate60 is not None and estimate60.stable
     if degradation == "auto" and not trusted:
         degradation = "mtf"

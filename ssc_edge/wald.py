@@ -89,15 +89,12 @@ def _decimate_axis(image: np.ndarray, weights: np.ndarray, ratio: int, axis: int
     """Filter ``image`` along ``axis`` with ``weights`` centred per the grid convention, keep every ``ratio``-th.
 
     ``weights`` are the tap weights at the offsets of :func:`_decimation_taps`; with scipy's
-    default origin their centre lands on output index ``ratio // 2`` for even ratios
-    (``(ratio - 1) // 2`` for odd ones), which is where the first coarse pixel is read.
+    default origin their centre lands on output index ``ratio // 2`` (even or odd ratio), which is
+    where the first coarse pixel is read.
     """
     filtered = ndimage.correlate1d(image, weights, axis=axis, mode="reflect")
-    start = ratio // 2 if ratio % 2 == 0 else (ratio - 1) // 2
-    n_out = image.shape[axis] // ratio
-    index = [slice(None)] * image.ndim
-    index[axis] = slice(start, start + ratio * n_out, ratio)
-    return filtered[tuple(index)]
+    start = ratio // 2
+    return filtered.take(np.arange(start, start + ratio * (image.shape[axis] // ratio), ratio), axis=axis)
 
 
 def _degradation_weights(method: str, ratio: int, mtf: float | None) -> np.ndarray:
@@ -193,9 +190,7 @@ def _upsample_axis_bicubic(image: np.ndarray, ratio: int, axis: int) -> np.ndarr
         delta = (phase + 0.5) / ratio - 0.5
         weights = _keys_cubic(delta - np.arange(-2, 3))
         filtered = ndimage.correlate1d(image, weights / weights.sum(), axis=axis, mode="reflect")
-        index = [slice(None)] * image.ndim
-        index[axis] = slice(phase, None, ratio)
-        out[tuple(index)] = filtered
+        np.moveaxis(out, axis, 0)[phase::ratio] = np.moveaxis(filtered, axis, 0)
     return out
 
 
@@ -303,9 +298,7 @@ def _decimate_axis_taps(image: np.ndarray, taps: np.ndarray, weights: np.ndarray
     full = np.zeros(2 * reach + 1)
     full[taps + reach] = weights  # correlate1d centres an odd-length filter on its middle tap
     filtered = ndimage.correlate1d(image, full, axis=axis, mode="reflect")
-    index = [slice(None)] * image.ndim
-    index[axis] = slice(0, ratio * (image.shape[axis] // ratio), ratio)
-    return filtered[tuple(index)]
+    return filtered.take(np.arange(0, ratio * (image.shape[axis] // ratio), ratio), axis=axis)
 
 
 def decimate(
@@ -468,6 +461,51 @@ def _mtf_gains(bands: Sequence[str], table: Mapping[str, float] | None) -> list[
     return [merged[b] for b in bands]
 
 
+def _check_grids(fine: np.ndarray, coarse: np.ndarray, ratio: int = 2) -> None:
+    """Raise :class:`SceneError` unless ``coarse`` (h, w[, C]) is the ``ratio`` times coarser grid of ``fine``."""
+    if fine.shape[:2] != (ratio * coarse.shape[0], ratio * coarse.shape[1]):
+        part = "half" if ratio == 2 else f"1/{ratio} of"
+        raise SceneError(
+            f"{10 * ratio} m bands are {coarse.shape[0]}x{coarse.shape[1]}, not {part} the 10 m size "
+            f"{fine.shape[0]}x{fine.shape[1]}"
+        )
+
+
+def _cropped_shape(shape: tuple[int, int], levels: int, ratio: int = 2) -> tuple[int, int]:
+    """``(H, W)`` cropped at the bottom/right to a multiple of ``ratio ** (levels + 1)`` for ``levels`` degradations.
+
+    Raises :class:`OptionError` unless ``levels`` is an integer >= 1, :class:`SceneError` when nothing is left.
+    """
+    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
+        raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
+    multiple = ratio ** (levels + 1)
+    height, width = (n - n % multiple for n in shape)
+    if height < multiple or width < multiple:
+        raise SceneError(
+            f"scene of {shape[0]}x{shape[1]} px is too small for {levels} level(s) of degradation by {ratio} "
+            f"(needs at least {multiple}x{multiple})"
+        )
+    return height, width
+
+
+def _degrade_once(
+    fine: np.ndarray,
+    coarse: np.ndarray,
+    *,
+    degradation: str,
+    model: PairModel | None,
+    mtf: Mapping[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both band groups degraded by 2, float64: with ``model``'s kernels (the 10 m bands centred ``-offset``, see
+    :func:`training_pair`) or else :func:`degrade` ``degradation`` with the gains of ``bands.MTF_NYQUIST`` and
+    ``mtf``."""
+    if model is not None:
+        shift = (-model.offset[0], -model.offset[1])
+        return decimate(fine, model.fine, shift=shift), decimate(coarse, model.coarse)
+    fine = degrade(fine, method=degradation, mtf=_mtf_gains(FINE_BANDS, mtf))
+    return fine, degrade(coarse, method=degradation, mtf=_mtf_gains(COARSE_BANDS, mtf))
+
+
 def model_input(fine: np.ndarray, coarse: np.ndarray, *, upsampling: str = "bicubic") -> np.ndarray:
     """Stack the model input: upsampled 20 m bands, then 10 m bands.
 
@@ -482,11 +520,7 @@ def model_input(fine: np.ndarray, coarse: np.ndarray, *, upsampling: str = "bicu
     -------
     (H, W, 10) float32 ndarray, DN.
     """
-    if fine.shape[:2] != (2 * coarse.shape[0], 2 * coarse.shape[1]):
-        raise SceneError(
-            f"20 m bands are {coarse.shape[0]}x{coarse.shape[1]}, not half the 10 m size "
-            f"{fine.shape[0]}x{fine.shape[1]}"
-        )
+    _check_grids(fine, coarse)
     up = upsample(coarse, ratio=2, method=upsampling)
     return np.concatenate([up, fine], axis=-1).astype(np.float32)
 
@@ -532,32 +566,13 @@ def training_pair(
         10 m truth of a 20 m band sits from the observed 10 m bands. Exact finite kernels: windows
         with :func:`pair_margin` give the same pair.
     """
-    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
-        raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
-    multiple = 2 ** (levels + 1)
-    height, width = (n - n % multiple for n in scene.shape)
-    if height < multiple or width < multiple:
-        raise SceneError(
-            f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small for {levels} level(s) of degradation "
-            f"(needs at least {multiple}x{multiple})"
-        )
+    height, width = _cropped_shape(scene.shape, levels)
     fine = scene.fine()[:height, :width].astype(np.float64)
     coarse = scene.coarse()[: height // 2, : width // 2].astype(np.float64)
-    if model is not None:
-        shift = (-model.offset[0], -model.offset[1])
-        for _ in range(levels):
-            target = coarse
-            fine = decimate(fine, model.fine, shift=shift)
-            coarse = decimate(coarse, model.coarse)
-        inputs = model_input(fine, coarse, upsampling=upsampling)
-        return TrainingPair(inputs=inputs, target=target.astype(np.float32))
-    fine_gains, coarse_gains = _mtf_gains(FINE_BANDS, mtf), _mtf_gains(COARSE_BANDS, mtf)
     for _ in range(levels):
         target = coarse
-        fine = degrade(fine, method=degradation, mtf=fine_gains)
-        coarse = degrade(coarse, method=degradation, mtf=coarse_gains)
-    inputs = model_input(fine, coarse, upsampling=upsampling)
-    return TrainingPair(inputs=inputs, target=target.astype(np.float32))
+        fine, coarse = _degrade_once(fine, coarse, degradation=degradation, model=model, mtf=mtf)
+    return TrainingPair(inputs=model_input(fine, coarse, upsampling=upsampling), target=target.astype(np.float32))
 
 
 def reduced_resolution_scene(
@@ -600,13 +615,7 @@ def reduced_resolution_scene(
     if height < 4 or width < 4:
         raise SceneError(f"scene of {scene.shape[0]}x{scene.shape[1]} px is too small to degrade by 2 (needs 4x4)")
     observed = scene.coarse()[: height // 2, : width // 2]
-    if model is not None:
-        shift = (-model.offset[0], -model.offset[1])
-        fine = decimate(scene.fine()[:height, :width].astype(np.float64), model.fine, shift=shift).astype(np.float32)
-        coarse = decimate(observed.astype(np.float64), model.coarse).astype(np.float32)
-    else:
-        fine = degrade(scene.fine()[:height, :width], method=degradation, mtf=[MTF_NYQUIST[b] for b in FINE_BANDS])
-        coarse = degrade(observed, method=degradation, mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])
+    fine, coarse = _degrade_once(scene.fine()[:height, :width], observed, degradation=degradation, model=model)
     reach = (model or PairModel.nominal(degradation)).reach()  # 0 DN where a kernel read no-data
     fine = nodata_where_read(fine, scene.fine()[:height, :width], reach=reach)
     coarse = nodata_where_read(coarse, observed, reach=reach)

@@ -290,7 +290,7 @@ def test_model_input_and_full_scale_input(scene_204):
 def test_training_pair_of_a_too_small_scene():
     scene = demo_scene(size=12)
     wald.training_pair(scene, levels=1)  # 12 is a multiple of 4
-    message = r"scene of 12x12 px is too small for 3 level\(s\) of degradation \(needs at least 16x16\)"
+    message = r"scene of 12x12 px is too small for 3 level\(s\) of degradation by 2 \(needs at least 16x16\)"
     with pytest.raises(SceneError, match=message):
         wald.training_pair(scene, levels=3)
 
