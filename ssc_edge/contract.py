@@ -190,8 +190,7 @@ class ModelContract:
             bands = getattr(self, name)
             if not isinstance(bands, (list, tuple)) or not bands or not all(isinstance(b, str) for b in bands):
                 raise ModelError(f"{name} must be a non-empty list of band names, got {bands!r}")
-        for name in ("input_bands", "output_bands"):
-            unknown = [b for b in getattr(self, name) if GSD.get(b) not in (10, 20, 60)]
+            unknown = [b for b in bands if GSD.get(b) not in (10, 20, 60)]
             if unknown:
                 raise ModelError(
                     f"{name[:-1].replace('_', ' ')} {unknown[0]!r} is not a Sentinel-2 10 m, 20 m or 60 m band"
@@ -248,10 +247,8 @@ class ModelContract:
                 if f.name in ("halo", "scale"):
                     raise ModelError(f"{source}: ssc-edge metadata lacks {_PREFIX}{f.name}")
                 continue
-            if f.type == "str":
-                values[f.name] = raw
-                continue
-            values[f.name] = parse_json(raw, what=f"metadata {_PREFIX}{f.name}", source=source)
+            what = f"metadata {_PREFIX}{f.name}"
+            values[f.name] = raw if f.type == "str" else parse_json(raw, what=what, source=source)
         try:
             return cls(**values)
         except TypeError as exc:

@@ -93,13 +93,10 @@ def demo_scene(*, size: int = 256, seed: int = 0) -> Scene:
 
     bands = {band: dn[..., index[band]] for band in FINE_BANDS}
     reference = np.ascontiguousarray(dn[..., [index[b] for b in COARSE_BANDS]])
-    coarse = degrade(reference, ratio=2, method="mtf", mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])
-    bands.update({band: coarse[..., i].astype(np.float32) for i, band in enumerate(COARSE_BANDS)})
-    very_coarse = degrade(
-        dn[..., [index[b] for b in VERY_COARSE_BANDS]], ratio=6, method="mtf",
-        mtf=[MTF_NYQUIST[b] for b in VERY_COARSE_BANDS],
-    )  # fmt: skip
-    bands.update({band: very_coarse[..., i].astype(np.float32) for i, band in enumerate(VERY_COARSE_BANDS)})
+    for group, ratio in ((COARSE_BANDS, 2), (VERY_COARSE_BANDS, 6)):
+        gains = [MTF_NYQUIST[b] for b in group]
+        degraded = degrade(dn[..., [index[b] for b in group]], ratio=ratio, method="mtf", mtf=gains)
+        bands.update({band: degraded[..., i].astype(np.float32) for i, band in enumerate(group)})
     ordered = {band: bands[band] for band in ALL_BANDS}
     return Scene(bands=ordered, fine_pixel_size=10.0, reference=reference, name="synthetic-demo")
 

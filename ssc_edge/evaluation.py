@@ -27,6 +27,15 @@ def _where(scene: Scene) -> str:
     return f"{scene.source}: " if scene.source is not None else ""
 
 
+def _checked(estimate: np.ndarray, scene: Scene, expected: tuple[int, ...], what: str) -> np.ndarray:
+    """``estimate`` as an array; :class:`SceneError` unless its shape is ``expected`` (``what``'s)."""
+    estimate = np.asarray(estimate)
+    if estimate.shape != expected:
+        size = "x".join(map(str, estimate.shape))
+        raise SceneError(f"{_where(scene)}estimate is {size}, but {what} {'x'.join(map(str, expected))}")
+    return estimate
+
+
 def evaluate_estimate(estimate: np.ndarray, scene: Scene, *, border: int = 0) -> QualityReport:
     """Score a sharpened (H, W, 6) estimate against the reference of an RR scene.
 
@@ -55,12 +64,7 @@ def evaluate_estimate(estimate: np.ndarray, scene: Scene, *, border: int = 0) ->
     """
     if scene.reference is None:
         raise SceneError(f"{_where(scene)}scene has no reference (Xm_im); evaluation needs a reduced-resolution scene")
-    estimate = np.asarray(estimate)
-    if estimate.shape != scene.reference.shape:
-        raise SceneError(
-            f"{_where(scene)}estimate is {'x'.join(map(str, estimate.shape))}, "
-            f"but the reference is {'x'.join(map(str, scene.reference.shape))}"
-        )
+    estimate = _checked(estimate, scene, scene.reference.shape, "the reference is")
     valid = scene_valid(scene) & valid_pixels(estimate)
     return quality_report(scene.reference, estimate, band_names=COARSE_BANDS, ratio=2.0, border=border, valid=valid)
 
@@ -89,13 +93,7 @@ def evaluate_full_resolution(estimate: np.ndarray, scene: Scene, *, degradation:
     """
     from .quality import full_resolution_quality
 
-    estimate = np.asarray(estimate)
-    expected = (*scene.shape, len(COARSE_BANDS))
-    if estimate.shape != expected:
-        raise SceneError(
-            f"{_where(scene)}estimate is {'x'.join(map(str, estimate.shape))}, "
-            f"but the scene's sharpened bands are {'x'.join(map(str, expected))}"
-        )
+    estimate = _checked(estimate, scene, (*scene.shape, len(COARSE_BANDS)), "the scene's sharpened bands are")
     try:
         return full_resolution_quality(estimate, scene.fine(), scene.coarse(), degradation=degradation)
     except SceneError as exc:

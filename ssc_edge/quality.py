@@ -347,10 +347,11 @@ class _Moments:
         return cache[i]
 
 
-def _cross(a: np.ndarray, b: np.ndarray, ma: _Moments, mb: _Moments, i: int, j: int, row_start: int, rows: int):
-    """n^2 x covariance maps of channel i of a and channel j of b."""
+def _window_index(index: Callable, a: np.ndarray, ma: _Moments, i: int, b: np.ndarray, mb: _Moments, j: int,
+                  row_start: int, rows: int) -> np.ndarray:  # fmt: skip
+    """``index`` (:func:`_q_map` or :func:`_rho_map`) per window of channel i of a against channel j of b."""
     s12 = _window_sums((a[..., i] - ma.offset[i]) * (b[..., j] - mb.offset[j]), ma.size, row_start, rows)
-    return ma.n * s12 - ma.s1[..., i] * mb.s1[..., j]
+    return index(*ma.statistics(i), *mb.statistics(j), ma.n * s12 - ma.s1[..., i] * mb.s1[..., j], ma.n)
 
 
 def _flat(v: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
@@ -649,20 +650,12 @@ class QualityAccumulator:
             count = int(np.count_nonzero(keep))
             if key == "q":
                 for k, (i, j) in enumerate(self._pairs):
-                    mx, vx = mf.statistics(i)
-                    my, vy = mf.statistics(j)
-                    cov = _cross(fused, fused, mf, mf, i, j, r0 - a0, rows)
-                    s["dl_f"][k] += _q_map(mx, vx, my, vy, cov, mf.n)[keep].sum()
+                    s["dl_f"][k] += _window_index(_q_map, fused, mf, i, fused, mf, j, r0 - a0, rows)[keep].sum()
                 s["dl_f_n"] += count
+            index, total = (_q_map, "ds_f") if key == "q" else (_rho_map, "rho")
             for b, f in enumerate(match):
-                mx, vx = mf.statistics(b)
-                my, vy = mp.statistics(f)
-                cov = _cross(fused, fine, mf, mp, b, f, r0 - a0, rows)
-                if key == "q":
-                    s["ds_f"][b] += _q_map(mx, vx, my, vy, cov, mf.n)[keep].sum()
-                else:
-                    s["rho"][b] += _rho_map(mx, vx, my, vy, cov, mf.n)[keep].sum()
-            s["ds_f_n" if key == "q" else "rho_n"] += count
+                s[total][b] += _window_index(index, fused, mf, b, fine, mp, f, r0 - a0, rows)[keep].sum()
+            s[total + "_n"] += count
         # 20 m windows (S/2): the observed bands among themselves and against the degraded 10 m bands
         size = QNR_BLOCK // RATIO
         rows = max(0, min(r1 // 2, height // 2 - size + 1) - r0 // 2)
@@ -670,15 +663,9 @@ class QualityAccumulator:
             mc, ml = _Moments.of(coarse, size, o, rows), _Moments.of(fine_lr, size, o, rows)
             keep = _whole_windows(missing_coarse, size, o, rows)
             for k, (i, j) in enumerate(self._pairs):
-                mx, vx = mc.statistics(i)
-                my, vy = mc.statistics(j)
-                cov = _cross(coarse, coarse, mc, mc, i, j, o, rows)
-                s["dl_m"][k] += _q_map(mx, vx, my, vy, cov, mc.n)[keep].sum()
+                s["dl_m"][k] += _window_index(_q_map, coarse, mc, i, coarse, mc, j, o, rows)[keep].sum()
             for b, f in enumerate(match):
-                mx, vx = mc.statistics(b)
-                my, vy = ml.statistics(f)
-                cov = _cross(coarse, fine_lr, mc, ml, b, f, o, rows)
-                s["ds_m"][b] += _q_map(mx, vx, my, vy, cov, mc.n)[keep].sum()
+                s["ds_m"][b] += _window_index(_q_map, coarse, mc, b, fine_lr, ml, f, o, rows)[keep].sum()
             count = int(np.count_nonzero(keep))
             s["dl_m_n"] += count
             s["ds_m_n"] += count
@@ -721,7 +708,6 @@ class QualityAccumulator:
         q_f = s["dl_f"] / s["dl_f_n"]
         q_m = s["dl_m"] / s["dl_m_n"]
         d_lambda = float(np.mean(np.abs(q_f - q_m)))  # p = 1; each unordered pair counts for both orders
-        match = self._matched
         d_s = float(np.mean(np.abs(s["ds_f"] / s["ds_f_n"] - s["ds_m"] / s["ds_m_n"])))
         d_rho_bands = 1.0 - s["rho"] / s["rho_n"]
         d_khan = 1.0 - s["khan"] / s["khan_n"]
@@ -740,7 +726,7 @@ class QualityAccumulator:
             hqnr=float((1 - d_khan) * (1 - d_s)),
             d_rho=float(np.mean(d_rho_bands)),
             d_rho_bands=tuple(float(v) for v in d_rho_bands),
-            matched_fine_bands=tuple(FINE_BANDS[i] for i in match),
+            matched_fine_bands=tuple(FINE_BANDS[i] for i in self._matched),
         )
 
 

@@ -246,14 +246,12 @@ def stitch(
     (H, W, C) ndarray of ``dtype``
     """
     out = None
-    count = 0
     for output, (window, core) in zip(outputs, plan, strict=True):
         if output.shape[:2] != window.shape:
             raise OptionError(f"output of shape {output.shape[:2]} does not match its window {window.shape}")
         if out is None:
             out = np.empty((int(shape[0]), int(shape[1]), output.shape[2]), dtype=dtype)
         out[core.slices] = output[core.relative_to(window).slices]
-        count += 1
     if out is None:
         raise OptionError("nothing to stitch: the tile plan is empty")
     return out
