@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -10,23 +11,6 @@ from typing import Annotated
 import typer
 
 from ..progress import ProgressCallback, TerminalProgress
-
-__all__ = [
-    "Quiet",
-    "Verbose",
-    "Force",
-    "Provider",
-    "Precision",
-    "Threads",
-    "Tile",
-    "Dtype",
-    "WithFine",
-    "Model60m",
-    "Cog",
-    "setup_logging",
-    "progress_for",
-    "echo",
-]
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the final result.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail.")]
@@ -104,6 +88,15 @@ def echo(message: str, *, quiet: bool = False, err: bool = False) -> None:
     """Print a result line unless quiet (``err=True``: to stderr)."""
     if not quiet:
         typer.echo(message, err=err)
+
+
+def write_json(path: Path | None, document: dict) -> None:
+    """Write ``document`` to ``path`` (None: nothing) as indented JSON, atomically (``io.atomic_output``)."""
+    from ..io import atomic_output
+
+    if path is not None:
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def quiet_tensorflow() -> None:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import ModelError, OptionError
-from ._common import Force, Quiet, Verbose, echo, progress_for, setup_logging
-
-#: The model shipped with the source tree (``models/demo.onnx`` beside the package); the fallback when
-#: :func:`ssc_edge.runtime.infer.default_model_path` is absent.
-SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo.onnx"
+from ..errors import OptionError
+from ._common import Force, Quiet, Verbose, echo, progress_for, setup_logging, write_json
 
 
 def _split(text: str, what: str, cast: type = str) -> list:
@@ -25,21 +20,6 @@ def _split(text: str, what: str, cast: type = str) -> list:
         return [cast(item) for item in items]
     except ValueError:
         raise OptionError(f"--{what} must be a comma-separated list of integers, got {text!r}") from None
-
-
-def _model_or_shipped(model: Path | None) -> Path:
-    """MODEL, or the shipped demo model as ``ssc-edge infer`` finds it."""
-    if model is not None:
-        return model
-    try:
-        from ..runtime.infer import default_model_path
-    except ImportError:  # the runtime's lookup is not there: the source checkout's models/ folder
-        if not SHIPPED_MODEL.is_file():
-            raise ModelError(
-                f"no MODEL given and the shipped model {SHIPPED_MODEL} is missing; pass a model file"
-            ) from None
-        return SHIPPED_MODEL
-    return default_model_path()
 
 
 def bench_command(
@@ -72,8 +52,9 @@ def bench_command(
     verbose: Verbose = False,
 ) -> None:
     """Time MODEL for every provider x precision x tile x batch; absent providers are 'not available' rows."""
-    from ..io import atomic_output, check_outputs
+    from ..io import check_outputs
     from ..runtime.bench import format_bench_table, plot_bench, run_benchmark
+    from ..runtime.infer import default_model_path
     from ..runtime.optimize import DependencyError
 
     setup_logging(quiet=quiet, verbose=verbose)
@@ -81,7 +62,7 @@ def bench_command(
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise DependencyError("--plot needs matplotlib: pip install matplotlib")
     result = run_benchmark(
-        _model_or_shipped(model),
+        default_model_path() if model is None else model,
         providers=_split(providers, "providers"),
         precisions=_split(precision, "precision"),
         tiles=_split(tiles, "tiles", int),
@@ -101,8 +82,7 @@ def bench_command(
     )
     typer.echo(format_bench_table(result))
     if json_path is not None:
-        with atomic_output(json_path) as tmp:
-            tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(json_path, result.to_dict())
         echo(f"wrote {json_path}", quiet=quiet)
     if plot is not None:
         plot_bench(result, plot)

@@ -10,7 +10,6 @@ Forms::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +17,10 @@ import typer
 
 from ..errors import OptionError
 from ..evaluation import bicubic_baseline, evaluate_estimate, evaluate_full_resolution, format_quality_table
-from ..io import atomic_output, check_outputs, read_estimate, read_scene
+from ..io import check_outputs, read_estimate, read_scene
 from ..quality import format_full_resolution_table
 from ..wald import DEGRADATION_METHODS, UPSAMPLING_METHODS
-from ._common import Force
+from ._common import Force, write_json
 
 __all__ = ["register"]
 
@@ -49,12 +48,6 @@ def _scores(estimate: Path | None, scene, method: str | None, score) -> dict:
     return results
 
 
-def _write_json(json_path: Path | None, document: dict) -> None:
-    if json_path is not None:
-        with atomic_output(json_path) as tmp:
-            tmp.write_text(json.dumps(document, indent=2) + "\n")
-
-
 def _full_resolution(
     estimate: Path | None, scene_path: Path, method: str | None, degradation: str, json_path: Path | None
 ) -> None:
@@ -69,7 +62,7 @@ def _full_resolution(
     )
     typer.echo(f"Full-resolution quality without a reference ({degradation} degradation):\n")
     typer.echo(format_full_resolution_table(results))
-    _write_json(json_path, {"scene": str(scene_path), "estimate": str(estimate) if estimate is not None else None,
+    write_json(json_path, {"scene": str(scene_path), "estimate": str(estimate) if estimate is not None else None,
                             "degradation": degradation,
                             "full_resolution": {name: r.to_dict() for name, r in results.items()}})  # fmt: skip
 
@@ -136,7 +129,7 @@ def register(app: typer.Typer) -> None:
         reports = _scores(estimate_path, scene_value, method,
                           lambda image: evaluate_estimate(image, scene_value, border=border))  # fmt: skip
         typer.echo(format_quality_table(reports))
-        _write_json(json_path, {"reference": str(scene_path),
+        write_json(json_path, {"reference": str(scene_path),
                                 "estimate": str(estimate_path) if estimate_path is not None else None,
                                 "border": border,
                                 "reports": {name: report.to_dict() for name, report in reports.items()}})  # fmt: skip

@@ -1,11 +1,4 @@
-"""``ssc-edge infer``: sharpen a scene with an ONNX model on any onnxruntime execution provider.
-
-::
-
-    ssc-edge infer [MODEL.onnx] [SCENE] -o OUT.(tif|npz|mat) [--provider auto|cpu|cuda|tensorrt|openvino|coreml|dml]
-                   [--precision auto|fp32|bf16|fp16|int8]
-                   [--tile 512] [--batch N] [--threads N] [--dtype float32|uint16] [--with-fine]
-                   [--quicklook out.png] [--no-cog] [--force] [--quiet]
+"""``ssc-edge infer [MODEL.onnx] [SCENE] -o OUT``: sharpen a scene with an ONNX model on any onnxruntime provider.
 
 SCENE: a SAFE folder or ``.zip``, a folder of JP2 or GeoTIFF band files, a multi-band GeoTIFF, ``.mat`` or
 ``.npz``. Without MODEL the shipped ``models/demo.onnx`` runs; without SCENE the synthetic demo scene.

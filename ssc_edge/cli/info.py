@@ -18,6 +18,9 @@ from ..registration import estimate_scene_registration
 
 __all__ = ["register"]
 
+#: The registration estimates shown, by ratio: (summary key, what the line of a failed estimate names).
+_REGISTRATIONS = {2: ("registration", "registration"), 6: ("registration_60m", "registration of the 60 m bands")}
+
 
 def _text(summary: dict) -> str:
     height, width = summary["shape"]
@@ -73,31 +76,19 @@ def register(app: typer.Typer) -> None:
         georeferencing."""
         from ..io.sources import describe_source, open_band_source
 
-        lines = []
+        lines: list[str] = []
         with open_band_source(scene) as source:
             summary = describe_source(source)
-            if registration:
+            ratios = (2, 6) if any(band in getattr(source, "bands", ()) for band in VERY_COARSE_BANDS) else (2,)
+            for ratio in ratios if registration else ():
+                key, what = _REGISTRATIONS[ratio]
                 try:
-                    estimate = estimate_scene_registration(source)
-                except SceneError as exc:  # too small or flat: the rest of the summary stands
-                    summary["registration"] = {"error": str(exc)}
-                    lines = [f"registration: not estimated ({exc})"]
+                    estimate = estimate_scene_registration(source, ratio=ratio)
+                except SceneError as exc:  # too small, flat or placeholders (Reykjavik): the rest of the summary stands
+                    summary[key] = {"error": str(exc)}
+                    lines.append(f"{what}: not estimated ({exc})")
                 else:
-                    summary["registration"] = estimate.to_dict()
-                    lines = [
-                        "registration of the 20 m bands (estimated from the scene, 10 m pixels):",
-                        *estimate.lines(),
-                    ]
-                if any(band in getattr(source, "bands", ()) for band in VERY_COARSE_BANDS):
-                    try:
-                        estimate = estimate_scene_registration(source, ratio=6)
-                    except SceneError as exc:  # placeholders (Reykjavik) or too small
-                        summary["registration_60m"] = {"error": str(exc)}
-                        lines.append(f"registration of the 60 m bands: not estimated ({exc})")
-                    else:
-                        summary["registration_60m"] = estimate.to_dict()
-                        lines += [
-                            "registration of the 60 m bands (estimated from the scene, 10 m pixels):",
-                            *estimate.lines(),
-                        ]
+                    summary[key] = estimate.to_dict()
+                    lines += [f"registration of the {10 * ratio} m bands (estimated from the scene, 10 m pixels):",
+                              *estimate.lines()]  # fmt: skip
         typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join([_text(summary), *lines]))
