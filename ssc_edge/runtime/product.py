@@ -3,11 +3,9 @@
 :class:`CombinedSharpener` runs each :class:`~ssc_edge.runtime.sharpen.Sharpener` on the same
 windows, planned with the largest halo of the models, and hands over one core holding every
 model's output bands. A core that is exact for the largest halo is exact for every smaller one, so
-the combined result equals each model's own whole-image result bit for bit (CPU provider). It has
-the attributes :func:`~ssc_edge.runtime.stream.sharpen_stream` and
-:func:`~ssc_edge.runtime.infer.sharpen_file` use (``contract``, ``tile``, ``provider``,
-``model_path``, ``check_size``, ``plan``, ``sharpen_windows``, ``sharpen``), so the product is
-streamed window by window like a single model's.
+the combined result equals each model's own whole-image result bit for bit (CPU provider). It is a
+:class:`~ssc_edge.runtime.sharpen.SharpenerLike`, so the product is streamed window by window like a
+single model's.
 
 Why a second model file rather than a second output of one model: the 60 m model is trained at
 ratio 6 on another pair (DSen2 trains its 60 m network separately too), it has its own halo and
@@ -26,9 +24,8 @@ import numpy as np
 from ..errors import OptionError
 from ..nodata import ValidReader, nonzero_valid
 from ..progress import ProgressCallback
-from ..scene import Scene
-from ..tiling import PlannedTile, Tile, check_tile_size, plan_tiles
-from .sharpen import BandReader, CoreWriter, Sharpener, run_pipeline, sharpen_in_memory
+from ..tiling import PlannedTile, Tile, check_tile_size
+from .sharpen import BandReader, CoreWriter, Sharpener, SharpenerLike, run_pipeline
 
 __all__ = ["CombinedContract", "CombinedSharpener"]
 
@@ -59,7 +56,7 @@ class CombinedContract:
         return len(self.output_bands)
 
 
-class CombinedSharpener:
+class CombinedSharpener(SharpenerLike):
     """Run several :class:`Sharpener` models on one tile plan (see the module docstring).
 
     Parameters
@@ -74,8 +71,6 @@ class CombinedSharpener:
         Fewer than two models, or two models writing the same band.
     """
 
-    windowed = True
-
     def __init__(self, sharpeners: Sequence[Sharpener]) -> None:
         if len(sharpeners) < 2:
             raise OptionError("a combined sharpener needs at least two models")
@@ -84,7 +79,6 @@ class CombinedSharpener:
             raise OptionError(f"models write the same band twice ({', '.join(outputs)})")
         self.sharpeners = tuple(sharpeners)
         self.tile = sharpeners[0].tile
-        self.last_timings: dict[str, float] = {}
         inputs = tuple(dict.fromkeys(b for s in sharpeners for b in s.contract.input_bands))
         self.contract = CombinedContract(
             inputs,
@@ -117,10 +111,6 @@ class CombinedSharpener:
         """Raise :class:`SceneError` unless every model can run on an (H, W) 10 m grid."""
         for sharpener in self.sharpeners:
             sharpener.check_size(shape, source=source)
-
-    def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]:
-        """The tile plan with the largest halo."""
-        return plan_tiles(shape, tile=self.tile, halo=self.contract.halo)
 
     def sharpen_windows(
         self,
@@ -169,15 +159,7 @@ class CombinedSharpener:
             parts = [s.masked_cores(group, *b) for s, b in zip(self.sharpeners, built, strict=True)]
             return [np.concatenate(cores, axis=-1) for cores in zip(*parts, strict=True)]
 
-        self.last_timings = run_pipeline(
+        run_pipeline(
             groups, build, run, write_core, prefetch=self.sharpeners[0].prefetch, progress=progress, label=self.provider
         )
         return len(plan)
-
-    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None, on_core=None) -> np.ndarray:
-        """Sharpen a scene held in memory; (H, W, C_out) float32 DN in ``contract.output_bands`` order.
-
-        ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is written.
-        """
-        return sharpen_in_memory(self, scene.bands, scene.shape, progress=progress, on_core=on_core,
-                                 source=scene.source or scene.name)  # fmt: skip

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -205,7 +205,7 @@ def run_pipeline(
     prefetch: int = 2,
     progress: ProgressCallback | None = None,
     label: str = "",
-) -> dict[str, float]:
+) -> None:
     """The tiled engine's loop: read ahead and write behind in one I/O thread, the network in this one.
 
     Parameters
@@ -220,11 +220,6 @@ def run_pipeline(
         Called once per window, in plan order (the I/O thread when ``prefetch`` > 0).
     prefetch : int
         Groups read ahead (0: read, run and write one after the other in this thread).
-
-    Returns
-    -------
-    dict of str to float
-        Seconds: ``read`` (building inputs), ``network``, ``write``, ``wall``.
 
     Notes
     -----
@@ -281,48 +276,57 @@ def run_pipeline(
         timings["read"],
         timings["write"],
     )
-    return timings
 
 
-class SharpenerLike(Protocol):
+class SharpenerLike:
     """What the pipeline (:func:`~ssc_edge.runtime.infer.sharpen_scene`) needs of a sharpener: one model's
-    :class:`Sharpener`, or several models on one plan (:class:`~ssc_edge.runtime.product.CombinedSharpener`)."""
+    :class:`Sharpener`, several models on one plan (:class:`~ssc_edge.runtime.product.CombinedSharpener`) or
+    a scene shared out in row bands (:class:`~ssc_edge.runtime.split.RowBandSharpener`). The tile plan, the
+    size check and the in-memory run are the same for all of them and live here."""
 
+    #: Bands read and written, halo and ratio (a ModelContract, or the models' together).
+    contract: Any
     tile: int
-    last_timings: dict[str, float]
+    provider: str
+    precision: str | None
+    precision_reason: str | None
+    #: Each model's own :class:`Sharpener`, the 20 m model first.
+    sharpeners: tuple[Sharpener, ...]
     #: False for a sharpener that needs the whole scene in memory (row bands shared out between workers).
-    windowed: bool
+    windowed = True
 
-    @property
-    def contract(self) -> Any:
-        """Bands read and written, halo and ratio (a ModelContract, or the models' together)."""
+    def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None:
+        """Raise :class:`SceneError` if an (H, W) fine grid is smaller than the receptive field."""
+        check_scene_size(shape, self.contract, source=source)
 
-    @property
-    def provider(self) -> str: ...
-
-    @property
-    def precision(self) -> str | None: ...
-
-    @property
-    def precision_reason(self) -> str | None: ...
-
-    @property
-    def sharpeners(self) -> tuple[Sharpener, ...]:
-        """Each model's own :class:`Sharpener`, the 20 m model first."""
-
-    def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None: ...
-
-    def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]: ...
+    def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]:
+        """The tile plan for an (H, W) fine grid with the contract's halo (:func:`~ssc_edge.tiling.plan_tiles`)."""
+        return plan_tiles(shape, tile=self.tile, halo=self.contract.halo)
 
     def sharpen_windows(self, shape: tuple[int, int], read_band: BandReader, write_core: CoreWriter, *,
                         tiles: Sequence[PlannedTile] | None = None, progress: ProgressCallback | None = None,
-                        read_valid: ValidReader | None = None) -> int: ...  # fmt: skip
+                        read_valid: ValidReader | None = None) -> int:  # fmt: skip
+        """See :meth:`Sharpener.sharpen_windows`."""
+        raise NotImplementedError(f"{type(self).__name__} sharpens whole scenes only (sharpen)")
 
-    def sharpen(self, scene: Scene, *, progress: ProgressCallback | None = None,
-                on_core: CoreHook | None = None) -> np.ndarray: ...  # fmt: skip
+    def sharpen(
+        self, scene: Scene, *, progress: ProgressCallback | None = None, on_core: CoreHook | None = None
+    ) -> np.ndarray:
+        """Sharpen a :class:`~ssc_edge.scene.Scene` held in memory.
+
+        ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is
+        written, with the band reader and the (H, W) grid (e.g. a :class:`ssc_edge.quality.RowAssembler`).
+
+        Returns
+        -------
+        (H, W, C_out) float32 ndarray
+            The sharpened bands in ``contract.output_bands`` order on the scene's fine grid, DN.
+        """
+        return sharpen_in_memory(self, scene.bands, scene.shape, progress=progress, on_core=on_core,
+                                 source=scene.source or scene.name)  # fmt: skip
 
 
-class Sharpener:
+class Sharpener(SharpenerLike):
     """Sharpen Sentinel-2 20 m bands to 10 m with an ssc-edge ONNX model, tile by tile.
 
     Parameters
@@ -355,10 +359,6 @@ class Sharpener:
     last_skipped : int
         Windows of the last :meth:`sharpen_windows` whose core was entirely no-data: written as
         no-data without running the network.
-    last_timings : dict of str to float
-        Of the last :meth:`sharpen_windows`, s: ``"read"`` (reading and building the inputs),
-        ``"network"``, ``"write"`` (handing over the cores) and ``"wall"``; read and write overlap
-        the network when ``prefetch`` > 0.
 
     Raises
     ------
@@ -370,8 +370,6 @@ class Sharpener:
     >>> sharpener = Sharpener("models/demo.onnx", provider="cpu")  # doctest: +SKIP
     >>> sharpened = sharpener.sharpen(scene)  # (H, W, 6) float32 DN, B05 B06 B07 B8A B11 B12
     """
-
-    windowed = True
 
     def __init__(
         self,
@@ -398,7 +396,6 @@ class Sharpener:
         self.tile = int(tile)
         self.batch = int(batch)
         self.prefetch = int(prefetch)
-        self.last_timings: dict[str, float] = {}
         self.last_skipped = 0
         self._threads = threads
         self._session_options = session_options
@@ -446,14 +443,6 @@ class Sharpener:
                                input_shape=layout, dimension_names={"batch": n, "height": h, "width": w},
                                **self._session_options)  # fmt: skip
 
-    def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None:
-        """Raise :class:`SceneError` if an (H, W) fine grid is smaller than the receptive field."""
-        check_scene_size(shape, self.contract, source=source)
-
-    def plan(self, shape: tuple[int, int]) -> tuple[PlannedTile, ...]:
-        """The tile plan for an (H, W) fine grid (see :func:`~ssc_edge.tiling.plan_tiles`)."""
-        return plan_tiles(shape, tile=self.tile, halo=self.contract.halo)
-
     def sharpen_windows(
         self,
         shape: tuple[int, int],
@@ -498,7 +487,7 @@ class Sharpener:
         plan = self.plan(shape) if tiles is None else tuple(tiles)
         groups = [plan[start : start + self.batch] for start in range(0, len(plan), self.batch)]
         self.last_skipped = 0
-        self.last_timings = run_pipeline(
+        run_pipeline(
             groups,
             lambda group: self.masked_inputs(group, read_band, shape, read_valid=read_valid),
             lambda group, built: self.masked_cores(group, *built),
@@ -637,22 +626,6 @@ class Sharpener:
         bands = {b: fine[..., i] for i, b in enumerate(FINE_BANDS)}
         bands.update({b: coarse[..., i] for i, b in enumerate(COARSE_BANDS)})
         return sharpen_in_memory(self, bands, fine.shape[:2], progress=progress, source="input")
-
-    def sharpen(
-        self, scene: Scene, *, progress: ProgressCallback | None = None, on_core: CoreHook | None = None
-    ) -> np.ndarray:
-        """Sharpen a :class:`~ssc_edge.scene.Scene`.
-
-        ``on_core(core, values, read_band, shape)``, if given, also receives every core as it is
-        written, with the band reader and the (H, W) grid (e.g. a :class:`ssc_edge.quality.RowAssembler`).
-
-        Returns
-        -------
-        (H, W, C_out) float32 ndarray
-            The sharpened bands in ``contract.output_bands`` order on the scene's fine grid, DN.
-        """
-        return sharpen_in_memory(self, scene.bands, scene.shape, progress=progress, on_core=on_core,
-                                 source=scene.source or scene.name)  # fmt: skip
 
 
 def sharpen_in_memory(

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bands import GSD
-from ..contract import ModelContract, check_scene_size
+from ..contract import ModelContract
 from ..errors import SceneError
 from ..nodata import fill_margin
 from ..scene import Scene
 from ..tiling import RowBand, Tile, coarse_window, plan_tiles, split_row_bands, stitch_row_bands
-from .sharpen import COARSE_MARGIN, Sharpener, check_scene_bands
+from .sharpen import COARSE_MARGIN, Sharpener, SharpenerLike, check_scene_bands
 
 __all__ = ["RowBandInput", "RowBandSharpener", "row_band_inputs", "sharpen_row_band", "sharpen_in_row_bands"]
 
@@ -179,7 +179,7 @@ def sharpen_in_row_bands(
     return stitch_row_bands(run(parts), [p.band for p in parts], scene.shape)
 
 
-class RowBandSharpener:
+class RowBandSharpener(SharpenerLike):
     """:func:`sharpen_in_row_bands` as the pipeline's sharpener (:class:`~ssc_edge.runtime.sharpen.SharpenerLike`).
 
     The scene is sharpened in memory (``windowed`` is False: the pipeline never streams it) and handed to
@@ -202,21 +202,11 @@ class RowBandSharpener:
                  provider: str = "row bands", precision: str | None = None) -> None:  # fmt: skip
         self.contract, self.model_path, self.tile = contract, model_path, int(tile)
         self.provider, self.precision, self.precision_reason = provider, precision, "the workers' own"
-        self.last_timings: dict[str, float] = {}
         self._count, self._run = int(count), run
 
     @property
     def sharpeners(self) -> tuple[RowBandSharpener, ...]:
         return (self,)
-
-    def check_size(self, shape: tuple[int, int], *, source: object = "scene") -> None:
-        check_scene_size(shape, self.contract, source=source)
-
-    def plan(self, shape: tuple[int, int]) -> tuple:
-        return plan_tiles(shape, tile=self.tile, halo=self.contract.halo)
-
-    def sharpen_windows(self, *args: object, **kwargs: object) -> int:
-        raise NotImplementedError("a scene shared out in row bands is sharpened whole (sharpen)")
 
     def sharpen(self, scene: Scene, *, progress=None, on_core=None) -> np.ndarray:
         """The stitched row bands, (H, W, C_out) float32 DN; ``on_core`` gets them as one core."""

@@ -164,8 +164,6 @@ def test_prefetching_io_thread_gives_the_same_result_in_plan_order(prefetch, nhw
     assert np.array_equal(out, whole)
     assert cores == [p.core for p in sharpener.plan((62, 46))] and len(cores) == tiles
     assert len(callers) == 1 and (threading.get_ident() in callers) == (prefetch == 0)  # one I/O thread
-    timings = sharpener.last_timings
-    assert timings["network"] > 0 and timings["wall"] >= timings["network"]
 
 
 def test_a_write_error_in_the_io_thread_reaches_the_caller(nhwc_model):
