@@ -38,7 +38,6 @@ from .errors import OptionError, check_positive
 
 __all__ = [
     "axis_windows",
-    "redundancy",
     "Tile",
     "PlannedTile",
     "RowBand",
@@ -191,15 +190,6 @@ def plan_tiles(shape: Sequence[int], *, tile: int, halo: int) -> tuple[PlannedTi
         for r0, r1, cr0, cr1 in rows
         for c0, c1, cc0, cc1 in cols
     )
-
-
-def redundancy(plan: Sequence[PlannedTile], shape: Sequence[int]) -> float:
-    """Redundant network work of a plan: window pixels run beyond the grid's own, as a share of the grid.
-
-    ``sum(window areas) / (H * W) - 1``: 0 for a single window, 0.051 for a 2048^2 scene at tile 512
-    and halo 6.
-    """
-    return sum(p.window.height * p.window.width for p in plan) / (int(shape[0]) * int(shape[1])) - 1.0
 
 
 def coarse_window(window: Tile, *, ratio: int, margin: int, coarse_shape: Sequence[int]) -> Tile:
