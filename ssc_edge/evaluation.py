@@ -17,14 +17,10 @@ from .errors import SceneError
 from .metrics import QualityReport, quality_report
 from .nodata import scene_valid, valid_pixels
 from .quality import Degradation
-from .scene import Scene
+from .scene import Scene, _describe
 from .wald import upsample
 
 __all__ = ["bicubic_baseline", "evaluate_estimate", "evaluate_full_resolution", "format_quality_table"]
-
-
-def _where(scene: Scene) -> str:
-    return f"{scene.source}: " if scene.source is not None else ""
 
 
 def _checked(estimate: np.ndarray, scene: Scene, expected: tuple[int, ...], what: str) -> np.ndarray:
@@ -32,7 +28,7 @@ def _checked(estimate: np.ndarray, scene: Scene, expected: tuple[int, ...], what
     estimate = np.asarray(estimate)
     if estimate.shape != expected:
         size = "x".join(map(str, estimate.shape))
-        raise SceneError(f"{_where(scene)}estimate is {size}, but {what} {'x'.join(map(str, expected))}")
+        raise SceneError(f"{_describe(scene.source)}estimate is {size}, but {what} {'x'.join(map(str, expected))}")
     return estimate
 
 
@@ -63,7 +59,9 @@ def evaluate_estimate(estimate: np.ndarray, scene: Scene, *, border: int = 0) ->
         If ``border`` leaves nothing to score.
     """
     if scene.reference is None:
-        raise SceneError(f"{_where(scene)}scene has no reference (Xm_im); evaluation needs a reduced-resolution scene")
+        raise SceneError(
+            f"{_describe(scene.source)}scene has no reference (Xm_im); evaluation needs a reduced-resolution scene"
+        )
     estimate = _checked(estimate, scene, scene.reference.shape, "the reference is")
     valid = scene_valid(scene) & valid_pixels(estimate)
     return quality_report(scene.reference, estimate, band_names=COARSE_BANDS, ratio=2.0, border=border, valid=valid)
@@ -97,7 +95,7 @@ def evaluate_full_resolution(estimate: np.ndarray, scene: Scene, *, degradation:
     try:
         return full_resolution_quality(estimate, scene.fine(), scene.coarse(), degradation=degradation)
     except SceneError as exc:
-        raise SceneError(f"{_where(scene)}{exc}") from None
+        raise SceneError(f"{_describe(scene.source)}{exc}") from None
 
 
 def bicubic_baseline(scene: Scene, *, method: str = "bicubic") -> np.ndarray:

@@ -685,6 +685,7 @@ class QualityAccumulator:
         corr = np.where(denominator > 0, cov / np.where(denominator > 0, denominator, 1.0), -np.inf)
         return np.argmax(corr, axis=1)
 
+    @np.errstate(divide="ignore", invalid="ignore")
     def result(self) -> FullResolutionQuality:
         """The indexes of the whole image.
 
@@ -698,10 +699,6 @@ class QualityAccumulator:
             raise OptionError(f"quality strips at rows {missing} were never added")
         # float64 sums: an index that no-data leaves without a pixel, block or window is NaN, not an error
         s = {key: np.asarray(value, dtype=np.float64) for key, value in self._s.items()}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self._indexes(s)
-
-    def _indexes(self, s: dict) -> FullResolutionQuality:
         sre = 10 * np.log10(s["signal"] / s["error"])
         mean = s["ref_sum"] / s["pixels"]
         ergas = 100 / RATIO * float(np.sqrt(np.mean((s["error"] / s["pixels"]) / mean**2)))

@@ -51,7 +51,7 @@ from .bandset import SIXTY_INPUT_BANDS, RatioPairModel, band_ratio
 from .errors import OptionError, SceneError
 from .nodata import measured
 from .sampling import valid_origins
-from .scene import Scene
+from .scene import Scene, _describe
 from .wald import DEGRADATION_METHODS, Kernel, PairModel, _check_grids, _keys_cubic, mtf_sigma
 
 __all__ = [
@@ -491,9 +491,7 @@ def estimate_scene_registration(
             estimate = replace(estimate, spread=_quadrant_spread(crop.fine(), coarse, estimate, max(64, quarter)))
         return estimate
     except SceneError as exc:
-        source = getattr(scene, "source", None)
-        where = f"{source}: " if source is not None else ""
-        raise SceneError(f"{where}{exc}") from None
+        raise SceneError(f"{_describe(getattr(scene, 'source', None))}{exc}") from None
 
 
 def _quadrant_spread(fine: np.ndarray, coarse: np.ndarray, whole: RegistrationEstimate, max_samples: int) -> float:

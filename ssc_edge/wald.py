@@ -456,11 +456,6 @@ class TrainingPair:
     target: np.ndarray
 
 
-def _mtf_gains(bands: Sequence[str], table: Mapping[str, float] | None) -> list[float]:
-    merged = {**MTF_NYQUIST, **(table or {})}
-    return [merged[b] for b in bands]
-
-
 def _check_grids(fine: np.ndarray, coarse: np.ndarray, ratio: int = 2) -> None:
     """Raise :class:`SceneError` unless ``coarse`` (h, w[, C]) is the ``ratio`` times coarser grid of ``fine``."""
     if fine.shape[:2] != (ratio * coarse.shape[0], ratio * coarse.shape[1]):
@@ -502,8 +497,9 @@ def _degrade_once(
     if model is not None:
         shift = (-model.offset[0], -model.offset[1])
         return decimate(fine, model.fine, shift=shift), decimate(coarse, model.coarse)
-    fine = degrade(fine, method=degradation, mtf=_mtf_gains(FINE_BANDS, mtf))
-    return fine, degrade(coarse, method=degradation, mtf=_mtf_gains(COARSE_BANDS, mtf))
+    gains = {**MTF_NYQUIST, **(mtf or {})}
+    fine = degrade(fine, method=degradation, mtf=[gains[b] for b in FINE_BANDS])
+    return fine, degrade(coarse, method=degradation, mtf=[gains[b] for b in COARSE_BANDS])
 
 
 def model_input(fine: np.ndarray, coarse: np.ndarray, *, upsampling: str = "bicubic") -> np.ndarray:
