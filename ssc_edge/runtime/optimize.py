@@ -52,6 +52,7 @@ from ..io import atomic_output, check_outputs, read_scene
 from ..metrics import signal_to_reconstruction_error
 from ..progress import ProgressCallback, report
 from ..scene import Scene
+from .providers import make_session
 from .session import ModelFile
 
 __all__ = [
@@ -157,14 +158,6 @@ def _set_contract(model: Any, contract: ModelContract) -> None:
     for key, value in [*keep, *contract.to_metadata().items()]:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def _session(model_bytes_or_path: bytes | str):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes_or_path, options, providers=["CPUExecutionProvider"])
 
 
 def _predict(session, inputs: np.ndarray, contract: ModelContract) -> np.ndarray:
@@ -337,9 +330,10 @@ def optimize_model(
             tiles = _calibration_tiles(inputs_full, contract, CALIBRATION_TILE, CALIBRATION_TILES)
             _quantize_int8(model, candidate_path, tiles)
         report(progress, 1, steps, "measuring the quality loss")
+        fp32 = opened.data if opened is not None else str(model_path)
         sre_fp32, sre_opt = (
-            float(np.mean(signal_to_reconstruction_error(target, _predict(_session(m), inputs, contract))))
-            for m in (opened.data if opened is not None else str(model_path), str(candidate_path))
+            float(np.mean(signal_to_reconstruction_error(target, _predict(session, inputs, contract))))
+            for session in (make_session(m, provider="cpu")[0] for m in (fp32, str(candidate_path)))
         )
         loss = sre_fp32 - sre_opt
         passed = bool(loss <= max_loss_db)

@@ -58,7 +58,8 @@ from ..contract import check_scene_size
 from ..errors import OptionError, ProviderError, SscEdgeError
 from ..scene import Scene
 from .hardware import RECORDED_FLAGS, cpu_name, detected_flags, native_bf16
-from .openvino_backend import INSTALL_HINT, openvino_version
+from .openvino_backend import INSTALL_HINT, openvino_available, openvino_version
+from .providers import _cache_root, available_providers
 
 if TYPE_CHECKING:
     from .session import ModelFile
@@ -323,8 +324,7 @@ def gate_loss(reference_run, candidate_run, scene: Scene, reference: np.ndarray 
 
 
 def _cache_file(model_sha256: str, precision: str, provider: str, hardware: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME")
-    root = (Path(base) if base else Path.home() / ".cache") / "ssc-edge" / "precision"
+    root = _cache_root() / "precision"
     machine = hashlib.sha256(hardware.encode()).hexdigest()[:12]
     return root / f"{model_sha256[:32]}-{precision}-{provider}-{machine}.json"
 
@@ -401,7 +401,4 @@ def find_verdict(
 
 def openvino_runs() -> bool:
     """OpenVINO can run here: its own runtime is installed, or onnxruntime has its provider."""
-    from .openvino_backend import openvino_available
-    from .providers import available_providers
-
     return openvino_available() or "openvino" in available_providers()

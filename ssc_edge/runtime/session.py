@@ -330,10 +330,6 @@ class LoadedModel:
     def contract(self) -> ModelContract:
         return self.model.contract
 
-    @property
-    def gate(self) -> Mapping[str, Any]:
-        return self.model.gate
-
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a batch.
 

@@ -121,12 +121,8 @@ def window_input_masked(
 
     Parameters
     ----------
-    read_band : BandReader
-        Source of band windows (DN).
-    window : Tile
-        On the fine grid, inside ``fine_shape``.
-    fine_shape : (int, int)
-        ``(H, W)`` of the fine grid; a 20 m grid is ``(H / 2, W / 2)``, a 60 m one ``(H / 6, W / 6)``.
+    read_band, window, fine_shape
+        As :func:`upsampled_window` (a 20 m grid is ``(H / 2, W / 2)``, a 60 m one ``(H / 6, W / 6)``).
     contract : ModelContract
     read_valid : ValidReader, optional
         Which band pixels carry a measurement (:mod:`ssc_edge.nodata`); default: those not 0 DN.
@@ -677,7 +673,6 @@ def choose_precision(
     """
     if requested in (None, "fp32", "fp16", "int8"):
         return gate.Choice(requested, provider, "asked for" if requested else "the model's own precision")
-    session_options.setdefault("memory_pattern", False)
 
     def verdict_for(precision: str, where: str) -> gate.Verdict | None:
         measure = gate_measure(model, precision, where, tile=tile, threads=threads, **session_options)

@@ -25,7 +25,7 @@ from ..bands import ALL_BANDS, FINE_BANDS
 from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_outputs
 from ..io.cog import OverviewWriter, cloud_optimize, overview_factors, root_message, scratch_geotiff
-from ..io.results import RESULT_DTYPES, to_dtype
+from ..io.results import to_dtype
 from ..io.sources import BandSource
 from ..nodata import output_nodata
 from ..progress import ProgressCallback
@@ -125,19 +125,6 @@ class _StripWriter:
         self.buffer = None  # up to ~200 MB on a full tile, freed before the COG step re-reads the file
 
 
-@contextlib.contextmanager
-def _quiet_gdal_errors():
-    """Hold back rasterio's log records of GDAL errors while writing: each failure also raises, and the
-    exception (an ``OutputError`` naming the file) is the one message a user should see."""
-    rasterio_logger = logging.getLogger("rasterio")
-    level = rasterio_logger.level
-    rasterio_logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        rasterio_logger.setLevel(level)
-
-
 def _log_nodata(source: BandSource, nodata_pixels: int, dtype: str) -> None:
     """Warn once which share of the 10 m pixels is no-data in the output (a band the model reads has none)."""
     if nodata_pixels:
@@ -170,15 +157,9 @@ def sharpen_stream(
     output_path : Path
         ``.tif``/``.tiff`` to write: tiled (256 x 256), DEFLATE, BigTIFF when needed, the 10 m
         grid's transform and CRS, band descriptions ``B05 ... B12``.
-    dtype : {"float32", "uint16"}
-        Output samples, DN (uint16: rounded half to even and clipped).
-    with_fine : bool
-        Also write the four 10 m bands: the complete 10-band 10 m product in canonical order.
-    force : bool
-        Overwrite ``output_path``.
-    cog : bool
-        Write a Cloud-Optimized GeoTIFF (:mod:`ssc_edge.io.cog`, from an uncompressed scratch GeoTIFF beside the
-        output); False: the tiled (256 x 256) DEFLATE GeoTIFF is written directly, without overviews.
+    dtype, with_fine, force, cog
+        As :class:`~ssc_edge.runtime.options.OutputOptions` (uint16: rounded half to even and clipped; the COG
+        is made from an uncompressed scratch GeoTIFF beside the output).
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles, then the COG step as one (``COG: ...``).
     on_checked : callable, optional
@@ -206,8 +187,6 @@ def sharpen_stream(
     output_path = Path(output_path)
     if output_path.suffix.lower() not in (".tif", ".tiff"):
         raise OptionError(f"{output_path}: streamed output must be a GeoTIFF (.tif)")
-    if dtype not in RESULT_DTYPES:
-        raise OptionError(f"unsupported output dtype {dtype!r}; choose one of {', '.join(RESULT_DTYPES)}")
     contract = sharpener.contract
     needed = tuple(dict.fromkeys((*contract.input_bands, *(FINE_BANDS if with_fine else ()))))
     names = output_band_names(contract.output_bands, with_fine=with_fine)
@@ -248,7 +227,11 @@ def sharpen_stream(
                 profile.pop(key)
         fine_positions = [i for i, b in enumerate(names) if b in FINE_BANDS]
         sharp_positions = [names.index(b) for b in contract.output_bands]
-        stack.enter_context(_quiet_gdal_errors())
+        # rasterio's log records of GDAL errors held back while writing: each failure also raises, and the
+        # exception (an OutputError naming the file) is the one message a user should see
+        rasterio_logger = logging.getLogger("rasterio")
+        stack.callback(rasterio_logger.setLevel, rasterio_logger.level)
+        rasterio_logger.setLevel(logging.CRITICAL)
         cog_seconds = None
         with (
             atomic_output(output_path) as tmp,
