@@ -127,14 +127,7 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (what ``ssc-edge bench --json`` writes)."""
-        return {
-            "ssc_edge_version": __version__,
-            "model": self.model,
-            "contract": self.contract,
-            "machine": self.machine,
-            "settings": self.settings,
-            "rows": [row.to_dict() for row in self.rows],
-        }
+        return {"ssc_edge_version": __version__, **asdict(self)}
 
 
 # --------------------------------------------------------------------------------------------- memory

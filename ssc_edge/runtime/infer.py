@@ -386,23 +386,11 @@ def _open_scene(scene: Path | None, demo_size: int) -> BandSource:
 
 
 def memory_product(sharpened: np.ndarray, output_bands, names, scene_value) -> np.ndarray:
-    """The product of a scene sharpened in memory, with the bands ``names`` in file order.
+    """The (H, W, len(names)) product of a scene sharpened in memory, DN, bands ``names`` in file order.
 
-    Parameters
-    ----------
-    sharpened : (H, W, C) float32 ndarray
-        The sharpener's output, DN, bands ``output_bands``.
-    output_bands : sequence of str
-    names : sequence of str
-        :func:`~ssc_edge.runtime.stream.output_band_names` of ``output_bands``: ``output_bands`` itself, or
-        (``--with-fine``) every band of the product in canonical order.
-    scene_value : Scene
-        Its 10 m bands are copied in as read, NaN (nodata, :mod:`ssc_edge.nodata`) where 0 DN.
-
-    Returns
-    -------
-    (H, W, len(names)) ndarray
-        ``sharpened`` itself when ``names`` is ``output_bands``.
+    ``sharpened`` is the sharpener's (H, W, C) float32 output in ``output_bands`` order (returned as it is when
+    ``names`` is ``output_bands``, :func:`~ssc_edge.runtime.stream.output_band_names`); with ``--with-fine`` the
+    10 m bands of ``scene_value`` are copied in as read, NaN (nodata, :mod:`ssc_edge.nodata`) where 0 DN.
     """
     if tuple(names) == tuple(output_bands):
         return sharpened

@@ -139,6 +139,3 @@ class OpenVinoSession:
             raise ModelError(f"OpenVinoSession returns only {OUTPUT_NAME!r}, not {list(output_names)}")
         result = self._request.infer({INPUT_NAME: feed[INPUT_NAME]})
         return [np.array(result[self._output], dtype=np.float32, copy=True)]  # the request reuses its buffer
-
-    def get_providers(self) -> list[str]:
-        return ["OpenVINO (openvino package)"]

@@ -121,9 +121,7 @@ class OptimizeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        data = asdict(self)
-        data["path"] = None if self.path is None else str(self.path)
-        return data
+        return {**asdict(self), "path": None if self.path is None else str(self.path)}
 
 
 def _import_onnx():

@@ -214,12 +214,8 @@ def choose(
     if requested != "auto":
         return Choice(requested, provider, "asked for")
     if model_precision != "fp32":
-        return Choice(
-            model_precision,
-            provider,
-            f"the model is {model_precision} (optimize measured a loss of {model_loss_db:.3f} dB)",
-            Verdict(model_loss_db, "model"),
-        )
+        reason = f"the model is {model_precision} (optimize measured a loss of {model_loss_db:.3f} dB)"
+        return Choice(model_precision, provider, reason, Verdict(model_loss_db, "model"))
     where, why = bf16_provider(provider, available, openvino=openvino, flags=flags)
     if not where:
         return Choice("fp32", provider, why)
@@ -228,19 +224,11 @@ def choose(
         return Choice("fp32", provider, "the bf16 loss of this model is unknown and could not be measured here")
     label = {"metadata": "at export", "cache": "cached", "measured": "measured now"}.get(verdict.source, verdict.source)
     if not verdict.passed:
-        return Choice(
-            "fp32",
-            provider,
-            f"bf16 loses {verdict.loss_db:.3f} dB on this model ({label}), above the {GATE_DB} dB gate",
-            verdict,
-        )
+        reason = f"bf16 loses {verdict.loss_db:.3f} dB on this model ({label}), above the {GATE_DB} dB gate"
+        return Choice("fp32", provider, reason, verdict)
     native = "TensorRT fp16 engine" if where == "tensorrt" else f"OpenVINO, {native_bf16(flags)}"
-    return Choice(
-        "bf16",
-        where,
-        f"bf16 ({native}) loses {verdict.loss_db:.3f} dB on this model ({label}), within the {GATE_DB} dB gate",
-        verdict,
-    )
+    reason = f"bf16 ({native}) loses {verdict.loss_db:.3f} dB on this model ({label}), within the {GATE_DB} dB gate"
+    return Choice("bf16", where, reason, verdict)
 
 
 def central_crop(scene: Scene, size: int = GATE_SIZE) -> Scene:

@@ -80,10 +80,7 @@ def available_providers() -> tuple[str, ...]:
 
 def short_name(ort_name: str) -> str:
     """The short name of an onnxruntime provider name (``CUDAExecutionProvider`` -> ``cuda``)."""
-    for short, full in PROVIDERS.items():
-        if full == ort_name:
-            return short
-    return ort_name
+    return next((short for short, full in PROVIDERS.items() if full == ort_name), ort_name)
 
 
 def resolve_provider(provider: str = "auto") -> str:

@@ -398,17 +398,14 @@ class Sharpener(SharpenerLike):
 
     @property
     def provider(self) -> str:
-        """Short name of the execution provider that runs the model (``"cpu"``, ``"cuda"``...)."""
         return self._model.provider
 
     @property
     def precision(self) -> str:
-        """What the network computes in: ``fp32``, ``bf16``, ``fp16`` or ``int8``."""
         return self._model.precision
 
     @property
     def contract(self):
-        """The model's :class:`~ssc_edge.contract.ModelContract`."""
         return self._model.contract
 
     @property
@@ -429,12 +426,8 @@ class Sharpener(SharpenerLike):
         """The session for one input shape: the shared dynamic one, or a static one for providers that want it."""
         if self.provider not in STATIC_SHAPE_PROVIDERS:
             return self._model
-        n, h, w = shape
-        layout = (
-            (n, h, w, self.contract.channels_in)
-            if self.contract.layout == "NHWC"
-            else (n, self.contract.channels_in, h, w)
-        )
+        (n, h, w), c = shape, self.contract.channels_in
+        layout = (n, h, w, c) if self.contract.layout == "NHWC" else (n, c, h, w)
         return self.model.load(provider=self.provider, threads=self._threads, precision=self.precision,
                                input_shape=layout, dimension_names={"batch": n, "height": h, "width": w},
                                **self._session_options)  # fmt: skip

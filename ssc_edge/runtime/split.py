@@ -136,9 +136,7 @@ def sharpen_row_band(sharpener: Sharpener, part: RowBandInput) -> np.ndarray:
         return array[window.row - first : window.row - first + window.height, window.col : window.col + window.width]
 
     def write(core: Tile, values: np.ndarray) -> None:
-        out[core.row - band.core.row : core.row - band.core.row + core.height, core.col : core.col + core.width] = (
-            values
-        )
+        out[Tile(core.row - band.core.row, core.col, core.height, core.width).slices] = values
 
     sharpener.sharpen_windows(part.shape, read, write, tiles=band.tiles)
     return out
