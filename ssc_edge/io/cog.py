@@ -44,7 +44,6 @@ import os
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,8 @@ import numpy as np
 
 from ..errors import OptionError, OutputError, SceneReadError
 from ..progress import ProgressCallback, report, stage
+from .geotiff import not_georeferenced_is_fine
+from .output import temporary_prefix
 
 __all__ = [
     "COG_BLOCKSIZE",
@@ -200,7 +201,7 @@ def cloud_optimize(
 
     def copy() -> None:
         # rasterio's Env is per thread: entered in the thread that runs GDAL
-        with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 1024 * 1024), _not_georeferenced_is_fine(rasterio):
+        with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 1024 * 1024), not_georeferenced_is_fine():
             rasterio.shutil.copy(source, destination, driver="COG", **options)
 
     start = time.perf_counter()
@@ -211,7 +212,7 @@ def cloud_optimize(
         shown = destination if name is None else Path(name)
         raise OutputError(f"{shown}: cannot write the Cloud-Optimized GeoTIFF ({root_message(exc)})") from exc
     seconds = time.perf_counter() - start
-    with _not_georeferenced_is_fine(rasterio), rasterio.open(destination) as dataset:
+    with not_georeferenced_is_fine(), rasterio.open(destination) as dataset:
         overviews = tuple(dataset.overviews(1)) if dataset.count else ()
     size = destination.stat().st_size
     report(progress, 1, 1, f"written in {seconds:.1f} s")
@@ -252,14 +253,6 @@ def _run_interruptibly(function: Callable[[], None], *, leaves: tuple[Path, ...]
         raise
     if failure:
         raise failure[0]
-
-
-@contextlib.contextmanager
-def _not_georeferenced_is_fine(rasterio) -> Iterator[None]:
-    """A product of a scene without georeferencing (a ``.mat`` file) is a plain image: no warning."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        yield
 
 
 def root_message(exc: BaseException) -> str:
@@ -374,8 +367,7 @@ class OverviewWriter:
             "interleave": "band",
             "BIGTIFF": "IF_SAFER",
         }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with not_georeferenced_is_fine():
             self.dataset = rasterio.open(self.path, "w", **profile)
 
     def add(self, row: int, samples: np.ndarray) -> None:
@@ -398,11 +390,10 @@ class OverviewWriter:
         if len(self.factors) > 1:
             with (
                 rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 1024 * 1024),
-                warnings.catch_warnings(),
+                not_georeferenced_is_fine(),
+                rasterio.open(self.path, "r+") as dataset,
             ):
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                with rasterio.open(self.path, "r+") as dataset:
-                    dataset.build_overviews([f // 2 for f in self.factors[1:]], Resampling.average)
+                dataset.build_overviews([f // 2 for f in self.factors[1:]], Resampling.average)
 
     def close(self) -> None:
         """Close the file if :meth:`finish` was not reached (an error while streaming)."""
@@ -420,12 +411,9 @@ def scratch_geotiff(beside: Path) -> Iterator[Path]:
     (:func:`ssc_edge.io.output.temporary_prefix`), so the batch engine's clean-up of a killed worker's
     leftovers, and the next ``atomic_output`` for the same output after a SIGKILL, find it too.
     """
-    from .output import temporary_prefix
-
     beside = Path(beside)
-    folder = beside.parent if str(beside.parent) else Path(".")
     try:
-        fd, name = tempfile.mkstemp(prefix=temporary_prefix(beside), suffix=".plain.tif", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(beside), suffix=".plain.tif", dir=beside.parent)
     except OSError as exc:
         raise OutputError(f"{beside}: cannot write a temporary file beside it ({exc.strerror or exc})") from exc
     os.close(fd)

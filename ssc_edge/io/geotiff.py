@@ -24,15 +24,17 @@ projected in metres, else 10 m.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..bands import GSD, canonical_band_name
-from ..errors import OptionError, SceneReadError
+from ..errors import SceneReadError
 from ..scene import GeoReference, check_transform
 from .limits import check_regular_file
 
@@ -71,6 +73,16 @@ def band_of_file_name(path: Path) -> tuple[str, int | None] | None:
     return band, int(match.group(2)) if match.group(2) else None
 
 
+@contextlib.contextmanager
+def not_georeferenced_is_fine() -> Iterator[None]:
+    """A raster of a scene without georeferencing (a ``.mat`` file's product) is a plain image: no warning."""
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
 def open_raster(path: Path | str):
     """Open a raster for reading (a regular file, or a GDAL ``/vsi...`` path); any rasterio failure becomes a
     one-line :class:`SceneReadError`. The dataset is a context manager."""
@@ -79,8 +91,7 @@ def open_raster(path: Path | str):
     if not str(path).startswith("/vsi"):
         check_regular_file(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with not_georeferenced_is_fine():
             return rasterio.open(path)
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -142,8 +153,6 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
         Unreadable file, two files (or two bands) holding one band, or no band at all.
     """
     path = Path(path)
-    if not path.exists():
-        raise SceneReadError(f"{path}: no such file or folder")
     sources: dict[str, tuple[Path, int]] = {}
 
     def add(band: str, file: Path, index: int) -> None:
@@ -238,8 +247,6 @@ def write_geotiff(
     from rasterio.transform import Affine
 
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != len(band_names):
-        raise OptionError(f"image must be (H, W, {len(band_names)}) for bands {band_names}, got {image.shape}")
     height, width, count = image.shape
     profile = {
         "driver": "GTiff",
@@ -259,9 +266,7 @@ def write_geotiff(
         profile.update(crs=georef.crs, transform=Affine(*georef.transform))
     if nodata is not None:
         profile["nodata"] = nodata
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dataset:
-            dataset.write(np.moveaxis(image.astype(dtype, copy=False), -1, 0))
-            for index, name in enumerate(band_names, start=1):
-                dataset.set_band_description(index, name)
+    with not_georeferenced_is_fine(), rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(np.moveaxis(image.astype(dtype, copy=False), -1, 0))
+        for index, name in enumerate(band_names, start=1):
+            dataset.set_band_description(index, name)

@@ -22,7 +22,6 @@ held). Each is refused over :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` or the me
 
 from __future__ import annotations
 
-import logging
 import struct
 import zlib
 from pathlib import Path
@@ -33,11 +32,9 @@ from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
 from ..scene import GeoReference, Scene
 from . import limits
-from .limits import ReadBudget, check_regular_file
+from .limits import ReadBudget
 
 __all__ = ["is_hdf5", "read_mat_arrays", "read_mat_scene", "write_mat"]
-
-logger = logging.getLogger(__name__)
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _GROUPS = {"im10": FINE_BANDS, "im20": COARSE_BANDS, "im60": VERY_COARSE_BANDS}
@@ -61,8 +58,7 @@ def _h5_value(h5file, item) -> object:
     matlab_class = item.attrs.get("MATLAB_class", b"")
     matlab_class = matlab_class.decode() if isinstance(matlab_class, bytes) else str(matlab_class)
     if matlab_class == "cell" or (isinstance(data, np.ndarray) and data.dtype == h5py.ref_dtype):
-        cells = [_h5_value(h5file, h5file[ref]) for ref in np.asarray(data).ravel(order="F")]
-        return cells
+        return [_h5_value(h5file, h5file[ref]) for ref in np.asarray(data).ravel(order="F")]
     if matlab_class == "char" and isinstance(data, np.ndarray):  # UTF-16 code units, column-major
         return np.array("".join(map(chr, data.T.ravel())))
     if isinstance(data, np.ndarray) and data.ndim >= 2:
@@ -157,7 +153,6 @@ def read_mat_arrays(path: Path, *, names: tuple[str, ...] | None = None, as_floa
     neither reader accepts or one over the limits.
     """
     path = Path(path)
-    check_regular_file(path)
     budget = ReadBudget(str(path))
     read_errors = _read_errors()
     try:
@@ -221,21 +216,18 @@ def _group_bands_first(stack: np.ndarray, names: tuple[str, ...], where: str) ->
     if stack.ndim == 2 and count == 1:
         return stack[None]
     shape = "x".join(map(str, stack.shape))
-    if stack.ndim != 3:
-        raise SceneError(
-            f"{where} must be H x W x {count} (or {count} x H x W) for bands {', '.join(names)}, got {shape}"
-        )
-    first, last = stack.shape[0] == count, stack.shape[2] == count
+    first = stack.ndim == 3 and stack.shape[0] == count
+    last = stack.ndim == 3 and stack.shape[2] == count
     if first and last:
         raise SceneError(
             f"{where} is {shape}: ambiguous, both the first and the last axis could hold the {count} bands "
             f"{', '.join(names)}; store it as H x W x {count}"
         )
-    if last:
-        return np.moveaxis(stack, -1, 0)
-    if first:
-        return stack
-    raise SceneError(f"{where} must be H x W x {count} (or {count} x H x W) for bands {', '.join(names)}, got {shape}")
+    if not (first or last):
+        raise SceneError(
+            f"{where} must be H x W x {count} (or {count} x H x W) for bands {', '.join(names)}, got {shape}"
+        )
+    return np.moveaxis(stack, -1, 0) if last else stack
 
 
 def read_mat_scene(path: Path) -> Scene:

@@ -98,10 +98,6 @@ def claim_path(output: Path) -> Path:
     return output.parent / f"{CLAIM_PREFIX}{output.name}"
 
 
-def _folder(path: Path) -> Path:
-    return path.parent if str(path.parent) else Path(".")
-
-
 def same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` are one file or folder: the same resolved path, or the same device and inode."""
     try:
@@ -199,7 +195,7 @@ def check_outputs(
             raise OutputError(f"{path}: output is a folder")
         if path.exists() and not force:
             raise OutputError(f"{path}: output exists; pass --force to overwrite it")
-        folder = _folder(path)
+        folder = path.parent
         if not folder.is_dir():
             raise OutputError(f"{path}: folder {folder} does not exist")
         _probe(folder, temporary_prefix(path), where=f"{path}: cannot write in folder {folder}")
@@ -474,7 +470,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     left in the folder is removed first (:func:`remove_stale_files`).
     """
     path = Path(path)
-    folder = _folder(path)
+    folder = path.parent
     remove_stale_files(folder)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=path.suffix, dir=folder)

@@ -61,7 +61,11 @@ from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS
 from ..errors import SceneError, SceneReadError
 from ..scene import GeoReference, Scene, check_transform
 from ..tiling import Tile
+from .geotiff import geotiff_band_sources, open_raster
 from .limits import ReadBudget, check_array_size, check_regular_file
+from .mat import read_mat_scene
+from .npz import read_npz_scene
+from .safe import _to_reflectance_dn, is_safe_product, looks_like_safe_zip, read_safe_product
 
 __all__ = [
     "ArrayBandSource",
@@ -155,8 +159,6 @@ def detect_format(path: Path) -> str:
         If the path does not exist, is not a folder or a regular file (a FIFO, a device), is unreadable, or
         matches no supported format.
     """
-    from .safe import is_safe_product
-
     path = Path(path)
     if not path.is_dir():
         check_regular_file(path)  # a FIFO would block the open below forever; a device never ends
@@ -174,8 +176,6 @@ def detect_format(path: Path) -> str:
     if head.startswith(b"MATLAB") or head[512:520] == b"\x89HDF\r\n\x1a\n" or head[:8] == b"\x89HDF\r\n\x1a\n":
         return "mat"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        from .safe import looks_like_safe_zip
-
         # a zip named as a SAFE product (or holding a .SAFE folder) that is_safe_product did not accept is a
         # damaged or incomplete SAFE zip: the SAFE reader says what is wrong with it, not the .npz reader
         return "safe" if looks_like_safe_zip(path) else "npz"
@@ -210,6 +210,8 @@ class BandSource(ABC):
 
     format = "in-memory"
     windowed = False
+    #: The sample type each band is stored in (what reading it whole allocates besides its float32 copy).
+    _dtypes: Mapping[str, str] = MappingProxyType({})
 
     def __init__(
         self,
@@ -286,12 +288,7 @@ class BandSource(ABC):
     def valid(self, band: str, tile: Tile) -> np.ndarray:
         """Which pixels of one window of one band carry a measurement (:mod:`ssc_edge.nodata`).
 
-        Parameters
-        ----------
-        band : str
-            Canonical band name.
-        tile : Tile
-            On ``band``'s own grid, inside it.
+        ``band`` and ``tile`` as for :meth:`read`.
 
         Returns
         -------
@@ -363,10 +360,6 @@ class BandSource(ABC):
         what the precision gate measures on. Only the window is read."""
         return central_scene(self, side, with_60m=with_60m)
 
-    def _sample_dtype(self, band: str) -> str:
-        """The sample type a band is stored in (what reading it whole allocates besides its float32 copy)."""
-        return "float32"
-
     def to_scene(self) -> Scene:
         """Read every band whole into a validated :class:`Scene` (memory: the scene's area).
 
@@ -376,7 +369,7 @@ class BandSource(ABC):
         """
         budget = ReadBudget(self.where)
         for band in self.bands:
-            budget.add(self.band_shape(band), self._sample_dtype(band), what=f"band {band}", as_float32=True)
+            budget.add(self.band_shape(band), self._dtypes.get(band, "float32"), what=f"band {band}", as_float32=True)
         bands = {band: self.read_band(band) for band in self.bands}
         return Scene(bands, fine_pixel_size=self.fine_pixel_size, georef=self.georef, source=self.source,
                      name=self.name)  # fmt: skip
@@ -411,13 +404,6 @@ class ArrayBandSource(BandSource):
 
     def to_scene(self) -> Scene:
         return self.scene
-
-    def describe_reference(self) -> dict | None:
-        """``{"shape", "min", "max", "mean"}`` of the scene's reference (RR files), or None."""
-        reference = self.scene.reference
-        if reference is None:
-            return None
-        return {"shape": list(reference.shape), **_value_range(reference.ravel())}
 
 
 #: How a band of each ratio to the 10 m grid must relate to its size, for messages.
@@ -541,15 +527,10 @@ class RasterBandSource(BandSource):
 
     def _dataset(self, file: str):
         if file not in self._datasets:
-            from .geotiff import open_raster
-
             self._datasets[file] = open_raster(file)
         return self._datasets[file]
 
     windowed = True
-
-    def _sample_dtype(self, band: str) -> str:
-        return self._dtypes[band]
 
     def to_scene(self) -> Scene:
         scene = super().to_scene()
@@ -627,8 +608,6 @@ class RasterBandSource(BandSource):
     @classmethod
     def folder(cls, path: Path) -> RasterBandSource:
         """A band folder or a multi-band GeoTIFF (see :mod:`ssc_edge.io.geotiff`); samples cast to float32."""
-        from .geotiff import geotiff_band_sources
-
         path = Path(path)
         sources = geotiff_band_sources(path)
         files = {band: (str(file), index) for band, (file, index) in sources.items()}
@@ -654,8 +633,6 @@ class RasterBandSource(BandSource):
     @classmethod
     def safe(cls, path: Path) -> RasterBandSource:
         """A SAFE product: band files and DN conversion from its metadata (:mod:`ssc_edge.io.safe`)."""
-        from .safe import _to_reflectance_dn, read_safe_product
-
         path = Path(path)
         product = read_safe_product(path)
         nodata_pixels = dict.fromkeys(product.band_files, 0)
@@ -703,12 +680,8 @@ def open_band_source(path: Path) -> BandSource:
     elif kind in ("band-folder", "geotiff"):
         source = RasterBandSource.folder(path)
     elif kind == "mat":
-        from .mat import read_mat_scene
-
         source = ArrayBandSource(read_mat_scene(path))
     else:
-        from .npz import read_npz_scene
-
         source = ArrayBandSource(read_npz_scene(path))
     source.format = kind
     return source
@@ -759,13 +732,6 @@ def central_scene(source, side: int, *, with_60m: bool = False) -> Scene:
     return Scene(bands=bands, source=getattr(source, "source", None), name=f"{name}-centre")
 
 
-def _value_range(values: np.ndarray) -> dict[str, float | None]:
-    """min, max, mean (float64 sums) of a 1-D array; None for each when it is empty."""
-    if values.size == 0:
-        return {"min": None, "max": None, "mean": None}
-    return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean(dtype=np.float64))}
-
-
 def describe_source(source: BandSource) -> dict:
     """Summarise an opened scene (what ``ssc-edge info`` prints), reading it strip by strip.
 
@@ -795,13 +761,16 @@ def describe_source(source: BandSource) -> dict:
                 count += valid.size
         if band in VERY_COARSE_BANDS and count == 0:
             continue  # an all-zero 60 m placeholder, dropped as the readers do
-        stats = {"min": low, "max": high, "mean": total / count} if count else _value_range(np.empty(0))
+        stats = {"min": low, "max": high, "mean": total / count} if count else dict.fromkeys(("min", "max", "mean"))
         gsd = source.fine_pixel_size * GSD[band] / 10
         bands[band] = {"shape": list(source.band_shape(band)), "gsd": gsd, **stats, "nodata": nodata}
     georef = None
     if source.georef is not None:
         georef = {"transform": list(source.georef.transform), "crs": source.georef.crs}
-    reference = source.describe_reference() if isinstance(source, ArrayBandSource) else None
+    reference = source.scene.reference if isinstance(source, ArrayBandSource) else None
+    if reference is not None:  # an RR file's true 20 m bands, float32 (float64 sums)
+        reference = {"shape": list(reference.shape), "min": float(reference.min()), "max": float(reference.max()),
+                     "mean": float(reference.mean(dtype=np.float64))}  # fmt: skip
     return {
         "source": str(source.source) if source.source is not None else None,
         "name": source.name,
