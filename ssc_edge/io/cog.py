@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,7 +51,7 @@ import numpy as np
 from ..errors import OptionError, OutputError, SceneReadError
 from ..progress import ProgressCallback, report, stage
 from .geotiff import not_georeferenced_is_fine
-from .output import temporary_prefix
+from .output import temporary_file
 
 __all__ = [
     "COG_BLOCKSIZE",
@@ -313,11 +311,9 @@ def average_2x2(values: np.ndarray, nodata: float | int) -> np.ndarray:
 class OverviewWriter:
     """GDAL's external overview file (``SCRATCH.tif.ovr``) of a product written strip by strip.
 
-    :meth:`add` receives the product's full-width strips in row order (the samples as written) and
-    writes their 2 x 2 means (:func:`average_2x2`) into the first overview; :meth:`finish` closes it and
-    has GDAL build the smaller levels inside it from that overview. :func:`cloud_optimize` of the scratch
-    file then copies these overviews (``OVERVIEWS=AUTO`` takes a source's own) instead of computing them.
-    Memory: one strip's means.
+    :meth:`add` writes the 2 x 2 means (:func:`average_2x2`) of the product's full-width strips, in row
+    order, into the first overview; :meth:`finish` has GDAL build the smaller levels from it (see module
+    notes). Memory: one strip's means.
 
     Parameters
     ----------
@@ -406,18 +402,11 @@ def scratch_geotiff(beside: Path) -> Iterator[Path]:
     """Yield a temporary ``.tif`` path in the folder of ``beside``; remove it on exit, whatever happens.
 
     The plain GeoTIFF that :func:`cloud_optimize` reads lives here (and its ``.ovr``, written by
-    :class:`OverviewWriter`, is removed with it). Its name starts with
-    ``.{beside.name}.ssc-edge-HOST-PID.`` like the temporary files of :func:`ssc_edge.io.atomic_output`
-    (:func:`ssc_edge.io.output.temporary_prefix`), so the batch engine's clean-up of a killed worker's
-    leftovers, and the next ``atomic_output`` for the same output after a SIGKILL, find it too.
+    :class:`OverviewWriter`, is removed with it). It is named as a temporary file of ``beside``
+    (:func:`ssc_edge.io.output.temporary_file`), so the clean-up of what a killed run left
+    (:func:`ssc_edge.io.output.remove_stale_files`) finds it too.
     """
-    beside = Path(beside)
-    try:
-        fd, name = tempfile.mkstemp(prefix=temporary_prefix(beside), suffix=".plain.tif", dir=beside.parent)
-    except OSError as exc:
-        raise OutputError(f"{beside}: cannot write a temporary file beside it ({exc.strerror or exc})") from exc
-    os.close(fd)
-    path = Path(name)
+    path = temporary_file(Path(beside), suffix=".plain.tif")
     try:
         yield path
     finally:

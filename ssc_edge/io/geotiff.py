@@ -137,10 +137,8 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
     Parameters
     ----------
     path : Path
-        A multi-band GeoTIFF with band descriptions, or a folder of rasters (see module docstring; with an
-        L2A granule's ``R10m``/``R20m``/``R60m`` subfolders, their rasters too). In a folder, files naming
-        no band (a ``TCI.jp2`` quicklook, say) are skipped, and so are
-        single-band files whose resolution suffix is not the band's native one (``_B02_20m``).
+        A multi-band GeoTIFF with band descriptions, or a folder of rasters: which files count and which are
+        skipped, see the module docstring.
 
     Returns
     -------
@@ -188,13 +186,6 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
     return sources
 
 
-def _georef(dataset) -> GeoReference | None:
-    """A raster's georeference, its transform checked (:func:`~ssc_edge.scene.check_transform`) naming the file."""
-    if dataset.crs is None:
-        return None
-    return GeoReference(check_transform(tuple(dataset.transform)[:6], where=dataset.name), dataset.crs.to_wkt())
-
-
 def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], GeoReference | None]:
     """Read every band of one GeoTIFF as an (H, W, B) array.
 
@@ -205,6 +196,7 @@ def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], 
     descriptions : tuple of B (str or None)
         Band descriptions as stored.
     georef : GeoReference or None
+        Its transform checked (:func:`~ssc_edge.scene.check_transform`), naming the file.
     """
     path = Path(path)
     with open_raster(path) as dataset:
@@ -212,7 +204,10 @@ def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], 
             data = dataset.read()
         except Exception as exc:  # rasterio/GDAL raise several types for corrupt tiles
             raise SceneReadError(f"{path}: cannot read GeoTIFF ({type(exc).__name__}: {exc})") from None
-        return np.moveaxis(data, 0, -1), tuple(dataset.descriptions), _georef(dataset)
+        georef = None
+        if dataset.crs is not None:
+            georef = GeoReference(check_transform(tuple(dataset.transform)[:6], where=str(path)), dataset.crs.to_wkt())
+        return np.moveaxis(data, 0, -1), tuple(dataset.descriptions), georef
 
 
 def write_geotiff(

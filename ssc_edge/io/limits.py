@@ -156,11 +156,10 @@ class ReadBudget:
         self.total += size
         if as_float32 and np.dtype(dtype) != np.float32 and np.dtype(dtype).itemsize:
             self.total += size // np.dtype(dtype).itemsize * 4
-        limit = MAX_ARRAY_BYTES
-        if self.total > limit:
+        if self.total > MAX_ARRAY_BYTES:
             raise SceneReadError(
                 f"{self.where}: {what} brings what the file declares to {_gigabytes(self.total)}, more than the "
-                f"{_gigabytes(limit)} a full Sentinel-2 tile can take; refused before reading"
+                f"{_gigabytes(MAX_ARRAY_BYTES)} a full Sentinel-2 tile can take; refused before reading"
             )
         if self._memory is not None and self.total > self._memory:
             raise SceneReadError(
@@ -171,22 +170,9 @@ class ReadBudget:
 
 
 def check_array_size(shape: Sequence[int], dtype: np.dtype | str, *, where: str) -> int:
-    """Refuse an array whose declared size exceeds :data:`MAX_ARRAY_BYTES`; return its size in bytes.
-
-    Parameters
-    ----------
-    shape : sequence of int
-        Declared shape, any rank.
-    dtype : numpy dtype or str
-        Declared sample type.
-    where : str
-        What errors name: ``"FILE: array NAME"``.
-
-    Raises
-    ------
-    SceneReadError
-        Negative dimensions, or more than :data:`MAX_ARRAY_BYTES` bytes.
-    """
+    """Refuse an array whose declared ``shape`` (any rank) and ``dtype`` exceed :data:`MAX_ARRAY_BYTES` (or have a
+    negative dimension) with a :class:`SceneReadError` naming ``where`` (``"FILE: array NAME"``); return its size in
+    bytes."""
     dims = [int(n) for n in shape]
     if any(n < 0 for n in dims):
         raise SceneReadError(f"{where}: declared shape {tuple(dims)} has a negative dimension")
@@ -203,23 +189,9 @@ def check_array_size(shape: Sequence[int], dtype: np.dtype | str, *, where: str)
 def check_zip_member(
     info: zipfile.ZipInfo, *, where: str, max_bytes: int | None = None, max_ratio: float | None = None
 ) -> None:
-    """Refuse a zip member whose declared uncompressed size (or compression ratio) is too large.
-
-    Parameters
-    ----------
-    info : zipfile.ZipInfo
-        The member, from the archive's central directory (nothing is decompressed).
-    where : str
-        The archive, named in errors.
-    max_bytes : int, optional
-        Largest uncompressed size, bytes; default :data:`MAX_ARRAY_BYTES`.
-    max_ratio : float, optional
-        Largest ``file_size / compress_size``; None: not checked.
-
-    Raises
-    ------
-    SceneReadError
-    """
+    """Refuse (:class:`SceneReadError` naming the archive ``where``) a zip member whose uncompressed size, as the
+    archive's central directory declares it, exceeds ``max_bytes`` (default :data:`MAX_ARRAY_BYTES`) or whose
+    ``file_size / compress_size`` exceeds ``max_ratio`` (None: not checked). Nothing is decompressed."""
     max_bytes = MAX_ARRAY_BYTES if max_bytes is None else max_bytes
     if info.file_size > max_bytes:
         raise SceneReadError(

@@ -69,6 +69,7 @@ __all__ = [
     "printable",
     "remove_stale_files",
     "same_file",
+    "temporary_file",
     "temporary_prefix",
 ]
 
@@ -90,6 +91,23 @@ def printable(path: Path | str) -> str:
 def temporary_prefix(path: Path, *, pid: int | None = None) -> str:
     """``.NAME.ssc-edge-HOST-PID.``: how the temporary files of output ``path`` begin (see module notes)."""
     return f".{Path(path).name}.ssc-edge-{_HOST}-{os.getpid() if pid is None else pid}."
+
+
+def temporary_file(path: Path, *, suffix: str) -> Path:
+    """Create an empty temporary file beside output ``path`` (``mkstemp``: ``O_EXCL``, mode 0600), named by
+    :func:`temporary_prefix` so that :func:`remove_stale_files` finds it after a kill; return its path.
+
+    Raises
+    ------
+    OutputError
+        It cannot be created (naming ``path``).
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    os.close(fd)
+    return Path(name)
 
 
 def claim_path(output: Path) -> Path:
@@ -470,14 +488,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     left in the folder is removed first (:func:`remove_stale_files`).
     """
     path = Path(path)
-    folder = path.parent
-    remove_stale_files(folder)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=path.suffix, dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_stale_files(path.parent)
+    tmp = temporary_file(path, suffix=path.suffix)
     try:
         umask = os.umask(0)
         os.umask(umask)

@@ -17,7 +17,13 @@ from ..bands import COARSE_BANDS, canonical_band_name
 from ..errors import OptionError, SceneError, SceneReadError
 from ..nodata import NODATA_UINT16, output_nodata
 from ..scene import GeoReference
+from .cog import cloud_optimize, scratch_geotiff
+from .geotiff import open_raster, read_geotiff_image, write_geotiff
+from .limits import check_regular_file
+from .mat import read_mat_arrays, write_mat
+from .npz import read_npz_arrays, split_band_arrays, write_npz
 from .output import atomic_output, check_outputs
+from .sources import detect_format
 
 __all__ = ["RESULT_DTYPES", "RESULT_SUFFIXES", "read_estimate", "to_dtype", "write_result"]
 
@@ -114,36 +120,25 @@ def write_result(
     check_outputs([path], force=force)
     with atomic_output(path) as tmp:
         if suffix == ".npz":
-            from .npz import write_npz
-
             write_npz(tmp, data, band_names=band_names, georef=georef)
         elif suffix == ".mat":
-            from .mat import write_mat
-
             extra: dict[str, object] = {"band_names": np.array(band_names, dtype=object)}
             if georef is not None:
                 extra.update(transform=np.asarray(georef.transform, dtype=np.float64), crs=georef.crs)
             write_mat(tmp, data, name="xpr", extra=extra)
         else:
-            from .geotiff import write_geotiff
-
+            tiff = {"band_names": band_names, "georef": georef, "dtype": dtype, "nodata": output_nodata(dtype)}
             if cog:
-                from .cog import cloud_optimize, scratch_geotiff
-
                 with scratch_geotiff(path) as plain:
-                    write_geotiff(
-                        plain, data, band_names=band_names, georef=georef, dtype=dtype, nodata=output_nodata(dtype)
-                    )
+                    write_geotiff(plain, data, **tiff)
                     cloud_optimize(plain, tmp, name=path)
             else:
-                write_geotiff(tmp, data, band_names=band_names, georef=georef, dtype=dtype, nodata=output_nodata(dtype))
+                write_geotiff(tmp, data, **tiff)
     logger.debug("wrote %s (%dx%dx%d %s)", path, *data.shape, dtype)
     return path
 
 
 def _format(path: Path) -> str:
-    from .sources import detect_format
-
     with open(path, "rb") as f:
         if f.read(6) == _NPY_MAGIC:
             return "npy"
@@ -157,11 +152,7 @@ def _read_arrays(path: Path, kind: str) -> dict[str, np.ndarray]:
         except (OSError, ValueError, EOFError) as exc:
             raise SceneReadError(f"{path}: cannot read .npy file ({type(exc).__name__}: {exc})") from None
     if kind == "npz":
-        from .npz import read_npz_arrays
-
         return read_npz_arrays(path)
-    from .mat import read_mat_arrays
-
     arrays = read_mat_arrays(path)
     out = {k: v for k, v in arrays.items() if isinstance(v, np.ndarray)}
     if isinstance(arrays.get("band_names"), list):  # a cell array of strings
@@ -189,8 +180,6 @@ def _canonical_names(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    from .npz import split_band_arrays
-
     bands, _ = split_band_arrays(arrays, path)
     if bands:
         names = tuple(bands)
@@ -238,12 +227,9 @@ def read_estimate(path: Path) -> np.ndarray:
         Unsupported dtype (complex, bool), empty, or infinite values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SceneReadError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    check_regular_file(path)  # before the first bytes are read: a FIFO would block
     kind = _format(path)
     if kind == "geotiff":
-        from .geotiff import read_geotiff_image
-
         image, descriptions, _ = read_geotiff_image(path)
         names = tuple(d or "" for d in descriptions)
         image = _nodata_to_nan(image, _geotiff_nodata(path))
@@ -256,8 +242,6 @@ def read_estimate(path: Path) -> np.ndarray:
 
 def _geotiff_nodata(path: Path) -> list[float | None]:
     """Each band's nodata tag (None without one)."""
-    from .geotiff import open_raster
-
     with open_raster(path) as dataset:
         return list(dataset.nodatavals)
 
@@ -285,9 +269,5 @@ def _check_estimate(image: np.ndarray, names: tuple[str, ...] | None, path: Path
         raise SceneError(f"{path}: estimate has {int(np.isinf(image).sum())} infinite values")
     names = _canonical_names(names) if names is not None else None
     if names is not None and len(names) == image.shape[2] and set(names) == set(COARSE_BANDS):
-        try:
-            order = [names.index(b) for b in COARSE_BANDS]
-        except ValueError:
-            order = list(range(image.shape[2]))
-        image = image[..., order]
+        image = image[..., [names.index(b) for b in COARSE_BANDS]]
     return np.ascontiguousarray(image)

@@ -10,13 +10,11 @@ is read without them (a 20 m model needs only the 10 m and 20 m bands).
 
 Safety
 ------
-Every ``IMAGE_FILE`` must name a file inside the product (no ``..``, no absolute path). Inside a
-zip, the metadata member and each band member are checked before they are read: declared size at
-most :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` (metadata: :data:`~ssc_edge.io.limits.MAX_METADATA_BYTES`)
-and a compression ratio at most :data:`ssc_edge.io.limits.MAX_COMPRESSION_RATIO` (JPEG 2000 files do not
-compress further; a zip bomb does). In a folder the metadata XML must be a regular file of at most
-:data:`~ssc_edge.io.limits.MAX_METADATA_BYTES` (checked with ``os.stat`` before it is read). The band files
-are opened, their grids checked and read by :class:`ssc_edge.io.sources.RasterBandSource`.
+Every ``IMAGE_FILE`` must name a file inside the product (no ``..``, no absolute path). The metadata (a zip
+member or a regular file) is refused over :data:`~ssc_edge.io.limits.MAX_METADATA_BYTES` before it is read;
+each band member of a zip over :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES` or compressed more than
+:data:`~ssc_edge.io.limits.MAX_COMPRESSION_RATIO` times (JPEG 2000 files do not compress further; a zip
+bomb does). The band files are opened, checked and read by :class:`ssc_edge.io.sources.RasterBandSource`.
 
 Units
 -----
@@ -143,8 +141,6 @@ def read_safe_product(path: Path) -> SafeProduct:
         :mod:`ssc_edge.io.limits`). A 60 m band whose file is missing is left out (logged).
     """
     path = Path(path)
-    if not path.exists():
-        raise SceneReadError(f"{path}: no such file or folder")
     xml_bytes, level, root_gdal, name, exists, members = _locate(path)
     try:
         tree = ET.fromstring(xml_bytes)
@@ -232,7 +228,8 @@ def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool], di
         except OSError as exc:
             raise SceneReadError(f"{path}: cannot read {xml_path.name} ({exc.strerror or exc})") from None
         name = _product_name(folder.resolve().name)
-        return data, _METADATA_NAMES[xml_path.name], str(folder), name, _file_exists, {}
+        # any entry exists (a FIFO or a folder too: opening the band then refuses it as not a regular file)
+        return data, _METADATA_NAMES[xml_path.name], str(folder), name, os.path.lexists, {}
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -259,11 +256,6 @@ def _locate(path: Path) -> tuple[bytes, str, str, str, Callable[[str], bool], di
     name = _product_name(inner if inner != "." else path.stem)
     level = _METADATA_NAMES[PurePosixPath(member).name]
     return data, level, root, name, members.__contains__, members
-
-
-def _file_exists(gdal_path: str) -> bool:
-    """True for any entry (a FIFO or a folder too: opening the band then refuses it as not a regular file)."""
-    return os.path.lexists(gdal_path)
 
 
 def _number(text: str | None, what: str, path: Path) -> float:

@@ -16,18 +16,11 @@ work through a full 10980 x 10980 Sentinel-2 tile in memory bounded by the windo
 
 Implementations
 ---------------
-- **Rasters** (:class:`RasterBandSource`), read with rasterio windowed reads and kept open:
-  a SAFE product (folder, ``.zip`` through ``/vsizip/``, or its metadata XML; band files and the
-  DN conversion ``(DN + offset) / quantification x 10000``, nodata -> 0, from
-  :mod:`ssc_edge.io.safe`), a folder of single-band rasters named by band (JPEG 2000, GeoTIFF, any
-  format rasterio opens; see :mod:`ssc_edge.io.geotiff`) and a multi-band GeoTIFF.
-- **Arrays** (:class:`ArrayBandSource`): ``.mat`` and ``.npz`` files (their formats cannot be
-  read in windows, so they are read whole with the existing readers) and in-memory
-  :class:`~ssc_edge.scene.Scene` values (:meth:`BandSource.from_scene`).
-
-Every raster source checks its grids when opened (:func:`check_band_grid`): the 10 m bands share one
-(H, W) grid, the 20 m bands are exactly (H/2, W/2), the 60 m bands a sixth; one CRS or none; finite,
-north-up transforms; each band's extent the 10 m grid's to within half of the band's pixel.
+- **Rasters** (:class:`RasterBandSource`, rasterio windowed reads, files kept open): a SAFE product
+  (:mod:`ssc_edge.io.safe`: band files and DN conversion), a folder of single-band rasters named by band or a
+  multi-band GeoTIFF (:mod:`ssc_edge.io.geotiff`); every grid is checked when opened (:func:`check_band_grid`).
+- **Arrays** (:class:`ArrayBandSource`): ``.mat`` and ``.npz`` files (their formats cannot be read in windows,
+  so they are read whole) and in-memory :class:`~ssc_edge.scene.Scene` values (:meth:`BandSource.from_scene`).
 
 Scene identity
 --------------
@@ -126,8 +119,7 @@ def scene_identity(path: Path) -> str:
     Returns
     -------
     str
-        64 hex digits. A single file: the sha256 of its bytes. A SAFE product or a band folder:
-        the sha256 over ``"BAND <sha256 of its file>\\n"`` lines of the bands ssc-edge uses.
+        64 hex digits.
 
     Raises
     ------
