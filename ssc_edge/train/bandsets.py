@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from ..bandset import (
 )
 from ..contract import ModelContract
 from ..errors import OptionError, SceneError
-from ..io import atomic_output, check_outputs
+from ..io import atomic_output, check_outputs, output_guard
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback, stage
@@ -54,6 +55,7 @@ from .export import (
     _LAYOUT_MARGIN,
     ExportResult,
     _add_precision_gate,
+    _fit_and_export,
     _versions,
     check_parity,
     fit_and_export,
@@ -364,10 +366,10 @@ def fit_and_export_bands(
                 scene, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
             )
         }
-    with opened_scene(scene) as (opened, sha, _):  # a band source: only the 60 m model's window is read here
+    with opened_scene(scene) as (opened, sha, name):  # opened once: the 20 m fit and the 60 m model's window
         return _fit_and_export_bands(
-            scene, opened, sha, output, config, bands, force=force, write_keras=write_keras, progress=progress,
-            evaluation=evaluation,
+            scene, opened, sha, name, output, config, bands, force=force, write_keras=write_keras,
+            progress=progress, evaluation=evaluation,
         )  # fmt: skip
 
 
@@ -375,6 +377,7 @@ def _fit_and_export_bands(
     scene: Any,
     opened: Scene | BandSource,
     sha: str,
+    name: str,
     output: Path,
     config: FitConfig,
     bands: str,
@@ -384,26 +387,31 @@ def _fit_and_export_bands(
     progress: ProgressCallback | None,
     evaluation: str,
 ) -> dict[str, ExportResult]:
+    clock = time.perf_counter()
     scene_obj = sixty_scene(opened)
+    paths20 = output_paths(output)
     # an output error first, before any note on the band sets
-    check_outputs(written_paths(output_paths(output), write_keras=write_keras), inputs=[scene], force=force)
+    check_outputs(written_paths(paths20, write_keras=write_keras), inputs=[scene], force=force)
     sets = resolve_band_sets(scene_obj, bands, config)
     paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
-    if "60m" in sets:
-        check_outputs(written_paths(paths60, write_keras=write_keras), inputs=[scene], force=force)
+    claimed = [
+        *(written_paths(paths20, write_keras=write_keras) if "20m" in sets else []),
+        *(written_paths(paths60, write_keras=write_keras) if "60m" in sets else []),
+    ]
     results: dict[str, ExportResult] = {}
-    if "20m" in sets:
-        source = scene if isinstance(scene, (str, Path)) else opened  # a path: the bounded, windowed 20 m fit
-        results["20m"] = fit_and_export(
-            source, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
-        )
-    if "60m" in sets:
-        made = results["20m"].contract.registration.get("estimate") if "20m" in results else None
-        estimate20 = RegistrationEstimate.from_dict(made) if made else None  # the 20 m model's, not made twice
-        pair, registration = sixty_pair_for(scene_obj, config, estimate20=estimate20)  # once, for the fit and report
-        fit = fit_60m(scene_obj, config, progress=stage(progress, "60 m model"), pair=pair)
-        evaluation = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
-        results["60m"] = _export_60m(
-            scene_obj, fit, evaluation, paths60, sha=sha, write_keras=write_keras, pair=pair, registration=registration
-        )
+    with output_guard(claimed, inputs=[scene], force=force):  # every output claimed before any training
+        if "20m" in sets:
+            results["20m"] = _fit_and_export(
+                opened, sha, name, scene, paths20, config, clock, write_keras=write_keras, progress=progress,
+                evaluation=evaluation,
+            )  # fmt: skip
+        if "60m" in sets:
+            made = results["20m"].contract.registration.get("estimate") if "20m" in results else None
+            estimate20 = RegistrationEstimate.from_dict(made) if made else None  # the 20 m model's, not made twice
+            pair, registration = sixty_pair_for(scene_obj, config, estimate20=estimate20)  # once: fit and report
+            fit = fit_60m(scene_obj, config, progress=stage(progress, "60 m model"), pair=pair)
+            scores = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
+            results["60m"] = _export_60m(
+                scene_obj, fit, scores, paths60, sha=sha, write_keras=write_keras, pair=pair, registration=registration
+            )
     return results

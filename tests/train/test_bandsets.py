@@ -52,3 +52,21 @@ def test_fit_60m_draws_the_budget_and_leaves_small_scenes_unchanged():
     a, b = fit_60m(scene, under), fit_model(inputs, target, under)
     assert a.patches == b.patches == 121
     assert all(np.array_equal(u, v) for u, v in zip(a.model.get_weights(), b.model.get_weights(), strict=True))
+
+
+def test_bands_all_claims_every_output_before_training(tmp_path):
+    """Another run writing the 60 m model refuses ``--bands all`` before any fit; nothing is written."""
+    from ssc_edge.errors import OutputError
+    from ssc_edge.io import output_guard
+    from ssc_edge.train.bandsets import fit_and_export_bands, sixty_output_path
+
+    out = tmp_path / "m.onnx"
+    config = FitConfig(epochs=1, model=TINY, stage_iterations=0)
+    with output_guard([sixty_output_path(out)]), pytest.raises(OutputError, match="another ssc-edge run"):
+        fit_and_export_bands(120, out, config, bands="all", write_keras=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    results = fit_and_export_bands(120, out, config, bands="all", write_keras=False)
+    assert sorted(results) == ["20m", "60m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"m{s}" for s in (".onnx", ".json", ".md", "_60m.onnx", "_60m.json", "_60m.md")]
+    )
