@@ -46,23 +46,48 @@ def run_batch(
     retries: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> BatchResult:
-    """Sharpen every scene of ``inputs`` into ``out_dir``; see :func:`ssc_edge.batch.local.run_batch`.
+    """Sharpen every scene of ``inputs`` into ``out_dir``; resumable.
 
     Parameters
     ----------
+    inputs : iterable of Path
+        Scene files, SAFE products, folders of scenes, CSV/JSON scene lists (see :mod:`ssc_edge.batch.manifest`).
+    out_dir : Path
+        Output folder (created if missing). Holds ``NAME_sharpened.FORMAT`` (the (H, W, B) DN image: bands
+        ``COARSE_BANDS``, then B01 B09 with ``config.model_60m``, or every band in canonical order with
+        ``config.with_fine``; the record's ``band_names``) and ``NAME_sharpened.json`` (its report) per scene,
+        ``models/`` in mode ``fit-and-infer``, and the manifest ``batch.json``.
+    config : BatchConfig
+        With engine ``ray``, ``config.workers`` is the number of Ray actors (or tasks in flight) and
+        ``config.split`` the row bands per scene (engine ``local``: 1).
     engine : {"local", "ray"}
-        ``local``: a process pool on this machine. ``ray``: Ray actors and tasks
-        (:func:`ssc_edge.batch.ray_engine.run_batch`).
+        ``local``: a process pool on this machine (:mod:`.local`). ``ray``: Ray actors and tasks
+        (:mod:`.ray_engine`).
     ray_address : str, optional
-        Address of an existing Ray cluster (engine ``ray`` only; default: a local Ray).
+        Address of an existing Ray cluster (``"auto"``, ``"ray://HOST:10001"``, ``"HOST:6379"``; engine ``ray``
+        only). Default: the Ray runtime this process already runs, else a new local Ray with ``max(workers,
+        cores)`` CPUs, shut down at the end.
     retries : int, optional
-        Times Ray runs a scene again after its worker died (engine ``ray`` only; default 2).
+        Times Ray runs a scene or row band again after its worker died (engine ``ray`` only; default 2).
+    progress : callable, optional
+        ``progress(finished, to_run, message)`` after each scene; the message counts done and failed.
+
+    Returns
+    -------
+    BatchResult
+        Failed scenes are recorded there and in the manifest, never raised. Engine ``ray`` adds ``node`` (IP of
+        the Ray node), ``worker_restarted`` (actor runs) and ``row_bands`` (split scenes) to the records.
 
     Raises
     ------
     OptionError
-        An unknown engine, Ray options without engine ``ray``, engine ``ray`` without Ray
-        installed, and everything :func:`ssc_edge.batch.local.run_batch` refuses.
+        Before anything runs: a missing input, two scenes with one output, an output escaping ``out_dir``, a bad
+        option; an unknown engine, Ray options without engine ``ray``; engine ``ray`` without Ray installed or
+        with ``config.in_process``, a negative ``retries``, a Ray cluster that cannot be reached.
+    ModelError
+        Before anything runs: a model unreadable or in the wrong place (:func:`ssc_edge.runtime.infer.open_models`).
+    OutputError
+        ``out_dir`` cannot be created or the manifest cannot be written.
     """
     if engine not in ENGINES:
         raise OptionError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..bands import COARSE_BANDS
-from ..errors import OptionError, check_positive
+from ..errors import OptionError, OutputError, check_positive
 from ..io.output import atomic_output, check_output_folder, claim_holder, claim_output, claim_path
 from ..progress import ProgressCallback, report
 from ..scene import Scene
@@ -55,7 +55,6 @@ __all__ = [
     "BatchConfig",
     "BatchResult",
     "SceneExecutor",
-    "check_models",
     "failed_record",
     "process_scene",
     "run_batch",
@@ -159,8 +158,8 @@ class BatchConfig:
         if self.output_format not in OUTPUT_FORMATS:
             choices = ", ".join(OUTPUT_FORMATS)
             raise OptionError(f"unknown output format {self.output_format!r}; choose one of {choices}")
-        if self.epochs is not None and self.epochs < 1:
-            raise OptionError(f"epochs must be positive, got {self.epochs}")
+        if self.epochs is not None:
+            check_positive(self.epochs, "epochs")
         self.run_options(), self.output_options()  # provider, precision, threads, tile; dtype, with_fine, cog
         if not isinstance(self.split, int) or self.split < 1:
             raise OptionError(f"split must be a positive integer (row bands per scene), got {self.split!r}")
@@ -178,11 +177,14 @@ class BatchConfig:
             if self.split > 1:  # runtime.split cuts the 20 m grid only: no 60 m rows, no combined contract
                 raise OptionError("--split cuts scenes for one 20 m model; drop --split or --model-60m")
 
-    def run_options(self, *, threads: int | None = None) -> RunOptions:
-        """How each scene's model(s) run, as ``infer`` takes it (``threads``: default ``self.threads``)."""
+    def run_options(self) -> RunOptions:
+        """How each scene's model(s) run, as ``infer`` takes it; ``threads`` by default this machine's cores shared
+        out between the workers (in-process: onnxruntime's choice)."""
         from ..runtime.options import DEFAULT_TILE, RunOptions
 
-        threads = self.threads if threads is None else threads
+        threads = self.threads
+        if threads is None and not self.in_process:
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
         return RunOptions(self.provider or "auto", self.precision, threads, self.tile or DEFAULT_TILE)
 
     def output_options(self) -> OutputOptions:
@@ -192,10 +194,9 @@ class BatchConfig:
         return OutputOptions(dtype=self.dtype, with_fine=self.with_fine, cog=self.cog, force=True)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["model"] = str(self.model) if self.model is not None else None
-        data["model_60m"] = str(self.model_60m) if self.model_60m is not None else None
-        data["fit_options"] = dict(self.fit_options)
+        data = {**asdict(self), "fit_options": dict(self.fit_options)}
+        for key in ("model", "model_60m"):
+            data[key] = str(data[key]) if data[key] is not None else None
         return data
 
 
@@ -228,55 +229,26 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _threads(config: BatchConfig) -> int | None:
-    """onnxruntime threads per worker: ``config.threads``, else the cores shared out (None in-process)."""
-    if config.threads is not None:
-        return config.threads
-    if config.in_process:
-        return None
-    return max(1, (os.cpu_count() or 1) // config.workers)
+@lru_cache(maxsize=1)
+def _worker_models(model: Path, model_60m: Path | None) -> tuple[ModelFile, ...]:
+    """The models of mode ``infer`` read once per worker process (:func:`ssc_edge.runtime.infer.open_models`);
+    their sessions stay with them for every scene the worker runs."""
+    from ..runtime.infer import open_models
 
-
-@lru_cache(maxsize=2)
-def _model_file(model: str) -> ModelFile:
-    """A model read once per worker process; its sessions stay with it for every scene the worker runs."""
-    from ..runtime.session import open_model
-
-    return open_model(Path(model))
+    return open_models(model, model_60m)
 
 
 def worker_sharpener(config: BatchConfig, source: BandSource | None = None, models: Sequence[ModelFile] = ()):
     """The sharpener of one scene (:func:`ssc_edge.runtime.infer.build_sharpener`), as ``infer`` builds it.
 
-    ``models`` (a model fitted for the scene), else ``config.model`` and ``config.model_60m``, each read once per
-    worker process with its sessions (:func:`_model_file`); ``--precision auto`` measures on ``source`` if it
-    must. With ``config.model_60m``: the 20 m and the 60 m model on one plan, the six 20 m bands then B01, B09.
+    ``models`` (a model fitted for the scene), else ``config.model`` and ``config.model_60m`` (:func:`_worker_models`);
+    ``--precision auto`` measures on ``source`` if it must. With ``config.model_60m``: the 20 m and the 60 m model on
+    one plan, the six 20 m bands then B01, B09.
     """
     from ..runtime.infer import build_sharpener
 
-    if not models:
-        models = [_model_file(str(config.model))]
-        if config.model_60m is not None:
-            models.append(_model_file(str(config.model_60m)))
-    return build_sharpener(models, config.run_options(threads=_threads(config)), source)
-
-
-def check_models(config: BatchConfig) -> None:
-    """Mode ``infer``: each model in its place, before any scene starts (as ``infer`` checks them).
-
-    Both are read and checked (:func:`ssc_edge.runtime.infer.open_models`): ``config.model`` must not be a
-    60 m model and ``config.model_60m`` must be one.
-
-    Raises
-    ------
-    ModelError
-        One line naming the unreadable or misplaced model file.
-    """
-    if config.mode != "infer":
-        return
-    from ..runtime.infer import open_models
-
-    open_models(config.model, config.model_60m)
+    models = models or _worker_models(config.model, config.model_60m)
+    return build_sharpener(models, config.run_options(), source)
 
 
 def _fit(scene: Scene | Path, job: SceneJob, config: BatchConfig) -> tuple[Path, dict[str, Any]]:
@@ -533,37 +505,8 @@ def run_batch(
     *,
     progress: ProgressCallback | None = None,
 ) -> BatchResult:
-    """Sharpen every scene of ``inputs`` into ``out_dir`` on a local process pool; resumable.
-
-    Parameters
-    ----------
-    inputs : iterable of Path
-        Scene files, SAFE products, folders of scenes, CSV/JSON scene lists
-        (see :mod:`ssc_edge.batch.manifest`).
-    out_dir : Path
-        Output folder (created if missing). Holds ``NAME_sharpened.FORMAT`` (the (H, W, B) DN image: bands
-        ``COARSE_BANDS``, then B01 B09 with ``config.model_60m``, or every band in canonical order with
-        ``config.with_fine``; the record's ``band_names``) and ``NAME_sharpened.json`` (its report) per scene,
-        ``models/`` in mode ``fit-and-infer``, and the manifest ``batch.json``.
-    config : BatchConfig
-    progress : callable, optional
-        ``progress(finished, to_run, message)`` after each scene; the message counts done and failed.
-
-    Returns
-    -------
-    BatchResult
-        Failed scenes are recorded there and in the manifest, never raised.
-
-    Raises
-    ------
-    OptionError
-        Before anything runs: a missing input, two scenes with one output, an output escaping
-        ``out_dir``, a bad option (``config.split`` > 1 needs the Ray engine).
-    ModelError
-        Before anything runs: a model in the wrong place (:func:`check_models`).
-    OutputError
-        ``out_dir`` cannot be created or the manifest cannot be written.
-    """
+    """:func:`ssc_edge.batch.run_batch` on engine ``local``: the scenes on a process pool of this machine
+    (``config.in_process``: one after another in this process)."""
     if config.split > 1:
         raise OptionError("splitting scenes into row bands needs --engine ray")
 
@@ -595,7 +538,7 @@ def run_jobs(
     another live run holds (record ``"busy"``) are handed to ``execute`` again once that run releases
     them; :func:`process_scene` then finds them done or, if that run died, sharpens them. Temporary
     files a killed worker left are removed by whoever next holds the scene's claim. See
-    :func:`run_batch` for ``inputs``, ``out_dir``, ``config`` and ``progress``.
+    :func:`ssc_edge.batch.run_batch` for ``inputs``, ``out_dir``, ``config`` and ``progress``.
 
     Parameters
     ----------
@@ -610,7 +553,10 @@ def run_jobs(
         (the Ray engine records its cluster there).
     """
     start = time.perf_counter()
-    check_models(config)  # a model in the wrong place: one line before anything is planned or written
+    if config.mode == "infer":  # each model read and in its place: one line before anything is planned or written
+        from ..runtime.infer import open_models
+
+        open_models(config.model, config.model_60m)
     out_dir = Path(out_dir)
     jobs = plan_jobs(collect_scenes(inputs), out_dir, output_format=config.output_format,
                      models=(config.model, config.model_60m))  # fmt: skip
@@ -621,8 +567,6 @@ def run_jobs(
         for job in jobs:
             job.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        from ..errors import OutputError
-
         raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror or exc})") from None
     check_output_folder(out_dir)  # exists but cannot be written (read-only mount, permissions): one line, now
     model_sha, model_60m_sha = _model_hashes(config)
@@ -655,8 +599,6 @@ def run_jobs(
         saved = update_manifest(out_dir, {**manifest, "updated": _now()}, records_now, wait=wait)
         locked_out[0] = locked_out[0] or saved is None
         if saved is None and final:
-            from ..errors import OutputError
-
             raise OutputError(f"{out_dir / MANIFEST_NAME}: another run held its lock for more than {config.wait:g} s "
                               "(--wait); this run's records are in the scenes' reports")  # fmt: skip
         return saved
@@ -718,12 +660,11 @@ def _wait_for_release(jobs: list[SceneJob], *, deadline: float | None = None) ->
     while True:
         free = []
         for job in jobs:
-            path = claim_path(job.output)
             try:
-                claim = claim_output(path, write_holder=False)
+                claim = claim_output(claim_path(job.output), write_holder=False)
             except OSError:  # the scene's own run reports the problem
-                claim = None
                 free.append(job)
+                continue
             if claim is not None:
                 claim.release()
                 free.append(job)

@@ -127,8 +127,9 @@ class SceneJob:
         return data
 
 
-def _is_safe_folder(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_file() for name in _SAFE_METADATA)
+def _is_scene_folder(path: Path) -> bool:
+    """A SAFE product folder, or a band folder (:func:`_is_band_folder`)."""
+    return (path.is_dir() and any((path / name).is_file() for name in _SAFE_METADATA)) or _is_band_folder(path)
 
 
 def _is_band_folder(path: Path) -> bool:
@@ -256,13 +257,11 @@ def collect_scenes(inputs: Iterable[Path]) -> list[tuple[Path, str | None]]:
             raise OptionError(f"{path}: no such input file or folder")
         if path.is_file() and path.suffix.lower() in _LIST_SUFFIXES:
             scenes.extend(_read_list(path))
-        elif path.is_file() or _is_safe_folder(path) or _is_band_folder(path):
+        elif path.is_file() or _is_scene_folder(path):
             scenes.append((path, None))
         else:
-            found = sorted(
-                p for p in path.iterdir()
-                if (p.is_file() and p.suffix.lower() in _SCENE_SUFFIXES) or _is_safe_folder(p) or _is_band_folder(p)
-            )  # fmt: skip
+            found = sorted(p for p in path.iterdir()
+                           if (p.is_file() and p.suffix.lower() in _SCENE_SUFFIXES) or _is_scene_folder(p))  # fmt: skip
             if not found:
                 raise OptionError(
                     f"{path}: folder holds no scene (.mat, .npz, .tif, .zip, .SAFE or a folder of band files)"

@@ -47,13 +47,13 @@ from typing import Any
 import numpy as np
 
 from ..contract import ModelContract
-from ..errors import OptionError
+from ..errors import OptionError, check_positive
 from ..progress import ProgressCallback
 from ..runtime.split import RowBandInput, RowBandSharpener, sharpen_row_band
 from .local import WORKER_DIED, BatchConfig, BatchResult, failed_record, process_scene, run_jobs, worker_sharpener
 from .manifest import SceneJob
 
-__all__ = ["RAY_MISSING", "DEFAULT_RETRIES", "import_ray", "run_batch"]
+__all__ = ["RAY_MISSING", "DEFAULT_RETRIES", "run_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +62,6 @@ RAY_MISSING = "engine ray needs the 'distributed' extra: pip install 'ssc-edge[d
 
 #: Times Ray runs a scene (or row band) again after its worker died.
 DEFAULT_RETRIES = 2
-
-
-def import_ray() -> ModuleType:
-    """Import Ray, or raise :class:`OptionError` with :data:`RAY_MISSING` (the CLI's one line, exit 2)."""
-    try:
-        import ray
-    except ImportError:
-        raise OptionError(RAY_MISSING) from None
-    return ray
 
 
 def _node(ray: ModuleType) -> str:
@@ -205,14 +196,6 @@ def _drive(
         on_record(record)
 
 
-def _split_layout(config: BatchConfig) -> tuple[ModelContract, int]:
-    """The model's contract (read here, on the CPU) and the workers' tile side, to plan row bands."""
-    from ..runtime.options import DEFAULT_TILE
-    from ..runtime.session import open_model
-
-    return open_model(Path(config.model)).contract, config.tile or DEFAULT_TILE
-
-
 def run_batch(
     inputs: Iterable[Path],
     out_dir: Path,
@@ -222,40 +205,19 @@ def run_batch(
     retries: int = DEFAULT_RETRIES,
     progress: ProgressCallback | None = None,
 ) -> BatchResult:
-    """Sharpen every scene of ``inputs`` into ``out_dir`` on Ray; resumable, like the local engine.
-
-    Parameters
-    ----------
-    inputs, out_dir, config, progress
-        As :func:`ssc_edge.batch.local.run_batch`; ``config.workers`` is the number of Ray actors
-        (or tasks in flight), ``config.split`` the row bands per scene.
-    ray_address : str, optional
-        Address of an existing Ray cluster (``"auto"``, ``"ray://HOST:10001"``, ``"HOST:6379"``).
-        Default: the Ray runtime this process already runs, else a new local Ray with
-        ``max(workers, cores)`` CPUs, shut down at the end.
-    retries : int
-        Times a scene or row band is run again after its worker died.
-
-    Returns
-    -------
-    BatchResult
-        Records as the local engine's, with ``node`` (IP of the Ray node), ``worker_restarted``
-        (actor runs) and ``row_bands`` (split scenes).
-
-    Raises
-    ------
-    OptionError
-        Ray is not installed (:data:`RAY_MISSING`), ``config.in_process``, a negative ``retries``,
-        a Ray cluster that cannot be reached, and everything the local engine refuses.
-    ModelError
-        ``config.split > 1`` and the model is unusable.
-    """
-    ray = import_ray()
+    """:func:`ssc_edge.batch.run_batch` on engine ``ray``: ``config.workers`` Ray actors (or tasks in flight)."""
+    try:
+        import ray
+    except ImportError:
+        raise OptionError(RAY_MISSING) from None
     if config.in_process:
         raise OptionError("in_process runs scenes in this process; it is an option of the local engine")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise OptionError(f"retries must be a non-negative integer, got {retries!r}")
-    layout = _split_layout(config) if config.split > 1 else None
+    check_positive(retries, "retries", zero=True)
+    layout = None
+    if config.split > 1:  # the model's contract (read here, on the CPU) and the workers' tile side, to plan row bands
+        from ..runtime.session import open_model
+
+        layout = open_model(Path(config.model)).contract, config.run_options().tile
     info: dict[str, Any] = {"ray_version": ray.__version__, "retries": retries}
 
     def execute(jobs: list[SceneJob], on_record: Callable[[dict[str, Any]], None]) -> None:
