@@ -1,6 +1,6 @@
 """The ``ssc-edge`` command line: parse, call one library function, report.
 
-Each command lives in its own module with a ``register(app)`` function. Library errors
+Each command lives in its own module, as one function; the commands are added to ``app`` here. Library errors
 (:class:`ssc_edge.errors.SscEdgeError`) become one line on stderr and exit code 2; any other
 exception is a bug and keeps its traceback.
 
@@ -13,7 +13,6 @@ processes it started (``batch``'s pool) are terminated first; a second SIGTERM e
 from __future__ import annotations
 
 import contextlib
-import importlib
 import signal
 import sys
 import threading
@@ -23,11 +22,9 @@ import typer
 
 from .. import __version__
 from ..errors import SscEdgeError
+from . import batch, bench, evaluate, fit, infer, info
 
 __all__ = ["app", "main"]
-
-#: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("fit", "infer", "bench", "info", "evaluate", "batch")
 
 app = typer.Typer(
     name="ssc-edge",
@@ -53,8 +50,14 @@ def _root(
     """Sharpen Sentinel-2 20 m bands (B5, B6, B7, B8A, B11, B12) to 10 m."""
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__name__}.{_name}").register(app)
+# in the order ``--help`` lists them
+app.command("fit-and-export")(fit.fit_and_export_command)
+app.command("infer")(infer.infer_command)
+app.command("bench")(bench.bench_command)
+app.command("optimize")(bench.optimize_command)
+app.command("info")(info.info_command)
+app.command("evaluate")(evaluate.evaluate_command)
+app.command("batch")(batch.batch_command)
 
 
 class Terminated(SystemExit):

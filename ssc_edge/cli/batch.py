@@ -132,8 +132,3 @@ def batch_command(
              f"{holder.get('host', '?')}) after --wait {wait or 0:g} s; rerun to take it over", err=True)  # fmt: skip
     if failed or held:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``batch`` to ``app``."""
-    app.command("batch")(batch_command)

@@ -127,9 +127,3 @@ def optimize_command(
         quiet=quiet,
     )
     typer.echo(f"wrote {result.path}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``bench`` and ``optimize`` to ``app``."""
-    app.command("bench")(bench_command)
-    app.command("optimize")(optimize_command)

@@ -155,16 +155,14 @@ def fit_and_export_command(
             residual=residual,
         ),
     )
-    source = scene if scene is not None else demo_size
-    progress = progress_for("epoch", quiet=quiet)
     results = fit_and_export_bands(
-        source,
+        scene if scene is not None else demo_size,
         output,
         config,
         bands=bands,
         force=force,
         write_keras=keras_file,
-        progress=progress,
+        progress=progress_for("epoch", quiet=quiet),
         evaluation=evaluation,
     )
     for result in results.values():
@@ -177,15 +175,8 @@ def fit_and_export_command(
             f"halo {result.contract.halo} px), fit {result.fit.seconds:.1f} s on {result.fit.patches} of "
             f"{result.fit.candidates} patches from {result.fit.windows} window(s), "
             f"best epoch {result.fit.best_epoch}{staged}",
-            quiet=False,
         )
         echo(
             f"mean SRE{label}: SSC-CNN {evaluation.model.mean_sre:.2f} dB, "
             f"bicubic {evaluation.bicubic.mean_sre:.2f} dB [{evaluation.kind}]",
-            quiet=False,
         )
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``fit-and-export`` to ``app``."""
-    app.command("fit-and-export")(fit_and_export_command)

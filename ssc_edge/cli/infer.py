@@ -31,7 +31,7 @@ from ._common import (
     setup_logging,
 )
 
-__all__ = ["register", "split_positionals"]
+__all__ = ["infer_command", "split_positionals"]
 
 
 def split_positionals(first: Path | None, second: Path | None) -> tuple[Path | None, Path | None]:
@@ -130,8 +130,3 @@ def infer_command(
             f"QNR {fr.qnr:.4f}",
             quiet=quiet,
         )
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``infer`` to ``app``."""
-    app.command("infer")(infer_command)

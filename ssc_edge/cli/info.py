@@ -16,8 +16,6 @@ from ..bands import VERY_COARSE_BANDS
 from ..errors import SceneError
 from ..registration import estimate_scene_registration
 
-__all__ = ["register"]
-
 #: The registration estimates shown, by ratio: (summary key, what the line of a failed estimate names).
 _REGISTRATIONS = {2: ("registration", "registration"), 6: ("registration_60m", "registration of the 60 m bands")}
 
@@ -49,46 +47,42 @@ def _text(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``info`` to ``app``."""
+def info_command(
+    scene: Annotated[
+        Path,
+        typer.Argument(
+            help="Scene: a SAFE folder or .zip, a folder of band rasters named by band (JP2, GeoTIFF), "
+            "a multi-band GeoTIFF, MATLAB .mat (v5 or v7.3) or .npz.",
+            show_default=False,
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+    registration: Annotated[
+        bool,
+        typer.Option(
+            "--registration/--no-registration",
+            help="Estimate each 20 m and 60 m band's offset against the 10 m grid and its relative blur "
+            "(central crop of at most 2048x2048 px; a few seconds).",
+        ),
+    ] = True,
+) -> None:
+    """Show a scene's bands, sizes, ground sampling distances, value ranges (no-data left out), reference and
+    georeferencing."""
+    from ..io.sources import describe_source, open_band_source
 
-    @app.command("info")
-    def info(
-        scene: Annotated[
-            Path,
-            typer.Argument(
-                help="Scene: a SAFE folder or .zip, a folder of band rasters named by band (JP2, GeoTIFF), "
-                "a multi-band GeoTIFF, MATLAB .mat (v5 or v7.3) or .npz.",
-                show_default=False,
-            ),
-        ],
-        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
-        registration: Annotated[
-            bool,
-            typer.Option(
-                "--registration/--no-registration",
-                help="Estimate each 20 m and 60 m band's offset against the 10 m grid and its relative blur "
-                "(central crop of at most 2048x2048 px; a few seconds).",
-            ),
-        ] = True,
-    ) -> None:
-        """Show a scene's bands, sizes, ground sampling distances, value ranges (no-data left out), reference and
-        georeferencing."""
-        from ..io.sources import describe_source, open_band_source
-
-        lines: list[str] = []
-        with open_band_source(scene) as source:
-            summary = describe_source(source)
-            ratios = (2, 6) if any(band in getattr(source, "bands", ()) for band in VERY_COARSE_BANDS) else (2,)
-            for ratio in ratios if registration else ():
-                key, what = _REGISTRATIONS[ratio]
-                try:
-                    estimate = estimate_scene_registration(source, ratio=ratio)
-                except SceneError as exc:  # too small, flat or placeholders (Reykjavik): the rest of the summary stands
-                    summary[key] = {"error": str(exc)}
-                    lines.append(f"{what}: not estimated ({exc})")
-                else:
-                    summary[key] = estimate.to_dict()
-                    lines += [f"registration of the {10 * ratio} m bands (estimated from the scene, 10 m pixels):",
-                              *estimate.lines()]  # fmt: skip
-        typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join([_text(summary), *lines]))
+    lines: list[str] = []
+    with open_band_source(scene) as source:
+        summary = describe_source(source)
+        ratios = (2, 6) if any(band in getattr(source, "bands", ()) for band in VERY_COARSE_BANDS) else (2,)
+        for ratio in ratios if registration else ():
+            key, what = _REGISTRATIONS[ratio]
+            try:
+                estimate = estimate_scene_registration(source, ratio=ratio)
+            except SceneError as exc:  # too small, flat or placeholders (Reykjavik): the rest of the summary stands
+                summary[key] = {"error": str(exc)}
+                lines.append(f"{what}: not estimated ({exc})")
+            else:
+                summary[key] = estimate.to_dict()
+                lines += [f"registration of the {10 * ratio} m bands (estimated from the scene, 10 m pixels):",
+                          *estimate.lines()]  # fmt: skip
+    typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join([_text(summary), *lines]))
