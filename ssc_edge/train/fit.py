@@ -675,8 +675,14 @@ def fit_scene(
     return replace(fit, stage=record, before_stage=before)
 
 
-def _full_resolution_stage(fit: FitResult, source: Any, pair, *, levels: int, progress) -> dict[str, Any]:
-    """Refine ``fit.model`` in place on the scene ``levels - 1`` scales down; what was done, as a dict."""
+def _full_resolution_stage(
+    fit: FitResult, source: Any, pair, *, levels: int, progress, settings: Any = None
+) -> dict[str, Any]:
+    """Refine ``fit.model`` in place on the scene ``levels - 1`` scales down; what was done, as a dict.
+
+    ``settings`` (a :class:`~ssc_edge.train.full_resolution.StageConfig`) overrides the stage's defaults with
+    ``fit.config.stage_iterations`` steps (benchmarks compare stage settings from one fit).
+    """
     from ..io.sources import central_scene
     from .full_resolution import StageConfig, refine_full_resolution, stage_sample
 
@@ -691,7 +697,7 @@ def _full_resolution_stage(fit: FitResult, source: Any, pair, *, levels: int, pr
         choice = stage_kernel_choice(config.stage_kernel, pair)
         kernels = stage_kernels(pair, choice)
     offset = pair.offset if pair is not None else (0.0, 0.0)
-    settings = StageConfig(iterations=config.stage_iterations)
+    settings = settings or StageConfig(iterations=config.stage_iterations)
     sample = stage_sample(
         crop.fine(), crop.coarse(), fit.scale, kernels, settings, offset=offset, upsampling=config.upsampling
     )

@@ -26,6 +26,8 @@ from ssc_edge.train.full_resolution import (
 from ssc_edge.train.model import ModelConfig, build_ssc_cnn
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "l1c_T31TDH_20150726_crop"
+#: More pixels than any scene of these tests: the stage samples the whole scene, not windows.
+WHOLE = 1 << 20
 
 
 @pytest.mark.parametrize("offset", [(0.0, 0.0), (0.5, -0.25), (-1.0, 0.75)])
@@ -104,7 +106,7 @@ def test_the_truth_is_consistent_under_the_stages_loss_and_bicubic_is_not():
     fine, coarse = scene.fine(), scene.coarse()
     scale = float(coarse.max())
     kernels = stage_kernels(pair, "estimated")
-    sample = stage_sample(fine, coarse, scale, kernels, StageConfig())
+    sample = stage_sample(fine, coarse, scale, kernels, StageConfig(pixels=WHOLE))
     as_batch = lambda a: tf.constant((np.asarray(a, np.float32) / np.float32(scale))[None])
     spectral_truth, _ = stage_losses(sample, kernels)(as_batch(truth))
     spectral_bicubic, _ = stage_losses(sample, kernels)(as_batch(wald.upsample(coarse)))
@@ -127,7 +129,7 @@ def test_the_stage_alone_sharpens_a_scene_whose_truth_is_known():
     last = [layer for layer in model.layers if layer.weights and layer.weights[0].shape[-1] == 6][-1]
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])  # the net is now the bicubic upsampling
     kernels = stage_kernels(pair, "estimated")
-    config = StageConfig(iterations=60, learning_rate=1e-3)
+    config = StageConfig(iterations=60, learning_rate=1e-3, pixels=WHOLE)
     sample = stage_sample(fine, coarse, scale, kernels, config)
     bicubic = np.asarray(model(sample.inputs))[0] * scale
     np.testing.assert_allclose(bicubic, wald.upsample(coarse), rtol=1e-5, atol=1e-2)
