@@ -23,8 +23,6 @@ labelled so.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import time
 from dataclasses import replace
@@ -44,7 +42,7 @@ from ..bandset import (
 )
 from ..contract import ModelContract
 from ..errors import OptionError, SceneError
-from ..io import atomic_output, check_outputs, output_guard
+from ..io import check_outputs, output_guard
 from ..io.sources import BandSource, central_scene
 from ..metrics import quality_report
 from ..progress import ProgressCallback, stage
@@ -52,18 +50,14 @@ from ..registration import RegistrationEstimate, estimate_scene_registration, si
 from ..sampling import PatchReservoir, origin_grid, patch_keys
 from ..scene import Scene
 from .export import (
-    _LAYOUT_MARGIN,
     ExportResult,
-    _add_precision_gate,
     _fit_and_export,
     _versions,
-    check_parity,
+    export_onnx,
     fit_and_export,
-    keras_to_onnx,
-    measure_layouts,
     opened_scene,
     output_paths,
-    pad_concat_channels,
+    write_model_files,
     written_paths,
 )
 from .fit import Evaluation, FitConfig, FitResult, extract_patches, fit_model, fit_patches, predict
@@ -274,14 +268,10 @@ def _export_60m(
     pair: RatioPairModel,
     registration: dict,
 ) -> ExportResult:
-    from .report import render_markdown, report_dict
+    from .report import report_dict
 
     sample = _pair(scene, fit.config, 1, pair)[0][None] / np.float32(fit.scale)
-    protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
-    timings = measure_layouts(protos, sample)
-    layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
-    proto = protos[layout]
-    parity = check_parity(fit.model, proto, sample, layout=layout)
+    proto, layout, timings, parity = export_onnx(fit.model, sample)
     training = {k: v for k, v in fit.config.to_dict().items() if k != "model"}
     training.update(best_epoch=fit.best_epoch, patches=fit.patches, fit_seconds=round(fit.seconds, 2))
     contract = ModelContract(
@@ -301,23 +291,9 @@ def _export_60m(
         versions=_versions(),
         registration=registration,
     )
-    for key, value in contract.to_metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    _add_precision_gate(proto, scene)  # on its ratio-6 Wald pair (runtime.precision.wald_gate_pair)
     result = ExportResult(dict(paths), fit, evaluation, contract, timings, parity)
-    summary = report_dict(result)
-    with contextlib.ExitStack() as stack:  # all files renamed only once all are written, the model last
-        tmp_onnx = stack.enter_context(atomic_output(paths["onnx"]))
-        tmp_md = stack.enter_context(atomic_output(paths["markdown"]))
-        tmp_json = stack.enter_context(atomic_output(paths["json"]))
-        if write_keras:
-            fit.model.save(stack.enter_context(atomic_output(paths["keras"])))
-        tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        tmp_md.write_text(render_markdown(summary))
-        tmp_onnx.write_bytes(proto.SerializeToString())
-    if not write_keras:
-        result.paths.pop("keras")
+    # the precision gate on its ratio-6 Wald pair (runtime.precision.wald_gate_pair)
+    write_model_files(result, proto, report_dict(result), gate_scene=scene, write_keras=write_keras)
     return result
 
 

@@ -54,11 +54,13 @@ __all__ = [
     "ExportResult",
     "build_contract",
     "check_parity",
+    "export_onnx",
     "fit_and_export",
     "keras_to_onnx",
     "pad_concat_channels",
     "measure_layouts",
     "written_paths",
+    "write_model_files",
     "output_paths",
 ]
 
@@ -576,7 +578,7 @@ def _fit_and_export(
     evaluation: str,
 ) -> ExportResult:
     """:func:`fit_and_export` on an opened scene (``scene`` as the caller gave it, for messages)."""
-    from .report import full_resolution_summary, render_markdown, report_dict
+    from .report import full_resolution_summary, report_dict
 
     phases: dict[str, float] = {}
     source = scene_source(scene_obj)
@@ -614,20 +616,7 @@ def _fit_and_export(
     clock = time.perf_counter()
 
     sample, sample_window = layout_sample(source, upsampling=config.upsampling, scale=fit.scale)
-    protos = {layout: pad_concat_channels(keras_to_onnx(fit.model, layout=layout)) for layout in ("NHWC", "NCHW")}
-    timings = measure_layouts(protos, sample)
-    # NCHW only when clearly faster: the two measured within noise of each other on this project's CPUs
-    layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
-    logger.info(
-        "onnxruntime: NHWC %.1f ms, NCHW %.1f ms on %dx%d: exporting %s",
-        1e3 * timings["NHWC"],
-        1e3 * timings["NCHW"],
-        sample.shape[1],
-        sample.shape[2],
-        layout,
-    )
-    proto = protos[layout]
-    parity = check_parity(fit.model, proto, sample, layout=layout)
+    proto, layout, timings, parity = export_onnx(fit.model, sample)
     registration = {}
     if estimate is not None:
         registration["estimate"] = estimate.to_dict()
@@ -635,12 +624,6 @@ def _fit_and_export(
         registration["pair_model"] = pair.to_dict()
     contract = build_contract(
         fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name, registration=registration
-    )
-    for key, value in contract.to_metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    _add_precision_gate(
-        proto, scene_obj if isinstance(scene_obj, Scene) else (lambda: central_scene(source, 2 * GATE_SIZE))
     )
     result = ExportResult(
         paths,
@@ -655,19 +638,58 @@ def _fit_and_export(
     phases["export"] = time.perf_counter() - clock  # the files' writing is added below
     summary = report_dict(result)
     summary["full_resolution"] = full_resolution_summary(source, fit, pair=pair)  # no-reference indexes, full scale
-    # Every file goes to a temporary file first and all are renamed only once all are written (the
-    # ONNX model last, so a model file implies its report): a full disk leaves none of them behind.
+    gate = scene_obj if isinstance(scene_obj, Scene) else (lambda: central_scene(source, 2 * GATE_SIZE))
+    write_model_files(result, proto, summary, gate_scene=gate, write_keras=write_keras)
+    phases["export"] = time.perf_counter() - clock
+    return result
+
+
+def export_onnx(model, sample: np.ndarray) -> tuple[Any, str, dict[str, float], float]:
+    """``(proto, layout, timings, parity)``: a fitted Keras model exported in the faster layout, checked.
+
+    Both layouts are exported and timed on ``sample`` ((1, H, W, C) NHWC, normalised DN; :func:`measure_layouts`),
+    NCHW kept only when clearly faster (the two measure within noise of each other on this project's CPUs), and
+    the kept one compared with Keras (:func:`check_parity`).
+    """
+    protos = {layout: pad_concat_channels(keras_to_onnx(model, layout=layout)) for layout in ("NHWC", "NCHW")}
+    timings = measure_layouts(protos, sample)
+    layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
+    logger.info(
+        "onnxruntime: NHWC %.1f ms, NCHW %.1f ms on %dx%d: exporting %s",
+        1e3 * timings["NHWC"],
+        1e3 * timings["NCHW"],
+        sample.shape[1],
+        sample.shape[2],
+        layout,
+    )
+    proto = protos[layout]
+    return proto, layout, timings, check_parity(model, proto, sample, layout=layout)
+
+
+def write_model_files(result: ExportResult, proto, summary: dict, *, gate_scene, write_keras: bool) -> None:
+    """Write a fitted model's files (``result.paths``): the ONNX model with ``result.contract`` and the precision
+    gate (:func:`_add_precision_gate` on ``gate_scene``) in its metadata, the report ``summary`` as JSON and
+    Markdown, and the Keras model when ``write_keras`` (else its path leaves ``result.paths``).
+
+    Every file goes to a temporary file first and all are renamed only once all are written (the ONNX model last,
+    so a model file implies its report): a full disk leaves none of them behind.
+    """
+    from .report import render_markdown
+
+    paths = result.paths
+    for key, value in result.contract.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    _add_precision_gate(proto, gate_scene)
     with contextlib.ExitStack() as stack:
         tmp_onnx = stack.enter_context(atomic_output(paths["onnx"]))
         tmp_md = stack.enter_context(atomic_output(paths["markdown"]))
         tmp_json = stack.enter_context(atomic_output(paths["json"]))
         if write_keras:
             tmp_keras = stack.enter_context(atomic_output(paths["keras"]))
-            _write(paths["keras"], lambda: fit.model.save(tmp_keras))
+            _write(paths["keras"], lambda: result.fit.model.save(tmp_keras))
         _write(paths["json"], lambda: tmp_json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
         _write(paths["markdown"], lambda: tmp_md.write_text(render_markdown(summary)))
         _write(paths["onnx"], lambda: tmp_onnx.write_bytes(proto.SerializeToString()))
-    phases["export"] = time.perf_counter() - clock
     if not write_keras:
-        result.paths.pop("keras")
-    return result
+        paths.pop("keras")
