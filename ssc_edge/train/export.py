@@ -606,7 +606,8 @@ def _fit_and_export(
     if config.protocol == "paper":
         fit = fit_model(*training_data(scene_obj, config), config, progress=progress)
     else:
-        fit = fit_scene(source, config, progress=progress, pair=pair)
+        # the fit before the stage is kept for the report's spatial hold-out (Evaluation.before_stage)
+        fit = fit_scene(source, config, progress=progress, pair=pair, keep_before_stage=True)
     phases["fit"] = time.perf_counter() - clock
     if fit.stage is not None:
         phases["stage"] = fit.stage["seconds"]

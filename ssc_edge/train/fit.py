@@ -848,6 +848,11 @@ class Evaluation:
         :data:`EVALUATION_PIXELS`, or one with no-data), not the whole image.
     patches : int
         Training patches of the ``"one-scale-down"`` fit (0 otherwise).
+    before_stage : QualityReport or None
+        ``"spatial-holdout"`` of a fit with the full-resolution stage: the model before the stage on the same
+        windows. The stage aims at the full scale and moves the model away from the pair one scale down, so
+        there it may score under the fit it started from although it sharpens the 10 m product better
+        (``docs/method.md``); both numbers are kept.
     """
 
     model: QualityReport
@@ -859,10 +864,12 @@ class Evaluation:
     pixels: int = 0
     sampled: bool = False
     patches: int = 0
+    before_stage: QualityReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {
+        extra = {} if self.before_stage is None else {"before_stage": self.before_stage.to_dict()}
+        return extra | {
             "kind": self.kind,
             "training_set_numbers": self.training_set_numbers,
             "fit_seconds": self.fit_seconds,
@@ -1085,23 +1092,23 @@ def evaluate_fit(
         if mode == "spatial-holdout":
             if fit.origins is None:
                 raise OptionError("a spatial hold-out needs a fit that sampled the scene (fit_sampled)")
-            try:
-                scores = score_windows(
-                    pairs,
-                    grid,
-                    fit.model,
-                    fit.scale,
-                    seed=config.seed,
-                    progress=read_progress,
-                    exclude=(fit.origins, config.patch),
+
+            def held_out_scores(model):  # the same windows for any model: drawn from the seed
+                exclude = (fit.origins, config.patch)
+                return score_windows(
+                    pairs, grid, model, fit.scale, seed=config.seed, progress=read_progress, exclude=exclude
                 )
+
+            try:
+                scores = held_out_scores(fit.model)
             except SceneError:
                 if evaluation != "auto":
                     raise
                 logger.info("no window clear of the training patches: scoring a second fit two scales down")
                 mode = "one-scale-down"
             else:
-                return Evaluation(scores[0], scores[1], "spatial-holdout", False, 0.0, *scores[2:], patches=0)
+                before = None if fit.before_stage is None else held_out_scores(fit.before_stage.model)[0]
+                return Evaluation(scores[0], scores[1], "spatial-holdout", False, 0.0, *scores[2:], before_stage=before)
         held_out = stage(progress, "held-out fit (two scales down, scores the report)")
         second = fit_scene(source, config, levels=2, progress=held_out, read_progress=read_progress, pair=pair)
         model, scale = second.model, second.scale

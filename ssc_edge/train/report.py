@@ -152,6 +152,12 @@ def _evaluation_extent(evaluation: dict[str, Any]) -> str:
     )
     if evaluation.get("kind") == "one-scale-down":
         text += f"; the second fit drew {evaluation.get('patches', 0)} patches"
+    if evaluation.get("before_stage"):
+        before = QualityReport.from_dict(evaluation["before_stage"]).mean_sre
+        text += (
+            f". Before the full-resolution stage the model scored {before:.2f} dB mean SRE on these windows: the "
+            "stage aims at the full scale and may cost a few tenths of a dB one scale down"
+        )
     return text
 
 

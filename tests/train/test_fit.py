@@ -370,3 +370,21 @@ def test_held_out_fit_reports_its_epochs_under_its_own_label(scene):
     label = "held-out fit (two scales down, scores the report): "
     assert all(m.startswith(f"{label}reduced-resolution fit: loss ") for _, _, m in seen[:2])
     assert all(m.startswith(f"{label}full-resolution stage: loss ") for _, _, m in seen[2:])
+
+
+def test_spatial_holdout_of_a_staged_fit_also_scores_the_model_before_the_stage():
+    """The report keeps the hold-out score of the fit the stage started from, on the very windows of the staged
+    model's score: it equals scoring that fit alone (same seed, same excluded patches), and it differs from the
+    staged model's, which the stage changed."""
+    from ssc_edge.train.fit import fit_scene
+
+    big = Scene(bands=demo_scene(size=384, seed=2).bands)  # no reference: 529 patches one scale down
+    config = FitConfig(epochs=1, model=TINY, patch_budget=24, precision="float32", stage_iterations=3)
+    fit = fit_scene(big, config, keep_before_stage=True)
+    evaluation = evaluate_fit(big, fit)
+    alone = evaluate_fit(big, fit.before_stage)
+    assert evaluation.kind == alone.kind == "spatial-holdout"
+    assert alone.before_stage is None and evaluation.before_stage is not None
+    assert evaluation.before_stage.mean_sre == alone.model.mean_sre
+    assert evaluation.pixels == alone.pixels and evaluation.model.mean_sre != alone.model.mean_sre
+    assert evaluation.to_dict()["before_stage"] == alone.model.to_dict()
