@@ -142,6 +142,16 @@ def _temporaries(output: Path) -> list[Path]:
     return sorted(output.parent.glob(f".{output.name}.*"))
 
 
+def _wait_until_stopped(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Return once ``process`` is in the stopped state ``T`` (Linux ``/proc/PID/stat``)."""
+    deadline = time.monotonic() + timeout
+    stat = Path(f"/proc/{process.pid}/stat")
+    while time.monotonic() < deadline:
+        if stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+            return
+        time.sleep(0.005)
+
+
 def _stop_while_writing(process: subprocess.Popen, output: Path, timeout: float = 120) -> Path:
     """Stop (SIGSTOP) ``process`` once its output's temporary file exists, and return that file.
 
@@ -152,9 +162,12 @@ def _stop_while_writing(process: subprocess.Popen, output: Path, timeout: float 
     while time.monotonic() < deadline:
         if _temporaries(output):
             process.send_signal(signal.SIGSTOP)
+            _wait_until_stopped(process)  # a signal is delivered asynchronously: list the files once it has landed
             found = _temporaries(output)
-            assert process.poll() is None and found, "the run ended before it could be stopped inside its write"
-            return found[0]
+            assert process.poll() is None, "the run ended before it could be stopped inside its write"
+            if found:
+                return found[0]
+            process.send_signal(signal.SIGCONT)  # between two temporary files (scratch, then product): go on
         assert process.poll() is None, process.communicate()
         time.sleep(0.02)
     process.kill()
