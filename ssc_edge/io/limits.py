@@ -15,8 +15,9 @@ The limit
 tile's (10980 x 10980 pixels at 10 m) six sharpened bands in float64, the largest a reference
 ``Xm_im`` or an ``(H, W, 6)`` estimate can be: 6 x 10980^2 x 8 bytes = 5.79 GB (a full tile's 12
 bands in float64 take 5.36 GB). It holds per file, summed over everything read, and a file must
-also fit in the memory the machine has available (``MemAvailable`` of ``/proc/meminfo``, where the
-system states it). Anything larger is not a scene ssc-edge can have written or been meant to read.
+also fit in the memory the process has available (``MemAvailable`` of ``/proc/meminfo``, where the
+system states it, capped by the process's memory cgroup, where a container sets one, and by ``ulimit -v``).
+Anything larger is not a scene ssc-edge can have written or been meant to read.
 
 Files
 -----
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "ReadBudget",
     "available_memory",
+    "cgroup_memory_headroom",
     "check_array_size",
     "check_regular_file",
     "check_zip_member",
@@ -99,7 +101,8 @@ def check_regular_file(path: Path | str) -> int:
 
 def available_memory() -> int | None:
     """Bytes this process may still allocate, as far as the system says: ``MemAvailable`` of ``/proc/meminfo``,
-    capped by the address-space limit (``ulimit -v``, ``RLIMIT_AS``) where one is set; None where neither is known.
+    capped by the memory cgroup's headroom (:func:`cgroup_memory_headroom`) and by the address-space limit
+    (``ulimit -v``, ``RLIMIT_AS``) where they are set; None where none is known.
     """
     import resource
 
@@ -109,10 +112,58 @@ def available_memory() -> int | None:
             known += [int(line.split()[1]) * 1024 for line in f if line.startswith(b"MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
+    headroom = cgroup_memory_headroom()
+    if headroom is not None:
+        known.append(headroom)
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
         known.append(soft)
     return min(known) if known else None
+
+
+#: A cgroup v1 memory limit at or above this means none (the kernel writes a page-rounded LONG_MAX), bytes.
+_NO_CGROUP_LIMIT = 1 << 60
+
+
+def cgroup_memory_headroom(
+    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> int | None:
+    """Bytes the process's memory cgroup still allows (its limit less its usage); None without a limit.
+
+    A container (Docker, Kubernetes) limits memory through a cgroup while ``/proc/meminfo`` shows the host's, so
+    a read that fits the host but not the container would be killed instead of refused. cgroup v2: ``memory.max``
+    and ``memory.current`` of the group named by the ``0::GROUP`` line of ``membership``; v1: ``memory.limit_in_bytes``
+    and ``memory.usage_in_bytes`` of the ``memory`` controller's group. Inside a container the group is usually
+    the mount's root, which is tried after the group's own folder. Hand-written: the standard library has no
+    reader for it and psutil reports the host's memory too.
+    """
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        group = parts[2].lstrip("/")
+        if parts[1] == "":
+            folders, names = (root / group, root), ("memory.max", "memory.current")
+        elif "memory" in parts[1].split(","):
+            folders, names = (
+                (root / "memory" / group, root / "memory"),
+                ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+            )
+        else:
+            continue
+        for folder in folders:
+            try:
+                limit, usage = ((folder / name).read_text().strip() for name in names)
+                if limit == "max" or int(limit) >= _NO_CGROUP_LIMIT:
+                    return None
+                return max(int(limit) - int(usage), 0)
+            except (OSError, ValueError):
+                continue
+    return None
 
 
 class ReadBudget:
