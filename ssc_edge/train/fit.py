@@ -45,7 +45,7 @@ from ..nodata import measured
 from ..progress import ProgressCallback, report, stage
 from ..scene import Scene
 from ._tensorflow import tensorflow
-from .full_resolution import STAGE_KERNELS, stage_kernels
+from .full_resolution import STAGE_KERNELS, StageConfig, refine_full_resolution, stage_kernels, stage_sample
 from .model import PRECISIONS, ModelConfig, build_ssc_cnn
 from .windows import (
     DEFAULT_PATCH_BUDGET,
@@ -93,8 +93,8 @@ DEGRADATIONS = ("auto", *wald.DEGRADATION_METHODS)
 REGISTRATIONS = ("auto", "none")
 LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINTS = ("auto", "patch-loss", "image-loss")
-#: Adam steps of the full-resolution stage by default (``FitConfig.stage_iterations``).
-DEFAULT_STAGE_ITERATIONS = 100
+#: Adam steps of the full-resolution stage by default (``FitConfig.stage_iterations``): the stage's own default.
+DEFAULT_STAGE_ITERATIONS = StageConfig.iterations
 STAGE_KERNEL_CHOICES = ("auto", *STAGE_KERNELS)
 #: Per-epoch decay of the weight average that protocol ``heldout`` keeps by default (see ``FitConfig.ema``).
 DEFAULT_EMA = 0.98
@@ -684,7 +684,6 @@ def _full_resolution_stage(
     ``fit.config.stage_iterations`` steps (benchmarks compare stage settings from one fit).
     """
     from ..io.sources import central_scene
-    from .full_resolution import StageConfig, refine_full_resolution, stage_sample
 
     config = fit.config
     start = time.perf_counter()
