@@ -150,30 +150,32 @@ def _check_outputs(output: Path, quicklook: Path | None) -> None:
         check_pillow()
 
 
-def scene_mismatch(contract, identity: str, scene: object, *, model: object = "the model") -> str | None:
+def scene_mismatch(contract, source: BandSource, *, model: object = "the model") -> str | None:
     """The one-line warning for a model meeting a scene it was not fitted on, or None.
 
     Parameters
     ----------
     contract : ModelContract
         The model's; ``scene_sha256`` and ``scene_name`` say what it was fitted on.
-    identity : str
-        :func:`ssc_edge.io.sources.scene_identity` of the scene about to be sharpened.
-    scene : object
-        Named in the message (the scene's path).
+    source : BandSource
+        The opened scene about to be sharpened, named in the message by its path; its
+        :attr:`~ssc_edge.io.sources.BandSource.identity` is hashed only when the model records a ``scene_sha256``.
     model : object
         Named in the message (the model's path).
 
     Returns
     -------
     str or None
-        None when ``identity`` equals the model's ``scene_sha256``, or when the model records no
+        None when the scene's identity equals the model's ``scene_sha256``, or when the model records no
         scene at all (neither ``scene_sha256`` nor ``scene_name``: nothing to compare); otherwise a warning naming
-        the scene the model was fitted on and the command that fits one for ``scene``. A model
+        the scene the model was fitted on and the command that fits one for the scene. A model
         may serve neighbouring dates of one tile, so this is a warning, never an error.
     """
-    if (identity and identity == contract.scene_sha256) or not (contract.scene_sha256 or contract.scene_name):
+    if not (contract.scene_sha256 or contract.scene_name):
         return None
+    if contract.scene_sha256 and contract.scene_sha256 == source.identity:  # the scene's files hashed only here
+        return None
+    scene = source.source
     fitted = contract.scene_name or "an unnamed scene"
     if contract.scene_sha256:
         fitted += f" (scene sha256 {contract.scene_sha256[:12]}...)"
@@ -281,7 +283,7 @@ def sharpen_scene(
         """Once the scene passed its checks: the one warning line per model fitted on another scene."""
         if source.source is not None:
             for one in sharpener.sharpeners:
-                warning = scene_mismatch(one.contract, source.identity, source.source, model=one.model_path)
+                warning = scene_mismatch(one.contract, source, model=one.model_path)
                 if warning is not None:
                     (warn or logger.warning)(warning)
 
