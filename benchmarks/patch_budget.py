@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             done_all = fit.patches == fit.candidates  # a larger budget would draw the same patches
             start = time.perf_counter()
             pairs = _training_window_pair(source, config, 1, pair=pair)
-            model, bicubic, _, pixels, sampled = score_windows(
-                pairs, training_grid(source.shape, 1), fit.model, fit.scale, seed=args.seed
+            (model,), bicubic, _, pixels, sampled = score_windows(
+                pairs, training_grid(source.shape, 1), [fit.model], fit.scale, seed=args.seed
             )
             row = {
                 "scene": name,

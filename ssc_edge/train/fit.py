@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -919,7 +920,7 @@ def _training_window_pair(source: Any, config: FitConfig, levels: int, *, pair: 
 def score_windows(
     pair,
     shape: tuple[int, int],
-    model,
+    models: Sequence[Any],
     scale: float,
     *,
     seed: int = 0,
@@ -927,8 +928,8 @@ def score_windows(
     tile: int = EVALUATION_TILE,
     progress: ProgressCallback | None = None,
     exclude: tuple[np.ndarray, int] | None = None,
-) -> tuple[QualityReport, QualityReport, int, int, bool]:
-    """Score a Keras model window by window (the runtime's tiling), against bicubic.
+) -> tuple[list[QualityReport], QualityReport, int, int, bool]:
+    """Score Keras models window by window (the runtime's tiling), against bicubic, on the same windows.
 
     Parameters
     ----------
@@ -937,9 +938,10 @@ def score_windows(
         when the tile is all no-data.
     shape : (int, int)
         ``(H, W)`` of the evaluation grid.
-    model : keras.Model
+    models : sequence of keras.Model
+        Scored on the same windows, each read once (a staged fit and its copy before the stage).
     scale : float
-        The model's normalisation, DN.
+        The models' normalisation, DN.
     seed : int
         Seeds the window sample.
     pixels : int
@@ -955,12 +957,13 @@ def score_windows(
 
     Returns
     -------
-    (model report, bicubic report, windows run, pixels scored, sampled)
+    (one report per model, bicubic report, windows run, pixels scored, sampled)
     """
     from ..tiling import Tile, plan_tiles
     from .model import receptive_halo
 
-    halo = receptive_halo(model)
+    halo = max(receptive_halo(model) for model in models)
+    count = len(models)
     height, width = (int(n) for n in shape)
 
     def run(window: Tile, core: Tile):
@@ -971,8 +974,8 @@ def score_windows(
         inner = core.relative_to(window).slices
         if nodata[inner].any():
             return None
-        estimate = predict(model, inputs, scale)[inner]
-        return reference[inner], estimate, inputs[inner][..., : len(COARSE_BANDS)]
+        estimates = (predict(model, inputs, scale)[inner] for model in models)
+        return reference[inner], inputs[inner][..., : len(COARSE_BANDS)], *estimates
 
     def held_out(r0: int, c0: int, r1: int, c1: int) -> bool:
         if exclude is None:
@@ -983,7 +986,7 @@ def score_windows(
 
     if exclude is None and height * width <= pixels:
         plan = plan_tiles(shape, tile=tile, halo=halo)
-        arrays = [np.empty((height, width, len(COARSE_BANDS)), np.float32) for _ in range(3)]
+        arrays = [np.empty((height, width, len(COARSE_BANDS)), np.float32) for _ in range(2 + count)]
         for k, planned in enumerate(plan, 1):
             got = run(planned.window, planned.core)
             if got is None:
@@ -992,9 +995,9 @@ def score_windows(
                 array[planned.core.slices] = part
             report(progress, k, len(plan), "evaluation windows")
         else:
-            reference, estimate, upsampled = arrays
+            reference, upsampled, *estimates = arrays
             return (
-                quality_report(reference, estimate, band_names=COARSE_BANDS),
+                [quality_report(reference, estimate, band_names=COARSE_BANDS) for estimate in estimates],
                 quality_report(reference, upsampled, band_names=COARSE_BANDS),
                 len(plan),
                 height * width,
@@ -1028,9 +1031,9 @@ def score_windows(
     if not parts:
         held = " and of training patches" if exclude is not None else ""
         raise SceneError(f"no window of 32x32 px or more free of no-data (0 DN){held} to evaluate the fit on")
-    reference, estimate, upsampled = (np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
+    reference, upsampled, *estimates = (np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
     return (
-        quality_report(reference, estimate, band_names=COARSE_BANDS),
+        [quality_report(reference, estimate, band_names=COARSE_BANDS) for estimate in estimates],
         quality_report(reference, upsampled, band_names=COARSE_BANDS),
         tried,
         reference.shape[0] * reference.shape[1],
@@ -1091,30 +1094,41 @@ def evaluate_fit(
         if mode == "spatial-holdout":
             if fit.origins is None:
                 raise OptionError("a spatial hold-out needs a fit that sampled the scene (fit_sampled)")
-
-            def held_out_scores(model):  # the same windows for any model: drawn from the seed
-                exclude = (fit.origins, config.patch)
-                return score_windows(
-                    pairs, grid, model, fit.scale, seed=config.seed, progress=read_progress, exclude=exclude
-                )
-
+            models = [fit.model] + ([] if fit.before_stage is None else [fit.before_stage.model])
             try:
-                scores = held_out_scores(fit.model)
+                reports, bicubic, windows, pixels, sampled = score_windows(
+                    pairs,
+                    grid,
+                    models,
+                    fit.scale,
+                    seed=config.seed,
+                    progress=read_progress,
+                    exclude=(fit.origins, config.patch),
+                )
             except SceneError:
                 if evaluation != "auto":
                     raise
                 logger.info("no window clear of the training patches: scoring a second fit two scales down")
                 mode = "one-scale-down"
             else:
-                before = None if fit.before_stage is None else held_out_scores(fit.before_stage.model)[0]
-                return Evaluation(scores[0], scores[1], "spatial-holdout", False, 0.0, *scores[2:], before_stage=before)
+                return Evaluation(
+                    reports[0],
+                    bicubic,
+                    "spatial-holdout",
+                    False,
+                    0.0,
+                    windows,
+                    pixels,
+                    sampled,
+                    before_stage=reports[1] if len(reports) > 1 else None,
+                )
         held_out = stage(progress, "held-out fit (two scales down, scores the report)")
         second = fit_scene(source, config, levels=2, progress=held_out, read_progress=read_progress, pair=pair)
         model, scale = second.model, second.scale
         extra = second.seconds + (second.stage or {}).get("seconds", 0.0)
         kind, patches = "one-scale-down", second.patches
-    model_report, bicubic_report, windows, pixels, sampled = score_windows(
-        pairs, grid, model, scale, seed=config.seed, progress=read_progress
+    (model_report,), bicubic_report, windows, pixels, sampled = score_windows(
+        pairs, grid, [model], scale, seed=config.seed, progress=read_progress
     )
     return Evaluation(
         model=model_report,

@@ -248,15 +248,15 @@ def test_windowed_evaluation_equals_whole_image_scoring(scene):
     bands = ("B05", "B06", "B07", "B8A", "B11", "B12")
     whole = quality_report(scene.reference, predict(fit.model, inputs, fit.scale), band_names=bands)
     whole_bicubic = quality_report(scene.reference, inputs[..., :6], band_names=bands)
-    model, bicubic, windows, pixels, sampled = score_windows(
-        _scene_window_pair(scene, "bicubic"), scene.shape, fit.model, fit.scale, tile=24
+    (model,), bicubic, windows, pixels, sampled = score_windows(
+        _scene_window_pair(scene, "bicubic"), scene.shape, [fit.model], fit.scale, tile=24
     )
     assert windows > 4 and pixels == 64 * 64 and not sampled
     np.testing.assert_allclose(model.sre, whole.sre, atol=1e-4)
     assert bicubic == whole_bicubic  # the same numbers, stitched from the windows
     # above the pixel cap: a sample of whole windows
-    model, _, _, pixels, sampled = score_windows(
-        _scene_window_pair(scene, "bicubic"), scene.shape, fit.model, fit.scale, tile=24, pixels=1200
+    (model,), _, _, pixels, sampled = score_windows(
+        _scene_window_pair(scene, "bicubic"), scene.shape, [fit.model], fit.scale, tile=24, pixels=1200
     )
     assert sampled and pixels == 2 * 24 * 24
 
@@ -276,8 +276,8 @@ def test_evaluation_on_a_scene_with_no_data_scores_clean_windows_only(scene):
     wedged = Scene(bands=bands, reference=scene.reference)
     config = FitConfig(epochs=1, model=TINY, precision="float32")
     fit = fit_model(*training_data(scene, config), config)
-    model, bicubic, _, pixels, sampled = score_windows(
-        _scene_window_pair(wedged, "bicubic"), wedged.shape, fit.model, fit.scale, tile=64
+    (model,), bicubic, _, pixels, sampled = score_windows(
+        _scene_window_pair(wedged, "bicubic"), wedged.shape, [fit.model], fit.scale, tile=64
     )
     assert sampled and pixels == 3 * 32 * 32  # the whole image has no-data: three clean 32 px quarters
     assert np.isfinite(model.mean_sre) and bicubic.mean_sre < model.mean_sre + 50
@@ -286,7 +286,7 @@ def test_evaluation_on_a_scene_with_no_data_scores_clean_windows_only(scene):
         score_windows(
             _scene_window_pair(Scene(bands=bands, reference=scene.reference), "bicubic"),
             scene.shape,
-            fit.model,
+            [fit.model],
             fit.scale,
             tile=64,
         )
