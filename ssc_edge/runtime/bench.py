@@ -147,27 +147,23 @@ def _rss_bytes() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
 
-class _PeakRss:
-    """Sample the process RSS in a thread; ``peak`` is the largest value seen, bytes."""
+@contextlib.contextmanager
+def _peak_rss(interval: float = 0.005) -> Iterator[dict[str, int]]:
+    """Sample the process RSS in a thread while the block runs; ``["peak"]`` is the largest value seen, bytes."""
+    seen, stop = {"peak": _rss_bytes()}, threading.Event()
 
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def sample() -> None:
+        while not stop.wait(interval):
+            seen["peak"] = max(seen["peak"], _rss_bytes())
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+        seen["peak"] = max(seen["peak"], _rss_bytes())
 
 
 # --------------------------------------------------------------------------------------------- sessions
@@ -201,12 +197,11 @@ def _bench_one(
     trt_fp16: bool = False,
 ) -> BenchRow:
     contract = model.contract
-    shape = (batch, tile, tile, contract.channels_in)
-    if contract.layout == "NCHW":
-        shape = (batch, contract.channels_in, tile, tile)
+    channels = contract.channels_in
+    shape = (batch, channels, tile, tile) if contract.layout == "NCHW" else (batch, tile, tile, channels)
     feed = {INPUT_NAME: rng.uniform(0.0, 0.5, shape).astype(np.float32)}
     base = {"provider": provider, "precision": precision, "tile": tile, "batch": batch}
-    with _PeakRss() as rss:
+    with _peak_rss() as rss:
         start = time.perf_counter()
         try:
             session = _make_session(model, provider, threads, shape, fp16=trt_fp16, bf16=precision == "bf16")
@@ -214,16 +209,12 @@ def _bench_one(
             return BenchRow(**base, status=_NOT_AVAILABLE, reason=str(exc).splitlines()[0][:300])
         session_s = time.perf_counter() - start
         try:
-            start = time.perf_counter()
-            session.run([OUTPUT_NAME], feed)
-            first = time.perf_counter() - start
-            for _ in range(warmup):
-                session.run([OUTPUT_NAME], feed)
-            times = np.empty(runs)
-            for i in range(runs):
+            times = np.empty(1 + warmup + runs)  # the first run, the untimed warmup runs, the timed runs
+            for i in range(len(times)):
                 start = time.perf_counter()
                 session.run([OUTPUT_NAME], feed)
                 times[i] = time.perf_counter() - start
+            first, times = float(times[0]), times[1 + warmup :]
         except Exception as exc:  # a provider that starts and then cannot run this shape is a result, not a crash
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             return BenchRow(**base, status=_FAILED, reason=reason, session_s=session_s)
@@ -242,7 +233,7 @@ def _bench_one(
         megapixels_per_s=batch * tile * tile / p50 / 1e6,
         gflop=gflop,
         gflop_per_s=None if gflop is None else gflop / p50,
-        peak_rss_mb=rss.peak / 2**20,
+        peak_rss_mb=rss["peak"] / 2**20,
         runs=runs,
     )
 
@@ -337,14 +328,10 @@ def run_benchmark(
     """
     model_path = Path(model_path)
     providers = tuple(providers)
-    unknown = [p for p in providers if p not in PROVIDERS]
-    if unknown or not providers:
-        raise OptionError(f"unknown provider(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PROVIDERS)}")
-    bad = [p for p in precisions if p not in BENCH_PRECISIONS]
-    if bad or not precisions:
-        raise OptionError(
-            f"unknown precision(s) {', '.join(bad) or '(none)'}; choose from {', '.join(BENCH_PRECISIONS)}"
-        )
+    for values, known, what in ((providers, PROVIDERS, "provider"), (precisions, BENCH_PRECISIONS, "precision")):
+        unknown = [v for v in values if v not in known]
+        if unknown or not values:
+            raise OptionError(f"unknown {what}(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
     tiles, batches = _positive_ints(tiles, "tiles"), _positive_ints(batches, "batches")
     (runs,) = _positive_ints([runs], "runs")
     (warmup,) = _positive_ints([warmup], "warmup", minimum=0)
@@ -356,12 +343,8 @@ def run_benchmark(
     if small:
         raise OptionError(f"tile(s) {small} smaller than 2 x halo + 1 = {2 * contract.halo + 1} px of this model")
     flops = _flops_per_shape(model, tiles, batches)
-    if calibration_scene is None:
-        calibration_name = "synthetic demo scene"
-    elif isinstance(calibration_scene, Scene):
-        calibration_name = calibration_scene.name
-    else:
-        calibration_name = str(calibration_scene)
+    calibration_name = "synthetic demo scene" if calibration_scene is None else str(calibration_scene)
+    calibration_name = calibration_scene.name if isinstance(calibration_scene, Scene) else calibration_name
     bench = BenchReport(
         model=str(model_path),
         contract={
@@ -412,17 +395,12 @@ def _provider_loss(model: ModelFile, provider: str, calibration_scene: Path | Sc
     Whole-image runs on the central 256 x 256 pixels of the calibration scene (see
     :mod:`ssc_edge.runtime.optimize` for the target).
     """
-    from ..metrics import signal_to_reconstruction_error
-    from .optimize import MAX_LOSS_DB, _evaluation_data, _predict, _scene
+    from .optimize import MAX_LOSS_DB, _evaluation_data, _mean_sre, _scene
 
     inputs, target, _ = _evaluation_data(_scene(calibration_scene), model.contract, size=256)
     reference = _make_session(model, "cpu", None, None)
     candidate = _make_session(model, provider, None, None, bf16=True)
-    sre = [
-        float(np.mean(signal_to_reconstruction_error(target, _predict(s, inputs, model.contract))))
-        for s in (reference, candidate)
-    ]
-    loss = sre[0] - sre[1]
+    loss = _mean_sre(reference, inputs, target, model.contract) - _mean_sre(candidate, inputs, target, model.contract)
     return {"quality_loss_db": loss, "gate_passed": loss <= MAX_LOSS_DB}
 
 

@@ -169,6 +169,11 @@ def _predict(session, inputs: np.ndarray, contract: ModelContract) -> np.ndarray
     return y[0].astype(np.float64) * contract.scale
 
 
+def _mean_sre(session, inputs: np.ndarray, target: np.ndarray, contract: ModelContract) -> float:
+    """Mean SRE over the bands of a whole-image run (:func:`_predict`) against ``target``, dB."""
+    return float(np.mean(signal_to_reconstruction_error(target, _predict(session, inputs, contract))))
+
+
 def _evaluation_data(scene: Scene, contract: ModelContract, *, size: int = 1024) -> tuple[np.ndarray, np.ndarray, str]:
     """(inputs DN (h, w, 10), target DN (h, w, 6), target kind) per the module docstring.
 
@@ -330,8 +335,7 @@ def optimize_model(
         report(progress, 1, steps, "measuring the quality loss")
         fp32 = opened.data if opened is not None else str(model_path)
         sre_fp32, sre_opt = (
-            float(np.mean(signal_to_reconstruction_error(target, _predict(session, inputs, contract))))
-            for session in (make_session(m, provider="cpu")[0] for m in (fp32, str(candidate_path)))
+            _mean_sre(make_session(m, provider="cpu")[0], inputs, target, contract) for m in (fp32, str(candidate_path))
         )
         loss = sre_fp32 - sre_opt
         passed = bool(loss <= max_loss_db)
