@@ -16,6 +16,7 @@ __all__ = [
     "VERY_COARSE_BANDS",
     "GSD",
     "MTF_NYQUIST",
+    "band_name_or_none",
     "canonical_band_name",
 ]
 
@@ -60,3 +61,11 @@ def canonical_band_name(name: str) -> str:
     if token not in GSD:
         raise KeyError(name)
     return token
+
+
+def band_name_or_none(name: str) -> str | None:
+    """:func:`canonical_band_name` of ``name``, or None where it names no Sentinel-2 band used here."""
+    try:
+        return canonical_band_name(name)
+    except KeyError:
+        return None

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import GSD, canonical_band_name
+from ..bands import GSD, band_name_or_none
 from ..errors import SceneReadError
 from ..scene import GeoReference, check_transform
 from .limits import check_regular_file
@@ -64,11 +64,8 @@ def band_of_file_name(path: Path) -> tuple[str, int | None] | None:
     name = Path(path).name
     stem = name[: -len(".aux.xml")] if name.lower().endswith(".aux.xml") else Path(name).stem
     match = _BAND_STEM.search(stem)
-    if match is None:
-        return None
-    try:
-        band = canonical_band_name(match.group(1))
-    except KeyError:
+    band = band_name_or_none(match.group(1)) if match is not None else None
+    if band is None:
         return None
     return band, int(match.group(2)) if match.group(2) else None
 
@@ -106,24 +103,20 @@ def _file_bands(path: Path, *, strict: bool) -> dict[str, int]:
     names: dict[str, int] = {}
     if count == 1:
         named = band_of_file_name(path)
-        if named is not None:
-            return {named[0]: 1}
-        try:
-            return {canonical_band_name(descriptions[0] or ""): 1}
-        except KeyError:
-            pass
+        band = named[0] if named is not None else band_name_or_none(descriptions[0] or "")
+        if band is not None:
+            return {band: 1}
         if strict:
             raise SceneReadError(f"{path}: neither the file name nor the band description names a Sentinel-2 band")
         return {}
     for index, description in enumerate(descriptions, start=1):
-        try:
-            band = canonical_band_name(description or "")
-        except KeyError:
+        band = band_name_or_none(description or "")
+        if band is None:
             if strict:
                 raise SceneReadError(
                     f"{path}: band {index} description {description!r} is not a Sentinel-2 band name "
                     "(a multi-band GeoTIFF must name its bands B02, B03, ...)"
-                ) from None
+                )
             return {}
         if band in names:
             raise SceneReadError(f"{path}: bands {names[band]} and {index} are both described as {band}")
@@ -186,7 +179,9 @@ def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
     return sources
 
 
-def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], GeoReference | None]:
+def read_geotiff_image(
+    path: Path,
+) -> tuple[np.ndarray, tuple[str | None, ...], GeoReference | None, tuple[float | None, ...]]:
     """Read every band of one GeoTIFF as an (H, W, B) array.
 
     Returns
@@ -197,6 +192,8 @@ def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], 
         Band descriptions as stored.
     georef : GeoReference or None
         Its transform checked (:func:`~ssc_edge.scene.check_transform`), naming the file.
+    nodata : tuple of B (float or None)
+        Each band's nodata tag (None without one).
     """
     path = Path(path)
     with open_raster(path) as dataset:
@@ -207,7 +204,7 @@ def read_geotiff_image(path: Path) -> tuple[np.ndarray, tuple[str | None, ...], 
         georef = None
         if dataset.crs is not None:
             georef = GeoReference(check_transform(tuple(dataset.transform)[:6], where=str(path)), dataset.crs.to_wkt())
-        return np.moveaxis(data, 0, -1), tuple(dataset.descriptions), georef
+        return np.moveaxis(data, 0, -1), tuple(dataset.descriptions), georef, tuple(dataset.nodatavals)
 
 
 def write_geotiff(

@@ -207,16 +207,12 @@ class ReadBudget:
         self.total += size
         if as_float32 and np.dtype(dtype) != np.float32 and np.dtype(dtype).itemsize:
             self.total += size // np.dtype(dtype).itemsize * 4
-        if self.total > MAX_ARRAY_BYTES:
-            raise SceneReadError(
-                f"{self.where}: {what} brings what the file declares to {_gigabytes(self.total)}, more than the "
-                f"{_gigabytes(MAX_ARRAY_BYTES)} a full Sentinel-2 tile can take; refused before reading"
-            )
-        if self._memory is not None and self.total > self._memory:
-            raise SceneReadError(
-                f"{self.where}: {what} brings what the file declares to {_gigabytes(self.total)}, more than the "
-                f"{_gigabytes(self._memory)} of memory available; refused before reading"
-            )
+        for limit, of in ((MAX_ARRAY_BYTES, "a full Sentinel-2 tile can take"), (self._memory, "of memory available")):
+            if limit is not None and self.total > limit:
+                raise SceneReadError(
+                    f"{self.where}: {what} brings what the file declares to {_gigabytes(self.total)}, more than the "
+                    f"{_gigabytes(limit)} {of}; refused before reading"
+                )
         return self.total
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import canonical_band_name
+from ..bands import band_name_or_none
 from ..errors import SceneError, SceneReadError
-from ..scene import GeoReference, Scene
+from ..scene import GeoReference, Scene, _kind
 from .limits import ReadBudget
 
 __all__ = ["read_npz_arrays", "read_npz_scene", "split_band_arrays", "write_npz"]
@@ -43,13 +43,7 @@ _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.Large
 
 def _is_scene_key(key: str) -> bool:
     """A member a scene uses: a band (any spelling) or one of the metadata keys."""
-    if key in _META_KEYS:
-        return True
-    try:
-        canonical_band_name(key)
-    except KeyError:
-        return False
-    return True
+    return key in _META_KEYS or band_name_or_none(key) is not None
 
 
 def read_npz_arrays(
@@ -131,9 +125,8 @@ def split_band_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict[s
     others: dict[str, np.ndarray] = {}
     spelled: dict[str, str] = {}
     for key, value in arrays.items():
-        try:
-            band = canonical_band_name(key)
-        except KeyError:
+        band = band_name_or_none(key)
+        if band is None:
             others[key] = value
             continue
         if band in bands:
@@ -143,9 +136,7 @@ def split_band_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict[s
 
 
 def _describe(array: np.ndarray) -> str:
-    if array.size == 1 and array.dtype.kind in "uifb":
-        return repr(array.ravel()[0].item())
-    return f"a {array.dtype} array of shape {'x'.join(map(str, array.shape)) or '()'}"
+    return repr(array.ravel()[0].item()) if array.size == 1 and array.dtype.kind in "uifb" else _kind(array)
 
 
 def read_npz_scene(path: Path) -> Scene:

@@ -9,16 +9,17 @@ the paper's outputs, plus ``band_names``). :func:`read_estimate` reads all of th
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..bands import COARSE_BANDS, canonical_band_name
+from ..bands import COARSE_BANDS, band_name_or_none
 from ..errors import OptionError, SceneError, SceneReadError
 from ..nodata import NODATA_UINT16, output_nodata
 from ..scene import GeoReference
 from .cog import cloud_optimize, scratch_geotiff
-from .geotiff import open_raster, read_geotiff_image, write_geotiff
+from .geotiff import read_geotiff_image, write_geotiff
 from .limits import check_regular_file
 from .mat import read_mat_arrays, write_mat
 from .npz import read_npz_arrays, split_band_arrays, write_npz
@@ -169,16 +170,6 @@ def _cell_string(cell: object) -> str:
     return ""
 
 
-def _canonical_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    out = []
-    for name in names:
-        try:
-            out.append(canonical_band_name(name))
-        except KeyError:
-            out.append(name)
-    return tuple(out)
-
-
 def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
     bands, _ = split_band_arrays(arrays, path)
     if bands:
@@ -230,9 +221,9 @@ def read_estimate(path: Path) -> np.ndarray:
     check_regular_file(path)  # before the first bytes are read: a FIFO would block
     kind = _format(path)
     if kind == "geotiff":
-        image, descriptions, _ = read_geotiff_image(path)
+        image, descriptions, _, nodata = read_geotiff_image(path)
         names = tuple(d or "" for d in descriptions)
-        image = _nodata_to_nan(image, _geotiff_nodata(path))
+        image = _nodata_to_nan(image, nodata)
     else:
         image, names = _from_arrays(_read_arrays(path, kind), path)
         if image.dtype.kind in "ui":  # 0 is the integer nodata value (ssc_edge.nodata)
@@ -240,13 +231,7 @@ def read_estimate(path: Path) -> np.ndarray:
     return _check_estimate(image, names, path)
 
 
-def _geotiff_nodata(path: Path) -> list[float | None]:
-    """Each band's nodata tag (None without one)."""
-    with open_raster(path) as dataset:
-        return list(dataset.nodatavals)
-
-
-def _nodata_to_nan(image: np.ndarray, nodata: list[float | None]) -> np.ndarray:
+def _nodata_to_nan(image: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
     """(H, W, B) float32 with NaN where a band equals its nodata value (None: no nodata)."""
     if all(v is None for v in nodata) or image.ndim != 3 or len(nodata) != image.shape[-1]:
         return image
@@ -267,7 +252,7 @@ def _check_estimate(image: np.ndarray, names: tuple[str, ...] | None, path: Path
     image = image.astype(np.float32)
     if np.isinf(image).any():
         raise SceneError(f"{path}: estimate has {int(np.isinf(image).sum())} infinite values")
-    names = _canonical_names(names) if names is not None else None
+    names = tuple(band_name_or_none(n) or n for n in names) if names is not None else None
     if names is not None and len(names) == image.shape[2] and set(names) == set(COARSE_BANDS):
         image = image[..., [names.index(b) for b in COARSE_BANDS]]
     return np.ascontiguousarray(image)

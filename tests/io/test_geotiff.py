@@ -89,7 +89,7 @@ def test_one_multi_band_file_cannot_hold_both_grids(tmp_path):
 def test_write_geotiff_round_trip(tmp_path):
     image = np.random.default_rng(3).uniform(0, 1e4, (40, 30, 6)).astype(np.float32)
     write_geotiff(tmp_path / "r.tif", image, band_names=COARSE_BANDS, georef=FINE_GEOREF)
-    read, descriptions, georef = read_geotiff_image(tmp_path / "r.tif")
+    read, descriptions, georef, _ = read_geotiff_image(tmp_path / "r.tif")
     np.testing.assert_array_equal(read, image)
     assert descriptions == COARSE_BANDS and georef.transform == FINE_GEOREF.transform
     with rasterio.open(tmp_path / "r.tif") as dataset:

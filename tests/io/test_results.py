@@ -44,7 +44,7 @@ def test_band_order_is_restored_to_coarse_order(tmp_path):
 
 def test_geotiff_keeps_georef_and_descriptions(tmp_path):
     write_result(tmp_path / "g.tiff", _image(), georef=GEOREF)
-    _, descriptions, georef = read_geotiff_image(tmp_path / "g.tiff")
+    _, descriptions, georef, _ = read_geotiff_image(tmp_path / "g.tiff")
     assert descriptions == COARSE_BANDS and georef.transform == GEOREF.transform
 
 
