@@ -18,7 +18,7 @@ import numpy as np
 from .bands import COARSE_BANDS, FINE_BANDS, GSD, MTF_NYQUIST, VERY_COARSE_BANDS
 from .errors import OptionError, SceneError
 from .scene import Scene
-from .wald import Kernel, TrainingPair, _cropped_shape, decimate, degrade, upsample
+from .wald import Kernel, TrainingPair, _cropped_shape, decimate, degrade, kernel_taps, mtf_sigma, upsample
 
 __all__ = [
     "BAND_SETS",
@@ -230,9 +230,25 @@ def ratio_reduced_scene(
         reduced 10 m size is a multiple of ``r``.
     reference : (H / r, W / r, len(output_bands)) float32 ndarray
         The observed ``output_bands``, DN: what a model run on ``scene`` should reproduce.
+
+    A reduced pixel whose kernel read a no-data pixel (0 DN) of its band is 0 DN, no-data
+    (:func:`ssc_edge.nodata.nodata_where_read`), as in the 20 m set's scene, so no value made from
+    no-data is ever scored.
     """
+    from .nodata import nodata_where_read
+
     current, target, _ = _degraded_bands(scene, output_bands, degradation, 1, model)
     ratio = _set_ratio(output_bands)
+    height, width = _cropped_shape(scene.shape, 1, ratio)
+    for b, degraded in current.items():
+        q = band_ratio(b)
+        if model is not None:
+            kernel, shift = model.kernels[b], model.shift(b, output_bands, ratio)
+        else:
+            kernel, shift = _nominal_kernel(b, degradation, ratio), (0.0, 0.0)
+        reach = max(int(np.abs(kernel_taps(kernel, ratio=ratio, shift=s)[0]).max()) for s in shift)
+        observed = np.asarray(scene.bands[b])[: height // q, : width // q]
+        current[b] = nodata_where_read(degraded, observed, reach=reach, ratio=ratio)
     reduced = Scene(
         bands={b: v.astype(np.float32) for b, v in current.items()},
         fine_pixel_size=ratio * scene.fine_pixel_size,
@@ -240,6 +256,13 @@ def ratio_reduced_scene(
         name=f"{scene.name}-RR{ratio}",
     )
     return reduced, target.astype(np.float32)
+
+
+def _nominal_kernel(band: str, degradation: str, ratio: int) -> Kernel:
+    """The kernel :func:`ssc_edge.wald.degrade` ``method=degradation`` blurs ``band`` with at ``ratio``."""
+    if degradation == "bicubic":
+        return Kernel("bicubic")
+    return Kernel("gaussian", mtf_sigma(MTF_NYQUIST[band], ratio=ratio))
 
 
 def _degraded_bands(
