@@ -253,10 +253,8 @@ def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
     degradation, pair_model = _model_pair(contract)
     no_reference = Scene(bands=dict(scene.bands), fine_pixel_size=scene.fine_pixel_size, name=scene.name)
     crop = central_crop(no_reference, 2 * size)
-    if pair_model and "coarse" in pair_model:  # a 20 m model's PairModel
-        pair = wald.reduced_resolution_scene(crop, model=wald.PairModel.from_dict(pair_model))
-    else:
-        pair = wald.reduced_resolution_scene(crop, degradation=degradation)
+    model = wald.PairModel.from_dict(pair_model) if pair_model and "coarse" in pair_model else None  # a 20 m model's
+    pair = wald.reduced_resolution_scene(crop, degradation=degradation, model=model)  # degradation unused with model
     return Scene(bands=dict(pair.bands), reference=pair.reference, fine_pixel_size=pair.fine_pixel_size,
                  name=f"{scene.name} (Wald pair)")  # fmt: skip
 

@@ -163,11 +163,7 @@ def provider_options(
         return options
     if provider == "cuda":
         # EXHAUSTIVE cuDNN search costs a little once per shape; tiles share one shape.
-        return {
-            "device_id": 0,
-            "cudnn_conv_algo_search": "EXHAUSTIVE",
-            "arena_extend_strategy": "kSameAsRequested",
-        }
+        return {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE", "arena_extend_strategy": "kSameAsRequested"}
     if provider == "openvino":
         options = {"device_type": "CPU", "precision": "FP16" if fp16 else "FP32"}
         if bf16:

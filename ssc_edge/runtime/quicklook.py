@@ -90,15 +90,9 @@ def write_quicklook(
     grey = [np.repeat(g, 3, axis=-1) for g in _stretch(crops)]
     factor = max(1, 384 // max(h, w))  # small crops are enlarged so a person can see pixels
     h, w = h * factor, w * factor
-    panels = [Image.fromarray(p).resize((w, h), Image.NEAREST) for p in colour]
-    panels += [Image.fromarray(g).resize((w, h), Image.NEAREST) for g in grey]
+    panels = [Image.fromarray(p).resize((w, h), Image.NEAREST) for p in (*colour, *grey)]
     sheet = Image.new("RGB", (2 * w + 4, 2 * h + 4), "white")
-    captions = [
-        f"bicubic {'/'.join(FALSE_COLOUR)}",
-        f"{label} {'/'.join(FALSE_COLOUR)}",
-        f"bicubic {ZOOM_BAND} x4",
-        f"{label} {ZOOM_BAND} x4",
-    ]
+    captions = [f"{who} {shown}" for shown in ("/".join(FALSE_COLOUR), f"{ZOOM_BAND} x4") for who in ("bicubic", label)]
     draw = ImageDraw.Draw(sheet)
     for i, (panel, caption) in enumerate(zip(panels, captions, strict=True)):
         x, y = (i % 2) * (w + 4), (i // 2) * (h + 4)

@@ -346,11 +346,8 @@ class LoadedModel:
         nchw = self.contract.layout == "NCHW"
         feed = np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if nchw else batch, dtype=np.float32)
         (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: feed})
-        expected = (
-            (batch.shape[0], self.contract.channels_out, *batch.shape[1:3])
-            if nchw
-            else ((*batch.shape[:3], self.contract.channels_out))
-        )
+        channels = self.contract.channels_out
+        expected = (batch.shape[0], channels, *batch.shape[1:3]) if nchw else (*batch.shape[:3], channels)
         if out.shape != expected:
             raise ModelError(
                 f"{self.path}: output shape {out.shape} for input {feed.shape}, expected {expected}; "

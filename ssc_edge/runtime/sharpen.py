@@ -264,14 +264,8 @@ def run_pipeline(
         while pending:
             pending.popleft().result()
     timings["wall"] = time.perf_counter() - started
-    logger.debug(
-        "%d tiles in %.1f s: network %.1f s, read and input %.1f s, write %.1f s (overlapped with the network)",
-        total,
-        timings["wall"],
-        timings["network"],
-        timings["read"],
-        timings["write"],
-    )
+    logger.debug("%d tiles in %.1f s: network %.1f s, read and input %.1f s, write %.1f s (overlapped with the "
+                 "network)", total, timings["wall"], timings["network"], timings["read"], timings["write"])  # fmt: skip
 
 
 class SharpenerLike:
