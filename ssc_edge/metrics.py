@@ -131,14 +131,6 @@ def ergas(
     return float(100.0 / ratio * np.sqrt(np.mean(mse / mean**2)))
 
 
-def _windowed_moments(x: np.ndarray, y: np.ndarray, smooth) -> tuple[np.ndarray, ...]:
-    mx, my = smooth(x), smooth(y)
-    vx = smooth(x * x) - mx * mx
-    vy = smooth(y * y) - my * my
-    cxy = smooth(x * y) - mx * my
-    return mx, my, vx, vy, cxy
-
-
 def structural_similarity(
     reference: np.ndarray,
     estimate: np.ndarray,
@@ -171,15 +163,29 @@ def structural_similarity(
     def smooth(a: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(a, sigma=1.5, truncate=3.5, mode="reflect")
 
-    pad = 5
-    counted = _whole_windows(valid, 2 * pad + 1, pad)[pad:-pad, pad:-pad]
-    scores = np.empty(bands)
-    for b in range(bands):
-        mx, my, vx, vy, cxy = _windowed_moments(reference[..., b], estimate[..., b], smooth)
+    def ssim(b: int, mx, my, vx, vy, cxy) -> np.ndarray:
         vx, vy, cxy = (v * n / (n - 1) for v in (vx, vy, cxy))
         c1, c2 = (0.01 * data_range[b]) ** 2, (0.03 * data_range[b]) ** 2
-        ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-        scores[b] = ssim[pad:-pad, pad:-pad][counted].mean() if counted.any() else np.nan
+        return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+
+    return _window_means(reference, estimate, valid, smooth, 11, ssim)
+
+
+def _window_means(
+    reference: np.ndarray, estimate: np.ndarray, valid: np.ndarray, smooth, size: int, index
+) -> np.ndarray:
+    """Per-band mean of ``index(b, mx, my, vx, vy, cxy)``, a map of the windowed means, variances and covariance
+    (``smooth`` of the products), over the ``size`` x ``size`` windows inside the image that lie wholly on ``valid``
+    pixels (NaN where there is none)."""
+    half = size // 2
+    inside = tuple(slice(half, n - (size - 1 - half)) for n in reference.shape[:2])
+    counted = _whole_windows(valid, size, half)[inside]
+    scores = np.empty(reference.shape[-1])
+    for b in range(reference.shape[-1]):
+        x, y = reference[..., b], estimate[..., b]
+        mx, my = smooth(x), smooth(y)
+        values = index(b, mx, my, smooth(x * x) - mx * mx, smooth(y * y) - my * my, smooth(x * y) - mx * my)
+        scores[b] = values[inside][counted].mean() if counted.any() else np.nan
     return scores
 
 
@@ -204,22 +210,16 @@ def universal_image_quality_index(
     reference, estimate, valid = _prepare(reference, estimate, border, valid)
     if window > min(reference.shape[:2]):
         raise OptionError(f"Q window of {window} px is larger than the {reference.shape[0]}x{reference.shape[1]} image")
-    half = window // 2
 
     def smooth(a: np.ndarray) -> np.ndarray:
         return ndimage.uniform_filter(a, size=window, mode="reflect")
 
-    lo, hi = half, reference.shape[0] - (window - 1 - half)
-    lo_w, hi_w = half, reference.shape[1] - (window - 1 - half)
-    counted = _whole_windows(valid, window, half)[lo:hi, lo_w:hi_w]
-    scores = np.empty(reference.shape[-1])
-    for b in range(reference.shape[-1]):
-        mx, my, vx, vy, cxy = _windowed_moments(reference[..., b], estimate[..., b], smooth)
+    def q(b: int, mx, my, vx, vy, cxy) -> np.ndarray:
         num = 4 * cxy * mx * my
         den = (vx + vy) * (mx**2 + my**2)
-        q = np.where(den > 1e-12 * np.maximum(mx**2 + my**2, 1) ** 2, num / np.where(den == 0, 1, den), 1.0)
-        scores[b] = q[lo:hi, lo_w:hi_w][counted].mean() if counted.any() else np.nan
-    return scores
+        return np.where(den > 1e-12 * np.maximum(mx**2 + my**2, 1) ** 2, num / np.where(den == 0, 1, den), 1.0)
+
+    return _window_means(reference, estimate, valid, smooth, window, q)
 
 
 @dataclass(frozen=True)

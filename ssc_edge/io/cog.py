@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import OptionError, OutputError, SceneReadError
 from ..progress import ProgressCallback, report, stage
-from .geotiff import not_georeferenced_is_fine
+from .geotiff import not_georeferenced_is_fine, tiled_profile
 from .output import temporary_file
 
 __all__ = [
@@ -350,19 +350,8 @@ class OverviewWriter:
         self.nodata = nodata
         self.rows = 0  # product rows received
         self.height = shape[0]
-        profile = {
-            "driver": "GTiff",
-            "height": shape[0] // 2,
-            "width": shape[1] // 2,
-            "count": bands,
-            "dtype": dtype,
-            "nodata": nodata,
-            "tiled": True,
-            "blockxsize": blocksize,
-            "blockysize": blocksize,
-            "interleave": "band",
-            "BIGTIFF": "IF_SAFER",
-        }
+        half = (shape[0] // 2, shape[1] // 2)
+        profile = tiled_profile(half, bands, dtype, block=blocksize, nodata=nodata, BIGTIFF="IF_SAFER")
         with not_georeferenced_is_fine():
             self.dataset = rasterio.open(self.path, "w", **profile)
 

@@ -668,13 +668,10 @@ def open_band_source(path: Path) -> BandSource:
     path = Path(path)
     kind = detect_format(path)
     if kind == "safe":
-        source: BandSource = RasterBandSource.safe(path)
-    elif kind in ("band-folder", "geotiff"):
-        source = RasterBandSource.folder(path)
-    elif kind == "mat":
-        source = ArrayBandSource(read_mat_scene(path))
-    else:
-        source = ArrayBandSource(read_npz_scene(path))
+        return RasterBandSource.safe(path)
+    if kind in ("band-folder", "geotiff"):
+        return RasterBandSource.folder(path)  # sets the same format: a folder or a GeoTIFF file
+    source = ArrayBandSource(read_mat_scene(path) if kind == "mat" else read_npz_scene(path))
     source.format = kind
     return source
 
