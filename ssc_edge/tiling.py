@@ -280,12 +280,7 @@ def split_row_bands(plan: Sequence[PlannedTile], count: int) -> tuple[RowBand, .
     check_positive(count, "row bands")
     if not plan:
         raise OptionError("cannot split an empty tile plan")
-    rows: list[list[PlannedTile]] = []
-    for planned in plan:
-        if rows and rows[-1][0].window.row == planned.window.row:
-            rows[-1].append(planned)
-        else:
-            rows.append([planned])
+    rows = [list(row) for _, row in itertools.groupby(plan, key=lambda planned: planned.window.row)]
     n = min(int(count), len(rows))
     size, extra = divmod(len(rows), n)
     bands, start = [], 0

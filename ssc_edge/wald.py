@@ -118,9 +118,9 @@ def _check_image(image: np.ndarray, what: str) -> np.ndarray:
     return image.astype(np.float64, copy=False)
 
 
-def _check_ratio(ratio: int) -> None:
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Integral) or ratio < 2:
-        raise OptionError(f"ratio must be an integer >= 2, got {ratio!r}")
+def _check_integer(value: int, what: str, *, minimum: int = 2) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise OptionError(f"{what} must be an integer >= {minimum}, got {value!r}")
 
 
 def degrade(
@@ -150,7 +150,7 @@ def degrade(
     -------
     (H // ratio, W // ratio[, C]) float64 ndarray
     """
-    _check_ratio(ratio)
+    _check_integer(ratio, "ratio")
     if method not in DEGRADATION_METHODS:
         raise OptionError(f"unknown degradation method {method!r}; choose one of {DEGRADATION_METHODS}")
     image = _check_image(image, "image")
@@ -214,7 +214,7 @@ def upsample(image: np.ndarray, *, ratio: int = 2, method: str = "bicubic") -> n
     -------
     (h * ratio, w * ratio[, C]) float64 ndarray
     """
-    _check_ratio(ratio)
+    _check_integer(ratio, "ratio")
     if method not in UPSAMPLING_METHODS:
         raise OptionError(f"unknown upsampling method {method!r}; choose one of {UPSAMPLING_METHODS}")
     image = _check_image(image, "image")
@@ -282,7 +282,7 @@ def kernel_taps(kernel: Kernel, *, ratio: int = 2, shift: float = 0.0) -> tuple[
     weights : (n,) float64 ndarray
         Summing to 1.
     """
-    _check_ratio(ratio)
+    _check_integer(ratio, "ratio")
     centre = (ratio - 1) / 2 + float(shift)
     half = 2.0 * ratio if kernel.kind == "bicubic" else max(4.0 * kernel.sigma, ratio / 2)
     taps = np.arange(int(np.floor(centre - half)), int(np.ceil(centre + half)) + 1)
@@ -325,7 +325,7 @@ def decimate(
     (H // ratio, W // ratio[, C]) float64 ndarray
         With ``shift = (0, 0)`` equal (to rounding) to :func:`degrade` with the same kernel.
     """
-    _check_ratio(ratio)
+    _check_integer(ratio, "ratio")
     image = _check_image(image, "image")
     planes = image[..., None] if image.ndim == 2 else image
     channels = planes.shape[2]
@@ -471,8 +471,7 @@ def _cropped_shape(shape: tuple[int, int], levels: int, ratio: int = 2) -> tuple
 
     Raises :class:`OptionError` unless ``levels`` is an integer >= 1, :class:`SceneError` when nothing is left.
     """
-    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
-        raise OptionError(f"levels must be an integer >= 1, got {levels!r}")
+    _check_integer(levels, "levels", minimum=1)
     multiple = ratio ** (levels + 1)
     height, width = (n - n % multiple for n in shape)
     if height < multiple or width < multiple:

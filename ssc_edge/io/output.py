@@ -249,7 +249,7 @@ def check_output_folder(folder: Path) -> Path:
 # -- claims -------------------------------------------------------------------------------------------------
 
 
-class OutputClaim:
+class OutputClaim(contextlib.AbstractContextManager):
     """A held claim: an open descriptor of a claim file with an exclusive ``flock``; :meth:`release` ends it.
 
     Attributes
@@ -275,9 +275,6 @@ class OutputClaim:
         finally:
             os.close(self._fd)  # closing the only descriptor releases the flock
             self._fd = None
-
-    def __enter__(self) -> OutputClaim:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()

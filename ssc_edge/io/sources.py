@@ -38,10 +38,11 @@ Scene identity
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import zipfile
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -176,7 +177,7 @@ def detect_format(path: Path) -> str:
     raise SceneReadError(f"{path}: unknown file format (not a MATLAB, NumPy .npz or GeoTIFF file)")
 
 
-class BandSource(ABC):
+class BandSource(contextlib.AbstractContextManager):
     """One scene's bands, read window by window (a context manager; :meth:`close` releases files).
 
     Attributes
@@ -229,13 +230,10 @@ class BandSource(ABC):
     def _read(self, band: str, tile: Tile) -> np.ndarray:
         """The (h, w) float32 DN of ``tile`` of ``band`` (already checked to lie inside its grid)."""
 
-    def close(self) -> None:  # noqa: B027 (a no-op by default: array sources hold no files)
+    def close(self) -> None:  # a no-op by default: array sources hold no files
         """Release open files (nothing for arrays)."""
 
     # -- the interface ------------------------------------------------------------------------
-    def __enter__(self) -> BandSource:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 

@@ -231,7 +231,7 @@ def test_the_fit_hint_quotes_the_scene_for_the_shell():
 
     scene = "/data/my scene; rm -rf ~ $(reboot).SAFE"
     contract = SimpleNamespace(scene_sha256="ab" * 32, scene_name="T31TDH")
-    warning = scene_mismatch(contract, "cd" * 32, scene, model="m.onnx")
+    warning = scene_mismatch(contract, SimpleNamespace(identity="cd" * 32, source=scene), model="m.onnx")
     command = warning.split("(fit one for this scene: ", 1)[1].removesuffix(")")
     assert shlex.split(command) == ["ssc-edge", "fit-and-export", scene, "-o", "MODEL.onnx"]
 
