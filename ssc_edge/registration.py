@@ -389,17 +389,6 @@ def _pooled_gaussian_sigma(bands: Sequence[BandEstimate]) -> float:
     return float(_weights(bands) @ np.array([b.sigma_gaussian for b in bands]) / _weights(bands).sum())
 
 
-def _check_arrays(fine: np.ndarray, coarse: np.ndarray, ratio: int) -> tuple[np.ndarray, np.ndarray]:
-    fine, coarse = np.asarray(fine, np.float64), np.asarray(coarse, np.float64)
-    names, _ = _band_set(ratio)
-    if fine.ndim != 3 or fine.shape[2] != len(FINE_BANDS):
-        raise OptionError(f"fine must be (H, W, {len(FINE_BANDS)}), got shape {fine.shape}")
-    if coarse.ndim != 3 or coarse.shape[2] != len(names):
-        raise OptionError(f"coarse must be (H/{ratio}, W/{ratio}, {len(names)}), got shape {coarse.shape}")
-    _check_grids(fine, coarse, ratio)
-    return fine, coarse
-
-
 def estimate_registration(
     fine: np.ndarray, coarse: np.ndarray, *, max_samples: int | None = None, ratio: int = 2
 ) -> RegistrationEstimate:
@@ -429,7 +418,12 @@ def estimate_registration(
         ``r i + (r - 1) / 2``); Gaussian sigma in 10 m pixels.
     """
     names, table = _band_set(ratio)
-    fine, coarse = _check_arrays(fine, coarse, ratio)
+    fine, coarse = np.asarray(fine, np.float64), np.asarray(coarse, np.float64)
+    if fine.ndim != 3 or fine.shape[2] != len(FINE_BANDS):
+        raise OptionError(f"fine must be (H, W, {len(FINE_BANDS)}), got shape {fine.shape}")
+    if coarse.ndim != 3 or coarse.shape[2] != len(names):
+        raise OptionError(f"coarse must be (H/{ratio}, W/{ratio}, {len(names)}), got shape {coarse.shape}")
+    _check_grids(fine, coarse, ratio)
     if max_samples is None:
         max_samples = DEFAULT_MAX_SAMPLES if ratio == 2 else DEFAULT_MAX_SAMPLES_60M
     if max_samples < 64:

@@ -247,14 +247,6 @@ def stitch(
     return out
 
 
-def _row_band(tiles: Sequence[PlannedTile]) -> RowBand:
-    first, last = tiles[0], tiles[-1]
-    width = max(t.window.col + t.window.width for t in tiles)
-    window = Tile(first.window.row, 0, last.window.row + last.window.height - first.window.row, width)
-    core = Tile(first.core.row, 0, last.core.row + last.core.height - first.core.row, width)
-    return RowBand(tuple(tiles), window, core)
-
-
 def split_row_bands(plan: Sequence[PlannedTile], count: int) -> tuple[RowBand, ...]:
     """Cut a row-major tile plan into at most ``count`` bands of whole tile rows.
 
@@ -286,7 +278,12 @@ def split_row_bands(plan: Sequence[PlannedTile], count: int) -> tuple[RowBand, .
     bands, start = [], 0
     for k in range(n):
         stop = start + size + (k < extra)
-        bands.append(_row_band([t for row in rows[start:stop] for t in row]))
+        tiles = tuple(t for row in rows[start:stop] for t in row)
+        first, last = tiles[0], tiles[-1]
+        width = max(t.window.col + t.window.width for t in tiles)
+        window = Tile(first.window.row, 0, last.window.row + last.window.height - first.window.row, width)
+        core = Tile(first.core.row, 0, last.core.row + last.core.height - first.core.row, width)
+        bands.append(RowBand(tiles, window, core))
         start = stop
     return tuple(bands)
 

@@ -139,13 +139,6 @@ def write_result(
     return path
 
 
-def _format(path: Path) -> str:
-    with open(path, "rb") as f:
-        if f.read(6) == _NPY_MAGIC:
-            return "npy"
-    return detect_format(path)
-
-
 def _read_arrays(path: Path, kind: str) -> dict[str, np.ndarray]:
     if kind == "npy":
         try:
@@ -219,7 +212,8 @@ def read_estimate(path: Path) -> np.ndarray:
     """
     path = Path(path)
     check_regular_file(path)  # before the first bytes are read: a FIFO would block
-    kind = _format(path)
+    with open(path, "rb") as f:
+        kind = "npy" if f.read(6) == _NPY_MAGIC else detect_format(path)
     if kind == "geotiff":
         image, descriptions, _, nodata = read_geotiff_image(path)
         names = tuple(d or "" for d in descriptions)
@@ -233,7 +227,7 @@ def read_estimate(path: Path) -> np.ndarray:
 
 def _nodata_to_nan(image: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
     """(H, W, B) float32 with NaN where a band equals its nodata value (None: no nodata)."""
-    if all(v is None for v in nodata) or image.ndim != 3 or len(nodata) != image.shape[-1]:
+    if all(v is None for v in nodata):
         return image
     out = image.astype(np.float32)
     for band, value in enumerate(nodata):
@@ -243,8 +237,7 @@ def _nodata_to_nan(image: np.ndarray, nodata: Sequence[float | None]) -> np.ndar
 
 
 def _check_estimate(image: np.ndarray, names: tuple[str, ...] | None, path: Path) -> np.ndarray:
-    if image.ndim != 3:
-        raise SceneReadError(f"{path}: estimate must be H x W x B, got {'x'.join(map(str, image.shape))}")
+    """Check an (H, W, B) image as read: float32, in ``COARSE_BANDS`` order when ``names`` are those bands."""
     if image.dtype.kind not in "uif":
         raise SceneError(f"{path}: estimate has unsupported dtype {image.dtype} (expected integer or float)")
     if image.size == 0:
