@@ -516,7 +516,7 @@ class QualityAccumulator:
         self._s = {
             "signal": z(nb), "error": z(nb), "ref_sum": z(nb), "pixels": 0.0, "sam": 0.0, "sam_n": 0.0,
             "q2n": 0.0, "q2n_n": 0.0, "khan": 0.0, "khan_n": 0.0,
-            "dl_f": z(len(self._pairs)), "dl_f_n": 0.0, "dl_m": z(len(self._pairs)), "dl_m_n": 0.0,
+            "dl_f": z(len(self._pairs)), "dl_m": z(len(self._pairs)),  # counted in ds_f_n, ds_m_n: the same windows
             "ds_f": z(nb), "ds_f_n": 0.0, "ds_m": z(nb), "ds_m_n": 0.0, "rho": z(nb), "rho_n": 0.0,
         }  # fmt: skip
         self._match: dict[int, tuple] = {}  # per strip: n, means, centred sums of squares and products
@@ -651,7 +651,6 @@ class QualityAccumulator:
             if key == "q":
                 for k, (i, j) in enumerate(self._pairs):
                     s["dl_f"][k] += _window_index(_q_map, fused, mf, i, fused, mf, j, r0 - a0, rows)[keep].sum()
-                s["dl_f_n"] += count
             index, total = (_q_map, "ds_f") if key == "q" else (_rho_map, "rho")
             for b, f in enumerate(match):
                 s[total][b] += _window_index(index, fused, mf, b, fine, mp, f, r0 - a0, rows)[keep].sum()
@@ -666,9 +665,7 @@ class QualityAccumulator:
                 s["dl_m"][k] += _window_index(_q_map, coarse, mc, i, coarse, mc, j, o, rows)[keep].sum()
             for b, f in enumerate(match):
                 s["ds_m"][b] += _window_index(_q_map, coarse, mc, b, fine_lr, ml, f, o, rows)[keep].sum()
-            count = int(np.count_nonzero(keep))
-            s["dl_m_n"] += count
-            s["ds_m_n"] += count
+            s["ds_m_n"] += int(np.count_nonzero(keep))
 
     def _best_matches(self) -> np.ndarray:
         """Index of the best-matching 10 m band per 20 m band (strips merged as in Chan et al. 1979)."""
@@ -702,8 +699,8 @@ class QualityAccumulator:
         sre = 10 * np.log10(s["signal"] / s["error"])
         mean = s["ref_sum"] / s["pixels"]
         ergas = 100 / RATIO * float(np.sqrt(np.mean((s["error"] / s["pixels"]) / mean**2)))
-        q_f = s["dl_f"] / s["dl_f_n"]
-        q_m = s["dl_m"] / s["dl_m_n"]
+        q_f = s["dl_f"] / s["ds_f_n"]
+        q_m = s["dl_m"] / s["ds_m_n"]
         d_lambda = float(np.mean(np.abs(q_f - q_m)))  # p = 1; each unordered pair counts for both orders
         d_s = float(np.mean(np.abs(s["ds_f"] / s["ds_f_n"] - s["ds_m"] / s["ds_m_n"])))
         d_rho_bands = 1.0 - s["rho"] / s["rho_n"]
