@@ -75,22 +75,22 @@ def _keys_cubic(x: np.ndarray) -> np.ndarray:
     )
 
 
-def _decimation_taps(ratio: int, half_width: float) -> np.ndarray:
-    """Tap offsets, in fine pixels from a coarse pixel centre, that cover ``|d| <= half_width``.
-
-    For even ``ratio`` the centre falls between fine pixels and the offsets are half-integers.
-    """
-    shift = 0.5 if ratio % 2 == 0 else 0.0
-    n = int(np.ceil(half_width - shift))
-    return np.arange(-n, n + 1 + (1 if shift else 0), dtype=np.float64) - shift
+def _kernel_weights(kind: str, sigma: float, ratio: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integer taps from ``ratio * i`` and unnormalised weights of a kernel centred at ``ratio * i + (ratio - 1) / 2
+    + shift``, cut at 2 coarse pixels (Keys stretched by ``ratio``, zeros at its ends kept) or at 4 ``sigma``."""
+    centre = (ratio - 1) / 2 + float(shift)
+    half = 2.0 * ratio if kind == "bicubic" else max(4.0 * sigma, ratio / 2)
+    taps = np.arange(int(np.floor(centre - half)), int(np.ceil(centre + half)) + 1)
+    x = taps - centre
+    return taps, _keys_cubic(x / ratio) if kind == "bicubic" else np.exp(-0.5 * (x / sigma) ** 2)
 
 
 def _decimate_axis(image: np.ndarray, weights: np.ndarray, ratio: int, axis: int) -> np.ndarray:
     """Filter ``image`` along ``axis`` with ``weights`` centred per the grid convention, keep every ``ratio``-th.
 
-    ``weights`` are the tap weights at the offsets of :func:`_decimation_taps`; with scipy's
-    default origin their centre lands on output index ``ratio // 2`` (even or odd ratio), which is
-    where the first coarse pixel is read.
+    ``weights`` are the tap weights of :func:`_kernel_weights`, symmetric about the kernel's centre; with scipy's
+    default origin that centre lands on output index ``ratio // 2`` (even or odd ratio), which is where the first
+    coarse pixel is read.
     """
     filtered = ndimage.correlate1d(image, weights, axis=axis, mode="reflect")
     start = ratio // 2
@@ -98,14 +98,9 @@ def _decimate_axis(image: np.ndarray, weights: np.ndarray, ratio: int, axis: int
 
 
 def _degradation_weights(method: str, ratio: int, mtf: float | None) -> np.ndarray:
-    if method == "bicubic":
-        # MATLAB imresize(x, 1/ratio) antialiasing: the Keys kernel stretched by the ratio.
-        taps = _decimation_taps(ratio, 2.0 * ratio)
-        weights = _keys_cubic(taps / ratio)
-    else:
-        sigma = mtf_sigma(mtf, ratio=ratio)  # type: ignore[arg-type]
-        taps = _decimation_taps(ratio, max(4.0 * sigma, ratio / 2))
-        weights = np.exp(-0.5 * (taps / sigma) ** 2)
+    # bicubic: MATLAB imresize(x, 1/ratio) antialiasing, the Keys kernel stretched by the ratio
+    sigma = 0.0 if method == "bicubic" else mtf_sigma(mtf, ratio=ratio)  # type: ignore[arg-type]
+    _, weights = _kernel_weights("bicubic" if method == "bicubic" else "gaussian", sigma, ratio, 0.0)
     return weights / weights.sum()
 
 
@@ -283,11 +278,7 @@ def kernel_taps(kernel: Kernel, *, ratio: int = 2, shift: float = 0.0) -> tuple[
         Summing to 1.
     """
     _check_integer(ratio, "ratio")
-    centre = (ratio - 1) / 2 + float(shift)
-    half = 2.0 * ratio if kernel.kind == "bicubic" else max(4.0 * kernel.sigma, ratio / 2)
-    taps = np.arange(int(np.floor(centre - half)), int(np.ceil(centre + half)) + 1)
-    x = taps - centre
-    weights = _keys_cubic(x / ratio) if kernel.kind == "bicubic" else np.exp(-0.5 * (x / kernel.sigma) ** 2)
+    taps, weights = _kernel_weights(kernel.kind, kernel.sigma, ratio, shift)
     keep = weights != 0
     taps, weights = taps[keep], weights[keep]
     return taps, weights / weights.sum()
