@@ -134,14 +134,16 @@ def _pair_text(metadata: dict) -> str:
     return text
 
 
-def shifted_case(config, *, size: int, seed: int, shift: tuple[int, int], pairs: list[str]) -> list[dict]:
-    """The demo generator with a margin; the 60 m bands from the 10 m truth moved ``shift`` 10 m px."""
+def simulated_sixty_scene(*, size: int, seed: int, shift: tuple[int, int], mtf60: float | None = None):
+    """The demo generator with a margin; the 60 m bands from the 10 m truth moved ``shift`` 10 m px.
+
+    ``mtf60``: one MTF gain at Nyquist for both 60 m bands (default: each band's nominal one). Returns
+    ``(scene, truth (size, size, 2) DN, told)``: ``told`` the ratio-6 pair that made the scene.
+    """
     from ssc_edge import demo
     from ssc_edge.bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, MTF_NYQUIST, VERY_COARSE_BANDS
-    from ssc_edge.bandset import SIXTY_INPUT_BANDS, RatioPairModel, ratio_training_pair, stack_bands
+    from ssc_edge.bandset import SIXTY_INPUT_BANDS, RatioPairModel
     from ssc_edge.scene import Scene
-    from ssc_edge.train.bandsets import sixty_pair_for
-    from ssc_edge.train.fit import fit_model
     from ssc_edge.wald import Kernel, degrade, mtf_sigma
 
     margin = 18
@@ -157,15 +159,27 @@ def shifted_case(config, *, size: int, seed: int, shift: tuple[int, int], pairs:
     bands = {b: here[..., ALL_BANDS.index(b)] for b in FINE_BANDS}
     coarse = degrade(here[..., [ALL_BANDS.index(b) for b in COARSE_BANDS]], ratio=2, method="mtf",
                      mtf=[MTF_NYQUIST[b] for b in COARSE_BANDS])  # fmt: skip
-    sixty = degrade(truth, ratio=6, method="mtf", mtf=[MTF_NYQUIST[b] for b in VERY_COARSE_BANDS])
+    gains = {b: MTF_NYQUIST[b] if mtf60 is None else mtf60 for b in VERY_COARSE_BANDS}
+    sixty = degrade(truth, ratio=6, method="mtf", mtf=[gains[b] for b in VERY_COARSE_BANDS])
     bands |= {b: coarse[..., i].astype(np.float32) for i, b in enumerate(COARSE_BANDS)}
     bands |= {b: sixty[..., i].astype(np.float32) for i, b in enumerate(VERY_COARSE_BANDS)}
     scene = Scene(bands=bands, name=f"simulated-{size}-shift{shift[0]}{shift[1]:+d}")
-    full = stack_bands(scene.bands, SIXTY_INPUT_BANDS, scene.shape, upsampling="bicubic")
     told = RatioPairModel(
-        kernels={b: Kernel("gaussian", mtf_sigma(MTF_NYQUIST[b], ratio=6)) for b in SIXTY_INPUT_BANDS},
+        kernels={b: Kernel("gaussian", mtf_sigma(gains.get(b, MTF_NYQUIST[b]), ratio=6)) for b in SIXTY_INPUT_BANDS},
         offsets={b: (float(shift[0]), float(shift[1])) for b in VERY_COARSE_BANDS},
     )
+    return scene, truth, told
+
+
+def shifted_case(config, *, size: int, seed: int, shift: tuple[int, int], pairs: list[str]) -> list[dict]:
+    """The demo generator with a margin; the 60 m bands from the 10 m truth moved ``shift`` 10 m px."""
+    from ssc_edge.bands import VERY_COARSE_BANDS
+    from ssc_edge.bandset import SIXTY_INPUT_BANDS, ratio_training_pair, stack_bands
+    from ssc_edge.train.bandsets import sixty_pair_for
+    from ssc_edge.train.fit import fit_model
+
+    scene, truth, told = simulated_sixty_scene(size=size, seed=seed, shift=shift)
+    full = stack_bands(scene.bands, SIXTY_INPUT_BANDS, scene.shape, upsampling="bicubic")
     rows = []
     for label in pairs:
         model, metadata = (told, {}) if label == "truth" else sixty_pair_for(scene, config)

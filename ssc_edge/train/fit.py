@@ -46,7 +46,7 @@ from ..nodata import measured
 from ..progress import ProgressCallback, report, stage
 from ..scene import Scene
 from ._tensorflow import tensorflow
-from .full_resolution import STAGE_KERNELS, StageConfig, refine_full_resolution, stage_kernels, stage_sample
+from .full_resolution import STAGE_KERNELS, StageConfig, refine_in_precision, stage_kernels, stage_sample
 from .model import PRECISIONS, ModelConfig, build_ssc_cnn
 from .windows import (
     DEFAULT_PATCH_BUDGET,
@@ -712,15 +712,7 @@ def _full_resolution_stage(
 
     guard_before = one_scale_down()
     weights_before = fit.model.get_weights()
-    trainable = fit.model
-    if config.precision == "mixed_bfloat16":  # the stage trains in the fit's precision; the kept model stays float32
-        trainable = build_ssc_cnn(
-            config.model, seed=None, precision=config.precision, input_channels=10, output_channels=len(kernels)
-        )
-        trainable.set_weights(fit.model.get_weights())
-    history = refine_full_resolution(trainable, sample, kernels, settings, progress=progress)
-    if trainable is not fit.model:
-        fit.model.set_weights(trainable.get_weights())
+    history = refine_in_precision(fit, sample, kernels, settings, progress=progress)
     guard_after = one_scale_down()
     kept = guard_after >= guard_before - STAGE_GUARD_DB
     if not kept:  # the stage broke what the scene shows one scale down: its kernel does not fit this scene

@@ -103,37 +103,44 @@ def stage_kernels(pair: wald.PairModel | None, choice: str, *, bands: Sequence[s
     return [e if e.kind == "gaussian" and e.sigma > n.sigma else n for e, n in zip(estimated, nominal, strict=True)]
 
 
-def _centred_taps(kernel: wald.Kernel) -> np.ndarray:
-    """Odd-length weights of ``kernel`` centred on a 10 m pixel (the blur without decimation)."""
-    taps, weights = wald.kernel_taps(kernel, ratio=2, shift=-0.5)  # centre (2 - 1) / 2 - 0.5 = 0
+def _centred_taps(kernel: wald.Kernel, ratio: int = 2) -> np.ndarray:
+    """Odd-length weights of ``kernel`` (a decimation by ``ratio``) centred on a 10 m pixel: the blur alone."""
+    taps, weights = wald.kernel_taps(kernel, ratio=ratio, shift=-(ratio - 1) / 2)  # centred on 0
     reach = int(np.abs(taps).max())
     full = np.zeros(2 * reach + 1)
     full[taps + reach] = weights
     return full
 
 
-def _blur(image: np.ndarray, kernels: Sequence[wald.Kernel]) -> np.ndarray:
+def _blur(image: np.ndarray, kernels: Sequence[wald.Kernel], ratio: int = 2) -> np.ndarray:
     """(H, W, C) image blurred per channel with its centred kernel (reflect at the edges)."""
     out = np.empty_like(image)
     for c, kernel in enumerate(kernels):
-        taps = _centred_taps(kernel)
+        taps = _centred_taps(kernel, ratio)
         out[..., c] = ndimage.correlate1d(ndimage.correlate1d(image[..., c], taps, axis=0), taps, axis=1)
     return out
 
 
 def detail_target(
-    upsampled: np.ndarray, fine: np.ndarray, kernels: Sequence[wald.Kernel], *, radius: int = 3, temperature=0.1
+    upsampled: np.ndarray,
+    fine: np.ndarray,
+    kernels: Sequence[wald.Kernel],
+    *,
+    radius: int = 3,
+    temperature=0.1,
+    ratio: int = 2,
 ) -> np.ndarray:
-    """R-FUSE's detail target ``D`` of each 20 m band, (H, W, 6), in the units of ``upsampled``.
+    """R-FUSE's detail target ``D`` of each sharpened band, (H, W, C), in the units of ``upsampled``.
 
     Parameters
     ----------
-    upsampled : (H, W, 6) ndarray
-        The 20 m bands upsampled to the 10 m grid (the model input's first channels).
+    upsampled : (H, W, C) ndarray
+        The bands to sharpen (six 20 m or two 60 m ones) upsampled to the 10 m grid (the model input's first
+        channels).
     fine : (H, W, 4) ndarray
         The 10 m bands, same units.
-    kernels : sequence of 6 Kernels
-        Each 20 m band's blur (:func:`stage_kernels`); the 10 m bands' high-pass is taken with it.
+    kernels : sequence of C Kernels
+        Each band's blur (:func:`stage_kernels`) at ``ratio``; the 10 m bands' high-pass is taken with it.
     radius : int
         Half side of the local window, 10 m pixels.
     temperature : float
@@ -148,7 +155,7 @@ def detail_target(
     lows: dict[wald.Kernel, np.ndarray] = {}  # a pooled estimate gives all six bands one kernel: blur once
     for b, kernel in enumerate(kernels):
         if kernel not in lows:
-            lows[kernel] = _blur(fine, [kernel] * fine.shape[-1])
+            lows[kernel] = _blur(fine, [kernel] * fine.shape[-1], ratio)
         low = lows[kernel]
         high = fine - low
         band = upsampled[..., b]
@@ -168,13 +175,13 @@ def detail_target(
     return out
 
 
-def _decimation_filter(kernels: Sequence[wald.Kernel], offset: tuple[float, float]):
+def _decimation_filter(kernels: Sequence[wald.Kernel], offset: tuple[float, float], ratio: int = 2):
     """(filter (L, L, C, 1), first tap) of the per-band blur-and-decimate as one strided depthwise conv.
 
-    Coarse pixel ``i`` of band ``c`` is ``sum_{m,n} f[m, n, c] x[2 i + t0 + m, 2 j + t0 + n]``.
+    Coarse pixel ``i`` of band ``c`` is ``sum_{m,n} f[m, n, c] x[r i + t0 + m, r j + t0 + n]``, ``r`` the ratio.
     """
-    rows = [wald.kernel_taps(k, ratio=2, shift=offset[0]) for k in kernels]
-    cols = [wald.kernel_taps(k, ratio=2, shift=offset[1]) for k in kernels]
+    rows = [wald.kernel_taps(k, ratio=ratio, shift=offset[0]) for k in kernels]
+    cols = [wald.kernel_taps(k, ratio=ratio, shift=offset[1]) for k in kernels]
     t0 = int(min(min(t.min() for t, _ in rows), min(t.min() for t, _ in cols)))
     t1 = int(max(max(t.max() for t, _ in rows), max(t.max() for t, _ in cols)))
     size = t1 - t0 + 1
@@ -190,9 +197,10 @@ def _decimation_filter(kernels: Sequence[wald.Kernel], offset: tuple[float, floa
 class StageSample:
     """What the stage trains on: windows of the scene, normalised DN (DN / scale)."""
 
-    inputs: np.ndarray  # (n, h, w, 10): upsampled 20 m bands then 10 m bands
-    coarse: np.ndarray  # (n, h/2, w/2, 6): the observed 20 m bands
-    detail: np.ndarray  # (n, h, w, 6): D
+    inputs: np.ndarray  # (n, h, w, 10): upsampled 20 m bands then 10 m bands (60 m model: 12, bandset order)
+    coarse: np.ndarray  # (n, h/r, w/r, C): the observed bands to sharpen (six 20 m or two 60 m ones)
+    detail: np.ndarray  # (n, h, w, C): D
+    ratio: int = 2  # r: 2 for the 20 m bands, 6 for the 60 m bands
 
 
 def stage_sample(
@@ -205,6 +213,7 @@ def stage_sample(
     offset: tuple[float, float] = (0.0, 0.0),
     upsampling: str = "bicubic",
     seed: int = 0,
+    twenty: np.ndarray | None = None,
 ) -> StageSample:
     """Cut the stage's sample from a scene's bands: the whole scene, or random windows free of no-data.
 
@@ -212,28 +221,31 @@ def stage_sample(
     ----------
     fine : (H, W, 4) ndarray
         10 m bands, DN (0 DN or NaN: no-data).
-    coarse : (H/2, W/2, 6) ndarray
-        20 m bands, DN.
+    coarse : (H/r, W/r, C) ndarray
+        The bands to sharpen, DN: the six 20 m bands (r = 2), or with ``twenty`` the two 60 m bands (r = 6).
     offset : (float, float)
-        The 20 m grid's offset from its nominal place, 10 m px (``PairModel.offset``): the sharpened bands lie
+        Their grid's offset from its nominal place, 10 m px (``PairModel.offset``): the sharpened bands lie
         on that grid, so the detail target is taken from the 10 m bands resampled there (cubic spline).
+    twenty : (H/2, W/2, 6) ndarray, optional
+        The 20 m bands, DN, for the 60 m model's input (:data:`ssc_edge.bandset.SIXTY_INPUT_BANDS` order).
     """
     fine = np.asarray(fine, np.float32)
     coarse = np.asarray(coarse, np.float32)
+    ratio = 2 if twenty is None else 6
     height, width = fine.shape[:2]
-    height, width = height - height % 2, width - width % 2
+    height, width = height - height % ratio, width - width % ratio
     if height * width <= config.pixels:
         boxes = [(0, 0, height, width)]
     else:
-        side = config.window
+        side = config.window - config.window % ratio
         valid = np.all(np.isfinite(fine) & (fine != 0), axis=-1)
         rng = np.random.default_rng(seed)
         boxes, tries = [], 0
         wanted = max(1, config.pixels // side**2)
         while len(boxes) < wanted and tries < 50 * wanted:
             tries += 1
-            r = 2 * int(rng.integers(0, (height - side) // 2 + 1))
-            c = 2 * int(rng.integers(0, (width - side) // 2 + 1))
+            r = ratio * int(rng.integers(0, (height - side) // ratio + 1))
+            c = ratio * int(rng.integers(0, (width - side) // ratio + 1))
             if valid[r : r + side, c : c + side].all() and (r, c, side, side) not in boxes:
                 boxes.append((r, c, side, side))
         if not boxes:
@@ -241,14 +253,19 @@ def stage_sample(
     inputs, lows, details = [], [], []
     for r, c, h, w in boxes:
         f = np.nan_to_num(fine[r : r + h, c : c + w]) / np.float32(scale)
-        low = np.nan_to_num(coarse[r // 2 : (r + h) // 2, c // 2 : (c + w) // 2]) / np.float32(scale)
-        x = wald.model_input(f, low, upsampling=upsampling)
+        low = np.nan_to_num(coarse[r // ratio : (r + h) // ratio, c // ratio : (c + w) // ratio]) / np.float32(scale)
+        if twenty is None:
+            x = wald.model_input(f, low, upsampling=upsampling)
+        else:
+            mid = np.nan_to_num(twenty[r // 2 : (r + h) // 2, c // 2 : (c + w) // 2]) / np.float32(scale)
+            up = (wald.upsample(a, ratio=q, method=upsampling) for a, q in ((low, ratio), (mid, 2)))
+            x = np.concatenate([*up, f], axis=-1).astype(np.float32)
         inputs.append(x)
         lows.append(low.astype(np.float32))
-        if any(offset):  # the 10 m bands where the sharpened 20 m band's pixels are: f(j + d)
+        if any(offset):  # the 10 m bands where the sharpened band's pixels are: f(j + d)
             f = ndimage.shift(f, (-offset[0], -offset[1], 0), order=3, mode="nearest")
-        details.append(detail_target(x[..., :6], f, kernels))
-    return StageSample(np.stack(inputs), np.stack(lows), np.stack(details))
+        details.append(detail_target(x[..., : low.shape[-1]], f, kernels, ratio=ratio))
+    return StageSample(np.stack(inputs), np.stack(lows), np.stack(details), ratio)
 
 
 def stage_losses(sample: StageSample, kernels: Sequence[wald.Kernel], *, border: int = 8):
@@ -258,37 +275,39 @@ def stage_losses(sample: StageSample, kernels: Sequence[wald.Kernel], *, border:
     -------
     callable
         ``losses(y)`` with ``y`` the (n, h, w, 6) sharpened sample (normalised DN, float32 tensor) returns
-        ``(L_spec, L_struct)``: the mean absolute error of ``decimate_2(h * y)`` against the observed 20 m
+        ``(L_spec, L_struct)``: the mean absolute error of ``decimate_r(h * y)`` against the observed coarse
         bands and of ``y - h * y`` against the detail target, both without ``border`` 10 m pixels at each
         window edge (the coarse pixels whose kernel reaches into it are left out).
     """
     tf = tensorflow()
-    # The sharpened band lies on its own band's grid (the training pair keeps the 20 m grid's offset in its
-    # target), so it decimates to the observed 20 m band with no offset.
-    filt, t0 = _decimation_filter(kernels, (0.0, 0.0))
+    # The sharpened band lies on its own band's grid (the training pair keeps that grid's offset in its
+    # target), so it decimates to the observed band with no offset.
+    ratio = sample.ratio
+    filt, t0 = _decimation_filter(kernels, (0.0, 0.0), ratio)
     size = filt.shape[0]
     height, width = sample.inputs.shape[1:3]
-    # coarse pixels i with 2 i + t0 >= border and 2 i + t0 + size - 1 < side - border
-    i0 = max(0, -(-(border - t0) // 2))
-    i1 = (height - border - size - t0) // 2 + 1
-    j1 = (width - border - size - t0) // 2 + 1
+    # coarse pixels i with r i + t0 >= border and r i + t0 + size - 1 < side - border
+    i0 = max(0, -(-(border - t0) // ratio))
+    i1 = (height - border - size - t0) // ratio + 1
+    j1 = (width - border - size - t0) // ratio + 1
     if i1 <= i0 or j1 <= i0:
         raise OptionError(f"full-resolution windows of {height}x{width} px are too small for the stage's kernels")
-    first = 2 * i0 + t0
-    rows, cols = slice(first, first + 2 * (i1 - i0 - 1) + size), slice(first, first + 2 * (j1 - i0 - 1) + size)
+    first = ratio * i0 + t0
+    rows = slice(first, first + ratio * (i1 - i0 - 1) + size)
+    cols = slice(first, first + ratio * (j1 - i0 - 1) + size)
     y_low = tf.constant(sample.coarse[:, i0:i1, i0:j1])
     detail = tf.constant(sample.detail[:, border : height - border, border : width - border])
     filt = tf.constant(filt)
-    reach = max(len(_centred_taps(k)) for k in kernels)
+    reach = max(len(_centred_taps(k, ratio)) for k in kernels)
     centred = np.zeros((reach, reach, len(kernels), 1), np.float32)
     for c, k in enumerate(kernels):
-        taps = _centred_taps(k)
+        taps = _centred_taps(k, ratio)
         pad = (reach - len(taps)) // 2
         centred[pad : pad + len(taps), pad : pad + len(taps), c, 0] = np.outer(taps, taps)
     centred = tf.constant(centred)
 
     def losses(y):
-        low = tf.nn.depthwise_conv2d(y[:, rows, cols], filt, strides=[1, 2, 2, 1], padding="VALID")
+        low = tf.nn.depthwise_conv2d(y[:, rows, cols], filt, strides=[1, ratio, ratio, 1], padding="VALID")
         blurred = tf.nn.depthwise_conv2d(y, centred, strides=[1, 1, 1, 1], padding="SAME")
         high = (y - blurred)[:, border : height - border, border : width - border]
         return tf.reduce_mean(tf.abs(low - y_low)), tf.reduce_mean(tf.abs(high - detail))
@@ -309,8 +328,9 @@ def refine_full_resolution(
 
     Parameters
     ----------
-    kernels : sequence of 6 Kernels
-        Each 20 m band's blur relative to the 10 m product (:func:`stage_kernels`).
+    kernels : sequence of C Kernels
+        Each sharpened band's blur relative to the 10 m product (:func:`stage_kernels`; the 60 m bands': at ratio
+        6, ``sample.ratio``).
     border : int
         10 m pixels left out of both losses at each window edge (the net's zero padding).
 
@@ -354,4 +374,33 @@ def refine_full_resolution(
         history[0],
         history[-1],
     )
+    return history
+
+
+def refine_in_precision(
+    fit,
+    sample: StageSample,
+    kernels: Sequence[wald.Kernel],
+    config: StageConfig,
+    *,
+    progress: ProgressCallback | None = None,
+) -> list[float]:
+    """:func:`refine_full_resolution` of ``fit.model`` (a float32 Keras model) in ``fit.config.precision``: under
+    ``mixed_bfloat16`` a copy in that precision is refined and its weights copied back, so the kept model stays
+    float32. Returns the loss history."""
+    from .model import build_ssc_cnn
+
+    trainable = fit.model
+    if fit.config.precision == "mixed_bfloat16":
+        trainable = build_ssc_cnn(
+            fit.config.model,
+            seed=None,
+            precision=fit.config.precision,
+            input_channels=sample.inputs.shape[-1],
+            output_channels=len(kernels),
+        )
+        trainable.set_weights(fit.model.get_weights())
+    history = refine_full_resolution(trainable, sample, kernels, config, progress=progress)
+    if trainable is not fit.model:
+        fit.model.set_weights(trainable.get_weights())
     return history

@@ -140,3 +140,31 @@ def test_the_stage_alone_sharpens_a_scene_whose_truth_is_known():
     after = quality_report(truth, sharpened, band_names=names).mean_sre
     assert history[-1] < 0.97 * history[0]
     assert after > before + 0.1, (before, after)
+
+
+def test_at_ratio_6_the_truth_is_consistent_under_the_stages_loss_and_bicubic_is_not():
+    """The 60 m model's stage: two 10 m images degraded by 6 with B01's and B09's nominal MTF (wald.degrade) are
+    consistent with the stage's own strided decimation (spectral loss zero to float32), their bicubic
+    upsampling is not; the sample's input is the 60 m model's (60 m bands by 6, 20 m bands by 2, 10 m bands)."""
+    import tensorflow as tf
+
+    from ssc_edge.bands import VERY_COARSE_BANDS
+    from ssc_edge.bandset import SIXTY_INPUT_BANDS, stack_bands
+    from ssc_edge.demo import demo_scene
+    from ssc_edge.train.bandsets import sixty_stage_kernels
+
+    scene = demo_scene(size=216)
+    truth = np.stack([scene.bands["B02"], scene.bands["B08"]], axis=-1).astype(np.float64)  # any 10 m texture
+    sixty = wald.degrade(truth, ratio=6, method="mtf", mtf=[MTF_NYQUIST[b] for b in VERY_COARSE_BANDS])
+    kernels = sixty_stage_kernels(None, "nominal")
+    scale = float(sixty.max())
+    sample = stage_sample(scene.fine(), sixty, scale, kernels, StageConfig(pixels=WHOLE), twenty=scene.coarse())
+    assert sample.ratio == 6 and sample.inputs.shape == (1, 216, 216, 12) and sample.coarse.shape == (1, 36, 36, 2)
+    bands = scene.bands | {b: sixty[..., i] for i, b in enumerate(VERY_COARSE_BANDS)}
+    want = stack_bands(bands, SIXTY_INPUT_BANDS, scene.shape, upsampling="bicubic") / np.float32(scale)
+    np.testing.assert_allclose(sample.inputs[0], want, rtol=1e-5, atol=1e-6)
+    as_batch = lambda a: tf.constant((np.asarray(a, np.float32) / np.float32(scale))[None])
+    spectral_truth, _ = stage_losses(sample, kernels)(as_batch(truth))
+    spectral_bicubic, _ = stage_losses(sample, kernels)(as_batch(wald.upsample(sixty, ratio=6)))
+    assert float(spectral_truth) < 1e-6
+    assert float(spectral_bicubic) > 100 * float(spectral_truth) + 1e-4
