@@ -516,7 +516,7 @@ class QualityAccumulator:
         self._s = {
             "signal": z(nb), "error": z(nb), "ref_sum": z(nb), "pixels": 0.0, "sam": 0.0, "sam_n": 0.0,
             "q2n": 0.0, "q2n_n": 0.0, "khan": 0.0, "khan_n": 0.0,
-            "dl_f": z(len(self._pairs)), "dl_m": z(len(self._pairs)),  # counted in ds_f_n, ds_m_n: the same windows
+            "dl_f": z(len(self._pairs)), "dl_m": z(len(self._pairs)),  # windows counted in ds_f_n, ds_m_n
             "ds_f": z(nb), "ds_f_n": 0.0, "ds_m": z(nb), "ds_m_n": 0.0, "rho": z(nb), "rho_n": 0.0,
         }  # fmt: skip
         self._match: dict[int, tuple] = {}  # per strip: n, means, centred sums of squares and products
@@ -631,41 +631,34 @@ class QualityAccumulator:
         s["khan_n"] += count
 
     def _spatial(self, r0, r1, a0, a1, fused, fine, coarse) -> None:
-        s = self._s
-        height = self.shape[0]
         fine_lr = np.asarray(self._degrade_fine(fine), dtype=np.float64)
-        o = (r0 - a0) // 2
-        match = self._matched
         # no-data (NaN) set to 0 for the running sums; a window counts only when it holds none
         missing_fine = ~(np.isfinite(fused).all(axis=-1) & np.isfinite(fine).all(axis=-1))
         missing_coarse = ~(np.isfinite(coarse).all(axis=-1) & np.isfinite(fine_lr).all(axis=-1))
         fused, fine, coarse, fine_lr = (np.nan_to_num(x, nan=0.0) for x in (fused, fine, coarse, fine_lr))
-        # full-resolution windows (S x S for Q, sigma x sigma for rho): anchors in rows r0:r1
-        for size, key in ((QNR_BLOCK, "q"), (RATIO, "rho")):
-            rows = max(0, min(r1, height - size + 1) - r0)
-            if rows == 0:
-                continue
-            mf, mp = _Moments.of(fused, size, r0 - a0, rows), _Moments.of(fine, size, r0 - a0, rows)
-            keep = _whole_windows(missing_fine, size, r0 - a0, rows)
-            count = int(np.count_nonzero(keep))
-            if key == "q":
-                for k, (i, j) in enumerate(self._pairs):
-                    s["dl_f"][k] += _window_index(_q_map, fused, mf, i, fused, mf, j, r0 - a0, rows)[keep].sum()
-            index, total = (_q_map, "ds_f") if key == "q" else (_rho_map, "rho")
-            for b, f in enumerate(match):
-                s[total][b] += _window_index(index, fused, mf, b, fine, mp, f, r0 - a0, rows)[keep].sum()
-            s[total + "_n"] += count
-        # 20 m windows (S/2): the observed bands among themselves and against the degraded 10 m bands
-        size = QNR_BLOCK // RATIO
-        rows = max(0, min(r1 // 2, height // 2 - size + 1) - r0 // 2)
-        if rows:
-            mc, ml = _Moments.of(coarse, size, o, rows), _Moments.of(fine_lr, size, o, rows)
-            keep = _whole_windows(missing_coarse, size, o, rows)
-            for k, (i, j) in enumerate(self._pairs):
-                s["dl_m"][k] += _window_index(_q_map, coarse, mc, i, coarse, mc, j, o, rows)[keep].sum()
-            for b, f in enumerate(match):
-                s["ds_m"][b] += _window_index(_q_map, coarse, mc, b, fine_lr, ml, f, o, rows)[keep].sum()
-            s["ds_m_n"] += int(np.count_nonzero(keep))
+        # full-resolution windows (S x S for Q, sigma x sigma for rho); 20 m windows (S/2): the observed bands
+        # among themselves and against the degraded 10 m bands
+        self._windows((r0, r1, a0), fused, fine, missing_fine, QNR_BLOCK, 1, "ds_f", pairs="dl_f")
+        self._windows((r0, r1, a0), fused, fine, missing_fine, RATIO, 1, "rho", index=_rho_map)
+        self._windows((r0, r1, a0), coarse, fine_lr, missing_coarse, QNR_BLOCK // RATIO, RATIO, "ds_m", pairs="dl_m")
+
+    def _windows(self, strip, x, p, missing, size: int, scale: int, total: str, *, pairs=None, index=_q_map) -> None:
+        """Add ``index`` of each band of ``x`` against its best-matching band of ``p`` (and, under ``pairs``, Q of
+        every pair of bands of ``x``) to the sum ``total`` over the ``size``-px windows anchored in the strip's rows
+        ``r0:r1`` that hold no ``missing`` pixel; ``x`` holds rows ``a0:`` of a grid ``scale`` times coarser than
+        the 10 m grid."""
+        r0, r1, a0 = strip
+        s, start = self._s, (r0 - a0) // scale
+        rows = max(0, min(r1 // scale, self.shape[0] // scale - size + 1) - r0 // scale)
+        if rows == 0:
+            return
+        mx, mp = _Moments.of(x, size, start, rows), _Moments.of(p, size, start, rows)
+        keep = _whole_windows(missing, size, start, rows)
+        for k, (i, j) in enumerate(self._pairs if pairs is not None else ()):
+            s[pairs][k] += _window_index(_q_map, x, mx, i, x, mx, j, start, rows)[keep].sum()
+        for b, f in enumerate(self._matched):
+            s[total][b] += _window_index(index, x, mx, b, p, mp, f, start, rows)[keep].sum()
+        s[total + "_n"] += int(np.count_nonzero(keep))
 
     def _best_matches(self) -> np.ndarray:
         """Index of the best-matching 10 m band per 20 m band (strips merged as in Chan et al. 1979)."""
