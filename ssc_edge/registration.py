@@ -293,11 +293,9 @@ class _Gram:
     ) -> None:
         taps = _TAPS[ratio]
         self.ratio, self.used = ratio, tuple(used)
-        height, width = coarse.shape[:2]
         # coarse pixels whose neighbourhood [r i + taps[0], r i + taps[-1]] lies inside the fine grid
-        rows = np.arange(-(taps[0] // ratio), (fine.shape[0] - 1 - taps[-1]) // ratio + 1)
-        cols = np.arange(-(taps[0] // ratio), (fine.shape[1] - 1 - taps[-1]) // ratio + 1)
-        rows, cols = rows[rows < height], cols[cols < width]
+        rows, cols = (np.arange(-(taps[0] // ratio), min((n - 1 - taps[-1]) // ratio + 1, m))
+                      for n, m in zip(fine.shape[:2], coarse.shape[:2], strict=True))  # fmt: skip
         usable = _usable(fine, coarse, rows, cols, ratio)
         total = rows.size * cols.size if usable is None else int(np.count_nonzero(usable))
         stride = max(1, int(np.ceil(np.sqrt(total / max_samples))))

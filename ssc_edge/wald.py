@@ -373,12 +373,10 @@ class PairModel:
         if method not in DEGRADATION_METHODS:
             raise OptionError(f"unknown degradation method {method!r}; choose one of {DEGRADATION_METHODS}")
 
-        def kernels(bands: Sequence[str]) -> tuple[Kernel, ...]:
-            if method == "bicubic":
-                return tuple(Kernel("bicubic") for _ in bands)
-            return tuple(Kernel("gaussian", mtf_sigma(MTF_NYQUIST[b])) for b in bands)
+        def kernel(band: str) -> Kernel:
+            return Kernel("bicubic") if method == "bicubic" else Kernel("gaussian", mtf_sigma(MTF_NYQUIST[band]))
 
-        return cls(fine=kernels(FINE_BANDS), coarse=kernels(COARSE_BANDS))
+        return cls(fine=tuple(map(kernel, FINE_BANDS)), coarse=tuple(map(kernel, COARSE_BANDS)))
 
     def reach(self, ratio: int = 2) -> int:
         """Largest tap offset of any kernel of this model, fine pixels of the grid it is applied to."""

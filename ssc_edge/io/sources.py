@@ -751,9 +751,7 @@ def describe_source(source: BandSource) -> dict:
         stats = {"min": low, "max": high, "mean": total / count} if count else dict.fromkeys(("min", "max", "mean"))
         gsd = source.fine_pixel_size * GSD[band] / 10
         bands[band] = {"shape": list(source.band_shape(band)), "gsd": gsd, **stats, "nodata": nodata}
-    georef = None
-    if source.georef is not None:
-        georef = {"transform": list(source.georef.transform), "crs": source.georef.crs}
+    georef = None if source.georef is None else {"transform": list(source.georef.transform), "crs": source.georef.crs}
     reference = source.scene.reference if isinstance(source, ArrayBandSource) else None
     if reference is not None:  # an RR file's true 20 m bands, float32 (float64 sums)
         reference = {"shape": list(reference.shape), "min": float(reference.min()), "max": float(reference.max()),
