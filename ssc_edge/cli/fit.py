@@ -94,9 +94,13 @@ def fit_and_export_command(
     ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, patch order and patch sample.")] = 0,
     stage_iterations: Annotated[
-        int,
-        typer.Option(help="Steps of the full-resolution stage on the scene's own 10 m grid (0: off; heldout only)."),
-    ] = 100,  # FitConfig.stage_iterations
+        int | None,
+        typer.Option(
+            help="Steps of the full-resolution stage on the scene's own 10 m grid (0: off; heldout only). "
+            "Default: 100.",
+            show_default=False,
+        ),
+    ] = None,
     stage_kernel: Annotated[
         str,
         typer.Option(
@@ -124,17 +128,16 @@ def fit_and_export_command(
         logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     from ..train import FitConfig, ModelConfig
     from ..train.bandsets import fit_and_export_bands
-    from ..train.fit import DEFAULT_PATCH_BUDGET
 
-    config = FitConfig(
-        patch_budget=DEFAULT_PATCH_BUDGET if patches is None else patches,
-        epochs=epochs if epochs is not None else (200 if protocol == "paper" else 50),
+    config = FitConfig.for_protocol(
+        protocol,
+        patch_budget=patches,
+        epochs=epochs,
         learning_rate=lr,
         lr_schedule=lr_schedule,
-        batch_size=batch_size if batch_size is not None else (64 if protocol == "paper" else 16),
+        batch_size=batch_size,
         patch=patch,
         stride=stride,
-        protocol=protocol,
         degradation=degradation,
         registration=registration,
         upsampling=upsampling,
@@ -144,7 +147,7 @@ def fit_and_export_command(
         augment=augment,
         checkpoint=checkpoint,
         ema=ema,
-        stage_iterations=stage_iterations if protocol == "heldout" else 0,
+        stage_iterations=stage_iterations,
         stage_kernel=stage_kernel,
         model=ModelConfig(
             blocks=blocks,

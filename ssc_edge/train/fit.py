@@ -245,6 +245,20 @@ class FitConfig:
             values["model"] = ModelConfig.from_dict(values["model"])
         return cls(**values)
 
+    @classmethod
+    def for_protocol(cls, protocol: str = "heldout", **options: Any) -> FitConfig:
+        """The config of ``protocol`` with ``options`` set; an option given as None keeps the protocol's default:
+        :data:`PAPER_DEFAULTS` for ``"paper"`` (the released code's schedule, no stage), the field's default else."""
+        given = {name: value for name, value in options.items() if value is not None}
+        if protocol == "paper":  # the stage refines a heldout fit only: paper records none whatever was asked
+            given = PAPER_DEFAULTS | given | {"stage_iterations": 0}
+        return cls(protocol=protocol, **given)
+
+
+#: What protocol ``"paper"`` changes in :class:`FitConfig`'s defaults (:meth:`FitConfig.for_protocol`): the released
+#: code's 200 epochs at batch 64, and no full-resolution stage (it refines a ``heldout`` fit only).
+PAPER_DEFAULTS: dict[str, Any] = {"epochs": 200, "batch_size": 64, "stage_iterations": 0}
+
 
 @dataclass
 class FitResult:

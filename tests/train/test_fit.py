@@ -388,3 +388,16 @@ def test_spatial_holdout_of_a_staged_fit_also_scores_the_model_before_the_stage(
     assert evaluation.before_stage.mean_sre == alone.model.mean_sre
     assert evaluation.pixels == alone.pixels and evaluation.model.mean_sre != alone.model.mean_sre
     assert evaluation.to_dict()["before_stage"] == alone.model.to_dict()
+
+
+def test_each_protocol_has_its_own_defaults_and_an_option_given_as_none_keeps_them():
+    """``fit-and-export`` builds its config through ``FitConfig.for_protocol``: the paper protocol takes the released
+    code's 200 epochs at batch 64 and no stage (even when asked for one); heldout takes the dataclass's defaults."""
+    assert FitConfig.for_protocol("heldout", epochs=None, batch_size=None, stage_iterations=None) == FitConfig()
+    paper = FitConfig.for_protocol("paper", epochs=None, batch_size=None)
+    assert (paper.protocol, paper.epochs, paper.batch_size, paper.stage_iterations) == ("paper", 200, 64, 0)
+    asked = FitConfig.for_protocol("paper", epochs=5, stage_iterations=30, seed=3)
+    assert (asked.epochs, asked.batch_size, asked.stage_iterations, asked.seed) == (5, 64, 0, 3)
+    assert FitConfig.for_protocol("heldout", stage_iterations=0).stage_iterations == 0
+    with pytest.raises(OptionError, match="protocol must be one of"):
+        FitConfig.for_protocol("cheat")
