@@ -489,7 +489,9 @@ class RasterBandSource(BandSource):
             grids: dict[str, tuple[tuple[int, int], Any, Any]] = {}
             self._dtypes: dict[str, str] = {}
             for band, (file, index) in self._files.items():
-                ds = self._dataset(file)
+                if file not in self._datasets:  # one dataset per file (a multi-band GeoTIFF holds several bands)
+                    self._datasets[file] = open_raster(file)
+                ds = self._datasets[file]
                 if index > ds.count:
                     raise SceneReadError(f"{file}: holds {ds.count} band(s), not band {index} ({band})")
                 # windows are read one at a time, but a grid this large cannot be a Sentinel-2 product: a crafted
@@ -514,11 +516,6 @@ class RasterBandSource(BandSource):
             raise
         super().__init__(shape=shape, band_shapes={b: g[0] for b, g in grids.items()}, georef=georef, source=path,
                          name=name, fine_pixel_size=fine_pixel_size)  # fmt: skip
-
-    def _dataset(self, file: str):
-        if file not in self._datasets:
-            self._datasets[file] = open_raster(file)
-        return self._datasets[file]
 
     windowed = True
 
