@@ -97,13 +97,6 @@ def _decimate_axis(image: np.ndarray, weights: np.ndarray, ratio: int, axis: int
     return filtered.take(np.arange(start, start + ratio * (image.shape[axis] // ratio), ratio), axis=axis)
 
 
-def _degradation_weights(method: str, ratio: int, mtf: float | None) -> np.ndarray:
-    # bicubic: MATLAB imresize(x, 1/ratio) antialiasing, the Keys kernel stretched by the ratio
-    sigma = 0.0 if method == "bicubic" else mtf_sigma(mtf, ratio=ratio)  # type: ignore[arg-type]
-    _, weights = _kernel_weights("bicubic" if method == "bicubic" else "gaussian", sigma, ratio, 0.0)
-    return weights / weights.sum()
-
-
 def _check_image(image: np.ndarray, what: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim not in (2, 3):
@@ -160,12 +153,14 @@ def degrade(
             gains = np.repeat(gains, channels)
         if gains.size != channels:
             raise OptionError(f"mtf has {gains.size} values for an image of {channels} channels")
-    else:
-        gains = np.zeros(channels)
+        sigmas = [mtf_sigma(float(gain), ratio=ratio) for gain in gains]
+    else:  # MATLAB imresize(x, 1/ratio) antialiasing: the Keys kernel stretched by the ratio
+        sigmas = [0.0] * channels
     planes = image[..., None] if image.ndim == 2 else image
     out = np.empty((image.shape[0] // ratio, image.shape[1] // ratio, channels))
-    for c in range(channels):
-        weights = _degradation_weights(method, ratio, float(gains[c]))
+    for c, sigma in enumerate(sigmas):
+        _, weights = _kernel_weights("gaussian" if method == "mtf" else "bicubic", sigma, ratio, 0.0)
+        weights = weights / weights.sum()
         rows = _decimate_axis(planes[..., c], weights, ratio, axis=0)
         out[..., c] = _decimate_axis(rows, weights, ratio, axis=1)
     return out[..., 0] if image.ndim == 2 else out
