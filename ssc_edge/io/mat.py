@@ -203,13 +203,6 @@ def _variable_names(path: Path) -> list[str]:
         return []
 
 
-def _squeeze_band(value: object, where: str) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == object:
-        raise SceneError(f"{where} is not a numeric array")
-    return np.squeeze(array) if array.ndim > 2 else array
-
-
 def _group_bands_first(stack: np.ndarray, names: tuple[str, ...], where: str) -> np.ndarray:
     """A grouped-layout array as (bands, H, W): the band axis is the first or last one of length ``len(names)``."""
     count = len(names)
@@ -254,7 +247,10 @@ def read_mat_scene(path: Path) -> Scene:
             count = len(cells) if isinstance(cells, list) else "a non-cell"
             raise SceneError(f"{where}Yim must be a cell array of {len(ALL_BANDS)} bands, got {count}")
         for name, cell in zip(ALL_BANDS, cells, strict=True):
-            bands[name] = _squeeze_band(cell, f"{where}Yim band {name}")
+            array = np.asarray(cell)
+            if array.dtype == object:
+                raise SceneError(f"{where}Yim band {name} is not a numeric array")
+            bands[name] = np.squeeze(array) if array.ndim > 2 else array
     elif "im10" in arrays and "im20" in arrays:
         for group, names in _GROUPS.items():
             if group not in arrays:

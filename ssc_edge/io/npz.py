@@ -41,11 +41,6 @@ _META_KEYS = ("reference", "transform", "crs", "fine_pixel_size")
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, RuntimeError)
 
 
-def _is_scene_key(key: str) -> bool:
-    """A member a scene uses: a band (any spelling) or one of the metadata keys."""
-    return key in _META_KEYS or band_name_or_none(key) is not None
-
-
 def read_npz_arrays(
     path: Path, *, wanted: Callable[[str], bool] | None = None, as_float32: Callable[[str], bool] | None = None
 ) -> dict[str, np.ndarray]:
@@ -163,9 +158,9 @@ def read_npz_scene(path: Path) -> Scene:
     path = Path(path)
     keys: list[str] = []
 
-    def wanted(key: str) -> bool:
+    def wanted(key: str) -> bool:  # a member a scene uses: a band (any spelling) or one of the metadata keys
         keys.append(key)
-        return _is_scene_key(key)
+        return key in _META_KEYS or band_name_or_none(key) is not None
 
     arrays = read_npz_arrays(path, wanted=wanted, as_float32=lambda key: key not in _META_KEYS or key == "reference")
     bands, others = split_band_arrays(arrays, path)
