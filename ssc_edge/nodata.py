@@ -188,12 +188,6 @@ def fill_margin(reach: float) -> int:
     return math.ceil(math.sqrt(2.0) * reach) + 1
 
 
-def _grown(tile: Tile, margin: int, shape: tuple[int, int]) -> Tile:
-    row, col = max(0, tile.row - margin), max(0, tile.col - margin)
-    bottom, right = min(shape[0], tile.row + tile.height + margin), min(shape[1], tile.col + tile.width + margin)
-    return type(tile)(row, col, bottom - row, right - col)
-
-
 def read_filled(
     read_band: Callable[[str, Tile], np.ndarray],
     read_valid: ValidReader,
@@ -231,7 +225,9 @@ def read_filled(
     valid = np.logical_and.reduce([np.asarray(read_valid(b, region), dtype=bool) for b in bands])
     if valid.all():
         return stack, valid
-    grown = _grown(region, margin, grid_shape)
+    from .tiling import coarse_window
+
+    grown = coarse_window(region, ratio=1, margin=margin, coarse_shape=grid_shape)  # region grown by margin, clipped
     big = np.stack([np.asarray(read_band(b, grown), dtype=np.float32) for b in bands], axis=-1)
     big_valid = np.logical_and.reduce([np.asarray(read_valid(b, grown), dtype=bool) for b in bands])
     inner = region.relative_to(grown).slices
