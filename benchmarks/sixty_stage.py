@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: FitConfig's")
     parser.add_argument("--iterations", type=int, default=100, help="stage steps")
     parser.add_argument("--window", type=int, default=192, help="stage window side, 10 m px (multiple of 6)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="stage learning rate")
+    parser.add_argument("--structure-weight", type=float, default=0.01, help="weight of L_struct (0: spectral only)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sixty_stage")
     args = parser.parse_args(argv)
     config = replace(FitConfig(), stage_iterations=0)
@@ -107,7 +109,10 @@ def main(argv: list[str] | None = None) -> None:
         config = replace(config, epochs=args.epochs)
     from ssc_edge.train.full_resolution import StageConfig
 
-    settings = StageConfig(iterations=args.iterations, window=args.window, pixels=args.window**2)
+    settings = StageConfig(
+        iterations=args.iterations, learning_rate=args.lr, structure_weight=args.structure_weight, window=args.window,
+        pixels=args.window**2,
+    )  # fmt: skip
     shift = tuple(int(v) for v in args.shift.split(","))
     rows = []
     start = time.perf_counter()
