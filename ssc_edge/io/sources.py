@@ -511,6 +511,11 @@ class RasterBandSource(BandSource):
                 georef = GeoReference(tuple(fine_transform)[:6], fine_crs.to_wkt())
                 if fine_crs.is_projected and fine_crs.linear_units in ("metre", "meter"):
                     fine_pixel_size = fine_transform.a
+            # GDAL's /vsizip/ reader does not check a member's CRC-32 (a damaged deflate stream reads as pixels):
+            # every member used is read once here through zipfile, which does, and its sha256 kept for the identity
+            self._digests = {
+                file: _gdal_file_sha256(file, path) for file, _ in self._files.values() if file.startswith("/vsizip/")
+            }
         except BaseException:
             self.close()
             raise
@@ -534,7 +539,7 @@ class RasterBandSource(BandSource):
         by_file: dict[str, str] = {}
         for band, (file, _) in self._files.items():
             if band in IDENTITY_BANDS and file not in by_file:
-                by_file[file] = _gdal_file_sha256(file, self.source)
+                by_file[file] = self._digests.get(file) or _gdal_file_sha256(file, self.source)
         text = "".join(f"{b} {by_file[self._files[b][0]]}\n" for b in IDENTITY_BANDS if b in self._files)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
