@@ -52,7 +52,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS, canonical_band_name
+from ..bands import ALL_BANDS, COARSE_BANDS, FINE_BANDS, GSD, VERY_COARSE_BANDS, band_name_or_none, canonical_band_name
 from ..errors import SceneReadError
 from .limits import MAX_COMPRESSION_RATIO, MAX_METADATA_BYTES, check_regular_file, check_zip_member
 
@@ -336,7 +336,7 @@ def _band_files(elements, level: str, root: str, path: Path) -> dict[str, str]:
         match = _BAND_IN_NAME.search(relative)
         if match is None:
             continue
-        band = canonical_band_name(match.group(1))
+        band = band_name_or_none(match.group(1))  # None: B10 (cirrus), listed by every L1C, never used here
         resolution = match.group(2)
         if band not in wanted or band in files:
             continue

@@ -218,6 +218,20 @@ def test_metadata_errors(tmp_path):
         read_scene(product)
 
 
+def test_an_l1c_product_listing_b10_and_the_true_colour_image_reads_its_bands(tmp_path):
+    """A real L1C's metadata lists every band file, B10 (cirrus, which ssc-edge never uses) and TCI included: those
+    are passed over, the bands used are read as without them."""
+    product = make_safe(tmp_path, "L1C")
+    xml = product / "MTD_MSIL1C.xml"
+    text = xml.read_text()
+    b12 = next(line for line in text.splitlines() if line.endswith("_B12</IMAGE_FILE>"))
+    extra = "\n".join(b12.replace("_B12<", f"_{name}<") for name in ("B10", "TCI"))
+    xml.write_text(text.replace(b12, f"{extra}\n{b12}"))
+    scene = read_scene(product)
+    assert set(scene.bands) == set(FINE_BANDS + COARSE_BANDS)
+    np.testing.assert_allclose(scene.bands["B12"], _expected("B12"), rtol=1e-6)
+
+
 def test_band_file_missing(tmp_path):
     product = make_safe(tmp_path, "L2A")
     (next(product.rglob("*_B8A_20m.jp2"))).unlink()
