@@ -25,6 +25,7 @@ from ..bands import ALL_BANDS, FINE_BANDS
 from ..errors import OptionError, OutputError
 from ..io import atomic_output, check_outputs
 from ..io.cog import OverviewWriter, cloud_optimize, overview_factors, root_message, scratch_geotiff
+from ..io.geotiff import tiled_profile
 from ..io.results import to_dtype
 from ..io.sources import BandSource
 from ..nodata import output_nodata
@@ -182,7 +183,6 @@ def sharpen_stream(
     """
     import rasterio
     from rasterio._err import CPLE_BaseError  # GDAL's own errors (not exported by rasterio.errors)
-    from rasterio.transform import Affine
 
     output_path = Path(output_path)
     if output_path.suffix.lower() not in (".tif", ".tiff"):
@@ -202,29 +202,14 @@ def sharpen_stream(
         georef = source.georef
         read = source.read
 
-        profile = {
-            "driver": "GTiff",
-            "height": shape[0],
-            "width": shape[1],
-            "count": len(names),
-            "dtype": dtype,
-            "tiled": True,
-            "blockxsize": BLOCK,
-            "blockysize": BLOCK,
-            "compress": "deflate",
-            # level 1, not GDAL's 6: on sharpened float32 windows 2.2x faster to write at the same size
-            # (+0.2 %); the write shares the CPU with the network (benchmarks/RESULTS.md, "A Zen 4 CPU")
-            "zlevel": 1,
-            "predictor": 3 if dtype == "float32" else 2,
-            "interleave": "band",
-            "BIGTIFF": "IF_SAFER",
-            "nodata": output_nodata(dtype),  # NaN (float32) or 0 (uint16): see ssc_edge.nodata
-        }
-        if georef is not None:
-            profile.update(crs=georef.crs, transform=Affine(*georef.transform))
-        if cog:  # the COG step re-reads this file: uncompressed gives the lowest total time (docs/cog.md)
-            for key in ("compress", "zlevel", "predictor"):
-                profile.pop(key)
+        # level 1, not GDAL's 6: on sharpened float32 windows 2.2x faster to write at the same size (+0.2 %); the
+        # write shares the CPU with the network (benchmarks/RESULTS.md, "A Zen 4 CPU"). With a COG the COG step
+        # re-reads this file: uncompressed gives the lowest total time (docs/cog.md)
+        compression = {} if cog else {"compress": "deflate", "zlevel": 1, "predictor": 3 if dtype == "float32" else 2}
+        profile = tiled_profile(
+            shape, len(names), dtype, block=BLOCK, georef=georef, BIGTIFF="IF_SAFER",
+            nodata=output_nodata(dtype), **compression,  # nodata: NaN (float32) or 0 (uint16), see ssc_edge.nodata
+        )  # fmt: skip
         fine_positions = [i for i, b in enumerate(names) if b in FINE_BANDS]
         sharp_positions = [names.index(b) for b in contract.output_bands]
         # rasterio's log records of GDAL errors held back while writing: each failure also raises, and the
