@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bands import MTF_NYQUIST, VERY_COARSE_BANDS
+from ..bands import VERY_COARSE_BANDS
 from ..bandset import (
     BAND_SETS,
     SIXTY_INPUT_BANDS,
@@ -49,7 +49,6 @@ from ..progress import ProgressCallback, stage
 from ..registration import RegistrationEstimate, estimate_scene_registration, sixty_pair_model
 from ..sampling import PatchReservoir, origin_grid, patch_keys
 from ..scene import Scene
-from ..wald import Kernel, mtf_sigma
 from .export import (
     ExportResult,
     _fit_and_export,
@@ -62,7 +61,6 @@ from .export import (
     written_paths,
 )
 from .fit import Evaluation, FitConfig, FitResult, extract_patches, fit_model, fit_patches, predict
-from .full_resolution import StageConfig, refine_in_precision, stage_sample
 from .model import receptive_halo
 
 __all__ = [
@@ -211,58 +209,6 @@ def fit_60m(
     logger.info("60 m fit: %d of %d valid patches (%d origins)", len(chosen), len(valid), n_rows * n_cols)
     result = fit_patches(x / np.float32(scale), y / np.float32(scale), scale, config, progress=progress)
     return replace(result, candidates=len(valid))
-
-
-#: Side, 10 m pixels, of the full-resolution stage's window for the 60 m model: 32 pixels of 60 m (at 96 px, the
-#: 20 m stage's window, the ratio-6 kernels and the border leave 9 x 9 coarse pixels to be consistent with).
-SIXTY_STAGE_WINDOW = 192
-
-
-def sixty_stage_kernels(pair: RatioPairModel | None, choice: str) -> list[Kernel]:
-    """The blur of B01 and B09 that the 60 m stage's consistency uses, 10 m px at ratio 6: ``"nominal"``, the
-    Gaussian of each band's nominal MTF at Nyquist; ``"estimated"``, the ratio-6 pair's kernel (the scene's
-    relative blur, :func:`sixty_pair_for`)."""
-    if choice == "estimated" and pair is not None:
-        return [pair.kernels[b] for b in VERY_COARSE_BANDS]
-    return [Kernel("gaussian", mtf_sigma(MTF_NYQUIST[b], ratio=SIXTY_RATIO)) for b in VERY_COARSE_BANDS]
-
-
-def refine_60m(
-    fit: FitResult,
-    scene: Scene,
-    pair: RatioPairModel | None,
-    *,
-    kernel: str = "nominal",
-    settings: StageConfig | None = None,
-    progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """The full-resolution stage (:mod:`ssc_edge.train.full_resolution`) for the 60 m model, in place.
-
-    The 60 m model's output, blurred with each band's kernel (:func:`sixty_stage_kernels`) and decimated by 6,
-    must give back the observed B01 and B09, and its detail follow the 10 m bands'; on the scene's own 10 m grid,
-    windows of :data:`SIXTY_STAGE_WINDOW` px free of no-data. Returns what was done, as a dict.
-    """
-    start = time.perf_counter()
-    settings = settings or StageConfig(
-        iterations=fit.config.stage_iterations, window=SIXTY_STAGE_WINDOW, pixels=SIXTY_STAGE_WINDOW**2
-    )
-    kernels = sixty_stage_kernels(pair, kernel)
-    offset = pair.offsets.get(VERY_COARSE_BANDS[0], (0.0, 0.0)) if pair is not None else (0.0, 0.0)
-    sixty = np.stack([scene.bands[b] for b in VERY_COARSE_BANDS], axis=-1)
-    sample = stage_sample(
-        scene.fine(), sixty, fit.scale, kernels, settings, offset=offset, upsampling=fit.config.upsampling,
-        twenty=scene.coarse(),
-    )  # fmt: skip
-    history = refine_in_precision(fit, sample, kernels, settings, progress=progress)
-    return {
-        "iterations": settings.iterations,
-        "kernel": kernel,
-        "kernels": [k.to_dict() for k in kernels],
-        "windows": int(sample.inputs.shape[0]),
-        "pixels": int(np.prod(sample.inputs.shape[:3])),
-        "loss": [round(history[0], 6), round(history[-1], 6)] if history else [],
-        "seconds": round(time.perf_counter() - start, 2),
-    }
 
 
 def sixty_scene(scene: Scene | BandSource, side: int = SIXTY_SIDE) -> Scene:

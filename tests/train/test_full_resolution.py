@@ -151,12 +151,11 @@ def test_at_ratio_6_the_truth_is_consistent_under_the_stages_loss_and_bicubic_is
     from ssc_edge.bands import VERY_COARSE_BANDS
     from ssc_edge.bandset import SIXTY_INPUT_BANDS, stack_bands
     from ssc_edge.demo import demo_scene
-    from ssc_edge.train.bandsets import sixty_stage_kernels
 
     scene = demo_scene(size=216)
     truth = np.stack([scene.bands["B02"], scene.bands["B08"]], axis=-1).astype(np.float64)  # any 10 m texture
     sixty = wald.degrade(truth, ratio=6, method="mtf", mtf=[MTF_NYQUIST[b] for b in VERY_COARSE_BANDS])
-    kernels = sixty_stage_kernels(None, "nominal")
+    kernels = [wald.Kernel("gaussian", wald.mtf_sigma(MTF_NYQUIST[b], ratio=6)) for b in VERY_COARSE_BANDS]
     scale = float(sixty.max())
     sample = stage_sample(scene.fine(), sixty, scale, kernels, StageConfig(pixels=WHOLE), twenty=scene.coarse())
     assert sample.ratio == 6 and sample.inputs.shape == (1, 216, 216, 12) and sample.coarse.shape == (1, 36, 36, 2)
