@@ -162,7 +162,8 @@ def test_scratch_file_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
 
 
 _INTERRUPTED_CHILD = """
-import sys, threading
+import faulthandler, sys, threading
+faulthandler.dump_traceback_later(90, exit=True)  # a hang becomes a failure with every thread's stack in stderr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
