@@ -18,7 +18,7 @@ import numpy as np
 from .bands import COARSE_BANDS, FINE_BANDS, GSD, MTF_NYQUIST, VERY_COARSE_BANDS
 from .errors import OptionError, SceneError
 from .scene import Scene
-from .wald import Kernel, TrainingPair, _cropped_shape, decimate, degrade, kernel_taps, mtf_sigma, upsample
+from .wald import Kernel, TrainingPair, _cropped_shape, decimate, degrade, kernel_reach, nominal_kernel, upsample
 
 __all__ = [
     "BAND_SETS",
@@ -245,8 +245,8 @@ def ratio_reduced_scene(
         if model is not None:
             kernel, shift = model.kernels[b], model.shift(b, output_bands, ratio)
         else:
-            kernel, shift = _nominal_kernel(b, degradation, ratio), (0.0, 0.0)
-        reach = max(int(np.abs(kernel_taps(kernel, ratio=ratio, shift=s)[0]).max()) for s in shift)
+            kernel, shift = nominal_kernel(b, degradation, ratio=ratio), (0.0, 0.0)
+        reach = max(kernel_reach(kernel, ratio=ratio, shift=s) for s in shift)
         observed = np.asarray(scene.bands[b])[: height // q, : width // q]
         current[b] = nodata_where_read(degraded, observed, reach=reach, ratio=ratio)
     reduced = Scene(
@@ -256,13 +256,6 @@ def ratio_reduced_scene(
         name=f"{scene.name}-RR{ratio}",
     )
     return reduced, target.astype(np.float32)
-
-
-def _nominal_kernel(band: str, degradation: str, ratio: int) -> Kernel:
-    """The kernel :func:`ssc_edge.wald.degrade` ``method=degradation`` blurs ``band`` with at ``ratio``."""
-    if degradation == "bicubic":
-        return Kernel("bicubic")
-    return Kernel("gaussian", mtf_sigma(MTF_NYQUIST[band], ratio=ratio))
 
 
 def _degraded_bands(

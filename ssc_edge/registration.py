@@ -46,13 +46,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import optimize
 
-from .bands import COARSE_BANDS, FINE_BANDS, MTF_NYQUIST, VERY_COARSE_BANDS
+from .bands import COARSE_BANDS, FINE_BANDS, VERY_COARSE_BANDS
 from .bandset import SIXTY_INPUT_BANDS, RatioPairModel, band_ratio
 from .errors import OptionError, SceneError
 from .nodata import measured
 from .sampling import valid_origins
 from .scene import Scene, _describe
-from .wald import DEGRADATION_METHODS, Kernel, PairModel, _check_grids, _keys_cubic, mtf_sigma
+from .wald import DEGRADATION_METHODS, Kernel, PairModel, _check_grids, _keys_cubic, nominal_kernel
 
 __all__ = [
     "DEFAULT_MAX_SAMPLES",
@@ -584,10 +584,9 @@ def sixty_pair_model(
         s60 = estimate60.kernel.sigma  # type: ignore[union-attr]
         s20 = float(np.sqrt((35 * _pooled_gaussian_sigma(estimate20.bands) ** 2 + s60**2) / 4))  # type: ignore[arg-type]
         kernels = {b: Kernel("gaussian", s20 if band_ratio(b) == 2 else s60) for b in SIXTY_INPUT_BANDS}
-    elif degradation in ("auto", "bicubic"):
-        kernels = {b: Kernel("bicubic") for b in SIXTY_INPUT_BANDS}
-    else:
-        kernels = {b: Kernel("gaussian", mtf_sigma(MTF_NYQUIST[b], ratio=6)) for b in SIXTY_INPUT_BANDS}
+    else:  # "auto" with an imresize-like estimate takes imresize's kernel; a named method its own
+        method = "bicubic" if degradation == "auto" else degradation
+        kernels = {b: nominal_kernel(b, method, ratio=6) for b in SIXTY_INPUT_BANDS}
     offsets: dict[str, tuple[float, float]] = {}
     if registration == "auto":
         if trusted:

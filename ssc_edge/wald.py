@@ -45,6 +45,8 @@ __all__ = [
     "KERNEL_KINDS",
     "Kernel",
     "kernel_taps",
+    "kernel_reach",
+    "nominal_kernel",
     "decimate",
     "PairModel",
     "pair_margin",
@@ -279,6 +281,18 @@ def kernel_taps(kernel: Kernel, *, ratio: int = 2, shift: float = 0.0) -> tuple[
     return taps, weights / weights.sum()
 
 
+def kernel_reach(kernel: Kernel, *, ratio: int = 2, shift: float = 0.0) -> int:
+    """Largest tap offset of :func:`kernel_taps` from ``ratio * i``, fine pixels: coarse pixel ``i`` reads
+    ``ratio * i - reach .. ratio * i + reach`` (:func:`ssc_edge.nodata.nodata_where_read`)."""
+    return int(np.abs(kernel_taps(kernel, ratio=ratio, shift=shift)[0]).max())
+
+
+def nominal_kernel(band: str, method: str, *, ratio: int = 2) -> Kernel:
+    """The kernel :func:`degrade` ``method`` blurs ``band`` with at ``ratio``: MATLAB ``imresize``'s for
+    ``"bicubic"``, else the Gaussian of the band's nominal MTF at Nyquist (``bands.MTF_NYQUIST``)."""
+    return Kernel("bicubic") if method == "bicubic" else Kernel("gaussian", mtf_sigma(MTF_NYQUIST[band], ratio=ratio))
+
+
 def _decimate_axis_taps(image: np.ndarray, taps: np.ndarray, weights: np.ndarray, ratio: int, axis: int) -> np.ndarray:
     reach = int(np.abs(taps).max())
     full = np.zeros(2 * reach + 1)
@@ -367,16 +381,15 @@ class PairModel:
         """The kernels of :func:`degrade` ``method`` (``"bicubic"`` or ``"mtf"``: ``bands.MTF_NYQUIST``), no offset."""
         if method not in DEGRADATION_METHODS:
             raise OptionError(f"unknown degradation method {method!r}; choose one of {DEGRADATION_METHODS}")
-
-        def kernel(band: str) -> Kernel:
-            return Kernel("bicubic") if method == "bicubic" else Kernel("gaussian", mtf_sigma(MTF_NYQUIST[band]))
-
-        return cls(fine=tuple(map(kernel, FINE_BANDS)), coarse=tuple(map(kernel, COARSE_BANDS)))
+        return cls(
+            fine=tuple(nominal_kernel(b, method) for b in FINE_BANDS),
+            coarse=tuple(nominal_kernel(b, method) for b in COARSE_BANDS),
+        )
 
     def reach(self, ratio: int = 2) -> int:
         """Largest tap offset of any kernel of this model, fine pixels of the grid it is applied to."""
         shifts = [(k, -v) for k in self.fine for v in self.offset] + [(k, 0.0) for k in self.coarse]
-        return max(int(np.abs(kernel_taps(k, ratio=ratio, shift=s)[0]).max()) for k, s in shifts)
+        return max(kernel_reach(k, ratio=ratio, shift=s) for k, s in shifts)
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""

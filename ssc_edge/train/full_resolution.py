@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import wald
-from ..bands import COARSE_BANDS, MTF_NYQUIST
+from ..bands import COARSE_BANDS
 from ..errors import OptionError
 from ..progress import ProgressCallback, report
 from ._tensorflow import tensorflow
@@ -94,7 +94,7 @@ def stage_kernels(pair: wald.PairModel | None, choice: str, *, bands: Sequence[s
     :func:`ssc_edge.registration.estimate_registration`); ``"wider"``: per band, the nominal Gaussian unless
     the estimate is a Gaussian wider than it.
     """
-    nominal = [wald.Kernel("gaussian", wald.mtf_sigma(MTF_NYQUIST[b])) for b in bands]
+    nominal = [wald.nominal_kernel(b, "mtf") for b in bands]
     if choice == "nominal" or pair is None:
         return nominal
     estimated = list(pair.coarse)
