@@ -250,14 +250,14 @@ class FitConfig:
         """The config of ``protocol`` with ``options`` set; an option given as None keeps the protocol's default:
         :data:`PAPER_DEFAULTS` for ``"paper"`` (the released code's schedule, no stage), the field's default else."""
         given = {name: value for name, value in options.items() if value is not None}
-        if protocol == "paper":  # the stage refines a heldout fit only: paper records none whatever was asked
-            given = PAPER_DEFAULTS | given | {"stage_iterations": 0}
+        if protocol == "paper":
+            given = PAPER_DEFAULTS | given | {"stage_iterations": 0}  # whatever was asked: see PAPER_DEFAULTS
         return cls(protocol=protocol, **given)
 
 
 #: What protocol ``"paper"`` changes in :class:`FitConfig`'s defaults (:meth:`FitConfig.for_protocol`): the released
-#: code's 200 epochs at batch 64, and no full-resolution stage (it refines a ``heldout`` fit only).
-PAPER_DEFAULTS: dict[str, Any] = {"epochs": 200, "batch_size": 64, "stage_iterations": 0}
+#: code's 200 epochs at batch 64. It also never takes the full-resolution stage (it refines a ``heldout`` fit only).
+PAPER_DEFAULTS: dict[str, Any] = {"epochs": 200, "batch_size": 64}
 
 
 @dataclass
@@ -1118,14 +1118,13 @@ def evaluate_fit(
                 mode = "one-scale-down"
             else:
                 return Evaluation(
-                    reports[0],
-                    bicubic,
-                    "spatial-holdout",
-                    False,
-                    0.0,
-                    windows,
-                    pixels,
-                    sampled,
+                    model=reports[0],
+                    bicubic=bicubic,
+                    kind="spatial-holdout",
+                    training_set_numbers=False,
+                    windows=windows,
+                    pixels=pixels,
+                    sampled=sampled,
                     before_stage=reports[1] if len(reports) > 1 else None,
                 )
         held_out = stage(progress, "held-out fit (two scales down, scores the report)")
