@@ -6,9 +6,10 @@ import os
 import platform
 from typing import Any
 
+from ..evaluation import bicubic_baseline, format_quality_table
 from ..metrics import QualityReport
 
-__all__ = ["full_resolution_summary", "machine_info", "quality_table", "render_markdown", "report_dict"]
+__all__ = ["full_resolution_summary", "machine_info", "render_markdown", "report_dict"]
 
 _KIND_TEXT = {
     "rr-reference": "sharpened reduced-resolution bands against the reference (never seen in training)",
@@ -89,36 +90,12 @@ def report_dict(result) -> dict[str, Any]:
             "parity_max_abs_diff_over_range": result.parity,
             "halo": contract.halo,
             "scale": contract.scale,
-            "sample_window": list(getattr(result, "sample_window", ())),
+            "sample_window": list(result.sample_window),
         },
-        "phases_seconds": {k: round(v, 2) for k, v in getattr(result, "phases", {}).items()},
+        "phases_seconds": {k: round(v, 2) for k, v in result.phases.items()},
         "machine": machine_info(),
         "versions": contract.versions,
     }
-
-
-def quality_table(reports: dict[str, QualityReport]) -> str:
-    """Markdown table: one row per estimate, per-band SRE, mean SRE (dB), SAM (deg), ERGAS, mean SSIM."""
-    try:
-        from ..evaluation import format_quality_table
-    except ImportError:
-        format_quality_table = None
-    if format_quality_table is not None:
-        return format_quality_table(reports)
-    bands = next(iter(reports.values())).band_names
-    head = ["estimate", *(f"SRE {b}" for b in bands), "mean SRE (dB)", "SAM (deg)", "ERGAS", "mean SSIM"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in reports.items():
-        cells = [
-            name,
-            *(f"{v:.2f}" for v in r.sre),
-            f"{r.mean_sre:.2f}",
-            f"{r.sam:.3f}",
-            f"{r.ergas:.3f}",
-            f"{sum(r.ssim) / len(r.ssim):.4f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _sample_text(export: dict[str, Any]) -> str:
@@ -180,7 +157,6 @@ def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
 
     from .. import wald
     from ..errors import SceneError
-    from ..evaluation import bicubic_baseline
     from ..io.sources import central_scene
     from ..nodata import fill_nearest, measured
     from ..quality import full_resolution_quality, pair_degradation
@@ -209,11 +185,6 @@ def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
     }
 
 
-def _window_text(section: dict[str, Any]) -> str:
-    height, width = section.get("window") or (0, 0)
-    return f"on the central {height}x{width} px of the scene"
-
-
 def _full_resolution_section(summary: dict[str, Any]) -> str:
     from ..quality import FullResolutionQuality, format_full_resolution_table
 
@@ -221,11 +192,12 @@ def _full_resolution_section(summary: dict[str, Any]) -> str:
     if not section:
         return ""
     results = {name: FullResolutionQuality.from_dict(r) for name, r in section["results"].items()}
+    height, width = section.get("window") or (0, 0)
     return f"""
 ## Full-resolution quality (no reference)
 
 The model's output at the scene's own scale (what `infer` writes) against the observed bands, \
-{_window_text(section)}, {section["degradation"]} degradation \
+on the central {height}x{width} px of the scene, {section["degradation"]} degradation \
 (`ssc_edge.quality`: Wald consistency, Khan's D_lambda(K), QNR, HQNR, D_rho).
 
 {format_full_resolution_table(results)}
@@ -250,7 +222,7 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 
 {summary["evaluation_description"]}; {_evaluation_extent(evaluation)}.
 {warning}
-{quality_table(reports).rstrip()}
+{format_quality_table(reports).rstrip()}
 {_full_resolution_section(summary)}
 ## Fit
 
