@@ -8,10 +8,8 @@ Architecture, for ``K`` blocks (the paper: ``K = 3``, width 128, skip width 25, 
                    o_j = LReLU(Conv_width,3x3(concat(o_{j-1}, s_{K-j+1}))),  j = 2..K   (skips in reverse order)
     y = Conv_6,last_kernel(o_K)  [+ x[..., :6] with the global residual of the paper]
 
-The released code of the paper (``hvn2/S2_SSC_CNN``) computes the residual and then drops it, and
-uses a 1x1 last convolution; the paper's figure adds the upsampled coarse bands to the output.
-Both are options here. The released code also builds a skip ``s_K`` that nothing uses; it is
-left out here (same function, same parameter count after Keras prunes it).
+The paper's released code (``hvn2/S2_SSC_CNN``) drops the residual that its figure adds and uses a 1x1 last
+convolution: both are options here. Its unused skip ``s_K`` is left out (same function and parameter count).
 
 Every convolution uses ``"same"`` zero padding, so an output pixel depends only on input pixels
 within :func:`receptive_halo` pixels; this is derived from the built graph, never assumed.
@@ -50,13 +48,9 @@ class ModelConfig:
     skip_kernel : {1, 3}
         Kernel size of the skip convolutions, pixels (paper and released code: 1).
     last_kernel : {1, 3}
-        Kernel size of the final convolution to 6 bands, pixels (released code: 1). Default 1:
-        3x3 scored the same within 0.05 dB on Reykjavik (heldout, 100 epochs) and costs one
-        more pixel of halo.
+        Kernel size of the final convolution to 6 bands, pixels (released code: 1; 3 costs a pixel of halo).
     residual : bool
-        Add the upsampled 20 m input bands to the output (the paper's global residual). Default
-        on: +0.4 dB on Reykjavik (heldout, 100 epochs) and much faster convergence than the
-        released code's variant without it.
+        Add the upsampled 20 m input bands to the output (the paper's global residual).
     negative_slope : float
         Slope of the LeakyReLU for negative inputs (0.01).
     """
@@ -112,25 +106,22 @@ def build_ssc_cnn(
     config : ModelConfig, optional
         Architecture options; the defaults when omitted.
     seed : int or None
-        Seed of the weight initialisers (Glorot uniform, Keras' default), one derived seed per
-        layer, so that two builds with the same seed are identical without touching any global
-        random state. ``None``: unseeded.
+        Seed of the weight initialisers (Glorot uniform), one derived seed per layer: two builds with the same
+        seed are identical, and no global random state is touched. ``None``: unseeded.
     precision : {"float32", "mixed_bfloat16"}
-        Keras dtype policy of the hidden layers. ``"mixed_bfloat16"`` keeps float32 weights but
-        computes the hidden convolutions in bfloat16 (about 1.8x faster training on CPUs with
-        AVX512-BF16); the last convolution and the residual always run in float32.
+        Keras dtype policy of the hidden layers (``"mixed_bfloat16"`` keeps float32 weights); the last
+        convolution and the residual always run in float32.
     name : str
         Keras model name.
     input_channels, output_channels : int
-        Bands in and out: 10 and 6 for the 20 m model; 12 and 2 for the 60 m model
-        (``bandset.SIXTY_INPUT_BANDS`` -> B01, B09). The global residual adds the first
-        ``output_channels`` input channels, so ``input_channels > output_channels``.
+        Bands in and out: 10 and 6 for the 20 m model; 12 and 2 for the 60 m model (``bandset.SIXTY_INPUT_BANDS``
+        -> B01, B09). The global residual adds the first ``output_channels`` input channels.
 
     Returns
     -------
     keras.Model
-        Input ``(batch, height, width, input_channels)`` float32 normalised DN (NHWC, any height and
-        width), output ``(batch, height, width, output_channels)`` float32 normalised DN.
+        Input ``(batch, height, width, input_channels)``, output ``(batch, height, width, output_channels)``:
+        float32 normalised DN, NHWC, any height and width.
     """
     tensorflow()  # before keras, which imports it
     import keras
@@ -169,7 +160,7 @@ def build_ssc_cnn(
     return keras.Model(inputs, out, name=name)
 
 
-def _channel_slice(x, channels: int, input_channels: int = INPUT_CHANNELS):
+def _channel_slice(x, channels: int, input_channels: int):
     """The first ``channels`` channels of an NHWC tensor, as a fixed 1x1 convolution (exports cleanly)."""
     import numpy as np
     from keras import layers
@@ -203,11 +194,9 @@ def _layer_reach(layer) -> int:
 def receptive_halo(model) -> int:
     """Receptive-field radius of a Keras functional model, pixels of its input grid.
 
-    Walks the graph from the inputs: the halo at a layer's output is the largest halo of its
-    inputs plus ``(kernel - 1) / 2 * dilation`` for convolutions (0 for point-wise layers), i.e.
-    the number of 3x3 convolutions on the longest path for SSC-CNN. An output pixel depends
-    only on input pixels at most this far away (Chebyshev distance), which makes overlap
-    tiling with this margin exact.
+    The halo at a layer's output is the largest halo of its inputs plus ``(kernel - 1) / 2 * dilation`` for
+    convolutions (0 for point-wise layers). An output pixel depends only on input pixels at most this far away
+    (Chebyshev distance), which makes overlap tiling with this margin exact.
 
     Parameters
     ----------
