@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -56,6 +55,7 @@ from ..io.output import (
     input_finder,
     same_file,
 )
+from ..io.sources import _file_sha256 as sha256_file  # SceneReadError, an OSError, when unreadable
 
 __all__ = [
     "MANIFEST_NAME",
@@ -66,11 +66,9 @@ __all__ = [
     "read_manifest",
     "sha256_file",
     "model_sha256",
-    "merge_records",
     "read_json",
     "source_signature",
     "update_manifest",
-    "write_manifest",
 ]
 
 #: The batch manifest's file name inside OUTDIR.
@@ -363,15 +361,6 @@ def plan_jobs(
     return jobs
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_sha256(path: Path) -> str:
     """:func:`sha256_file` of a model, hashed once per process while its size, mtime and inode stay the same.
 
@@ -450,18 +439,6 @@ def _keep_aside(path: Path, problem: str) -> Path:
         logger.warning("warning: %s; kept as %s, and a fresh manifest started", problem, aside.name)
         return aside
     raise OutputError(f"{problem}; it cannot be kept aside: too many copies")
-
-
-def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Write ``OUTDIR/batch.json`` atomically (a kill leaves the previous or the new one, never half)."""
-    path = Path(out_dir) / MANIFEST_NAME
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-    return path
 
 
 def _newer(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
@@ -559,4 +536,9 @@ def update_manifest(
         runs = {**runs, fields["run"]: {**this, "scenes": len(records)}}
         counts = {s: sum(1 for r in scenes if r.get("status") == s) for s in (*FINAL_STATUSES, "pending")}
         counts["skipped"] = sum(1 for r in scenes if r.get("skipped"))
-        return write_manifest(out_dir, {**fields, "summary": counts, "scenes": scenes, "runs": runs})
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # a kill leaves the old or the new
+            json.dump({**fields, "summary": counts, "scenes": scenes, "runs": runs}, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return path
