@@ -52,6 +52,7 @@ from ..io import atomic_output, check_outputs, read_scene
 from ..metrics import signal_to_reconstruction_error
 from ..progress import ProgressCallback, report
 from ..scene import Scene
+from .precision import training_pair_model
 from .providers import make_session
 from .session import ModelFile
 
@@ -184,11 +185,7 @@ def _evaluation_data(scene: Scene, contract: ModelContract, *, size: int = 1024)
         inputs, target = wald.full_scale_input(scene, upsampling=contract.upsampling), scene.reference
         kind = "reference"
     else:
-        from ..quality import training_degradation
-
-        # The model's own training pair: its estimated pair model (`--degradation auto`, the default), else its method.
-        degradation, pair_model = training_degradation(contract.training, getattr(contract, "registration", None))
-        model = wald.PairModel.from_dict(pair_model) if pair_model and "coarse" in pair_model else None
+        degradation, model = training_pair_model(contract)  # the model's own training pair
         pair = wald.training_pair(scene, degradation=degradation, upsampling=contract.upsampling, model=model)
         inputs, target, kind = pair.inputs, pair.target, "wald-reduced-scale"
     top, left = (max(0, (n - size) // 2) for n in inputs.shape[:2])

@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -250,20 +250,26 @@ def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
     when the fit used one (``--degradation auto``), else its ``training["degradation"]`` method, else ``mtf``.
     A 60 m model's pair is :func:`wald_gate_pair`'s.
     """
-    degradation, pair_model = _model_pair(contract)
+    degradation, model = training_pair_model(contract)
     no_reference = Scene(bands=dict(scene.bands), fine_pixel_size=scene.fine_pixel_size, name=scene.name)
     crop = central_crop(no_reference, 2 * size)
-    model = wald.PairModel.from_dict(pair_model) if pair_model and "coarse" in pair_model else None  # a 20 m model's
-    pair = wald.reduced_resolution_scene(crop, degradation=degradation, model=model)  # degradation unused with model
+    pair = wald.reduced_resolution_scene(crop, degradation=degradation, model=model)
     return Scene(bands=dict(pair.bands), reference=pair.reference, fine_pixel_size=pair.fine_pixel_size,
                  name=f"{scene.name} (Wald pair)")  # fmt: skip
 
 
-def _model_pair(contract) -> tuple[str, dict | None]:
-    """The degradation method and estimated pair model of a model's metadata (:func:`quality.training_degradation`)."""
+def training_pair_model(contract, *, ratio: int = 2) -> tuple[str, Any]:
+    """The degradation method and estimated pair model (None: none; the method is then used) of a model's own
+    training pair (:func:`ssc_edge.quality.training_degradation`): a :class:`~ssc_edge.wald.PairModel` for
+    ``ratio`` 2, a :class:`~ssc_edge.bandset.RatioPairModel` for 6."""
     from ..quality import training_degradation
 
-    return training_degradation(contract.training, getattr(contract, "registration", None))
+    degradation, found = training_degradation(contract.training, getattr(contract, "registration", None))
+    if ratio == 2:
+        return degradation, wald.PairModel.from_dict(found) if found and "coarse" in found else None
+    from ..bandset import RatioPairModel
+
+    return degradation, RatioPairModel.from_dict(found) if found and "kernels" in found else None
 
 
 def wald_gate_pair(scene: Scene, contract, *, size: int = GATE_SIZE) -> tuple[Scene, np.ndarray]:
@@ -277,12 +283,11 @@ def wald_gate_pair(scene: Scene, contract, *, size: int = GATE_SIZE) -> tuple[Sc
     if getattr(contract, "ratio", 2) == 2:
         pair = wald_gate_scene(scene, contract, size=size)
         return pair, pair.reference
-    from ..bandset import RatioPairModel, ratio_reduced_scene
+    from ..bandset import ratio_reduced_scene
     from ..io.sources import central_scene
 
-    degradation, pair_model = _model_pair(contract)
+    degradation, model = training_pair_model(contract, ratio=6)
     crop = central_scene(scene, 2 * size, with_60m=True)
-    model = RatioPairModel.from_dict(pair_model) if pair_model and "kernels" in pair_model else None
     return ratio_reduced_scene(crop, contract.output_bands, degradation=degradation, model=model)
 
 
