@@ -171,14 +171,38 @@ def window_pair(
     WindowPair or None
         None when every pixel read is no-data (nothing to train or score on).
     """
-    factor = 2**levels
-    grid = training_grid(source.shape, levels)
-    margin = pair_margin(config, levels, pair)
+    read = _read_region(source, region, config, levels, pair)
+    if read is None:
+        return None
+    inputs, target = _region_pair(read, read.bounds, region, config, levels, pair)
+    return WindowPair(inputs, target, read.nodata, (region.row - read.bounds[0], region.col - read.bounds[1]))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The bands read for a region with its pair's margin: ``bands`` float32 DN (each on its own grid),
+    ``nodata`` on the training grid, ``bounds`` ``(r0, c0, r1, c1)`` of the read, pixels of the training grid."""
+
+    bands: dict[str, np.ndarray]
+    nodata: np.ndarray
+    bounds: tuple[int, int, int, int]
+
+
+def _bounds(region: Tile, margin: int, grid: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``region`` widened by ``margin`` and clipped to ``grid``, on even training-grid pixels (so on the
+    ``2 ** (levels + 1)`` fine-pixel grid of the pair; grid sides are even)."""
     r0, c0 = max(region.row - margin, 0), max(region.col - margin, 0)
-    r0, c0 = r0 - r0 % 2, c0 - c0 % 2  # windows start on the 2 ** (levels + 1) fine-pixel grid of the pair
     r1 = min(region.row + region.height + margin, grid[0])
     c1 = min(region.col + region.width + margin, grid[1])
-    r1, c1 = min(r1 + r1 % 2, grid[0]), min(c1 + c1 % 2, grid[1])  # grid sides are even
+    return r0 - r0 % 2, c0 - c0 % 2, min(r1 + r1 % 2, grid[0]), min(c1 + c1 % 2, grid[1])
+
+
+def _read_region(
+    source: BandSource, region: Tile, config: Any, levels: int, pair: wald.PairModel | None
+) -> _Read | None:
+    """Read every band under ``region`` and the pair's margin; None when all of it is no-data."""
+    factor = 2**levels
+    r0, c0, r1, c1 = bounds = _bounds(region, pair_margin(config, levels, pair), training_grid(source.shape, levels))
     fine_tile = Tile(r0 * factor, c0 * factor, (r1 - r0) * factor, (c1 - c0) * factor)
     coarse_tile = Tile(fine_tile.row // 2, fine_tile.col // 2, fine_tile.height // 2, fine_tile.width // 2)
     bands = {b: np.asarray(source.read(b, fine_tile), dtype=np.float32) for b in FINE_BANDS}
@@ -190,15 +214,32 @@ def window_pair(
     for b in COARSE_BANDS:
         coarse_zero |= bands[b] == 0
     nodata = sampling.block_any(fine_zero, factor) | sampling.block_any(coarse_zero, factor // 2)
-    if nodata.all():
-        return None
-    window = Scene(bands=bands)
+    return None if nodata.all() else _Read(bands, nodata, bounds)
+
+
+def _region_pair(
+    read: _Read,
+    bounds: tuple[int, int, int, int],
+    region: Tile,
+    config: Any,
+    levels: int,
+    pair: wald.PairModel | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs (h, w, 10), target (h, w, 6))`` DN of ``region``: the pair of the part ``bounds`` of ``read``
+    (``region`` and its margin, :func:`_bounds`), cropped to ``region``."""
+    factor, (r0, c0, r1, c1), (R0, C0) = 2**levels, bounds, read.bounds[:2]
+    cut = {}
+    for band, array in read.bands.items():
+        step = factor if band in FINE_BANDS else factor // 2
+        cut[band] = array[(r0 - R0) * step : (r1 - R0) * step, (c0 - C0) * step : (c1 - C0) * step]
     images = wald.training_pair(
-        window, degradation=config.degradation, upsampling=config.upsampling, levels=levels, model=pair
+        Scene(bands=cut), degradation=config.degradation, upsampling=config.upsampling, levels=levels, model=pair
     )
-    top, left = region.row - r0, region.col - c0
-    crop = (slice(top, top + region.height), slice(left, left + region.width))
-    return WindowPair(images.inputs[crop], images.target[crop], nodata, (top, left))
+    crop = (
+        slice(region.row - r0, region.row - r0 + region.height),
+        slice(region.col - c0, region.col - c0 + region.width),
+    )
+    return images.inputs[crop], images.target[crop]
 
 
 @dataclass
@@ -278,27 +319,41 @@ def sample_patches(
     n_rows, n_cols = sampling.origin_grid(grid, patch=patch, stride=stride)
     reservoir = sampling.PatchReservoir(sampling.patch_keys(n_rows * n_cols, seed=config.seed), budget)
     pair = pair_model_for(source, config) if pair is None else pair
-    nodata_margin = pair_margin(config, levels, pair) // 2
+    margin = pair_margin(config, levels, pair)
     blocks = list(sampling.origin_blocks(grid, patch=patch, stride=stride, window=window))
     scale = 0.0
     for k, block in enumerate(blocks, 1):
         region = Tile(*block.region)
-        got = window_pair(source, region, config, levels=levels, pair=pair)
-        if got is not None:
-            scale = max(scale, float(got.target.max()))
+        read = _read_region(source, region, config, levels, pair)
+        if read is not None:
+            r0, c0 = read.bounds[:2]
+            whole = None
+            if levels == 1:  # the target one scale down is the observed 20 m bands: its maximum needs no pair
+                crop = Tile(region.row - r0, region.col - c0, region.height, region.width).slices
+                scale = max(scale, *(float(read.bands[b][crop].max()) for b in COARSE_BANDS))
+            else:
+                whole = _region_pair(read, read.bounds, region, config, levels, pair)
+                scale = max(scale, float(whole[1].max()))
             rows = np.arange(*block.rows) * stride
             cols = np.arange(*block.cols) * stride
-            top, left = got.offset
-            valid = sampling.valid_origins(
-                got.nodata, rows - region.row + top, cols - region.col + left, patch=patch, margin=nodata_margin
-            )
+            valid = sampling.valid_origins(read.nodata, rows - r0, cols - c0, patch=patch, margin=margin // 2)
             ii, jj = np.nonzero(valid)
             index = (block.rows[0] + ii) * n_cols + (block.cols[0] + jj)
             chosen = reservoir.candidates(index)
-            if len(chosen):
-                pr = (chosen // n_cols) * stride - region.row
-                pc = (chosen % n_cols) * stride - region.col
-                reservoir.add(chosen, _patches(got.inputs, pr, pc, patch), _patches(got.target, pr, pc, patch))
+            pr, pc = (chosen // n_cols) * stride, (chosen % n_cols) * stride
+            area = (read.bounds[2] - r0) * (read.bounds[3] - c0)
+            if len(chosen) == 0:
+                pass
+            elif whole is None and len(chosen) * (patch + 2 * margin) ** 2 < area:
+                # few patches (later windows of a large scene): the pair of each patch and its margin only,
+                # equal bit for bit to the window's (finite kernels), at a fraction of the window's cost
+                tiles = [Tile(int(r), int(c), patch, patch) for r, c in zip(pr, pc, strict=True)]
+                pieces = [_region_pair(read, _bounds(t, margin, grid), t, config, levels, pair) for t in tiles]
+                reservoir.add(chosen, np.stack([p[0] for p in pieces]), np.stack([p[1] for p in pieces]))
+            else:
+                inputs, target = whole or _region_pair(read, read.bounds, region, config, levels, pair)
+                pr, pc = pr - region.row, pc - region.col
+                reservoir.add(chosen, _patches(inputs, pr, pc, patch), _patches(target, pr, pc, patch))
         report(progress, k, len(blocks), f"windows, {min(reservoir.offered, budget)} patches")
     index, arrays = reservoir.result()
     if len(index) == 0:

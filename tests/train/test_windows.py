@@ -107,3 +107,17 @@ def test_too_small_scene_names_the_minimum(coastal):
     small = Scene(bands={b: a[:16, :16] if a.shape[0] == 408 else a[:8, :8] for b, a in coastal.bands.items()})
     with pytest.raises(SceneError, match="needs at least 32x32 px"):
         sample_patches(scene_source(small), FitConfig())
+
+
+@pytest.mark.parametrize("degradation", ["auto", "mtf"])
+def test_patches_of_later_windows_built_one_by_one_equal_the_whole_image_patches(coastal, degradation):
+    # a small budget over many windows: after the first windows only a few patches enter each one, and
+    # their pairs are built patch by patch (each with its margin) instead of over the whole window
+    config = FitConfig(patch_budget=12, degradation=degradation)
+    drawn = sample_patches(scene_source(coastal), config, window=40)
+    assert len(drawn.inputs) == 12 and drawn.windows > 6
+    inputs, target = training_data(coastal, config)
+    for k, (r, c) in enumerate(drawn.origins_drawn):
+        np.testing.assert_array_equal(drawn.inputs[k], inputs[r : r + 16, c : c + 16])  # bit for bit
+        np.testing.assert_array_equal(drawn.target[k], target[r : r + 16, c : c + 16])
+    assert drawn.scale == float(target.max())
