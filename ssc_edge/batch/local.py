@@ -1,16 +1,11 @@
 """The local batch engine: every scene of a batch on a process pool of this machine.
 
-Per scene a worker reads the scene, fits a model on it (mode ``fit-and-infer``, TensorFlow imported
-only then) or uses the one given model (mode ``infer``, onnxruntime only), sharpens the full scene,
-writes the output with :func:`ssc_edge.io.write_result` (atomic) and then its report (atomic, with
-the output's sha256). The parent rewrites the batch manifest atomically after every scene, so a
-kill loses no finished scene and leaves no half-written file. A rerun skips every scene whose
-report says done and whose output still has the reported checksum, and retries the others.
-
-Several runs may share one OUTDIR at once: a worker claims each scene before it starts
-(:func:`ssc_edge.io.output.claim_output`), a scene another live run holds is skipped and waited for at the
-end (taken over if that run dies first), and every run merges its records into the manifest
-under a lock (:func:`ssc_edge.batch.manifest.update_manifest`).
+Per scene a worker fits a model (mode ``fit-and-infer``, TensorFlow imported only then) or uses the given one
+(mode ``infer``), sharpens the scene and writes its output, then its report with the output's sha256, each
+atomically; the parent merges the records into the manifest after every scene (:func:`run_jobs`). A rerun
+skips every scene whose report says done and whose output still has the reported checksum. Several runs may
+share one OUTDIR: a worker claims each scene first (:func:`ssc_edge.io.output.claim_output`), and a scene
+another live run holds is waited for at the end, and taken over if that run dies.
 """
 
 from __future__ import annotations
@@ -100,31 +95,23 @@ class BatchConfig:
     tile : int, optional
         Tile side of the sharpener, 10 m pixels (default: the runtime's).
     in_process : bool
-        Run the scenes one after another in this process instead of in worker processes (for
-        debugging and tests). No isolation: a crash in native code (or the out-of-memory killer)
-        then stops the batch, although every scene finished before is kept. Engine ``local`` only.
+        Run the scenes one after another in this process (debugging, tests; engine ``local`` only): a crash in
+        native code or the out-of-memory killer then stops the batch (finished scenes are kept).
     threads : int, optional
-        onnxruntime intra-op threads per worker (default: this machine's cores shared out between
-        the workers; the Ray engine sets the CPUs Ray gives each worker).
+        onnxruntime threads per worker (default: the cores shared out between the workers; Ray: its CPUs).
     split : int
-        Row bands per scene (mode ``infer``, engine ``ray``): each scene's tile plan is cut into
-        up to ``split`` bands of whole tile rows, sharpened by different workers with the model's
-        halo and stitched (:mod:`ssc_edge.runtime.split`); the result equals the one-worker result.
-        1 (default): each scene on one worker.
+        Row bands per scene (mode ``infer``, engine ``ray``), sharpened by different workers and stitched
+        (:mod:`ssc_edge.runtime.split`); the result equals the one-worker result.
     cog : bool
         ``tif`` outputs are Cloud-Optimized GeoTIFFs (:mod:`ssc_edge.io.cog`); False: plain tiled GeoTIFFs.
     model_60m : Path, optional
-        Mode ``infer``: a 60 m model (``NAME_60m.onnx`` from ``fit-and-export --bands all``) run on the
-        same tiles as ``model`` (:class:`~ssc_edge.runtime.product.CombinedSharpener`), adding B01 and
-        B09 after the six 20 m bands; as ``ssc-edge infer --model-60m``. Not with ``split`` > 1.
+        Mode ``infer``: a 60 m model run on the same tiles as ``model``, adding B01 and B09 after the six
+        20 m bands, as ``ssc-edge infer --model-60m``; not with ``split`` > 1.
     wait : float, optional
-        Seconds this run waits, once it has nothing else to do, for scenes another live run holds
-        (:func:`ssc_edge.io.output.claim_output`); None (default): until they are released. Scenes still held
-        then stay ``pending`` with ``claimed_by`` in the manifest (a hung or stopped other run).
+        Seconds to wait at the end for scenes another live run holds; None: until they are released. Scenes
+        still held then stay ``pending`` with ``claimed_by`` in the manifest.
     with_fine : bool
-        Write the complete 10 m product: the sharpened bands and the four 10 m bands as read (0 DN
-        no-data), in canonical band order (:func:`ssc_edge.runtime.stream.output_band_names`): 10 bands,
-        or 12 (B01..B12 without B10) with ``model_60m``; as ``ssc-edge infer --with-fine``.
+        Write the complete 10 m product, as ``ssc-edge infer --with-fine``.
     """
 
     mode: str = "infer"
@@ -275,10 +262,9 @@ def _fit(scene: Scene | Path, job: SceneJob, config: BatchConfig) -> tuple[Path,
 def process_scene(job: SceneJob, config: BatchConfig, *, sharpen: SharpenerLike | None = None) -> dict[str, Any]:
     """Claim one scene of a batch, then sharpen it and write its output and report; never raises for a bad scene.
 
-    The scene's claim (:func:`ssc_edge.io.output.claim_output`) is held from before the scene starts until its
-    output and report are renamed into place, so two runs on one OUTDIR never sharpen a scene twice.
-    Holding it, this process removes the temporary files a killed writer of this scene left (no live
-    writer can own them), and first checks again whether another run finished the scene meanwhile.
+    The claim (:func:`ssc_edge.io.output.claim_output`) is held until output and report are in place, so two
+    runs never sharpen a scene twice; holding it, a scene another run finished meanwhile is not run again, and
+    the temporary files a killed writer of the scene left are removed (no live writer can own them).
 
     Parameters
     ----------
@@ -313,9 +299,7 @@ def process_scene(job: SceneJob, config: BatchConfig, *, sharpen: SharpenerLike 
 def _sharpen_scene(job: SceneJob, config: BatchConfig, *, sharpen: SharpenerLike | None = None) -> dict[str, Any]:
     """Sharpen one (claimed) scene of a batch and write its output and report; never raises for a bad scene.
 
-    The scene is opened once and goes through the pipeline ``infer`` runs
-    (:func:`ssc_edge.runtime.infer.sharpen_scene`): the same product, bit for bit. Parameters as
-    :func:`process_scene`.
+    The pipeline ``infer`` runs (:func:`ssc_edge.runtime.infer.sharpen_scene`): the same product, bit for bit.
 
     Returns
     -------
@@ -414,11 +398,8 @@ def _completed_record(
 
 
 def _remove_leftovers(job: SceneJob) -> None:
-    """Delete temporary files a killed worker left beside the output or report (never the files themselves).
-
-    Call it only holding the scene's claim: then no live process writes these files (another run's
-    temporary files of the scenes it holds are left alone).
-    """
+    """Delete temporary files a killed worker left beside the output or report (only holding the scene's claim:
+    then no live process writes them)."""
     for target in (job.output, job.report):
         for leftover in target.parent.glob(f".{target.name}.*"):
             leftover.unlink(missing_ok=True)
@@ -434,10 +415,8 @@ WORKER_DIED = "worker process died (killed or out of memory)"
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: exit when the batch process dies (a killed batch leaves no orphan workers).
-
-    A worker stopped this way may leave a temporary file beside an output; the next run removes it.
-    """
+    """Worker initializer: exit when the batch process dies (a killed batch leaves no orphan workers; the next
+    run removes what they were writing)."""
     import threading
 
     def watch() -> None:
@@ -532,13 +511,9 @@ def run_jobs(
 ) -> BatchResult:
     """The bookkeeping every engine shares: plan, skip finished scenes, run the rest, keep the manifest.
 
-    Plans the jobs and refuses bad inputs before anything runs, skips scenes an earlier run
-    finished (report done, output checksum intact, same source and model), hands the others to
-    ``execute`` and merges every record into the manifest (atomically, under its lock). Scenes
-    another live run holds (record ``"busy"``) are handed to ``execute`` again once that run releases
-    them; :func:`process_scene` then finds them done or, if that run died, sharpens them. Temporary
-    files a killed worker left are removed by whoever next holds the scene's claim. See
-    :func:`ssc_edge.batch.run_batch` for ``inputs``, ``out_dir``, ``config`` and ``progress``.
+    Bad inputs are refused before anything runs; scenes another live run holds (record ``"busy"``) are handed
+    to ``execute`` again once it releases them (:func:`process_scene` then finds them done, or sharpens them if
+    that run died). See :func:`ssc_edge.batch.run_batch` for ``inputs``, ``out_dir``, ``config`` and ``progress``.
 
     Parameters
     ----------

@@ -1,30 +1,22 @@
 """Benchmark an ssc-edge model across execution providers, precisions, tile sizes and batch sizes.
 
-For every combination (provider, precision, tile, batch) :func:`run_benchmark` creates a fresh
-onnxruntime session (so that per-shape engine builds, e.g. TensorRT's, count in the first run),
-runs ``warmup`` untimed runs and ``runs`` timed runs on random normalised input of shape
-``(batch, tile, tile, 10)`` (or NCHW, per the model's layout), and records:
+For every combination (provider, precision, tile, batch) :func:`run_benchmark` creates a fresh session (so
+per-shape engine builds, e.g. TensorRT's, count in the first run), runs ``warmup`` untimed and ``runs`` timed
+runs on random normalised input ``(batch, tile, tile, 10)`` (or NCHW, per the model), and records:
 
-- ``session_s``: session creation, s; ``first_run_s``: the first run, s;
+- ``session_s``, ``first_run_s``: session creation and the first run, s;
 - ``p50_s``, ``p90_s``, ``p99_s``: latency percentiles of the timed runs, s per run of ``batch`` tiles;
 - ``megapixels_per_s``: ``batch * tile**2 / p50 / 1e6``, input pixels (halo included) per second;
-- ``gflop``: FLOPs of one run (:mod:`ssc_edge.runtime.flops`, multiply-add = 2) / 1e9, None without ``onnx``;
-  ``gflop_per_s``: ``gflop / p50``;
-- ``peak_rss_mb``: the process's peak resident set size while the row ran (session creation included),
-  MiB, sampled every 5 ms from ``/proc/self/statm`` (or psutil); it includes everything the process
-  holds (Python, numpy, earlier sessions not yet freed), so compare rows, not absolute values across tools;
-- ``quality_loss_db``: the mean-SRE loss of the precision against fp32, from the model's metadata or
-  measured when the model is made (see below).
+- ``gflop``: FLOPs of one run / 1e9 (:mod:`ssc_edge.runtime.flops`; None without ``onnx``), ``gflop_per_s``;
+- ``peak_rss_mb``: the whole process's peak resident set while the row ran, MiB, sampled every 5 ms (compare
+  rows, not absolute values across tools);
+- ``quality_loss_db``, ``gate_passed``: the precision's mean-SRE loss against fp32 and its gate.
 
-``bf16`` is OpenVINO's CPU inference-precision hint on the fp32 graph (other providers: 'not available'); its
-loss is measured by running that provider on the central 256 x 256 pixels of the calibration scene.
-Other precisions than the model's own are made on the fly by :func:`ssc_edge.runtime.optimize.optimize_model`
-into a temporary folder (calibrated and measured on ``calibration_scene``, default the synthetic demo scene),
-once per precision, with the quality gate reported (``gate_passed``) rather than enforced: the benchmark
-shows what a precision would cost and gain. That needs ``onnx``; without it those rows are 'not available'.
-TensorRT fp16 is the fp32 graph with TensorRT's fp16 engines (``trt_fp16_enable``); its loss column is the one
-measured for the ONNX fp16 conversion on the CPU. A provider that onnxruntime does not offer here, or that fails
-to start, is a 'not available' row.
+``bf16`` is OpenVINO's CPU inference-precision hint on the fp32 graph, its loss measured on the central 256 x 256
+pixels of the calibration scene. Precisions other than the model's own are made by
+:func:`ssc_edge.runtime.optimize.optimize_model` into a temporary folder (needs ``onnx``), the gate reported,
+not enforced; TensorRT fp16 is the fp32 graph in TensorRT's fp16 engines, with the ONNX fp16 model's loss. A
+provider or precision that is not offered here, or fails to start, is a 'not available' row.
 """
 
 from __future__ import annotations
@@ -130,9 +122,6 @@ class BenchReport:
         return {"ssc_edge_version": __version__, **asdict(self)}
 
 
-# --------------------------------------------------------------------------------------------- memory
-
-
 def _rss_bytes() -> int:
     with contextlib.suppress(OSError, ValueError, IndexError):
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -164,9 +153,6 @@ def _peak_rss(interval: float = 0.005) -> Iterator[dict[str, int]]:
         stop.set()
         thread.join()
         seen["peak"] = max(seen["peak"], _rss_bytes())
-
-
-# --------------------------------------------------------------------------------------------- sessions
 
 
 def _make_session(model: ModelFile, provider: str, threads: int | None, shape: tuple[int, ...] | None, *,
@@ -236,9 +222,6 @@ def _bench_one(
         peak_rss_mb=rss["peak"] / 2**20,
         runs=runs,
     )
-
-
-# --------------------------------------------------------------------------------------------- driver
 
 
 def _positive_ints(values: Sequence[int], what: str, minimum: int = 1) -> tuple[int, ...]:
@@ -415,9 +398,6 @@ def _flops_per_shape(model: ModelFile, tiles: Sequence[int], batches: Sequence[i
         return {}
     # 'same'-padded stride-1 convolutions: FLOPs are proportional to the number of input pixels.
     return {(t, b): probe.per_pixel * b * t * t for t in tiles for b in batches}
-
-
-# --------------------------------------------------------------------------------------------- output
 
 
 def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:

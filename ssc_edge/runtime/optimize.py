@@ -1,37 +1,22 @@
-"""Make fp16 and int8 versions of an ssc-edge model, and refuse any that loses quality.
+"""Make fp16 and int8 versions of an ssc-edge model, and refuse any that loses quality (needs ``onnx``).
 
 fp16
     Weights and activations in float16, graph input and output kept float32 (``keep_io_types``), with
-    ``onnxconverter_common.float16`` when installed, else ``onnxruntime.transformers.float16`` (the same
-    converter, shipped inside onnxruntime).
+    ``onnxconverter_common.float16`` when installed, else its copy in ``onnxruntime.transformers.float16``.
 int8
-    Static quantization (``onnxruntime.quantization.quantize_static``): QDQ format, signed int8 weights
-    per output channel, signed int8 activations per tensor, MinMax calibration on overlapping-free
-    tiles of the calibration scene's full-scale model input (:func:`ssc_edge.wald.full_scale_input`,
-    normalised by the contract's ``scale``), after onnxruntime's ``quant_pre_process`` (shape inference,
-    basic graph optimisation). int8 runs fastest on CPUs with VNNI (``avx512_vnni`` / ``avx_vnni``).
+    Static quantization (``onnxruntime.quantization.quantize_static``): QDQ, signed int8 weights per output
+    channel and activations per tensor, MinMax calibration on non-overlapping tiles of the calibration scene's
+    normalised full-scale input (:func:`ssc_edge.wald.full_scale_input`), after ``quant_pre_process``. int8 runs
+    fastest on CPUs with VNNI (``avx512_vnni`` / ``avx_vnni``).
 
-The quality gate
-----------------
-The loss is ``mean SRE(fp32) - mean SRE(optimized)`` in dB (SRE as in :mod:`ssc_edge.metrics`, mean over
-the six bands, no border cut), both models run whole-image on the CPU provider (on the central 1024 x 1024
-pixels at most) against the same target:
-
-- the scene's ``reference`` when it has one (reduced-resolution files, the demo scene): full-scale input,
-  reference = the observed 20 m bands at the fine grid;
-- otherwise the Wald reduced-scale pair one scale down (:func:`ssc_edge.wald.training_pair`, ``levels=1``,
-  with the model's training pair: its estimated pair model, else its degradation method; and its upsampling):
-  input = the degraded scene, target = the observed 20 m
-  bands. That is the only honest target a scene without reference has.
-
-The loss is measured with onnxruntime's CPU provider; another provider's fp16 arithmetic may round
-differently, so re-check on the target device (``ssc-edge bench`` shows the loss beside the speed).
-
-A model that loses more than ``max_loss_db`` (0.1 dB) is refused with :class:`QualityGateError` unless
-``force``. The measured loss (positive = worse) and the precision are written into the new model's
-:class:`~ssc_edge.contract.ModelContract` (``precision``, ``quality_loss_db``); the file is written atomically.
-
-Needs the ``onnx`` package (the ``train`` extra).
+The quality gate: ``mean SRE(fp32) - mean SRE(optimized)`` in dB (:mod:`ssc_edge.metrics`, mean over the bands,
+no border cut), both models run whole-image on the CPU provider on the central 1024 x 1024 pixels at most,
+against the scene's ``reference`` when it has one (full-scale input), else the Wald pair one scale down
+(:func:`ssc_edge.wald.training_pair` with the model's own training pair and upsampling; target: the observed
+20 m bands), the only honest target a scene without reference has. Another provider's fp16 arithmetic may
+round differently: ``ssc-edge bench`` shows the loss beside the speed on the target device. A model that loses
+more than ``max_loss_db`` is refused (:class:`QualityGateError`) unless ``force``; the loss and the precision
+are written into the new model's :class:`~ssc_edge.contract.ModelContract`.
 """
 
 from __future__ import annotations

@@ -1,42 +1,19 @@
 """Choose the precision a model runs in (``--precision auto``), and the quality gate behind the choice.
 
-Precisions
-----------
-``fp32``
-    The fp32 model as it is (bit-exact tiling on onnxruntime's CPU provider).
-``bf16``
-    The fp32 model in the provider's reduced-precision mode: OpenVINO's bf16 inference-precision hint on
-    the CPU (OpenVINO's own runtime, extra ``fast``, or onnxruntime's OpenVINO provider), TensorRT's fp16
-    engine on a GPU. On the CPU it needs bf16 instructions: ``amx_bf16`` or ``avx512_bf16`` in
-    ``/proc/cpuinfo`` (OpenVINO computes in f32 without them, which :mod:`.openvino_backend` refuses).
-``fp16``, ``int8``
-    Models made by ``ssc-edge optimize``; they carry their own measured loss (``quality_loss_db``).
-``auto``
-    The fastest precision whose quality loss on this model is within the gate (:data:`GATE_DB`, 0.1 dB,
-    the gate of ``optimize``), on hardware that runs it natively: bf16 when the CPU has AMX or
-    AVX512-BF16 and OpenVINO is installed (or a TensorRT GPU is there) and the model's bf16 loss passes;
-    else fp32. An fp16/int8 model runs in its own precision. fp16/int8 versions of an fp32 model are
-    separate files, so ``auto`` does not consider them. :func:`choose` says why it chose.
+``fp32`` runs the fp32 model as it is; ``bf16`` runs it in the provider's reduced-precision mode (OpenVINO's
+bf16 hint on a CPU with ``amx_bf16`` or ``avx512_bf16``, TensorRT's fp16 engine on a GPU); ``fp16`` and
+``int8`` are models made by ``ssc-edge optimize``, which carry their own loss. ``auto`` takes bf16 where it is
+native and this model's bf16 loss is within :data:`GATE_DB`, else fp32 (an fp16/int8 model runs in its own
+precision); :func:`choose` says why.
 
-The gate
---------
-The loss of one reduced precision on one model is ``mean SRE(fp32) - mean SRE(reduced)`` in dB (mean
-over the six bands, :func:`ssc_edge.metrics.signal_to_reconstruction_error`), both tiled through
-:class:`~ssc_edge.runtime.Sharpener` exactly as production runs them (fp32 on onnxruntime's CPU
-provider), on the central :data:`GATE_SIZE` pixels of a scene:
-
-- at export (``fit-and-export``): the scene's own held-out pair (an RR file's reference; else the Wald
-  pair one scale down), stored in the model's metadata under
-  :data:`~ssc_edge.runtime.session.GATE_KEY` as ``{"bf16/openvino": {"loss_db": ..., ...}}``, for every
-  reduced precision the exporting machine runs natively (:func:`ssc_edge.runtime.sharpen.gate_metadata`);
-- where the metadata lacks it, at the first ``infer`` on a machine that runs it: the Wald pair one scale
-  down of the scene being sharpened (:func:`wald_gate_scene`); the verdict is cached in
-  ``$XDG_CACHE_HOME/ssc-edge/precision/`` keyed by the model's sha256, the precision and backend, and
-  the hardware (:func:`hardware_key`).
-
-This module decides and keeps the verdicts; it never builds a sharpener. The measurement is handed in
-(:data:`GateMeasure`, made by :func:`ssc_edge.runtime.sharpen.gate_measure` with the sessions the run reuses),
-so the precision is chosen before the :class:`~ssc_edge.runtime.Sharpener` that runs in it is built.
+The loss is ``mean SRE(fp32) - mean SRE(reduced)`` in dB (:func:`ssc_edge.metrics.signal_to_reconstruction_error`,
+mean over the bands), both tiled by :class:`~ssc_edge.runtime.Sharpener` as production runs them (fp32 on
+onnxruntime's CPU provider), on the central :data:`GATE_SIZE` pixels of a held-out pair: measured at export
+and stored in the metadata under :data:`~ssc_edge.runtime.session.GATE_KEY`
+(:func:`ssc_edge.runtime.sharpen.gate_metadata`), else at the first ``infer`` on the Wald pair one scale down of
+the scene being sharpened and cached in ``$XDG_CACHE_HOME/ssc-edge/precision/`` by model sha256, precision,
+backend and hardware (:func:`find_verdict`). The measurement is handed in (:data:`GateMeasure`), so the
+precision is chosen before the sharpener that runs in it is built.
 """
 
 from __future__ import annotations
@@ -105,16 +82,8 @@ def hardware_key(provider: str) -> str:
 def bf16_provider(provider: str, available: Iterable[str], *, openvino: bool, flags: Iterable[str]) -> tuple[str, str]:
     """Where bf16 would run: ``(provider, "")``, or ``("", why not)``.
 
-    Parameters
-    ----------
-    provider : str
-        What the user asked for: ``"auto"`` or a short provider name.
-    available : iterable of str
-        onnxruntime's available providers (short names).
-    openvino : bool
-        OpenVINO can run (its own runtime or onnxruntime's provider).
-    flags : iterable of str
-        CPU flags.
+    ``provider`` is what the user asked for (``"auto"`` or a short name), ``available`` onnxruntime's available
+    providers (short names), ``openvino`` whether OpenVINO can run (either way), ``flags`` the CPU's flags.
     """
     available = set(available)
     if provider in ("auto", "tensorrt") and "tensorrt" in available:
@@ -246,9 +215,8 @@ def central_crop(scene: Scene, size: int = GATE_SIZE) -> Scene:
 def wald_gate_scene(scene: Scene, contract, *, size: int = GATE_SIZE) -> Scene:
     """The Wald pair one scale down of the central crop, as a scene whose reference is the observed 20 m bands.
 
-    Degraded as the model's own training pair was: its estimated pair (``contract.registration["pair_model"]``)
-    when the fit used one (``--degradation auto``), else its ``training["degradation"]`` method, else ``mtf``.
-    A 60 m model's pair is :func:`wald_gate_pair`'s.
+    Degraded as the model's own training pair was (:func:`training_pair_model`); a 60 m model's pair is
+    :func:`wald_gate_pair`'s.
     """
     degradation, model = training_pair_model(contract)
     no_reference = Scene(bands=dict(scene.bands), fine_pixel_size=scene.fine_pixel_size, name=scene.name)
@@ -277,8 +245,7 @@ def wald_gate_pair(scene: Scene, contract, *, size: int = GATE_SIZE) -> tuple[Sc
 
     A 20 m model: :func:`wald_gate_scene` and its reference (the observed 20 m bands). A 60 m model
     (``contract.ratio`` 6): the central ``2 size`` px read with the 60 m bands, degraded once by 6 as its
-    own training pair was (:func:`ssc_edge.bandset.ratio_reduced_scene`: its estimated
-    ``RatioPairModel`` when the metadata has one, else its method, else ``mtf``), and the observed B01/B09.
+    own training pair was (:func:`ssc_edge.bandset.ratio_reduced_scene`), and the observed B01/B09.
     """
     if getattr(contract, "ratio", 2) == 2:
         pair = wald_gate_scene(scene, contract, size=size)

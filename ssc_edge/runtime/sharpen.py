@@ -42,15 +42,12 @@ __all__ = [
     "BandReader",
     "CoreWriter",
     "window_input",
-    "window_input_masked",
     "upsampled_window",
     "check_scene_bands",
     "choose_precision",
     "gate_measure",
-    "sharpen_in_memory",
     "gate_metadata",
     "COARSE_MARGIN",
-    "DEFAULT_TILE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -168,18 +165,8 @@ def window_input_masked(
 
 
 def check_scene_bands(bands: Mapping[str, Any], shape: tuple[int, int], contract, *, source: object = "scene") -> None:
-    """Raise :class:`SceneError` if ``bands`` lack a band of ``contract.input_bands`` or the grid is too small.
-
-    Parameters
-    ----------
-    bands : mapping of str to ndarray
-        The scene's bands by name (DN).
-    shape : (int, int)
-        ``(H, W)`` of the fine grid, pixels.
-    contract : ModelContract
-    source : object
-        Named in the message (the scene's file).
-    """
+    """Raise :class:`SceneError` if ``bands`` (name -> DN array) lack a band of ``contract.input_bands`` or the
+    ``(H, W)`` fine grid ``shape`` is smaller than the receptive field; ``source`` (the file) is named in it."""
     missing = [b for b in contract.input_bands if b not in bands]
     if missing:
         raise SceneError(f"{source}: the model needs band(s) {', '.join(missing)}, which the scene lacks")
@@ -215,15 +202,8 @@ def run_pipeline(
     write_core : CoreWriter
         Called once per window, in plan order (the I/O thread when ``prefetch`` > 0).
     prefetch : int
-        Groups read ahead (0: read, run and write one after the other in this thread).
-
-    Notes
-    -----
-    Every call to ``build`` and ``write_core`` happens in one thread, in plan order, so a source or
-    writer that is not thread-safe sees one caller at a time; at most ``prefetch`` groups are read
-    ahead and ``prefetch`` written behind (bounded memory). One loop for a single model and for
-    several models on one plan (:class:`~ssc_edge.runtime.product.CombinedSharpener`), so both overlap
-    their I/O with the network the same way.
+        Groups read ahead and written behind at most (0: read, run and write one after the other here). ``build``
+        and ``write_core`` run in one thread, in plan order, so a source or writer need not be thread-safe.
     """
     timings = {"read": 0.0, "network": 0.0, "write": 0.0, "wall": 0.0}
     started = time.perf_counter()
@@ -460,11 +440,6 @@ class Sharpener(SharpenerLike):
         -------
         int
             Number of tiles.
-
-        Notes
-        -----
-        With ``prefetch`` > 0, ``read_band`` and ``write_core`` run in one I/O thread (never at the
-        same time, in plan order), overlapped with the network in the calling thread.
         """
         self.check_size(shape)
         plan = self.plan(shape) if tiles is None else tuple(tiles)
@@ -503,14 +478,10 @@ class Sharpener(SharpenerLike):
         return np.stack([x for x, _ in built]), [valid for _, valid in built]
 
     def _core_is_no_data(self, planned: PlannedTile, read_valid: ValidReader) -> bool:
-        """True when the first 10 m input band has no valid pixel in the window's core.
-
-        Such a core is no-data in every output band whatever the network computes (an output pixel
-        is valid only where every input band is), so its input is neither read nor filled and the
-        network does not run on it (:meth:`masked_cores`). One band decides: a sufficient test that
-        costs one band's read of the core, where no-data from the swath edge or a crop is no-data in
-        every band alike. Models without a 10 m input band always read the window.
-        """
+        """True when the first 10 m input band has no valid pixel in the window's core: every output band is then
+        no-data there (a pixel is valid only where every input band is), so the window is neither read nor run.
+        One band's read of the core decides (swath-edge and crop no-data is alike in every band); models without a
+        10 m input band always read the window."""
         fine = [b for b in self.contract.input_bands if _is_fine(b)]
         return bool(fine) and not np.any(read_valid(fine[0], planned.core))
 
@@ -522,12 +493,8 @@ class Sharpener(SharpenerLike):
     def masked_cores(
         self, group: Sequence[PlannedTile], inputs: np.ndarray, valids: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
-        """:meth:`network_cores`, with NaN (the float32 nodata) at core pixels that are not valid.
-
-        The network runs only on windows whose core has a valid pixel; a core with none is all NaN
-        (the same values the network's output would have been masked to), and is counted in
-        :attr:`last_skipped`.
-        """
+        """:meth:`network_cores`, with NaN (the float32 nodata) at core pixels that are not valid; a core without
+        a valid pixel is all NaN without running the network, and counted in :attr:`last_skipped`."""
         core_valid = [valid[p.core.relative_to(p.window).slices] for p, valid in zip(group, valids, strict=True)]
         live = [i for i, valid in enumerate(core_valid) if valid.any()]
         if len(live) == len(group):
