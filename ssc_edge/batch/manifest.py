@@ -1,33 +1,18 @@
 """Batch inputs and bookkeeping: which scenes, where their outputs go, and the batch manifest.
 
-Inputs
-------
-Each input is a scene file (``.mat``, ``.npz``, GeoTIFF, a SAFE ``.zip``), a SAFE product folder,
-a band folder (single-band rasters named by band, as a granule's ``IMG_DATA``: JP2 or GeoTIFF),
-a folder of scenes (its direct entries with those suffixes, its ``.SAFE`` folders and its band
-folders, sorted), or a
-*scene list*: a ``.csv`` with a ``path`` column (and an optional ``output`` column) or a ``.json``
-list of paths or of ``{"path": ..., "output": ...}`` objects (or ``{"scenes": [...]}``). Relative
-paths in a list are relative to the list's folder; an ``output`` is relative to OUTDIR.
+Each input is a scene file (``.mat``, ``.npz``, GeoTIFF, a SAFE ``.zip``), a SAFE product folder, a band folder
+(single-band JP2 or GeoTIFF rasters named by band), a folder of scenes (its direct entries of those kinds,
+sorted), or a *scene list*: a ``.csv`` with a ``path`` (and optional ``output``) column, or a ``.json`` list of
+paths or ``{"path": ..., "output": ...}`` objects (or ``{"scenes": [...]}``); its paths are relative to the
+list's folder, an ``output`` to OUTDIR.
 
-Outputs
--------
-Scene ``NAME`` (the file stem, or the SAFE product name) is written to ``OUTDIR/NAME_sharpened.FORMAT``
-with its report ``OUTDIR/NAME_sharpened.json``. The batch manifest ``OUTDIR/batch.json`` lists every
-scene with its status, timings, metrics, error and output checksum (sha256).
-
-No output is an input: a scene whose output or report would be one of the batch's inputs (another scene, a
-model) refuses the batch before anything runs; a folder that is also OUTDIR may hold the products of an earlier
-run, which are recognised by their reports and are not taken for scenes.
-
-Several runs on one OUTDIR
---------------------------
-Every run merges its records into the manifest under an exclusive lock (:func:`update_manifest`),
-so two runs at the same time (or one after another with different scene lists) keep each other's
-records: the manifest lists every scene any run recorded there, and each run under ``runs``. A manifest
-that cannot be read as one (truncated, hand-edited, wrong types, nested too deep) is
-never overwritten: it is kept aside as ``batch.json.damaged-TIMESTAMP`` with one warning, and the run goes on
-with a fresh one.
+Scene ``NAME`` (the file stem, or the SAFE product name) is written to ``OUTDIR/NAME_sharpened.FORMAT`` with its
+report ``NAME_sharpened.json``; no output or report may be an input (another scene, a model), and the products
+of an earlier run in OUTDIR are recognised by their reports and not taken for scenes. The manifest
+``OUTDIR/batch.json`` lists every scene with its status, timings, metrics, error and output sha256; every run
+merges its records into it under a lock (:func:`update_manifest`), so concurrent runs keep each other's records.
+A manifest that cannot be read as one is never overwritten: it is kept aside as
+``batch.json.damaged-TIMESTAMP`` with one warning, and a fresh one started.
 """
 
 from __future__ import annotations
@@ -131,12 +116,8 @@ def _is_scene_folder(path: Path) -> bool:
 
 
 def _is_band_folder(path: Path) -> bool:
-    """A folder of single-band rasters named by band (one scene, not a folder of scenes).
-
-    True when the folder holds a file named like a band of a SAFE granule (``..._B02.jp2``,
-    ``..._B05_20m.jp2``, ``B02.tif``; see :func:`ssc_edge.io.geotiff.band_of_file_name`) and no
-    scene file of its own (``.mat``, ``.npz``, ``.zip``).
-    """
+    """A folder of single-band rasters named by band (one scene): a file named like a band
+    (:func:`ssc_edge.io.geotiff.band_of_file_name`) and no scene file of its own (``.mat``, ``.npz``, ``.zip``)."""
     from ..io.geotiff import band_of_file_name
 
     if not path.is_dir():
@@ -362,11 +343,8 @@ def plan_jobs(
 
 
 def model_sha256(path: Path) -> str:
-    """:func:`sha256_file` of a model, hashed once per process while its size, mtime and inode stay the same.
-
-    A batch names the one model in every scene's report and checks it against earlier runs' reports;
-    this keeps that to one read of the model per worker, yet a model replaced mid-run is hashed again.
-    """
+    """:func:`sha256_file` of a model, hashed once per process while its size, mtime and inode stay the same
+    (every scene's report names it: one read per worker, yet a model replaced mid-run is hashed again)."""
     stat = os.stat(path)
     return _sha256_once(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
@@ -377,10 +355,7 @@ def _sha256_once(path: str, size: int, mtime_ns: int, inode: int) -> str:
 
 
 def source_signature(path: Path) -> dict[str, int] | None:
-    """Size (bytes) and modification time (ns) of a scene file or folder, or None if it is missing.
-
-    A folder's signature sums its files (a SAFE product changes when any band file does).
-    """
+    """Size (bytes) and modification time (ns) of a scene file, or of all a folder's files; None if missing."""
     path = Path(path)
     try:
         if path.is_dir():
@@ -456,20 +431,8 @@ def _newer(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
 
 
 def merge_records(on_disk: Sequence[dict[str, Any]], ours: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The manifest's scene records after a run's update: ``on_disk`` order, this run's new scenes appended.
-
-    Parameters
-    ----------
-    on_disk : sequence of dict
-        The ``scenes`` of the manifest as read (other runs' records and this run's earlier ones).
-    ours : sequence of dict
-        This run's records, each with a ``name``.
-
-    Returns
-    -------
-    list of dict
-        One record per scene name: the one :func:`_newer` picks where both have the scene.
-    """
+    """The manifest's scene records after a run's update: the ``scenes`` read (``on_disk``) in their order, this
+    run's new ones appended; one record per ``name``, the one :func:`_newer` picks where both have it."""
     merged = {r["name"]: r for r in on_disk if isinstance(r, dict) and isinstance(r.get("name"), str)}
     for record in ours:
         previous = merged.get(record["name"])
@@ -506,11 +469,7 @@ def update_manifest(
     OutputError
         The lock or the manifest cannot be written, or a damaged manifest cannot be kept aside.
 
-    Notes
-    -----
-    The lock is the manifest's claim (``flock`` on ``OUTDIR/.claim-batch.json``, see
-    :func:`ssc_edge.io.output.claim_output`), so a killed run never leaves it held. A temporary manifest a killed
-    writer left is removed here; a damaged manifest is kept aside (see module notes).
+    The lock is the manifest's claim (:func:`ssc_edge.io.output.claim_output`): a killed run never leaves it held.
     """
     out_dir = Path(out_dir)
     path = out_dir / MANIFEST_NAME

@@ -1,36 +1,20 @@
-"""The Ray batch engine: the local engine's per-scene work as Ray actors and tasks.
+"""The Ray batch engine: the local engine's per-scene work as Ray actors and tasks (docs/batch.md).
 
-Ray (the ``distributed`` extra) is imported only here, and only when the engine runs. The
-bookkeeping is the local engine's (:func:`ssc_edge.batch.local.run_jobs`): the same plan, the same
-per-scene work (:func:`~ssc_edge.batch.local.process_scene`: atomic output, then its report), the
-same resume rule and an atomically rewritten manifest after every scene, with ``"engine": "ray"``
-and the cluster under ``engine_info``. The per-scene claims are the local engine's too: an actor
-or task claims its scene in :func:`~ssc_edge.batch.local.process_scene`, so Ray runs and local runs
-can share one OUTDIR (a claim taken by an actor is released by the kernel if the actor dies).
+Ray (the ``distributed`` extra) is imported only here, when the engine runs. The bookkeeping, the per-scene
+work and its claims are the local engine's (:func:`~ssc_edge.batch.local.run_jobs`,
+:func:`~ssc_edge.batch.local.process_scene`), so Ray runs and local runs can share one OUTDIR; the manifest says
+``"engine": "ray"`` and has the cluster under ``engine_info``.
 
-How scenes run
---------------
-- Mode ``infer``: ``workers`` actors, each holding one onnxruntime session for all its scenes;
-  at most one scene in flight per actor. An actor asks for the CPUs of the cluster shared out
-  between the workers (its onnxruntime threads), and for a GPU (``num_gpus=1``, or an equal share
-  when the cluster has fewer GPUs than workers) when Ray reports GPUs.
-- Mode ``infer`` with a 60 m model (``config.model_60m``): each actor holds both sessions, run on the
-  same tiles (:func:`~ssc_edge.batch.local.worker_sharpener`); not with ``config.split > 1`` (the row
-  bands of :mod:`ssc_edge.runtime.split` are cut for one 20 m model), which :class:`BatchConfig` refuses.
-- Mode ``infer`` with ``config.split > 1``: each scene is read by a coordinating task (no CPU of
-  its own) that cuts its tile plan into row bands with the model's halo
-  (:mod:`ssc_edge.runtime.split`), has the actors sharpen the bands and stitches them; the result
-  equals the one-worker result bit for bit on the CPU provider. At most ``workers`` scenes are in
-  flight.
-- Mode ``fit-and-infer``: one Ray task per scene (TensorFlow in the task's worker), at most
-  ``workers`` in flight.
+- Mode ``infer``: ``workers`` actors, each holding the model's sessions (both models' with ``model_60m``) for
+  all its scenes, one scene in flight per actor, asking for the cluster's CPUs shared out between the workers
+  and for a GPU (or an equal share) when Ray reports GPUs.
+- With ``config.split > 1``: a coordinating task (no CPU of its own) per scene cuts its tile plan into row bands
+  (:mod:`ssc_edge.runtime.split`), has the actors sharpen them and stitches them, bit for bit as one worker.
+- Mode ``fit-and-infer``: one Ray task per scene, at most ``workers`` in flight.
 
-A worker that dies (killed, out of memory, lost node) is restarted by Ray and its scene or band
-run again, up to ``retries`` times (actors: ``max_restarts=-1``, ``max_task_retries``; tasks:
-``max_retries``). A scene whose worker dies every time is recorded as failed, and the batch goes
-on. Scenes and outputs are read and written by path: on a cluster of several machines the inputs
-and OUTDIR must be on a file system every node mounts at the same path, and ssc-edge must be
-installed on every node.
+A worker that dies (killed, out of memory, lost node) is restarted by Ray and its scene or band run again, up to
+``retries`` times; a scene whose worker dies every time is recorded as failed. On a cluster the inputs and
+OUTDIR must be on a file system every node mounts at the same path.
 """
 
 from __future__ import annotations

@@ -151,25 +151,10 @@ def _check_outputs(output: Path, quicklook: Path | None) -> None:
 
 
 def scene_mismatch(contract, source: BandSource, *, model: object = "the model") -> str | None:
-    """The one-line warning for a model meeting a scene it was not fitted on, or None.
-
-    Parameters
-    ----------
-    contract : ModelContract
-        The model's; ``scene_sha256`` and ``scene_name`` say what it was fitted on.
-    source : BandSource
-        The opened scene about to be sharpened, named in the message by its path; its
-        :attr:`~ssc_edge.io.sources.BandSource.identity` is hashed only when the model records a ``scene_sha256``.
-    model : object
-        Named in the message (the model's path).
-
-    Returns
-    -------
-    str or None
-        None when the scene's identity equals the model's ``scene_sha256``, or when the model records no
-        scene at all (neither ``scene_sha256`` nor ``scene_name``: nothing to compare); otherwise a warning naming
-        the scene the model was fitted on and the command that fits one for the scene. A model
-        may serve neighbouring dates of one tile, so this is a warning, never an error.
+    """The one-line warning for a model (``contract``, named ``model``) meeting an opened scene (``source``) it was
+    not fitted on, naming the scene it was fitted on and the command that fits one for this one; None when the
+    scene's :attr:`~ssc_edge.io.sources.BandSource.identity` (hashed only then) is the model's ``scene_sha256``, or
+    the model records no scene. A model may serve neighbouring dates of one tile: a warning, never an error.
     """
     if not (contract.scene_sha256 or contract.scene_name):
         return None

@@ -11,12 +11,7 @@ so the precision gate and the run share them and no file is opened twice.
 This is the only place in the library that changes tensor layout: callers hand in and get back
 (N, H, W, C) arrays of normalised DN; a model exported as NCHW sees (N, C, H, W).
 With ``provider="openvino"`` and no onnxruntime OpenVINO provider, the model runs in OpenVINO's own
-runtime (:mod:`.openvino_backend`) from the same bytes.
-
-Precision (``precision=``): ``fp32`` runs an fp32 model as it is; ``bf16`` runs it in the provider's
-reduced-precision mode (OpenVINO's bf16 inference-precision hint on the CPU, TensorRT's fp16 mode on a
-GPU); ``fp16`` and ``int8`` name models made by ``ssc-edge optimize`` and are checked against the model's
-metadata. Choosing a precision (``auto``) is :mod:`.precision`'s job.
+runtime (:mod:`.openvino_backend`) from the same bytes. Choosing a precision (``auto``) is :mod:`.precision`'s.
 """
 
 from __future__ import annotations
