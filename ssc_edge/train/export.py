@@ -18,7 +18,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,8 @@ def keras_to_onnx(model, *, layout: str = "NHWC"):
     return proto
 
 
-#: onnxruntime's NCHWc convolution kernels (MLAS) block channels by 8 (AVX2) or 16 (AVX-512); a convolution
-#: whose input channel count is not a multiple of the block falls back to the slower im2col + GEMM path.
+#: onnxruntime's NCHWc convolution kernels (MLAS) block channels by 8 (AVX2) or 16 (AVX-512); other input channel
+#: counts fall back to the slower im2col + GEMM path.
 NCHWC_BLOCK = 16
 
 
@@ -134,14 +134,12 @@ def pad_concat_channels(proto):
     """Pad the skip branches so that every concatenation feeds a convolution a multiple of :data:`NCHWC_BLOCK`
     channels.
 
-    SSC-CNN's output blocks convolve ``concat(previous, skip)``: 128 + 25 = 153 channels with the paper's
-    widths, which keeps those convolutions off onnxruntime's NCHWc kernels (measured: a skip width of 32
-    runs 1.12x faster than 25 on the CPU, ``benchmarks/skip_width_speed.py``). This pass appends all-zero
-    filters (zero weights, zero bias) to the skip convolution that feeds the concat and zero input weights
-    to every convolution that reads the concat. A zero channel stays zero through LeakyReLU/ReLU and
-    contributes nothing downstream, so the output is unchanged up to float summation order (the export's
-    parity check holds it to the same tolerance). onnx and numpy do not offer this rewrite; it is done by
-    hand on the initializers.
+    SSC-CNN's output blocks convolve ``concat(previous, skip)``: 128 + 25 = 153 channels with the paper's widths,
+    which keeps those convolutions off onnxruntime's NCHWc kernels (``benchmarks/skip_width_speed.py``). This pass
+    appends all-zero filters (zero weights, zero bias) to the skip convolution that feeds the concat and zero input
+    weights to every convolution that reads the concat. A zero channel stays zero through LeakyReLU/ReLU, so the
+    output is unchanged up to float summation order (the export's parity check holds it to its tolerance). onnx and
+    numpy do not offer this rewrite; it is done by hand on the initializers.
 
     Parameters
     ----------
@@ -322,11 +320,13 @@ def build_contract(
     scene_sha256: str,
     scene_name: str,
     registration: dict | None = None,
+    **bands: Any,
 ) -> ModelContract:
     """The :class:`ModelContract` of an exported fit (halo derived from the Keras graph).
 
     ``registration``: the scene's estimate and the training pair's model
-    (``{"estimate": RegistrationEstimate.to_dict(), "pair_model": PairModel.to_dict()}``), if any.
+    (``{"estimate": RegistrationEstimate.to_dict(), "pair_model": PairModel.to_dict()}``), if any. ``bands``: the
+    contract's ``ratio``, ``input_bands`` and ``output_bands`` where not the 20 m model's.
     """
     config = fit.config
     training = {k: v for k, v in config.to_dict().items() if k != "model"}
@@ -344,6 +344,7 @@ def build_contract(
         metrics=evaluation.to_dict(),
         versions=_versions(),
         registration=registration or {},
+        **bands,
     )
 
 
@@ -359,7 +360,7 @@ class ExportResult:
     evaluation : Evaluation
     contract : ModelContract
     layout_seconds : dict of str to float
-        onnxruntime median run time per layout on the scene input, s.
+        onnxruntime's fastest run time per layout on the scene input, s (:func:`measure_layouts`).
     parity : float
         max |Keras - ONNX| / output range.
     phases : dict of str to float
@@ -432,8 +433,7 @@ def written_paths(paths: dict[str, Path], *, write_keras: bool) -> list[Path]:
 
 
 def _scene_sha256(path: Path | None) -> str:
-    """The scene's identity (:func:`ssc_edge.io.sources.scene_identity`: a file's sha256, or the
-    documented hash of a folder's or SAFE product's band files); ``""`` for a generated scene."""
+    """The scene's identity (:func:`ssc_edge.io.sources.scene_identity`); ``""`` for a generated scene."""
     from ..io.sources import scene_identity
 
     return scene_identity(Path(path)) if path is not None and Path(path).exists() else ""
@@ -478,12 +478,11 @@ def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_W
         up = upsampled_window(source.read, window, (height, width), COARSE_BANDS, method=upsampling)
         fine = np.stack([np.asarray(source.read(b, window), np.float32) for b in FINE_BANDS], axis=-1)
         stacked = np.concatenate([up, fine], axis=-1)
-        if first is None:
-            first = (stacked, window)
+        first = first or (stacked, window)
         if np.all(stacked != 0):
-            first = (stacked, window)
             break
-    stacked, window = first
+    else:  # no window free of no-data: the first
+        stacked, window = first
     return (stacked / np.float32(scale))[None], window
 
 
@@ -618,24 +617,11 @@ def _fit_and_export(
 
     sample, sample_window = layout_sample(source, upsampling=config.upsampling, scale=fit.scale)
     proto, layout, timings, parity = export_onnx(fit.model, sample)
-    registration = {}
-    if estimate is not None:
-        registration["estimate"] = estimate.to_dict()
-    if pair is not None:
-        registration["pair_model"] = pair.to_dict()
+    registration = {k: v.to_dict() for k, v in (("estimate", estimate), ("pair_model", pair)) if v is not None}
     contract = build_contract(
         fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name, registration=registration
     )
-    result = ExportResult(
-        paths,
-        fit,
-        evaluation,
-        contract,
-        timings,
-        parity,
-        phases,
-        (sample_window.row, sample_window.col, sample_window.height, sample_window.width),
-    )
+    result = ExportResult(paths, fit, evaluation, contract, timings, parity, phases, astuple(sample_window))
     phases["export"] = time.perf_counter() - clock  # the files' writing is added below
     summary = report_dict(result)
     summary["full_resolution"] = full_resolution_summary(source, fit, pair=pair)  # no-reference indexes, full scale
@@ -655,14 +641,8 @@ def export_onnx(model, sample: np.ndarray) -> tuple[Any, str, dict[str, float], 
     protos = {layout: pad_concat_channels(keras_to_onnx(model, layout=layout)) for layout in ("NHWC", "NCHW")}
     timings = measure_layouts(protos, sample)
     layout = "NCHW" if timings["NCHW"] < (1 - _LAYOUT_MARGIN) * timings["NHWC"] else "NHWC"
-    logger.info(
-        "onnxruntime: NHWC %.1f ms, NCHW %.1f ms on %dx%d: exporting %s",
-        1e3 * timings["NHWC"],
-        1e3 * timings["NCHW"],
-        sample.shape[1],
-        sample.shape[2],
-        layout,
-    )
+    nhwc, nchw, (h, w) = 1e3 * timings["NHWC"], 1e3 * timings["NCHW"], sample.shape[1:3]
+    logger.info("onnxruntime: NHWC %.1f ms, NCHW %.1f ms on %dx%d: exporting %s", nhwc, nchw, h, w, layout)
     proto = protos[layout]
     return proto, layout, timings, check_parity(model, proto, sample, layout=layout)
 
