@@ -8,17 +8,10 @@ exported as a second ONNX file, ``NAME_60m.onnx`` (contract ``ratio`` 6, its own
 so the 20 m model ``NAME.onnx`` is unchanged; ``infer NAME.onnx --model-60m NAME_60m.onnx`` runs
 both on one tile plan.
 
-Memory and time are bounded on any scene size: the 60 m model is fitted on the central
-:data:`SIXTY_SIDE` x :data:`SIXTY_SIDE` 10 m pixels of a larger scene (read through the band source, never the
-whole scene; its ratio-6 training grid is 360 x 360 px, 1,849 patches), and on at most ``config.patch_budget``
-patches of it (a seeded uniform sample of those whose target holds no 0 DN), as the 20 m fit bounds its
-sample. Scenes of at most that side with at most that many patches (the Coastal scene, the real L1C crop) fit
-on their whole pair, exactly as before.
-
-Evaluation of the 60 m model: held out one more scale down (fit two scales of 6 down, score one
-scale down against the observed 60 m bands) when the scene is large enough (36 x patch pixels a
-side, 576 px for 16-pixel patches); on smaller scenes the report gives the training-pair numbers,
-labelled so.
+Memory and time are bounded on any scene size: the 60 m model is fitted on the central :data:`SIXTY_SIDE` x
+:data:`SIXTY_SIDE` 10 m pixels of a larger scene (read through the band source, never the whole scene), and on at
+most ``config.patch_budget`` patches of it (a seeded uniform sample of those whose target holds no 0 DN), as the
+20 m fit bounds its sample. Its evaluation: :func:`evaluate_60m`.
 """
 
 from __future__ import annotations
@@ -27,7 +20,6 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -40,7 +32,6 @@ from ..bandset import (
     require_60m_bands,
     usable_60m_bands,
 )
-from ..contract import ModelContract
 from ..errors import OptionError, SceneError
 from ..io import check_outputs, output_guard
 from ..io.sources import BandSource, central_scene
@@ -52,7 +43,7 @@ from ..scene import Scene
 from .export import (
     ExportResult,
     _fit_and_export,
-    _versions,
+    build_contract,
     export_onnx,
     fit_and_export,
     opened_scene,
@@ -61,7 +52,6 @@ from .export import (
     written_paths,
 )
 from .fit import Evaluation, FitConfig, FitResult, extract_patches, fit_model, fit_patches, predict
-from .model import receptive_halo
 
 __all__ = [
     "SIXTY_RATIO",
@@ -81,7 +71,6 @@ logger = logging.getLogger(__name__)
 SIXTY_RATIO = 6
 #: Side, 10 m pixels, of the central window the 60 m model is fitted on when the scene is larger (a multiple of
 #: 36: the window's ratio-6 training grid, 360 px, and two scales of 6 down, 60 px, for the held-out report fit).
-#: 2160^2 px of 10 m, 20 m and 60 m bands in float32 take about 100 MB; a full tile read whole would take 6 GB.
 SIXTY_SIDE = 2160
 
 
@@ -91,23 +80,21 @@ def sixty_output_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_60m{output.suffix}")
 
 
-def resolve_band_sets(scene: Scene, bands: str, config: FitConfig | None = None) -> tuple[str, ...]:
-    """Which models to fit: ``("20m",)``, ``("60m",)`` or ``("20m", "60m")``.
+def resolve_band_sets(scene: Scene, bands: str, config: FitConfig) -> tuple[str, ...]:
+    """Which models to fit for ``bands`` (a :data:`~ssc_edge.bandset.BAND_SETS` name): ``("20m",)``, ``("60m",)``
+    or ``("20m", "60m")``.
 
-    ``"all"`` on a scene without usable 60 m bands (missing, or all-zero placeholders the readers
-    drop, as in the Reykjavik file), or too small for one ratio-6 training patch, falls back to
-    ``("20m",)`` and logs a note; ``"60m"`` there raises :class:`~ssc_edge.errors.SceneError`.
+    ``"all"`` on a scene without usable 60 m bands (missing, or all-zero placeholders the readers drop, as in the
+    Reykjavik file), or too small for one ratio-6 training patch, falls back to ``("20m",)`` and logs a note;
+    ``"60m"`` there raises :class:`~ssc_edge.errors.SceneError`.
     """
-    config = config or FitConfig()
-    if bands not in BAND_SETS:
-        raise OptionError(f"--bands must be one of {', '.join(BAND_SETS)}, got {bands!r}")
     if bands == "20m":
         return ("20m",)
     if bands == "60m":
         require_60m_bands(scene)
         _check_size(scene, config)
         return ("60m",)
-    where = scene.source if scene.source is not None else scene.name
+    where = _where(scene)
     if not usable_60m_bands(scene):
         logger.warning("note: %s has no usable 60 m bands (B01/B09 missing or zero placeholders): 20 m only", where)
         return ("20m",)
@@ -142,11 +129,10 @@ def sixty_pair_for(
     for line in estimate60.lines():
         logger.info("registration (60 m): %s", line)
     if not estimate60.stable:
-        where = scene.source if getattr(scene, "source", None) is not None else scene.name
         logger.warning(
             "note: %s: the 60 m bands' registration estimate is not stable (the crop's quadrants differ by up to "
             "%.2f px): the 60 m training pair uses the nominal MTF kernels and grid",
-            where,
+            _where(scene),
             estimate60.spread,
         )
     model = sixty_pair_model(estimate60, estimate20, degradation=config.degradation, registration=config.registration)
@@ -159,6 +145,11 @@ def _pair(scene: Scene, config: FitConfig, levels: int, model: RatioPairModel):
     return pair.inputs, pair.target
 
 
+def _where(scene: Scene) -> str | Path:
+    """The scene's file for messages, or its name."""
+    return scene.source if scene.source is not None else scene.name
+
+
 def _minimum_side(config: FitConfig) -> int:
     """Smallest 10 m side, pixels, whose ratio-6 training image (cropped to a multiple of 36) holds one patch."""
     return SIXTY_RATIO**2 * -(-config.patch // SIXTY_RATIO)
@@ -167,11 +158,10 @@ def _minimum_side(config: FitConfig) -> int:
 def _check_size(scene: Scene, config: FitConfig) -> None:
     """Raise :class:`SceneError` if the ratio-6 training image cannot hold one training patch."""
     if min(scene.shape) < _minimum_side(config):
-        where = scene.source if scene.source is not None else scene.name
         raise SceneError(
-            f"{where}: scene of {scene.shape[0]}x{scene.shape[1]} px is too small for the 60 m model: training one "
-            f"scale of 6 down with {config.patch}x{config.patch} patches needs at least {_minimum_side(config)} px "
-            "a side"
+            f"{_where(scene)}: scene of {scene.shape[0]}x{scene.shape[1]} px is too small for the 60 m model: "
+            f"training one scale of 6 down with {config.patch}x{config.patch} patches needs at least "
+            f"{_minimum_side(config)} px a side"
         )
 
 
@@ -227,18 +217,16 @@ def evaluate_60m(
     fit: FitResult,
     *,
     progress: ProgressCallback | None = None,
-    pair: RatioPairModel | None = None,
+    pair: RatioPairModel,
 ) -> Evaluation:
     """Quality of the 60 m model against the observed 60 m bands, and of bicubic on the same input.
 
-    When the scene is at least ``36 * patch`` px a side, a second model is
-    fitted two scales of 6 down and scored one scale down (kind ``"60m-one-scale-down"``). Else the
-    fitted model is scored on its own training pair (kind ``"60m-training-pair"``,
-    ``training_set_numbers`` true). ``pair``: as :func:`fit_60m`.
+    When the scene is at least ``36 * patch`` px a side, a second model is fitted two scales of 6 down and scored
+    one scale down (kind ``"60m-one-scale-down"``). Else the fitted model is scored on its own training pair (kind
+    ``"60m-training-pair"``, ``training_set_numbers`` true). ``pair``: the training pair's model, as :func:`fit_60m`.
     """
     config = fit.config
     heldout = min(scene.shape) >= SIXTY_RATIO**2 * config.patch
-    pair = pair or sixty_pair_for(scene, config)[0]
     inputs, reference = _pair(scene, config, 1, pair)
     if heldout:
         held_out = stage(progress, "60 m held-out fit (two scales of 6 down, scores the report)")
@@ -272,24 +260,9 @@ def _export_60m(
 
     sample = _pair(scene, fit.config, 1, pair)[0][None] / np.float32(fit.scale)
     proto, layout, timings, parity = export_onnx(fit.model, sample)
-    training = {k: v for k, v in fit.config.to_dict().items() if k != "model"}
-    training.update(best_epoch=fit.best_epoch, patches=fit.patches, fit_seconds=round(fit.seconds, 2))
-    contract = ModelContract(
-        halo=receptive_halo(fit.model),
-        scale=fit.scale,
-        layout=layout,
-        upsampling=fit.config.upsampling,
-        ratio=SIXTY_RATIO,
-        input_bands=SIXTY_INPUT_BANDS,
-        output_bands=VERY_COARSE_BANDS,
-        architecture=fit.config.model.to_dict(),
-        protocol=fit.config.protocol,
-        training=training,
-        scene_sha256=sha,
-        scene_name=scene.name,
-        metrics=evaluation.to_dict(),
-        versions=_versions(),
-        registration=registration,
+    bands = {"ratio": SIXTY_RATIO, "input_bands": SIXTY_INPUT_BANDS, "output_bands": VERY_COARSE_BANDS}
+    contract = build_contract(
+        fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene.name, registration=registration, **bands
     )
     result = ExportResult(dict(paths), fit, evaluation, contract, timings, parity)
     # the precision gate on its ratio-6 Wald pair (runtime.precision.wald_gate_pair)
@@ -336,58 +309,33 @@ def fit_and_export_bands(
     config = config or FitConfig()
     if bands not in BAND_SETS:
         raise OptionError(f"--bands must be one of {', '.join(BAND_SETS)}, got {bands!r}")
+    options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
     if bands == "20m":  # the 20 m fit alone reads the scene window by window (bounded memory)
-        return {
-            "20m": fit_and_export(
-                scene, output, config, force=force, write_keras=write_keras, progress=progress, evaluation=evaluation
-            )
-        }
-    with opened_scene(scene) as (opened, sha, name):  # opened once: the 20 m fit and the 60 m model's window
-        return _fit_and_export_bands(
-            scene, opened, sha, name, output, config, bands, force=force, write_keras=write_keras,
-            progress=progress, evaluation=evaluation,
-        )  # fmt: skip
-
-
-def _fit_and_export_bands(
-    scene: Any,
-    opened: Scene | BandSource,
-    sha: str,
-    name: str,
-    output: Path,
-    config: FitConfig,
-    bands: str,
-    *,
-    force: bool,
-    write_keras: bool,
-    progress: ProgressCallback | None,
-    evaluation: str,
-) -> dict[str, ExportResult]:
-    clock = time.perf_counter()
-    scene_obj = sixty_scene(opened)
-    paths20 = output_paths(output)
-    # an output error first, before any note on the band sets
-    check_outputs(written_paths(paths20, write_keras=write_keras), inputs=[scene], force=force)
-    sets = resolve_band_sets(scene_obj, bands, config)
-    paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
-    claimed = [
-        *(written_paths(paths20, write_keras=write_keras) if "20m" in sets else []),
-        *(written_paths(paths60, write_keras=write_keras) if "60m" in sets else []),
-    ]
+        return {"20m": fit_and_export(scene, output, config, force=force, **options)}
     results: dict[str, ExportResult] = {}
-    with output_guard(claimed, inputs=[scene], force=force):  # every output claimed before any training
-        if "20m" in sets:
-            results["20m"] = _fit_and_export(
-                opened, sha, name, scene, paths20, config, clock, write_keras=write_keras, progress=progress,
-                evaluation=evaluation,
-            )  # fmt: skip
-        if "60m" in sets:
-            made = results["20m"].contract.registration.get("estimate") if "20m" in results else None
-            estimate20 = RegistrationEstimate.from_dict(made) if made else None  # the 20 m model's, not made twice
-            pair, registration = sixty_pair_for(scene_obj, config, estimate20=estimate20)  # once: fit and report
-            fit = fit_60m(scene_obj, config, progress=stage(progress, "60 m model"), pair=pair)
-            scores = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
-            results["60m"] = _export_60m(
-                scene_obj, fit, scores, paths60, sha=sha, write_keras=write_keras, pair=pair, registration=registration
-            )
+    with opened_scene(scene) as (opened, sha, name):  # opened once: the 20 m fit and the 60 m model's window
+        clock = time.perf_counter()
+        scene_obj = sixty_scene(opened)
+        paths20 = output_paths(output)
+        # an output error first, before any note on the band sets
+        check_outputs(written_paths(paths20, write_keras=write_keras), inputs=[scene], force=force)
+        sets = resolve_band_sets(scene_obj, bands, config)
+        paths60 = output_paths(output if sets == ("60m",) else sixty_output_path(output))
+        claimed = [
+            *(written_paths(paths20, write_keras=write_keras) if "20m" in sets else []),
+            *(written_paths(paths60, write_keras=write_keras) if "60m" in sets else []),
+        ]
+        with output_guard(claimed, inputs=[scene], force=force):  # every output claimed before any training
+            if "20m" in sets:
+                results["20m"] = _fit_and_export(opened, sha, name, scene, paths20, config, clock, **options)
+            if "60m" in sets:
+                made = results["20m"].contract.registration.get("estimate") if "20m" in results else None
+                estimate20 = RegistrationEstimate.from_dict(made) if made else None  # the 20 m model's, not made twice
+                pair, registration = sixty_pair_for(scene_obj, config, estimate20=estimate20)  # once: fit and report
+                fit = fit_60m(scene_obj, config, progress=stage(progress, "60 m model"), pair=pair)
+                scores = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
+                results["60m"] = _export_60m(
+                    scene_obj, fit, scores, paths60, sha=sha, write_keras=write_keras, pair=pair,
+                    registration=registration,
+                )  # fmt: skip
     return results
