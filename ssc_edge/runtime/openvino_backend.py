@@ -7,8 +7,7 @@ The measurements behind the choice are in ``benchmarks/RESULTS.md`` ("Precision 
 
 :class:`OpenVinoSession` mimics the one method of ``onnxruntime.InferenceSession`` that
 :class:`~ssc_edge.runtime.session.LoadedModel` calls (``run``), so tiling, batching and the model contract
-stay where they are. The model's contract comes from the file's bytes, read once
-(:func:`~ssc_edge.runtime.session.open_model`); OpenVINO compiles the same bytes.
+stay where they are; OpenVINO compiles the bytes :func:`~ssc_edge.runtime.session.open_model` read.
 
 Precision: ``bf16`` sets the CPU plugin's ``INFERENCE_PRECISION_HINT`` on the fp32 graph. OpenVINO
 silently computes in f32 on a CPU that lacks bf16 instructions, so the hint is read back from the

@@ -16,10 +16,9 @@ cpu       ``CPUExecutionProvider``         every build
 
 ``auto`` takes the first available onnxruntime provider in that order (:data:`AUTO_ORDER`); OpenVINO's
 own runtime is not part of ``auto`` (it runs when ``openvino`` is named, or for ``--precision bf16|auto``
-on a CPU with bf16 instructions: :mod:`.precision`). onnxruntime silently
-falls back to the CPU when a provider fails to initialise (missing CUDA libraries, say), so
-:func:`make_session` checks ``session.get_providers()`` after creation and raises
-:class:`~ssc_edge.errors.ProviderError` when the provider asked for is not really there.
+on a CPU with bf16 instructions: :mod:`.precision`). onnxruntime silently falls back to the CPU when a
+provider fails to initialise (missing CUDA libraries, say), so :func:`make_session` checks
+``session.get_providers()`` and raises :class:`~ssc_edge.errors.ProviderError` when it is not really there.
 """
 
 from __future__ import annotations
@@ -122,30 +121,21 @@ def provider_options(
     input_shape: Sequence[int] | None = None,
     bf16: bool = False,
 ) -> dict[str, Any]:
-    """Sensible onnxruntime options for one provider.
+    """Sensible onnxruntime options for one provider (short name), for
+    ``onnxruntime.InferenceSession(providers=[(name, options)])``; CUDA and TensorRT run on GPU 0.
 
     Parameters
     ----------
-    provider : str
-        Short name.
     fp16 : bool
         Let TensorRT build fp16 engines (faster, slightly less exact).
     cache_dir : Path, optional
-        Where TensorRT keeps built engines and timing caches (default
-        ``$XDG_CACHE_HOME/ssc-edge/tensorrt`` or ``~/.cache/ssc-edge/tensorrt``): building an
-        engine takes tens of seconds, loading one from the cache well under one.
+        Where TensorRT keeps built engines and timing caches (default ``$XDG_CACHE_HOME/ssc-edge/tensorrt`` or
+        ``~/.cache/ssc-edge/tensorrt``): building an engine takes tens of seconds, loading one well under one.
     input_shape : sequence of int, optional
-        The one input shape the session will see (batch, then the model's layout). TensorRT then
-        builds a single optimisation profile for exactly that shape (of input ``bands``). CUDA and TensorRT run on
-        GPU 0.
+        The one input shape the session will see (batch, then the model's layout): TensorRT builds a single
+        optimisation profile for exactly that shape.
     bf16 : bool
-        OpenVINO: compute the fp32 graph in bfloat16 (the CPU plugin's inference-precision hint;
-        fast on CPUs with AVX512-BF16 or AMX).
-
-    Returns
-    -------
-    dict
-        Options for ``onnxruntime.InferenceSession(providers=[(name, options)])``.
+        OpenVINO: compute the fp32 graph in bfloat16 (the CPU plugin's inference-precision hint).
     """
     if provider == "tensorrt":
         cache = Path(cache_dir) if cache_dir is not None else _cache_root() / "tensorrt"
@@ -186,7 +176,6 @@ def make_session(
     dimension_names: Mapping[str, int] | None = None,
     optimization: str = "all",
     memory_pattern: bool = True,
-    extra_options: Mapping[str, Any] | None = None,
     name: object = None,
 ):
     """Create an onnxruntime session on one execution provider and check that it really runs there.
@@ -210,8 +199,6 @@ def make_session(
         onnxruntime's memory-pattern planning. It pre-allocates one block per input shape and, on the
         CPU, nearly doubles peak memory (width-128 SSC-CNN, one 512 x 512 tile: 1.9 GB with it,
         1.1 GB without, same speed); :class:`~ssc_edge.runtime.Sharpener` turns it off.
-    extra_options : mapping, optional
-        Extra provider options, merged over :func:`provider_options`.
     name : object, optional
         Named in messages (default: the path, or ``model`` for bytes).
 
@@ -259,10 +246,7 @@ def make_session(
     if name == "dml":  # DirectML needs these (onnxruntime documentation)
         options.enable_mem_pattern = False
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    provider_opts = {
-        **provider_options(name, fp16=fp16, bf16=bf16, cache_dir=cache_dir, input_shape=input_shape),
-        **(extra_options or {}),
-    }
+    provider_opts = provider_options(name, fp16=fp16, bf16=bf16, cache_dir=cache_dir, input_shape=input_shape)
     if name == "tensorrt":
         Path(provider_opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
     chain: list[tuple[str, dict[str, Any]]] = [(PROVIDERS[name], provider_opts)]

@@ -1,14 +1,10 @@
 """One scene across several workers: bands of whole tile rows, sharpened apart, stitched bit for bit.
 
-The scene's tile plan (:meth:`Sharpener.plan <ssc_edge.runtime.sharpen.Sharpener.plan>`, windows
-overlapping by the model's ``halo``) is cut into :class:`~ssc_edge.tiling.RowBand` values
-(:func:`~ssc_edge.tiling.split_row_bands`). Each band travels as a :class:`RowBandInput`:
-the band and the rows of every input band its windows read (the 20 m rows with the upsampling
-kernel's margin, :data:`~ssc_edge.runtime.sharpen.COARSE_MARGIN`). A worker runs the network on
-exactly the windows the whole plan would (:func:`sharpen_row_band`), so on the CPU provider the
-stitched result equals :meth:`Sharpener.sharpen <ssc_edge.runtime.sharpen.Sharpener.sharpen>` of
-the whole scene bit for bit. Where the bands run (a loop, a process pool, Ray actors) is the
-caller's choice: :func:`sharpen_in_row_bands` takes a ``run`` function.
+The scene's tile plan is cut into :class:`~ssc_edge.tiling.RowBand` values, each sent as a
+:class:`RowBandInput` with the rows of every input band its windows read. A worker runs the network on exactly
+the windows the whole plan would (:func:`sharpen_row_band`), so on the CPU provider the stitched result equals
+``Sharpener.sharpen`` of the whole scene bit for bit. Where the bands run (a loop, a process pool, Ray actors)
+is the caller's choice: :func:`sharpen_in_row_bands` takes a ``run`` function.
 """
 
 from __future__ import annotations
@@ -62,25 +58,9 @@ class RowBandInput:
 def row_band_inputs(
     bands: Mapping[str, np.ndarray], shape: Sequence[int], contract: ModelContract, *, count: int, tile: int
 ) -> tuple[RowBandInput, ...]:
-    """Cut a scene's input bands into the :class:`RowBandInput` of each row band of its tile plan.
-
-    Parameters
-    ----------
-    bands : mapping of str to ndarray
-        The scene's bands, DN: 10 m bands (H, W), 20 m bands (H/2, W/2).
-    shape : (int, int)
-        ``(H, W)`` of the fine grid, pixels.
-    contract : ModelContract
-        The model's contract: its ``halo`` sets the window overlap, its ``upsampling`` the 20 m margin.
-    count : int
-        Row bands wanted (fewer when the plan has fewer tile rows).
-    tile : int
-        Window side of the sharpener, fine pixels (``Sharpener.tile``).
-
-    Returns
-    -------
-    tuple of RowBandInput
-        Top to bottom. The crops are views of ``bands`` (no copy until they are pickled).
+    """Cut a scene's input bands (name -> DN array; 10 m (H, W), 20 m (H/2, W/2)) on an ``(H, W)`` fine grid
+    ``shape`` into the :class:`RowBandInput` of each of ``count`` row bands (fewer when the plan of ``tile``-px
+    windows with ``contract.halo`` has fewer tile rows), top to bottom; the crops are views of ``bands``.
     """
     shape = (int(shape[0]), int(shape[1]))
     coarse_shape = (shape[0] // contract.ratio, shape[1] // contract.ratio)
@@ -147,19 +127,10 @@ def sharpen_in_row_bands(
 ) -> np.ndarray:
     """Sharpen a scene split into row bands, each by ``run`` (on other workers), and stitch them.
 
-    Parameters
-    ----------
-    scene : Scene
-    contract : ModelContract
-        The contract of the model the workers run.
-    count : int
-        Row bands (at most one per tile row of the plan).
-    tile : int
-        Window side of the workers' sharpeners, fine pixels.
-    run : callable
-        ``run(parts) -> outputs``: sharpens each :class:`RowBandInput` (with
-        :func:`sharpen_row_band` on a sharpener of the same model and tile) and returns the
-        outputs in order. ``lambda parts: [sharpen_row_band(s, p) for p in parts]`` runs them here.
+    ``contract``, ``count`` and ``tile`` as :func:`row_band_inputs`, with the model and tile side of the workers'
+    sharpeners. ``run(parts) -> outputs`` sharpens each :class:`RowBandInput` (with :func:`sharpen_row_band` on
+    such a sharpener) and returns the outputs in order: ``lambda parts: [sharpen_row_band(s, p) for p in parts]``
+    runs them here.
 
     Returns
     -------
@@ -180,18 +151,9 @@ def sharpen_in_row_bands(
 class RowBandSharpener(SharpenerLike):
     """:func:`sharpen_in_row_bands` as the pipeline's sharpener (:class:`~ssc_edge.runtime.sharpen.SharpenerLike`).
 
-    The scene is sharpened in memory (``windowed`` is False: the pipeline never streams it) and handed to
-    ``on_core`` as one core covering the whole grid.
-
-    Parameters
-    ----------
-    contract : ModelContract
-        The contract of the model the workers run.
-    model_path : Path
-    count, tile, run
-        See :func:`sharpen_in_row_bands`.
-    provider, precision : str
-        What the workers run on and in (reported only).
+    The scene is sharpened in memory (``windowed`` is False: never streamed) and handed to ``on_core`` as one
+    core covering the whole grid. ``contract`` (the workers' model's), ``count``, ``tile`` and ``run`` as
+    :func:`sharpen_in_row_bands`; ``provider`` and ``precision`` are what the workers run on and in (reported).
     """
 
     windowed = False
