@@ -38,6 +38,7 @@ from ..bands import COARSE_BANDS
 from ..errors import OptionError
 from ..progress import ProgressCallback, report
 from ._tensorflow import tensorflow
+from .model import build_ssc_cnn
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ class StageConfig:
     window : int
         Side of those windows, 10 m pixels (even).
 
-    The defaults are what ``benchmarks/stage_cost.py`` found: the stage's gain comes with its steps, not its
-    pixels (100 steps on one 96 px window score within 0.04 dB of 100 on two of 128 px, or better, at 0.28x the
-    cost; 50 steps lose up to 0.3 dB).
+    The defaults are what ``benchmarks/stage_cost.py`` found: the stage's gain comes with its steps, not its pixels.
     """
 
     iterations: int = 100
@@ -86,7 +85,7 @@ class StageConfig:
         return asdict(self)
 
 
-def stage_kernels(pair: wald.PairModel | None, choice: str, *, bands: Sequence[str] = COARSE_BANDS) -> list:
+def stage_kernels(pair: wald.PairModel | None, choice: str) -> list:
     """The blur of each 20 m band that the stage's consistency uses, on the 10 m grid.
 
     ``"nominal"``: the Gaussian of the band's nominal MTF at Nyquist (``bands.MTF_NYQUIST``), the sensor's
@@ -94,7 +93,7 @@ def stage_kernels(pair: wald.PairModel | None, choice: str, *, bands: Sequence[s
     :func:`ssc_edge.registration.estimate_registration`); ``"wider"``: per band, the nominal Gaussian unless
     the estimate is a Gaussian wider than it.
     """
-    nominal = [wald.nominal_kernel(b, "mtf") for b in bands]
+    nominal = [wald.nominal_kernel(b, "mtf") for b in COARSE_BANDS]
     if choice == "nominal" or pair is None:
         return nominal
     estimated = list(pair.coarse)
@@ -103,7 +102,7 @@ def stage_kernels(pair: wald.PairModel | None, choice: str, *, bands: Sequence[s
     return [e if e.kind == "gaussian" and e.sigma > n.sigma else n for e, n in zip(estimated, nominal, strict=True)]
 
 
-def _centred_taps(kernel: wald.Kernel, ratio: int = 2) -> np.ndarray:
+def _centred_taps(kernel: wald.Kernel, ratio: int) -> np.ndarray:
     """Odd-length weights of ``kernel`` (a decimation by ``ratio``) centred on a 10 m pixel: the blur alone."""
     taps, weights = wald.kernel_taps(kernel, ratio=ratio, shift=-(ratio - 1) / 2)  # centred on 0
     reach = int(np.abs(taps).max())
@@ -112,7 +111,7 @@ def _centred_taps(kernel: wald.Kernel, ratio: int = 2) -> np.ndarray:
     return full
 
 
-def _blur(image: np.ndarray, kernels: Sequence[wald.Kernel], ratio: int = 2) -> np.ndarray:
+def _blur(image: np.ndarray, kernels: Sequence[wald.Kernel], ratio: int) -> np.ndarray:
     """(H, W, C) image blurred per channel with its centred kernel (reflect at the edges)."""
     out = np.empty_like(image)
     for c, kernel in enumerate(kernels):
@@ -121,15 +120,7 @@ def _blur(image: np.ndarray, kernels: Sequence[wald.Kernel], ratio: int = 2) -> 
     return out
 
 
-def detail_target(
-    upsampled: np.ndarray,
-    fine: np.ndarray,
-    kernels: Sequence[wald.Kernel],
-    *,
-    radius: int = 3,
-    temperature=0.1,
-    ratio: int = 2,
-) -> np.ndarray:
+def detail_target(upsampled: np.ndarray, fine: np.ndarray, kernels: Sequence[wald.Kernel], *, ratio: int) -> np.ndarray:
     """R-FUSE's detail target ``D`` of each sharpened band, (H, W, C), in the units of ``upsampled``.
 
     Parameters
@@ -141,12 +132,11 @@ def detail_target(
         The 10 m bands, same units.
     kernels : sequence of C Kernels
         Each band's blur (:func:`stage_kernels`) at ``ratio``; the 10 m bands' high-pass is taken with it.
-    radius : int
-        Half side of the local window, 10 m pixels.
-    temperature : float
-        Of the softmax over the 10 m bands' absolute local correlation with the band.
+
+    The local statistics are taken in 7 x 7 px windows; the softmax over the 10 m bands' absolute local correlation
+    with the band has temperature 0.1.
     """
-    size = 2 * radius + 1
+    size, temperature = 7, 0.1
 
     def local(a):
         return ndimage.uniform_filter(a, size=size, mode="reflect")
@@ -182,8 +172,8 @@ def _decimation_filter(kernels: Sequence[wald.Kernel], offset: tuple[float, floa
     """
     rows = [wald.kernel_taps(k, ratio=ratio, shift=offset[0]) for k in kernels]
     cols = [wald.kernel_taps(k, ratio=ratio, shift=offset[1]) for k in kernels]
-    t0 = int(min(min(t.min() for t, _ in rows), min(t.min() for t, _ in cols)))
-    t1 = int(max(max(t.max() for t, _ in rows), max(t.max() for t, _ in cols)))
+    t0 = int(min(t.min() for t, _ in rows + cols))
+    t1 = int(max(t.max() for t, _ in rows + cols))
     size = t1 - t0 + 1
     filt = np.zeros((size, size, len(kernels), 1), np.float32)
     for c, ((tr, wr), (tc, wc)) in enumerate(zip(rows, cols, strict=True)):
@@ -212,7 +202,6 @@ def stage_sample(
     *,
     offset: tuple[float, float] = (0.0, 0.0),
     upsampling: str = "bicubic",
-    seed: int = 0,
     twenty: np.ndarray | None = None,
 ) -> StageSample:
     """Cut the stage's sample from a scene's bands: the whole scene, or random windows free of no-data.
@@ -239,7 +228,7 @@ def stage_sample(
     else:
         side = config.window - config.window % ratio
         valid = np.all(np.isfinite(fine) & (fine != 0), axis=-1)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(0)
         boxes, tries = [], 0
         wanted = max(1, config.pixels // side**2)
         while len(boxes) < wanted and tries < 50 * wanted:
@@ -321,7 +310,6 @@ def refine_full_resolution(
     kernels: Sequence[wald.Kernel],
     config: StageConfig,
     *,
-    border: int = 8,
     progress: ProgressCallback | None = None,
 ) -> list[float]:
     """Refine ``model`` (a Keras SSC-CNN, normalised DN in and out) in place on ``sample``.
@@ -331,8 +319,6 @@ def refine_full_resolution(
     kernels : sequence of C Kernels
         Each sharpened band's blur relative to the 10 m product (:func:`stage_kernels`; the 60 m bands': at ratio
         6, ``sample.ratio``).
-    border : int
-        10 m pixels left out of both losses at each window edge (the net's zero padding).
 
     Returns
     -------
@@ -345,7 +331,7 @@ def refine_full_resolution(
     import keras
 
     start = time.perf_counter()
-    losses = stage_losses(sample, kernels, border=border)
+    losses = stage_losses(sample, kernels)
     x = tf.constant(sample.inputs)
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
     weight = tf.constant(config.structure_weight, tf.float32)
@@ -364,16 +350,9 @@ def refine_full_resolution(
         history.append(float(step()))
         report(progress, it, config.iterations, f"loss {history[-1]:.3e}")
     n, height, width = sample.inputs.shape[:3]
-    logger.info(
-        "full-resolution stage: %d iterations on %d window(s) of %dx%d px in %.1f s, loss %.3e -> %.3e",
-        config.iterations,
-        n,
-        height,
-        width,
-        time.perf_counter() - start,
-        history[0],
-        history[-1],
-    )
+    seconds = time.perf_counter() - start
+    message = "full-resolution stage: %d iterations on %d window(s) of %dx%d px in %.1f s, loss %.3e -> %.3e"
+    logger.info(message, config.iterations, n, height, width, seconds, history[0], history[-1])
     return history
 
 
@@ -388,17 +367,10 @@ def refine_in_precision(
     """:func:`refine_full_resolution` of ``fit.model`` (a float32 Keras model) in ``fit.config.precision``: under
     ``mixed_bfloat16`` a copy in that precision is refined and its weights copied back, so the kept model stays
     float32. Returns the loss history."""
-    from .model import build_ssc_cnn
-
     trainable = fit.model
     if fit.config.precision == "mixed_bfloat16":
-        trainable = build_ssc_cnn(
-            fit.config.model,
-            seed=None,
-            precision=fit.config.precision,
-            input_channels=sample.inputs.shape[-1],
-            output_channels=len(kernels),
-        )
+        channels = {"input_channels": sample.inputs.shape[-1], "output_channels": len(kernels)}
+        trainable = build_ssc_cnn(fit.config.model, seed=None, precision=fit.config.precision, **channels)
         trainable.set_weights(fit.model.get_weights())
     history = refine_full_resolution(trainable, sample, kernels, config, progress=progress)
     if trainable is not fit.model:
