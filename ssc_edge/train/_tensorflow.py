@@ -1,10 +1,8 @@
 """Import TensorFlow once, without the lines its C++ runtime prints to stderr at import.
 
-On CPUs where TensorFlow turns oneDNN on by itself (AVX-512, e.g. AVX512-BF16), importing it prints
-``WARNING: All log messages before absl::InitializeLog() ...`` and ``I0000 ... port.cc:153] oneDNN custom
-operations are on ...`` straight to file descriptor 2, twice, whatever ``TF_CPP_MIN_LOG_LEVEL`` says. A
-user's one-line error (or a clean progress display) should not start with four lines of that. Python's
-logging cannot reach a C library's writes to fd 2, so fd 2 is pointed at the null device for the import
+On CPUs where TensorFlow turns oneDNN on by itself (AVX-512), importing it prints absl and oneDNN notices straight
+to file descriptor 2, whatever ``TF_CPP_MIN_LOG_LEVEL`` says, ahead of a user's one-line error or progress display.
+Python's logging cannot reach a C library's writes to fd 2, so fd 2 is pointed at the null device for the import
 only; errors still surface as Python exceptions, with their messages.
 """
 

@@ -64,9 +64,7 @@ class ModelConfig:
     negative_slope: float = 0.01
 
     def __post_init__(self) -> None:
-        if int(self.blocks) != self.blocks or self.blocks < 1:
-            raise OptionError(f"blocks must be a positive integer, got {self.blocks!r}")
-        for name in ("width", "skip_width"):
+        for name in ("blocks", "width", "skip_width"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise OptionError(f"{name} must be a positive integer, got {value!r}")
