@@ -1,39 +1,16 @@
 """Cloud-Optimized GeoTIFF (COG) outputs, made by GDAL's own COG driver from a finished GeoTIFF.
 
-A COG is a GeoTIFF whose tiles, overviews and header are laid out so that a reader fetching
-byte ranges over HTTP (QGIS, GDAL ``/vsicurl/``, a tile server, a STAC browser) gets one area at
-one zoom level with a few requests. ssc-edge writes its GeoTIFF products in two steps: the
-product is written (streamed window by window, or from memory) into a plain tiled GeoTIFF beside
-the output, and :func:`cloud_optimize` copies that file into the COG that is then renamed onto
-the output (:func:`ssc_edge.io.atomic_output`). GDAL's driver reads the source block by block
-through its block cache (bounded here by ``cache_mb``), computes the overviews into a temporary
-file beside the destination (unless the source brings its own: a streamed product does, see below)
-and writes the COG layout: memory stays bounded on a full tile.
+The product is first written (streamed window by window, or from memory) into a plain tiled GeoTIFF
+beside the output; :func:`cloud_optimize` copies it into the COG that is then renamed onto the output
+(:func:`ssc_edge.io.atomic_output`), in memory bounded by GDAL's block cache. The options (512 px
+blocks, DEFLATE level 1 with a predictor, ``OVERVIEWS=AUTO`` averaged over valid pixels) and their
+measured costs are explained in ``docs/cog.md`` (``benchmarks/cog_cost.py``).
 
-The choices (measured by ``benchmarks/cog_cost.py``, see ``docs/cog.md``):
-
-- ``BLOCKSIZE=512``: GDAL's COG default; on a 2048 x 2048 six-band float32 product 11 % smaller
-  than 256 px blocks in the same time (fewer tiles: less per-tile overhead, longer DEFLATE runs),
-  and fewer HTTP requests per area for cloud readers.
-- ``COMPRESS=DEFLATE``, ``LEVEL=1``, ``PREDICTOR=YES`` (3, floating point, for float32; 2,
-  horizontal differencing, for uint16): lossless and readable everywhere; level 6 is 1 % smaller
-  and 2.2x slower, as for the streamed writer.
-- ``OVERVIEWS=AUTO`` (halvings until the overview fits in one block) with ``RESAMPLING=AVERAGE``:
-  an overview pixel of reflectance is the mean of the pixels it covers (the reflectance of the
-  larger ground area), with no aliasing (nearest) and no overshoot below 0 or above the input
-  range (cubic); GDAL leaves the source's no-data pixels out of the mean.
-- ``BIGTIFF=IF_SAFER``, ``NUM_THREADS`` for the compression.
-
-Overviews made while streaming
-------------------------------
-Most of the COG step's time is GDAL's overview pass (``benchmarks/cog_overviews.py``: on a 4096^2 x 6
-float32 product 5.7 s with it, 2.0 s without): it re-reads the whole product, writes the overviews
-compressed into a temporary file and copies them again. A streamed product has every full-width strip
-in memory once, so :class:`OverviewWriter` writes the first overview (the 2 x 2 mean of the valid
-pixels, :func:`average_2x2`) beside the scratch file as GDAL's external ``.ovr`` while the strips are
-written, lets GDAL make the smaller levels from it (a quarter of the pixels), and the COG driver then
-takes these existing overviews (``OVERVIEWS=AUTO``) instead of computing them. Written by hand because
-rasterio cannot write overview bands, and GDAL can only build overviews from a finished file.
+A streamed product has every full-width strip in memory once, so :class:`OverviewWriter` writes the
+first overview (:func:`average_2x2`) as GDAL's external ``.ovr`` while the strips are written, and the
+COG driver takes these overviews instead of re-reading the product (``benchmarks/cog_overviews.py``:
+2.0 s instead of 5.7 s on 4096^2 x 6 float32). Written by hand because rasterio cannot write overview
+bands, and GDAL can only build overviews from a finished file.
 """
 
 from __future__ import annotations
@@ -98,7 +75,7 @@ class CogResult:
 def cog_creation_options(
     *, blocksize: int = COG_BLOCKSIZE, level: int = COG_LEVEL, threads: int | None = None
 ) -> dict[str, str]:
-    """GDAL COG driver creation options of ssc-edge products (see the module docstring for why).
+    """GDAL COG driver creation options of ssc-edge products (why these: ``docs/cog.md``).
 
     Parameters
     ----------
@@ -145,13 +122,10 @@ def cloud_optimize(
 ) -> CogResult:
     """Copy a finished GeoTIFF into a Cloud-Optimized GeoTIFF with GDAL's COG driver.
 
-    Writes exactly ``destination`` (and, while it runs, GDAL's temporary overview file
-    ``destination.ovr.tmp``, which GDAL removes); it is not atomic by itself: call it on the
-    temporary file of :func:`ssc_edge.io.atomic_output`. Pixels, data type, band count, CRS,
-    transform, band descriptions, the nodata value (NaN included) and metadata tags are copied;
-    the full-resolution pixels are equal, bit for bit (lossless compression). GDAL runs in a
-    thread that this one waits for, so Ctrl-C (``KeyboardInterrupt``) stops the wait at once; GDAL's
-    files are then deleted when it returns.
+    Writes exactly ``destination`` (and GDAL's temporary ``destination.ovr.tmp``); not atomic by itself:
+    call it on the temporary file of :func:`ssc_edge.io.atomic_output`. Everything is copied losslessly
+    (pixels bit for bit, dtype, CRS, transform, band descriptions, nodata, tags). Ctrl-C stops the wait
+    at once (:func:`_run_interruptibly`).
 
     Parameters
     ----------
@@ -162,14 +136,11 @@ def cloud_optimize(
     blocksize, level, threads
         See :func:`cog_creation_options`.
     cache_mb : int
-        GDAL's block cache during the copy, MiB (GDAL's default is 5 % of RAM): with the
-        compression threads' buffers, what bounds the memory of the step.
+        GDAL's block cache during the copy, MiB (GDAL's default is 5 % of RAM): it bounds the step's memory.
     progress : callable, optional
-        ``progress(done, total, message)``: ``0/1`` before the copy, ``1/1`` after it, messages
-        prefixed ``COG``.
+        ``progress(done, total, message)``: ``0/1`` before the copy, ``1/1`` after it, prefixed ``COG``.
     name : Path, optional
-        The file that error messages name (default ``destination``): the final output when
-        ``destination`` is its temporary file.
+        The file error messages name (default ``destination``): the final output of a temporary file.
 
     Returns
     -------
@@ -221,10 +192,9 @@ def cloud_optimize(
 def _run_interruptibly(function: Callable[[], None], *, leaves: tuple[Path, ...]) -> None:
     """Run ``function`` (a GDAL call, which releases the GIL) in a daemon thread and wait for it here.
 
-    Python raises ``KeyboardInterrupt`` only in the main thread and only between bytecodes: waiting in
-    short joins here, Ctrl-C stops ``infer`` at once instead of after the whole COG step (a minute on a
-    full tile). On any exception here the thread is told to delete ``leaves`` (the COG and GDAL's
-    temporary overview file) once GDAL returns; they are also deleted now, if they exist yet.
+    Python raises ``KeyboardInterrupt`` only in the main thread between bytecodes: waiting in short
+    joins, Ctrl-C stops ``infer`` at once instead of after the whole COG step (a minute on a full tile).
+    On any exception here the thread deletes ``leaves`` once GDAL returns; they are also deleted now.
     """
     failure: list[BaseException] = []
     abandoned = threading.Event()
@@ -311,9 +281,8 @@ def average_2x2(values: np.ndarray, nodata: float | int) -> np.ndarray:
 class OverviewWriter:
     """GDAL's external overview file (``SCRATCH.tif.ovr``) of a product written strip by strip.
 
-    :meth:`add` writes the 2 x 2 means (:func:`average_2x2`) of the product's full-width strips, in row
-    order, into the first overview; :meth:`finish` has GDAL build the smaller levels from it (see module
-    notes). Memory: one strip's means.
+    :meth:`add` writes the 2 x 2 means (:func:`average_2x2`) of the full-width strips, in row order, into
+    the first overview; :meth:`finish` has GDAL build the smaller levels from it. Memory: one strip's means.
 
     Parameters
     ----------
@@ -388,12 +357,9 @@ class OverviewWriter:
 
 @contextlib.contextmanager
 def scratch_geotiff(beside: Path) -> Iterator[Path]:
-    """Yield a temporary ``.tif`` path in the folder of ``beside``; remove it on exit, whatever happens.
-
-    The plain GeoTIFF that :func:`cloud_optimize` reads lives here (and its ``.ovr``, written by
-    :class:`OverviewWriter`, is removed with it). It is named as a temporary file of ``beside``
-    (:func:`ssc_edge.io.output.temporary_file`), so the clean-up of what a killed run left
-    (:func:`ssc_edge.io.output.remove_stale_files`) finds it too.
+    """Yield a temporary ``.tif`` path beside ``beside``; remove it (and :class:`OverviewWriter`'s ``.ovr``)
+    on exit, whatever happens. The plain GeoTIFF :func:`cloud_optimize` reads; named by
+    :func:`ssc_edge.io.output.temporary_file`, so :func:`~ssc_edge.io.output.remove_stale_files` finds it.
     """
     path = temporary_file(Path(beside), suffix=".plain.tif")
     try:

@@ -2,24 +2,18 @@
 
 A scene is either
 
-- a **folder** of rasters: single-band files named by band as in a SAFE granule's ``IMG_DATA``
-  (``T31TDH_20150726T105026_B05.jp2``, ``T29UNU_20221005T115411_B05_20m.jp2``, ``B05.tif``: the
-  band token at the end of the file stem, optionally followed by ``_10m``/``_20m``/``_60m``), in
-  any format rasterio opens (JPEG 2000, GeoTIFF, ...), and/or multi-band GeoTIFFs whose band
-  descriptions are band names (e.g. one 10 m file with B02, B03, B04, B08 and one 20 m file with
-  B05, B06, B07, B8A, B11, B12). A file whose resolution suffix is not its band's native one
-  (``_B02_20m``: the 20 m copy of a 10 m band in an L2A ``R20m`` folder) is skipped; two files
-  holding one band are an error. Files naming no band (``_TCI.jp2``, ``B10``) are skipped. An L2A
-  granule's ``IMG_DATA`` folder, whose rasters sit in ``R10m``/``R20m``/``R60m``, reads the same way
-  (each band at its native resolution); or
-- **one multi-band GeoTIFF** whose band descriptions are band names. All bands of one file share
-  one grid, so such a file alone can hold a scene only if every band is on the fine grid, which
-  :class:`~ssc_edge.scene.Scene` refuses for the 20 m bands: use a folder for real scenes.
+- a **folder** of rasters in any format rasterio opens: single-band files named by band as in a SAFE
+  granule's ``IMG_DATA`` (``T31TDH_20150726T105026_B05.jp2``, ``..._B05_20m.jp2``, ``B05.tif``: the band
+  token at the end of the stem, optionally followed by ``_10m``/``_20m``/``_60m``) and/or multi-band
+  GeoTIFFs whose band descriptions are band names. Files naming no band (``_TCI.jp2``, ``B10``) or at
+  another resolution than their band's (``_B02_20m``) are skipped; two files holding one band are an
+  error. An L2A granule's ``IMG_DATA``, with its ``R10m``/``R20m``/``R60m`` folders, reads the same way; or
+- **one multi-band GeoTIFF** whose band descriptions are band names (all on one grid, so usable only if
+  every band is on the fine grid, which :class:`~ssc_edge.scene.Scene` refuses for real scenes).
 
-Only regular files are read. The grids are checked and read by :class:`ssc_edge.io.sources.RasterBandSource`
-(:func:`~ssc_edge.io.read_scene` reads a scene whole through it): the georeferencing (transform, CRS as WKT)
-of the file holding ``B02`` becomes ``Scene.georef``; the fine pixel size is its pixel width when the CRS is
-projected in metres, else 10 m.
+:class:`ssc_edge.io.sources.RasterBandSource` checks and reads the grids: the georeferencing of the file
+holding ``B02`` becomes ``Scene.georef``; the fine pixel size is its pixel width when the CRS is projected
+in metres, else 10 m.
 """
 
 from __future__ import annotations
@@ -132,23 +126,10 @@ def _file_bands(path: Path, *, strict: bool) -> dict[str, int]:
 
 
 def geotiff_band_sources(path: Path) -> dict[str, tuple[Path, int]]:
-    """Find where each band of a raster scene lives, without reading pixels.
+    """Find where each band of a raster scene (see module notes) lives, without reading pixels.
 
-    Parameters
-    ----------
-    path : Path
-        A multi-band GeoTIFF with band descriptions, or a folder of rasters: which files count and which are
-        skipped, see the module docstring.
-
-    Returns
-    -------
-    dict of str to (Path, int)
-        Canonical band name -> (file, 1-based band index in that file), in file-name order.
-
-    Raises
-    ------
-    SceneReadError
-        Unreadable file, two files (or two bands) holding one band, or no band at all.
+    Returns canonical band name -> (file, 1-based band index in that file), in file-name order. Raises
+    :class:`SceneReadError` for an unreadable file, two files (or two bands) holding one band, or no band.
     """
     path = Path(path)
     sources: dict[str, tuple[Path, int]] = {}

@@ -1,28 +1,15 @@
 """Limits on what the scene readers accept, checked from declared sizes before anything is read.
 
-A file names the size of what it holds before it holds it: an ``.npy`` header inside an ``.npz``
-declares its array's shape and dtype, an HDF5 dataset its shape and dtype, a zip member its
-uncompressed size, a raster its width, height and sample type. A small file can declare a huge
-array (a *zip bomb*: a few kilobytes of deflate that decompress to terabytes, or an HDF5 dataset
-declared 10^6 x 10^6 with no data written). The readers add up what a whole FILE declares (every
-member, dataset and cell reference they will read, each reference counted as often as it is
-followed) in a :class:`ReadBudget` and refuse with one line (:class:`~ssc_edge.errors.SceneReadError`)
-before allocating, instead of running out of memory.
-
-The limit
----------
-:data:`MAX_ARRAY_BYTES` is the most one scene or estimate file may make a reader allocate: a full
-tile's (10980 x 10980 pixels at 10 m) six sharpened bands in float64, the largest a reference
-``Xm_im`` or an ``(H, W, 6)`` estimate can be: 6 x 10980^2 x 8 bytes = 5.79 GB (a full tile's 12
-bands in float64 take 5.36 GB). It holds per file, summed over everything read, and a file must
-also fit in the memory the process has available (``MemAvailable`` of ``/proc/meminfo``, where the
-system states it, capped by the process's memory cgroup, where a container sets one, and by ``ulimit -v``).
-Anything larger is not a scene ssc-edge can have written or been meant to read.
-
-Files
------
-Only regular files are opened (:func:`check_regular_file`): a FIFO would block the reader forever,
-a device (``/dev/zero``) never ends.
+A file declares the size of what it holds before it holds it (an ``.npy`` header, an HDF5 dataset's shape
+and dtype, a zip member's uncompressed size, a raster's width, height and sample type), and a small file can
+declare a huge array (a *zip bomb*, or an HDF5 dataset declared 10^6 x 10^6 with no data written). The readers
+add up what a whole file declares (every member, dataset and cell reference they will read, each reference as
+often as it is followed) in a :class:`ReadBudget` and refuse with one line
+(:class:`~ssc_edge.errors.SceneReadError`) before allocating, instead of running out of memory: over
+:data:`MAX_ARRAY_BYTES` (a full tile's six sharpened bands in float64, the largest a reference ``Xm_im`` or an
+``(H, W, 6)`` estimate can be; its 12 bands in float64 take 5.36 GB) or over the memory available
+(:func:`available_memory`). Only regular files are opened (:func:`check_regular_file`): a FIFO would block the
+reader forever, a device (``/dev/zero``) never ends.
 """
 
 from __future__ import annotations
@@ -76,15 +63,7 @@ _NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)
 def check_regular_file(path: Path | str) -> int:
     """Refuse anything but a regular file (links followed) before it is opened; return its size in bytes.
 
-    Parameters
-    ----------
-    path : Path or str
-        The file about to be opened.
-
-    Raises
-    ------
-    SceneReadError
-        No such file, or a folder, FIFO, device or socket (``os.stat`` and ``stat.S_ISREG``; nothing is opened).
+    Raises :class:`SceneReadError` for no such file, a folder, FIFO, device or socket (nothing is opened).
     """
     label = f"{path}: "
     try:
@@ -167,11 +146,8 @@ def cgroup_memory_headroom(
 
 
 class ReadBudget:
-    """What one file makes a reader allocate, added up before anything is read.
-
-    A reader calls :meth:`add` with each array it will read (declared shape and dtype, plus the
-    float32 copy a scene keeps of it) and reads only when every call passed. The total is refused
-    above :data:`MAX_ARRAY_BYTES` or above the memory available.
+    """What one file makes a reader allocate, added up before anything is read: a reader calls :meth:`add`
+    with each array it will read and reads only when every call passed.
 
     Parameters
     ----------
@@ -189,10 +165,8 @@ class ReadBudget:
 
         Parameters
         ----------
-        shape : sequence of int
-            Declared shape.
-        dtype : numpy dtype or str
-            Declared sample type.
+        shape, dtype
+            Declared shape and sample type.
         what : str
             How errors name the array (``"array 'B02'"``, ``"dataset im10"``).
         as_float32 : bool

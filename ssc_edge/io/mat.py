@@ -12,12 +12,10 @@
 HDF5 stores MATLAB arrays column-major, so every array read with h5py is transposed to recover
 MATLAB's index order (see ``../shared/data/README.md``).
 
-Sizes are added up for the whole file before anything is read (:class:`ssc_edge.io.limits.ReadBudget`):
-in a v7.3 file the declared shape and dtype of each variable read (the scene's ``Yim``, ``im10``,
-``im20``, ``im60``, ``Xm_im``; other variables are never read) and of every dataset its cells refer
-to, counted once per reference (a cell of 3000 references to one 32 MB dataset is 96 GB); in a v5
-file every variable's size (a compressed variable is inflated once in 4 MB chunks and counted, never
-held). Each is refused over :data:`ssc_edge.io.limits.MAX_ARRAY_BYTES` or the memory available.
+Sizes are added up for the whole file before anything is read (:class:`ssc_edge.io.limits.ReadBudget`): in a
+v7.3 file each variable read and every dataset its cells refer to, once per reference (a cell of 3000
+references to one 32 MB dataset is 96 GB); in a v5 file every variable (a compressed one is inflated once in
+4 MB chunks and counted, never held).
 """
 
 from __future__ import annotations
@@ -147,10 +145,9 @@ def _inflated_size(f, nbytes: int) -> int:
 def read_mat_arrays(path: Path, *, names: tuple[str, ...] | None = None, as_float32: bool = False) -> dict[str, object]:
     """Read the top-level variables ``names`` (all by default) of a MATLAB file (v5 or v7.3).
 
-    Cell arrays come back as lists in MATLAB linear (column-major) order; numeric arrays in
-    MATLAB's index order. What they take is added up first (see module notes; ``as_float32``: the caller
-    keeps a float32 copy of each numeric array, counted too). Raises :class:`SceneReadError` for a file
-    neither reader accepts or one over the limits.
+    Cell arrays come back as lists in MATLAB linear (column-major) order; numeric arrays in MATLAB's index
+    order. Sizes are checked first (module notes; ``as_float32``: a float32 copy of each numeric array is
+    counted too). Raises :class:`SceneReadError` for a file neither reader accepts or one over the limits.
     """
     path = Path(path)
     budget = ReadBudget(str(path))
@@ -224,18 +221,10 @@ def _group_bands_first(stack: np.ndarray, names: tuple[str, ...], where: str) ->
 
 
 def read_mat_scene(path: Path) -> Scene:
-    """Read a MATLAB scene file in the cell or grouped layout.
+    """Read a MATLAB scene file in the cell or grouped layout as a :class:`Scene` of float32 DN.
 
-    Parameters
-    ----------
-    path : Path
-
-    Returns
-    -------
-    Scene
-        ``fine_pixel_size`` 20 m for a file with a reference ``Xm_im`` (an RR file), else 10. All-zero 60 m
-        placeholder bands are dropped; bands are DN, float32. ``georef`` from ``transform`` (6
-        numbers) and ``crs`` (a string) variables when the file has them (what ``write_result`` stores).
+    ``fine_pixel_size`` is 20 m with a reference ``Xm_im`` (an RR file), else 10; all-zero 60 m placeholders
+    are dropped; ``georef`` comes from ``transform`` and ``crs`` variables (what ``write_result`` stores).
     """
     path = Path(path)
     arrays = read_mat_arrays(path, names=_SCENE_VARIABLES, as_float32=True)

@@ -9,13 +9,10 @@ Layout
   ``crs`` (optional): a 0-d string array (WKT or ``EPSG:nnnn``).
 - ``fine_pixel_size`` (optional): scalar, metres per fine-grid pixel.
 
-Arrays are read with ``allow_pickle=False``: an object array is an error, never code to run.
-Every member is an ``.npy`` array whether or not its name ends in ``.npy``. The members a read
-uses (for a scene: the bands and the four keys above; others are never decompressed) have their
-``.npy`` headers read first (declared shape and dtype, a few hundred bytes inflated), and their
-sizes, with the float32 copy a scene keeps, are added up for the whole file
-(:class:`ssc_edge.io.limits.ReadBudget`) and refused before anything is read (a zip bomb costs
-nothing).
+Arrays are read with ``allow_pickle=False``: an object array is an error, never code to run. Every member
+is an ``.npy`` array whether or not its name ends in ``.npy``. Only the members a read uses are decompressed,
+after their ``.npy`` headers (a few hundred bytes) were added up for the whole file
+(:class:`ssc_edge.io.limits.ReadBudget`): a zip bomb costs nothing.
 """
 
 from __future__ import annotations
@@ -109,13 +106,8 @@ def _npy_header(member, path: Path, key: str) -> tuple[tuple[int, ...], np.dtype
 
 
 def split_band_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Split arrays into ``{canonical band name: array}`` and the other entries.
-
-    Raises
-    ------
-    SceneError
-        If two entries name the same band (``B2`` and ``B02``).
-    """
+    """Split arrays into ``{canonical band name: array}`` and the other entries; :class:`SceneError` if two
+    entries name the same band (``B2`` and ``B02``)."""
     bands: dict[str, np.ndarray] = {}
     others: dict[str, np.ndarray] = {}
     spelled: dict[str, str] = {}
@@ -136,11 +128,6 @@ def _describe(array: np.ndarray) -> str:
 
 def read_npz_scene(path: Path) -> Scene:
     """Read a scene stored as one array per band in a NumPy ``.npz`` file.
-
-    Parameters
-    ----------
-    path : Path
-        ``.npz`` archive in the layout of this module's docstring.
 
     Returns
     -------

@@ -2,34 +2,27 @@
 
 Rules
 -----
-* **No output is an input** (:func:`check_outputs`): outputs are compared with every input (scene file or folder,
-  model files) by resolved path and by file identity (device and inode: a hard link or a symbolic link to an input
-  is caught), even with ``force``; nor may two outputs of one command be one file.
-* **Existing files** are replaced only with ``force``; a dangling symbolic link likewise (the link is replaced by
-  the rename, never written through). An output name that is not valid UTF-8 is refused (it could not be printed).
+* **No output is an input** (:func:`check_outputs`), by resolved path or by device and inode (a hard or symbolic
+  link), even with ``force``; nor may two outputs of one command be one file. An output name that is not valid
+  UTF-8 is refused (it could not be printed).
+* **Existing files** (and dangling symbolic links: the link is replaced, never written through) only with ``force``.
 * **One writer per output** (:func:`claim_output`, :func:`output_guard`): an exclusive ``flock`` on the claim file
-  ``.claim-NAME`` beside output ``NAME``, taken before the work starts and held until the output is renamed into
-  place. A second ``infer`` of the same output is refused with one line; a batch run skips a scene another run
-  holds and waits for it at its end (:mod:`ssc_edge.batch.local`). ``infer`` and ``batch`` share these claims.
+  ``.claim-NAME`` beside output ``NAME``, held from before the work until the output is renamed into place;
+  ``infer`` and ``batch`` (:mod:`ssc_edge.batch.local`) share these claims.
 * **Nothing created through a link.** Claim files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW``; an existing
-  one is opened with ``O_NOFOLLOW`` and used only if it is a regular file with one name (a planted symbolic link,
-  hard link or FIFO is refused with one line, and its target is never opened). Temporary files are created with
-  ``tempfile.mkstemp`` (``O_CREAT | O_EXCL | O_NOFOLLOW``) in the output's folder.
-* **Atomic** (:func:`atomic_output`): an output is written to a temporary file beside it and renamed into place;
-  any error, Ctrl-C or SIGTERM removes the temporary file.
-* **Killed runs leave nothing for long** (:func:`remove_stale_files`): any later write in a folder removes the
-  temporary files of processes of this host that no longer run (their pid is in the name) and the claim files no
-  live process holds, whatever output they belonged to.
+  one is used only if it is a regular file with one name (a planted link or FIFO is refused, never opened).
+  Temporary files come from ``tempfile.mkstemp`` (``O_EXCL``) in the output's folder.
+* **Atomic** (:func:`atomic_output`): written to a temporary file beside the output and renamed into place; any
+  error, Ctrl-C or SIGTERM removes the temporary file.
+* **Killed runs leave nothing for long** (:func:`remove_stale_files`): a later write in the folder removes the
+  temporary files of this host's dead processes (their pid is in the name) and the claim files no one holds.
 
-Why ``flock`` for claims and not a file created with ``O_EXCL`` alone: an exclusive file outlives a process that
-is killed (SIGKILL, out of memory, a lost node), so another run would have to guess from the pid in it whether the
-claim is stale; pids are reused, and a pid on another machine of a Ray cluster cannot be checked at all. The
-kernel releases a ``flock`` when its holder dies, so a claim is exactly as alive as its process; on NFS, Linux
-implements ``flock`` with the server's byte-range locks (NFSv4, or NFSv3 with ``lockd``), which every client sees.
+Why ``flock`` and not a file created with ``O_EXCL`` alone: such a file outlives a killed process (SIGKILL, out of
+memory, a lost node), and whether its pid still runs cannot be told (pids are reused; a pid on another machine
+of a Ray cluster cannot be checked). The kernel releases a ``flock`` when its holder dies; on NFS, Linux
+implements it with the server's byte-range locks (NFSv4, or NFSv3 with ``lockd``), which every client sees.
 The file itself only names its holder (pid, host, start time; JSON) for messages.
 
-Temporary files
----------------
 The temporary file of ``OUT.tif`` is ``.OUT.tif.ssc-edge-HOST-PID.XXXXXXXX.tif`` in the same folder: hidden,
 named after its output, and after the host and process that write it.
 """
@@ -96,12 +89,7 @@ def temporary_prefix(path: Path, *, pid: int | None = None) -> str:
 def temporary_file(path: Path, *, suffix: str) -> Path:
     """Create an empty temporary file beside output ``path`` (``mkstemp``: ``O_EXCL``, mode 0600), named by
     :func:`temporary_prefix` so that :func:`remove_stale_files` finds it after a kill; return its path.
-
-    Raises
-    ------
-    OutputError
-        It cannot be created (naming ``path``).
-    """
+    Raises :class:`OutputError` naming ``path`` when it cannot be created."""
     try:
         fd, name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=path.parent)
     except OSError as exc:
@@ -160,13 +148,8 @@ def input_finder(inputs: Iterable[object]) -> Callable[[Path], tuple[Path | None
 
 
 def check_name(path: Path) -> None:
-    """Refuse an output (file or folder) whose name is not valid UTF-8: it could not be printed or logged.
-
-    Raises
-    ------
-    OutputError
-        Naming it with the bytes that are not UTF-8 as ``\\xNN``.
-    """
+    """Raise :class:`OutputError` (naming it with ``\\xNN`` escapes) for an output whose name is not valid UTF-8:
+    it could not be printed or logged."""
     shown = printable(path)
     if shown != str(path):
         raise OutputError(f"{shown}: output name is not valid UTF-8; give it a UTF-8 name")
@@ -234,10 +217,7 @@ def _probe(folder: Path, prefix: str, *, where: str) -> None:
 def check_output_folder(folder: Path) -> Path:
     """Check that files can be created in an existing output folder (a batch's OUTDIR); return it.
 
-    Raises
-    ------
-    OutputError
-        Not a folder, or a file cannot be created in it (permissions, a read-only mount, ``/proc``).
+    Raises :class:`OutputError` for a non-folder or one that takes no files (permissions, read-only, ``/proc``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -394,11 +374,9 @@ def claim_holder(path: Path) -> dict[str, Any] | None:
 def output_guard(
     outputs: Iterable[Path | None], *, inputs: Iterable[Path | None] = (), force: bool = False
 ) -> Iterator[list[Path]]:
-    """Check ``outputs`` (:func:`check_outputs`) and hold their claims for the ``with`` block: the command's work
-    and the renames of its outputs into place go inside it.
-
-    A second writer of one of them is refused at once; the checks run again once the claims are held (a writer
-    that finished in between made the output exist).
+    """Check ``outputs`` (:func:`check_outputs`) and hold their claims for the ``with`` block, which holds the
+    command's work and the renames of its outputs. A second writer is refused at once; the checks run again once
+    the claims are held (a writer that finished in between made the output exist).
 
     Raises
     ------

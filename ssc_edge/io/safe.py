@@ -10,11 +10,9 @@ is read without them (a 20 m model needs only the 10 m and 20 m bands).
 
 Safety
 ------
-Every ``IMAGE_FILE`` must name a file inside the product (no ``..``, no absolute path). The metadata (a zip
-member or a regular file) is refused over :data:`~ssc_edge.io.limits.MAX_METADATA_BYTES` before it is read;
-each band member of a zip over :data:`~ssc_edge.io.limits.MAX_ARRAY_BYTES` or compressed more than
-:data:`~ssc_edge.io.limits.MAX_COMPRESSION_RATIO` times (JPEG 2000 files do not compress further; a zip
-bomb does). The band files are opened, checked and read by :class:`ssc_edge.io.sources.RasterBandSource`.
+Every ``IMAGE_FILE`` must name a file inside the product (no ``..``, no absolute path); the metadata and the
+zip members are refused over the limits of :mod:`ssc_edge.io.limits` before they are read. The band files are
+opened, checked and read by :class:`ssc_edge.io.sources.RasterBandSource`.
 
 Units
 -----

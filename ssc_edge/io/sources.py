@@ -108,24 +108,10 @@ def _gdal_file_sha256(gdal_path: str, product_path: Path) -> str:
 
 
 def scene_identity(path: Path) -> str:
-    """The documented identity of a scene file or folder: a sha256 hex digest (see module notes).
+    """The identity of any scene :func:`open_band_source` opens: 64 hex digits (see module notes).
 
     Prefer :attr:`BandSource.identity` of the scene already opened; this opens it (a single file is only hashed).
-
-    Parameters
-    ----------
-    path : Path
-        Any scene :func:`open_band_source` opens.
-
-    Returns
-    -------
-    str
-        64 hex digits.
-
-    Raises
-    ------
-    SceneReadError, SceneError
-        As :func:`open_band_source` for a SAFE product or a folder; a file that cannot be read.
+    Raises :class:`SceneReadError` or :class:`SceneError` as :func:`open_band_source`, or for an unreadable file.
     """
     path = Path(path)
     if detect_format(path) in ("safe", "band-folder"):
@@ -225,15 +211,13 @@ class BandSource(contextlib.AbstractContextManager):
         self.fine_pixel_size = float(fine_pixel_size)
         self._identity: str | None = None
 
-    # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
     def _read(self, band: str, tile: Tile) -> np.ndarray:
         """The (h, w) float32 DN of ``tile`` of ``band`` (already checked to lie inside its grid)."""
 
-    def close(self) -> None:  # a no-op by default: array sources hold no files
+    def close(self) -> None:
         """Release open files (nothing for arrays)."""
 
-    # -- the interface ------------------------------------------------------------------------
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -283,9 +267,7 @@ class BandSource(contextlib.AbstractContextManager):
         Returns
         -------
         (tile.height, tile.width) bool ndarray
-            False at no-data pixels: a SAFE product's ``NODATA`` DN, a raster's nodata tag or mask
-            (0 DN without either), 0 DN in ``.mat``/``.npz`` files and in-memory scenes. :meth:`read`
-            gives those pixels 0 DN.
+            False at no-data pixels (the rules of :mod:`ssc_edge.nodata`), which :meth:`read` gives 0 DN.
         """
         return self._valid(band, self._inside(band, tile))
 
@@ -315,11 +297,8 @@ class BandSource(contextlib.AbstractContextManager):
             raise SceneError(f"{self.where}: the model needs band(s) {', '.join(missing)}, which the scene lacks")
 
     def check_has_data(self, bands: Iterable[str]) -> None:
-        """Raise :class:`SceneError` if one of ``bands`` holds no data (no pixel :meth:`valid`).
-
-        Reads strip by strip and stops at the first strip with data, so a normal scene costs one
-        strip per band; only an all-nodata band is read through.
-        """
+        """Raise :class:`SceneError` if one of ``bands`` holds no data (no pixel :meth:`valid`). Reads strip by
+        strip up to the first with data: a normal scene costs one strip per band."""
         for band in bands:
             if not any(np.any(self.valid(band, tile)) for tile in self._strip_tiles(band)):
                 rule = self._nodata_text(band)
@@ -351,12 +330,8 @@ class BandSource(contextlib.AbstractContextManager):
         return central_scene(self, side, with_60m=with_60m)
 
     def to_scene(self) -> Scene:
-        """Read every band whole into a validated :class:`Scene` (memory: the scene's area).
-
-        All-zero 60 m placeholder bands are dropped (by :class:`Scene`). What the bands take (stored
-        samples and float32 copies) is added up first and refused over the limit or the memory available
-        (:class:`~ssc_edge.io.limits.ReadBudget`), before any band is read.
-        """
+        """Read every band whole into a validated :class:`Scene` (memory: the scene's area; all-zero 60 m
+        placeholders dropped), refused first if the bands exceed the :class:`~ssc_edge.io.limits.ReadBudget`."""
         budget = ReadBudget(self.where)
         for band in self.bands:
             budget.add(self.band_shape(band), self._dtypes.get(band, "float32"), what=f"band {band}", as_float32=True)
@@ -371,12 +346,7 @@ class BandSource(contextlib.AbstractContextManager):
 
 
 class ArrayBandSource(BandSource):
-    """Windows of an in-memory :class:`Scene` (``.mat``/``.npz`` files are read whole into one).
-
-    Parameters
-    ----------
-    scene : Scene
-    """
+    """Windows of an in-memory :class:`Scene` (``.mat``/``.npz`` files are read whole into one)."""
 
     def __init__(self, scene: Scene) -> None:
         super().__init__(
@@ -466,17 +436,9 @@ _KEPT_MASKS = 32
 class RasterBandSource(BandSource):
     """Windows of band files read with rasterio (SAFE products, band folders, multi-band GeoTIFFs).
 
-    Use :meth:`safe` or :meth:`folder` (or :func:`open_band_source`) rather than the constructor.
-
-    Parameters
-    ----------
-    path : Path
-        The scene as given (named in errors).
-    files : mapping of str to (str, int)
-        Band -> (GDAL path of its file, 1-based band index in it).
-    convert : Converter
-        ``convert(samples, band, tile) -> (float32 DN, valid mask)``.
-    name : str
+    Use :meth:`safe` or :meth:`folder` (or :func:`open_band_source`) rather than the constructor, which takes
+    the scene's ``path`` (named in errors), ``files`` (band -> GDAL path of its file, 1-based band index in it),
+    a :data:`Converter` and the scene's ``name``.
     """
 
     def __init__(self, path: Path, files: Mapping[str, tuple[str, int]], convert: Converter, *, name: str) -> None:
@@ -678,8 +640,7 @@ def open_band_source(path: Path) -> BandSource:
 
 def streams(source: BandSource, output: Path) -> bool:
     """True when the opened scene is sharpened into ``output`` window by window (``infer`` and ``batch``): a
-    GeoTIFF output and a scene read by window (:attr:`BandSource.windowed`: rasters, SAFE products); ``.mat`` and
-    ``.npz`` scenes and ``.npz``/``.mat`` outputs are read and written whole."""
+    GeoTIFF output of a :attr:`BandSource.windowed` scene; other scenes and outputs are read and written whole."""
     return source.windowed and Path(output).suffix.lower() in (".tif", ".tiff")
 
 
