@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..bands import COARSE_BANDS, FINE_BANDS
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
 from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, output_guard
-from ..io.sources import central_scene
+from ..io.sources import central_scene, open_band_source, scene_identity
 from ..progress import ProgressCallback
 from ..registration import estimate_scene_registration
 from ..runtime.precision import GATE_SIZE
@@ -83,31 +84,30 @@ def keras_to_onnx(model, *, layout: str = "NHWC"):
     model : keras.Model
         NHWC float32 model, input ``(batch, height, width, 10)``.
     layout : {"NHWC", "NCHW"}
-        Layout of the ONNX input and output; NCHW uses tf2onnx's ``inputs_as_nchw`` /
-        ``outputs_as_nchw`` (the transposes are folded into the graph).
+        Layout of the ONNX input and output; NCHW uses tf2onnx's ``inputs_as_nchw`` / ``outputs_as_nchw`` (the
+        transposes are folded into the graph).
 
     Returns
     -------
     onnx.ModelProto
-        Opset :data:`OPSET`; input ``bands`` and output ``sharpened`` with dimensions named
-        ``batch``, ``height``, ``width``.
+        Opset :data:`OPSET`; input ``bands`` and output ``sharpened`` with dimensions named ``batch``, ``height``,
+        ``width``.
     """
     import onnx
     import tf2onnx
 
     tf = tensorflow()
-
     if layout not in _DIM_NAMES:
         raise OptionError(f"layout must be NHWC or NCHW, got {layout!r}")
     spec = (tf.TensorSpec((None, None, None, model.inputs[0].shape[-1]), tf.float32, name=INPUT_NAME),)
-    keras_output = model.outputs[0].name if hasattr(model.outputs[0], "name") else None
+    output = model.output_names[0] if hasattr(model, "output_names") else getattr(model.outputs[0], "name", None)
     nchw = layout == "NCHW"
     proto, _ = tf2onnx.convert.from_keras(
         model,
         input_signature=spec,
         opset=OPSET,
         inputs_as_nchw=[INPUT_NAME] if nchw else None,
-        outputs_as_nchw=[model.output_names[0] if hasattr(model, "output_names") else keras_output] if nchw else None,
+        outputs_as_nchw=[output] if nchw else None,
     )
     graph = proto.graph
     if len(graph.input) != 1 or len(graph.output) != 1:
@@ -232,10 +232,6 @@ def _to_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NCHW" else x
 
 
-def _from_layout(y: np.ndarray, layout: str) -> np.ndarray:
-    return y.transpose(0, 2, 3, 1) if layout == "NCHW" else y
-
-
 def measure_layouts(protos: dict[str, Any], sample: np.ndarray) -> dict[str, float]:
     """Fastest onnxruntime (CPU) run time of each layout's model on one input, seconds.
 
@@ -280,7 +276,8 @@ def check_parity(model, proto, sample: np.ndarray, *, layout: str) -> float:
         max |Keras - onnxruntime| / (max - min of the Keras output).
     """
     expected = np.asarray(model(sample, training=False))
-    got = _from_layout(_session(proto).run([OUTPUT_NAME], {INPUT_NAME: _to_layout(sample, layout)})[0], layout)
+    got = _session(proto).run([OUTPUT_NAME], {INPUT_NAME: _to_layout(sample, layout)})[0]
+    got = got.transpose(0, 2, 3, 1) if layout == "NCHW" else got
     if got.shape != expected.shape:
         raise ModelError(f"ONNX output shape {got.shape} differs from the Keras output shape {expected.shape}")
     spread = float(expected.max() - expected.min()) or 1.0
@@ -384,9 +381,9 @@ class ExportResult:
 def _add_precision_gate(proto, scene: Scene | Callable[[], Scene]) -> None:
     """Measure each reduced precision this machine runs natively on the scene's held-out pair; store it.
 
-    The runtime's ``--precision auto`` reads it (``ssc_edge.runtime.precision``); nothing is added on a
-    machine without bf16 instructions or OpenVINO (``infer`` then measures it where it runs). ``scene`` may be
-    a function that reads it (a full tile's central crop: read only when the gate is measured).
+    The runtime's ``--precision auto`` reads it (``ssc_edge.runtime.precision``); nothing is added on a machine
+    without bf16 instructions or OpenVINO (``infer`` then measures it where it runs). ``scene`` may be a function
+    that reads it (a full tile's central crop: read only when the gate is measured).
     """
     from ..runtime.hardware import detected_flags
     from ..runtime.precision import bf16_provider, openvino_runs
@@ -432,13 +429,6 @@ def written_paths(paths: dict[str, Path], *, write_keras: bool) -> list[Path]:
     return [path for key, path in paths.items() if key != "keras" or write_keras]
 
 
-def _scene_sha256(path: Path | None) -> str:
-    """The scene's identity (:func:`ssc_edge.io.sources.scene_identity`); ``""`` for a generated scene."""
-    from ..io.sources import scene_identity
-
-    return scene_identity(Path(path)) if path is not None and Path(path).exists() else ""
-
-
 def _write(path: Path, write) -> None:
     """Run ``write()``; an OSError (a full disk) becomes an OutputError naming ``path``, the file being written."""
     try:
@@ -453,11 +443,11 @@ def _write(path: Path, write) -> None:
 SAMPLE_WINDOW = 256
 
 
-def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_WINDOW):
+def layout_sample(source, *, upsampling: str, scale: float):
     """One window of the full-scale network input, for the layout timing and the parity check.
 
-    The first ``side`` x ``side`` window (clipped to the scene) free of no-data, looking at the
-    scene's centre first, then along the runtime's tile grid.
+    The first :data:`SAMPLE_WINDOW`-px square window (clipped to the scene) free of no-data, looking at the scene's
+    centre first, then along the runtime's tile grid.
 
     Returns
     -------
@@ -465,12 +455,11 @@ def layout_sample(source, *, upsampling: str, scale: float, side: int = SAMPLE_W
         Normalised DN (DN / ``scale``), the 20 m bands upsampled with ``upsampling``.
     window : Tile
     """
-    from ..bands import COARSE_BANDS, FINE_BANDS
     from ..runtime.sharpen import upsampled_window
     from ..tiling import Tile
 
     height, width = source.shape
-    h, w = min(side, height), min(side, width)
+    h, w = min(SAMPLE_WINDOW, height), min(SAMPLE_WINDOW, width)
     centre = Tile((height - h) // 2 // 2 * 2, (width - w) // 2 // 2 * 2, h, w)
     grid = [Tile(r, c, h, w) for r in range(0, height - h + 1, h) for c in range(0, width - w + 1, w)]
     first = None
@@ -501,9 +490,8 @@ def fit_and_export(
     Parameters
     ----------
     scene : Path, Scene, int or None
-        A scene file (any format :func:`ssc_edge.io.read_scene` reads), a Scene, or the synthetic
-        demo scene (:func:`ssc_edge.demo.demo_scene`): None for its default size, an int for
-        that side in pixels.
+        A scene file (any format :func:`ssc_edge.io.read_scene` reads), a Scene, or the synthetic demo scene
+        (:func:`ssc_edge.demo.demo_scene`): None for its default size, an int for that side in pixels.
     output : Path
         ``NAME.onnx``; ``NAME.keras``, ``NAME.json`` and ``NAME.md`` are written beside it.
     config : FitConfig, optional
@@ -514,8 +502,8 @@ def fit_and_export(
     progress : callable, optional
         Per-epoch progress of the fit(s).
     evaluation : {"auto", "one-scale-down", "spatial-holdout"}
-        How a scene without a reference is scored (:func:`~ssc_edge.train.fit.evaluate_fit`); ``"auto"``
-        needs no second fit on a scene with many more patches than the budget (a full tile).
+        How a scene without a reference is scored (:func:`~ssc_edge.train.fit.evaluate_fit`); ``"auto"`` needs no
+        second fit on a scene with many more patches than the budget (a full tile).
 
     Returns
     -------
@@ -555,10 +543,9 @@ def opened_scene(scene: Path | Scene | int | None) -> Iterator[tuple[Any, str, s
         demo = demo_scene() if scene is None else demo_scene(size=scene)
         yield demo, "", demo.name
     elif isinstance(scene, Scene):
-        yield scene, _scene_sha256(scene.source), scene.name
+        path = scene.source  # None for a generated scene: no identity
+        yield scene, (scene_identity(Path(path)) if path is not None and Path(path).exists() else ""), scene.name
     else:
-        from ..io.sources import open_band_source
-
         with open_band_source(Path(scene)) as source:
             yield (source if source.windowed else source.to_scene()), source.identity, source.name
 
@@ -584,8 +571,6 @@ def _fit_and_export(
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
     has_reference = getattr(scene_obj, "reference", None) is not None
     if hasattr(source, "check_has_data"):  # a band source read window by window: refuse an all no-data band now
-        from ..bands import COARSE_BANDS, FINE_BANDS
-
         source.check_has_data(FINE_BANDS + COARSE_BANDS)
     check_training_size(source.shape, config.patch, levels=1, where=where)
     if evaluation not in EVALUATIONS:
