@@ -1,12 +1,10 @@
 """``fit-and-export --bands 60m|20m|all``: the 60 m model (B01, B09) beside the 20 m one.
 
-The 60 m model is the same network (:func:`~ssc_edge.train.model.build_ssc_cnn` with 12 input and
-2 output channels) fitted zero-shot at ratio 6 on :func:`ssc_edge.bandset.ratio_training_pair`:
-every band degraded by 6, the 60 m bands upsampled back, target = the observed 60 m bands, as
-DSen2 trains its 60 m network (Lanaras et al. 2018, ISPRS J. Photogramm. 146, 305-319). It is
-exported as a second ONNX file, ``NAME_60m.onnx`` (contract ``ratio`` 6, its own halo and scale),
-so the 20 m model ``NAME.onnx`` is unchanged; ``infer NAME.onnx --model-60m NAME_60m.onnx`` runs
-both on one tile plan.
+The 60 m model is the same network (:func:`~ssc_edge.train.model.build_ssc_cnn` with 12 input and 2 output
+channels) fitted zero-shot at ratio 6 on :func:`ssc_edge.bandset.ratio_training_pair`: every band degraded by 6, the
+60 m bands upsampled back, target = the observed 60 m bands, as DSen2 trains its 60 m network (Lanaras et al. 2018,
+ISPRS J. Photogramm. 146, 305-319). It is exported as a second ONNX file, ``NAME_60m.onnx`` (contract ``ratio`` 6,
+its own halo and scale); ``infer NAME.onnx --model-60m NAME_60m.onnx`` runs both on one tile plan.
 
 Memory and time are bounded on any scene size: the 60 m model is fitted on the central :data:`SIXTY_SIDE` x
 :data:`SIXTY_SIDE` 10 m pixels of a larger scene (read through the band source, never the whole scene), and on at
@@ -92,7 +90,12 @@ def resolve_band_sets(scene: Scene, bands: str, config: FitConfig) -> tuple[str,
         return ("20m",)
     if bands == "60m":
         require_60m_bands(scene)
-        _check_size(scene, config)
+        if min(scene.shape) < _minimum_side(config):
+            raise SceneError(
+                f"{_where(scene)}: scene of {scene.shape[0]}x{scene.shape[1]} px is too small for the 60 m model: "
+                f"training one scale of 6 down with {config.patch}x{config.patch} patches needs at least "
+                f"{_minimum_side(config)} px a side"
+            )
         return ("60m",)
     where = _where(scene)
     if not usable_60m_bands(scene):
@@ -109,18 +112,16 @@ def sixty_pair_for(
 ) -> tuple[RatioPairModel, dict]:
     """The ratio-6 training pair's model for ``scene`` under ``config``, and its metadata section.
 
-    ``degradation`` or ``registration`` ``"auto"``: the 60 m bands' and the 20 m bands' registration
-    and relative blur are estimated on the scene (its central crop, bounded;
-    :func:`ssc_edge.registration.estimate_scene_registration` at ratios 6 and 2) and turned into
-    per-band kernels and offsets by :func:`ssc_edge.registration.sixty_pair_model`, as the 20 m pair
-    keeps its scene's relation. Else the nominal kernels at ratio 6, nominal grids. ``estimate20``: the
-    20 m estimate already made for the scene (the 20 m model's), not made again.
+    ``degradation`` or ``registration`` ``"auto"``: the 60 m bands' and the 20 m bands' registration and relative
+    blur are estimated on the scene's central crop (:func:`ssc_edge.registration.estimate_scene_registration` at
+    ratios 6 and 2) and turned into per-band kernels and offsets by :func:`ssc_edge.registration.sixty_pair_model`.
+    Else the nominal kernels at ratio 6, nominal grids. ``estimate20``: the 20 m model's estimate, not made again.
 
     Returns
     -------
     (RatioPairModel, dict)
-        The model, and ``{"estimate": 60 m estimate, "estimate_20m": ..., "pair_model": ...}`` for the
-        model metadata and the report (empty for a nominal pair).
+        The model, and ``{"estimate": 60 m estimate, "estimate_20m": ..., "pair_model": ...}`` for the model
+        metadata and the report (empty for a nominal pair).
     """
     if "auto" not in (config.degradation, config.registration):
         return sixty_pair_model(None, None, degradation=config.degradation, registration="none"), {}
@@ -153,16 +154,6 @@ def _where(scene: Scene) -> str | Path:
 def _minimum_side(config: FitConfig) -> int:
     """Smallest 10 m side, pixels, whose ratio-6 training image (cropped to a multiple of 36) holds one patch."""
     return SIXTY_RATIO**2 * -(-config.patch // SIXTY_RATIO)
-
-
-def _check_size(scene: Scene, config: FitConfig) -> None:
-    """Raise :class:`SceneError` if the ratio-6 training image cannot hold one training patch."""
-    if min(scene.shape) < _minimum_side(config):
-        raise SceneError(
-            f"{_where(scene)}: scene of {scene.shape[0]}x{scene.shape[1]} px is too small for the 60 m model: "
-            f"training one scale of 6 down with {config.patch}x{config.patch} patches needs at least "
-            f"{_minimum_side(config)} px a side"
-        )
 
 
 def fit_60m(
