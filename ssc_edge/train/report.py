@@ -6,8 +6,17 @@ import os
 import platform
 from typing import Any
 
+import numpy as np
+
+from .. import wald
+from ..errors import SceneError
 from ..evaluation import bicubic_baseline, format_quality_table
+from ..io.sources import central_scene
 from ..metrics import QualityReport
+from ..nodata import fill_nearest, measured
+from ..quality import FullResolutionQuality, format_full_resolution_table, full_resolution_quality, pair_degradation
+from .fit import predict_tiled
+from .windows import scene_source
 
 __all__ = ["full_resolution_summary", "machine_info", "render_markdown", "report_dict"]
 
@@ -138,31 +147,20 @@ def _evaluation_extent(evaluation: dict[str, Any]) -> str:
     return text
 
 
-#: Side of the central window, 10 m pixels, on which the report scores the full-scale output (Keras
-#: runs on it whole: memory stays bounded on a full tile).
+#: Side of the central window, 10 m pixels, on which the report scores the full-scale output (memory stays bounded
+#: on a full tile).
 FULL_RESOLUTION_WINDOW = 512
 
 
 def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
     """No-reference indexes (:mod:`ssc_edge.quality`) of the model's full-scale output and of bicubic.
 
-    The model sharpens the scene at its own scale (what ``infer`` would write), on the central window of
-    at most :data:`FULL_RESOLUTION_WINDOW` pixels a side (the whole scene when smaller; read through the
-    band source, so a full tile is never loaded), and both products are scored against the scene's
-    observed bands with the degradation the fit used: the estimated pair (``pair``,
-    :func:`ssc_edge.quality.pair_degradation`) or the named method. None when the window is smaller than
-    the 32-px quality windows.
+    The model sharpens the scene at its own scale (what ``infer`` would write), on the central window of at most
+    :data:`FULL_RESOLUTION_WINDOW` pixels a side (the whole scene when smaller; read through the band source, so a
+    full tile is never loaded), and both products are scored against the scene's observed bands with the
+    degradation the fit used: the estimated pair (``pair``, :func:`ssc_edge.quality.pair_degradation`) or the named
+    method. None when the window is smaller than the 32-px quality windows.
     """
-    import numpy as np
-
-    from .. import wald
-    from ..errors import SceneError
-    from ..io.sources import central_scene
-    from ..nodata import fill_nearest, measured
-    from ..quality import full_resolution_quality, pair_degradation
-    from .fit import predict_tiled
-    from .windows import scene_source
-
     crop = central_scene(scene_source(scene), FULL_RESOLUTION_WINDOW)
     fine, coarse = crop.fine(), crop.coarse()  # no-data filled as infer fills it, so the halo near it is infer's
     inputs = wald.model_input(
@@ -186,8 +184,6 @@ def full_resolution_summary(scene, fit, *, pair=None) -> dict[str, Any] | None:
 
 
 def _full_resolution_section(summary: dict[str, Any]) -> str:
-    from ..quality import FullResolutionQuality, format_full_resolution_table
-
     section = summary.get("full_resolution")
     if not section:
         return ""
