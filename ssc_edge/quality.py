@@ -10,50 +10,20 @@ their agreement with what *is* observed: the 20 m bands (spectral consistency) a
 
 (on a reduced-resolution file, read "10 m" as its fine grid and "20 m" as its coarse grid).
 
-Indexes (ideal value in brackets)
----------------------------------
-Wald consistency, "reprojection" (Wald et al. 1997, the consistency property; the reprojection
-protocol of Ciotola et al.): ``degrade(fused)`` against ``coarse`` with the scene's degradation
-(the one the model was fitted with): per-band SRE (dB, +inf when equal), SAM (degrees, [0]),
-ERGAS ([0]) and Q2n ([1]).
-
-Q2n (Garzelli and Nencini 2009, IEEE GRSL 6(4)): the hypercomplex (Cayley-Dickson) extension of
-Q4 to 2^n bands; the 6 bands are padded with 2 zero bands to 8. Non-overlapping 32 x 32 blocks
-(block shift = block size, the toolbox default), the image mirrored (edge pixel repeated) to a
-multiple of 32 first, each block's vector modulus averaged. Blocks are normalised by the first
-(reference) image's per-band mean and sample standard deviation (eps when 0); a block with no
-variance at all scores its mean-bias term, as in Vivone et al.'s toolbox ``q2n.m``/
-``onions_quality.m``. Deviations: float64 values (the toolbox first casts to uint16), and each
-band mirrored from itself (the MATLAB padding loop copies band 1 into every band).
-
-D_lambda^(K) (Khan, Alparone, Chanussot 2009, IEEE TGRS 47(11)): ``1 - Q2n(upsample(coarse),
-MTF(fused))``, ``MTF`` the Gaussian filter matched to each band's MTF gain at Nyquist
-(``bands.MTF_NYQUIST``, sigma from :func:`ssc_edge.wald.mtf_sigma`), not decimated; 32 x 32
-blocks on the 10 m grid; Keys bicubic upsampling ([0]).
-
-QNR D_lambda (Alparone et al. 2008, PE&RS 74(2)): ``(mean_{l != r} |Q(F_l, F_r) -
-Q(M_l, M_r)|^p)^(1/p)``, p = 1; Q the universal image quality index (Wang and Bovik 2002) in
-S x S sliding windows (S = 32 on the 10 m grid, S / 2 = 16 on the 20 m grid), averaged over the
-windows inside the image; the observed bands ``M`` at 20 m ([0]).
-
-QNR D_s (same paper): ``(mean_b |Q(F_b, P_b) - Q(M_b, P_b^LR)|^q)^(1/q)``, q = 1, with ``P_b`` the
-10 m band that best matches 20 m band ``b`` (see below) and ``P_b^LR`` its degradation to 20 m
-([0]). QNR = ``(1 - D_lambda)^alpha (1 - D_s)^beta`` and HQNR (Aiazzi et al. 2014, hybrid QNR) =
-``(1 - D_lambda^(K))^alpha (1 - D_s)^beta``, alpha = beta = 1 ([1]).
-
-D_rho (Scarpa, Ciotola et al. 2022, "Full-resolution quality assessment for pansharpening",
-Remote Sensing 14(8)): ``mean_{b, i} (1 - rho_b(i))``, ``rho_b(i)`` the correlation coefficient of
-``fused_b`` and ``P_b`` in the sigma x sigma window at pixel ``i``, sigma = the ratio (2); in
-[0, 2], ideal 0. A window where either image is flat has no correlation: rho = 0 (the published
-code clips the variances at a tiny epsilon, which gives 0).
-
-Flat windows in Q (Wang and Bovik's code, as the pansharpening toolbox's ``qindex.m``): both flat
-with non-zero means give ``2 mu_x mu_y / (mu_x^2 + mu_y^2)``; both flat and zero give 1. No index
-is ever NaN on a scene without no-data.
-
-Best-matching 10 m band (as for Sentinel-2 in Ciotola et al.'s toolbox): for each 20 m band,
-the 10 m band whose degradation to 20 m has the largest correlation coefficient with it over the
-whole scene (observed data only, so an estimate cannot choose its own reference).
+Indexes
+-------
+Definitions, ideal values and the rules for flat windows are tabled in ``docs/quality.md``: Wald
+consistency, "reprojection" (per-band SRE in dB, SAM in degrees, ERGAS and Q2n of ``degrade(fused)``
+against ``coarse`` with the scene's degradation; Wald et al. 1997, the reprojection protocol of Ciotola
+et al.); Q2n (Garzelli and Nencini 2009, IEEE GRSL 6(4)), in non-overlapping 32 x 32 blocks;
+D_lambda^(K) (Khan, Alparone, Chanussot 2009, IEEE TGRS 47(11)); QNR's D_lambda and D_s (Alparone et
+al. 2008, PE&RS 74(2)), in 32 x 32 sliding windows on the 10 m grid and 16 x 16 on the 20 m grid; QNR
+and HQNR (Aiazzi et al. 2014); D_rho (Scarpa, Ciotola et al. 2022, Remote Sensing 14(8)). D_s and
+D_rho compare each 20 m band with its best-matching 10 m band: the one whose degradation to 20 m
+correlates best with it over the scene (observed data only, so an estimate cannot choose its own
+reference). Q2n deviates from Vivone et al.'s toolbox (``q2n.m``) in two points: float64 values (the
+toolbox first casts to uint16), and each band mirrored from itself (the MATLAB padding loop copies band
+1 into every band).
 
 No-data
 -------
@@ -62,8 +32,7 @@ No-data never counts (:mod:`ssc_edge.nodata`): a NaN in ``fused`` (the runtime's
 (whatever value a product holds there: a model's raw output on 0 DN input) are missing values, which
 every filter (degradation, upsampling, MTF) spreads over its support; a pixel, block or window counts
 only when every value in it is present, and each index averages over those (NaN when no-data leaves
-none, e.g. a scene of a single 32 x 32 Q2n block holding one no-data pixel). A scene without no-data
-scores exactly as before.
+none, e.g. a scene of a single 32 x 32 Q2n block holding one no-data pixel).
 
 Window by window
 ----------------
@@ -263,19 +232,9 @@ def _q2n_sums(reference: np.ndarray, estimate: np.ndarray, *, block: int, pad_ro
 
 
 def q2n(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Q2n of an (H, W, C) estimate against an (H, W, C) reference (Garzelli and Nencini 2009), over non-overlapping
-    blocks of :data:`Q2N_BLOCK` (32, the toolbox default) pixels a side; the images are mirrored to a multiple of it.
-
-    Parameters
-    ----------
-    reference, estimate : (H, W, C) ndarray
-        Same units (DN); C is padded with zero bands to a power of 2 (6 -> 8).
-
-    Returns
-    -------
-    float
-        Mean over blocks of the modulus of the hypercomplex quality index; 1 for identical images.
-    """
+    """Q2n of an (H, W, C) estimate against an (H, W, C) reference in the same units (Garzelli and Nencini 2009):
+    the mean over non-overlapping :data:`Q2N_BLOCK`-px blocks (the images mirrored to a multiple of it, C padded
+    with zero bands to a power of 2) of the hypercomplex quality index's modulus; 1 for identical images."""
     reference, estimate = np.asarray(reference, dtype=np.float64), np.asarray(estimate, dtype=np.float64)
     if reference.shape != estimate.shape or reference.ndim != 3:
         raise OptionError(f"q2n needs two (H, W, C) images of one shape, got {reference.shape} and {estimate.shape}")
@@ -524,11 +483,8 @@ class QualityAccumulator:
         self._done: set[int] = set()
 
     def strips(self) -> list[tuple[int, int, int, int]]:
-        """``(r0, r1, a0, a1)`` per strip: it scores rows ``r0:r1`` and needs rows ``a0:a1``.
-
-        The last strip takes the rest of the image (at least one full strip), so blocks and
-        mirrored edges never reach into another strip.
-        """
+        """``(r0, r1, a0, a1)`` per strip: it scores rows ``r0:r1`` and needs rows ``a0:a1``. The last strip
+        takes the rest of the image (at least one full strip): blocks and mirrored edges never cross strips."""
         height = self.shape[0]
         starts = list(range(0, max(height - self.strip, 0) + 1, self.strip))
         if len(starts) > 1 and height - starts[-1] < self.strip:
@@ -677,13 +633,7 @@ class QualityAccumulator:
 
     @np.errstate(divide="ignore", invalid="ignore")
     def result(self) -> FullResolutionQuality:
-        """The indexes of the whole image.
-
-        Raises
-        ------
-        OptionError
-            If a strip is missing.
-        """
+        """The indexes of the whole image; :class:`OptionError` if a strip is missing."""
         missing = [r0 for r0, *_ in self.strips() if r0 not in self._done]
         if missing:
             raise OptionError(f"quality strips at rows {missing} were never added")
@@ -729,12 +679,8 @@ def full_resolution_quality(
 
     Parameters
     ----------
-    fused : (H, W, 6) ndarray
-        Sharpened 20 m bands on the 10 m grid, DN, ``COARSE_BANDS`` order.
-    fine : (H, W, 4) ndarray
-        Observed 10 m bands, DN, ``FINE_BANDS`` order.
-    coarse : (H/2, W/2, 6) ndarray
-        Observed 20 m bands, DN, ``COARSE_BANDS`` order.
+    fused, fine, coarse : ndarray
+        (H, W, 6), (H, W, 4) and (H/2, W/2, 6) DN, as in the module notes.
     degradation : str or callable
         The scene's degradation (the one the model was fitted with: the model metadata's
         ``training["degradation"]``), see :func:`degradation_function`.
