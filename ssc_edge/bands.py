@@ -31,7 +31,7 @@ FINE_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
 #: The 20 m bands SSC-CNN sharpens, in the order of ``Xm_im`` and of every output.
 COARSE_BANDS: tuple[str, ...] = ("B05", "B06", "B07", "B8A", "B11", "B12")
 
-#: The 60 m atmospheric bands; read when present, never used.
+#: The 60 m atmospheric bands; read when present, sharpened only by a 60 m model.
 VERY_COARSE_BANDS: tuple[str, ...] = ("B01", "B09")
 
 #: Ground sampling distance of each band, metres.

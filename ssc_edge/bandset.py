@@ -169,14 +169,12 @@ def ratio_training_pair(
 ) -> TrainingPair:
     """The Wald-protocol training pair of a band set, ``levels`` scales of its ratio below the data.
 
-    Every band (10 m, 20 m and 60 m) is degraded by the set's ratio ``r`` (2 for 20 m bands, 6 for
-    60 m bands) ``levels`` times; the input stacks the degraded bands brought back to the degraded
-    10 m grid (:func:`stack_bands`, order :func:`input_bands_for`); the target is ``output_bands``
-    as observed (``levels=1``) or degraded ``levels - 1`` times. For ``r = 6`` this is DSen2's
-    training of its 60 m network. For the 20 m set it equals :func:`ssc_edge.wald.training_pair`.
-    The scene's ``reference`` is never read.
-
-    The 10 m grid is cropped at the bottom/right to a multiple of ``r ** (levels + 1)`` pixels.
+    Every band is degraded by the set's ratio ``r`` (2 for 20 m bands, 6 for 60 m bands) ``levels`` times;
+    the input stacks the degraded bands brought back to the degraded 10 m grid (:func:`stack_bands`); the
+    target is ``output_bands`` as observed (``levels=1``) or degraded ``levels - 1`` times. For ``r = 6`` this
+    is DSen2's training of its 60 m network; for the 20 m set it equals :func:`ssc_edge.wald.training_pair`.
+    The scene's ``reference`` is never read; its 10 m grid is cropped at the bottom/right to a multiple of
+    ``r ** (levels + 1)`` pixels.
 
     Parameters
     ----------

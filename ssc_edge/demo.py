@@ -8,13 +8,10 @@ canopy, bare soil, roof, asphalt). Every pixel's 12-band spectrum is the abundan
 of the endmember spectra (top-of-atmosphere-like reflectance), plus a little independent noise,
 scaled to DN (reflectance x 10000).
 
-The 10 m bands are those rendered values. The 20 m bands are the rendered ones degraded by 2
-with :func:`ssc_edge.wald.degrade` (``method="mtf"``, gains ``bands.MTF_NYQUIST``), the 60 m
-bands degraded by 6 the same way, and the scene's ``reference`` holds the rendered 20 m bands
-at 10 m, so the demo scene can be scored like a reduced-resolution file. Because roads,
-field margins, crop rows, crowns and buildings are one or two 10 m pixels wide, the 20 m bands
-miss real detail that the 10 m bands show, with the same spectral mixing in both: a model can
-learn to recover it.
+The 20 m and 60 m bands are the rendered ones degraded by 2 and 6 (:func:`ssc_edge.wald.degrade`,
+``method="mtf"``), and ``reference`` holds the rendered 20 m bands at 10 m, so the scene can be scored
+like a reduced-resolution file. Roads, field margins, crop rows, crowns and buildings are one or two
+10 m pixels wide: the 20 m bands miss detail the 10 m bands show, which a model can learn to recover.
 """
 
 from __future__ import annotations

@@ -99,36 +99,15 @@ def evaluate_full_resolution(estimate: np.ndarray, scene: Scene, *, degradation:
 
 
 def bicubic_baseline(scene: Scene, *, method: str = "bicubic") -> np.ndarray:
-    """Upsample the scene's 20 m bands to its fine grid: the baseline every sharpener must beat.
-
-    Parameters
-    ----------
-    scene : Scene
-    method : {"bicubic", "spline"}
-        See :func:`ssc_edge.wald.upsample` (Keys cubic on the pixel-centre grid, or cubic B-spline).
-
-    Returns
-    -------
-    (H, W, 6) float32 ndarray
-        DN, ``COARSE_BANDS`` order.
-    """
+    """The scene's 20 m bands upsampled to its fine grid (``method`` of :func:`ssc_edge.wald.upsample`), the
+    baseline every sharpener must beat: (H, W, 6) float32 DN, ``COARSE_BANDS`` order."""
     return upsample(scene.coarse(), ratio=2, method=method).astype(np.float32)
 
 
 def format_quality_table(reports: Mapping[str, QualityReport]) -> str:
-    """Format named quality reports as two Markdown tables (readable as plain text).
-
-    Parameters
-    ----------
-    reports : mapping of str to QualityReport
-        E.g. ``{"SSC-CNN": report, "bicubic": baseline}``; all for the same bands.
-
-    Returns
-    -------
-    str
-        A per-band table (one row per band and method: SRE dB, RMSE DN, SSIM, Q, and a ``mean``
-        row per method) and a global table (mean SRE dB, SAM degrees, ERGAS, border px).
-    """
+    """Named quality reports (``{"SSC-CNN": report, "bicubic": baseline}``, all for the same bands) as two
+    Markdown tables: per band and method (SRE dB, RMSE DN, SSIM, Q, and a ``mean`` row per method), and
+    global (mean SRE dB, SAM degrees, ERGAS, border px)."""
     if not reports:
         return ""
     named = list(reports.items())

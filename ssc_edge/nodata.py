@@ -19,13 +19,10 @@ is valid there: each 10 m band at the pixel, each 20 m / 60 m band at the coarse
 
 Before the network
 ------------------
-No-data input pixels are filled with the value of the nearest valid pixel of the same grid
-(:func:`fill_nearest`, Euclidean distance, :func:`scipy.ndimage.distance_transform_edt`), with all
-bands of one grid taken from the same pixel, so the network and the bicubic upsampling see
-plausible values near a no-data edge instead of 0 DN. The fill of a window is computed on the
-window extended by :func:`fill_margin` pixels of that grid and cropped: every filled pixel that can
-reach a valid output pixel through the receptive field has its nearest valid pixel inside the
-extension, so a tiled run equals the whole-image run bit for bit.
+No-data input pixels take the values of the nearest valid pixel of the same grid (:func:`fill_nearest`),
+so the network and the bicubic upsampling see plausible values near a no-data edge instead of 0 DN. A
+window is filled on itself extended by :func:`fill_margin` pixels and cropped, so a tiled run equals the
+whole-image run bit for bit.
 
 After the network
 -----------------
@@ -86,11 +83,8 @@ def nonzero_valid(read_band: Callable[[str, Tile], np.ndarray]) -> ValidReader:
 
 
 def valid_pixels(values: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels of an (H, W[, C]) output that are not no-data (finite in every band).
-
-    An output read back from a file marks no-data with NaN (float32); for uint16 outputs convert
-    0 to NaN first (``np.where(x == 0, np.nan, x)``).
-    """
+    """(H, W) bool: pixels of an (H, W[, C]) output that are not no-data (finite in every band; convert a
+    uint16 output's 0 to NaN first)."""
     values = np.asarray(values)
     finite = np.isfinite(values)
     return finite.all(axis=-1) if values.ndim == 3 else finite

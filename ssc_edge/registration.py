@@ -463,10 +463,9 @@ def estimate_scene_registration(
 ) -> RegistrationEstimate:
     """:func:`estimate_registration` on the central crop of ``scene`` of at most ``max_fine_pixels`` 10 m pixels.
 
-    ``scene`` is a :class:`~ssc_edge.scene.Scene` or a band source (``shape`` and ``read(band, tile)``,
-    :mod:`ssc_edge.io.sources`): only the crop is read, so a full tile costs the crop's memory. The
-    crop's origin is a multiple of ``ratio``, so the coarse grid keeps its phase. ``ratio=6`` needs
-    both 60 m bands with data (:class:`SceneError` otherwise).
+    ``scene`` is a :class:`~ssc_edge.scene.Scene` or a band source (:func:`ssc_edge.io.sources.central_scene`
+    reads only the crop, its origin a multiple of ``ratio``). ``ratio=6`` needs both 60 m bands with data
+    (:class:`SceneError` otherwise).
     """
     from .io.sources import central_scene
 
@@ -519,12 +518,11 @@ def pair_model(
     degradation: str = "auto",
     registration: str = "auto",
 ) -> PairModel:
-    """The :class:`~ssc_edge.wald.PairModel` of a training pair from an estimate and the user's choices.
+    """The :class:`~ssc_edge.wald.PairModel` of a training pair from ``estimate`` (needed when ``degradation`` or
+    ``registration`` is ``"auto"``) and the user's choices.
 
     Parameters
     ----------
-    estimate : RegistrationEstimate or None
-        Needed when ``degradation`` or ``registration`` is ``"auto"``.
     degradation : {"auto", "bicubic", "mtf"}
         ``"auto"``: every band gets the scene's estimated kernel (:attr:`RegistrationEstimate.kernel`;
         the relative blur of the 20 m bands, applied one scale down to both band groups, as the Wald

@@ -195,20 +195,9 @@ def plan_tiles(shape: Sequence[int], *, tile: int, halo: int) -> tuple[PlannedTi
 def coarse_window(window: Tile, *, ratio: int, margin: int, coarse_shape: Sequence[int]) -> Tile:
     """The coarse-grid window needed to upsample ``window`` of the fine grid exactly.
 
-    Coarse pixel ``i`` covers fine pixels ``ratio*i .. ratio*i + ratio - 1``; the result covers
-    every coarse pixel under ``window`` plus ``margin`` coarse pixels on each side (the support of
-    the upsampling kernel: 2 for Keys cubic), clipped to the coarse grid.
-
-    Parameters
-    ----------
-    window : Tile
-        On the fine grid.
-    ratio : int
-        Fine pixels per coarse pixel (2).
-    margin : int
-        Extra coarse pixels on each side.
-    coarse_shape : (int, int)
-        ``(h, w)`` of the coarse grid.
+    Coarse pixel ``i`` covers fine pixels ``ratio*i .. ratio*i + ratio - 1``; the result covers every
+    coarse pixel under ``window`` plus ``margin`` coarse pixels on each side (the support of the
+    upsampling kernel: 2 for Keys cubic), clipped to the ``(h, w)`` coarse grid ``coarse_shape``.
     """
     r0 = max(window.row // ratio - margin, 0)
     c0 = max(window.col // ratio - margin, 0)

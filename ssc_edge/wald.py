@@ -261,18 +261,14 @@ def kernel_taps(kernel: Kernel, *, ratio: int = 2, shift: float = 0.0) -> tuple[
     """Integer tap offsets and normalised weights of coarse pixel ``i`` of a decimation by ``ratio``.
 
     Coarse pixel ``i`` is ``sum_n w[n] * x[ratio * i + n]``: the kernel centred at fine coordinate
-    ``ratio * i + (ratio - 1) / 2 + shift`` (the grid convention of this module moved by ``shift``
-    fine pixels), evaluated at the fine pixel centres it covers, cut where it vanishes (Keys: 2
-    coarse pixels; Gaussian: 4 sigma) and normalised to sum 1. A finite, exact kernel: no
-    interpolation of the image takes place, so windows with a margin decimate exactly like the
-    whole image.
+    ``ratio * i + (ratio - 1) / 2 + shift`` (the grid convention moved by ``shift`` fine pixels),
+    evaluated at the fine pixel centres it covers, cut where it vanishes (Keys: 2 coarse pixels;
+    Gaussian: 4 sigma) and normalised to sum 1; no interpolation of the image takes place.
 
     Returns
     -------
-    taps : (n,) int ndarray
-        Offsets in fine pixels from ``ratio * i``.
-    weights : (n,) float64 ndarray
-        Summing to 1.
+    taps, weights : (n,) int ndarray, (n,) float64 ndarray
+        Offsets in fine pixels from ``ratio * i``, and weights summing to 1.
     """
     _check_integer(ratio, "ratio")
     taps, weights = _kernel_weights(kernel.kind, kernel.sigma, ratio, shift)
@@ -501,16 +497,8 @@ def _degrade_once(
 def model_input(fine: np.ndarray, coarse: np.ndarray, *, upsampling: str = "bicubic") -> np.ndarray:
     """Stack the model input: upsampled 20 m bands, then 10 m bands.
 
-    Parameters
-    ----------
-    fine : (H, W, 4) ndarray
-        10 m bands in ``FINE_BANDS`` order, DN.
-    coarse : (H/2, W/2, 6) ndarray
-        20 m bands in ``COARSE_BANDS`` order, DN.
-
-    Returns
-    -------
-    (H, W, 10) float32 ndarray, DN.
+    ``fine`` (H, W, 4) in ``FINE_BANDS`` order and ``coarse`` (H/2, W/2, 6) in ``COARSE_BANDS`` order, DN;
+    returns (H, W, 10) float32 DN.
     """
     _check_grids(fine, coarse)
     up = upsample(coarse, ratio=2, method=upsampling)
@@ -533,13 +521,10 @@ def training_pair(
 ) -> TrainingPair:
     """Build the Wald-protocol training pair of a scene ``levels`` scales below its fine grid.
 
-    With ``levels=1`` (the zero-shot training of SSC-CNN) both band groups are degraded by 2,
-    the degraded 20 m bands upsampled back, and the target is the observed 20 m bands. With
-    ``levels=2`` everything is degraded once more first (used to evaluate a scene that has no
-    reference: train two scales down, evaluate one scale down). The scene's ``reference`` is
-    never read.
-
-    The scene is cropped at the bottom/right to a multiple of ``2 ** (levels + 1)`` pixels.
+    With ``levels=1`` (the zero-shot training of SSC-CNN) both band groups are degraded by 2, the
+    degraded 20 m bands upsampled back, and the target is the observed 20 m bands. With ``levels=2``
+    everything is degraded once more first (train two scales down, evaluate one scale down). The scene's
+    ``reference`` is never read; it is cropped at the bottom/right to a multiple of ``2 ** (levels + 1)`` px.
 
     Parameters
     ----------
@@ -581,8 +566,7 @@ def reduced_resolution_scene(
     the Reykjavik RR file was made and with which the paper's Coastal output agrees (see
     ``benchmarks/RESULTS.md``); ``"mtf"`` models the sensor instead.
 
-    The scene is cropped at the bottom/right to a multiple of 4 pixels; its own ``reference``, if any,
-    is not used.
+    The scene is cropped at the bottom/right to a multiple of 4 pixels; its own ``reference`` is not used.
 
     Parameters
     ----------
