@@ -1,12 +1,10 @@
 """Export a fitted SSC-CNN to a self-describing ONNX model, and the whole ``fit-and-export`` pipeline.
 
-The ONNX graph is what :mod:`ssc_edge.contract` describes: input :data:`~ssc_edge.contract.INPUT_NAME`
-(normalised DN, 6 upsampled 20 m bands then 4 10 m bands), output
-:data:`~ssc_edge.contract.OUTPUT_NAME` (normalised DN, 6 bands), the global residual inside the
-graph, opset 17, dynamic ``batch``/``height``/``width`` dimensions, and a
-:class:`~ssc_edge.contract.ModelContract` in ``metadata_props``. The layout (NHWC or NCHW) is the
-one onnxruntime runs faster on this machine, measured at export time (NHWC unless NCHW is more
-than 5 % faster).
+The ONNX graph is what :mod:`ssc_edge.contract` describes: input :data:`~ssc_edge.contract.INPUT_NAME` (normalised
+DN, 6 upsampled 20 m bands then 4 10 m bands), output :data:`~ssc_edge.contract.OUTPUT_NAME` (normalised DN, 6
+bands), the global residual inside the graph, opset 17, dynamic ``batch``/``height``/``width`` dimensions, and a
+:class:`~ssc_edge.contract.ModelContract` in ``metadata_props``. The layout (NHWC or NCHW) is the one onnxruntime
+runs faster on this machine, measured at export time (NHWC unless NCHW is more than 5 % faster).
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import numpy as np
 from .. import __version__
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelContract
+from ..demo import demo_scene
 from ..errors import ModelError, OptionError, OutputError
 from ..io import atomic_output, output_guard
 from ..io.sources import central_scene, open_band_source, scene_identity
@@ -212,12 +211,10 @@ def _rename_value(graph, old: str, new: str) -> None:
         if value.name == old:
             value.name = new
     for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
-        for i, name in enumerate(node.output):
-            if name == old:
-                node.output[i] = new
+        for names in (node.input, node.output):
+            for i, name in enumerate(names):
+                if name == old:
+                    names[i] = new
 
 
 def _session(proto):
@@ -538,8 +535,6 @@ def opened_scene(scene: Path | Scene | int | None) -> Iterator[tuple[Any, str, s
     ``.npz`` (small, may carry a reference) in memory.
     """
     if scene is None or isinstance(scene, int):
-        from ..demo import demo_scene
-
         demo = demo_scene() if scene is None else demo_scene(size=scene)
         yield demo, "", demo.name
     elif isinstance(scene, Scene):
