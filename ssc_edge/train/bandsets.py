@@ -236,19 +236,23 @@ def evaluate_60m(
     )
 
 
-def _export_60m(
+def _fit_and_export_60m(
     scene: Scene,
-    fit: FitResult,
-    evaluation: Evaluation,
+    config: FitConfig,
     paths: dict[str, Path],
-    *,
     sha: str,
+    estimate20: RegistrationEstimate | None,
+    *,
     write_keras: bool,
-    pair: RatioPairModel,
-    registration: dict,
+    progress: ProgressCallback | None,
 ) -> ExportResult:
+    """Fit, evaluate and write the 60 m model (``sha``: the scene's identity; ``estimate20``: the 20 m model's
+    registration estimate, if made)."""
     from .report import report_dict
 
+    pair, registration = sixty_pair_for(scene, config, estimate20=estimate20)  # once: fit and report
+    fit = fit_60m(scene, config, progress=stage(progress, "60 m model"), pair=pair)
+    evaluation = evaluate_60m(scene, fit, progress=progress, pair=pair)
     sample = _pair(scene, fit.config, 1, pair)[0][None] / np.float32(fit.scale)
     proto, layout, timings, parity = export_onnx(fit.model, sample)
     bands = {"ratio": SIXTY_RATIO, "input_bands": SIXTY_INPUT_BANDS, "output_bands": VERY_COARSE_BANDS}
@@ -322,11 +326,7 @@ def fit_and_export_bands(
             if "60m" in sets:
                 made = results["20m"].contract.registration.get("estimate") if "20m" in results else None
                 estimate20 = RegistrationEstimate.from_dict(made) if made else None  # the 20 m model's, not made twice
-                pair, registration = sixty_pair_for(scene_obj, config, estimate20=estimate20)  # once: fit and report
-                fit = fit_60m(scene_obj, config, progress=stage(progress, "60 m model"), pair=pair)
-                scores = evaluate_60m(scene_obj, fit, progress=progress, pair=pair)
-                results["60m"] = _export_60m(
-                    scene_obj, fit, scores, paths60, sha=sha, write_keras=write_keras, pair=pair,
-                    registration=registration,
-                )  # fmt: skip
+                results["60m"] = _fit_and_export_60m(
+                    scene_obj, config, paths60, sha, estimate20, write_keras=write_keras, progress=progress
+                )
     return results
