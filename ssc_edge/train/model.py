@@ -200,10 +200,6 @@ def receptive_halo(model) -> int:
     ----------
     model : keras.Model
         A functional model (as built by :func:`build_ssc_cnn`).
-
-    Returns
-    -------
-    int
     """
     reach: dict[int, int] = {id(t): 0 for t in model.inputs}
 

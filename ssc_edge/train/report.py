@@ -118,13 +118,11 @@ def _sample_text(export: dict[str, Any]) -> str:
 
 def _patch_text(fit: dict[str, Any]) -> str:
     """One sentence: how many training patches were drawn, of how many, from how many windows."""
-    budget = fit.get("patch_budget")
     candidates = fit.get("patch_candidates", fit["patches"])
-    windows = fit.get("patch_windows", 1)
     drawn = "all" if fit["patches"] >= candidates else "a uniform random sample"
     return (
-        f"Patches: {fit['patches']} drawn ({drawn}) of {candidates} free of no-data, from {windows} "
-        f"window(s) of the scene; budget {budget}."
+        f"Patches: {fit['patches']} drawn ({drawn}) of {candidates} free of no-data, from "
+        f"{fit.get('patch_windows', 1)} window(s) of the scene; budget {fit.get('patch_budget')}."
     )
 
 
