@@ -50,6 +50,7 @@ from .export import (
     written_paths,
 )
 from .fit import Evaluation, FitConfig, FitResult, extract_patches, fit_model, fit_patches, predict
+from .report import report_dict
 
 __all__ = [
     "SIXTY_RATIO",
@@ -225,11 +226,9 @@ def evaluate_60m(
         model, scale, kind, extra = second.model, second.scale, "60m-one-scale-down", second.seconds
     else:
         model, scale, kind, extra = fit.model, fit.scale, "60m-training-pair", 0.0
-    estimate = predict(model, inputs, scale)
-    upsampled = inputs[..., : len(VERY_COARSE_BANDS)]
     return Evaluation(
-        model=quality_report(reference, estimate, band_names=VERY_COARSE_BANDS),
-        bicubic=quality_report(reference, upsampled, band_names=VERY_COARSE_BANDS),
+        model=quality_report(reference, predict(model, inputs, scale), band_names=VERY_COARSE_BANDS),
+        bicubic=quality_report(reference, inputs[..., : len(VERY_COARSE_BANDS)], band_names=VERY_COARSE_BANDS),
         kind=kind,
         training_set_numbers=not heldout,
         fit_seconds=extra,
@@ -248,8 +247,6 @@ def _fit_and_export_60m(
 ) -> ExportResult:
     """Fit, evaluate and write the 60 m model (``sha``: the scene's identity; ``estimate20``: the 20 m model's
     registration estimate, if made)."""
-    from .report import report_dict
-
     pair, registration = sixty_pair_for(scene, config, estimate20=estimate20)  # once: fit and report
     fit = fit_60m(scene, config, progress=stage(progress, "60 m model"), pair=pair)
     evaluation = evaluate_60m(scene, fit, progress=progress, pair=pair)
@@ -283,9 +280,9 @@ def fit_and_export_bands(
     scene, config, force, write_keras, progress, evaluation
         As :func:`~ssc_edge.train.export.fit_and_export`.
     output : Path
-        ``NAME.onnx``. ``"20m"``: the 20 m model there; ``"60m"``: the 60 m model there; ``"all"``:
-        the 20 m model there and the 60 m model at ``NAME_60m.onnx`` (:func:`sixty_output_path`),
-        each with its ``.keras``, ``.json`` and ``.md``.
+        ``NAME.onnx``. ``"20m"``: the 20 m model there; ``"60m"``: the 60 m model there; ``"all"``: the 20 m model
+        there and the 60 m model at ``NAME_60m.onnx`` (:func:`sixty_output_path`); each with ``.keras``, ``.json``
+        and ``.md``.
     bands : {"20m", "all", "60m"}
         Default "20m". See :func:`resolve_band_sets` (``"all"`` falls back to 20 m on scenes without usable 60 m bands).
 

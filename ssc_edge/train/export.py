@@ -46,6 +46,7 @@ from .fit import (
     training_data,
 )
 from .model import receptive_halo
+from .report import full_resolution_summary, render_markdown, report_dict
 from .windows import check_training_size, scene_source
 
 __all__ = [
@@ -255,8 +256,7 @@ def measure_layouts(protos: dict[str, Any], sample: np.ndarray) -> dict[str, flo
 
 
 def check_parity(model, proto, sample: np.ndarray, *, layout: str) -> float:
-    """Compare Keras and onnxruntime on one input; raise :class:`ModelError` beyond :data:`PARITY_TOLERANCE` (the
-    largest accepted max |difference| as a fraction of the Keras output range).
+    """Compare Keras and onnxruntime on one input; raise :class:`ModelError` beyond :data:`PARITY_TOLERANCE`.
 
     Parameters
     ----------
@@ -350,17 +350,14 @@ class ExportResult:
     ----------
     paths : dict of str to Path
         ``"onnx"``, ``"keras"``, ``"json"``, ``"markdown"``.
-    fit : FitResult
-    evaluation : Evaluation
-    contract : ModelContract
     layout_seconds : dict of str to float
         onnxruntime's fastest run time per layout on the scene input, s (:func:`measure_layouts`).
     parity : float
         max |Keras - ONNX| / output range.
     phases : dict of str to float
-        Wall time of each step, s: ``"read"`` (opening the scene), ``"fit"`` (drawing the patches and
-        training), ``"evaluate"`` (the report's scores, with its second fit when there is one) and
-        ``"export"`` (conversion, layout timing, parity check, writing).
+        Wall time of each step, s: ``"read"`` (opening the scene), ``"fit"`` (drawing the patches and training),
+        ``"evaluate"`` (the report's scores, with its second fit when there is one) and ``"export"`` (conversion,
+        layout timing, parity check, writing).
     sample_window : tuple of int
         ``(row, col, height, width)`` of the fine-grid window the layout timing and the parity check ran on.
     """
@@ -421,8 +418,7 @@ def output_paths(output: Path) -> dict[str, Path]:
 
 
 def written_paths(paths: dict[str, Path], *, write_keras: bool) -> list[Path]:
-    """The files of :func:`output_paths` an export writes (``NAME.keras`` only with ``write_keras``), for the
-    output guard (:func:`ssc_edge.io.output_guard`)."""
+    """The files of :func:`output_paths` an export writes (``NAME.keras`` only with ``write_keras``)."""
     return [path for key, path in paths.items() if key != "keras" or write_keras]
 
 
@@ -559,8 +555,6 @@ def _fit_and_export(
     evaluation: str,
 ) -> ExportResult:
     """:func:`fit_and_export` on an opened scene (``scene`` as the caller gave it, for messages)."""
-    from .report import full_resolution_summary, report_dict
-
     phases: dict[str, float] = {}
     source = scene_source(scene_obj)
     where = f"{scene}: " if isinstance(scene, (str, Path)) else ""
@@ -635,8 +629,6 @@ def write_model_files(result: ExportResult, proto, summary: dict, *, gate_scene,
     Every file goes to a temporary file first and all are renamed only once all are written (the ONNX model last,
     so a model file implies its report): a full disk leaves none of them behind.
     """
-    from .report import render_markdown
-
     paths = result.paths
     for key, value in result.contract.to_metadata().items():
         entry = proto.metadata_props.add()

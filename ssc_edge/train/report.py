@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from typing import Any
@@ -15,6 +16,7 @@ from ..io.sources import central_scene
 from ..metrics import QualityReport
 from ..nodata import fill_nearest, measured
 from ..quality import FullResolutionQuality, format_full_resolution_table, full_resolution_quality, pair_degradation
+from ..registration import RegistrationEstimate
 from .fit import predict_tiled
 from .windows import scene_source
 
@@ -37,11 +39,8 @@ _KIND_TEXT = {
 def machine_info() -> dict[str, Any]:
     """CPU model, logical cores available to this process, OS and Python, for reports."""
     cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu, "cores": cores, "system": platform.platform(), "python": platform.python_version()}
 
@@ -55,8 +54,6 @@ def _registration_text(registration: dict, config: dict) -> str:
     ]
     estimate = registration.get("estimate")
     if estimate:
-        from ..registration import RegistrationEstimate
-
         table = RegistrationEstimate.from_dict(estimate).lines()
         lines += ["Estimated from the scene (10 m pixels):", "```", *table, "```"]
     pair = registration.get("pair_model")
