@@ -1,26 +1,25 @@
 """The full-resolution stage: a fitted model refined on the scene's own 10 m grid.
 
-A zero-shot fit learns the map one scale down (Wald protocol) and assumes it holds one scale up. Where the
-sensor's blur is wider than what the scene's band relation shows (every band of a real product carries its
-MTF), that assumption fails and the net under-sharpens. The field's answer (Z-PNN, lambda-PNN, R-FUSE /
-FR-FUSE; Ciotola, Scarpa, Vivone et al.) is a second stage on the full-resolution scene itself, which has no
-reference but two constraints:
+A zero-shot fit learns the map one scale down (Wald protocol) and assumes it holds one scale up. Where the sensor's
+blur is wider than what the scene's band relation shows (every band of a real product carries its MTF), that
+assumption fails and the net under-sharpens. The field's answer (Z-PNN, lambda-PNN, R-FUSE / FR-FUSE; Ciotola,
+Scarpa, Vivone et al.) is a second stage on the full-resolution scene itself, which has no reference but two
+constraints:
 
-- spectral consistency: the sharpened band, blurred with the band's kernel ``h`` and decimated by 2 on its
-  own grid, must give back the observed 20 m band: ``L_spec = || decimate_2(h * y_hat) - y_LR ||_1``, the
-  border cropped (the net's zero padding and the kernel's reach);
-- structure: its detail must follow the 10 m bands':
-  ``L_struct = || (y_hat - h * y_hat) - D ||_1``, where ``D`` is the high-pass of the 10 m bands, each
-  scaled by its local regression slope against the band and weighted by a softmax of its local correlation
-  with the band (R-FUSE's detail target).
+- spectral consistency: the sharpened band, blurred with the band's kernel ``h`` and decimated by 2 on its own grid,
+  must give back the observed 20 m band: ``L_spec = || decimate_2(h * y_hat) - y_LR ||_1``, the border cropped
+  (the net's zero padding and the kernel's reach);
+- structure: its detail must follow the 10 m bands': ``L_struct = || (y_hat - h * y_hat) - D ||_1``, where ``D``
+  is the high-pass of the 10 m bands, each scaled by its local regression slope against the band and weighted by a
+  softmax of its local correlation with the band (R-FUSE's detail target).
 
-``L = L_spec + structure_weight * L_struct`` is minimised with Adam (lr 1e-4) for a few dozen iterations,
-starting from the reduced-resolution fit. Which kernel ``h``: :func:`stage_kernels` (the module docs of
-:mod:`ssc_edge.train.fit` and ``docs/method.md`` say why).
+``L = L_spec + structure_weight * L_struct`` is minimised with Adam (lr 1e-4), starting from the reduced-resolution
+fit. Which kernel ``h``: :func:`stage_kernels` (the module docs of :mod:`ssc_edge.train.fit` and ``docs/method.md``
+say why).
 
-Hand-written rather than taken from a library: no maintained package implements this loss for Keras, and it
-needs the exact finite kernels of :mod:`ssc_edge.wald` so that the consistency it enforces is the one the
-training pair was built with.
+Hand-written rather than taken from a library: no maintained package implements this loss for Keras, and it needs
+the exact finite kernels of :mod:`ssc_edge.wald` so that the consistency it enforces is the one the training pair
+was built with.
 """
 
 from __future__ import annotations
@@ -126,8 +125,7 @@ def detail_target(upsampled: np.ndarray, fine: np.ndarray, kernels: Sequence[wal
     Parameters
     ----------
     upsampled : (H, W, C) ndarray
-        The bands to sharpen (six 20 m or two 60 m ones) upsampled to the 10 m grid (the model input's first
-        channels).
+        The bands to sharpen (six 20 m or two 60 m ones) upsampled to the 10 m grid (the model input's first C).
     fine : (H, W, 4) ndarray
         The 10 m bands, same units.
     kernels : sequence of C Kernels
@@ -218,8 +216,7 @@ def stage_sample(
     twenty : (H/2, W/2, 6) ndarray, optional
         The 20 m bands, DN, for the 60 m model's input (:data:`ssc_edge.bandset.SIXTY_INPUT_BANDS` order).
     """
-    fine = np.asarray(fine, np.float32)
-    coarse = np.asarray(coarse, np.float32)
+    fine, coarse = np.asarray(fine, np.float32), np.asarray(coarse, np.float32)
     ratio = 2 if twenty is None else 6
     height, width = fine.shape[:2]
     height, width = height - height % ratio, width - width % ratio
@@ -263,10 +260,10 @@ def stage_losses(sample: StageSample, kernels: Sequence[wald.Kernel], *, border:
     Returns
     -------
     callable
-        ``losses(y)`` with ``y`` the (n, h, w, 6) sharpened sample (normalised DN, float32 tensor) returns
-        ``(L_spec, L_struct)``: the mean absolute error of ``decimate_r(h * y)`` against the observed coarse
-        bands and of ``y - h * y`` against the detail target, both without ``border`` 10 m pixels at each
-        window edge (the coarse pixels whose kernel reaches into it are left out).
+        ``losses(y)`` with ``y`` the (n, h, w, C) sharpened sample (normalised DN, float32 tensor) returns
+        ``(L_spec, L_struct)``: the mean absolute error of ``decimate_r(h * y)`` against the observed coarse bands
+        and of ``y - h * y`` against the detail target, both without ``border`` 10 m pixels at each window edge
+        (the coarse pixels whose kernel reaches into it are left out).
     """
     tf = tensorflow()
     # The sharpened band lies on its own band's grid (the training pair keeps that grid's offset in its

@@ -174,10 +174,9 @@ def _channel_slice(x, channels: int, input_channels: int):
 def _layer_reach(layer) -> int:
     """Pixels by which one layer widens the receptive field (0 for point-wise layers)."""
     kernel = getattr(layer, "kernel_size", None)
+    if kernel is None and getattr(layer, "pool_size", None) is not None:
+        raise OptionError(f"layer {layer.name}: pooling is not supported by receptive_halo")
     if kernel is None:
-        pool = getattr(layer, "pool_size", None)
-        if pool is not None:
-            raise OptionError(f"layer {layer.name}: pooling is not supported by receptive_halo")
         return 0
     dilation = getattr(layer, "dilation_rate", (1,) * len(kernel))
     strides = getattr(layer, "strides", (1,) * len(kernel))
