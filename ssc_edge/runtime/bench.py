@@ -157,11 +157,8 @@ def _peak_rss(interval: float = 0.005) -> Iterator[dict[str, int]]:
 
 def _make_session(model: ModelFile, provider: str, threads: int | None, shape: tuple[int, ...] | None, *,
                   fp16: bool = False, bf16: bool = False):  # fmt: skip
-    """A session from the model's bytes that really runs on ``provider``; :class:`SscEdgeError` when it cannot.
-
-    Providers that build per-shape engines get the one input ``shape``
-    (:func:`~ssc_edge.runtime.providers.make_session`).
-    """
+    """A session from the model's bytes that really runs on ``provider`` (:class:`SscEdgeError` when it cannot);
+    providers that build per-shape engines get the one input ``shape``."""
     static = provider in STATIC_SHAPE_PROVIDERS
     session, _ = make_session(model.data, provider=provider, threads=threads, fp16=fp16, bf16=bf16,
                               input_shape=shape if static else None, name=model.path)  # fmt: skip
@@ -304,10 +301,6 @@ def run_benchmark(
         Seed of the random input.
     progress : callable, optional
         Called after each combination with ``"provider precision tile xbatch: status"``.
-
-    Returns
-    -------
-    BenchReport
     """
     model_path = Path(model_path)
     providers = tuple(providers)

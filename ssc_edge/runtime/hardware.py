@@ -112,13 +112,8 @@ def _gpus() -> list[dict[str, str]]:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores and flags (:data:`RECORDED_FLAGS`), GPUs (nvidia-smi), memory, OS and library versions.
-
-    Returns
-    -------
-    dict
-        Plain JSON.
-    """
+    """CPU model, cores and flags (:data:`RECORDED_FLAGS`), GPUs (nvidia-smi), memory, OS and library versions,
+    as plain JSON."""
     import numpy as np
     import onnxruntime as ort
 

@@ -335,10 +335,6 @@ def sharpen_file(
         Side of the demo scene, pixels.
     progress : callable, optional
         ``progress(done, total, message)`` per batch of tiles, then the COG step as one step.
-
-    Returns
-    -------
-    InferResult
     """
     from ..io.output import output_guard
 

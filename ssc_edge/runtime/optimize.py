@@ -272,10 +272,6 @@ def optimize_model(
     progress : callable, optional
         Called after each step (convert, measure, write).
 
-    Returns
-    -------
-    OptimizeResult
-
     Raises
     ------
     QualityGateError

@@ -221,10 +221,6 @@ def open_model(model_path: Path) -> ModelFile:
     model_path : Path
         ONNX file exported by ``ssc-edge fit-and-export`` (or anything keeping the contract).
 
-    Returns
-    -------
-    ModelFile
-
     Raises
     ------
     ModelError

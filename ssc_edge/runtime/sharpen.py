@@ -72,26 +72,12 @@ def _is_fine(band: str) -> bool:
 def upsampled_window(
     read_band: BandReader, window: Tile, fine_shape: tuple[int, int], bands, *, method: str, ratio: int = 2
 ) -> np.ndarray:
-    """Upsample 20 m bands to one window of the fine grid, reading only the 20 m pixels around it.
+    """Upsample coarse ``bands`` (names, DN from ``read_band``) to one ``window`` of the ``(H, W)`` fine grid
+    ``fine_shape``, reading only the pixels of their ``(H / ratio, W / ratio)`` grid around it (the margin of
+    :data:`COARSE_MARGIN` for the :func:`ssc_edge.wald.upsample` ``method``).
 
-    Parameters
-    ----------
-    read_band : BandReader
-        Source of band windows (DN).
-    window : Tile
-        On the fine grid, inside ``fine_shape``.
-    fine_shape : (int, int)
-        ``(H, W)`` of the fine grid; the 20 m grid is ``(H / ratio, W / ratio)``.
-    bands : sequence of str
-        20 m band names.
-    method : str
-        :func:`ssc_edge.wald.upsample` method; the read margin is :data:`COARSE_MARGIN`.
-
-    Returns
-    -------
-    (h, w, len(bands)) float32 ndarray
-        DN; equal to the same crop of ``upsample`` of the whole 20 m image (bit for bit for
-        ``"bicubic"``).
+    Returns the (h, w, len(bands)) float32 DN window: the same crop of ``upsample`` of the whole coarse image
+    (bit for bit for ``"bicubic"``).
     """
     coarse_shape = (fine_shape[0] // ratio, fine_shape[1] // ratio)
     cwin = coarse_window(window, ratio=ratio, margin=COARSE_MARGIN[method], coarse_shape=coarse_shape)

@@ -170,10 +170,6 @@ def sharpen_stream(
     on_core : callable, optional
         ``on_core(core, values, read_band, shape)`` for each sharpened core (see ``Sharpener.sharpen``).
 
-    Returns
-    -------
-    StreamResult
-
     Raises
     ------
     SceneReadError, SceneError
