@@ -359,7 +359,8 @@ class ExportResult:
         ``"evaluate"`` (the report's scores, with its second fit when there is one) and ``"export"`` (conversion,
         layout timing, parity check, writing).
     sample_window : tuple of int
-        ``(row, col, height, width)`` of the fine-grid window the layout timing and the parity check ran on.
+        ``(row, col, height, width)`` of the fine-grid window the layout timing and the parity check ran on;
+        empty when they ran on the training pair's input (the 60 m model).
     """
 
     paths: dict[str, Path]
@@ -369,7 +370,7 @@ class ExportResult:
     layout_seconds: dict[str, float] = field(default_factory=dict)
     parity: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
-    sample_window: tuple[int, int, int, int] = (0, 0, 0, 0)
+    sample_window: tuple[int, ...] = ()
 
 
 def _add_precision_gate(proto, scene: Scene | Callable[[], Scene]) -> None:

@@ -108,7 +108,7 @@ def _sample_text(export: dict[str, Any]) -> str:
     """The window the layout timing and the parity check ran on."""
     window = export.get("sample_window") or []
     if len(window) != 4:
-        return "the scene"
+        return "the training pair's input (the scene one scale down)"
     row, col, height, width = window
     return f"the {height}x{width} window of the scene at row {row}, column {col}"
 

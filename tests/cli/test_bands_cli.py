@@ -34,6 +34,9 @@ def test_bands_all_fits_both_models_and_infer_writes_the_12_band_product(run_cli
     assert set(contract.registration["pair_model"]["kernels"]) == set(contract.input_bands)
     assert "registration of the 60 m bands" not in result.stdout  # the report holds it, not the console
     assert "scene: offset of the 60 m grid" in sixty.with_suffix(".md").read_text()
+    # its layout timing ran on the training pair's input, not on a window of the scene (it said "0x0 window")
+    assert report["export"]["sample_window"] == [] and "0x0" not in sixty.with_suffix(".md").read_text()
+    assert "window of the scene at row" in out.with_suffix(".md").read_text()
 
     product = tmp_path / "all.npz"
     args = ("infer", out, "-o", product, "--model-60m", sixty, "--with-fine", "--demo-size", "120", "--provider", "cpu")
