@@ -7,11 +7,12 @@ between the two halves, so this module imports neither TensorFlow nor onnxruntim
 The graph
 ---------
 One input named :data:`INPUT_NAME`, float32, normalised DN (DN / ``scale``):
-``(batch, height, width, 10)`` for ``layout="NHWC"`` or ``(batch, 10, height, width)`` for
-``"NCHW"``; channels are ``input_bands`` = the six 20 m bands upsampled to the 10 m grid with
-``upsampling`` (see :func:`ssc_edge.wald.upsample`), then the four 10 m bands.
-One output named :data:`OUTPUT_NAME`, float32, the six sharpened 20 m bands (``output_bands``)
-in the same layout and normalisation; multiply by ``scale`` for DN. Any global residual is
+``(batch, height, width, C_in)`` for ``layout="NHWC"`` or ``(batch, C_in, height, width)`` for
+``"NCHW"``; channels are ``input_bands``: for a 20 m model (``ratio`` 2) the six 20 m bands upsampled to the
+10 m grid with ``upsampling`` (see :func:`ssc_edge.wald.upsample`), then the four 10 m bands; for a 60 m model
+(``ratio`` 6) B01 and B09, then the six 20 m bands, all upsampled to the 10 m grid, then the four 10 m bands.
+One output named :data:`OUTPUT_NAME`, float32, the sharpened bands (``output_bands``: B05 B06 B07 B8A B11 B12,
+or B01 B09) in the same layout and normalisation; multiply by ``scale`` for DN. Any global residual is
 inside the graph. Height and width are free; an output pixel depends only on input pixels
 within ``halo`` pixels (the number of 3x3 convolutions on the longest path), which is what
 makes overlap tiling exact.
