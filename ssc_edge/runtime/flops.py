@@ -70,17 +70,17 @@ class FlopCount:
         return {**asdict(self), "per_pixel": self.per_pixel}
 
 
-def _import_onnx():
+def import_onnx(error: type[Exception] = FlopsUnavailable, what: str = "counting FLOPs"):
+    """The ``onnx`` module, or ``error`` saying that ``what`` needs it."""
     try:
         import onnx
     except ImportError:
-        raise FlopsUnavailable(
-            "counting FLOPs needs the onnx package, a dependency of ssc-edge: pip install onnx"
-        ) from None
+        raise error(f"{what} needs the onnx package, a dependency of ssc-edge: pip install onnx") from None
     return onnx
 
 
-def _load(model: Any, onnx) -> Any:
+def load_onnx(model: Path | bytes | Any, onnx) -> Any:
+    """``model`` (a ModelProto, a file's bytes or its path) as an ``onnx.ModelProto``; ModelError for a bad path."""
     if isinstance(model, onnx.ModelProto):
         return model
     if isinstance(model, bytes):  # a file read once (ModelFile.data)
@@ -182,8 +182,8 @@ def count_flops(model: Path | bytes | Any, *, batch: int = 1, height: int, width
     """
     for name, value in (("batch", batch), ("height", height), ("width", width)):
         check_positive(value, name)
-    onnx = _import_onnx()
-    inferred = _fixed_input(_load(model, onnx), onnx, int(batch), int(height), int(width))
+    onnx = import_onnx()
+    inferred = _fixed_input(load_onnx(model, onnx), onnx, int(batch), int(height), int(width))
     shapes = _shapes(inferred)
     by_op: Counter[str] = Counter()
     for node in inferred.graph.node:

@@ -37,6 +37,7 @@ from ..io import atomic_output, check_outputs, read_scene
 from ..metrics import signal_to_reconstruction_error
 from ..progress import ProgressCallback, report
 from ..scene import Scene
+from .flops import import_onnx, load_onnx
 from .precision import training_pair_model
 from .providers import make_session
 from .session import ModelFile
@@ -108,26 +109,6 @@ class OptimizeResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {**asdict(self), "path": None if self.path is None else str(self.path)}
-
-
-def _import_onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise DependencyError("optimize needs the onnx package, a dependency of ssc-edge: pip install onnx") from None
-    return onnx
-
-
-def _load_model(model: Path | ModelFile, onnx) -> Any:
-    if isinstance(model, ModelFile):  # read and checked once (open_model)
-        return onnx.load_from_string(model.data)
-    path = model
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # DecodeError and friends for non-ONNX files
-        raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
 
 
 def read_contract(model: Any, *, source: object = "model") -> ModelContract:
@@ -292,8 +273,10 @@ def optimize_model(
     model_path = opened.path if opened is not None else Path(model_path)
     if out_path is not None:
         (out_path,) = check_outputs([out_path], inputs=[model_path, calibration_scene], force=force)
-    onnx = _import_onnx()
-    model = _load_model(opened or model_path, onnx)
+    onnx = import_onnx(DependencyError, "optimize")
+    if opened is None and not model_path.is_file():  # a directory too
+        raise ModelError(f"{model_path}: model file not found")
+    model = load_onnx(opened.data if opened else model_path, onnx)
     contract = read_contract(model, source=model_path)
     if contract.precision != "fp32":
         raise ModelError(f"{model_path}: model is already {contract.precision}; optimize its fp32 parent")
