@@ -207,23 +207,14 @@ def _read_region(
     coarse_tile = Tile(fine_tile.row // 2, fine_tile.col // 2, fine_tile.height // 2, fine_tile.width // 2)
     bands = {b: np.asarray(source.read(b, fine_tile), dtype=np.float32) for b in FINE_BANDS}
     bands |= {b: np.asarray(source.read(b, coarse_tile), dtype=np.float32) for b in COARSE_BANDS}
-    fine_zero = np.zeros(fine_tile.shape, dtype=bool)
-    for b in FINE_BANDS:
-        fine_zero |= bands[b] == 0
-    coarse_zero = np.zeros(coarse_tile.shape, dtype=bool)
-    for b in COARSE_BANDS:
-        coarse_zero |= bands[b] == 0
+    fine_zero = np.any([bands[b] == 0 for b in FINE_BANDS], axis=0)
+    coarse_zero = np.any([bands[b] == 0 for b in COARSE_BANDS], axis=0)
     nodata = sampling.block_any(fine_zero, factor) | sampling.block_any(coarse_zero, factor // 2)
     return None if nodata.all() else _Read(bands, nodata, bounds)
 
 
 def _region_pair(
-    read: _Read,
-    bounds: tuple[int, int, int, int],
-    region: Tile,
-    config: Any,
-    levels: int,
-    pair: wald.PairModel | None,
+    read: _Read, bounds: tuple[int, int, int, int], region: Tile, config: Any, levels: int, pair: wald.PairModel | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs (h, w, 10), target (h, w, 6))`` DN of ``region``: the pair of the part ``bounds`` of ``read``
     (``region`` and its margin, :func:`_bounds`), cropped to ``region``."""
