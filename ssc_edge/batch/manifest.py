@@ -22,7 +22,6 @@ import functools
 import json
 import logging
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,6 +37,7 @@ from ..io.output import (
     claim_output,
     claim_path,
     input_finder,
+    read_small_text,
     same_file,
 )
 from ..io.sources import _file_sha256 as sha256_file  # SceneReadError, an OSError, when unreadable
@@ -138,40 +138,11 @@ def _scene_name(path: Path) -> str:
     return Path(name).stem if Path(name).suffix.lower() in _SCENE_SUFFIXES else name
 
 
-def _read_text(path: Path, *, max_bytes: int) -> str:
-    """The UTF-8 text of regular file ``path`` (never through a link, never a FIFO), at most ``max_bytes``.
-
-    Raises
-    ------
-    ValueError
-        Why it cannot be read (``FileNotFoundError`` passes through: a missing file is no damage).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ValueError(exc.strerror or str(exc)) from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file")
-        if info.st_size > max_bytes:
-            raise ValueError(f"{info.st_size} bytes, more than {max_bytes}")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueError(f"more than {max_bytes} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def read_json(path: Path, *, what: str, max_bytes: int = JSON_MAX_BYTES, error: type[Exception] = ValueError) -> Any:
     """The JSON value in file ``path`` (``what`` names it in messages), read with a size and a nesting limit.
 
-    The text as :func:`_read_text` reads it, parsed by :func:`ssc_edge.contract.parse_json` (at most
-    :data:`~ssc_edge.contract.MAX_JSON_DEPTH` levels deep: no ``RecursionError``).
+    The text as :func:`~ssc_edge.io.output.read_small_text` reads it, parsed by :func:`ssc_edge.contract.parse_json`
+    (at most :data:`~ssc_edge.contract.MAX_JSON_DEPTH` levels deep: no ``RecursionError``).
 
     Raises
     ------
@@ -181,7 +152,7 @@ def read_json(path: Path, *, what: str, max_bytes: int = JSON_MAX_BYTES, error: 
         Not a regular file, larger than ``max_bytes``, not UTF-8, not JSON or nested too deep: one line.
     """
     try:
-        text = _read_text(Path(path), max_bytes=max_bytes)
+        text = read_small_text(Path(path), max_bytes=max_bytes)
     except ValueError as exc:
         raise error(f"{path}: {what} cannot be read ({exc})") from None
     return parse_json(text, what=what, source=path, error=error, max_bytes=max_bytes)
@@ -191,7 +162,7 @@ def _read_list(path: Path) -> list[tuple[Path, str | None]]:
     """Entries (scene path, requested output or None) of a CSV or JSON scene list."""
     if path.suffix.lower() == ".csv":
         try:
-            text = _read_text(path, max_bytes=JSON_MAX_BYTES)
+            text = read_small_text(path, max_bytes=JSON_MAX_BYTES)
         except ValueError as exc:
             raise OptionError(f"{path}: cannot read scene list ({exc})") from None
         rows = list(csv.DictReader(text.splitlines()))

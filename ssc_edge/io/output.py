@@ -60,6 +60,7 @@ __all__ = [
     "input_finder",
     "output_guard",
     "printable",
+    "read_small_text",
     "remove_stale_files",
     "same_file",
     "temporary_file",
@@ -354,17 +355,43 @@ def claim_output(path: Path, *, wait: float | None = 0, write_holder: bool = Tru
         return OutputClaim(fd, path, holder)
 
 
+def read_small_text(path: Path, *, max_bytes: int) -> str:
+    """The UTF-8 text of regular file ``path`` (never through a link, never a FIFO), at most ``max_bytes``.
+
+    Raises
+    ------
+    ValueError
+        Why it cannot be read (``FileNotFoundError`` passes through: a missing file is no damage).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{info.st_size} bytes, more than {max_bytes}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"more than {max_bytes} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def claim_holder(path: Path) -> dict[str, Any] | None:
     """Who holds the claim ``path`` (``pid``, ``host``, ``since``) as its file says; None if unknown.
 
     Informative only (the file may be a dead process's, or half written): :func:`claim_output` decides. Read
-    without following a link and at most 4 KiB.
+    without following a link and at most 4 KiB (:func:`read_small_text`).
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            text = f.read(4096).decode("utf-8") if stat.S_ISREG(os.fstat(fd).st_mode) else "null"
-        data = parse_json(text, what="claim", source=path, error=ValueError)  # no RecursionError from a planted file
+    try:  # no RecursionError from a planted file
+        data = parse_json(read_small_text(path, max_bytes=4096), what="claim", source=path, error=ValueError)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
