@@ -13,19 +13,12 @@ Protocols
 
 Training follows the released code: 16x16 patches at stride 8, Adam, MSE, batch 64, 200 epochs,
 lr 5e-4; inputs and target divided by one scalar, the maximum of the target (DN). Weights kept:
-``heldout`` keeps a moving average of the weights (decay 0.98 per epoch; by measurement, see
-``FitConfig.ema``), ``paper`` the epoch with the lowest loss on the whole training pair (the
-released code's checkpoint).
+``heldout`` keeps a moving average of the weights (``FitConfig.ema``), ``paper`` the epoch with the
+lowest loss on the whole training pair (the released code's checkpoint).
 
-Bounded training: :func:`sample_patches` reads the scene window by window, builds each window's
-training pair with :func:`ssc_edge.wald.training_pair` (on the window plus a margin that makes it
-equal to the same crop of the whole-image pair) and keeps a uniform random sample of at most
-``FitConfig.patch_budget`` patches that touch no no-data pixel (:mod:`ssc_edge.sampling`). Memory and
-optimizer steps are set by the budget and the epochs, not by the scene size; a scene with at most
-``patch_budget`` valid patches trains on all of them, exactly as on the whole-image pair.
-
-Speed: the patches are held in one in-memory tensor and each epoch runs as one
-``tf.function`` (shuffle, batches, Adam steps) with no ``tf.data`` or ``model.fit`` overhead.
+Bounded training: at most ``FitConfig.patch_budget`` patches free of no-data, drawn window by window
+(:func:`~ssc_edge.train.windows.sample_patches`); memory and optimizer steps are set by the budget and
+the epochs, not by the scene size.
 """
 
 from __future__ import annotations
@@ -108,9 +101,8 @@ class FitConfig:
     Attributes
     ----------
     epochs : int
-        Passes over all patches. Default 50 at batch 16: the paper code's 1,000 optimizer steps of a 300 x 300
-        px scene (200 epochs at batch 64) for a quarter of the samples (``benchmarks/full_resolution_stage.py``,
-        ``docs/method.md``). ``fit-and-export --protocol paper`` keeps 200 epochs at batch 64.
+        Passes over all patches (50 at batch 16: the paper code's optimizer steps, ``docs/method.md``;
+        protocol ``paper`` keeps 200 at batch 64, :data:`PAPER_DEFAULTS`).
     learning_rate : float
         Adam step size (released code: 5e-4; the paper text says 5e-3).
     lr_schedule : {"constant", "cosine"}
@@ -141,8 +133,7 @@ class FitConfig:
     precision : {"auto", "float32", "mixed_bfloat16"}
         Compute precision of training (weights are always float32 and the exported model
         always runs in float32). ``"auto"``: ``mixed_bfloat16`` on a CPU-only machine whose CPU
-        has native bfloat16 dot products (AVX512-BF16 or AMX; about 1.8x faster, same quality
-        within 0.1 dB on Reykjavik), else ``float32``. The fit result records the choice.
+        has native bfloat16 dot products (AVX512-BF16 or AMX), else ``float32`` (:func:`resolve_precision`).
     jit_compile : bool
         Compile the training step with XLA.
     augment : bool
@@ -159,16 +150,12 @@ class FitConfig:
         off. With it, the fit keeps the averaged weights at the end of training instead of the
         best epoch's. Keras' own optimizer EMA, updated every step with momentum
         ``ema ** (1 / steps per epoch)``. ``None`` (default): :func:`default_ema` (0.98 per 64-patch epoch) for
-        ``heldout``, 0 for ``paper`` (the released code keeps the best epoch). Chosen by
-        measurement (200 epochs, seeds 0-2, benchmarks/RESULTS.md): on the Reykjavik RR scene,
-        whose one-scale-down pair the net over-fits, 0.98 gains 0.32 dB over the best epoch
-        (0.99: 0.96 dB); on Coastal, still improving at epoch 200, it costs 0.05 dB (0.99:
-        1.57 dB).
+        ``heldout``, 0 for ``paper`` (the released code keeps the best epoch); chosen by measurement
+        (``benchmarks/RESULTS.md``).
     patch_budget : int
         Most training patches drawn from the scene (:func:`sample_patches`): a uniform random sample of
-        the valid patches when the scene has more, all of them otherwise. The same budget bounds the
-        report's second fit (two scales down) on a scene without a reference. Default chosen by
-        measurement (``benchmarks/patch_budget.py``).
+        the valid patches when the scene has more, all of them otherwise; it also bounds the report's
+        second fit (two scales down). Default: ``benchmarks/patch_budget.py``.
     stage_iterations : int
         Adam steps of the full-resolution stage that refines the fit on the scene's own grid
         (:mod:`ssc_edge.train.full_resolution`); 0 turns it off. Protocol ``heldout`` only.
@@ -752,30 +739,26 @@ def _full_resolution_stage(
 
 
 #: The band of estimated (pooled) Gaussian blur, 10 m px below and above the mean nominal MTF sigma of the 20 m bands
-#: (0.98 px), for which ``stage_kernel="auto"`` takes the nominal kernels. Asymmetric because the relative blur a
-#: scene shows is never wider than the kernel that made it, often narrower (RR scenes: ``s_rr**2 = s_src**2 / 4 +
-#: 3 s_k**2 / 4`` with the source's own relative blur ``s_src``, benchmarks/faithful_pair.py --blur-sweep): MTF-made
-#: scenes estimate 0.86-0.99 px; an estimate above 1.01 px comes from a kernel wider than nominal (benchmarks/
-#: full_resolution_stage.py: Coastal MTF 0.2, estimated 1.05 px, lost 1.4 dB with the nominal stage).
+#: (0.98 px), for which ``stage_kernel="auto"`` takes the nominal kernels; asymmetric because the relative blur a scene
+#: shows is never wider than the kernel that made it, often narrower (``benchmarks/faithful_pair.py --blur-sweep``,
+#: ``benchmarks/full_resolution_stage.py``).
 NOMINAL_BELOW, NOMINAL_ABOVE = 0.15, 0.03
 
 
-#: Most loss, dB of mean SRE one scale down (on the stage's crop degraded with the training pair, the fit's own
-#: training pair), that the full-resolution stage may cost before it is undone: a guard against a stage that
-#: diverges. A right kernel costs a few dB there, since the stage moves the model away from the pair it was fitted
-#: on (Coastal, nominal MTF: 33.65 -> 29.35 dB one down while the 10 m truth gained 1.1 dB), so the guard is loose.
+#: Most loss, dB of mean SRE one scale down (on the stage's crop, the fit's own training pair), that the full-resolution
+#: stage may cost before it is undone: a guard against a stage that diverges, loose because a right kernel also costs a
+#: few dB there (the stage moves the model away from the pair it was fitted on; ``benchmarks/RESULTS.md``).
 STAGE_GUARD_DB = 6.0
 
 
 def stage_kernel_choice(choice: str, pair: wald.PairModel | None) -> str:
     """The stage kernel that ``FitConfig.stage_kernel`` means for a scene's pair.
 
-    ``"auto"``: ``"nominal"`` (each band's nominal MTF, which every band of a real product carries) when the
-    scene's estimated relative blur is a Gaussian from :data:`NOMINAL_BELOW` under to :data:`NOMINAL_ABOVE` over
-    the nominal one, else
-    ``"estimated"``: the scene shows another kernel (MATLAB ``imresize``, with which the paper's RR files were
-    made, or a sharper or blurrier sensor) and the stage must be consistent with that one, since a stage
-    kernel wrong by a tenth of a pixel costs more than the stage gains (``docs/method.md``).
+    ``"auto"``: ``"nominal"`` (each band's nominal MTF) when the scene's estimated relative blur is a Gaussian
+    from :data:`NOMINAL_BELOW` under to :data:`NOMINAL_ABOVE` over the nominal one, else ``"estimated"``: the
+    scene shows another kernel (MATLAB ``imresize``, a sharper or blurrier sensor) and the stage must be
+    consistent with it, since a stage kernel wrong by a tenth of a pixel costs more than the stage gains
+    (``docs/method.md``).
     """
     if choice != "auto":
         return choice
@@ -796,8 +779,7 @@ def predict(model, inputs: np.ndarray, scale: float) -> np.ndarray:
 
 #: Most pixels the report scores; a larger evaluation grid is scored on a random sample of windows.
 EVALUATION_PIXELS = 1024 * 1024
-#: Side of the evaluation windows, pixels of the evaluation grid. Keras on one window of 256 + 2 x halo px of the
-#: width-128 model peaks at +0.56 GB, on 512 + 2 x halo at +2.1 GB (measured), which kept a full tile over 4 GB.
+#: Side of the evaluation windows, pixels of the evaluation grid; bounds Keras' memory (``benchmarks/RESULTS.md``).
 EVALUATION_TILE = 256
 
 
