@@ -44,6 +44,7 @@ from .model import PRECISIONS, ModelConfig, build_ssc_cnn
 from .windows import (
     DEFAULT_PATCH_BUDGET,
     PatchSample,
+    check_training_size,
     minimum_side,
     pair_margin,
     pair_model_for,
@@ -187,32 +188,28 @@ class FitConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
+        def one_of(name: str, choices: tuple[str, ...]) -> None:
+            if getattr(self, name) not in choices:
+                raise OptionError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+
         if int(self.stage_iterations) != self.stage_iterations or self.stage_iterations < 0:
             raise OptionError(f"stage_iterations must be a non-negative integer, got {self.stage_iterations!r}")
-        if self.stage_kernel not in STAGE_KERNEL_CHOICES:
-            raise OptionError(f"stage_kernel must be one of {STAGE_KERNEL_CHOICES}, got {self.stage_kernel!r}")
+        one_of("stage_kernel", STAGE_KERNEL_CHOICES)
         for name in ("epochs", "batch_size", "patch", "stride", "patch_budget"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise OptionError(f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
             raise OptionError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if self.checkpoint not in CHECKPOINTS:
-            raise OptionError(f"checkpoint must be one of {CHECKPOINTS}, got {self.checkpoint!r}")
+        one_of("checkpoint", CHECKPOINTS)
         if self.ema is not None and not 0.0 <= self.ema < 1.0:
             raise OptionError(f"ema must be in [0, 1), got {self.ema!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise OptionError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.protocol not in PROTOCOLS:
-            raise OptionError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        if self.degradation not in DEGRADATIONS:
-            raise OptionError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
-        if self.registration not in REGISTRATIONS:
-            raise OptionError(f"registration must be one of {REGISTRATIONS}, got {self.registration!r}")
-        if self.upsampling not in wald.UPSAMPLING_METHODS:
-            raise OptionError(f"upsampling must be one of {wald.UPSAMPLING_METHODS}, got {self.upsampling!r}")
-        if self.precision not in ("auto", *PRECISIONS):
-            raise OptionError(f"precision must be one of {('auto', *PRECISIONS)}, got {self.precision!r}")
+        one_of("lr_schedule", LR_SCHEDULES)
+        one_of("protocol", PROTOCOLS)
+        one_of("degradation", DEGRADATIONS)
+        one_of("registration", REGISTRATIONS)
+        one_of("upsampling", wald.UPSAMPLING_METHODS)
+        one_of("precision", ("auto", *PRECISIONS))
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
 
@@ -227,10 +224,7 @@ class FitConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise OptionError(f"unknown fit option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values = dict(data)
-        if "model" in values:
-            values["model"] = ModelConfig.from_dict(values["model"])
-        return cls(**values)
+        return cls(**data)  # a nested "model" dict is made a ModelConfig by __post_init__
 
     @classmethod
     def for_protocol(cls, protocol: str = "heldout", **options: Any) -> FitConfig:
@@ -386,12 +380,7 @@ def training_data(
         if levels != 1:
             raise OptionError("protocol 'paper' trains on the RR pair itself; levels must be 1")
         return wald.full_scale_input(scene, upsampling=config.upsampling), scene.reference
-    minimum = minimum_scene_size(config, levels=levels)
-    if min(scene.shape) < minimum:
-        raise SceneError(
-            f"{where}scene of {scene.shape[0]}x{scene.shape[1]} px is too small: training {levels} scale(s) down "
-            f"with {config.patch}x{config.patch} patches needs at least {minimum}x{minimum} px"
-        )
+    check_training_size(scene.shape, config.patch, levels=levels, where=where)
     if pair is None:
         pair = pair_model_for(scene, config)
     images = wald.training_pair(
@@ -510,16 +499,14 @@ def fit_patches(
     checkpoint = config.checkpoint
     if checkpoint == "auto":
         checkpoint = "image-loss" if config.protocol == "paper" else "patch-loss"
-    # The default decay is 0.98 per epoch of 64-patch steps: per step the same at any batch size
-    ema = (
-        config.ema
-        if config.ema is not None
-        else (default_ema(config.batch_size) if config.protocol == "heldout" else 0.0)
-    )
+    ema = config.ema
+    if ema is None:
+        ema = default_ema(config.batch_size) if config.protocol == "heldout" else 0.0
     config = replace(config, precision=resolve_precision(config.precision), checkpoint=checkpoint, ema=ema)
     if not scale > 0:
         raise SceneError("the training target is all zeros or negative; cannot normalise it")
-    if config.checkpoint == "image-loss" and not config.ema and whole is None:
+    by_image = config.checkpoint == "image-loss" and not config.ema
+    if by_image and whole is None:
         raise OptionError(
             "checkpoint 'image-loss' scores the whole training pair each epoch, which a sampled fit does not hold; "
             "use --checkpoint patch-loss or --ema"
@@ -542,7 +529,6 @@ def fit_patches(
     epoch = _epoch_function(
         model, optimizer, tf.constant(x), tf.constant(y), config.batch_size, config.jit_compile, config.augment
     )
-    by_image = config.checkpoint == "image-loss" and not config.ema
     if by_image:  # the whole pair, as the released code's validation data
         whole_x = tf.constant(np.asarray(whole[0], np.float32)[None] / np.float32(scale))
         whole_y = tf.constant(np.asarray(whole[1], np.float32)[None] / np.float32(scale))
@@ -612,10 +598,7 @@ def fit_sampled(
     config = config or FitConfig()
     if config.protocol != "heldout":
         raise OptionError("a sampled fit trains protocol 'heldout'; protocol 'paper' fits the whole RR pair")
-    source = scene_source(source)
-    if pair is None:
-        pair = pair_model_for(source, config)
-    drawn = sample_patches(source, config, levels=levels, progress=read_progress, pair=pair)
+    drawn = sample_patches(scene_source(source), config, levels=levels, progress=read_progress, pair=pair)
     scale = np.float32(drawn.scale)
     x, y = drawn.inputs / scale, drawn.target / scale
     fit = fit_patches(x, y, drawn.scale, config, progress=progress, candidates=drawn.candidates, windows=drawn.windows)
@@ -668,9 +651,7 @@ def fit_scene(
         return fit
     before = None
     if keep_before_stage:
-        copy = build_ssc_cnn(
-            fit.config.model, seed=None, precision="float32", input_channels=10, output_channels=len(COARSE_BANDS)
-        )
+        copy = build_ssc_cnn(fit.config.model, seed=None)  # float32, 10 -> 6 channels: as fit.model
         copy.set_weights(fit.model.get_weights())
         before = replace(fit, model=copy)
     record = _full_resolution_stage(fit, source, pair, levels=levels, progress=stage(progress, "full-resolution stage"))
@@ -693,7 +674,7 @@ def _full_resolution_stage(
     if levels > 1:  # the grids below the scene are this package's own degradation: the pair's kernels are true
         for _ in range(levels - 1):
             crop = wald.reduced_resolution_scene(crop, degradation=config.degradation, model=pair)
-        kernels, choice = list(pair.coarse) if pair is not None else stage_kernels(None, "nominal"), "pair"
+        kernels, choice = stage_kernels(pair, "estimated"), "pair"  # the nominal kernels without a pair
     else:
         choice = stage_kernel_choice(config.stage_kernel, pair)
         kernels = stage_kernels(pair, choice)
