@@ -932,7 +932,6 @@ def score_windows(
     from .model import receptive_halo
 
     halo = max(receptive_halo(model) for model in models)
-    count = len(models)
     height, width = (int(n) for n in shape)
 
     def run(window: Tile, core: Tile):
@@ -955,7 +954,7 @@ def score_windows(
 
     if exclude is None and height * width <= pixels:
         plan = plan_tiles(shape, tile=tile, halo=halo)
-        arrays = [np.empty((height, width, len(COARSE_BANDS)), np.float32) for _ in range(2 + count)]
+        arrays = [np.empty((height, width, len(COARSE_BANDS)), np.float32) for _ in range(2 + len(models))]
         for k, planned in enumerate(plan, 1):
             got = run(planned.window, planned.core)
             if got is None:
@@ -964,14 +963,7 @@ def score_windows(
                 array[planned.core.slices] = part
             report(progress, k, len(plan), "evaluation windows")
         else:
-            reference, upsampled, *estimates = arrays
-            return (
-                [quality_report(reference, estimate, band_names=COARSE_BANDS) for estimate in estimates],
-                quality_report(reference, upsampled, band_names=COARSE_BANDS),
-                len(plan),
-                height * width,
-                False,
-            )
+            return (*_reports(arrays), len(plan), height * width, False)
     # a sample of whole windows free of no-data; smaller windows when no-data leaves no whole one clean
     side = min(tile, height, width)
     smallest = min(32, side)
@@ -1000,14 +992,15 @@ def score_windows(
     if not parts:
         held = " and of training patches" if exclude is not None else ""
         raise SceneError(f"no window of 32x32 px or more free of no-data (0 DN){held} to evaluate the fit on")
-    reference, upsampled, *estimates = (np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
-    return (
-        [quality_report(reference, estimate, band_names=COARSE_BANDS) for estimate in estimates],
-        quality_report(reference, upsampled, band_names=COARSE_BANDS),
-        tried,
-        reference.shape[0] * reference.shape[1],
-        True,
-    )
+    arrays = [np.concatenate(p, axis=1) for p in zip(*parts, strict=True)]
+    return (*_reports(arrays), tried, arrays[0].shape[0] * arrays[0].shape[1], True)
+
+
+def _reports(arrays: Sequence[np.ndarray]) -> tuple[list[QualityReport], QualityReport]:
+    """``(one report per model, bicubic report)`` of ``[reference, bicubic, *model estimates]``, (h, w, 6) DN."""
+    reference, upsampled, *estimates = arrays
+    models = [quality_report(reference, estimate, band_names=COARSE_BANDS) for estimate in estimates]
+    return models, quality_report(reference, upsampled, band_names=COARSE_BANDS)
 
 
 def evaluate_fit(
@@ -1064,48 +1057,30 @@ def evaluate_fit(
             if fit.origins is None:
                 raise OptionError("a spatial hold-out needs a fit that sampled the scene (fit_sampled)")
             models = [fit.model] + ([] if fit.before_stage is None else [fit.before_stage.model])
+            exclude = (fit.origins, config.patch)
             try:
-                reports, bicubic, windows, pixels, sampled = score_windows(
-                    pairs,
-                    grid,
-                    models,
-                    fit.scale,
-                    seed=config.seed,
-                    progress=read_progress,
-                    exclude=(fit.origins, config.patch),
+                scores = score_windows(
+                    pairs, grid, models, fit.scale, seed=config.seed, progress=read_progress, exclude=exclude
                 )
             except SceneError:
                 if evaluation != "auto":
                     raise
                 logger.info("no window clear of the training patches: scoring a second fit two scales down")
-                mode = "one-scale-down"
             else:
-                return Evaluation(
-                    model=reports[0],
-                    bicubic=bicubic,
-                    kind="spatial-holdout",
-                    training_set_numbers=False,
-                    windows=windows,
-                    pixels=pixels,
-                    sampled=sampled,
-                    before_stage=reports[1] if len(reports) > 1 else None,
-                )
+                return _evaluation(scores, "spatial-holdout")
         held_out = stage(progress, "held-out fit (two scales down, scores the report)")
         second = fit_scene(source, config, levels=2, progress=held_out, read_progress=read_progress, pair=pair)
         model, scale = second.model, second.scale
         extra = second.seconds + (second.stage or {}).get("seconds", 0.0)
         kind, patches = "one-scale-down", second.patches
-    (model_report,), bicubic_report, windows, pixels, sampled = score_windows(
-        pairs, grid, [model], scale, seed=config.seed, progress=read_progress
-    )
-    return Evaluation(
-        model=model_report,
-        bicubic=bicubic_report,
-        kind=kind,
-        training_set_numbers=config.protocol == "paper",
-        fit_seconds=extra,
-        windows=windows,
-        pixels=pixels,
-        sampled=sampled,
-        patches=patches,
-    )
+    scores = score_windows(pairs, grid, [model], scale, seed=config.seed, progress=read_progress)
+    return _evaluation(scores, kind, fit_seconds=extra, patches=patches)
+
+
+def _evaluation(scores: tuple, kind: str, **extra: Any) -> Evaluation:
+    """The :class:`Evaluation` of :func:`score_windows`' result; a second model's report is ``before_stage``."""
+    reports, bicubic, extra["windows"], extra["pixels"], extra["sampled"] = scores
+    if len(reports) > 1:
+        extra["before_stage"] = reports[1]
+    paper = kind == "paper-training-set"  # protocol paper: the model saw the evaluation target
+    return Evaluation(model=reports[0], bicubic=bicubic, kind=kind, training_set_numbers=paper, **extra)
