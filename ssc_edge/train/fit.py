@@ -34,19 +34,19 @@ import numpy as np
 from .. import wald
 from ..bands import COARSE_BANDS, FINE_BANDS
 from ..errors import OptionError, SceneError
+from ..io.sources import central_scene
 from ..metrics import QualityReport, quality_report, signal_to_reconstruction_error
 from ..nodata import measured
 from ..progress import ProgressCallback, report, stage
 from ..scene import Scene
+from ..tiling import Tile, plan_tiles
 from ._tensorflow import tensorflow
 from .full_resolution import STAGE_KERNELS, StageConfig, refine_in_precision, stage_kernels, stage_sample
-from .model import PRECISIONS, ModelConfig, build_ssc_cnn
+from .model import PRECISIONS, ModelConfig, build_ssc_cnn, receptive_halo
 from .windows import (
     DEFAULT_PATCH_BUDGET,
-    PatchSample,
     check_training_size,
     minimum_side,
-    pair_margin,
     pair_model_for,
     sample_patches,
     scene_source,
@@ -58,13 +58,11 @@ __all__ = [
     "CHECKPOINTS",
     "DEFAULT_EMA",
     "DEFAULT_PATCH_BUDGET",
-    "PatchSample",
     "fit_patches",
     "fit_sampled",
     "fit_scene",
     "score_windows",
     "EVALUATION_PIXELS",
-    "pair_margin",
     "sample_patches",
     "scene_source",
     "PROTOCOLS",
@@ -88,8 +86,6 @@ DEGRADATIONS = ("auto", *wald.DEGRADATION_METHODS)
 REGISTRATIONS = ("auto", "none")
 LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINTS = ("auto", "patch-loss", "image-loss")
-#: Adam steps of the full-resolution stage by default (``FitConfig.stage_iterations``): the stage's own default.
-DEFAULT_STAGE_ITERATIONS = StageConfig.iterations
 STAGE_KERNEL_CHOICES = ("auto", *STAGE_KERNELS)
 #: Per-epoch decay of the weight average that protocol ``heldout`` keeps by default (see ``FitConfig.ema``).
 DEFAULT_EMA = 0.98
@@ -123,9 +119,8 @@ class FitConfig:
         its 20 m bands to its 10 m bands); ``"bicubic"``: MATLAB ``imresize``, with which the shipped
         RR files were made; ``"mtf"``: the nominal MTF Gaussians (:func:`ssc_edge.wald.degrade`).
     registration : {"auto", "none"}
-        ``"auto"`` (default): the training pair keeps the estimated offset of the scene's 20 m grid
-        against its 10 m grid (:func:`ssc_edge.wald.training_pair` ``model``); ``"none"``: the nominal
-        grid. With ``"none"`` and a named degradation the pair is the one of earlier versions.
+        ``"auto"`` (default): the training pair keeps the estimated offset of the scene's 20 m grid against
+        its 10 m grid (:func:`ssc_edge.wald.training_pair` ``model``); ``"none"``: the nominal grid.
     upsampling : {"bicubic", "spline"}
         How the 20 m bands are brought to the fine grid, in training and at inference.
     seed : int
@@ -140,12 +135,11 @@ class FitConfig:
     augment : bool
         Apply one random rotation by a multiple of 90 degrees and/or flip to each batch.
     checkpoint : {"auto", "patch-loss", "image-loss"}
-        Which epoch's weights are kept (when ``ema`` is off): ``"patch-loss"``, the lowest
-        epoch-mean training loss; ``"image-loss"``, the lowest MSE of the whole training image pair,
-        as the released code's ``ModelCheckpoint(monitor="val_loss")`` with that pair as its
-        validation data (one forward pass of the whole image per epoch). ``"auto"``:
-        ``"image-loss"`` for protocol ``paper`` (the paper's procedure), ``"patch-loss"`` for
-        ``heldout``.
+        Which epoch's weights are kept (when ``ema`` is off): ``"patch-loss"``, the lowest epoch-mean
+        training loss; ``"image-loss"``, the lowest MSE of the whole training image pair, as the released
+        code's ``ModelCheckpoint(monitor="val_loss")`` with that pair as its validation data (one forward
+        pass of the whole image per epoch). ``"auto"``: ``"image-loss"`` for protocol ``paper``, else
+        ``"patch-loss"``.
     ema : float or None
         Decay per epoch of an exponential moving average of the weights, in [0, 1); 0 turns it
         off. With it, the fit keeps the averaged weights at the end of training instead of the
@@ -183,7 +177,7 @@ class FitConfig:
     checkpoint: str = "auto"
     ema: float | None = None
     patch_budget: int = DEFAULT_PATCH_BUDGET
-    stage_iterations: int = DEFAULT_STAGE_ITERATIONS
+    stage_iterations: int = StageConfig.iterations
     stage_kernel: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -232,12 +226,12 @@ class FitConfig:
         :data:`PAPER_DEFAULTS` for ``"paper"`` (the released code's schedule, no stage), the field's default else."""
         given = {name: value for name, value in options.items() if value is not None}
         if protocol == "paper":
-            given = PAPER_DEFAULTS | given | {"stage_iterations": 0}  # whatever was asked: see PAPER_DEFAULTS
+            given = PAPER_DEFAULTS | given | {"stage_iterations": 0}  # never the stage, whatever was asked
         return cls(protocol=protocol, **given)
 
 
 #: What protocol ``"paper"`` changes in :class:`FitConfig`'s defaults (:meth:`FitConfig.for_protocol`): the released
-#: code's 200 epochs at batch 64. It also never takes the full-resolution stage (it refines a ``heldout`` fit only).
+#: code's 200 epochs at batch 64; the full-resolution stage, which refines a ``heldout`` fit only, is always off.
 PAPER_DEFAULTS: dict[str, Any] = {"epochs": 200, "batch_size": 64}
 
 
@@ -316,7 +310,6 @@ def resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
     tf = tensorflow()
-
     if tf.config.list_physical_devices("GPU"):
         return "float32"
     try:
@@ -395,7 +388,6 @@ def _epoch_function(model, optimizer, inputs, target, batch_size: int, jit_compi
     ``ops`` holds one dihedral transform (0..7) per batch, used when ``augment`` is true.
     """
     tf = tensorflow()
-
     count = int(inputs.shape[0])
     batches = -(-count // batch_size)
     variables = model.trainable_variables
@@ -467,8 +459,6 @@ def fit_patches(
     *,
     progress: ProgressCallback | None = None,
     whole: tuple[np.ndarray, np.ndarray] | None = None,
-    candidates: int | None = None,
-    windows: int = 1,
 ) -> FitResult:
     """Fit SSC-CNN on training patches (:func:`sample_patches` or :func:`extract_patches`).
 
@@ -485,15 +475,12 @@ def fit_patches(
         ``progress(epoch, epochs, "loss ...")`` after every epoch.
     whole : (inputs, target) of (h, w, C) DN ndarrays, optional
         The whole training pair; needed by the ``"image-loss"`` checkpoint only.
-    candidates, windows : int
-        Recorded in the result (valid patches offered, windows drawn from).
 
     Returns
     -------
     FitResult
     """
     tf = tensorflow()
-
     config = config or FitConfig()
     start = time.perf_counter()
     checkpoint = config.checkpoint
@@ -566,8 +553,7 @@ def fit_patches(
         best_epoch,
         history[best_epoch - 1],
     )
-    count = len(x) if candidates is None else int(candidates)
-    return FitResult(final, scale, history, best_epoch, seconds, len(x), config, image_history, count, windows)
+    return FitResult(final, scale, history, best_epoch, seconds, len(x), config, image_history, len(x))
 
 
 def fit_sampled(
@@ -601,8 +587,8 @@ def fit_sampled(
     drawn = sample_patches(scene_source(source), config, levels=levels, progress=read_progress, pair=pair)
     scale = np.float32(drawn.scale)
     x, y = drawn.inputs / scale, drawn.target / scale
-    fit = fit_patches(x, y, drawn.scale, config, progress=progress, candidates=drawn.candidates, windows=drawn.windows)
-    return replace(fit, origins=drawn.origins_drawn)
+    fit = fit_patches(x, y, drawn.scale, config, progress=progress)
+    return replace(fit, candidates=int(drawn.candidates), windows=drawn.windows, origins=drawn.origins_drawn)
 
 
 #: Side of the central crop the full-resolution stage samples its windows from, 10 m pixels (a full tile is
@@ -666,8 +652,6 @@ def _full_resolution_stage(
     ``settings`` (a :class:`~ssc_edge.train.full_resolution.StageConfig`) overrides the stage's defaults with
     ``fit.config.stage_iterations`` steps (benchmarks compare stage settings from one fit).
     """
-    from ..io.sources import central_scene
-
     config = fit.config
     start = time.perf_counter()
     crop = central_scene(source, STAGE_CROP)
@@ -769,9 +753,6 @@ def predict_tiled(model, inputs: np.ndarray, scale: float, *, tile: int = EVALUA
     memory is set by the window, not by the image; (H, W, 10) DN -> (H, W, 6) float32 DN, equal to the
     whole-image result up to float rounding (the halo covers the receptive field; borders keep the zero
     padding of the whole image)."""
-    from ..tiling import plan_tiles
-    from .model import receptive_halo
-
     height, width = inputs.shape[:2]
     if height <= tile and width <= tile:
         return predict(model, inputs, scale)
@@ -819,9 +800,8 @@ class Evaluation:
         Training patches of the ``"one-scale-down"`` fit (0 otherwise).
     before_stage : QualityReport or None
         ``"spatial-holdout"`` of a fit with the full-resolution stage: the model before the stage on the same
-        windows. The stage aims at the full scale and moves the model away from the pair one scale down, so
-        there it may score under the fit it started from although it sharpens the 10 m product better
-        (``docs/method.md``); both numbers are kept.
+        windows (the stage aims at the full scale, so one scale down it may score under the fit it started
+        from although it sharpens the 10 m product better, ``docs/method.md``).
     """
 
     model: QualityReport
@@ -854,7 +834,6 @@ class Evaluation:
 def _scene_window_pair(scene: Scene, upsampling: str):
     """``pair(tile) -> (inputs, reference, nodata)`` of an RR scene's own input and its reference, DN."""
     from ..runtime.sharpen import upsampled_window
-    from ..tiling import Tile
 
     source = scene_source(scene)
 
@@ -880,8 +859,7 @@ def _training_window_pair(source: Any, config: FitConfig, levels: int, *, pair: 
         if got is None:
             return None
         top, left = got.offset
-        nodata = got.nodata[top : top + tile.height, left : left + tile.width]
-        return got.inputs, got.target, nodata
+        return got.inputs, got.target, got.nodata[top : top + tile.height, left : left + tile.width]
 
     return pairs
 
@@ -928,9 +906,6 @@ def score_windows(
     -------
     (one report per model, bicubic report, windows run, pixels scored, sampled)
     """
-    from ..tiling import Tile, plan_tiles
-    from .model import receptive_halo
-
     halo = max(receptive_halo(model) for model in models)
     height, width = (int(n) for n in shape)
 
@@ -1018,11 +993,8 @@ def evaluate_fit(
     compared with ``scene.reference``. Without one (a :class:`Scene` without reference or a band
     source): a second model is fitted with ``fit.config`` two scales down, on at most
     ``config.patch_budget`` patches (:func:`fit_sampled`), and scored one scale down against the
-    observed 20 m bands (this second fit is what ``progress`` reports). The model runs on windows of
-    :data:`EVALUATION_TILE` pixels overlapping by its halo (the runtime's tiling): the whole
-    evaluation grid up to :data:`EVALUATION_PIXELS`, else a random sample of whole windows free of
-    no-data (:func:`score_windows`),
-    with the training pair's ``pair`` (:func:`pair_model_for`).
+    observed 20 m bands (this second fit is what ``progress`` reports), with the training pair's ``pair``
+    (:func:`pair_model_for`). The model runs window by window (:func:`score_windows`).
 
     ``evaluation`` chooses, for a scene without a reference, between that second fit
     (``"one-scale-down"``: it tests the transfer across scales, at the cost of a second fit) and a
@@ -1030,8 +1002,7 @@ def evaluate_fit(
     scale down, on a random sample of windows whose network input touches none of its training
     patches; no second fit). ``"auto"`` (default) takes the hold-out when the fit sampled at most half
     of the scene's valid patches (a full tile: 512 of about 450,000) and one such window exists, else
-    the second fit; so every RR-sized scene is scored as before. Scenes with a reference are always
-    scored against it.
+    the second fit. Scenes with a reference are always scored against it.
     """
     if evaluation not in EVALUATIONS:
         raise OptionError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
