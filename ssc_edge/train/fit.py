@@ -321,10 +321,7 @@ def resolve_precision(precision: str) -> str:
 
 
 def minimum_scene_size(config: FitConfig, *, levels: int = 1) -> int:
-    """Smallest fine-grid side, pixels, that yields one training patch ``levels`` scales down.
-
-    The training grid is ``2 ** levels`` times coarser and cropped to a multiple of ``2 ** (levels + 1)``.
-    """
+    """Smallest fine-grid side, pixels, that yields one training patch ``levels`` scales down (:func:`minimum_side`)."""
     return minimum_side(config.patch, levels)
 
 
@@ -419,11 +416,7 @@ def _epoch_function(model, optimizer, inputs, target, batch_size: int, jit_compi
 
 
 def fit_model(
-    inputs: np.ndarray,
-    target: np.ndarray,
-    config: FitConfig | None = None,
-    *,
-    progress: ProgressCallback | None = None,
+    inputs: np.ndarray, target: np.ndarray, config: FitConfig | None = None, *, progress: ProgressCallback | None = None
 ) -> FitResult:
     """Fit SSC-CNN on one (inputs, target) image pair, on all its patches.
 
@@ -436,11 +429,6 @@ def fit_model(
     config : FitConfig, optional
     progress : callable, optional
         ``progress(epoch, epochs, "loss ...")`` after every epoch.
-
-    Returns
-    -------
-    FitResult
-        With the float32 model holding the best weights.
     """
     config = config or FitConfig()
     scale = float(np.max(target))
@@ -475,10 +463,6 @@ def fit_patches(
         ``progress(epoch, epochs, "loss ...")`` after every epoch.
     whole : (inputs, target) of (h, w, C) DN ndarrays, optional
         The whole training pair; needed by the ``"image-loss"`` checkpoint only.
-
-    Returns
-    -------
-    FitResult
     """
     tf = tensorflow()
     config = config or FitConfig()
@@ -818,17 +802,9 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         extra = {} if self.before_stage is None else {"before_stage": self.before_stage.to_dict()}
-        return extra | {
-            "kind": self.kind,
-            "training_set_numbers": self.training_set_numbers,
-            "fit_seconds": self.fit_seconds,
-            "windows": self.windows,
-            "pixels": self.pixels,
-            "sampled": self.sampled,
-            "patches": self.patches,
-            "model": self.model.to_dict(),
-            "bicubic": self.bicubic.to_dict(),
-        }
+        plain = ("kind", "training_set_numbers", "fit_seconds", "windows", "pixels", "sampled", "patches")
+        reports = {"model": self.model.to_dict(), "bicubic": self.bicubic.to_dict()}
+        return extra | {name: getattr(self, name) for name in plain} | reports
 
 
 def _scene_window_pair(scene: Scene, upsampling: str):
