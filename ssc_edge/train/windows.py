@@ -332,16 +332,14 @@ def sample_patches(
             index = (block.rows[0] + ii) * n_cols + (block.cols[0] + jj)
             chosen = reservoir.candidates(index)
             pr, pc = (chosen // n_cols) * stride, (chosen % n_cols) * stride
-            area = (read.bounds[2] - r0) * (read.bounds[3] - c0)
-            if len(chosen) == 0:
-                pass
-            elif whole is None and len(chosen) * (patch + 2 * margin) ** 2 < area:
+            few = len(chosen) * (patch + 2 * margin) ** 2 < (read.bounds[2] - r0) * (read.bounds[3] - c0)
+            if len(chosen) and whole is None and few:
                 # few patches (later windows of a large scene): the pair of each patch and its margin only,
                 # equal bit for bit to the window's (finite kernels), at a fraction of the window's cost
                 tiles = [Tile(int(r), int(c), patch, patch) for r, c in zip(pr, pc, strict=True)]
                 pieces = [_region_pair(read, _bounds(t, margin, grid), t, config, levels, pair) for t in tiles]
                 reservoir.add(chosen, np.stack([p[0] for p in pieces]), np.stack([p[1] for p in pieces]))
-            else:
+            elif len(chosen):
                 inputs, target = whole or _region_pair(read, read.bounds, region, config, levels, pair)
                 pr, pc = pr - region.row, pc - region.col
                 reservoir.add(chosen, _patches(inputs, pr, pc, patch), _patches(target, pr, pc, patch))
