@@ -14,8 +14,8 @@ Steps and what is recorded (``benchmarks/results/full_tile_<label>.{json,md}``, 
    ``benchmarks/_mosaic.py``: the real scenes of ``../shared/data`` mirrored and tiled in 1024 px squares, with
    a no-data wedge (0 DN in every band) over the lower-left corner as on edge-of-swath tiles.
 2. **fit-and-export** (the ``ssc-edge`` command, default settings unless ``--epochs``/``--patches``/
-   ``--fit-args``): wall time and peak RSS of the process; its report's phases (read, fit, evaluate, export),
-   patches drawn and offered, windows, and the report's scores.
+   ``--fit-args``): wall time and peak RSS of the process; its report's phases (read, estimate, fit, evaluate,
+   export, full_resolution, precision_gate), patches drawn and offered, windows, and the report's scores.
 3. **infer** (``ssc-edge infer MODEL FOLDER -o OUT.tif -v`` plus ``--infer-args``): wall time and peak RSS;
    from its log, the time spent reading and building window inputs, in the network and writing (read and
    write run in an I/O thread overlapped with the network); GFLOP/s against the compute floor (FLOPs per
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             if model60 is not None and model60.with_suffix(".json").is_file():
                 fit["sixty"] = _sixty_summary(json.loads(model60.with_suffix(".json").read_text()))
                 # the 60 m report has no phases: its fit, evaluation and export are what the 20 m ones leave
-                twenty = sum(fit["phases_seconds"].values())
+                twenty = sum(v for k, v in fit["phases_seconds"].items() if k != "stage")  # the stage is in "fit"
                 fit["sixty"]["seconds_besides_20m_phases"] = round(fit["seconds"] - twenty, 1)
         else:
             fit["log_tail"] = (args.work / "fit.log").read_text()[-2000:]
@@ -350,7 +350,7 @@ def render(result: dict) -> str:
             f"{fit.get('epochs')} epochs; mean SRE {fit.get('mean_sre')} dB (bicubic {fit.get('bicubic_mean_sre')}) "
             f"[{_evaluation_text(fit.get('evaluation') or {})}] |"
         )
-        for phase in ("read", "estimate", "fit", "evaluate", "export"):
+        for phase in ("read", "estimate", "fit", "stage", "evaluate", "export", "full_resolution", "precision_gate"):
             if phase in phases:
                 lines.append(f"| - {phase} | {phases[phase]} | | |")
     infer = result.get("infer")

@@ -355,9 +355,11 @@ class ExportResult:
     parity : float
         max |Keras - ONNX| / output range.
     phases : dict of str to float
-        Wall time of each step, s: ``"read"`` (opening the scene), ``"fit"`` (drawing the patches and training),
-        ``"evaluate"`` (the report's scores, with its second fit when there is one) and ``"export"`` (conversion,
-        layout timing, parity check, writing).
+        Wall time of each step, s: ``"read"`` (opening the scene), ``"estimate"`` (the registration),
+        ``"fit"`` (drawing the patches and training; ``"stage"``, the full-resolution stage, is part of it),
+        ``"evaluate"`` (the report's scores, with its second fit when there is one), ``"export"`` (conversion,
+        layout timing, parity check) and ``"full_resolution"`` (the report's no-reference indexes); the report's
+        ``phases_seconds`` adds ``"precision_gate"`` (measured while the files are written).
     sample_window : tuple of int
         ``(row, col, height, width)`` of the fine-grid window the layout timing and the parity check ran on;
         empty when they ran on the training pair's input (the 60 m model).
@@ -597,12 +599,13 @@ def _fit_and_export(
         fit, evaluation, layout=layout, scene_sha256=sha, scene_name=scene_name, registration=registration
     )
     result = ExportResult(paths, fit, evaluation, contract, timings, parity, phases, astuple(sample_window))
-    phases["export"] = time.perf_counter() - clock  # the files' writing is added below
-    summary = report_dict(result)
-    summary["full_resolution"] = full_resolution_summary(source, fit, pair=pair)  # no-reference indexes, full scale
+    phases["export"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    full_resolution = full_resolution_summary(source, fit, pair=pair)  # no-reference indexes, full scale
+    phases["full_resolution"] = time.perf_counter() - clock
+    summary = report_dict(result) | {"full_resolution": full_resolution}
     gate = scene_obj if isinstance(scene_obj, Scene) else (lambda: central_scene(source, 2 * GATE_SIZE))
     write_model_files(result, proto, summary, gate_scene=gate, write_keras=write_keras)
-    phases["export"] = time.perf_counter() - clock
     return result
 
 
@@ -634,7 +637,9 @@ def write_model_files(result: ExportResult, proto, summary: dict, *, gate_scene,
     for key, value in result.contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    start = time.perf_counter()
     _add_precision_gate(proto, gate_scene)
+    summary.setdefault("phases_seconds", {})["precision_gate"] = round(time.perf_counter() - start, 2)
     with contextlib.ExitStack() as stack:
         tmp_onnx = stack.enter_context(atomic_output(paths["onnx"]))
         tmp_md = stack.enter_context(atomic_output(paths["markdown"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,14 @@ def test_padding_leaves_aligned_graphs_alone():
 def test_exported_model_is_padded(exported):
     # TINY: width 8 + skip 4 = 12 channels, padded to 16 at export; the parity check passed on it.
     assert _concat_reader_channels(onnx.load(exported.paths["onnx"])) == [16, 16]
+
+
+def test_report_phases_are_disjoint_and_cover_the_run(tmp_path):
+    start = time.perf_counter()
+    result = fit_and_export(demo_scene(size=64), tmp_path / "m.onnx", TINY)
+    wall = time.perf_counter() - start
+    phases = json.loads(result.paths["json"].read_text())["phases_seconds"]
+    steps = {"read", "estimate", "fit", "evaluate", "export", "full_resolution", "precision_gate"}
+    assert steps <= set(phases) <= steps | {"stage"}
+    counted = sum(seconds for name, seconds in phases.items() if name != "stage")  # the stage is part of "fit"
+    assert 0.5 * wall <= counted <= wall  # left out: the output guard, the summary and writing the files
