@@ -226,10 +226,7 @@ def _region_pair(
     images = wald.training_pair(
         Scene(bands=cut), degradation=config.degradation, upsampling=config.upsampling, levels=levels, model=pair
     )
-    crop = (
-        slice(region.row - r0, region.row - r0 + region.height),
-        slice(region.col - c0, region.col - c0 + region.width),
-    )
+    crop = Tile(region.row - r0, region.col - c0, region.height, region.width).slices
     return images.inputs[crop], images.target[crop]
 
 
