@@ -92,6 +92,13 @@ def fit_and_export_command(
             "fit two scales down) or spatial-holdout (the model on training-pair windows clear of its patches)."
         ),
     ] = "auto",
+    score_before_stage: Annotated[
+        bool,
+        typer.Option(
+            help="Also score the fit before the full-resolution stage on the spatial hold-out's windows (the "
+            "report's 'before the stage' figure; a second inference of each window, ~12 s on a full tile)."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, patch order and patch sample.")] = 0,
     stage_iterations: Annotated[
         int | None,
@@ -167,6 +174,7 @@ def fit_and_export_command(
         write_keras=keras_file,
         progress=progress_for("epoch", quiet=quiet),
         evaluation=evaluation,
+        score_before_stage=score_before_stage,
     )
     for result in results.values():
         evaluation = result.evaluation

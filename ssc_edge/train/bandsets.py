@@ -272,12 +272,13 @@ def fit_and_export_bands(
     write_keras: bool = True,
     progress: ProgressCallback | None = None,
     evaluation: str = "auto",
+    score_before_stage: bool = False,
 ) -> dict[str, ExportResult]:
     """Fit and export the 20 m model, the 60 m model, or both (``bands`` = ``"20m"``, ``"60m"``, ``"all"``).
 
     Parameters
     ----------
-    scene, config, force, write_keras, progress, evaluation
+    scene, config, force, write_keras, progress, evaluation, score_before_stage
         As :func:`~ssc_edge.train.export.fit_and_export`.
     output : Path
         ``NAME.onnx``. ``"20m"``: the 20 m model there; ``"60m"``: the 60 m model there; ``"all"``: the 20 m model
@@ -301,7 +302,12 @@ def fit_and_export_bands(
     config = config or FitConfig()
     if bands not in BAND_SETS:
         raise OptionError(f"--bands must be one of {', '.join(BAND_SETS)}, got {bands!r}")
-    options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
+    options = {
+        "write_keras": write_keras,
+        "progress": progress,
+        "evaluation": evaluation,
+        "score_before_stage": score_before_stage,
+    }
     if bands == "20m":  # the 20 m fit alone reads the scene window by window (bounded memory)
         return {"20m": fit_and_export(scene, output, config, force=force, **options)}
     results: dict[str, ExportResult] = {}

@@ -480,6 +480,7 @@ def fit_and_export(
     write_keras: bool = True,
     progress: ProgressCallback | None = None,
     evaluation: str = "auto",
+    score_before_stage: bool = False,
 ) -> ExportResult:
     """Fit SSC-CNN on one scene, evaluate it at reduced resolution, and write the ONNX model and its report.
 
@@ -500,6 +501,9 @@ def fit_and_export(
     evaluation : {"auto", "one-scale-down", "spatial-holdout"}
         How a scene without a reference is scored (:func:`~ssc_edge.train.fit.evaluate_fit`); ``"auto"`` needs no
         second fit on a scene with many more patches than the budget (a full tile).
+    score_before_stage : bool
+        Also score the fit before the full-resolution stage on the spatial hold-out's windows (the report's
+        ``evaluation.before_stage``): a second inference of every window, about 12 s on a full tile; off by default.
 
     Returns
     -------
@@ -516,7 +520,12 @@ def fit_and_export(
     """
     config = config or FitConfig()
     paths = output_paths(output)
-    options = {"write_keras": write_keras, "progress": progress, "evaluation": evaluation}
+    options = {
+        "write_keras": write_keras,
+        "progress": progress,
+        "evaluation": evaluation,
+        "score_before_stage": score_before_stage,
+    }
     clock = time.perf_counter()
     with (  # no output may be the scene, even with force; claimed until renamed: a second writer is refused
         output_guard(written_paths(paths, write_keras=write_keras), inputs=[scene], force=force),
@@ -556,6 +565,7 @@ def _fit_and_export(
     write_keras: bool,
     progress: ProgressCallback | None,
     evaluation: str,
+    score_before_stage: bool = False,
 ) -> ExportResult:
     """:func:`fit_and_export` on an opened scene (``scene`` as the caller gave it, for messages)."""
     phases: dict[str, float] = {}
@@ -582,8 +592,8 @@ def _fit_and_export(
     if config.protocol == "paper":
         fit = fit_model(*training_data(scene_obj, config), config, progress=progress)
     else:
-        # the fit before the stage is kept for the report's spatial hold-out (Evaluation.before_stage)
-        fit = fit_scene(source, config, progress=progress, pair=pair, keep_before_stage=True)
+        # the fit before the stage, when asked, is scored on the spatial hold-out's windows (Evaluation.before_stage)
+        fit = fit_scene(source, config, progress=progress, pair=pair, keep_before_stage=score_before_stage)
     phases["fit"] = time.perf_counter() - clock
     if fit.stage is not None:
         phases["stage"] = fit.stage["seconds"]

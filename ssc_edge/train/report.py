@@ -123,6 +123,20 @@ def _patch_text(fit: dict[str, Any]) -> str:
     )
 
 
+def _stage_text(fit: dict[str, Any]) -> str:
+    """One sentence on the full-resolution stage: its steps, kernel, time and its guard's two scores."""
+    stage = fit.get("full_resolution_stage")
+    if not stage:
+        return "No full-resolution stage."
+    before, after = stage["one_scale_down_sre"]
+    verdict = "kept" if stage["kept"] else "undone (it broke the fit one scale down)"
+    return (
+        f"Full-resolution stage: {stage['iterations']} steps, {stage['kernel']} kernel, {stage['seconds']:.1f} s, "
+        f"{verdict}; on its crop's training pair one scale down the model scored {before:.2f} dB before it and "
+        f"{after:.2f} dB after (the stage aims at the full scale and may cost a few tenths of a dB there)."
+    )
+
+
 def _evaluation_extent(evaluation: dict[str, Any]) -> str:
     """Where the scores come from: the whole grid, or a sample of windows."""
     pixels, windows = evaluation.get("pixels", 0), evaluation.get("windows", 1)
@@ -225,7 +239,7 @@ Scene `{summary["scene"]}` (sha256 `{summary["scene_sha256"] or "n/a: generated"
 {config["learning_rate"]:g} | {config["batch_size"]} | {config["patch"]}/{config["stride"]} | \
 {config["degradation"]} | {config["precision"]} |
 
-{_patch_text(fit)}
+{_patch_text(fit)} {_stage_text(fit)}
 
 Architecture: `{config["model"]}`.
 {_registration_text(summary.get("registration") or {}, config)}

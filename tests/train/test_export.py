@@ -172,3 +172,27 @@ def test_report_phases_are_disjoint_and_cover_the_run(tmp_path):
     assert steps <= set(phases) <= steps | {"stage"}
     counted = sum(seconds for name, seconds in phases.items() if name != "stage")  # the stage is part of "fit"
     assert 0.5 * wall <= counted <= wall  # left out: the output guard, the summary and writing the files
+
+
+def test_the_model_before_the_stage_is_scored_only_when_asked(tmp_path):
+    """A spatial hold-out scores the staged model alone by default (one inference per window); with
+    ``score_before_stage`` the report also holds the fit the stage started from, scored on the same windows, and
+    both reports say what the stage did on its own crop."""
+    from ssc_edge.scene import Scene
+
+    big = Scene(bands=demo_scene(size=384, seed=2).bands)  # no reference: 529 patches one scale down
+    config = FitConfig(epochs=1, model=ModelConfig(width=8, skip_width=4), patch_budget=24, precision="float32",
+                       stage_iterations=3)  # fmt: skip
+    plain = fit_and_export(big, tmp_path / "plain.onnx", config, write_keras=False)
+    both = fit_and_export(big, tmp_path / "both.onnx", config, write_keras=False, score_before_stage=True)
+    assert plain.evaluation.kind == both.evaluation.kind == "spatial-holdout"
+    assert plain.fit.before_stage is None and plain.evaluation.before_stage is None
+    assert "before_stage" not in json.loads(plain.paths["json"].read_text())["evaluation"]
+    assert both.evaluation.before_stage is not None
+    assert both.evaluation.model.mean_sre == plain.evaluation.model.mean_sre  # same seed, same fit, same windows
+    for result in (plain, both):
+        guard = result.fit.stage["one_scale_down_sre"]
+        text = result.paths["markdown"].read_text()
+        assert f"scored {guard[0]:.2f} dB before it and {guard[1]:.2f} dB after" in text
+    assert "Before the full-resolution stage" in both.paths["markdown"].read_text()
+    assert "Before the full-resolution stage" not in plain.paths["markdown"].read_text()
