@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 from typing import Any
@@ -17,6 +16,7 @@ from ..metrics import QualityReport
 from ..nodata import fill_nearest, measured
 from ..quality import FullResolutionQuality, format_full_resolution_table, full_resolution_quality, pair_degradation
 from ..registration import RegistrationEstimate
+from ..runtime.hardware import cpu_name
 from .fit import predict_tiled
 from .windows import scene_source
 
@@ -38,11 +38,8 @@ _KIND_TEXT = {
 
 def machine_info() -> dict[str, Any]:
     """CPU model, logical cores available to this process, OS and Python, for reports."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "system": platform.platform(), "python": platform.python_version()}
+    return {"cpu": cpu_name(), "cores": cores, "system": platform.platform(), "python": platform.python_version()}
 
 
 def _registration_text(registration: dict, config: dict) -> str:
