@@ -29,6 +29,7 @@ SCHEDULES = {
     "base200": {"epochs": 200, "batch_size": 64},
     "b16_e50": {"epochs": 50, "batch_size": 16, "ema": 0.93},
     "b32_e100": {"epochs": 100, "batch_size": 32, "ema": 0.96},
+    "b8_e25": {"epochs": 25, "batch_size": 8, "ema": 0.85},  # the default's optimizer steps at half its samples
     "e70_lr1.5e-3_cosine_ema0.9": {
         "epochs": 70, "batch_size": 64, "learning_rate": 1.5e-3, "lr_schedule": "cosine", "ema": 0.9,
     },
