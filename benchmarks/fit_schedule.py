@@ -24,16 +24,25 @@ sys.path.insert(0, str(REPO))
 
 import full_resolution_stage as frb  # noqa: E402
 
-#: name -> FitConfig fields (all without the stage). ``ema`` keeps 0.98 per 64-patch epoch where it is per step.
+#: name -> FitConfig fields (all without the stage). ``ema`` keeps 0.98 per 64-patch epoch where it is per step;
+#: ``ema_start`` 0 (the average from the first step) is how every schedule but the ``start1/3`` ones was measured.
 SCHEDULES = {
-    "base200": {"epochs": 200, "batch_size": 64},
-    "b16_e50": {"epochs": 50, "batch_size": 16, "ema": 0.93},
-    "b32_e100": {"epochs": 100, "batch_size": 32, "ema": 0.96},
-    "b8_e25": {"epochs": 25, "batch_size": 8, "ema": 0.85},  # the default's optimizer steps at half its samples
+    "base200": {"epochs": 200, "batch_size": 64, "ema_start": 0},
+    "b16_e50": {"epochs": 50, "batch_size": 16, "ema": 0.93, "ema_start": 0},
+    "b32_e100": {"epochs": 100, "batch_size": 32, "ema": 0.96, "ema_start": 0},
+    # the default stopped early, at epoch 30 or 40 (the same run up to there: constant learning rate, same seed)
+    "b16_e30": {"epochs": 30, "batch_size": 16, "ema": 0.93, "ema_start": 0},
+    "b16_e40": {"epochs": 40, "batch_size": 16, "ema": 0.93, "ema_start": 0},
+    # the average starting over after a third of the epochs (the default since 2026-12-08)
+    "b16_e30_start1/3": {"epochs": 30, "batch_size": 16, "ema": 0.93, "ema_start": 1 / 3},
+    "b16_e40_start1/3": {"epochs": 40, "batch_size": 16, "ema": 0.93, "ema_start": 1 / 3},
+    "b16_e50_start1/3": {"epochs": 50, "batch_size": 16, "ema": 0.93, "ema_start": 1 / 3},
+    # the default's optimizer steps at half its samples
+    "b8_e25": {"epochs": 25, "batch_size": 8, "ema": 0.85, "ema_start": 0},
     "e70_lr1.5e-3_cosine_ema0.9": {
-        "epochs": 70, "batch_size": 64, "learning_rate": 1.5e-3, "lr_schedule": "cosine", "ema": 0.9,
+        "epochs": 70, "batch_size": 64, "learning_rate": 1.5e-3, "lr_schedule": "cosine", "ema": 0.9, "ema_start": 0,
     },
-    "e70_lr1e-3_ema0.95": {"epochs": 70, "batch_size": 64, "learning_rate": 1e-3, "ema": 0.95},
+    "e70_lr1e-3_ema0.95": {"epochs": 70, "batch_size": 64, "learning_rate": 1e-3, "ema": 0.95, "ema_start": 0},
     "e60_lr2e-3_cosine_noema": {
         "epochs": 60, "batch_size": 64, "learning_rate": 2e-3, "lr_schedule": "cosine", "ema": 0.0,
     },

@@ -76,6 +76,14 @@ def fit_and_export_command(
             show_default=False,
         ),
     ] = None,
+    ema_start: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the epochs after which the weight average starts over (0: from the first step). "
+            "Default: 1/3.",
+            show_default=False,
+        ),
+    ] = None,
     patches: Annotated[
         int | None,
         typer.Option(
@@ -154,6 +162,7 @@ def fit_and_export_command(
         augment=augment,
         checkpoint=checkpoint,
         ema=ema,
+        ema_start=ema_start,
         stage_iterations=stage_iterations,
         stage_kernel=stage_kernel,
         model=ModelConfig(

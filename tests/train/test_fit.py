@@ -401,3 +401,23 @@ def test_each_protocol_has_its_own_defaults_and_an_option_given_as_none_keeps_th
     assert FitConfig.for_protocol("heldout", stage_iterations=0).stage_iterations == 0
     with pytest.raises(OptionError, match="protocol must be one of"):
         FitConfig.for_protocol("cheat")
+
+
+def test_the_weight_average_starts_over_after_ema_start_of_the_epochs(scene):
+    """One Adam step per epoch (9 patches, batch 64): restarted at epoch 3 (2/3 of 3 epochs), the average is the
+    weights after epoch 2 carried one step with Keras' own momentum; without a restart it also holds epoch 1's."""
+    config = FitConfig(epochs=1, model=TINY, precision="float32")
+    inputs, target = training_data(scene, config)
+    plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY, ema=0, precision="float32")) for k in (1, 2, 3)]
+    w1, w2, w3 = (fit.model.get_weights() for fit in plain)
+    decay = 0.8
+    late = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, ema=decay, ema_start=2 / 3, precision="float32"))
+    whole = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, ema=decay, ema_start=0, precision="float32"))
+    for got, b, c in zip(late.model.get_weights(), w2, w3, strict=True):
+        np.testing.assert_allclose(got, decay * b + (1 - decay) * c, rtol=0, atol=1e-6)
+    expected = [decay * (decay * a + (1 - decay) * b) + (1 - decay) * c for a, b, c in zip(w1, w2, w3, strict=True)]
+    for got, want in zip(whole.model.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert late.history == whole.history == plain[2].history  # the restart changes the average, not the training
+    with pytest.raises(OptionError, match=r"ema_start must be in \[0, 1\)"):
+        FitConfig(ema_start=1.0)
