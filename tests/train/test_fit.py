@@ -126,12 +126,18 @@ def test_cosine_schedule_changes_the_fit_and_is_reproducible(scene):
     assert a.history != fit_model(inputs, target, FitConfig(epochs=3, model=TINY, precision="float32")).history
 
 
-def test_ema_keeps_the_moving_average_of_the_epoch_weights(scene):
-    # 9 patches, batch 64: one Adam step per epoch, so the per-step momentum is the per-epoch decay.
-    # The plain fits share the EMA fit's trajectory (same seed); their losses fall, so each keeps its last epoch.
-    config = FitConfig(epochs=1, model=TINY, precision="float32")
-    inputs, target = training_data(scene, config)
+@pytest.fixture(scope="module")
+def epoch_fits(scene):
+    """``(inputs, target, [plain fits of 1, 2, 3 epochs])``: 9 patches at batch 64, one Adam step per epoch, so the
+    per-step momentum of an average is its per-epoch decay. The plain fits (no average) share an averaged fit's
+    trajectory (same seed); their losses fall, so each keeps its last epoch."""
+    inputs, target = training_data(scene, FitConfig(epochs=1, model=TINY, precision="float32"))
     plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY, ema=0, precision="float32")) for k in (1, 2, 3)]
+    return inputs, target, plain
+
+
+def test_ema_keeps_the_moving_average_of_the_epoch_weights(epoch_fits):
+    inputs, target, plain = epoch_fits
     assert [fit.best_epoch for fit in plain] == [1, 2, 3]
     w1, w2, w3 = (fit.model.get_weights() for fit in plain)
     decay = 0.8
@@ -403,12 +409,10 @@ def test_each_protocol_has_its_own_defaults_and_an_option_given_as_none_keeps_th
         FitConfig.for_protocol("cheat")
 
 
-def test_the_weight_average_starts_over_after_ema_start_of_the_epochs(scene):
-    """One Adam step per epoch (9 patches, batch 64): restarted at epoch 3 (2/3 of 3 epochs), the average is the
-    weights after epoch 2 carried one step with Keras' own momentum; without a restart it also holds epoch 1's."""
-    config = FitConfig(epochs=1, model=TINY, precision="float32")
-    inputs, target = training_data(scene, config)
-    plain = [fit_model(inputs, target, FitConfig(epochs=k, model=TINY, ema=0, precision="float32")) for k in (1, 2, 3)]
+def test_the_weight_average_starts_over_after_ema_start_of_the_epochs(epoch_fits):
+    """One Adam step per epoch: restarted at epoch 3 (2/3 of 3 epochs), the average is the weights after epoch 2
+    carried one step with Keras' own momentum; without a restart it also holds epoch 1's."""
+    inputs, target, plain = epoch_fits
     w1, w2, w3 = (fit.model.get_weights() for fit in plain)
     decay = 0.8
     late = fit_model(inputs, target, FitConfig(epochs=3, model=TINY, ema=decay, ema_start=2 / 3, precision="float32"))
